@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The test command: set-up, then the whole suite (unit, property and integration tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,34 @@
+"""The output contract: one segment-change event per move of one customer into or out of a segment."""
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+import msgspec
+
+from .timeutil import format_rfc3339
+
+
+class SegmentChange(msgspec.Struct, frozen=True, gc=False):
+    change_id: str
+    customer_id: str
+    segment: str
+    change: Literal["entered", "exited"]
+    at: str
+    cause: Literal["event", "time"]
+    event_id: str | None
+    definition_version: int
+
+
+def make_change(customer_id: str, segment: str, entered: bool, at: int,
+                event_id: str | None, definition_version: int) -> SegmentChange:
+    """The id hashes everything that makes the transition what it is, so a worker that retries after
+    a crash republishes the very same id and consumers can drop the duplicate."""
+    change = "entered" if entered else "exited"
+    key = "\x1f".join((customer_id, segment, change, str(at), event_id or "", str(definition_version)))
+    change_id = hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
+    return SegmentChange(change_id, customer_id, segment, change, format_rfc3339(at),
+                         "event" if event_id is not None else "time", event_id, definition_version)
+
+
+encode_change = msgspec.json.Encoder().encode

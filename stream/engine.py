@@ -1,0 +1,170 @@
+"""The engine: pure, deterministic segment evaluation. No sockets, no files, no clock of its own.
+
+    apply(event)  folds one event into its customer's state, re-evaluates the segments that read
+                  what the event changed, and reports the moves (after firing timers due by then);
+    advance(now)  moves stream time forward, firing due timers in deadline order.
+
+Stream time ("now") is the largest `occurred_at` applied so far; a late event is folded and
+evaluated at now. A time-driven move happens at the exact instant its condition flips, with that
+instant as its `at`. Drivers own I/O and decide when to call advance (end of a replay, an idle
+Kafka partition). Same calls, same changes, byte for byte.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Protocol
+
+from . import events as ev
+from .changes import SegmentChange, make_change
+from .fold import Folder
+from .rules import Catalog, Segment
+from .state import DEDUP_WINDOW, CustomerState
+from .timers import TimerIndex
+from .timeutil import from_datetime
+
+_BEFORE_TIME = -(1 << 62)
+_DEDUP_SLACK = DEDUP_WINDOW >> 3     # prune applied ids once the oldest is this far past expiry
+
+
+class StateStore(Protocol):
+    """Where customer states live. The engine mutates a state it got, then puts it back, so a
+    write-back store learns what became dirty."""
+
+    def get(self, customer_id: str) -> CustomerState | None: ...
+    def put(self, customer_id: str, state: CustomerState) -> None: ...
+    def delete(self, customer_id: str) -> None: ...
+
+
+class MemoryStore(dict):
+    """The in-process store for replays and tests."""
+    put = dict.__setitem__
+
+    def delete(self, customer_id: str) -> None:
+        self.pop(customer_id, None)
+
+
+@dataclass
+class Stats:
+    applied: int = 0
+    duplicates: int = 0
+    late: int = 0
+    erased: int = 0
+    timers_fired: int = 0
+    changes: int = 0
+
+
+class Engine:
+    def __init__(self, catalog: Catalog, store: StateStore | None = None):
+        self.catalog = catalog
+        self.store: StateStore = store if store is not None else MemoryStore()
+        self.timers = TimerIndex()
+        self.now = _BEFORE_TIME
+        self.stats = Stats()
+        self._folds = Folder(catalog.streams).folds
+        self._affected = catalog.affected
+        self._all = tuple(catalog.segments)
+
+    def restore(self, states: Iterable[tuple[str, CustomerState]], now: int | None = None) -> None:
+        """Rebuild the timer index from stored states (timers live in the state, so they survive
+        restarts and partition moves) and resume stream time."""
+        for customer_id, state in states:
+            self.timers.set(customer_id, state.deadline())
+        if now is not None:
+            self.now = max(self.now, now)
+
+    def advance(self, now: int, out: list[SegmentChange] | None = None) -> list[SegmentChange]:
+        """Fire every timer due at or before `now`, in deadline order; stream time becomes `now`."""
+        out = [] if out is None else out
+        self._fire_until(now, out)
+        if now > self.now:
+            self.now = now
+        return out
+
+    def apply(self, event: ev.Event, out: list[SegmentChange] | None = None) -> list[SegmentChange]:
+        out = [] if out is None else out
+        t = from_datetime(event.occurred_at)
+        if t > self.now:
+            self._fire_until(t, out)     # timers due at or before the event fire first
+            self.now = t
+        elif t < self.now:
+            self.stats.late += 1
+        now = self.now
+        customer_id = event.customer_id
+        store = self.store
+        st = store.get(customer_id)
+
+        if type(event) is ev.CustomerErased:
+            if st is not None:
+                self._erase(customer_id, st, now, event.event_id, out)
+            self.stats.applied += 1
+            return out
+
+        if st is None:
+            st = CustomerState(first_seen=t, last_seen=t)
+            segments = self._all         # a new customer may already satisfy any segment
+        else:
+            seen = st.seen
+            before = seen.pop(event.event_id, None)
+            if before is not None and now - before < DEDUP_WINDOW:
+                seen[event.event_id] = before
+                self.stats.duplicates += 1
+                return out
+            if now - next(iter(seen.values()), now) >= DEDUP_WINDOW + _DEDUP_SLACK:
+                st.seen = {k: v for k, v in seen.items() if now - v < DEDUP_WINDOW}
+            if t > st.last_seen:
+                st.last_seen = t
+            elif t < st.first_seen:
+                st.first_seen = t
+            segments = self._affected[type(event)]
+        st.seen[event.event_id] = now
+        self._folds[type(event)](st, event, t, now)
+        self.stats.applied += 1
+        if segments:
+            self._evaluate(customer_id, st, segments, now, event.event_id, out)
+        store.put(customer_id, st)
+        return out
+
+    def _evaluate(self, customer_id: str, st: CustomerState, segments: Iterable[Segment], now: int,
+                  event_id: str | None, out: list[SegmentChange]) -> None:
+        member, timers = st.member, st.timers
+        for seg in segments:
+            holds, flip = seg.test(st, now)
+            name = seg.name
+            if holds != (name in member):
+                if holds:
+                    member[name] = now
+                else:
+                    del member[name]
+                out.append(make_change(customer_id, name, holds, now, event_id, seg.version))
+                self.stats.changes += 1
+            if flip is None:
+                timers.pop(name, None)
+            else:
+                timers[name] = flip
+        self.timers.set(customer_id, min(timers.values()) if timers else None)
+
+    def _fire_until(self, limit: int, out: list[SegmentChange]) -> None:
+        by_name = self.catalog.by_name
+        while (due := self.timers.pop_due(limit)) is not None:
+            deadline, customer_id = due
+            st = self.store.get(customer_id)
+            if st is None:
+                continue
+            segments = [by_name[name] for name, at in sorted(st.timers.items())
+                        if at <= deadline and name in by_name]
+            self.stats.timers_fired += 1
+            self._evaluate(customer_id, st, segments, deadline, None, out)
+            self.store.put(customer_id, st)
+
+    def _erase(self, customer_id: str, st: CustomerState, now: int, event_id: str,
+               out: list[SegmentChange]) -> None:
+        """Right to be forgotten: leave every segment (caused by the erasure), then drop the state,
+        its timers and its de-duplication memory."""
+        by_name = self.catalog.by_name
+        for name in sorted(st.member):
+            version = by_name[name].version if name in by_name else 1
+            out.append(make_change(customer_id, name, False, now, event_id, version))
+            self.stats.changes += 1
+        self.store.delete(customer_id)
+        self.timers.set(customer_id, None)
+        self.stats.erased += 1

@@ -1,0 +1,138 @@
+"""The input event contract: one msgspec Struct per event type, decoded and validated in one pass.
+
+schemas/*.schema.json publish the same contract as JSON Schema; tests/test_contract.py keeps the two
+in step. Unknown extra fields are ignored so producers can evolve without breaking consumers.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+from typing import Annotated, Any, Union
+
+import msgspec
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+Amount = Annotated[float, msgspec.Meta(ge=0)]
+# A timestamp without an offset is ambiguous across a marketplace's time zones: reject it.
+Instant = Annotated[_dt.datetime, msgspec.Meta(tz=True)]
+Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+CustomValue = Union[str, int, float, bool]
+
+
+class Event(msgspec.Struct, tag_field="type", frozen=True, gc=False):
+    event_id: NonEmpty
+    customer_id: NonEmpty
+    occurred_at: Instant
+
+
+class OrderItem(msgspec.Struct, frozen=True, gc=False):
+    product_id: NonEmpty
+    quantity: Annotated[int, msgspec.Meta(ge=1)]
+    price: Amount
+    category: NonEmpty | None = None
+
+
+class OrderPlaced(Event, tag="order_placed"):
+    order_id: NonEmpty
+    total: Amount
+    currency: Currency
+    items: list[OrderItem]
+    city: NonEmpty | None = None
+    country: NonEmpty | None = None
+
+
+class OrderPaid(Event, tag="order_paid"):
+    order_id: NonEmpty
+    amount: Amount
+
+
+class OrderCancelled(Event, tag="order_cancelled"):
+    order_id: NonEmpty
+
+
+class ProductViewed(Event, tag="product_viewed"):
+    product_id: NonEmpty
+    category: NonEmpty
+    session_id: str | None = None
+
+
+class CartUpdated(Event, tag="cart_updated"):
+    cart_id: NonEmpty
+    value: Amount
+    items: list[Any]
+
+
+class CartAbandoned(Event, tag="cart_abandoned"):
+    cart_id: NonEmpty
+    value: Amount
+
+
+class Attributes(msgspec.Struct, frozen=True, gc=False):
+    # UNSET (absent) leaves a profile field as it is; an explicit null clears it.
+    city: str | None | msgspec.UnsetType = msgspec.UNSET
+    country: str | None | msgspec.UnsetType = msgspec.UNSET
+    birth_date: _dt.date | None | msgspec.UnsetType = msgspec.UNSET
+    gender: str | None | msgspec.UnsetType = msgspec.UNSET
+    email_opt_in: bool | None | msgspec.UnsetType = msgspec.UNSET
+    custom: dict[str, CustomValue] | msgspec.UnsetType = msgspec.UNSET
+
+
+class CustomerUpdated(Event, tag="customer_updated"):
+    attributes: Attributes
+
+
+class CustomerErased(Event, tag="customer_erased"):
+    pass
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in (OrderPlaced, OrderPaid, OrderCancelled, ProductViewed, CartUpdated,
+                CartAbandoned, CustomerUpdated, CustomerErased)
+}
+AnyEvent = Union[tuple(EVENT_TYPES.values())]  # type: ignore[valid-type]
+
+
+class DeadLetter(msgspec.Struct, frozen=True, gc=False):
+    """A message that could not become an event: why, and the original bytes, untouched."""
+    reason: str
+    raw: bytes
+
+    def to_json_line(self, **where: Any) -> bytes:
+        """One JSON line: the reason, where it came from, and the original bytes (text when they are
+        UTF-8, base64 otherwise, so nothing is lost either way)."""
+        record: dict[str, Any] = {"reason": self.reason, **where}
+        try:
+            record["raw"] = self.raw.decode("utf-8")
+        except UnicodeDecodeError:
+            record["raw_base64"] = base64.b64encode(self.raw).decode("ascii")
+        return msgspec.json.encode(record) + b"\n"
+
+
+class Decoder:
+    """bytes -> Event | DeadLetter. Never raises for bad input: a partition must keep moving."""
+
+    def __init__(self, max_bytes: int = 1 << 20):
+        self._decode = msgspec.json.Decoder(AnyEvent).decode
+        self.max_bytes = max_bytes
+
+    def decode(self, raw: bytes) -> Event | DeadLetter:
+        if len(raw) > self.max_bytes:
+            return DeadLetter(f"message of {len(raw)} bytes is over the {self.max_bytes}-byte limit", bytes(raw))
+        try:
+            return self._decode(raw)
+        except msgspec.ValidationError as exc:
+            return DeadLetter(_explain(str(exc)), bytes(raw))
+        except msgspec.DecodeError as exc:
+            return DeadLetter(f"not JSON: {exc}", bytes(raw))
+
+
+def _explain(message: str) -> str:
+    """msgspec's messages name the JSON path already; only the tag errors need translating."""
+    if message.startswith("Object missing required field `type`"):
+        return "invalid event: no `type` field"
+    if message.startswith("Invalid value") and message.endswith("at `$.type`"):
+        return f"unknown event type: {message.split(' - ')[0][len('Invalid value '):]}; known types: {', '.join(EVENT_TYPES)}"
+    if message.startswith("Expected `object`") and "at `$" not in message:
+        return f"invalid event: {message} (an event is a JSON object)"
+    return f"invalid event: {message}"

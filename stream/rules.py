@@ -1,0 +1,530 @@
+"""Segment definitions: YAML data, validated on load, compiled once into predicates.
+
+A compiled condition is a function `(state, now) -> (holds, next_flip)`: whether it holds at `now`,
+and the earliest instant after `now` at which it could change with no new event (None if never).
+The engine keeps the smallest `next_flip` of a customer's segments as that customer's timer, which
+is how "no order for 60 days" moves a customer on the day with no event arriving.
+
+`next_flip` may be early (a composite reports the first instant any part could flip; the engine
+re-evaluates then and finds nothing changed), but never late: every real flip is reported.
+
+Each condition also knows which groups of state fields it reads (`reads`); an event re-evaluates
+only the segments that read a group its type changes (see CHANGED_BY).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from . import events as ev
+from .state import CustomerState
+from .timeutil import DAY, parse_duration, parse_rfc3339
+
+Test = Callable[[CustomerState, int], "tuple[bool, int | None]"]
+
+# Which state field groups each event type can change. "seen" (first/last seen) changes with any
+# applied event; erasure is handled by the engine (every segment is exited).
+CHANGED_BY: dict[type, frozenset[str]] = {
+    ev.OrderPlaced: frozenset({"placed", "profile", "seen"}),
+    ev.OrderPaid: frozenset({"paid", "seen"}),
+    ev.OrderCancelled: frozenset({"paid", "seen"}),
+    ev.ProductViewed: frozenset({"views", "seen"}),
+    ev.CartUpdated: frozenset({"cart", "seen"}),
+    ev.CartAbandoned: frozenset({"cart", "seen"}),
+    ev.CustomerUpdated: frozenset({"profile", "seen"}),
+}
+
+
+class DefinitionError(ValueError):
+    """Every problem found in a segments file, each naming its segment and where in it."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid segment definitions:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class Attr:
+    name: str
+    kind: str            # number | time | string | date | bool | set | any
+    group: str           # state field group it reads
+    get: Callable[[CustomerState], Any]
+
+
+def _average(st: CustomerState) -> float | None:
+    return st.paid_total / st.paid_count if st.paid_count else None
+
+
+ATTRS: dict[str, Attr] = {a.name: a for a in (
+    Attr("paid_orders", "number", "paid", lambda st: st.paid_count),
+    Attr("paid_total", "number", "paid", lambda st: st.paid_total),
+    Attr("average_order_value", "number", "paid", _average),
+    Attr("first_paid_at", "time", "paid", lambda st: st.first_paid),
+    Attr("last_paid_at", "time", "paid", lambda st: st.last_paid),
+    Attr("orders_placed", "number", "placed", lambda st: st.orders_placed),
+    Attr("last_order_placed_at", "time", "placed", lambda st: st.last_placed),
+    Attr("categories_bought", "set", "placed", lambda st: st.categories_bought),
+    Attr("cart_updated_at", "time", "cart", lambda st: st.cart_updated_at),
+    Attr("cart_value", "number", "cart", lambda st: st.cart_value),
+    Attr("last_cart_abandoned_at", "time", "cart", lambda st: st.abandoned_at),
+    Attr("last_cart_abandoned_value", "number", "cart", lambda st: st.abandoned_value),
+    Attr("last_viewed_at", "time", "views", lambda st: st.last_viewed),
+    Attr("first_seen_at", "time", "seen", lambda st: st.first_seen),
+    Attr("last_seen_at", "time", "seen", lambda st: st.last_seen),
+    Attr("city", "string", "profile", lambda st: st.city),
+    Attr("country", "string", "profile", lambda st: st.country),
+    Attr("gender", "string", "profile", lambda st: st.gender),
+    Attr("birth_date", "date", "profile", lambda st: st.birth_date),
+    Attr("email_opt_in", "bool", "profile", lambda st: st.email_opt_in),
+)}
+
+# Windowed counts: which events feed a stream, how the item key is read, and the group it changes.
+STREAM_EVENTS = {"product_viewed": "views", "order_placed": "placed"}
+STREAM_KEYS = ("product", "category")
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Recent times of one event kind per item, kept just deep and long enough for the rules."""
+    event: str        # product_viewed | order_placed
+    per: str          # product | category
+    keep: int         # times kept per item: the largest at_least that reads this stream
+    horizon: int      # times older than this (relative to now) can never count again
+
+    @property
+    def name(self) -> str:
+        return f"{self.event}:{self.per}"
+
+
+@dataclass
+class Segment:
+    name: str
+    version: int
+    description: str
+    test: Test
+    reads: frozenset[str]
+    definition: dict[str, Any]
+
+
+@dataclass
+class Catalog:
+    segments: list[Segment]
+    streams: list[Stream]
+    source: str
+    by_name: dict[str, Segment] = field(init=False)
+    affected: dict[type, tuple[Segment, ...]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.segments.sort(key=lambda s: s.name)   # evaluation (and so output) order is by name
+        self.by_name = {s.name: s for s in self.segments}
+        self.affected = {etype: tuple(s for s in self.segments if s.reads & groups)
+                         for etype, groups in CHANGED_BY.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading and validation
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+_SEGMENT_KEYS = {"when", "description", "version"}
+
+
+def default_catalog_path() -> Path:
+    return Path(str(resources.files("stream").joinpath("catalog.yaml")))
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    path = Path(path) if path is not None else default_catalog_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DefinitionError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    return parse_catalog(text, source=str(path))
+
+
+def parse_catalog(text: str, source: str = "<string>") -> Catalog:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DefinitionError([f"{source}: not valid YAML: {exc}"]) from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("segments"), dict) or not doc["segments"]:
+        raise DefinitionError([f"{source}: expected a mapping with a non-empty `segments:` mapping of name -> definition"])
+    extra = set(doc) - {"segments"}
+    problems = [f"{source}: unknown top-level key(s): {', '.join(sorted(map(str, extra)))}"] if extra else []
+    compiler = _Compiler()
+    segments = []
+    for name, definition in doc["segments"].items():
+        try:
+            segments.append(compiler.segment(str(name), definition))
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise DefinitionError(problems)
+    return Catalog(segments, compiler.streams(), source)
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self._streams: dict[tuple[str, str], tuple[int, int]] = {}
+
+    def streams(self) -> list[Stream]:
+        return [Stream(e, p, keep, horizon) for (e, p), (keep, horizon) in sorted(self._streams.items())]
+
+    def _need_stream(self, event: str, per: str, keep: int, horizon: int) -> None:
+        old_keep, old_horizon = self._streams.get((event, per), (0, 0))
+        self._streams[(event, per)] = (max(old_keep, keep), max(old_horizon, horizon))
+
+    def segment(self, name: str, definition: Any) -> Segment:
+        where = f"segment {name!r}"
+        if not _NAME.match(name):
+            raise DefinitionError([f"{where}: a name is lower-case letters, digits and '-', starting with a letter or digit, at most 64 characters"])
+        if not isinstance(definition, dict):
+            raise DefinitionError([f"{where}: expected a mapping with `when:` (and optional description, version)"])
+        problems = []
+        unknown = set(definition) - _SEGMENT_KEYS
+        if unknown:
+            problems.append(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(_SEGMENT_KEYS))}")
+        version = definition.get("version", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            problems.append(f"{where}: version must be a whole number >= 1, got {version!r}")
+        description = definition.get("description", "")
+        if not isinstance(description, str):
+            problems.append(f"{where}: description must be text")
+        if "when" not in definition:
+            problems.append(f"{where}: missing `when:` condition")
+            raise DefinitionError(problems)
+        try:
+            test, reads = self.condition(definition["when"], f"{where}: when")
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+        if problems:
+            raise DefinitionError(problems)
+        return Segment(name, version, description, test, reads, definition)
+
+    def condition(self, node: Any, where: str) -> tuple[Test, frozenset[str]]:
+        if not isinstance(node, dict) or len(node) != 1:
+            raise DefinitionError([f"{where}: a condition is a mapping with exactly one key (all, any, not, repeated, or an attribute); got {node!r}"])
+        (key, arg), = node.items()
+        key = str(key)
+        if key in ("all", "any"):
+            if not isinstance(arg, list) or not arg:
+                raise DefinitionError([f"{where}.{key}: expected a non-empty list of conditions"])
+            parts, problems = [], []
+            for i, child in enumerate(arg):
+                try:
+                    parts.append(self.condition(child, f"{where}.{key}[{i}]"))
+                except DefinitionError as exc:
+                    problems.extend(exc.problems)
+            if problems:
+                raise DefinitionError(problems)
+            tests = tuple(t for t, _ in parts)
+            reads = frozenset().union(*(r for _, r in parts))
+            return (_all(tests) if key == "all" else _any(tests)), reads
+        if key == "not":
+            test, reads = self.condition(arg, f"{where}.not")
+            return _not(test), reads
+        if key == "repeated":
+            return self.repeated(arg, f"{where}.repeated")
+        return self.attribute(key, arg, where)
+
+    def repeated(self, arg: Any, where: str) -> tuple[Test, frozenset[str]]:
+        allowed = {"event", "per", "at_least", "within", "without_order_within"}
+        if not isinstance(arg, dict):
+            raise DefinitionError([f"{where}: expected a mapping with event, per, at_least, within"])
+        problems = []
+        if set(arg) - allowed:
+            problems.append(f"{where}: unknown key(s) {', '.join(sorted(map(str, set(arg) - allowed)))}; allowed: {', '.join(sorted(allowed))}")
+        event, per, at_least = arg.get("event"), arg.get("per", "product"), arg.get("at_least")
+        if event not in STREAM_EVENTS:
+            problems.append(f"{where}.event: one of {', '.join(STREAM_EVENTS)}; got {event!r}")
+        if per not in STREAM_KEYS:
+            problems.append(f"{where}.per: one of {', '.join(STREAM_KEYS)}; got {per!r}")
+        if not isinstance(at_least, int) or isinstance(at_least, bool) or not 1 <= at_least <= 100:
+            problems.append(f"{where}.at_least: a whole number from 1 to 100; got {at_least!r}")
+        window = without = None
+        try:
+            window = parse_duration(arg.get("within"))
+        except ValueError as exc:
+            problems.append(f"{where}.within: {exc}")
+        if "without_order_within" in arg:
+            try:
+                without = parse_duration(arg["without_order_within"])
+            except ValueError as exc:
+                problems.append(f"{where}.without_order_within: {exc}")
+        if problems:
+            raise DefinitionError(problems)
+        self._need_stream(event, per, at_least, window)
+        reads = {STREAM_EVENTS[event]}
+        if without is not None:
+            self._need_stream("order_placed", per, 1, without)
+            reads.add("placed")
+        return _repeated(f"{event}:{per}", at_least, window, f"order_placed:{per}", without), frozenset(reads)
+
+    def attribute(self, name: str, ops: Any, where: str) -> tuple[Test, frozenset[str]]:
+        if name.startswith("custom."):
+            key = name[len("custom."):]
+            if not key:
+                raise DefinitionError([f"{where}: `custom.` needs a field name, like custom.tier"])
+            attr = Attr(name, "any", "profile", lambda st, k=key: st.custom.get(k))
+        elif name in ATTRS:
+            attr = ATTRS[name]
+        else:
+            hint = difflib.get_close_matches(name, list(ATTRS) + ["all", "any", "not", "repeated"], n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise DefinitionError([f"{where}: unknown attribute or keyword {name!r}{suggestion}; attributes: {', '.join(ATTRS)}, custom.<field>"])
+        where = f"{where}.{name}"
+        if not isinstance(ops, dict) or not ops:
+            raise DefinitionError([f"{where}: expected a mapping of operator -> value, like {{gte: 2}}"])
+        tests, reads, problems = [], {attr.group}, []
+        for op, operand in ops.items():
+            try:
+                test, extra = self.operator(attr, str(op), operand, f"{where}.{op}")
+                tests.append(test)
+                reads |= extra
+            except DefinitionError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise DefinitionError(problems)
+        return (tests[0] if len(tests) == 1 else _all(tuple(tests))), frozenset(reads)
+
+    def operator(self, attr: Attr, op: str, operand: Any, where: str) -> tuple[Test, set[str]]:
+        ops = _OPERATORS_BY_KIND[attr.kind]
+        if op not in ops:
+            raise DefinitionError([f"{where}: operator {op!r} does not apply to {attr.kind} attribute {attr.name!r}; use one of {', '.join(sorted(ops))}"])
+        get = attr.get
+        if op == "exists":
+            if not isinstance(operand, bool):
+                raise DefinitionError([f"{where}: exists takes true or false"])
+            return _static(lambda st: (get(st) is not None) is operand), set()
+        if op in ("within", "ago"):
+            try:
+                span = parse_duration(operand)
+            except ValueError as exc:
+                raise DefinitionError([f"{where}: {exc}"]) from exc
+            return (_within if op == "within" else _ago)(get, span), set()
+        if op == "birthday_within":
+            try:
+                span = parse_duration(operand)
+            except ValueError as exc:
+                raise DefinitionError([f"{where}: {exc}"]) from exc
+            if span % DAY:
+                raise DefinitionError([f"{where}: birthdays count whole days, like 7d"])
+            return _birthday_within(get, span // DAY), set()
+        if op in ("contains", "contains_any"):
+            values = [operand] if op == "contains" else operand
+            if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+                raise DefinitionError([f"{where}: expected {'a string' if op == 'contains' else 'a non-empty list of strings'}"])
+            wanted = frozenset(values)
+            return _static(lambda st: not wanted.isdisjoint(get(st))), set()
+        if op == "in":
+            if not isinstance(operand, list) or not operand:
+                raise DefinitionError([f"{where}: expected a non-empty list"])
+            values = [self.literal(attr, v, where) for v in operand]
+            return _static(lambda st: _member(get(st), values)), set()
+        # comparisons: a literal, or another attribute of the same kind as {attr: name}
+        compare = _COMPARE[op]
+        if isinstance(operand, dict):
+            other = ATTRS.get(operand.get("attr")) if set(operand) == {"attr"} else None
+            if other is None or other.kind != attr.kind:
+                raise DefinitionError([f"{where}: compare with a literal or with {{attr: NAME}} naming a {attr.kind} attribute; got {operand!r}"])
+            other_get = other.get
+            return _static(lambda st: _compare(compare, get(st), other_get(st))), {other.group}
+        value = self.literal(attr, operand, where)
+        return _static(lambda st: _compare(compare, get(st), value)), set()
+
+    def literal(self, attr: Attr, value: Any, where: str) -> Any:
+        kind = attr.kind
+        ok = {
+            "number": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "string": isinstance(value, str),
+            "bool": isinstance(value, bool),
+            "any": isinstance(value, (str, int, float, bool)),
+        }
+        if kind == "time":
+            # YAML turns an unquoted timestamp into a datetime; a naive one is rejected below.
+            text = value.isoformat() if isinstance(value, _dt.datetime) else value
+            if not isinstance(text, str):
+                raise DefinitionError([f"{where}: expected an RFC 3339 timestamp, got {value!r}"])
+            try:
+                return parse_rfc3339(text)
+            except ValueError as exc:
+                raise DefinitionError([f"{where}: {exc}"]) from exc
+        if kind == "date":
+            text = value.isoformat() if isinstance(value, _dt.date) else value
+            try:
+                _dt.date.fromisoformat(text)
+                return text           # ISO dates compare correctly as strings
+            except (TypeError, ValueError):
+                raise DefinitionError([f"{where}: expected a date YYYY-MM-DD, got {value!r}"]) from None
+        if not ok[kind]:
+            raise DefinitionError([f"{where}: expected a {kind} value for {attr.name!r}, got {value!r}"])
+        return value
+
+
+_COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte")
+_OPERATORS_BY_KIND = {
+    "number": {*_COMPARISONS, "in", "exists"},
+    "time": {*_COMPARISONS, "within", "ago", "exists"},
+    "string": {"eq", "ne", "in", "exists"},
+    "date": {*_COMPARISONS, "birthday_within", "exists"},
+    "bool": {"eq", "ne", "exists"},
+    "set": {"contains", "contains_any"},
+    "any": {*_COMPARISONS, "in", "exists"},
+}
+_COMPARE = {
+    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b,
+    "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b,
+}
+
+
+def _same_kind(a: Any, b: Any) -> bool:
+    # bool is an int in Python; a custom field holding true must not equal 1.
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool)
+    if isinstance(a, str) or isinstance(b, str):
+        return isinstance(a, str) and isinstance(b, str)
+    return True
+
+
+def _compare(compare: Callable[[Any, Any], bool], a: Any, b: Any) -> bool:
+    """A missing value (or one of another kind, in custom fields) satisfies no comparison."""
+    return a is not None and b is not None and _same_kind(a, b) and compare(a, b)
+
+
+def _member(value: Any, values: list[Any]) -> bool:
+    return value is not None and any(_same_kind(value, v) and value == v for v in values)
+
+
+# ----------------------------------------------------------------------------------------------
+# Compiled predicates
+
+def _static(holds: Callable[[CustomerState], bool]) -> Test:
+    """A condition time alone cannot change."""
+    return lambda st, now: (holds(st), None)
+
+
+def _within(get: Callable[[CustomerState], int | None], span: int) -> Test:
+    """now - t < span: holds until t + span."""
+    def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
+        t = get(st)
+        if t is None:
+            return False, None
+        end = t + span
+        return (True, end) if now < end else (False, None)
+    return test
+
+
+def _ago(get: Callable[[CustomerState], int | None], span: int) -> Test:
+    """now - t >= span: holds from t + span on."""
+    def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
+        t = get(st)
+        if t is None:
+            return False, None
+        start = t + span
+        return (True, None) if now >= start else (False, start)
+    return test
+
+
+def _birthday_within(get: Callable[[CustomerState], str | None], days: int) -> Test:
+    """The next birthday (today counts) is fewer than `days` days away, in UTC calendar days.
+    People born on 29 February celebrate on 28 February in other years."""
+    def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
+        born = get(st)
+        if born is None:
+            return False, None
+        today = _dt.date(1970, 1, 1) + _dt.timedelta(days=now // DAY)
+        birthday = _next_birthday(born, today)
+        midnight = lambda d: (d - _dt.date(1970, 1, 1)).days * DAY  # noqa: E731
+        if (birthday - today).days < days:
+            return True, midnight(birthday + _dt.timedelta(days=1))
+        return False, midnight(birthday - _dt.timedelta(days=days - 1))
+    return test
+
+
+def _next_birthday(born: str, today: _dt.date) -> _dt.date:
+    month, day = int(born[5:7]), int(born[8:10])
+    for year in (today.year, today.year + 1):
+        try:
+            candidate = _dt.date(year, month, day)
+        except ValueError:      # 29 February in a common year
+            candidate = _dt.date(year, 2, 28)
+        if candidate >= today:
+            return candidate
+    raise AssertionError("unreachable: a birthday recurs within a year")
+
+
+def _repeated(stream: str, at_least: int, window: int, orders: str, without: int | None) -> Test:
+    """Some item has >= at_least events within `window`, and (with `without`) no order of that item
+    within `without`. Per item, the condition holds from the order block's end until the
+    at_least-th newest event leaves the window; the next flip is the nearest of those instants."""
+    def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
+        items = st.streams.get(stream)
+        if not items:
+            return False, None
+        ordered = st.streams.get(orders) if without is not None else None
+        holds, nxt = False, None
+        for key, times in items.items():
+            if len(times) < at_least:
+                continue
+            end = times[-at_least] + window
+            if end <= now:
+                continue
+            flip = end
+            if ordered:
+                last = ordered.get(key)
+                if last is not None and now < last[-1] + without:
+                    flip = last[-1] + without
+                    if flip >= end:
+                        continue         # the order block outlasts the views: never holds
+                else:
+                    holds = True
+            else:
+                holds = True
+            if nxt is None or flip < nxt:
+                nxt = flip
+        return holds, nxt
+    return test
+
+
+def _all(tests: tuple[Test, ...]) -> Test:
+    def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
+        holds, nxt = True, None
+        for part in tests:
+            value, flip = part(st, now)
+            if not value:
+                if flip is None:
+                    return False, None   # a false part that time cannot turn: nothing to wait for
+                holds = False
+            if flip is not None and (nxt is None or flip < nxt):
+                nxt = flip
+        return holds, nxt
+    return test
+
+
+def _any(tests: tuple[Test, ...]) -> Test:
+    def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
+        holds, nxt = False, None
+        for part in tests:
+            value, flip = part(st, now)
+            if value:
+                if flip is None:
+                    return True, None    # a true part that time cannot turn: nothing to wait for
+                holds = True
+            if flip is not None and (nxt is None or flip < nxt):
+                nxt = flip
+        return holds, nxt
+    return test
+
+
+def _not(inner: Test) -> Test:
+    def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
+        value, flip = inner(st, now)
+        return not value, flip
+    return test

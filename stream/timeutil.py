@@ -1,0 +1,68 @@
+"""Instants are integer microseconds since the Unix epoch (UTC).
+
+Integers keep time arithmetic exact: "60 days after t" is t + 5_184_000_000_000 with no float
+rounding, so a boundary lands on the same microsecond in every driver and on every machine.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+
+US = 1
+MS = 1_000
+SECOND = 1_000_000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_UTC = _dt.timezone.utc
+_DURATION = re.compile(r"^\s*(\d+)\s*(d|h|m|s)\s*$")
+_UNITS = {"d": DAY, "h": HOUR, "m": MINUTE, "s": SECOND}
+
+
+def from_datetime(value: _dt.datetime, _epoch=_EPOCH) -> int:
+    """Aware datetime -> microseconds (exact; timedelta fields are integers)."""
+    delta = value - _epoch
+    return (delta.days * 86400 + delta.seconds) * SECOND + delta.microseconds
+
+
+def to_datetime(micros: int) -> _dt.datetime:
+    return _EPOCH + _dt.timedelta(microseconds=micros)
+
+
+def format_rfc3339(micros: int) -> str:
+    """RFC 3339 in UTC with a Z; fractional seconds only when there are any."""
+    dt = _EPOCH + _dt.timedelta(microseconds=micros)
+    if dt.microsecond:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str) -> int:
+    """Parse a timestamp given on a command line; a missing offset is an error, not UTC."""
+    try:
+        dt = _dt.datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError as exc:
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}") from exc
+    if dt.tzinfo is None:
+        raise ValueError(f"timestamp needs a UTC offset or Z: {text!r}")
+    return from_datetime(dt.astimezone(_UTC))
+
+
+def parse_duration(text: object) -> int:
+    """'30d', '24h', '90m', '45s' -> microseconds (positive)."""
+    if not isinstance(text, str):
+        raise ValueError(f"a duration is a string like 30d, 24h, 90m or 45s, got {text!r}")
+    match = _DURATION.match(text)
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"a duration is a positive whole number with d, h, m or s, like 30d; got {text!r}")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def format_duration(micros: int) -> str:
+    for unit in ("d", "h", "m", "s"):
+        size = _UNITS[unit]
+        if micros % size == 0:
+            return f"{micros // size}{unit}"
+    return f"{micros}us"
