@@ -25,10 +25,12 @@ def make_change(customer_id: str, segment: str, entered: bool, at: int,
     """The id hashes everything that makes the transition what it is, so a worker that retries after
     a crash republishes the very same id and consumers can drop the duplicate."""
     change = "entered" if entered else "exited"
-    key = "\x1f".join((customer_id, segment, change, str(at), event_id or "", str(definition_version)))
-    change_id = hashlib.blake2b(key.encode("utf-8"), digest_size=16).hexdigest()
+    # msgpack frames each field with its length: no two different tuples share an encoding.
+    key = _pack((customer_id, segment, change, at, event_id, definition_version))
+    change_id = hashlib.blake2b(key, digest_size=16).hexdigest()
     return SegmentChange(change_id, customer_id, segment, change, format_rfc3339(at),
                          "event" if event_id is not None else "time", event_id, definition_version)
 
 
 encode_change = msgspec.json.Encoder().encode
+_pack = msgspec.msgpack.Encoder().encode

@@ -15,7 +15,8 @@ NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 Amount = Annotated[float, msgspec.Meta(ge=0)]
 # A timestamp without an offset is ambiguous across a marketplace's time zones: reject it.
 Instant = Annotated[_dt.datetime, msgspec.Meta(tz=True)]
-Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+# The length pins it: in Python's re, `$` also matches before a trailing newline ("USD\n").
+Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$", min_length=3, max_length=3)]
 CustomValue = Union[str, int, float, bool]
 
 
@@ -74,7 +75,7 @@ class Attributes(msgspec.Struct, frozen=True, gc=False):
     birth_date: _dt.date | None | msgspec.UnsetType = msgspec.UNSET
     gender: str | None | msgspec.UnsetType = msgspec.UNSET
     email_opt_in: bool | None | msgspec.UnsetType = msgspec.UNSET
-    custom: dict[str, CustomValue] | msgspec.UnsetType = msgspec.UNSET
+    custom: dict[str, CustomValue] | None | msgspec.UnsetType = msgspec.UNSET
 
 
 class CustomerUpdated(Event, tag="customer_updated"):
@@ -117,14 +118,22 @@ class Decoder:
         self.max_bytes = max_bytes
 
     def decode(self, raw: bytes) -> Event | DeadLetter:
+        if type(raw) is not bytes:
+            raw = bytes(raw)         # a memoryview or bytearray: dead letters keep an immutable copy
         if len(raw) > self.max_bytes:
-            return DeadLetter(f"message of {len(raw)} bytes is over the {self.max_bytes}-byte limit", bytes(raw))
+            return DeadLetter(f"message of {len(raw)} bytes is over the {self.max_bytes}-byte limit", raw)
+        if not raw.isascii():
+            # JSON text is UTF-8 (RFC 8259); msgspec would skip bad bytes inside ignored fields.
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return DeadLetter(f"not UTF-8: {exc.reason} at byte {exc.start}", raw)
         try:
             return self._decode(raw)
         except msgspec.ValidationError as exc:
-            return DeadLetter(_explain(str(exc)), bytes(raw))
+            return DeadLetter(_explain(str(exc)), raw)
         except msgspec.DecodeError as exc:
-            return DeadLetter(f"not JSON: {exc}", bytes(raw))
+            return DeadLetter(f"not JSON: {exc}", raw)
 
 
 def _explain(message: str) -> str:

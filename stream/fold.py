@@ -147,5 +147,7 @@ class Folder:
             st.email_opt_in = a.email_opt_in
         if a.birth_date is not unset:
             st.birth_date = a.birth_date.isoformat() if a.birth_date is not None else None
-        if a.custom is not unset:
+        if a.custom is None:
+            st.custom = {}
+        elif a.custom is not unset:
             st.custom.update(a.custom)
