@@ -62,7 +62,7 @@ class Engine:
         self.stats = Stats()
         self._folds = Folder(catalog.streams).folds
         self._affected = catalog.affected
-        self._all = tuple(catalog.segments)
+        self._on_create = catalog.on_create
 
     def restore(self, states: Iterable[tuple[str, CustomerState]], now: int | None = None) -> None:
         """Rebuild the timer index from stored states (timers live in the state, so they survive
@@ -101,14 +101,16 @@ class Engine:
 
         if st is None:
             st = CustomerState(first_seen=t, last_seen=t)
-            segments = self._all         # a new customer may already satisfy any segment
+            segments = self._on_create[type(event)]
         else:
             seen = st.seen
-            before = seen.pop(event.event_id, None)
-            if before is not None and now - before < DEDUP_WINDOW:
-                seen[event.event_id] = before
-                self.stats.duplicates += 1
-                return out
+            before = seen.get(event.event_id)
+            if before is not None:
+                if now - before < DEDUP_WINDOW:
+                    self.stats.duplicates += 1
+                    return out
+                del seen[event.event_id]     # re-applied: re-insert below, keeping time order
+            # Ids are inserted in stream-time order, so the first is the oldest.
             if now - next(iter(seen.values()), now) >= DEDUP_WINDOW + _DEDUP_SLACK:
                 st.seen = {k: v for k, v in seen.items() if now - v < DEDUP_WINDOW}
             if t > st.last_seen:
@@ -127,6 +129,7 @@ class Engine:
     def _evaluate(self, customer_id: str, st: CustomerState, segments: Iterable[Segment], now: int,
                   event_id: str | None, out: list[SegmentChange]) -> None:
         member, timers = st.member, st.timers
+        changes = 0
         for seg in segments:
             holds, flip = seg.test(st, now)
             name = seg.name
@@ -136,12 +139,14 @@ class Engine:
                 else:
                     del member[name]
                 out.append(make_change(customer_id, name, holds, now, event_id, seg.version))
-                self.stats.changes += 1
+                changes += 1
             if flip is None:
                 timers.pop(name, None)
             else:
                 timers[name] = flip
         self.timers.set(customer_id, min(timers.values()) if timers else None)
+        if changes:
+            self.stats.changes += changes
 
     def _fire_until(self, limit: int, out: list[SegmentChange]) -> None:
         by_name = self.catalog.by_name

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import operator
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -120,12 +121,21 @@ class Catalog:
     source: str
     by_name: dict[str, Segment] = field(init=False)
     affected: dict[type, tuple[Segment, ...]] = field(init=False)
+    on_create: dict[type, tuple[Segment, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.segments.sort(key=lambda s: s.name)   # evaluation (and so output) order is by name
         self.by_name = {s.name: s for s in self.segments}
         self.affected = {etype: tuple(s for s in self.segments if s.reads & groups)
                          for etype, groups in CHANGED_BY.items()}
+        # A customer's first event: a segment that reads nothing the event changed sees the fields
+        # it reads at their empty defaults, where no time condition is pending (no timestamps are
+        # set but first/last seen, which every event changes). So it holds as on an empty state,
+        # for good: only those that hold there need evaluating, beside the affected ones.
+        empty = CustomerState(first_seen=0, last_seen=0)
+        on_empty = {s.name for s in self.segments if s.test(empty, 0)[0]}
+        self.on_create = {etype: tuple(s for s in self.segments if s.reads & groups or s.name in on_empty)
+                          for etype, groups in CHANGED_BY.items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -333,10 +343,11 @@ class _Compiler:
             other = ATTRS.get(operand.get("attr")) if set(operand) == {"attr"} else None
             if other is None or other.kind != attr.kind:
                 raise DefinitionError([f"{where}: compare with a literal or with {{attr: NAME}} naming a {attr.kind} attribute; got {operand!r}"])
-            other_get = other.get
-            return _static(lambda st: _compare(compare, get(st), other_get(st))), {other.group}
+            return _compare_attrs(get, compare, other.get), {other.group}
         value = self.literal(attr, operand, where)
-        return _static(lambda st: _compare(compare, get(st), value)), set()
+        if attr.kind == "any":
+            return _static(lambda st: _compare_untyped(compare, get(st), value)), set()
+        return _compare_literal(get, compare, value), set()
 
     def literal(self, attr: Attr, value: Any, where: str) -> Any:
         kind = attr.kind
@@ -377,11 +388,8 @@ _OPERATORS_BY_KIND = {
     "set": {"contains", "contains_any"},
     "any": {*_COMPARISONS, "in", "exists"},
 }
-_COMPARE = {
-    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b,
-    "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
-    "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b,
-}
+_COMPARE = {"eq": operator.eq, "ne": operator.ne, "gt": operator.gt,
+            "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 
 
 def _same_kind(a: Any, b: Any) -> bool:
@@ -393,9 +401,9 @@ def _same_kind(a: Any, b: Any) -> bool:
     return True
 
 
-def _compare(compare: Callable[[Any, Any], bool], a: Any, b: Any) -> bool:
-    """A missing value (or one of another kind, in custom fields) satisfies no comparison."""
-    return a is not None and b is not None and _same_kind(a, b) and compare(a, b)
+def _compare_untyped(compare: Callable[[Any, Any], bool], a: Any, b: Any) -> bool:
+    """Custom fields hold any JSON scalar: a value of another kind satisfies no comparison."""
+    return a is not None and _same_kind(a, b) and compare(a, b)
 
 
 def _member(value: Any, values: list[Any]) -> bool:
@@ -408,6 +416,22 @@ def _member(value: Any, values: list[Any]) -> bool:
 def _static(holds: Callable[[CustomerState], bool]) -> Test:
     """A condition time alone cannot change."""
     return lambda st, now: (holds(st), None)
+
+
+def _compare_literal(get: Callable[[CustomerState], Any], compare: Callable[[Any, Any], bool], value: Any) -> Test:
+    """A typed attribute against a literal checked at load time; a missing value satisfies nothing."""
+    def test(st: CustomerState, now: int) -> tuple[bool, None]:
+        v = get(st)
+        return (v is not None and compare(v, value)), None
+    return test
+
+
+def _compare_attrs(get: Callable[[CustomerState], Any], compare: Callable[[Any, Any], bool],
+                   other: Callable[[CustomerState], Any]) -> Test:
+    def test(st: CustomerState, now: int) -> tuple[bool, None]:
+        a, b = get(st), other(st)
+        return (a is not None and b is not None and compare(a, b)), None
+    return test
 
 
 def _within(get: Callable[[CustomerState], int | None], span: int) -> Test:

@@ -31,12 +31,10 @@ def to_datetime(micros: int) -> _dt.datetime:
     return _EPOCH + _dt.timedelta(microseconds=micros)
 
 
-def format_rfc3339(micros: int) -> str:
-    """RFC 3339 in UTC with a Z; fractional seconds only when there are any."""
-    dt = _EPOCH + _dt.timedelta(microseconds=micros)
-    if dt.microsecond:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+def format_rfc3339(micros: int, _epoch=_EPOCH.replace(tzinfo=None), _delta=_dt.timedelta) -> str:
+    """RFC 3339 in UTC with a Z; fractional seconds (6 digits) only when there are any.
+    isoformat of a naive datetime is several times faster than strftime."""
+    return (_epoch + _delta(microseconds=micros)).isoformat() + "Z"
 
 
 def parse_rfc3339(text: str) -> int:
