@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable
 
 from .changes import SegmentChange, encode_change
-from .engine import Engine
+from .engine import Engine, Stats
 from .events import DeadLetter, Decoder
 
 _FLUSH_EVERY = 4096
@@ -15,21 +15,19 @@ _FLUSH_EVERY = 4096
 
 @dataclass
 class ReplaySummary:
-    events: int = 0
-    dead_letters: int = 0
-    duplicates: int = 0
-    late: int = 0
-    changes: int = 0
-    seconds: float = 0.0
+    events: int
+    dead_letters: int
+    seconds: float
+    engine: Stats
 
     def lines(self) -> list[str]:
         rate = self.events / self.seconds if self.seconds > 0 else 0.0
         return [
             f"events        {self.events}",
             f"dead letters  {self.dead_letters}",
-            f"duplicates    {self.duplicates}",
-            f"late          {self.late}",
-            f"changes       {self.changes}",
+            f"duplicates    {self.engine.duplicates}",
+            f"late          {self.engine.late}",
+            f"changes       {self.engine.changes}",
             f"elapsed       {self.seconds:.2f} s ({rate:,.0f} events/s)",
         ]
 
@@ -40,7 +38,7 @@ def replay(lines: Iterable[bytes], engine: Engine, output: BinaryIO, dead_letter
     progress. Bad lines never stop the replay: they become dead letters with their line number."""
     decode = Decoder().decode
     apply = engine.apply
-    summary = ReplaySummary()
+    events = dead = 0
     started = time.perf_counter()
     changes: list[SegmentChange] = []
     for number, line in enumerate(lines, 1):
@@ -51,10 +49,10 @@ def replay(lines: Iterable[bytes], engine: Engine, output: BinaryIO, dead_letter
             continue                 # a blank line carries no event (e.g. a trailing newline)
         event = decode(raw)
         if type(event) is DeadLetter:
-            summary.dead_letters += 1
+            dead += 1
             dead_letters.write(event.to_json_line(line=number))
             continue
-        summary.events += 1
+        events += 1
         apply(event, changes)
         if len(changes) >= _FLUSH_EVERY:
             _write(output, changes)
@@ -63,11 +61,7 @@ def replay(lines: Iterable[bytes], engine: Engine, output: BinaryIO, dead_letter
     _write(output, changes)
     output.flush()
     dead_letters.flush()
-    summary.seconds = time.perf_counter() - started
-    summary.duplicates = engine.stats.duplicates
-    summary.late = engine.stats.late
-    summary.changes = engine.stats.changes
-    return summary
+    return ReplaySummary(events, dead, time.perf_counter() - started, engine.stats)
 
 
 def _write(output: BinaryIO, changes: list[SegmentChange]) -> None:
