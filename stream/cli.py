@@ -80,7 +80,8 @@ def _replay(args: argparse.Namespace) -> int:
                 progress = stack.enter_context(_progress_bar(err, os.path.getsize(args.input)))
             summary = replay(source, engine, output, dead, until=args.until, on_line=progress)
     except OSError as exc:
-        err.print(f"segments replay: {exc.filename or ''}: {exc.strerror or exc}", markup=False)
+        where = exc.filename or args.output   # a failed write names no file
+        err.print(f"segments replay: {where}: {exc.strerror or exc}", markup=False)
         return 1
     err.print("\n".join(summary.lines()), markup=False)
     return 0

@@ -155,10 +155,19 @@ class Engine:
             st = self.store.get(customer_id)
             if st is None:
                 continue
-            segments = [by_name[name] for name, at in sorted(st.timers.items())
-                        if at <= deadline and name in by_name]
+            segments = []
+            for name, at in sorted(st.timers.items()):
+                if at <= deadline:
+                    if name in by_name:
+                        segments.append(by_name[name])
+                    else:
+                        del st.timers[name]      # its segment is no longer defined
             self.stats.timers_fired += 1
             self._evaluate(customer_id, st, segments, deadline, None, out)
+            if st.timers and min(st.timers.values()) <= deadline:
+                # Every rule must report a flip strictly after now; anything else would refire
+                # forever. Fail loudly instead of hanging the partition.
+                raise AssertionError(f"segment timer for {customer_id!r} did not move past {deadline}: {st.timers}")
             self.store.put(customer_id, st)
 
     def _erase(self, customer_id: str, st: CustomerState, now: int, event_id: str,

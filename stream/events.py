@@ -11,6 +11,11 @@ from typing import Annotated, Any, Union
 
 import msgspec
 
+from .timeutil import EARLIEST, LATEST, to_datetime
+
+# Instants the engine can add a rule's longest duration to and still write in RFC 3339.
+_EARLIEST, _LATEST = to_datetime(EARLIEST), to_datetime(LATEST)
+
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 Amount = Annotated[float, msgspec.Meta(ge=0)]
 # A timestamp without an offset is ambiguous across a marketplace's time zones: reject it.
@@ -129,11 +134,15 @@ class Decoder:
             except UnicodeDecodeError as exc:
                 return DeadLetter(f"not UTF-8: {exc.reason} at byte {exc.start}", raw)
         try:
-            return self._decode(raw)
+            event = self._decode(raw)
         except msgspec.ValidationError as exc:
             return DeadLetter(_explain(str(exc)), raw)
         except msgspec.DecodeError as exc:
             return DeadLetter(f"not JSON: {exc}", raw)
+        if not _EARLIEST <= event.occurred_at < _LATEST:
+            return DeadLetter(f"invalid event: occurred_at {event.occurred_at.isoformat()} is outside "
+                              f"1900-01-01 .. 9000-01-01 UTC - at `$.occurred_at`", raw)
+        return event
 
 
 def _explain(message: str) -> str:

@@ -158,9 +158,20 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     return parse_catalog(text, source=str(path))
 
 
+class _TextDatesLoader(yaml.SafeLoader):
+    """Safe YAML that leaves dates and timestamps as text: the compiler checks them, with errors
+    that name the segment and path (PyYAML's own errors for 1990-13-01 name neither)."""
+
+
+_TextDatesLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def parse_catalog(text: str, source: str = "<string>") -> Catalog:
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_TextDatesLoader)
     except yaml.YAMLError as exc:
         raise DefinitionError([f"{source}: not valid YAML: {exc}"]) from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("segments"), dict) or not doc["segments"]:
@@ -358,23 +369,21 @@ class _Compiler:
             "any": isinstance(value, (str, int, float, bool)),
         }
         if kind == "time":
-            # YAML turns an unquoted timestamp into a datetime; a naive one is rejected below.
-            text = value.isoformat() if isinstance(value, _dt.datetime) else value
-            if not isinstance(text, str):
-                raise DefinitionError([f"{where}: expected an RFC 3339 timestamp, got {value!r}"])
+            if not isinstance(value, str):
+                raise DefinitionError([f"{where}: expected an RFC 3339 timestamp with offset, got {value!r}"])
             try:
-                return parse_rfc3339(text)
+                return parse_rfc3339(value)
             except ValueError as exc:
                 raise DefinitionError([f"{where}: {exc}"]) from exc
         if kind == "date":
-            text = value.isoformat() if isinstance(value, _dt.date) else value
             try:
-                _dt.date.fromisoformat(text)
-                return text           # ISO dates compare correctly as strings
+                _dt.date.fromisoformat(value)
+                return value          # ISO dates compare correctly as strings
             except (TypeError, ValueError):
                 raise DefinitionError([f"{where}: expected a date YYYY-MM-DD, got {value!r}"]) from None
         if not ok[kind]:
-            raise DefinitionError([f"{where}: expected a {kind} value for {attr.name!r}, got {value!r}"])
+            wanted = "string, number or boolean" if kind == "any" else kind
+            raise DefinitionError([f"{where}: expected a {wanted} value for {attr.name!r}, got {value!r}"])
         return value
 
 

@@ -44,18 +44,28 @@ def parse_rfc3339(text: str) -> int:
     except ValueError as exc:
         raise ValueError(f"not an RFC 3339 timestamp: {text!r}") from exc
     if dt.tzinfo is None:
-        raise ValueError(f"timestamp needs a UTC offset or Z: {text!r}")
+        raise ValueError(f"an RFC 3339 timestamp needs a UTC offset or Z: {text!r}")
     return from_datetime(dt.astimezone(_UTC))
 
 
+# Accepted event times, and the longest duration a rule may use: together they keep every instant
+# the engine computes (an event time plus a duration) inside what RFC 3339 can write (years 1-9999).
+EARLIEST = -2208988800 * SECOND            # 1900-01-01T00:00:00Z
+LATEST = 221845392000 * SECOND             # 9000-01-01T00:00:00Z (exclusive)
+LONGEST = 36500 * DAY                      # 100 years
+
+
 def parse_duration(text: object) -> int:
-    """'30d', '24h', '90m', '45s' -> microseconds (positive)."""
+    """'30d', '24h', '90m', '45s' -> microseconds (positive, at most 100 years)."""
     if not isinstance(text, str):
         raise ValueError(f"a duration is a string like 30d, 24h, 90m or 45s, got {text!r}")
     match = _DURATION.match(text)
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"a duration is a positive whole number with d, h, m or s, like 30d; got {text!r}")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    micros = int(match.group(1)) * _UNITS[match.group(2)]
+    if micros > LONGEST:
+        raise ValueError(f"a duration is at most 36500d (100 years); got {text!r}")
+    return micros
 
 
 def format_duration(micros: int) -> str:

@@ -920,13 +920,32 @@ def test_change_id_does_not_collide_across_fields():
     assert one.change_id != two.change_id
 
 
-def test_change_at_is_rfc3339_for_early_years():
-    """The decoder accepts any year from 0001, so `at` must keep four year digits (strftime('%Y') did not)."""
-    micros = from_datetime(dt.datetime(500, 1, 1, tzinfo=UTC))
-    assert DECODER.decode(encode(ev("order_paid", occurred_at="0500-01-01T00:00:00Z"))).occurred_at.year == 500
+def test_change_at_keeps_four_year_digits_at_the_earliest_instant():
+    """strftime('%Y') wrote year 500 as '500'; the earliest accepted instant must still be RFC 3339."""
+    micros = from_datetime(dt.datetime(1900, 1, 1, tzinfo=UTC))
     doc = json.loads(encode_change(make_change("cus-1", "vip", True, micros, None, 1)))
-    assert doc["at"] == "0500-01-01T00:00:00Z"
+    assert doc["at"] == "1900-01-01T00:00:00Z"
     assert CHANGE_V.is_valid(doc)
+
+
+@pytest.mark.parametrize("value, accepted", [
+    ("1899-12-31T23:59:59.999999Z", False),
+    ("1900-01-01T00:00:00Z", True),
+    ("1900-01-01T00:30:00+01:00", False),        # 1899 in UTC
+    ("8999-12-31T23:59:59.999999Z", True),
+    ("9000-01-01T00:00:00Z", False),
+    ("9999-12-31T23:00:00-05:00", False),       # year 10000 in UTC: would not format
+    ("0500-01-01T00:00:00Z", False),
+])
+def test_occurred_at_range(value, accepted):
+    """Event times are bounded so that time + the longest rule duration (100 years) stays writable."""
+    raw = encode(ev("order_paid", occurred_at=value))
+    decoded = DECODER.decode(raw)
+    if accepted:
+        assert isinstance(decoded, OrderPaid)
+    else:
+        assert isinstance(decoded, DeadLetter) and "outside 1900-01-01 .. 9000-01-01 UTC" in decoded.reason
+        assert "`$.occurred_at`" in decoded.reason and decoded.raw == raw
 
 
 def test_change_at_is_whole_microseconds_in_utc():
