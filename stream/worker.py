@@ -1,0 +1,336 @@
+"""`segments worker`: the engine behind a Kafka consumer group, one engine per input partition.
+
+Each loop turn consumes a batch, applies it to the partitions' engines, and publishes in ONE
+Kafka transaction (exactly_once): segment changes, membership records, dead letters, one
+changelog record per dirty customer, and the consumer offsets. Only after that transaction
+commits does the partition's local RocksDB store take the same records (stream.store), so the
+local state is never ahead of Kafka. A crash anywhere loses nothing: the input is read again from
+the committed offsets and the state restored from the store plus the changelog.
+
+All input topics must have the same number of partitions and be keyed by customer id: partition p
+of every input topic feeds engine p (the range assignor gives them to the same worker).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import msgspec
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from .broker import ensure_topics
+from .changes import SegmentChange, encode_change
+from .engine import Engine
+from .events import DeadLetter, Decoder
+from .rules import Catalog
+from .store import PartitionStore
+from .timeutil import SECOND, format_rfc3339
+
+log = logging.getLogger("segments.worker")
+
+_encode_json = msgspec.json.Encoder().encode
+_DEAD_LETTER_BYTES = 16 << 20
+
+
+@dataclass
+class WorkerSettings:
+    """What the loop needs; stream.config builds it from flags, environment and file."""
+    bootstrap: str
+    input_topics: tuple[str, ...]
+    changes_topic: str = "segment-changes"
+    membership_topic: str = "segment-membership"
+    dead_letter_topic: str = "segment-dead-letters"
+    group_id: str = "segments"
+    instance_id: str = "0"
+    state_dir: Path = Path("state")
+    exactly_once: bool = True
+    partitions: int = 8
+    replication_factor: int = -1
+    batch_size: int = 2000
+    commit_interval_ms: int = 100
+    idle_advance_ms: int | None = 1000
+    max_message_bytes: int = 1 << 20
+    kafka: dict[str, str] = field(default_factory=dict)
+    session_timeout_ms: int = 10000
+    max_poll_interval_ms: int = 60000
+
+    @property
+    def changelog_topic(self) -> str:
+        return f"{self.group_id}-state-changelog"
+
+
+class PartitionTask:
+    """Input partition p: its store, its engine, and what the current batch produced."""
+
+    def __init__(self, partition: int, store: PartitionStore, catalog: Catalog):
+        self.partition = partition
+        self.store = store
+        self.catalog = catalog
+        self.changes: list[SegmentChange] = []
+        self.last_input = time.monotonic()
+        self.engine = self._fresh_engine()
+
+    def _fresh_engine(self) -> Engine:
+        engine = Engine(self.catalog, self.store)
+        engine.restore(self.store.items(), now=self.store.stream_time())
+        return engine
+
+    def reset(self) -> None:
+        """The transaction failed: back to the last committed state."""
+        self.store.abort()
+        self.changes.clear()
+        self.engine = self._fresh_engine()
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings, catalog: Catalog,
+                 on_batch: Callable[[int, int], None] | None = None):
+        self.s = settings
+        self.catalog = catalog
+        self.on_batch = on_batch          # (events, changes) after each committed batch
+        self.tasks: dict[int, PartitionTask] = {}
+        self._decode = Decoder(settings.max_message_bytes).decode
+        self._changelog_next: dict[int, int] = {}
+        self._stop = threading.Event()
+
+    # -- set-up ----------------------------------------------------------------------------------
+
+    def topics(self) -> list[tuple[str, int, dict[str, str | int]]]:
+        s = self.s
+        n, rf = s.partitions, s.replication_factor
+        compact = {"cleanup.policy": "compact", "replication.factor": rf}
+        keep = {"cleanup.policy": "delete", "retention.ms": 7 * 24 * 3600 * 1000, "replication.factor": rf}
+        specs = [(t, n, keep) for t in s.input_topics]
+        # Dead letters carry input messages back out whole, oversized ones included.
+        dead = {**keep, "max.message.bytes": _DEAD_LETTER_BYTES}
+        specs += [(s.changes_topic, n, keep), (s.dead_letter_topic, n, dead),
+                  (s.membership_topic, n, compact), (s.changelog_topic, n, compact)]
+        return [(name, parts, {k: v for k, v in cfg.items() if k != "replication.factor"})
+                for name, parts, cfg in specs]
+
+    def _common(self) -> dict[str, str | int]:
+        return {"bootstrap.servers": self.s.bootstrap, **self.s.kafka}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        s = self.s
+        ensure_topics(s.bootstrap, self.topics())
+        producer = {**self._common(), "enable.idempotence": True, "linger.ms": 5,
+                    "message.max.bytes": _DEAD_LETTER_BYTES + 65536}
+        if s.exactly_once:
+            producer["transactional.id"] = f"{s.group_id}-{s.instance_id}"
+        self.producer = Producer(producer)
+        if s.exactly_once:
+            # Fences a previous incarnation of this instance and aborts its open transaction, which
+            # would otherwise hold back every read_committed reader of its partitions.
+            self.producer.init_transactions(30)
+        self.consumer = Consumer({
+            **self._common(),
+            "group.id": s.group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "partition.assignment.strategy": "range",
+            "session.timeout.ms": s.session_timeout_ms,
+            "max.poll.interval.ms": s.max_poll_interval_ms,
+            "fetch.wait.max.ms": 50,
+        })
+        self.consumer.subscribe(list(s.input_topics), on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        try:
+            while not self._stop.is_set():
+                messages = self.consumer.consume(s.batch_size, s.commit_interval_ms / 1000)
+                self._process(messages)
+        finally:
+            self.consumer.close()
+            for task in self.tasks.values():
+                task.store.close()
+            self.tasks.clear()
+
+    def _process(self, messages: list[Message]) -> None:
+        events = 0
+        dead: list[tuple[Message, DeadLetter]] = []
+        now = time.monotonic()
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume: %s", error)
+                continue
+            task = self.tasks.get(msg.partition())
+            if task is None:
+                continue            # a record of a partition revoked within this batch
+            raw = msg.value() or b""
+            event = self._decode(raw)
+            if type(event) is DeadLetter:
+                dead.append((msg, event))
+                continue
+            task.engine.apply(event, task.changes)
+            task.last_input = now
+            events += 1
+        self._advance_idle(now)
+        if messages or any(t.changes for t in self.tasks.values()):
+            self._publish(dead, events)
+
+    def _advance_idle(self, now: float) -> None:
+        """An idle partition's clock follows the wall clock, so "60 days without an order" fires on
+        the day with no event arriving. It lags the wall clock by the idle threshold: events still
+        in flight from producers are not made late by it."""
+        idle = self.s.idle_advance_ms
+        if not idle:
+            return
+        wall = int(time.time() * SECOND) - idle * 1000
+        for task in self.tasks.values():
+            if (now - task.last_input) * 1000 >= idle and wall > task.engine.now:
+                task.engine.advance(wall, task.changes)
+
+    def _publish(self, dead: list[tuple[Message, DeadLetter]], events: int) -> None:
+        s, producer = self.s, self.producer
+        while True:
+            try:
+                if s.exactly_once:
+                    producer.begin_transaction()
+                changes = self._produce_all(dead)
+                producer.flush()                         # serves the changelog delivery reports
+                offsets = [tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0]
+                if s.exactly_once:
+                    producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata())
+                    producer.commit_transaction()
+                else:
+                    self.consumer.commit(offsets=offsets, asynchronous=False)
+                break
+            except KafkaException as exc:
+                self._recover(exc)
+                return
+        for task in self.tasks.values():
+            if task.partition in self._changelog_next:
+                task.store.commit(self._changelog_next[task.partition])
+            task.changes.clear()
+        self._changelog_next.clear()
+        if self.on_batch is not None:
+            self.on_batch(events, changes)
+
+    def _produce_all(self, dead: list[tuple[Message, DeadLetter]]) -> int:
+        s, produce = self.s, self.producer.produce
+        count = 0
+        for task in self.tasks.values():
+            touched: dict[str, None] = {}
+            for change in task.changes:
+                produce(s.changes_topic, key=change.customer_id.encode(), value=encode_change(change))
+                touched[change.customer_id] = None
+            count += len(task.changes)
+            for customer_id in touched:
+                produce(s.membership_topic, key=customer_id.encode(),
+                        value=self._membership(customer_id, task))
+            task.store.set_stream_time(task.engine.now)
+            partition = task.partition
+            for key, value in task.store.pending():
+                produce(s.changelog_topic, key=key, value=value, partition=partition,
+                        on_delivery=self._changelog_delivered)
+        for msg, letter in dead:
+            headers = [("reason", letter.reason.encode()), ("source.topic", msg.topic().encode()),
+                       ("source.partition", str(msg.partition()).encode()),
+                       ("source.offset", str(msg.offset()).encode())]
+            value = letter.raw
+            if len(value) > _DEAD_LETTER_BYTES:
+                # Beyond what the topic takes: keep the head and say where the whole one is.
+                headers.append(("truncated.from.bytes", str(len(value)).encode()))
+                value = value[:_DEAD_LETTER_BYTES]
+            produce(s.dead_letter_topic, key=msg.key(), value=value, headers=headers)
+        return count
+
+    def _membership(self, customer_id: str, task: PartitionTask) -> bytes | None:
+        """The customer's current segments with member-since instants; None (a tombstone) once
+        erased, so the compacted topic forgets them too."""
+        state = task.store.get(customer_id)
+        if state is None:
+            return None
+        return _encode_json({"customer_id": customer_id, "at": format_rfc3339(task.engine.now),
+                             "segments": {name: format_rfc3339(since) for name, since in sorted(state.member.items())}})
+
+    def _changelog_delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            partition = msg.partition()
+            self._changelog_next[partition] = max(self._changelog_next.get(partition, 0), msg.offset() + 1)
+
+    def _recover(self, exc: KafkaException) -> None:
+        """A failed batch: abort, go back to the committed state and offsets, read again."""
+        error = exc.args[0]
+        if self.s.exactly_once and getattr(error, "fatal", lambda: False)():
+            raise exc                # fenced by a newer instance: this one must stop
+        log.warning("batch not committed (%s); reading it again", error)
+        if self.s.exactly_once:
+            try:
+                self.producer.abort_transaction(10)
+            except KafkaException as abort_error:
+                log.warning("abort: %s", abort_error)
+        self._changelog_next.clear()
+        for task in self.tasks.values():
+            task.reset()
+        assignment = self.consumer.assignment()
+        for tp in self.consumer.committed(assignment, timeout=10):
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else 0))
+        time.sleep(0.5)
+
+    # -- rebalance -------------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for number in sorted({tp.partition for tp in partitions} - set(self.tasks)):
+            started = time.monotonic()
+            store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}")
+            restored = self._restore(store, number)
+            self.tasks[number] = PartitionTask(number, store, self.catalog)
+            log.info("partition %d ready: %d changelog records restored in %.2fs",
+                     number, restored, time.monotonic() - started)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Called from inside consume(): the previous batch is committed, no transaction is open.
+        for number in {tp.partition for tp in partitions}:
+            task = self.tasks.pop(number, None)
+            if task is not None:
+                task.store.close()
+
+    def _restore(self, store: PartitionStore, partition: int) -> int:
+        """Bring the local store up to the end of its changelog partition."""
+        topic = self.s.changelog_topic
+        # EOF, not the high watermark, ends the read: the last offsets may be transaction markers,
+        # which are never delivered, and an open transaction stops a read_committed reader early.
+        reader = Consumer({**self._common(), "group.id": f"{self.s.group_id}-restore",
+                           "enable.auto.commit": False, "isolation.level": "read_committed",
+                           "auto.offset.reset": "earliest", "enable.partition.eof": True})
+        try:
+            low, high = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+            start = store.checkpoint() or 0
+            if start > high:
+                log.warning("partition %d: local checkpoint %d is past the changelog end %d "
+                            "(topic recreated?); rebuilding the store", partition, start, high)
+                store.wipe()
+                start = 0
+            if start >= high:
+                return 0
+            reader.assign([TopicPartition(topic, partition, max(start, low))])
+            count = 0
+
+            def records():
+                nonlocal count
+                while True:
+                    for msg in reader.consume(10000, 1.0):
+                        error = msg.error()
+                        if error is not None:
+                            if error.code() == KafkaError._PARTITION_EOF:
+                                return
+                            raise KafkaException(error)
+                        count += 1
+                        yield msg.key(), msg.value(), msg.offset()
+            store.restore(records())
+            return count
+        finally:
+            reader.close()

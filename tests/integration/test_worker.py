@@ -1,0 +1,145 @@
+"""The native Kafka worker against a real broker: parity with replay, dead letters, membership."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from stream.rules import load_catalog
+from stream.synth import shopper_events
+from stream.worker import Worker, WorkerSettings
+
+from . import conformance
+
+PARTITIONS = 3
+
+
+def settings(bootstrap: str, prefix: str, state_dir: Path, **overrides) -> WorkerSettings:
+    return WorkerSettings(
+        bootstrap=bootstrap, input_topics=(f"{prefix}-events",), changes_topic=f"{prefix}-changes",
+        membership_topic=f"{prefix}-membership", dead_letter_topic=f"{prefix}-dead",
+        group_id=f"{prefix}-group", state_dir=state_dir, partitions=PARTITIONS,
+        idle_advance_ms=None, session_timeout_ms=6000, max_poll_interval_ms=10000, **overrides)
+
+
+class Running:
+    """A worker in a thread until every expected input record is consumed."""
+
+    def __init__(self, worker: Worker):
+        self.worker, self.consumed = worker, 0
+        worker.on_batch = self._count
+        self.thread = threading.Thread(target=worker.run, daemon=True)
+
+    def _count(self, events: int, changes: int) -> None:
+        self.consumed += events
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        return self
+
+    def wait_for(self, events: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.consumed < events and time.monotonic() < deadline and self.thread.is_alive():
+            time.sleep(0.1)
+        assert self.consumed >= events, f"consumed {self.consumed} of {events}"
+
+    def __exit__(self, *exc) -> None:
+        self.worker.stop()
+        self.thread.join(30)
+
+
+BAD = [b"not json", b'{"type":"order_paid","event_id":"x","customer_id":"c1"}',
+       b'{"type":"gift_card_bought","event_id":"g","customer_id":"c1","occurred_at":"2025-01-02T00:00:00Z"}',
+       b'{"type":"product_viewed","event_id":"big","customer_id":"c1","occurred_at":"2025-01-02T00:00:00Z","product_id":"p","category":"' + b"x" * (1 << 20) + b'"}']
+
+
+def test_worker_gives_the_same_transitions_as_replay(kafka_bootstrap, unique_topic, tmp_path):
+    lines = list(shopper_events(300, 5000, seed=3))
+    lines[100:100] = BAD
+    s = settings(kafka_bootstrap, unique_topic, tmp_path)
+    worker = Worker(s, load_catalog())
+    from stream.broker import ensure_topics
+    ensure_topics(kafka_bootstrap, worker.topics())
+    cuts = conformance.produce(kafka_bootstrap, s.input_topics[0], lines)
+    with Running(worker) as running:
+        running.wait_for(len(lines) - len(BAD))
+    observed = conformance.read_all(kafka_bootstrap, s.changes_topic, PARTITIONS)
+    reference = conformance.replay(lines)
+    assert len(reference) > 500
+    conformance.assert_conforms(reference, observed, cuts)
+    assert len({c["change_id"] for c in observed}) == len(observed), "a change was published twice"
+
+
+def test_dead_letters_keep_bytes_and_say_where_they_came_from(kafka_bootstrap, unique_topic, tmp_path):
+    from confluent_kafka import Consumer, TopicPartition
+    s = settings(kafka_bootstrap, unique_topic, tmp_path)
+    worker = Worker(s, load_catalog())
+    from stream.broker import ensure_topics
+    ensure_topics(kafka_bootstrap, worker.topics())
+    good = next(iter(shopper_events(1, 1, seed=1)))
+    conformance.produce(kafka_bootstrap, s.input_topics[0], BAD + [good])
+    with Running(worker) as running:
+        running.wait_for(1)
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "dlq-reader",
+                         "isolation.level": "read_committed", "enable.partition.eof": True})
+    consumer.assign([TopicPartition(s.dead_letter_topic, p, 0) for p in range(PARTITIONS)])
+    letters, eof, deadline = [], 0, time.monotonic() + 20
+    while eof < PARTITIONS and time.monotonic() < deadline:
+        for msg in consumer.consume(100, 0.5):
+            if msg.error():
+                eof += 1
+            else:
+                letters.append(msg)
+    consumer.close()
+    assert sorted(m.value() for m in letters) == sorted(BAD)
+    for msg in letters:
+        headers = dict(msg.headers())
+        assert headers["source.topic"] == s.input_topics[0].encode()
+        assert int(headers["source.offset"]) >= 0 and int(headers["source.partition"]) in range(PARTITIONS)
+        assert headers["reason"]
+    reasons = {m.value()[:20]: dict(m.headers())["reason"].decode() for m in letters}
+    assert reasons[b"not json"].startswith("not JSON")
+    assert any("over the 1048576-byte limit" in r for r in reasons.values())
+
+
+def test_membership_topic_holds_current_segments(kafka_bootstrap, unique_topic, tmp_path):
+    s = settings(kafka_bootstrap, unique_topic, tmp_path)
+    worker = Worker(s, load_catalog())
+    from stream.broker import ensure_topics
+    ensure_topics(kafka_bootstrap, worker.topics())
+    def ev(kind, n, at, **fields):
+        return msgspec.json.encode({"type": kind, "event_id": f"e{n}", "customer_id": "c-m",
+                                    "occurred_at": at, **fields})
+    lines = [ev("order_paid", 1, "2025-01-01T00:00:00Z", order_id="o1", amount=150000),
+             ev("order_paid", 2, "2025-01-05T00:00:00Z", order_id="o2", amount=10),
+             ev("customer_erased", 3, "2025-01-06T00:00:00Z")]
+    conformance.produce(kafka_bootstrap, s.input_topics[0], lines[:2])
+    with Running(worker) as running:
+        running.wait_for(2)
+        records = _membership(kafka_bootstrap, s.membership_topic)
+        assert records[-1] is not None
+        assert set(records[-1]["segments"]) == {"high-value", "repeat-buyer"}
+        assert records[-1]["segments"]["high-value"] == "2025-01-01T00:00:00Z"
+        conformance.produce(kafka_bootstrap, s.input_topics[0], lines[2:])
+        running.wait_for(3)
+    assert _membership(kafka_bootstrap, s.membership_topic)[-1] is None, "erasure must leave a tombstone"
+
+
+def _membership(bootstrap: str, topic: str) -> list[dict | None]:
+    from confluent_kafka import Consumer, TopicPartition
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "m-reader",
+                         "isolation.level": "read_committed", "enable.partition.eof": True})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    out, eof, deadline = [], 0, time.monotonic() + 20
+    while eof < PARTITIONS and time.monotonic() < deadline:
+        for msg in consumer.consume(100, 0.5):
+            if msg.error():
+                eof += 1
+            else:
+                assert msg.key() == b"c-m"
+                out.append(None if msg.value() is None else msgspec.json.decode(msg.value()))
+    consumer.close()
+    return out
