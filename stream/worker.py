@@ -7,8 +7,11 @@ commits does the partition's local RocksDB store take the same records (stream.s
 local state is never ahead of Kafka. A crash anywhere loses nothing: the input is read again from
 the committed offsets and the state restored from the store plus the changelog.
 
-All input topics must have the same number of partitions and be keyed by customer id: partition p
-of every input topic feeds engine p (the range assignor gives them to the same worker).
+Topics keyed by customer id must all have the worker's number of partitions: partition p of each
+feeds engine p (the range assignor gives them to the same worker), so their producers must use the
+Java client's partitioner (murmur2, librdkafka's `murmur2_random`), as the worker does itself.
+Topics keyed otherwise (orders by order_id) are "routed": their events are re-published, keyed by
+customer id, to an internal repartition topic that the worker then reads like any keyed input.
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ class WorkerSettings:
     """What the loop needs; stream.config builds it from flags, environment and file."""
     bootstrap: str
     input_topics: tuple[str, ...]
+    routed_topics: tuple[str, ...] = ()
     changes_topic: str = "segment-changes"
     membership_topic: str = "segment-membership"
     dead_letter_topic: str = "segment-dead-letters"
@@ -61,6 +65,15 @@ class WorkerSettings:
     @property
     def changelog_topic(self) -> str:
         return f"{self.group_id}-state-changelog"
+
+    @property
+    def repartition_topic(self) -> str:
+        return f"{self.group_id}-repartition"
+
+    @property
+    def keyed_topics(self) -> tuple[str, ...]:
+        """The topics whose partition p feeds engine p."""
+        return self.input_topics + ((self.repartition_topic,) if self.routed_topics else ())
 
 
 class PartitionTask:
@@ -104,7 +117,7 @@ class Worker:
         n, rf = s.partitions, s.replication_factor
         compact = {"cleanup.policy": "compact", "replication.factor": rf}
         keep = {"cleanup.policy": "delete", "retention.ms": 7 * 24 * 3600 * 1000, "replication.factor": rf}
-        specs = [(t, n, keep) for t in s.input_topics]
+        specs = [(t, n, keep) for t in s.keyed_topics]
         # Dead letters carry input messages back out whole, oversized ones included.
         dead = {**keep, "max.message.bytes": _DEAD_LETTER_BYTES}
         specs += [(s.changes_topic, n, keep), (s.dead_letter_topic, n, dead),
@@ -124,7 +137,7 @@ class Worker:
         s = self.s
         ensure_topics(s.bootstrap, self.topics())
         producer = {**self._common(), "enable.idempotence": True, "linger.ms": 5,
-                    "message.max.bytes": _DEAD_LETTER_BYTES + 65536}
+                    "partitioner": "murmur2_random", "message.max.bytes": _DEAD_LETTER_BYTES + 65536}
         if s.exactly_once:
             producer["transactional.id"] = f"{s.group_id}-{s.instance_id}"
         self.producer = Producer(producer)
@@ -143,7 +156,7 @@ class Worker:
             "max.poll.interval.ms": s.max_poll_interval_ms,
             "fetch.wait.max.ms": 50,
         })
-        self.consumer.subscribe(list(s.input_topics), on_assign=self._on_assign,
+        self.consumer.subscribe([*s.keyed_topics, *s.routed_topics], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
         try:
             while not self._stop.is_set():
@@ -158,6 +171,8 @@ class Worker:
     def _process(self, messages: list[Message]) -> None:
         events = 0
         dead: list[tuple[Message, DeadLetter]] = []
+        routed: list[tuple[bytes, bytes]] = []
+        routed_topics = self.s.routed_topics
         now = time.monotonic()
         for msg in messages:
             error = msg.error()
@@ -165,20 +180,23 @@ class Worker:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume: %s", error)
                 continue
-            task = self.tasks.get(msg.partition())
-            if task is None:
-                continue            # a record of a partition revoked within this batch
             raw = msg.value() or b""
             event = self._decode(raw)
             if type(event) is DeadLetter:
                 dead.append((msg, event))
                 continue
+            if msg.topic() in routed_topics:
+                routed.append((event.customer_id.encode(), raw))
+                continue
+            task = self.tasks.get(msg.partition())
+            if task is None:
+                continue            # a record of a partition revoked within this batch
             task.engine.apply(event, task.changes)
             task.last_input = now
             events += 1
         self._advance_idle(now)
         if messages or any(t.changes for t in self.tasks.values()):
-            self._publish(dead, events)
+            self._publish(dead, routed, events)
 
     def _advance_idle(self, now: float) -> None:
         """An idle partition's clock follows the wall clock, so "60 days without an order" fires on
@@ -192,13 +210,14 @@ class Worker:
             if (now - task.last_input) * 1000 >= idle and wall > task.engine.now:
                 task.engine.advance(wall, task.changes)
 
-    def _publish(self, dead: list[tuple[Message, DeadLetter]], events: int) -> None:
+    def _publish(self, dead: list[tuple[Message, DeadLetter]], routed: list[tuple[bytes, bytes]],
+                 events: int) -> None:
         s, producer = self.s, self.producer
         while True:
             try:
                 if s.exactly_once:
                     producer.begin_transaction()
-                changes = self._produce_all(dead)
+                changes = self._produce_all(dead, routed)
                 producer.flush()                         # serves the changelog delivery reports
                 offsets = [tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0]
                 if s.exactly_once:
@@ -218,8 +237,10 @@ class Worker:
         if self.on_batch is not None:
             self.on_batch(events, changes)
 
-    def _produce_all(self, dead: list[tuple[Message, DeadLetter]]) -> int:
+    def _produce_all(self, dead: list[tuple[Message, DeadLetter]], routed: list[tuple[bytes, bytes]]) -> int:
         s, produce = self.s, self.producer.produce
+        for key, raw in routed:
+            produce(s.repartition_topic, key=key, value=raw)
         count = 0
         for task in self.tasks.values():
             touched: dict[str, None] = {}

@@ -30,11 +30,27 @@ def replay(lines: list[bytes]) -> list[dict]:
     return [msgspec.json.decode(encode_change(c)) for c in out]
 
 
-def produce(bootstrap: str, topic: str, lines: list[bytes]) -> dict[str, str]:
+def replay_by_partition(lines: list[bytes], partition_of: dict[str, int]) -> list[dict]:
+    """Replay run separately over each partition's events: exactly what a worker's engine for that
+    partition sees, its clock included. Compared with it, a driver must agree on everything."""
+    decode = Decoder().decode
+    by_partition: dict[int, list[bytes]] = defaultdict(list)
+    for line in lines:
+        event = decode(line)
+        if isinstance(event, Event):
+            by_partition[partition_of[event.customer_id]].append(line)
+    return [change for part in sorted(by_partition) for change in replay(by_partition[part])]
+
+
+def produce(bootstrap: str, topic: str, lines: list[bytes],
+            partition_of: dict[str, int] | None = None) -> dict[str, str]:
     """Produce lines keyed by customer id; returns each customer's comparison cut: the newest
-    event time on that customer's partition, as RFC 3339."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 4 << 20})
-    partition_of: dict[str, int] = {}
+    event time on that customer's partition, as RFC 3339. `partition_of`, when given, is filled
+    with each customer's partition."""
+    # murmur2: the partitioner the worker expects of every producer of customer-keyed topics
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 4 << 20,
+                         "partitioner": "murmur2_random"})
+    partition_of = {} if partition_of is None else partition_of
     newest: dict[int, int] = defaultdict(lambda: -(1 << 62))
     decode = Decoder().decode
 
