@@ -159,19 +159,22 @@ class EmbeddedBroker:
             proc.wait()
 
 
-def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], *, timeout: float = 30.0) -> None:
+def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], *, replication_factor: int = -1,
+                  timeout: float = 30.0) -> None:
     """Create the topics that do not exist yet and wait until every one is usable.
 
     Configs are given explicitly so that a topic behaves alike on Tansu and on a Kafka cluster
     whose broker defaults may differ (and Tansu's DescribeConfigs reports only what was set at
     creation). A topic that already exists is left as it is, configs and partition count included.
+    `replication_factor` -1 takes the broker's default.
     """
     specs = list(specs)
     deadline = time.monotonic() + timeout
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = admin.list_topics(timeout=timeout).topics
     new = [
-        NewTopic(name, num_partitions=partitions, config={k: str(v) for k, v in config.items()})
+        NewTopic(name, num_partitions=partitions, replication_factor=replication_factor,
+                 config={k: str(v) for k, v in config.items()})
         for name, partitions, config in specs if name not in existing
     ]
     if new:

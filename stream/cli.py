@@ -7,6 +7,7 @@ import os
 import sys
 from typing import BinaryIO, Iterator
 
+from .config import add_worker_arguments
 from .timeutil import parse_rfc3339
 
 
@@ -32,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--segments", metavar="FILE", help="segment definitions (YAML); default: the built-in catalog")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     rp.set_defaults(run=_replay)
+
+    wp = sub.add_parser("worker", help="keep segments live from Kafka topics (the main job)",
+                        description="Consume shop events from Kafka, keep per-customer state in RocksDB and publish "
+                                    "every segment move. Settings come from flags, then SEGMENTS_* environment "
+                                    "variables, then the --config file, then defaults. With no bootstrap servers it "
+                                    "starts an embedded broker whose topics vanish when it stops.")
+    add_worker_arguments(wp)
+    wp.set_defaults(run=_worker)
 
     bp = sub.add_parser("bench", help="measure throughput and state size (prints a table)")
     bp.add_argument("--customers", type=int, default=1_000_000)
@@ -103,6 +112,58 @@ def _progress_bar(console, total: int) -> Iterator:
                 bar.advance(task, pending[0])
                 pending[0] = 0
         yield advance
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import dataclasses
+    import logging
+    import signal
+
+    from .broker import EmbeddedBroker
+    from .config import ConfigError, load_config
+    from .rules import DefinitionError, load_catalog
+    from .worker import Worker
+
+    try:
+        config = load_config(args)
+        catalog = load_catalog(config.segments_file)
+    except (ConfigError, DefinitionError) as exc:
+        print(f"segments worker: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("segments.worker")
+    with contextlib.ExitStack() as stack:
+        if config.bootstrap_servers is None:
+            broker = stack.enter_context(EmbeddedBroker())
+            log.warning("no bootstrap servers configured: started an embedded broker at %s. It keeps "
+                        "everything in memory: its topics vanish when it stops.", broker.bootstrap)
+            config = dataclasses.replace(config, bootstrap_servers=broker.bootstrap)
+        if config.instance_id is None:
+            config = dataclasses.replace(config, instance_id=_instance_id(config.state_dir))
+        log.info("configuration: %s", config.describe())
+        worker = Worker(config, catalog)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: worker.stop())
+        if config.metrics_port:
+            log.info("metrics: http://127.0.0.1:%d/metrics", config.metrics_port)
+        worker.run()
+        log.info("stopped: every committed batch is in Kafka and in the local state")
+    return 0
+
+
+def _instance_id(state_dir) -> str:
+    """A stable id kept beside the state: a restarted worker reuses its transactional id, which
+    fences its previous incarnation and aborts that one's open transaction."""
+    import uuid
+    from pathlib import Path
+
+    path = Path(state_dir) / "instance-id"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    instance = uuid.uuid4().hex[:12]
+    path.write_text(instance + "\n")
+    return instance
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import msgspec
@@ -27,6 +25,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from .broker import ensure_topics
 from .changes import SegmentChange, encode_change
+from .config import WorkerConfig
+from . import metrics
 from .engine import Engine
 from .events import DeadLetter, Decoder
 from .rules import Catalog
@@ -37,43 +37,6 @@ log = logging.getLogger("segments.worker")
 
 _encode_json = msgspec.json.Encoder().encode
 _DEAD_LETTER_BYTES = 16 << 20
-
-
-@dataclass
-class WorkerSettings:
-    """What the loop needs; stream.config builds it from flags, environment and file."""
-    bootstrap: str
-    input_topics: tuple[str, ...]
-    routed_topics: tuple[str, ...] = ()
-    changes_topic: str = "segment-changes"
-    membership_topic: str = "segment-membership"
-    dead_letter_topic: str = "segment-dead-letters"
-    group_id: str = "segments"
-    instance_id: str = "0"
-    state_dir: Path = Path("state")
-    exactly_once: bool = True
-    partitions: int = 8
-    replication_factor: int = -1
-    batch_size: int = 2000
-    commit_interval_ms: int = 100
-    idle_advance_ms: int | None = 1000
-    max_message_bytes: int = 1 << 20
-    kafka: dict[str, str] = field(default_factory=dict)
-    session_timeout_ms: int = 10000
-    max_poll_interval_ms: int = 60000
-
-    @property
-    def changelog_topic(self) -> str:
-        return f"{self.group_id}-state-changelog"
-
-    @property
-    def repartition_topic(self) -> str:
-        return f"{self.group_id}-repartition"
-
-    @property
-    def keyed_topics(self) -> tuple[str, ...]:
-        """The topics whose partition p feeds engine p."""
-        return self.input_topics + ((self.repartition_topic,) if self.routed_topics else ())
 
 
 class PartitionTask:
@@ -100,33 +63,34 @@ class PartitionTask:
 
 
 class Worker:
-    def __init__(self, settings: WorkerSettings, catalog: Catalog,
+    def __init__(self, config: WorkerConfig, catalog: Catalog,
                  on_batch: Callable[[int, int], None] | None = None):
-        self.s = settings
+        if config.bootstrap_servers is None or config.instance_id is None:
+            raise ValueError("the worker needs resolved bootstrap servers and instance id (see stream.cli)")
+        self.s = config
         self.catalog = catalog
         self.on_batch = on_batch          # (events, changes) after each committed batch
         self.tasks: dict[int, PartitionTask] = {}
-        self._decode = Decoder(settings.max_message_bytes).decode
+        self._decode = Decoder(config.max_message_bytes).decode
         self._changelog_next: dict[int, int] = {}
+        self._undelivered: KafkaError | None = None
         self._stop = threading.Event()
 
     # -- set-up ----------------------------------------------------------------------------------
 
     def topics(self) -> list[tuple[str, int, dict[str, str | int]]]:
-        s = self.s
-        n, rf = s.partitions, s.replication_factor
-        compact = {"cleanup.policy": "compact", "replication.factor": rf}
-        keep = {"cleanup.policy": "delete", "retention.ms": 7 * 24 * 3600 * 1000, "replication.factor": rf}
-        specs = [(t, n, keep) for t in s.keyed_topics]
+        """The topics the worker creates when absent (routed input topics are the producers')."""
+        s, n = self.s, self.s.partitions
+        compact = {"cleanup.policy": "compact"}
+        keep = {"cleanup.policy": "delete", "retention.ms": 7 * 24 * 3600 * 1000}
         # Dead letters carry input messages back out whole, oversized ones included.
         dead = {**keep, "max.message.bytes": _DEAD_LETTER_BYTES}
-        specs += [(s.changes_topic, n, keep), (s.dead_letter_topic, n, dead),
-                  (s.membership_topic, n, compact), (s.changelog_topic, n, compact)]
-        return [(name, parts, {k: v for k, v in cfg.items() if k != "replication.factor"})
-                for name, parts, cfg in specs]
+        return [*[(t, n, keep) for t in s.keyed_topics],
+                (s.changes_topic, n, keep), (s.dead_letter_topic, n, dead),
+                (s.membership_topic, n, compact), (s.changelog_topic, n, compact)]
 
     def _common(self) -> dict[str, str | int]:
-        return {"bootstrap.servers": self.s.bootstrap, **self.s.kafka}
+        return {"bootstrap.servers": self.s.bootstrap_servers, **self.s.kafka}
 
     def stop(self) -> None:
         self._stop.set()
@@ -135,8 +99,8 @@ class Worker:
 
     def run(self) -> None:
         s = self.s
-        ensure_topics(s.bootstrap, self.topics())
-        producer = {**self._common(), "enable.idempotence": True, "linger.ms": 5,
+        ensure_topics(s.bootstrap_servers, self.topics(), replication_factor=s.replication_factor)
+        producer = {**self._common(), "enable.idempotence": True, "linger.ms": 5, "on_delivery": self._delivered,
                     "partitioner": "murmur2_random", "message.max.bytes": _DEAD_LETTER_BYTES + 65536}
         if s.exactly_once:
             producer["transactional.id"] = f"{s.group_id}-{s.instance_id}"
@@ -156,6 +120,8 @@ class Worker:
             "max.poll.interval.ms": s.max_poll_interval_ms,
             "fetch.wait.max.ms": 50,
         })
+        if s.metrics_port:
+            metrics.serve(s.metrics_port)
         self.consumer.subscribe([*s.keyed_topics, *s.routed_topics], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
         try:
@@ -169,6 +135,7 @@ class Worker:
             self.tasks.clear()
 
     def _process(self, messages: list[Message]) -> None:
+        started = time.perf_counter()
         events = 0
         dead: list[tuple[Message, DeadLetter]] = []
         routed: list[tuple[bytes, bytes]] = []
@@ -196,7 +163,11 @@ class Worker:
             events += 1
         self._advance_idle(now)
         if messages or any(t.changes for t in self.tasks.values()):
-            self._publish(dead, routed, events)
+            if self._publish(dead, routed, events):
+                metrics.EVENTS.labels("applied").inc(events)
+                metrics.EVENTS.labels("dead_letter").inc(len(dead))
+                metrics.EVENTS.labels("routed").inc(len(routed))
+                metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
     def _advance_idle(self, now: float) -> None:
         """An idle partition's clock follows the wall clock, so "60 days without an order" fires on
@@ -211,31 +182,34 @@ class Worker:
                 task.engine.advance(wall, task.changes)
 
     def _publish(self, dead: list[tuple[Message, DeadLetter]], routed: list[tuple[bytes, bytes]],
-                 events: int) -> None:
+                 events: int) -> bool:
+        """One transaction for everything the batch produced; False when it had to be read again."""
         s, producer = self.s, self.producer
-        while True:
-            try:
-                if s.exactly_once:
-                    producer.begin_transaction()
-                changes = self._produce_all(dead, routed)
-                producer.flush()                         # serves the changelog delivery reports
-                offsets = [tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0]
-                if s.exactly_once:
-                    producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata())
-                    producer.commit_transaction()
-                else:
-                    self.consumer.commit(offsets=offsets, asynchronous=False)
-                break
-            except KafkaException as exc:
-                self._recover(exc)
-                return
+        try:
+            if s.exactly_once:
+                producer.begin_transaction()
+            changes = self._produce_all(dead, routed)
+            producer.flush()                  # serves every delivery report of the batch
+            if self._undelivered is not None:
+                raise KafkaException(self._undelivered)
+            offsets = [tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0]
+            if s.exactly_once:
+                producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata())
+                producer.commit_transaction()
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            self._recover(exc)
+            return False
         for task in self.tasks.values():
             if task.partition in self._changelog_next:
                 task.store.commit(self._changelog_next[task.partition])
+            metrics.count_changes(task.changes)
             task.changes.clear()
         self._changelog_next.clear()
         if self.on_batch is not None:
             self.on_batch(events, changes)
+        return True
 
     def _produce_all(self, dead: list[tuple[Message, DeadLetter]], routed: list[tuple[bytes, bytes]]) -> int:
         s, produce = self.s, self.producer.produce
@@ -254,8 +228,7 @@ class Worker:
             task.store.set_stream_time(task.engine.now)
             partition = task.partition
             for key, value in task.store.pending():
-                produce(s.changelog_topic, key=key, value=value, partition=partition,
-                        on_delivery=self._changelog_delivered)
+                produce(s.changelog_topic, key=key, value=value, partition=partition)
         for msg, letter in dead:
             headers = [("reason", letter.reason.encode()), ("source.topic", msg.topic().encode()),
                        ("source.partition", str(msg.partition()).encode()),
@@ -277,8 +250,13 @@ class Worker:
         return _encode_json({"customer_id": customer_id, "at": format_rfc3339(task.engine.now),
                              "segments": {name: format_rfc3339(since) for name, since in sorted(state.member.items())}})
 
-    def _changelog_delivered(self, err: KafkaError | None, msg: Message) -> None:
-        if err is None:
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        """Every produced message reports here: a failure fails the batch (at_least_once would
+        otherwise commit offsets past output that never arrived), and changelog offsets become the
+        stores' checkpoints."""
+        if err is not None:
+            self._undelivered = err
+        elif msg.topic() == self.s.changelog_topic:
             partition = msg.partition()
             self._changelog_next[partition] = max(self._changelog_next.get(partition, 0), msg.offset() + 1)
 
@@ -294,6 +272,7 @@ class Worker:
             except KafkaException as abort_error:
                 log.warning("abort: %s", abort_error)
         self._changelog_next.clear()
+        self._undelivered = None
         for task in self.tasks.values():
             task.reset()
         assignment = self.consumer.assignment()
@@ -309,6 +288,7 @@ class Worker:
             store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}")
             restored = self._restore(store, number)
             self.tasks[number] = PartitionTask(number, store, self.catalog)
+            metrics.ASSIGNED.set(len(self.tasks))
             log.info("partition %d ready: %d changelog records restored in %.2fs",
                      number, restored, time.monotonic() - started)
 
@@ -318,6 +298,7 @@ class Worker:
             task = self.tasks.pop(number, None)
             if task is not None:
                 task.store.close()
+        metrics.ASSIGNED.set(len(self.tasks))
 
     def _restore(self, store: PartitionStore, partition: int) -> int:
         """Bring the local store up to the end of its changelog partition."""
