@@ -1,0 +1,293 @@
+"""A from-scratch reference for segment membership: README "Semantics", written as plainly as possible.
+
+Nothing here is shared with the engine: no compiled predicates (stream.rules), no folds
+(stream.fold), no engine. It reads the decoded event classes (stream.events) and the time helpers
+(stream.timeutil), interprets the raw YAML definition dicts itself, and recomputes everything from
+the full history on every question. It is slow and unbounded on purpose; it is the specification.
+
+    history = History(events)              # every event so far, in arrival order, decoded
+    history.memberships(now, definitions)  # {customer_id: frozenset(segment names)} at `now`
+
+Semantics implemented (README "Semantics"):
+- stream time is the largest occurred_at of the events so far, whatever became of them (a duplicate
+  or an erasure of an unknown customer still moves it: it is the partition's clock);
+- dedup: an event_id already applied for the same customer, at a stream time less than 7 days
+  before the current one, is ignored entirely (it changes nothing, not even last_seen); the time
+  remembered for an id is the stream time when it was applied;
+- customer_erased forgets the customer's history and dedup memory entirely (it is never itself a
+  duplicate: it erases its own id along with the rest);
+- paid orders: the first order_paid per order counts; order_cancelled takes the order back out (also
+  after payment) and blocks any later payment of it (arrival order);
+- the profile follows arrival order: an absent attribute stays, null clears, custom merges key by key;
+  an order's city/country fill the profile only where it has none;
+- "latest" values (cart value, abandoned value) belong to the event with the largest occurred_at,
+  the later arrival winning a tie;
+- a comparison with a missing value (or, for custom fields, with a value of another kind: text vs
+  number vs true/false) is false; "within N" is now - t < N; "ago: N" is now - t >= N.
+"""
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import math
+import operator
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from stream import events as ev
+from stream.timeutil import DAY, from_datetime, parse_duration, parse_rfc3339, to_datetime
+
+DEDUP_WINDOW = 7 * DAY
+CATALOG_PATH = Path(__file__).resolve().parent.parent / "stream" / "catalog.yaml"
+
+TIME_ATTRIBUTES = {
+    "first_paid_at", "last_paid_at", "last_order_placed_at", "cart_updated_at",
+    "last_cart_abandoned_at", "last_viewed_at", "first_seen_at", "last_seen_at",
+}
+DATE_ATTRIBUTES = {"birth_date"}
+
+
+def load_definitions(text: str | None = None) -> dict[str, dict[str, Any]]:
+    """Segment name -> its raw definition dict, straight from the YAML (the default catalog if no
+    text is given)."""
+    if text is None:
+        text = CATALOG_PATH.read_text(encoding="utf-8")
+    return dict(yaml.safe_load(text)["segments"])
+
+
+def micros(event: ev.Event) -> int:
+    return from_datetime(event.occurred_at)
+
+
+# ------------------------------------------------------------------------------------------------
+# The history: which events count, per customer
+
+
+class History:
+    """The events that count for each customer after de-duplication and erasure, in arrival order,
+    each with its occurred_at in microseconds."""
+
+    def __init__(self, events: list[ev.Event]):
+        self.stream_time: int | None = None
+        self.times: list[int] = []                       # occurred_at of every event, in order
+        self.applied: dict[str, list[tuple[int, ev.Event]]] = {}
+        applied_at: dict[str, dict[str, int]] = {}       # customer -> event_id -> stream time
+        for event in events:
+            t = micros(event)
+            self.times.append(t)
+            now = t if self.stream_time is None else max(self.stream_time, t)
+            self.stream_time = now
+            customer = event.customer_id
+            if isinstance(event, ev.CustomerErased):
+                self.applied.pop(customer, None)
+                applied_at.pop(customer, None)
+                continue
+            remembered = applied_at.setdefault(customer, {})
+            if event.event_id in remembered and now - remembered[event.event_id] < DEDUP_WINDOW:
+                continue                                 # a redelivery: ignored entirely
+            remembered[event.event_id] = now
+            self.applied.setdefault(customer, []).append((t, event))
+        self._attributes = {c: attributes(evs) for c, evs in self.applied.items()}
+
+    def memberships(self, now: int, definitions: dict[str, dict[str, Any]]) -> dict[str, frozenset[str]]:
+        """Every customer with at least one segment at `now`, and those segments."""
+        result = {}
+        for customer, evs in self.applied.items():
+            person = Customer(self._attributes[customer], evs)
+            names = frozenset(name for name, d in definitions.items() if holds(d["when"], person, now))
+            if names:
+                result[customer] = names
+        return result
+
+
+# ------------------------------------------------------------------------------------------------
+# Attributes, computed directly from a customer's counted events
+
+
+def attributes(evs: list[tuple[int, ev.Event]]) -> dict[str, Any]:
+    def times(kind: type) -> list[int]:
+        return [t for t, e in evs if isinstance(e, kind)]
+
+    def latest(kind: type) -> tuple[int, ev.Event] | None:
+        # largest occurred_at; on a tie the later arrival (max keeps the first maximum, so reverse)
+        found = [(t, e) for t, e in evs if isinstance(e, kind)]
+        return max(reversed(found), key=lambda te: te[0]) if found else None
+
+    # payments: the first per order counts, a cancellation removes it and blocks later payments
+    paid: dict[str, tuple[int, float]] = {}
+    cancelled: set[str] = set()
+    for t, e in evs:
+        if isinstance(e, ev.OrderPaid):
+            if e.order_id not in paid and e.order_id not in cancelled:
+                paid[e.order_id] = (t, e.amount)
+        elif isinstance(e, ev.OrderCancelled):
+            cancelled.add(e.order_id)
+            paid.pop(e.order_id, None)
+    paid_times = [t for t, _ in paid.values()]
+    paid_total = math.fsum(amount for _, amount in paid.values())
+
+    placed = [e for _, e in evs if isinstance(e, ev.OrderPlaced)]
+    cart = latest(ev.CartUpdated)
+    abandoned = latest(ev.CartAbandoned)
+
+    # the profile, in arrival order
+    profile: dict[str, Any] = {"city": None, "country": None, "gender": None,
+                               "birth_date": None, "email_opt_in": None}
+    custom: dict[str, Any] = {}
+    for _, e in evs:
+        if isinstance(e, ev.CustomerUpdated):
+            for name in profile:
+                value = getattr(e.attributes, name)
+                if value is not msgspec.UNSET:
+                    profile[name] = value
+            if e.attributes.custom is not msgspec.UNSET:
+                custom.update(e.attributes.custom)
+        elif isinstance(e, ev.OrderPlaced):
+            for name in ("city", "country"):
+                if profile[name] is None and getattr(e, name) is not None:
+                    profile[name] = getattr(e, name)
+
+    all_times = [t for t, _ in evs]
+    return {
+        "paid_orders": len(paid),
+        "paid_total": paid_total,
+        "average_order_value": paid_total / len(paid) if paid else None,
+        "first_paid_at": min(paid_times, default=None),
+        "last_paid_at": max(paid_times, default=None),
+        "orders_placed": len(placed),
+        "last_order_placed_at": max(times(ev.OrderPlaced), default=None),
+        "categories_bought": {i.category for e in placed for i in e.items if i.category is not None},
+        "cart_updated_at": cart[0] if cart else None,
+        "cart_value": cart[1].value if cart else None,
+        "last_cart_abandoned_at": abandoned[0] if abandoned else None,
+        "last_cart_abandoned_value": abandoned[1].value if abandoned else None,
+        "last_viewed_at": max(times(ev.ProductViewed), default=None),
+        "first_seen_at": min(all_times, default=None),
+        "last_seen_at": max(all_times, default=None),
+        **profile,
+        "custom": custom,
+    }
+
+
+class Customer:
+    def __init__(self, attrs: dict[str, Any], evs: list[tuple[int, ev.Event]]):
+        self.attrs = attrs
+        self.events = evs
+
+    def get(self, name: str) -> Any:
+        if name.startswith("custom."):
+            return self.attrs["custom"].get(name[len("custom."):])
+        return self.attrs[name]
+
+
+# ------------------------------------------------------------------------------------------------
+# Conditions, interpreted from the YAML
+
+
+def holds(condition: dict[str, Any], person: Customer, now: int) -> bool:
+    (key, arg), = condition.items()
+    if key == "all":
+        return all(holds(c, person, now) for c in arg)
+    if key == "any":
+        return any(holds(c, person, now) for c in arg)
+    if key == "not":
+        return not holds(arg, person, now)
+    if key == "repeated":
+        return repeated(arg, person, now)
+    value = person.get(key)
+    return all(operator_holds(key, op, operand, value, person, now) for op, operand in arg.items())
+
+
+COMPARISONS = {"eq": operator.eq, "ne": operator.ne, "gt": operator.gt,
+               "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
+
+
+def operator_holds(name: str, op: str, operand: Any, value: Any, person: Customer, now: int) -> bool:
+    if op == "exists":
+        return (value is not None) == operand
+    if op == "within":
+        return value is not None and now - value < parse_duration(operand)
+    if op == "ago":
+        return value is not None and now - value >= parse_duration(operand)
+    if op == "birthday_within":
+        return value is not None and birthday_within(value, now, parse_duration(operand) // DAY)
+    if op == "contains":
+        return operand in value
+    if op == "contains_any":
+        return any(v in value for v in operand)
+    if op == "in":
+        return any(compare(operator.eq, value, literal(name, v)) for v in operand)
+    if isinstance(operand, dict):                # {attr: NAME}: compare with another attribute
+        return compare(COMPARISONS[op], value, person.get(operand["attr"]))
+    return compare(COMPARISONS[op], value, literal(name, operand))
+
+
+def literal(name: str, value: Any) -> Any:
+    """A YAML literal in the attribute's own terms: instants as microseconds, dates as dates."""
+    if name in TIME_ATTRIBUTES:
+        return from_datetime(value) if isinstance(value, dt.datetime) else parse_rfc3339(value)
+    if name in DATE_ATTRIBUTES:
+        return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+    return value
+
+
+def kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, (int, float)):
+        return "number"
+    return type(value).__name__
+
+
+def compare(op: Any, a: Any, b: Any) -> bool:
+    if a is None or b is None or kind(a) != kind(b):
+        return False
+    return op(a, b)
+
+
+def birthday_within(born: dt.date, now: int, days: int) -> bool:
+    """A birthday (29 February falls on 28 February in common years) on one of the `days` UTC
+    calendar days starting today."""
+    today = to_datetime(now).date()
+    for k in range(days):
+        day = today + dt.timedelta(days=k)
+        if (day.month, day.day) == (born.month, born.day):
+            return True
+        if (born.month, born.day) == (2, 29) and (day.month, day.day) == (2, 28) \
+                and not calendar.isleap(day.year):
+            return True
+    return False
+
+
+def repeated(spec: dict[str, Any], person: Customer, now: int) -> bool:
+    """Some item has at least `at_least` counted events with now - t < within, and (with
+    without_order_within W) no order_placed of that item with now - t < W."""
+    kind_ = ev.ProductViewed if spec["event"] == "product_viewed" else ev.OrderPlaced
+    per = spec.get("per", "product")
+    window = parse_duration(spec["within"])
+    counts: Counter[str] = Counter()
+    for t, e in person.events:
+        if isinstance(e, kind_) and now - t < window:
+            counts.update(items_of(e, per))
+    blocked: set[str] = set()
+    if "without_order_within" in spec:
+        block = parse_duration(spec["without_order_within"])
+        for t, e in person.events:
+            if isinstance(e, ev.OrderPlaced) and now - t < block:
+                blocked |= items_of(e, per)
+    return any(n >= spec["at_least"] and item not in blocked for item, n in counts.items())
+
+
+def items_of(event: ev.Event, per: str) -> set[str]:
+    """The items (products or categories) one event is about; an order counts once per item."""
+    if isinstance(event, ev.ProductViewed):
+        return {event.product_id if per == "product" else event.category}
+    if per == "product":
+        return {i.product_id for i in event.items}
+    return {i.category for i in event.items if i.category is not None}
