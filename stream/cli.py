@@ -42,11 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_worker_arguments(wp)
     wp.set_defaults(run=_worker)
 
-    bp = sub.add_parser("bench", help="measure throughput and state size (prints a table)")
-    bp.add_argument("--customers", type=int, default=1_000_000)
-    bp.add_argument("--events", type=int, default=3_000_000)
-    bp.add_argument("--seed", type=int, default=7)
-    bp.set_defaults(run=_bench)
+    bp = sub.add_parser("bench", help="measure speed and state size (prints a table)")
+    bench = bp.add_subparsers(dest="bench", required=True)
+    be = bench.add_parser("engine", help="the engine alone on one core, beside msgspec decode")
+    be.add_argument("--customers", type=int, default=1_000_000)
+    be.add_argument("--events", type=int, default=3_000_000)
+    be.add_argument("--seed", type=int, default=7)
+    be.set_defaults(run=_bench_engine)
+    bw = bench.add_parser("worker", help="the native worker on the embedded broker, beside consume + decode")
+    bw.add_argument("--events", type=int, default=300_000)
+    bw.add_argument("--customers", type=int, default=100_000)
+    bw.add_argument("--rate", type=int, default=10_000, help="events/s offered in the latency run")
+    bw.add_argument("--seconds", type=float, default=20, help="length of the latency run")
+    bw.add_argument("--restore-customers", type=int, default=1_000_000)
+    bw.add_argument("--seed", type=int, default=7)
+    bw.set_defaults(run=_bench_worker)
     return parser
 
 
@@ -166,9 +176,18 @@ def _instance_id(state_dir) -> str:
     return instance
 
 
-def _bench(args: argparse.Namespace) -> int:
+def _bench_engine(args: argparse.Namespace) -> int:
     from .bench import run_engine_bench
     return run_engine_bench(customers=args.customers, events=args.events, seed=args.seed)
+
+
+def _bench_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from .bench_worker import run_worker_bench
+    logging.basicConfig(level=logging.WARNING)
+    return run_worker_bench(events=args.events, customers=args.customers, seed=args.seed, rate=args.rate,
+                            seconds=args.seconds, restore_customers=args.restore_customers)
 
 
 if __name__ == "__main__":

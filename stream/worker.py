@@ -126,13 +126,25 @@ class Worker:
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
         try:
             while not self._stop.is_set():
-                messages = self.consumer.consume(s.batch_size, s.commit_interval_ms / 1000)
-                self._process(messages)
+                self._process(self._next_batch())
         finally:
             self.consumer.close()
             for task in self.tasks.values():
                 task.store.close()
             self.tasks.clear()
+
+    def _next_batch(self) -> list[Message]:
+        """Whatever is already fetched, without waiting; only when nothing is, wait for the first
+        message. consume(n, timeout) alone would wait for n messages or the whole timeout even with
+        messages at hand: latency at moderate load. This way batches grow with the load by
+        themselves (what arrives during one commit is the next batch)."""
+        consumer, size = self.consumer, self.s.batch_size
+        messages = consumer.consume(size, 0)
+        if not messages:
+            first = consumer.poll(self.s.commit_interval_ms / 1000)
+            if first is not None:
+                messages = [first, *consumer.consume(size - 1, 0)]
+        return messages
 
     def _process(self, messages: list[Message]) -> None:
         started = time.perf_counter()
@@ -284,13 +296,18 @@ class Worker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for number in sorted({tp.partition for tp in partitions} - set(self.tasks)):
-            started = time.monotonic()
-            store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}")
-            restored = self._restore(store, number)
-            self.tasks[number] = PartitionTask(number, store, self.catalog)
+            self.tasks[number] = self.open_partition(number)
             metrics.ASSIGNED.set(len(self.tasks))
-            log.info("partition %d ready: %d changelog records restored in %.2fs",
-                     number, restored, time.monotonic() - started)
+
+    def open_partition(self, number: int) -> PartitionTask:
+        """The local store brought up to its changelog's end, and an engine over it."""
+        started = time.monotonic()
+        store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}")
+        restored = self._restore(store, number)
+        task = PartitionTask(number, store, self.catalog)
+        log.info("partition %d ready: %d changelog records restored, %d timers, in %.2fs",
+                 number, restored, len(task.engine.timers), time.monotonic() - started)
+        return task
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called from inside consume(): the previous batch is committed, no transaction is open.
