@@ -74,6 +74,7 @@ class Worker:
         self._decode = Decoder(config.max_message_bytes).decode
         self._changelog_next: dict[int, int] = {}
         self._undelivered: KafkaError | None = None
+        self._failures = 0                # batches in a row that could not be committed
         self._stop = threading.Event()
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -100,15 +101,7 @@ class Worker:
     def run(self) -> None:
         s = self.s
         ensure_topics(s.bootstrap_servers, self.topics(), replication_factor=s.replication_factor)
-        producer = {**self._common(), "enable.idempotence": True, "linger.ms": 5, "on_delivery": self._delivered,
-                    "partitioner": "murmur2_random", "message.max.bytes": _DEAD_LETTER_BYTES + 65536}
-        if s.exactly_once:
-            producer["transactional.id"] = f"{s.group_id}-{s.instance_id}"
-        self.producer = Producer(producer)
-        if s.exactly_once:
-            # Fences a previous incarnation of this instance and aborts its open transaction, which
-            # would otherwise hold back every read_committed reader of its partitions.
-            self.producer.init_transactions(30)
+        self.producer = self._new_producer()
         self.consumer = Consumer({
             **self._common(),
             "group.id": s.group_id,
@@ -145,6 +138,19 @@ class Worker:
             if first is not None:
                 messages = [first, *consumer.consume(size - 1, 0)]
         return messages
+
+    def _new_producer(self) -> Producer:
+        s = self.s
+        config = {**self._common(), "enable.idempotence": True, "linger.ms": 5, "on_delivery": self._delivered,
+                  "partitioner": "murmur2_random", "message.max.bytes": _DEAD_LETTER_BYTES + 65536}
+        if s.exactly_once:
+            config["transactional.id"] = f"{s.group_id}-{s.instance_id}"
+        producer = Producer(config)
+        if s.exactly_once:
+            # Fences a previous incarnation of this instance and aborts its open transaction, which
+            # would otherwise hold back every read_committed reader of its partitions.
+            producer.init_transactions(30)
+        return producer
 
     def _process(self, messages: list[Message]) -> None:
         started = time.perf_counter()
@@ -213,6 +219,7 @@ class Worker:
         except KafkaException as exc:
             self._recover(exc)
             return False
+        self._failures = 0
         for task in self.tasks.values():
             if task.partition in self._changelog_next:
                 task.store.commit(self._changelog_next[task.partition])
@@ -275,22 +282,38 @@ class Worker:
     def _recover(self, exc: KafkaException) -> None:
         """A failed batch: abort, go back to the committed state and offsets, read again."""
         error = exc.args[0]
-        if self.s.exactly_once and getattr(error, "fatal", lambda: False)():
-            raise exc                # fenced by a newer instance: this one must stop
-        log.warning("batch not committed (%s); reading it again", error)
+        if error.fatal():
+            raise exc                # e.g. fenced by a newer instance with our id: this one must stop
+        # Backoff doubles with each failure in a row (a broker down for a while), up to 30 s.
+        pause = min(0.5 * 2 ** self._failures, 30.0)
+        self._failures += 1
+        log.warning("batch not committed (%s); failure %d in a row, reading it again in %.1f s",
+                    error, self._failures, pause)
         if self.s.exactly_once:
             try:
                 self.producer.abort_transaction(10)
             except KafkaException as abort_error:
-                log.warning("abort: %s", abort_error)
+                if abort_error.args[0].fatal():
+                    raise
+                # The transaction cannot be ended (e.g. the broker lost it): a new producer with the
+                # same transactional id aborts it on initialisation.
+                log.warning("abort failed (%s); starting a new producer", abort_error.args[0])
+                self.producer = self._new_producer()
         self._changelog_next.clear()
         self._undelivered = None
         for task in self.tasks.values():
             task.reset()
         assignment = self.consumer.assignment()
-        for tp in self.consumer.committed(assignment, timeout=10):
+        while not self._stop.wait(pause):
+            try:
+                committed = self.consumer.committed(assignment, timeout=10)
+                break
+            except KafkaException as offsets_error:
+                log.warning("committed offsets unavailable (%s); asking again", offsets_error.args[0])
+        else:
+            return                  # stopping: nothing of the failed batch was committed
+        for tp in committed:
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else 0))
-        time.sleep(0.5)
 
     # -- rebalance -------------------------------------------------------------------------------
 
