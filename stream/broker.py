@@ -88,6 +88,10 @@ class EmbeddedBroker:
                  "--listener-url", url, "--advertised-listener-url", url,
                  "--storage-engine", "memory://tansu/"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                # A session of its own: in the terminal's process group Tansu would take the Ctrl-C
+                # meant for us and exit at once, leaving the worker's last commit to a dead broker.
+                # Our caller stops it last.
+                start_new_session=True,
             )
         try:
             self._wait_ready()

@@ -42,6 +42,33 @@ def build_parser() -> argparse.ArgumentParser:
     add_worker_arguments(wp)
     wp.set_defaults(run=_worker)
 
+    pp = sub.add_parser("produce", help="publish realistic synthetic shopper events to a Kafka topic",
+                        description="Browsing sessions, carts and abandonment, orders, payments, cancellations, churn, "
+                                    "profile updates, rare erasures, redeliveries and a few bad messages, keyed by "
+                                    "customer id (murmur2, as the worker expects).")
+    pp.add_argument("--bootstrap-servers", required=True, metavar="HOSTS")
+    pp.add_argument("--topic", default="shop-events")
+    pp.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
+    pp.add_argument("--events", type=int, help="how many (default: until Ctrl-C)")
+    pp.add_argument("--customers", type=int, default=1000)
+    pp.add_argument("--seed", type=int, default=7)
+    pp.add_argument("--bad-ratio", type=float, default=0.001, help="share of bad messages (default 0.001)")
+    pp.add_argument("--simulated-time", action="store_true",
+                    help="event times from a simulated clock from 2025-01-01 (reproducible) instead of now")
+    pp.add_argument("--partitions", type=int, default=8, help="partitions if the topic must be created")
+    pp.add_argument("-X", dest="kafka", action="append", default=[], metavar="KEY=VALUE",
+                    help="librdkafka property, repeatable")
+    pp.set_defaults(run=_produce)
+
+    dp = sub.add_parser("demo", help="embedded broker + worker + generator, with live segment sizes",
+                        description="Everything on this machine: the embedded broker, a worker and the shopper "
+                                    "generator, showing live segment sizes, the latest changes and the metrics URL.")
+    dp.add_argument("--rate", type=float, default=200.0, help="events per second (default 200)")
+    dp.add_argument("--customers", type=int, default=2000)
+    dp.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    dp.add_argument("--seed", type=int, default=7)
+    dp.set_defaults(run=_demo)
+
     bp = sub.add_parser("bench", help="measure speed and state size (prints a table)")
     bench = bp.add_subparsers(dest="bench", required=True)
     be = bench.add_parser("engine", help="the engine alone on one core, beside msgspec decode")
@@ -174,6 +201,30 @@ def _instance_id(state_dir) -> str:
     instance = uuid.uuid4().hex[:12]
     path.write_text(instance + "\n")
     return instance
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .produce import produce
+    kafka = {}
+    for item in args.kafka:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"segments produce: -X takes KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        kafka[key] = value
+    return produce(args.bootstrap_servers, args.topic, rate=args.rate, events=args.events,
+                   customers=args.customers, seed=args.seed, bad_ratio=args.bad_ratio,
+                   realtime=not args.simulated_time, console=Console(stderr=True), partitions=args.partitions,
+                   kafka=kafka)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .demo import run_demo
+    return run_demo(Console(), rate=args.rate, customers=args.customers, duration=args.duration, seed=args.seed)
 
 
 def _bench_engine(args: argparse.Namespace) -> int:

@@ -122,6 +122,7 @@ class Worker:
                 self._process(self._next_batch())
         finally:
             self.consumer.close()
+            self.producer.close()     # a connection left open makes the broker wait at shutdown
             for task in self.tasks.values():
                 task.store.close()
             self.tasks.clear()

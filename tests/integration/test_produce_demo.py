@@ -1,0 +1,189 @@
+"""The synthetic shop stream (stream.synth.shop_records), `produce()` against the session broker,
+and `run_demo()` end to end in a subprocess."""
+from __future__ import annotations
+
+import io
+import itertools
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from rich.console import Console
+
+from stream.engine import Engine
+from stream.events import EVENT_TYPES, DeadLetter, Decoder, Event
+from stream.produce import produce
+from stream.rules import load_catalog
+from stream.synth import shop_records, shop_sessions
+from stream.timeutil import SECOND, format_rfc3339, from_datetime
+
+N = 30_000
+
+
+def _records(n: int = N, **kwargs):
+    return list(itertools.islice(shop_records(400, seed=11, **kwargs), n))
+
+
+def test_everything_decodes_except_the_intended_bad_share():
+    records = _records(bad_ratio=0.01)
+    decode = Decoder().decode
+    bad = 0
+    for record in records:
+        event = decode(record.value)
+        if record.kind == "bad":
+            assert type(event) is DeadLetter, record
+            bad += 1
+        else:
+            assert isinstance(event, Event), (record, event)
+            assert record.key == event.customer_id.encode(), "records are keyed by customer id"
+    assert 0.005 * N < bad < 0.02 * N
+    # The default share is about one in a thousand.
+    default = Counter(r.kind for r in _records())
+    assert 5 <= default["bad"] <= 70, default
+
+
+def test_every_event_type_redeliveries_and_every_kind_of_bad_message():
+    records = _records(bad_ratio=0.01)
+    decode = Decoder().decode
+    types = Counter(type(e).__struct_config__.tag for r in records if isinstance(e := decode(r.value), Event))
+    assert set(types) == set(EVENT_TYPES), f"missing: {set(EVENT_TYPES) - set(types)}"
+    assert types["product_viewed"] > types["order_placed"] > types["customer_erased"] > 0
+
+    kinds = {reason.split(":")[0] for r in records if r.kind == "bad" for reason in [decode(r.value).reason]}
+    assert {"invalid event", "unknown event type"} <= kinds and kinds & {"not JSON", "not UTF-8"}, kinds
+
+    # A redelivery is an earlier record again, byte for byte (same event id), as Kafka would send it.
+    seen: set[bytes] = set()
+    redelivered = 0
+    for record in records:
+        if record.kind == "redelivery":
+            assert record.value in seen
+            redelivered += 1
+        elif record.kind == "event":
+            assert record.value not in seen, "event ids are unique"
+        seen.add(record.value)
+    assert redelivered > 10
+
+
+def test_it_looks_like_shopping():
+    """Sessions of views on the same products; payments after their orders; time moves forward;
+    churned customers stop coming; the engine finds most of the catalog's segments in it."""
+    records = _records(bad_ratio=0)
+    decode = Decoder().decode
+    events = [decode(r.value) for r in records if r.kind == "event"]
+    times = [from_datetime(e.occurred_at) for e in events]
+    assert times == sorted(times), "simulated time never goes back"
+    assert format_rfc3339(times[0]).startswith("2025-01-01")
+
+    placed: dict[str, str] = {}
+    views: dict[str, list[str]] = defaultdict(list)
+    last_seen: dict[str, int] = {}
+    for event, t in zip(events, times):
+        tag = type(event).__struct_config__.tag
+        last_seen[event.customer_id] = t
+        if tag == "order_placed":
+            placed[event.order_id] = event.customer_id
+        elif tag in ("order_paid", "order_cancelled"):
+            assert placed.get(event.order_id) == event.customer_id, "payments and cancellations follow their order"
+        elif tag == "product_viewed":
+            views[event.session_id].append(event.product_id)
+    sessions = list(views.values())
+    assert sum(len(s) for s in sessions) / len(sessions) > 2.5
+    assert sum(len(s) > len(set(s)) for s in sessions) > len(sessions) / 4, "a session comes back to its products"
+    # Some customers of the first weeks are never seen again (churn); newcomers take their place.
+    assert sum(t < times[-1] - 30 * 86400 * SECOND for t in last_seen.values()) > 20
+    assert any(int(c[1:]) >= 400 for c in last_seen)
+
+    engine, out = Engine(load_catalog()), []
+    for event in events:
+        engine.apply(event, out)
+    entered = Counter(c.segment for c in out if c.change == "entered")
+    assert {"new-customer", "repeat-buyer", "high-value", "cart-abandoner", "window-shopper", "loyal"} <= set(entered)
+
+
+def test_same_seed_same_bytes_and_a_clock_sets_the_times():
+    first = list(itertools.islice(shop_sessions(300, seed=5), 5000))
+    assert first == list(itertools.islice(shop_sessions(300, seed=5), 5000))
+    assert first != list(itertools.islice(shop_sessions(300, seed=6), 5000))
+
+    ticks = itertools.count(1_900_000_000 * SECOND, 1000)
+    live = list(itertools.islice(shop_records(300, seed=5, clock=lambda: next(ticks), run="r1-"), 500))
+    decode = Decoder().decode
+    stamps = [decode(r.value).occurred_at for r in live if r.kind == "event"]
+    assert format_rfc3339(from_datetime(stamps[0])) == "2030-03-17T17:46:40Z"
+    assert all(later > earlier for earlier, later in zip(stamps, stamps[1:])), "one clock reading per record"
+    assert all(e.event_id.startswith("r1-") for r in live if isinstance(e := decode(r.value), Event))
+
+
+def _read_topic(bootstrap: str, topic: str, partitions: int) -> list:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "produce-test", "enable.partition.eof": True,
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 20})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    out, done, deadline = [], set(), time.monotonic() + 20
+    try:
+        while len(done) < partitions and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error() is None:
+                    out.append(msg)
+                elif msg.error().code() == KafkaError._PARTITION_EOF:
+                    done.add(msg.partition())
+    finally:
+        consumer.close()
+    assert len(done) == partitions
+    return out
+
+
+def test_produce_sends_exactly_the_number_of_records_asked(kafka_bootstrap, unique_topic):
+    printed = io.StringIO()
+    code = produce(kafka_bootstrap, unique_topic, rate=None, events=3000, customers=300, seed=3, bad_ratio=0.01,
+                   realtime=False, console=Console(file=printed, width=200), partitions=3)
+    assert code == 0, printed.getvalue()
+    messages = _read_topic(kafka_bootstrap, unique_topic, 3)
+    assert len(messages) == 3000
+    expected = Counter(r.value for r in itertools.islice(shop_records(300, seed=3, bad_ratio=0.01), 3000))
+    assert Counter(m.value() for m in messages) == expected, "the simulated stream, record for record"
+    partition_of: dict[bytes, set[int]] = defaultdict(set)
+    for m in messages:
+        partition_of[m.key()].add(m.partition())
+    assert all(len(p) == 1 for p in partition_of.values()), "a customer's records share one partition"
+    summary = printed.getvalue()
+    assert re.search(r"^sent 3,000 records to \S+ \(\d+ bad, \d+ redelivered\) in [\d.]+ s: [\d,.]+ records/s$",
+                     summary.strip()), summary
+
+
+def test_produce_realtime_paced_and_stopped(kafka_bootstrap, unique_topic):
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    printed = io.StringIO()
+    started = time.time()
+    code = produce(kafka_bootstrap, unique_topic, rate=200, events=None, customers=100, seed=1, bad_ratio=0.0,
+                   realtime=True, console=Console(file=printed, width=200), partitions=2, stop=stop)
+    assert code == 0, printed.getvalue()
+    messages = _read_topic(kafka_bootstrap, unique_topic, 2)
+    assert 150 <= len(messages) <= 230, len(messages)          # ~200 per second, stopped after 1 s
+    decode = Decoder().decode
+    stamps = [from_datetime(decode(m.value()).occurred_at) / SECOND for m in messages]
+    assert started - 1 <= min(stamps) and max(stamps) <= time.time() + 1, "event times are the wall clock"
+    assert f"sent {len(messages):,} records" in printed.getvalue()
+
+
+def test_demo_runs_and_shows_segment_sizes():
+    script = ("import sys; from rich.console import Console; from stream.demo import run_demo; "
+              "sys.exit(run_demo(Console(), rate=300, customers=1500, duration=14))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "Traceback" not in output
+    assert "vanish" in output
+    size_lines = [line for line in done.stdout.splitlines() if line.startswith("sizes: ")]
+    assert size_lines, output
+    sizes = dict(pair.split("=") for pair in size_lines[-1][len("sizes: "):].split())
+    assert set(sizes) == {s.name for s in load_catalog().segments}
+    assert max(int(v) for v in sizes.values()) > 0, output
+    assert re.search(r"events [\d,]+ \(\d+/s\)\s+changes [\d,]+ \(\d+/s\)", done.stdout), output
+    assert "the embedded broker is stopped" in done.stdout
+
