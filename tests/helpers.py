@@ -174,17 +174,22 @@ def run(events: Iterable[Event], until: int | str | None = None,
     return run_engine(events, until, catalog)[1]
 
 
+def apply_change(members: dict[str, set[str]], change: SegmentChange) -> None:
+    """One change applied to customer -> segments, checking that enters and exits alternate."""
+    current = members.setdefault(change.customer_id, set())
+    if change.change == "entered":
+        assert change.segment not in current, f"entered twice without an exit: {change}"
+        current.add(change.segment)
+    else:
+        assert change.segment in current, f"exited without being in: {change}"
+        current.remove(change.segment)
+
+
 def membership(changes: Iterable[SegmentChange]) -> dict[str, set[str]]:
-    """customer -> segments they are in after these changes (checks enters/exits alternate)."""
+    """customer -> segments they are in after these changes."""
     members: dict[str, set[str]] = {}
-    for c in changes:
-        current = members.setdefault(c.customer_id, set())
-        if c.change == "entered":
-            assert c.segment not in current, f"entered twice without an exit: {c}"
-            current.add(c.segment)
-        else:
-            assert c.segment in current, f"exited without being in: {c}"
-            current.remove(c.segment)
+    for change in changes:
+        apply_change(members, change)
     return members
 
 

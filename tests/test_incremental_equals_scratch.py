@@ -43,9 +43,8 @@ from stream.rules import Catalog, load_catalog, parse_catalog
 from stream.state import CustomerState, dump_state, load_state
 from stream.timeutil import DAY, HOUR, format_rfc3339, from_datetime, parse_duration, parse_rfc3339
 
-if str(Path(__file__).parent) not in sys.path:       # tests/oracle.py sits next to this file
-    sys.path.insert(0, str(Path(__file__).parent))
-import oracle  # noqa: E402
+import oracle                      # tests/ is on sys.path under pytest, as for helpers
+from helpers import apply_change
 
 MEMBERSHIP = dict[str, frozenset[str]]
 
@@ -322,16 +321,6 @@ def _midnight(day: dt.date) -> int:
 # The checks
 
 
-def _apply(timeline: dict[str, set[str]], change: SegmentChange) -> None:
-    current = timeline.setdefault(change.customer_id, set())
-    if change.change == "entered":
-        assert change.segment not in current, f"entered twice without leaving: {change}"
-        current.add(change.segment)
-    else:
-        assert change.segment in current, f"exited without being in: {change}"
-        current.discard(change.segment)
-
-
 def _view(timeline: dict[str, set[str]]) -> MEMBERSHIP:
     return {c: frozenset(s) for c, s in timeline.items() if s}
 
@@ -366,7 +355,7 @@ def check_time_moves(definitions: dict[str, Any], history: oracle.History, flips
     position = 0
     for x in sorted(candidates):
         while position < len(changes) and ats[position] <= x:
-            _apply(timeline, changes[position])
+            apply_change(timeline, changes[position])
             position += 1
         expected = history.memberships(x, definitions)
         assert _view(timeline) == expected, (
@@ -390,7 +379,7 @@ def check(definitions: dict[str, Any], catalog: Catalog, scenario: Scenario) -> 
             assert change.cause == "event" and change.event_id == step.event.event_id, f"{where}: {change}"
             assert change.customer_id == step.event.customer_id, f"{where}: moved someone else: {change}"
             assert parse_rfc3339(change.at) == step.now, f"{where}: not at stream time: {change}"
-            _apply(timeline, change)
+            apply_change(timeline, change)
         assert step.now == histories[i + 1].stream_time
         expected = histories[i + 1].memberships(step.now, definitions)
         assert step.member == expected, (
