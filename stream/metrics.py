@@ -1,22 +1,91 @@
-"""Prometheus metrics of the worker. Label values are bounded: outcomes and segment names, never a
-customer id."""
+"""Prometheus metrics of the worker, and its HTTP endpoints: /metrics, /healthz, /readyz.
+
+The names are a contract with deploy/ (alerts, dashboard) and tests/test_deploy.py. Labels are
+bounded: topics, partitions, event types, outcomes and segment names, never a customer id.
+"""
 from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from collections import Counter as Tally
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from .changes import SegmentChange
 
-EVENTS = Counter("segments_events", "Input events by outcome", ["outcome"])
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+EVENTS = Counter("segments_events", "Input events by topic, type and outcome", ["topic", "type", "outcome"])
 CHANGES = Counter("segments_changes", "Segment changes published", ["segment", "change"])
-BATCH_SECONDS = Histogram("segments_batch_duration_seconds", "Time from consume to committed output of a batch",
-                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+MEMBERS = Gauge("segments_members", "Current members per segment on this worker's partitions", ["segment"])
+EVENT_TO_CHANGE = Histogram("segments_event_to_change_seconds",
+                            "Event time to the commit of the segment change it caused", buckets=_LATENCY)
+BATCH_SECONDS = Histogram("segments_batch_duration_seconds", "Consume to committed output of a batch",
+                          buckets=_LATENCY)
+BATCH_MESSAGES = Histogram("segments_batch_messages", "Messages per batch",
+                           buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000))
+LAG = Gauge("segments_consumer_lag", "Messages behind the end of the partition", ["topic", "partition"])
+STATE_CUSTOMERS = Gauge("segments_state_customers", "Customers in the partition's store (RocksDB estimate)",
+                        ["partition"])
+CACHE_HITS = Counter("segments_state_cache_hits", "State lookups served by the write-back cache")
+CACHE_MISSES = Counter("segments_state_cache_misses", "State lookups that went to RocksDB")
+TIMERS_PENDING = Gauge("segments_timers_pending", "Customers with a pending time-driven move")
+TIMERS_FIRED = Counter("segments_timers_fired", "Timers fired")
+TIMER_OVERDUE = Gauge("segments_timer_overdue_seconds",
+                      "Wall clock minus the earliest pending timer deadline; 0 when none is due")
+REBALANCES = Counter("segments_rebalances", "Partition assignments and revocations", ["kind"])
+RESTORED = Counter("segments_restore_records", "Changelog records restored")
+RESTORING = Gauge("segments_partitions_restoring", "Partitions being restored from their changelog")
 ASSIGNED = Gauge("segments_assigned_partitions", "Input partitions this worker owns")
+READY = Gauge("segments_ready", "1 once every assigned partition is restored and the worker is in its group")
+UP = Gauge("segments_up", "1 while the worker runs")
 
 
-def serve(port: int) -> None:
-    start_http_server(port, addr="0.0.0.0")
+class Health:
+    """What /healthz and /readyz answer: the loop's heartbeat, and readiness."""
+
+    def __init__(self, stale_after: float = 60.0):
+        self.stale_after = stale_after
+        self.beat = time.monotonic()
+        self.ready = False
+
+    def alive(self) -> bool:
+        return time.monotonic() - self.beat < self.stale_after
+
+
+def serve(port: int, health: Health) -> ThreadingHTTPServer:
+    UP.set(1)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._answer(200, generate_latest(), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                alive = health.alive()
+                self._answer(200 if alive else 503, b"ok\n" if alive else b"processing loop stalled\n")
+            elif path == "/readyz":
+                ready = health.ready
+                self._answer(200 if ready else 503, b"ready\n" if ready else b"restoring or not in a group yet\n")
+            else:
+                self._answer(404, b"not found: try /metrics, /healthz or /readyz\n")
+
+        def _answer(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass          # a scrape every few seconds is not news
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server
 
 
 def count_changes(changes: list[SegmentChange]) -> None:

@@ -76,6 +76,7 @@ class PartitionStore:
     def __init__(self, path: str | Path, cache_size: int = 50_000):
         self.path = Path(path)
         self.cache_size = cache_size
+        self.hits = self.misses = 0          # cache lookups, for the hit-ratio metric
         self._open()
 
     def _open(self) -> None:
@@ -98,7 +99,9 @@ class PartitionStore:
         state = cache.get(customer_id)
         if state is not None:
             cache.move_to_end(customer_id)
+            self.hits += 1
             return state
+        self.misses += 1
         if customer_id in self._deleted:          # RocksDB still has the committed state
             return None
         data = self._db.get(customer_id.encode())
@@ -238,6 +241,10 @@ class PartitionStore:
             if key[:1] == META:
                 break                               # meta keys sort after every customer
             yield key.decode(), load_state(value)
+
+    def approximate_customers(self) -> int:
+        """RocksDB's own estimate of stored keys (cheap; exact counting would scan the store)."""
+        return self._db.property_int_value("rocksdb.estimate-num-keys") or 0
 
     def wipe(self) -> None:
         """Delete the store and start empty (checkpoint None): for a checkpoint that cannot be

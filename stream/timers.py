@@ -19,6 +19,9 @@ class TimerIndex:
     def __len__(self) -> int:
         return len(self._due)
 
+    def __contains__(self, customer_id: str) -> bool:
+        return customer_id in self._due
+
     def set(self, customer_id: str, deadline: int | None) -> None:
         if deadline is None:
             self._due.pop(customer_id, None)
@@ -41,5 +44,9 @@ class TimerIndex:
                 return deadline, customer_id
         return None
 
-    def pending(self) -> dict[str, int]:
-        return dict(self._due)
+    def earliest(self) -> int | None:
+        """The earliest pending deadline (stale heap entries on top are dropped on the way)."""
+        heap, due = self._heap, self._due
+        while heap and due.get(heap[0][1]) != heap[0][0]:
+            heappop(heap)
+        return heap[0][0] if heap else None

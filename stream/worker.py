@@ -15,9 +15,11 @@ customer id, to an internal repartition topic that the worker then reads like an
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections import Counter as TallyCounter
 from typing import Callable
 
 import msgspec
@@ -28,7 +30,7 @@ from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
 from . import metrics
 from .engine import Engine
-from .events import DeadLetter, Decoder
+from .events import EVENT_TYPES, DeadLetter, Decoder
 from .rules import Catalog
 from .store import PartitionStore
 from .timeutil import SECOND, format_rfc3339
@@ -37,6 +39,8 @@ log = logging.getLogger("segments.worker")
 
 _encode_json = msgspec.json.Encoder().encode
 _DEAD_LETTER_BYTES = 16 << 20
+_TYPE_OF = {cls: tag for tag, cls in EVENT_TYPES.items()}
+_OBSERVE_EVERY = 5.0              # seconds between updates of the gauges that cost a look around
 
 
 class PartitionTask:
@@ -48,12 +52,27 @@ class PartitionTask:
         self.catalog = catalog
         self.changes: list[SegmentChange] = []
         self.last_input = time.monotonic()
+        self.hits_reported = self.misses_reported = 0
         self.engine = self._fresh_engine()
 
     def _fresh_engine(self) -> Engine:
+        """An engine over the committed state. The same pass counts members per segment, so the
+        members gauge is right from the start, not counted since the worker started."""
+        members: TallyCounter[str] = TallyCounter()
+
+        def counted():
+            for customer_id, state in self.store.items():
+                members.update(state.member.keys())
+                yield customer_id, state
         engine = Engine(self.catalog, self.store)
-        engine.restore(self.store.items(), now=self.store.stream_time())
+        engine.restore(counted(), now=self.store.stream_time())
+        self.members = members
         return engine
+
+    def count_members(self) -> None:
+        """Fold the batch's changes into the member counts (before they are cleared)."""
+        for change in self.changes:
+            self.members[change.segment] += 1 if change.change == "entered" else -1
 
     def reset(self) -> None:
         """The transaction failed: back to the last committed state."""
@@ -73,6 +92,8 @@ class Worker:
         self.tasks: dict[int, PartitionTask] = {}
         self._decode = Decoder(config.max_message_bytes).decode
         self._changelog_next: dict[int, int] = {}
+        self.health = metrics.Health()
+        self._next_observe = 0.0
         self._undelivered: KafkaError | None = None
         self._failures = 0                # batches in a row that could not be committed
         self._stop = threading.Event()
@@ -114,12 +135,15 @@ class Worker:
             "fetch.wait.max.ms": 50,
         })
         if s.metrics_port:
-            metrics.serve(s.metrics_port)
+            metrics.serve(s.metrics_port, self.health)
         self.consumer.subscribe([*s.keyed_topics, *s.routed_topics], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
         try:
             while not self._stop.is_set():
+                self.health.beat = time.monotonic()
                 self._process(self._next_batch())
+                if time.monotonic() >= self._next_observe:
+                    self._observe()
         finally:
             self.consumer.close()
             self.producer.close()     # a connection left open makes the broker wait at shutdown
@@ -159,6 +183,9 @@ class Worker:
         dead: list[tuple[Message, DeadLetter]] = []
         routed: list[tuple[bytes, bytes]] = []
         routed_topics = self.s.routed_topics
+        outcomes: TallyCounter[tuple[str, str, str]] = TallyCounter()
+        caused: list[float] = []          # event times (s) of events whose changes this batch commits
+        fired_before = self._timers_fired()
         now = time.monotonic()
         for msg in messages:
             error = msg.error()
@@ -170,23 +197,68 @@ class Worker:
             event = self._decode(raw)
             if type(event) is DeadLetter:
                 dead.append((msg, event))
+                outcomes[(msg.topic(), "invalid", "dead_letter")] += 1
                 continue
             if msg.topic() in routed_topics:
                 routed.append((event.customer_id.encode(), raw))
+                outcomes[(msg.topic(), _TYPE_OF[type(event)], "routed")] += 1
                 continue
             task = self.tasks.get(msg.partition())
             if task is None:
                 continue            # a record of a partition revoked within this batch
+            stats, before = task.engine.stats, len(task.changes)
+            duplicates, late = stats.duplicates, stats.late
             task.engine.apply(event, task.changes)
+            outcome = ("duplicate" if stats.duplicates != duplicates else
+                       "late" if stats.late != late else "applied")
+            outcomes[(msg.topic(), _TYPE_OF[type(event)], outcome)] += 1
+            if len(task.changes) != before:
+                caused.append(event.occurred_at.timestamp())
             task.last_input = now
             events += 1
         self._advance_idle(now)
         if messages or any(t.changes for t in self.tasks.values()):
             if self._publish(dead, routed, events):
-                metrics.EVENTS.labels("applied").inc(events)
-                metrics.EVENTS.labels("dead_letter").inc(len(dead))
-                metrics.EVENTS.labels("routed").inc(len(routed))
+                committed = time.time()
+                for labels, count in outcomes.items():
+                    metrics.EVENTS.labels(*labels).inc(count)
+                for at in caused:
+                    metrics.EVENT_TO_CHANGE.observe(committed - at)
+                metrics.TIMERS_FIRED.inc(self._timers_fired() - fired_before)
+                metrics.BATCH_MESSAGES.observe(len(messages))
                 metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def _timers_fired(self) -> int:
+        return sum(task.engine.stats.timers_fired for task in self.tasks.values())
+
+    def _observe(self) -> None:
+        """Gauges that need a look around (offsets, RocksDB, timer heaps): every few seconds, not
+        every batch."""
+        self._next_observe = time.monotonic() + _OBSERVE_EVERY
+        assignment = self.consumer.assignment()
+        for tp in self.consumer.position(assignment) if assignment else ():
+            low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
+            position = tp.offset if tp.offset >= 0 else low
+            metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(high - position, 0))
+        earliest = None
+        pending = 0
+        for task in self.tasks.values():
+            store = task.store
+            metrics.STATE_CUSTOMERS.labels(str(task.partition)).set(store.approximate_customers())
+            metrics.CACHE_HITS.inc(store.hits - task.hits_reported)
+            metrics.CACHE_MISSES.inc(store.misses - task.misses_reported)
+            task.hits_reported, task.misses_reported = store.hits, store.misses
+            pending += len(task.engine.timers)
+            due = task.engine.timers.earliest()
+            if due is not None and (earliest is None or due < earliest):
+                earliest = due
+        metrics.TIMERS_PENDING.set(pending)
+        overdue = time.time() - earliest / SECOND if earliest is not None else 0.0
+        metrics.TIMER_OVERDUE.set(max(overdue, 0.0))
+
+    def _set_members(self) -> None:
+        for segment in self.catalog.by_name:
+            metrics.MEMBERS.labels(segment).set(sum(task.members[segment] for task in self.tasks.values()))
 
     def _advance_idle(self, now: float) -> None:
         """An idle partition's clock follows the wall clock, so "60 days without an order" fires on
@@ -225,7 +297,9 @@ class Worker:
             if task.partition in self._changelog_next:
                 task.store.commit(self._changelog_next[task.partition])
             metrics.count_changes(task.changes)
+            task.count_members()
             task.changes.clear()
+        self._set_members()
         self._changelog_next.clear()
         if self.on_batch is not None:
             self.on_batch(events, changes)
@@ -305,6 +379,7 @@ class Worker:
         for task in self.tasks.values():
             task.reset()
         assignment = self.consumer.assignment()
+        self.health.beat = time.monotonic() + pause     # waiting on purpose is not a stall
         while not self._stop.wait(pause):
             try:
                 committed = self.consumer.committed(assignment, timeout=10)
@@ -319,27 +394,45 @@ class Worker:
     # -- rebalance -------------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        metrics.REBALANCES.labels("assign").inc()
         for number in sorted({tp.partition for tp in partitions} - set(self.tasks)):
             self.tasks[number] = self.open_partition(number)
             metrics.ASSIGNED.set(len(self.tasks))
+        self._set_members()
+        self.health.ready = True          # in the group, every assigned partition restored
+        metrics.READY.set(1)
 
     def open_partition(self, number: int) -> PartitionTask:
         """The local store brought up to its changelog's end, and an engine over it."""
         started = time.monotonic()
-        store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}")
-        restored = self._restore(store, number)
-        task = PartitionTask(number, store, self.catalog)
+        self.health.ready = False
+        metrics.READY.set(0)
+        metrics.RESTORING.inc()
+        try:
+            store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}")
+            restored = self._restore(store, number)
+            task = PartitionTask(number, store, self.catalog)
+        finally:
+            metrics.RESTORING.dec()
+        metrics.RESTORED.inc(restored)
         log.info("partition %d ready: %d changelog records restored, %d timers, in %.2fs",
                  number, restored, len(task.engine.timers), time.monotonic() - started)
         return task
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called from inside consume(): the previous batch is committed, no transaction is open.
+        metrics.REBALANCES.labels("revoke").inc()
+        for tp in partitions:
+            with contextlib.suppress(KeyError):
+                metrics.LAG.remove(tp.topic, str(tp.partition))
         for number in {tp.partition for tp in partitions}:
             task = self.tasks.pop(number, None)
             if task is not None:
                 task.store.close()
+                with contextlib.suppress(KeyError):
+                    metrics.STATE_CUSTOMERS.remove(str(number))
         metrics.ASSIGNED.set(len(self.tasks))
+        self._set_members()
 
     def _restore(self, store: PartitionStore, partition: int) -> int:
         """Bring the local store up to the end of its changelog partition."""
