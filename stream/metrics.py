@@ -88,6 +88,13 @@ def serve(port: int, health: Health) -> ThreadingHTTPServer:
     return server
 
 
+def stop(server: ThreadingHTTPServer) -> None:
+    UP.set(0)
+    READY.set(0)
+    server.shutdown()
+    server.server_close()
+
+
 def count_changes(changes: list[SegmentChange]) -> None:
     """One increment per (segment, direction) per batch: per change would cost more than the engine."""
     for (segment, change), n in Tally((c.segment, c.change) for c in changes).items():

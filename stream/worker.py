@@ -134,8 +134,7 @@ class Worker:
             "max.poll.interval.ms": s.max_poll_interval_ms,
             "fetch.wait.max.ms": 50,
         })
-        if s.metrics_port:
-            metrics.serve(s.metrics_port, self.health)
+        http = metrics.serve(s.metrics_port, self.health) if s.metrics_port else None
         self.consumer.subscribe([*s.keyed_topics, *s.routed_topics], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
         try:
@@ -147,6 +146,8 @@ class Worker:
         finally:
             self.consumer.close()
             self.producer.close()     # a connection left open makes the broker wait at shutdown
+            if http is not None:
+                metrics.stop(http)
             for task in self.tasks.values():
                 task.store.close()
             self.tasks.clear()

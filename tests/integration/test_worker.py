@@ -19,12 +19,12 @@ PARTITIONS = 3
 
 
 def settings(bootstrap: str, prefix: str, state_dir: Path, **overrides) -> WorkerConfig:
-    return WorkerConfig(
-        bootstrap_servers=bootstrap, input_topics=(f"{prefix}-events",), changes_topic=f"{prefix}-changes",
-        membership_topic=f"{prefix}-membership", dead_letter_topic=f"{prefix}-dead",
-        group_id=f"{prefix}-group", instance_id="0", state_dir=state_dir, partitions=PARTITIONS,
-        idle_advance_ms=None, session_timeout_ms=6000, max_poll_interval_ms=10000, metrics_port=None,
-        **overrides)
+    return WorkerConfig(**{
+        "bootstrap_servers": bootstrap, "input_topics": (f"{prefix}-events",), "changes_topic": f"{prefix}-changes",
+        "membership_topic": f"{prefix}-membership", "dead_letter_topic": f"{prefix}-dead",
+        "group_id": f"{prefix}-group", "instance_id": "0", "state_dir": state_dir, "partitions": PARTITIONS,
+        "idle_advance_ms": None, "session_timeout_ms": 6000, "max_poll_interval_ms": 10000, "metrics_port": None,
+        **overrides})
 
 
 class Running:
