@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/install-test-tools.sh     # promtool and a Prometheus server, for the deploy tests
 exec .venv/bin/python -m pytest "$@"

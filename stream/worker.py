@@ -466,6 +466,8 @@ class Worker:
                                 return
                             raise KafkaException(error)
                         count += 1
+                        if count % 10000 == 0:
+                            self.health.beat = time.monotonic()   # a long restore is not a stall
                         yield msg.key(), msg.value(), msg.offset()
             store.restore(records())
             return count
