@@ -69,6 +69,10 @@ def test_endpoints_and_members_gauge_survive_a_restart(kafka_bootstrap, unique_t
         assert events[f'{{outcome="applied",topic="{topic}",type="order_paid"}}'] == 3
         assert events[f'{{outcome="dead_letter",topic="{topic}",type="invalid"}}'] == 1
         assert series(text, "segments_ready")[""] == 1
+        if shutil.which("promtool"):
+            # Prometheus' own linter: names, units, suffixes, help texts.
+            lint = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True)
+            assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
     # The gauge is derived from state: a new worker on the same store reports the same members
     # before any event arrives (the process-wide registry is reset by the restore's own count).
     worker = Worker(config, load_catalog())
