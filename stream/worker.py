@@ -43,6 +43,10 @@ _TYPE_OF = {cls: tag for tag, cls in EVENT_TYPES.items()}
 _OBSERVE_EVERY = 5.0              # seconds between updates of the gauges that cost a look around
 
 
+def _log_client_error(error: KafkaError) -> None:
+    log.warning("kafka client: %s", error)
+
+
 class PartitionTask:
     """Input partition p: its store, its engine, and what the current batch produced."""
 
@@ -111,8 +115,10 @@ class Worker:
                 (s.changes_topic, n, keep), (s.dead_letter_topic, n, dead),
                 (s.membership_topic, n, compact), (s.changelog_topic, n, compact)]
 
-    def _common(self) -> dict[str, str | int]:
-        return {"bootstrap.servers": self.s.bootstrap_servers, **self.s.kafka}
+    def _common(self) -> dict[str, object]:
+        # error_cb: the worker's own log says when the brokers cannot be reached (and when they
+        # can again), not only librdkafka's.
+        return {"bootstrap.servers": self.s.bootstrap_servers, "error_cb": _log_client_error, **self.s.kafka}
 
     def stop(self) -> None:
         self._stop.set()
@@ -435,6 +441,18 @@ class Worker:
         metrics.ASSIGNED.set(len(self.tasks))
         self._set_members()
 
+    def _changelog_end(self, partition: int) -> tuple[int, int]:
+        """The changelog partition's offsets, records of open transactions included. Asked of a
+        read_uncommitted client: a read_committed one may answer the last stable offset instead
+        (Tansu answers 0 while any transaction is open), which would make a store look ahead of
+        its changelog and be wiped, or look complete while it is behind."""
+        probe = Consumer({**self._common(), "group.id": f"{self.s.group_id}-restore",
+                          "isolation.level": "read_uncommitted"})
+        try:
+            return probe.get_watermark_offsets(TopicPartition(self.s.changelog_topic, partition), timeout=30)
+        finally:
+            probe.close()
+
     def _restore(self, store: PartitionStore, partition: int) -> int:
         """Bring the local store up to the end of its changelog partition."""
         topic = self.s.changelog_topic
@@ -444,7 +462,7 @@ class Worker:
                            "enable.auto.commit": False, "isolation.level": "read_committed",
                            "auto.offset.reset": "earliest", "enable.partition.eof": True})
         try:
-            low, high = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+            low, high = self._changelog_end(partition)
             start = store.checkpoint() or 0
             if start > high:
                 log.warning("partition %d: local checkpoint %d is past the changelog end %d "
@@ -459,7 +477,7 @@ class Worker:
             def records():
                 nonlocal count
                 while True:
-                    for msg in reader.consume(10000, 1.0):
+                    for msg in reader.consume(10000, 0.2):
                         error = msg.error()
                         if error is not None:
                             if error.code() == KafkaError._PARTITION_EOF:
