@@ -25,10 +25,10 @@ from typing import Callable
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from . import metrics
 from .broker import ensure_topics
 from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
-from . import metrics
 from .engine import Engine
 from .events import EVENT_TYPES, DeadLetter, Decoder
 from .rules import Catalog
