@@ -3,14 +3,13 @@
 Three measures, each beside what bounds it in the same run:
 - throughput: the worker (exactly_once) over a pre-loaded input topic, next to the raw ceiling of
   confluent-kafka consume + msgspec decode of the same records;
-- latency at a steady offered rate: produce time of an event to the moment its segment change is
-  readable by a read_committed consumer (an upper bound of consume-to-committed-change);
+- latency at a steady offered rate: event time to the commit of the change it caused, and consume
+  to commit of each batch, from the worker's own histograms (upper bounds of their buckets);
 - restore: a partition of N customers rebuilt from its changelog (store + timer index).
 """
 from __future__ import annotations
 
-import dataclasses
-import statistics
+import contextlib
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import msgspec
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -36,45 +36,51 @@ from .worker import Worker
 
 PARTITIONS = 4
 _METRICS_PORT = 9399
+_NOW_PLACEHOLDER = "0000-00-00T00:00:00.000000Z"
 
 
 def run_worker_bench(events: int, customers: int, seed: int, rate: int, seconds: float,
                      restore_customers: int) -> int:
     console = Console(highlight=False)
-    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
-        base = WorkerConfig(bootstrap_servers=broker.bootstrap, instance_id="bench", partitions=PARTITIONS,
-                            idle_advance_ms=None, metrics_port=None, session_timeout_ms=6000,
-                            max_poll_interval_ms=10000, state_dir=Path(tmp))
-        table = Table(title=f"native worker, exactly_once, embedded broker, {PARTITIONS} partitions")
-        for column in ("measure", "value", "ceiling (same run)", "ratio"):
-            table.add_column(column, justify="left" if column == "measure" else "right")
+    table = Table(title=f"native worker, exactly_once, embedded broker, {PARTITIONS} partitions")
+    for column in ("measure", "value", "ceiling (same run)", "ratio"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
 
-        console.print(f"throughput: {events:,} events over {customers:,} customers ...")
-        config = dataclasses.replace(base, input_topics=("tp-events",), group_id="tp")
+    console.print(f"throughput: {events:,} events over {customers:,} customers ...")
+    with _fresh("tp") as config:
         lines = list(shopper_events(customers, events, seed))
-        ensure_topics(broker.bootstrap, Worker(config, load_catalog()).topics())
-        _produce(broker.bootstrap, "tp-events", lines)
-        ceiling = _consume_decode_rate(broker.bootstrap, "tp-events", len(lines))
+        _produce(config.bootstrap_servers, config.input_topics[0], lines)
+        ceiling = _consume_decode_rate(config.bootstrap_servers, config.input_topics[0], len(lines))
         rate_seen = _worker_rate(config, len(lines))
-        table.add_row("events/s end to end", f"{rate_seen:,.0f}", f"{ceiling:,.0f}", f"{rate_seen / ceiling:.2f}")
+    table.add_row("events/s end to end", f"{rate_seen:,.0f}", f"{ceiling:,.0f}", f"{rate_seen / ceiling:.2f}")
 
-        console.print(f"latency: {rate:,} events/s offered for {seconds:.0f} s ...")
-        config = dataclasses.replace(base, input_topics=("lt-events",), group_id="lt",
-                                     changes_topic="lt-changes", membership_topic="lt-membership",
-                                     dead_letter_topic="lt-dead")
-        p50, p99, worst, offered, batch_p99 = _latency(config, customers, seed, rate, seconds)
-        table.add_row(f"produce -> readable change p50, {offered:,.0f} events/s", f"{p50 * 1000:.0f} ms", "", "")
-        table.add_row("produce -> readable change p99", f"{p99 * 1000:.0f} ms", "", "")
-        table.add_row("produce -> readable change max", f"{worst * 1000:.0f} ms", "", "")
-        table.add_row("consume -> committed batch p99 (worker)", f"<= {batch_p99 * 1000:.0f} ms", "", "")
+    console.print(f"latency: {rate:,} events/s offered for {seconds:.0f} s ...")
+    with _fresh("lt") as config:
+        p50, p99, batch_p99, offered = _latency(config, customers, seed, rate, seconds)
+    table.add_row(f"event time -> committed change p50, {offered:,.0f} events/s", f"<= {p50 * 1000:.0f} ms", "", "")
+    table.add_row("event time -> committed change p99", f"<= {p99 * 1000:.0f} ms", "", "")
+    table.add_row("consume -> committed batch p99", f"<= {batch_p99 * 1000:.0f} ms", "", "")
 
-        console.print(f"restore: {restore_customers:,} customers from the changelog ...")
-        config = dataclasses.replace(base, input_topics=("rs-events",), group_id="rs")
+    console.print(f"restore: {restore_customers:,} customers from the changelog ...")
+    with _fresh("rs") as config:
         restore_seconds, records = _restore(config, restore_customers, seed)
-        table.add_row(f"restore {restore_customers:,} customers", f"{restore_seconds:.1f} s",
-                      f"{records / restore_seconds:,.0f} records/s", "")
-        console.print(table)
+    table.add_row(f"restore {restore_customers:,} customers", f"{restore_seconds:.1f} s",
+                  f"{records / restore_seconds:,.0f} records/s", "")
+    console.print(table)
     return 0
+
+
+@contextlib.contextmanager
+def _fresh(name: str) -> Iterator[WorkerConfig]:
+    """A broker and a state directory of its own per measure: what one left behind (hundreds of
+    thousands of records in the broker's memory) must not slow the next."""
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        config = WorkerConfig(bootstrap_servers=broker.bootstrap, instance_id="bench", partitions=PARTITIONS,
+                              idle_advance_ms=None, metrics_port=None, session_timeout_ms=6000,
+                              max_poll_interval_ms=10000, state_dir=Path(tmp), input_topics=(f"{name}-events",),
+                              group_id=name)
+        ensure_topics(broker.bootstrap, Worker(config, load_catalog()).topics())
+        yield config
 
 
 def _produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
@@ -121,9 +127,11 @@ def _worker_rate(config: WorkerConfig, total: int) -> float:
 
 
 def _latency(config: WorkerConfig, customers: int, seed: int, rate: int, seconds: float):
-    """The worker in its own process (as deployed): sharing this one's interpreter lock with the
-    producing loop would measure the lock, not the worker."""
-    ensure_topics(config.bootstrap_servers, Worker(config, load_catalog()).topics())
+    """Events stamped with the wall clock at a steady rate into a worker in its own process (as
+    deployed); the worker's histograms give event time to committed change and batch time.
+    No reader of the output runs meanwhile: on this 2-core machine a read_committed reader of the
+    embedded broker slowed the broker enough to triple the figures, which is the test broker's
+    cost, not the worker's."""
     worker = subprocess.Popen(
         [sys.executable, "-m", "stream.cli", "worker", "--bootstrap-servers", config.bootstrap_servers,
          "--input-topics", config.input_topics[0], "--changes-topic", config.changes_topic,
@@ -134,50 +142,54 @@ def _latency(config: WorkerConfig, customers: int, seed: int, rate: int, seconds
          "--commit-interval-ms", str(config.commit_interval_ms)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        reader = Consumer({"bootstrap.servers": config.bootstrap_servers, "group.id": "latency",
-                           "isolation.level": "read_committed", "fetch.wait.max.ms": 5})
-        reader.assign([TopicPartition(config.changes_topic, p, 0) for p in range(PARTITIONS)])
         producer = Producer({"bootstrap.servers": config.bootstrap_servers, "linger.ms": 1,
                              "partitioner": "murmur2_random"})
-        sent: dict[str, float] = {}
-        latencies: list[float] = []
-        # Wait for the group to settle: an order that makes a new customer, seen as a change.
-        warm = {"type": "order_paid", "event_id": "warm", "customer_id": "warm", "order_id": "warm",
-                "amount": 1, "occurred_at": format_rfc3339(int(time.time() * 1_000_000))}
-        sent["warm"] = time.perf_counter()
-        producer.produce(config.input_topics[0], key=b"warm", value=msgspec.json.encode(warm))
+        topic = config.input_topics[0]
+        # Encoded before the clock starts, with a placeholder where the event time goes.
+        events = []
+        for line in shopper_events(customers, int(rate * seconds), seed + 1):
+            event = msgspec.json.decode(line)
+            event["occurred_at"] = _NOW_PLACEHOLDER
+            events.append((event["customer_id"].encode(), msgspec.json.encode(event)))
+        placeholder = _NOW_PLACEHOLDER.encode()
+        # The group settles on a first event before the clock starts.
+        producer.produce(topic, key=events[0][0], value=events[0][1].replace(
+            placeholder, format_rfc3339(int(time.time() * 1_000_000)).encode()))
         producer.flush()
-        deadline = time.perf_counter() + 60
-        while not latencies and time.perf_counter() < deadline:
-            _drain(reader, sent, latencies, 0.2)
-        latencies.clear()
-        decode = msgspec.json.Decoder().decode
+        _wait_applied(1, 60)
+        time.sleep(3)       # a consumer group settles for a moment after its first assignment
         started = time.perf_counter()
-        for n, line in enumerate(shopper_events(customers, int(rate * seconds), seed + 1)):
-            event = decode(line)
-            # events happen now: the latency is the worker's, not a replay's
-            event["occurred_at"] = format_rfc3339(int(time.time() * 1_000_000))
-            due = started + n / rate
-            # wait by reading changes (blocking), never by spinning: this machine has two cores
-            while (wait := due - time.perf_counter()) > 0.001:
-                _drain(reader, sent, latencies, wait)
-            sent[event["event_id"]] = time.perf_counter()
-            producer.produce(config.input_topics[0], key=event["customer_id"].encode(),
-                             value=msgspec.json.encode(event))
+        for n, (key, template) in enumerate(events):
+            pause = started + n / rate - time.perf_counter()
+            if pause > 0.001:
+                time.sleep(pause)
+            now = format_rfc3339(int(time.time() * 1_000_000)).encode()
+            producer.produce(topic, key=key, value=template.replace(placeholder, now))
             producer.poll(0)
         producer.flush()
-        offered = (len(sent) - 1) / (time.perf_counter() - started)
-        quiet = time.perf_counter() + 3
-        while time.perf_counter() < quiet:
-            _drain(reader, sent, latencies, 0.1)
-        reader.close()
-        batch_p99 = _histogram_quantile(_METRICS_PORT, "segments_batch_duration_seconds", 0.99)
+        offered = len(events) / (time.perf_counter() - started)
+        _wait_applied(len(events) + 1, 60)
+        quantile = lambda name, q: _histogram_quantile(_METRICS_PORT, name, q)  # noqa: E731
+        return (quantile("segments_event_to_change_seconds", 0.5), quantile("segments_event_to_change_seconds", 0.99),
+                quantile("segments_batch_duration_seconds", 0.99), offered)
     finally:
         worker.terminate()
         worker.wait(30)
-    latencies.sort()
-    return (statistics.median(latencies), latencies[int(len(latencies) * 0.99)], latencies[-1], offered,
-            batch_p99)
+
+
+def _wait_applied(events: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{_METRICS_PORT}/metrics", timeout=5).read().decode()
+        except OSError:
+            text = ""                  # not serving yet
+        applied = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                      if line.startswith("segments_events_total{"))
+        if applied >= events:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"the worker did not take {events} events within {timeout:.0f} s")
 
 
 def _histogram_quantile(port: int, name: str, q: float) -> float:
@@ -189,15 +201,6 @@ def _histogram_quantile(port: int, name: str, q: float) -> float:
     return next(bound for bound, count in buckets if count >= q * total)
 
 
-def _drain(reader: Consumer, sent: dict[str, float], latencies: list[float], timeout: float) -> None:
-    for msg in reader.consume(1000, timeout):
-        if msg.error() is None:
-            change = msgspec.json.decode(msg.value())
-            produced = sent.get(change["event_id"] or "")
-            if produced is not None:
-                latencies.append(time.perf_counter() - produced)
-
-
 def _restore(config: WorkerConfig, customers: int, seed: int) -> tuple[float, int]:
     """Fill one changelog partition with `customers` realistic states, then time a partition
     assignment: the store's restore plus the engine's timer index rebuilt from it."""
@@ -207,7 +210,6 @@ def _restore(config: WorkerConfig, customers: int, seed: int) -> tuple[float, in
         engine.apply(decode(line))
     samples = [dump_state(state) for state in engine.store.values()]
     worker = Worker(config, load_catalog())
-    ensure_topics(config.bootstrap_servers, worker.topics())
     producer = Producer({"bootstrap.servers": config.bootstrap_servers, "linger.ms": 20,
                          "queue.buffering.max.messages": 1_000_000, "compression.type": "lz4"})
     for n in range(customers):

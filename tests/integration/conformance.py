@@ -70,13 +70,13 @@ def produce(bootstrap: str, topic: str, lines: list[bytes],
     return {customer: format_rfc3339(newest[p]) for customer, p in partition_of.items()}
 
 
-def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 30.0) -> list[dict]:
-    """Every committed record of a topic, partition by partition (read_committed, by assign)."""
+def read_messages(bootstrap: str, topic: str, partitions: int, timeout: float = 30.0) -> list:
+    """Every committed message of a topic, partition by partition (read_committed, by assign)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "conformance-reader",
                          "isolation.level": "read_committed", "enable.partition.eof": True,
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    records, done, deadline = [], set(), time.monotonic() + timeout
+    messages, done, deadline = [], set(), time.monotonic() + timeout
     try:
         while len(done) < partitions and time.monotonic() < deadline:
             for msg in consumer.consume(1000, 0.5):
@@ -84,11 +84,16 @@ def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 30.0)
                     if msg.error().code() == KafkaError._PARTITION_EOF:
                         done.add(msg.partition())
                     continue
-                records.append(msgspec.json.decode(msg.value()))
+                messages.append(msg)
     finally:
         consumer.close()
     assert len(done) == partitions, f"{topic}: only partitions {sorted(done)} reached their end"
-    return records
+    return messages
+
+
+def read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 30.0) -> list[dict]:
+    """Every committed record of a topic, decoded from JSON."""
+    return [msgspec.json.decode(msg.value()) for msg in read_messages(bootstrap, topic, partitions, timeout)]
 
 
 def per_customer(changes: list[dict], cuts: dict[str, str]) -> dict[str, list[dict]]:

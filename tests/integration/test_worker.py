@@ -82,7 +82,6 @@ def test_worker_gives_the_same_transitions_as_replay(kafka_bootstrap, unique_top
 
 
 def test_dead_letters_keep_bytes_and_say_where_they_came_from(kafka_bootstrap, unique_topic, tmp_path):
-    from confluent_kafka import Consumer, TopicPartition
     s = settings(kafka_bootstrap, unique_topic, tmp_path)
     worker = Worker(s, load_catalog())
     from stream.broker import ensure_topics
@@ -91,17 +90,7 @@ def test_dead_letters_keep_bytes_and_say_where_they_came_from(kafka_bootstrap, u
     conformance.produce(kafka_bootstrap, s.input_topics[0], BAD + [good])
     with Running(worker) as running:
         running.wait_for(1)
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "dlq-reader",
-                         "isolation.level": "read_committed", "enable.partition.eof": True})
-    consumer.assign([TopicPartition(s.dead_letter_topic, p, 0) for p in range(PARTITIONS)])
-    letters, eof, deadline = [], 0, time.monotonic() + 20
-    while eof < PARTITIONS and time.monotonic() < deadline:
-        for msg in consumer.consume(100, 0.5):
-            if msg.error():
-                eof += 1
-            else:
-                letters.append(msg)
-    consumer.close()
+    letters = conformance.read_messages(kafka_bootstrap, s.dead_letter_topic, PARTITIONS)
     assert sorted(m.value() for m in letters) == sorted(BAD)
     for msg in letters:
         headers = dict(msg.headers())
@@ -137,50 +126,6 @@ def test_membership_topic_holds_current_segments(kafka_bootstrap, unique_topic, 
 
 
 def _membership(bootstrap: str, topic: str) -> list[dict | None]:
-    from confluent_kafka import Consumer, TopicPartition
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "m-reader",
-                         "isolation.level": "read_committed", "enable.partition.eof": True})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    out, eof, deadline = [], 0, time.monotonic() + 20
-    while eof < PARTITIONS and time.monotonic() < deadline:
-        for msg in consumer.consume(100, 0.5):
-            if msg.error():
-                eof += 1
-            else:
-                assert msg.key() == b"c-m"
-                out.append(None if msg.value() is None else msgspec.json.decode(msg.value()))
-    consumer.close()
-    return out
-
-
-def test_input_keyed_otherwise_is_routed_by_customer(kafka_bootstrap, unique_topic, tmp_path):
-    """Orders keyed by order id reach their customer's engine through the repartition topic, in
-    their order (the routed topic has one partition here). They arrive after the customers' other
-    events, so each engine applies them late, at its own clock: per-partition replay of the same
-    arrival order is the exact reference."""
-    from confluent_kafka import Producer
-
-    from stream.broker import ensure_topics
-    lines = list(shopper_events(200, 3000, seed=5))
-    orders = [line for line in lines if b'"type":"order_' in line]
-    rest = [line for line in lines if b'"type":"order_' not in line]
-    s = settings(kafka_bootstrap, unique_topic, tmp_path, routed_topics=(f"{unique_topic}-orders",))
-    worker = Worker(s, load_catalog())
-    ensure_topics(kafka_bootstrap, worker.topics() + [(s.routed_topics[0], 1, {})])
-    partition_of: dict[str, int] = {}
-    conformance.produce(kafka_bootstrap, s.input_topics[0], rest, partition_of)
-    with Running(worker) as running:
-        running.wait_for(len(rest))
-        producer = Producer({"bootstrap.servers": kafka_bootstrap})
-        for line in orders:
-            producer.produce(s.routed_topics[0], key=msgspec.json.decode(line)["order_id"].encode(), value=line)
-        producer.flush()
-        running.wait_for(len(lines))
-    observed = conformance.read_all(kafka_bootstrap, s.changes_topic, PARTITIONS)
-    for line in orders:        # customers who only ever ordered: murmur2 puts them where the worker did
-        partition_of.setdefault(msgspec.json.decode(line)["customer_id"], None)
-    assert None not in partition_of.values(), "test data: every customer also browses or carts"
-    reference = conformance.replay_by_partition(rest + orders, partition_of)
-    everything = dict.fromkeys(partition_of, "9999")
-    conformance.assert_conforms(reference, observed, everything)
-    assert len(observed) == len(reference)
+    messages = conformance.read_messages(bootstrap, topic, PARTITIONS)
+    assert all(msg.key() == b"c-m" for msg in messages)
+    return [None if msg.value() is None else msgspec.json.decode(msg.value()) for msg in messages]
