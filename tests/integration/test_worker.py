@@ -129,3 +129,21 @@ def _membership(bootstrap: str, topic: str) -> list[dict | None]:
     messages = conformance.read_messages(bootstrap, topic, PARTITIONS)
     assert all(msg.key() == b"c-m" for msg in messages)
     return [None if msg.value() is None else msgspec.json.decode(msg.value()) for msg in messages]
+
+
+def test_at_least_once_gives_the_same_transitions(kafka_bootstrap, unique_topic, tmp_path):
+    """Without transactions the output is the same when nothing crashes (after a crash changes may
+    repeat, each with its change_id: the reliability tests cover crashes under exactly_once)."""
+    from stream.broker import ensure_topics
+    lines = list(shopper_events(200, 3000, seed=8))
+    s = settings(kafka_bootstrap, unique_topic, tmp_path, guarantee="at_least_once")
+    worker = Worker(s, load_catalog())
+    ensure_topics(kafka_bootstrap, worker.topics())
+    partition_of: dict[str, int] = {}
+    conformance.produce(kafka_bootstrap, s.input_topics[0], lines, partition_of)
+    with Running(worker) as running:
+        running.wait_for(len(lines))
+    observed = conformance.read_all(kafka_bootstrap, s.changes_topic, PARTITIONS)
+    reference = conformance.replay_by_partition(lines, partition_of)
+    conformance.assert_conforms(reference, observed, dict.fromkeys(partition_of, "9999"))
+    assert len(observed) == len(reference)
