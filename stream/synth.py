@@ -4,8 +4,8 @@ Mostly browsing (views concentrate on a few products per customer, so some becom
 shoppers), then carts and abandonment, orders with their payments and some cancellations.
 Customers are drawn with a skew: a few are very active, most come back rarely.
 
-shopper_events() is the fixed-size workload of the benchmark and the tests; shop_records() and
-shop_sessions() are the endless, session-shaped stream behind `segments produce` and the demo.
+shopper_events() is the fixed-size workload of the benchmark and the tests; shop_records() is the
+endless, session-shaped stream behind `segments produce` and the demo.
 """
 from __future__ import annotations
 
@@ -235,15 +235,6 @@ def shop_records(customers: int, seed: int = 7, clock: Callable[[], int] | None 
         yield ShopRecord(key, value, "event")
         if redelivery_ratio > 0 and noise.random() < redelivery_ratio:
             heapq.heappush(redeliveries, (emitted + noise.randint(0, 40), emitted, key, value))
-
-
-def shop_sessions(customers: int, seed: int = 7, clock: Callable[[], int] | None = None, *,
-                  bad_ratio: float = 0.001, redelivery_ratio: float = 0.002,
-                  run: str = "") -> Iterator[bytes]:
-    """shop_records' values only: an endless stream of JSON events (and a few bad messages)."""
-    for record in shop_records(customers, seed, clock, bad_ratio=bad_ratio,
-                               redelivery_ratio=redelivery_ratio, run=run):
-        yield record.value
 
 
 def _visit(s: _Shopper, t: int, rng: random.Random, push: Callable[..., None],

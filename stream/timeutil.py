@@ -8,8 +8,6 @@ from __future__ import annotations
 import datetime as _dt
 import re
 
-US = 1
-MS = 1_000
 SECOND = 1_000_000
 MINUTE = 60 * SECOND
 HOUR = 60 * MINUTE
@@ -66,11 +64,3 @@ def parse_duration(text: object) -> int:
     if micros > LONGEST:
         raise ValueError(f"a duration is at most 36500d (100 years); got {text!r}")
     return micros
-
-
-def format_duration(micros: int) -> str:
-    for unit in ("d", "h", "m", "s"):
-        size = _UNITS[unit]
-        if micros % size == 0:
-            return f"{micros // size}{unit}"
-    return f"{micros}us"
