@@ -7,11 +7,12 @@ that partition saw). Before that instant every driver must agree exactly.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 
 import msgspec
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from stream.changes import encode_change
 from stream.engine import Engine
@@ -121,3 +122,79 @@ def assert_conforms(reference: list[dict], observed: list[dict], cuts: dict[str,
     assert not wrong, "\n".join(
         f"{c}:\n  want {[(x['segment'], x['change'], x['at']) for x in want.get(c, [])]}"
         f"\n  got  {[(x['segment'], x['change'], x['at']) for x in got.get(c, [])]}" for c in wrong[:5])
+
+
+class Feeder(threading.Thread):
+    """Produces the lines in the background at a steady rate until rush(), then the rest at once.
+    Keyed by customer id with the murmur2 partitioner, like conformance.produce; records each
+    customer's partition and each partition's end offset from the delivery reports."""
+
+    def __init__(self, bootstrap: str, topic: str, lines: list[bytes], per_second: float):
+        super().__init__(name=f"feeder-{topic}", daemon=True)
+        self.bootstrap, self.topic, self.lines, self.per_second = bootstrap, topic, lines, per_second
+        self.partition_of: dict[str, int] = {}
+        self.ends: dict[int, int] = defaultdict(int)
+        self.produced = 0             # handed to the client (maybe still queued there)
+        self.delivered = 0
+        self.errors: list[object] = []
+        self._rush = threading.Event()
+        self._decode = Decoder().decode
+
+    def run(self) -> None:
+        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5,
+                             "partitioner": "murmur2_random"})
+        try:
+            started = time.monotonic()
+            for n, line in enumerate(self.lines):
+                if not self._rush.is_set():
+                    delay = started + n / self.per_second - time.monotonic()
+                    if delay > 0:
+                        self._rush.wait(delay)
+                event = self._decode(line)
+                key = event.customer_id.encode() if isinstance(event, Event) else b"bad"
+                producer.produce(self.topic, key=key, value=line, on_delivery=self._on_delivery)
+                self.produced += 1
+                producer.poll(0)
+            left = producer.flush(60)
+            if left:
+                self.errors.append(f"{left} records still undelivered after 60 s")
+        except BaseException as exc:            # reported by finish()
+            self.errors.append(exc)
+
+    def _on_delivery(self, err, msg) -> None:
+        if err is not None:
+            self.errors.append(err)
+            return
+        partition = msg.partition()
+        self.delivered += 1
+        self.ends[partition] = max(self.ends[partition], msg.offset() + 1)
+        event = self._decode(msg.value())
+        if isinstance(event, Event):
+            before = self.partition_of.setdefault(event.customer_id, partition)
+            if before != partition:
+                self.errors.append(f"{event.customer_id} went to partitions {before} and {partition}")
+
+    def rush(self) -> None:
+        self._rush.set()
+
+    def finish(self, partitions: int, timeout: float = 60) -> dict[int, int]:
+        """Everything produced and delivered: the end offset of each input partition."""
+        self.rush()
+        self.join(timeout)
+        assert not self.is_alive(), f"the input producer did not finish within {timeout}s"
+        assert not self.errors, f"producing input failed: {self.errors[:3]}"
+        assert self.delivered == len(self.lines)
+        return {p: self.ends.get(p, 0) for p in range(partitions)}
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int] | None:
+    """The group's committed offset per partition (0 where none), or None when the broker did not
+    answer in time. Asked by a consumer that never subscribes, so it does not join the group."""
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        offsets = reader.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=5)
+    except KafkaException:
+        return None
+    finally:
+        reader.close()
+    return {tp.partition: max(tp.offset, 0) for tp in offsets}

@@ -30,18 +30,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import msgspec
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from stream.broker import EmbeddedBroker, ensure_topics
 from stream.config import WorkerConfig
-from stream.events import Decoder, Event
 from stream.rules import load_catalog
 from stream.synth import shopper_events
 from stream.worker import Worker
@@ -198,82 +196,6 @@ def workers(tmp_path):
 
 # ---- input -----------------------------------------------------------------------------------------
 
-class Feeder(threading.Thread):
-    """Produces the lines in the background at a steady rate until rush(), then the rest at once.
-    Keyed by customer id with the murmur2 partitioner, like conformance.produce; records each
-    customer's partition and each partition's end offset from the delivery reports."""
-
-    def __init__(self, bootstrap: str, topic: str, lines: list[bytes], per_second: float):
-        super().__init__(name=f"feeder-{topic}", daemon=True)
-        self.bootstrap, self.topic, self.lines, self.per_second = bootstrap, topic, lines, per_second
-        self.partition_of: dict[str, int] = {}
-        self.ends: dict[int, int] = defaultdict(int)
-        self.produced = 0             # handed to the client (maybe still queued there)
-        self.delivered = 0
-        self.errors: list[object] = []
-        self._rush = threading.Event()
-        self._decode = Decoder().decode
-
-    def run(self) -> None:
-        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5,
-                             "partitioner": "murmur2_random"})
-        try:
-            started = time.monotonic()
-            for n, line in enumerate(self.lines):
-                if not self._rush.is_set():
-                    delay = started + n / self.per_second - time.monotonic()
-                    if delay > 0:
-                        self._rush.wait(delay)
-                event = self._decode(line)
-                key = event.customer_id.encode() if isinstance(event, Event) else b"bad"
-                producer.produce(self.topic, key=key, value=line, on_delivery=self._on_delivery)
-                self.produced += 1
-                producer.poll(0)
-            left = producer.flush(60)
-            if left:
-                self.errors.append(f"{left} records still undelivered after 60 s")
-        except BaseException as exc:            # reported by finish()
-            self.errors.append(exc)
-
-    def _on_delivery(self, err, msg) -> None:
-        if err is not None:
-            self.errors.append(err)
-            return
-        partition = msg.partition()
-        self.delivered += 1
-        self.ends[partition] = max(self.ends[partition], msg.offset() + 1)
-        event = self._decode(msg.value())
-        if isinstance(event, Event):
-            before = self.partition_of.setdefault(event.customer_id, partition)
-            if before != partition:
-                self.errors.append(f"{event.customer_id} went to partitions {before} and {partition}")
-
-    def rush(self) -> None:
-        self._rush.set()
-
-    def finish(self, timeout: float = 60) -> dict[int, int]:
-        """Everything produced and delivered: the end offset of each input partition."""
-        self.rush()
-        self.join(timeout)
-        assert not self.is_alive(), f"the input producer did not finish within {timeout}s"
-        assert not self.errors, f"producing input failed: {self.errors[:3]}"
-        assert self.delivered == len(self.lines)
-        return {p: self.ends.get(p, 0) for p in range(PARTITIONS)}
-
-
-def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int] | None:
-    """The group's committed offset per partition (0 where none), or None when the broker did not
-    answer in time. Asked by a consumer that never subscribes, so it does not join the group."""
-    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        offsets = reader.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=5)
-    except KafkaException:
-        return None
-    finally:
-        reader.close()
-    return {tp.partition: max(tp.offset, 0) for tp in offsets}
-
-
 class TransactionProbe:
     """Finds transactions that are open with records already at the broker: partitions whose last
     stable offset (the high watermark a read_committed client is told) lags the high watermark."""
@@ -329,7 +251,7 @@ def wait_consumed(config: WorkerConfig, ends: dict[int, int], running: list[Work
     started = time.monotonic()
     deadline = started + timeout
     while True:
-        got = committed_offsets(config.bootstrap_servers, config.group_id, config.input_topics[0], PARTITIONS)
+        got = conformance.committed_offsets(config.bootstrap_servers, config.group_id, config.input_topics[0], PARTITIONS)
         if got == ends:
             return time.monotonic() - started
         for worker in running:
@@ -392,7 +314,7 @@ def test_sigkill_at_random_moments_loses_and_invents_nothing(kafka_bootstrap, ka
     worker = workers("solo", config, instance_id="solo")
     # slow enough that input still flows during all kills (each restart waits ~10-14 s for the
     # group to drop the dead member); the rest is rushed at the end
-    feeder = Feeder(kafka_bootstrap, config.input_topics[0], lines, per_second=80)
+    feeder = conformance.Feeder(kafka_bootstrap, config.input_topics[0], lines, per_second=80)
     probe = TransactionProbe(kafka_bootstrap, [config.changes_topic, config.changelog_topic])
     started = time.monotonic()
     worker.start()
@@ -417,7 +339,7 @@ def test_sigkill_at_random_moments_loses_and_invents_nothing(kafka_bootstrap, ka
             worker.wait_ready(PARTITIONS, timeout=40)
             restarts.append(round(time.monotonic() - begun, 1))
         produced_while_killing = feeder.produced
-        ends = feeder.finish()
+        ends = feeder.finish(PARTITIONS)
         drained = wait_consumed(config, ends, [worker])
         assert worker.terminate() == 0, worker.tail()
     finally:
@@ -445,7 +367,7 @@ def test_group_member_killed_then_back(kafka_bootstrap, kafka_flavour, unique_to
     lines = list(shopper_events(300, 6000, seed=23))
     a = workers("a", config, instance_id="a")
     b = workers("b", config, instance_id="b")
-    feeder = Feeder(kafka_bootstrap, config.input_topics[0], lines, per_second=100)
+    feeder = conformance.Feeder(kafka_bootstrap, config.input_topics[0], lines, per_second=100)
     # the changelog only: the transaction caught open must be one the survivor restores across
     probe = TransactionProbe(kafka_bootstrap, [config.changelog_topic])
     started = time.monotonic()
@@ -473,7 +395,7 @@ def test_group_member_killed_then_back(kafka_bootstrap, kafka_flavour, unique_to
         produced_while_moving = feeder.produced
         back = b.ready_partitions()
         time.sleep(1.5)
-        ends = feeder.finish()
+        ends = feeder.finish(PARTITIONS)
         drained = wait_consumed(config, ends, [a, b])
         assert a.terminate() == 0, a.tail()
         assert b.terminate() == 0, b.tail()
@@ -506,7 +428,7 @@ def test_clean_handover_publishes_nothing_twice(kafka_bootstrap, kafka_flavour, 
     lines = list(shopper_events(300, 5000, seed=29))
     a = workers("a", config, instance_id="a")
     b = workers("b", config, instance_id="b")
-    feeder = Feeder(kafka_bootstrap, config.input_topics[0], lines, per_second=200)
+    feeder = conformance.Feeder(kafka_bootstrap, config.input_topics[0], lines, per_second=200)
     started = time.monotonic()
     a.start()
     feeder.start()
@@ -521,7 +443,7 @@ def test_clean_handover_publishes_nothing_twice(kafka_bootstrap, kafka_flavour, 
         b.wait_owns(set(range(PARTITIONS)), since=b_seen)
         produced_while_moving = feeder.produced
         time.sleep(1.0)
-        ends = feeder.finish()
+        ends = feeder.finish(PARTITIONS)
         drained = wait_consumed(config, ends, [b])
         assert b.terminate() == 0, b.tail()
     finally:
@@ -545,7 +467,7 @@ def test_frozen_broker_is_survived(unique_topic, tmp_path, workers):
         config = topic_config(broker.bootstrap, unique_topic)
         create_topics(config)
         worker = workers("w", config, instance_id="w")
-        feeder = Feeder(broker.bootstrap, config.input_topics[0], lines, per_second=200)
+        feeder = conformance.Feeder(broker.bootstrap, config.input_topics[0], lines, per_second=200)
         worker.start()
         feeder.start()
         pid = broker._proc.pid
@@ -564,7 +486,7 @@ def test_frozen_broker_is_survived(unique_topic, tmp_path, workers):
             thawed = time.monotonic()
             time.sleep(1.0)
             produced_before_end = feeder.produced
-            ends = feeder.finish(timeout=90)
+            ends = feeder.finish(PARTITIONS, timeout=90)
             drained = wait_consumed(config, ends, [worker], timeout=90)
             resumed = time.monotonic() - thawed
             assert worker.alive
