@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     bw.add_argument("--restore-customers", type=int, default=1_000_000)
     bw.add_argument("--seed", type=int, default=7)
     bw.set_defaults(run=_bench_worker)
+    bf = bench.add_parser("faust", help="the Faust runtime beside the native worker (at_least_once), beside consume + decode")
+    bf.add_argument("--events", type=int, default=100_000)
+    bf.add_argument("--customers", type=int, default=20_000)
+    bf.add_argument("--runs", type=int, default=3, help="runs per runtime; the median is the figure")
+    bf.add_argument("--seed", type=int, default=7)
+    bf.set_defaults(run=_bench_faust)
     return parser
 
 
@@ -178,6 +184,9 @@ def _worker(args: argparse.Namespace) -> int:
         if config.instance_id is None:
             config = dataclasses.replace(config, instance_id=_instance_id(config.state_dir))
         log.info("configuration: %s", config.describe())
+        if config.runtime == "faust":
+            from .faust_app import run
+            return run(config, catalog)     # Faust stops itself on SIGINT and SIGTERM
         worker = Worker(config, catalog)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: worker.stop())
@@ -239,6 +248,11 @@ def _bench_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
     return run_worker_bench(events=args.events, customers=args.customers, seed=args.seed, rate=args.rate,
                             seconds=args.seconds, restore_customers=args.restore_customers)
+
+
+def _bench_faust(args: argparse.Namespace) -> int:
+    from .faust_bench import run_faust_bench
+    return run_faust_bench(events=args.events, customers=args.customers, seed=args.seed, runs=args.runs)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 GUARANTEES = ("exactly_once", "at_least_once")
+RUNTIMES = ("native", "faust")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class WorkerConfig:
     metrics_port: int | None = 9308               # None: no metrics endpoint
     session_timeout_ms: int = 10000
     max_poll_interval_ms: int = 60000
+    runtime: str = "native"                       # "faust": the same product as a Faust app (stream.faust_app)
 
     @property
     def exactly_once(self) -> bool:
@@ -180,6 +182,10 @@ def _guarantee(value: str) -> str | None:
     return None if value in GUARANTEES else f"must be one of {', '.join(GUARANTEES)}, got {value!r}"
 
 
+def _runtime(value: str) -> str | None:
+    return None if value in RUNTIMES else f"must be one of {', '.join(RUNTIMES)}, got {value!r}"
+
+
 # ---- the fields' kinds ------------------------------------------------------------------------------
 
 def _parse_int(text: str) -> int:
@@ -278,6 +284,8 @@ _OPTIONS: dict[str, _Option] = {
     "session_timeout_ms": _Option(_INT, "consumer group session timeout in milliseconds", _positive),
     "max_poll_interval_ms": _Option(_INT, "most milliseconds between polls before the group drops the worker; "
                                           "at least the session timeout", _positive),
+    "runtime": _Option(_STR, "what runs the engine: native (confluent-kafka) or faust (a faust-streaming app, "
+                             "which talks to Kafka through aiokafka)", _runtime, choices=RUNTIMES),
 }
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(WorkerConfig) if f.name != "kafka"}
@@ -364,7 +372,8 @@ def load_config(args: argparse.Namespace, environ: Mapping[str, str] = os.enviro
     values: Layer = {name: (default, "default") for name, default in _DEFAULTS.items()}
     for layer in (file_layer, env_layer, flag_layer):
         values.update(layer)
-    problems += _cross_checks(values)
+    kafka = {**file_kafka, **env_kafka, **flag_kafka}
+    problems += _cross_checks(values, kafka)
     if problems:
         raise ConfigError(problems)
 
@@ -372,7 +381,7 @@ def load_config(args: argparse.Namespace, environ: Mapping[str, str] = os.enviro
     for name, opt in _OPTIONS.items():
         if opt.kind is _PATH and settings[name] is not None:
             settings[name] = Path(settings[name])
-    return WorkerConfig(kafka={**file_kafka, **env_kafka, **flag_kafka}, **settings)
+    return WorkerConfig(kafka=kafka, **settings)
 
 
 def _accept(layer: Layer, problems: list[str], name: str, value: Any, where: str) -> None:
@@ -493,7 +502,7 @@ def _kafka_from_file(kafka: dict[str, str], problems: list[str], raw: Any, path:
             problems.append(f"{where}: expected a string, number or boolean, got {_yaml_type(value)}")
 
 
-def _cross_checks(values: Layer) -> list[str]:
+def _cross_checks(values: Layer, kafka: dict[str, str]) -> list[str]:
     problems = []
     users: dict[str, list[str]] = {}
     for name in ("input_topics", "routed_topics", "changes_topic", "membership_topic", "dead_letter_topic"):
@@ -512,4 +521,11 @@ def _cross_checks(values: Layer) -> list[str]:
         # librdkafka refuses to create such a consumer; saying so here names where the values came from.
         problems.append(f"max_poll_interval_ms {poll} ({poll_from}) must be at least "
                         f"session_timeout_ms {session} ({session_from})")
+
+    runtime, runtime_from = values["runtime"]
+    if runtime == "faust" and kafka:
+        # Faust talks to Kafka through aiokafka: librdkafka properties (security ones included)
+        # would be silently ignored.
+        problems.append(f"runtime faust ({runtime_from}) takes no librdkafka properties, got "
+                        f"{', '.join(sorted(kafka))} (-X, {KAFKA_ENV_PREFIX}<KEY> or kafka: in the file)")
     return problems

@@ -53,6 +53,7 @@ FLAGS = {
     "commit_interval_ms": "--commit-interval-ms", "idle_advance_ms": "--idle-advance-ms",
     "max_message_bytes": "--max-message-bytes", "metrics_port": "--metrics-port",
     "session_timeout_ms": "--session-timeout-ms", "max_poll_interval_ms": "--max-poll-interval-ms",
+    "runtime": "--runtime",
 }
 
 # field -> (text for a flag or env var, the same as YAML, the resulting value); none is the default.
@@ -77,6 +78,7 @@ SAMPLES = {
     "metrics_port": ("9400", "9400", 9400),
     "session_timeout_ms": ("6000", "6000", 6000),
     "max_poll_interval_ms": ("70000", "70000", 70000),
+    "runtime": ("faust", "faust", "faust"),
 }
 
 
@@ -88,7 +90,7 @@ def test_defaults():
         "state_dir": "state", "guarantee": "exactly_once", "segments_file": None, "partitions": 8,
         "replication_factor": 1, "batch_size": 2000, "commit_interval_ms": 100, "idle_advance_ms": 1000,
         "max_message_bytes": 1048576, "metrics_port": 9308, "session_timeout_ms": 10000,
-        "max_poll_interval_ms": 60000,
+        "max_poll_interval_ms": 60000, "runtime": "native",
     }
     assert load() == WorkerConfig()
 

@@ -1,0 +1,515 @@
+"""`segments worker --runtime faust`: the same product as a Faust (faust-streaming) app.
+
+One agent consumes the customer-keyed input topics in batches (`Stream.take_events`) and runs the
+engine unchanged, one Engine per input partition. Per-customer state lives in a Faust Table stored
+in RocksDB (store="rocksdb://": faust-streaming 0.15 opens it through rocksdict whenever rocksdict
+is importable) and recovered by Faust from the table's changelog: one entry per customer (its
+dump_state bytes), written once per batch for each customer the batch touched, beside one reserved
+entry per partition for that partition's stream time. Outputs are the native worker's: changes
+keyed by customer id, membership records (a tombstone on erasure), dead letters with the same
+headers; routed topics are re-keyed through the same repartition topic by a second agent.
+
+At-least-once only: Faust's exactly_once cannot publish this worker's output (see run()).
+
+Where Faust shapes the design:
+- A table can be written only inside stream iteration: the partition of the "current event"
+  picks the RocksDB database and the changelog partition, and without one a write raises.
+  `take_events` iterates the stream in a background task, so the agent's batch has no current
+  event (faust-streaming issue #497). Each partition's share of a batch is therefore handled with
+  one of its own events made current (`_current`).
+- An `@app.timer` runs outside stream iteration too, and an idle partition has no event to borrow.
+  So the timer sends a tick into partition p of an internal ticks topic, co-partitioned with the
+  input (Faust's assignor gives partition p of all topics with the same partition count to the same
+  worker), and the agent advances engine p when the tick arrives, by the native worker's rule, and
+  publishes and stores what that fired like any other batch.
+- Faust's local RocksDB is ahead of the committed input offsets, and a worker that restarts on
+  that state skips re-read events as duplicates. So a batch's changes, membership records and
+  dead letters are confirmed by the broker first, then its changelog records, and only then is the
+  local store written and the batch's events acked (so their offsets can be committed): a crash at
+  any point repeats changes, with their change_id, but loses none, and the local store is never
+  ahead of the changelog (state only it had would be lost when the partition moves).
+- Table writes go straight to the table's store and changelog, as `Table.__setitem__` does
+  (faust/tables/table.py) but without its per-write future, producer-buffer hop and delivery
+  callback, and the restore checkpoint (Faust's persisted offset) moves once per partition and
+  batch instead of once per record: `python -m stream.faust_bench` measured about 8,000 events/s
+  this way, 4,700 with `table[key] = value` (and 11,200 for an agent that does nothing with its
+  batches, which is Faust's own ceiling there).
+- Each batch's changelog records for a partition end with its stream time, sent alone once the
+  others are in, so the changelog always ends with a record batch of one record. Tansu (the
+  embedded broker) reports a partition's high watermark as the base offset of its last record
+  batch + 1, and Faust restores up to the high watermark - 1: any longer last batch would be cut
+  short (a restore missing records), and a restart on the local state would fail Faust's
+  consistency check (persisted offset past the high watermark).
+- Faust consumes the input topics as they are, so partition p of each feeds engine p only if every
+  topic has the worker's partition count; that is checked at start-up.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+import weakref
+from collections import Counter as Tally
+from typing import Awaitable, Iterable, Iterator
+
+import faust
+import faust.streams
+import msgspec
+from confluent_kafka.admin import AdminClient
+from faust.types import TP, EventT
+
+from . import metrics
+from .broker import ensure_topics
+from .changes import SegmentChange, encode_change
+from .config import WorkerConfig
+from .engine import Engine
+from .events import EVENT_TYPES, DeadLetter, Decoder
+from .rules import Catalog
+from .state import CustomerState, dump_state, load_state
+from .store import META, STREAM_TIME_KEY
+from .timeutil import EARLIEST, SECOND, format_rfc3339
+
+log = logging.getLogger("segments.faust")
+
+_encode_json = msgspec.json.Encoder().encode
+_TYPE_OF = {cls: tag for tag, cls in EVENT_TYPES.items()}
+_DEAD_LETTER_BYTES = 16 << 20          # as the native worker: the dead-letter topic takes this much
+_TABLE = "customers"
+# Faust's own key in every partition's RocksDB database: the changelog offset it holds up to.
+_FAUST_OFFSET_KEY = b"__faust\0offset__"
+_RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+Record = tuple[str, bytes | None, bytes | None, int | None, list[tuple[str, bytes]] | None]
+Outcomes = Tally[tuple[str, str, str]]
+
+
+def changelog_topic(config: WorkerConfig) -> str:
+    """Faust names a table's changelog `<app id>-<table>-changelog`; the app id is the group id."""
+    return f"{config.group_id}-{_TABLE}-changelog"
+
+
+def ticks_topic(config: WorkerConfig) -> str:
+    return f"{config.group_id}-ticks"
+
+
+def topics(config: WorkerConfig) -> list[tuple[str, int, dict[str, str | int]]]:
+    """The topics created when absent before Faust starts, with the native worker's explicit
+    configs (routed input topics are the producers'; a replication factor of -1 is possible only
+    this way)."""
+    n = config.partitions
+    compact = {"cleanup.policy": "compact"}
+    keep = {"cleanup.policy": "delete", "retention.ms": 7 * 24 * 3600 * 1000}
+    dead = {**keep, "max.message.bytes": _DEAD_LETTER_BYTES}
+    ticks = {"cleanup.policy": "delete", "retention.ms": 3600 * 1000}
+    return [*[(t, n, keep) for t in config.keyed_topics],
+            (config.changes_topic, n, keep), (config.dead_letter_topic, n, dead),
+            (config.membership_topic, n, compact), (changelog_topic(config), n, compact),
+            (ticks_topic(config), n, ticks)]
+
+
+@contextlib.contextmanager
+def _current(event: EventT) -> Iterator[None]:
+    """Make `event` Faust's current event, so that table reads and writes go to its partition (see
+    the module docstring). faust.streams keeps it in a context variable, as a weak reference."""
+    token = faust.streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust.streams._current_event.reset(token)
+
+
+async def _or_exit(work: Awaitable[object]) -> None:
+    """A batch that fails (an undeliverable record, a bug) ends the process at once, like an
+    exception out of the native worker's loop: Faust would ack the batch's events on the way out
+    (take_events acks in a `finally`) and commit them while stopping, so the batch would count as
+    done. Exiting instead, nothing of it is committed and a restart reads it again."""
+    try:
+        await work
+    except Exception:
+        log.exception("batch failed; exiting without committing it")
+        logging.shutdown()
+        os._exit(1)
+
+
+async def _deliver(producer, records: list[Record]) -> list:
+    """Send through Faust's producer and wait until the broker has every record."""
+    send = producer.send
+    pending = [await send(topic, key, value, partition, None, headers)
+               for topic, key, value, partition, headers in records]
+    return list(await asyncio.gather(*pending))
+
+
+class BatchStore:
+    """The engine's StateStore for one partition: the Faust table behind a write-back dict, so a
+    batch writes each customer it touched once, however many of its events it applied. Reads and
+    writes go to the table's store, under `_current` for this partition."""
+
+    def __init__(self, table: faust.Table, partition: int):
+        self.table = table
+        self.partition = partition
+        self.dirty: dict[str, CustomerState | None] = {}     # None: erased
+        self.saved_time: int | None = None
+        self._written: list[tuple[bytes, bytes | None]] = []
+
+    def get(self, customer_id: str) -> CustomerState | None:
+        if customer_id in self.dirty:
+            return self.dirty[customer_id]
+        data = self.table.data.get(customer_id.encode())
+        return None if data is None else load_state(data)
+
+    def put(self, customer_id: str, state: CustomerState) -> None:
+        self.dirty[customer_id] = state
+
+    def delete(self, customer_id: str) -> None:
+        self.dirty[customer_id] = None
+
+    def changelog(self, now: int) -> tuple[list[Record], Record | None]:
+        """The batch's changelog records: one per touched customer (None, a tombstone, if erased)
+        and, apart, the stream time's, which must be sent alone after the others (see the module
+        docstring); None if nothing changed."""
+        topic, partition = self.table.changelog_topic_name, self.partition
+        records: list[Record] = [(topic, customer_id.encode(), None if state is None else dump_state(state),
+                                  partition, None) for customer_id, state in self.dirty.items()]
+        self._written = [(key, value) for _, key, value, _, _ in records]
+        if not records and (now == self.saved_time or now < EARLIEST):   # the latter: no event yet
+            return records, None
+        # The key cannot collide with a customer id: 0xFF never occurs in UTF-8.
+        value = now.to_bytes(8, "big", signed=True)
+        self._written.append((STREAM_TIME_KEY, value))
+        self.saved_time = now
+        return records, (topic, STREAM_TIME_KEY, value, partition, None)
+
+    def write_local(self) -> None:
+        """Write to the local store what changelog() returned, once the broker has it: a store
+        ahead of its changelog would keep, after a crash, state that a restore elsewhere never
+        sees (the re-read events are then skipped as duplicates, so it would never be sent)."""
+        data = self.table.data
+        for key, value in self._written:
+            if value is None:
+                del data[key]
+            else:
+                data[key] = value
+        self._written = []
+        self.dirty.clear()
+
+
+class Partition:
+    """Input partition p: its engine over the table's partition p, and its idle clock."""
+
+    def __init__(self, number: int, table: faust.Table, catalog: Catalog):
+        self.number = number
+        self.store = BatchStore(table, number)
+        self.engine = Engine(catalog, self.store)
+        self.members: Tally[str] = Tally()
+        # Faust's RocksDB store keeps one database per partition; reading it is the only way to
+        # see exactly partition p's customers (iterating the table spans every partition).
+        db = table.data._db_for_partition(number)
+        stream_time = db.get(STREAM_TIME_KEY)
+        if stream_time is not None:
+            self.store.saved_time = int.from_bytes(stream_time, "big", signed=True)
+        self.engine.restore(self._states(db), now=self.store.saved_time)
+        self.last_input = time.monotonic()
+
+    def _states(self, db) -> Iterable[tuple[str, CustomerState]]:
+        members = self.members
+        for key, value in db.items():
+            if key == _FAUST_OFFSET_KEY or key.startswith(META):
+                continue
+            state = load_state(value)
+            members.update(state.member.keys())
+            yield key.decode(), state
+
+
+class FaustWorker:
+    def __init__(self, config: WorkerConfig, catalog: Catalog):
+        if config.bootstrap_servers is None or config.exactly_once:
+            raise ValueError("the Faust runtime needs resolved bootstrap servers and at_least_once (see run())")
+        self.s = config
+        self.catalog = catalog
+        self.health = metrics.Health()
+        self.partitions: dict[int, Partition] = {}
+        self.ticking: set[int] = set()         # partitions with a tick on its way
+        self._decode = Decoder(config.max_message_bytes).decode
+        self.app = self._app()
+
+    def _app(self) -> faust.App:
+        s = self.s
+        app = faust.App(
+            s.group_id,
+            broker=[f"kafka://{host.strip()}" for host in s.bootstrap_servers.split(",")],
+            store="rocksdb://",
+            datadir=str(s.state_dir),
+            autodiscover=False,
+            processing_guarantee="at_least_once",
+            topic_partitions=s.partitions,
+            topic_replication_factor=max(s.replication_factor, 1),
+            topic_disable_leader=True,
+            table_standby_replicas=0,
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=s.session_timeout_ms / 1000,
+            broker_heartbeat_interval=min(3.0, s.session_timeout_ms / 3000),
+            # The coordinator waits up to the rebalance timeout for members to join; librdkafka (the
+            # native worker) uses max.poll.interval.ms for it, and so does this runtime.
+            broker_rebalance_timeout=s.max_poll_interval_ms / 1000,
+            broker_max_poll_interval=s.max_poll_interval_ms / 1000,
+            # aiokafka returns everything fetched at once by default (up to a fetch's size per
+            # partition); Faust then feeds it to the agent without polling, and a member that does
+            # not poll within max_poll_interval leaves the group.
+            broker_max_poll_records=s.batch_size,
+            broker_commit_interval=s.commit_interval_ms / 1000,
+            # aiokafka keeps one unsent batch per partition and makes a send wait once it is full:
+            # with the default 16 KB, a batch's output waits on round trips.
+            producer_max_batch_size=1 << 20,
+            producer_max_request_size=_DEAD_LETTER_BYTES + 65536,
+            web_enabled=False,
+        )
+        self.table = app.Table(_TABLE, partitions=s.partitions, key_type=bytes, value_type=bytes)
+        self.table.on_recover(self._on_recovered)
+        self.ticks = app.topic(ticks_topic(s), partitions=s.partitions, **_RAW)
+        app.agent(app.topic(*s.keyed_topics, ticks_topic(s), **_RAW), name="segments")(self._agent)
+        if s.routed_topics:
+            app.agent(app.topic(*s.routed_topics, **_RAW), name="segments-routing")(self._router)
+        app.timer(s.commit_interval_ms / 1000, name="segments-clock")(self._clock)
+        app.on_partitions_revoked.connect(self._on_revoked)
+        return app
+
+    def _batches(self, stream):
+        return stream.take_events(self.s.batch_size, within=self.s.commit_interval_ms / 1000)
+
+    # -- the agents ------------------------------------------------------------------------------
+
+    async def _agent(self, stream) -> None:
+        producer = await self.app.maybe_start_producer()
+        async for events in self._batches(stream):
+            await _or_exit(self._batch(producer, events))
+
+    async def _batch(self, producer, events: list[EventT]) -> None:
+        """Apply partition by partition (each under one of its own events), publish, then write
+        each touched customer back once. Faust acks the events only after this returns."""
+        started = time.perf_counter()
+        self.health.beat = time.monotonic()
+        assignment = self.app.consumer.assignment()
+        shares: dict[int, list[EventT]] = {}
+        for event in events:
+            if event.message.tp in assignment:      # else revoked while the batch was gathered
+                shares.setdefault(event.message.partition, []).append(event)
+        outcomes: Outcomes = Tally()
+        changes: list[SegmentChange] = []
+        output: list[Record] = []
+        fired = 0
+        parts: list[tuple[Partition, EventT]] = []
+        for number, share in shares.items():
+            with _current(share[-1]):
+                part = self.partitions.get(number)
+                if part is None:
+                    part = self.partitions[number] = Partition(number, self.table, self.catalog)
+                    self._set_members()         # counted from the restored state
+                parts.append((part, share[-1]))
+                before, out = part.engine.stats.timers_fired, []
+                self._apply(part, share, out, outcomes, output)
+                self._publish(part, out, output)
+                fired += part.engine.stats.timers_fired - before
+                changes += out
+        await _deliver(producer, output)
+        changelog: list[Record] = []
+        ends: list[Record] = []
+        for part, _ in parts:
+            if self.partitions.get(part.number) is not part:
+                continue        # revoked meanwhile: its new owner reads the batch again
+            records, end = part.store.changelog(part.engine.now)
+            changelog += records
+            ends += [end] if end is not None else []
+        await _deliver(producer, changelog)
+        delivered = await _deliver(producer, ends)
+        for part, last in parts:
+            if self.partitions.get(part.number) is part:     # else revoked meanwhile: the new owner
+                with _current(last):                         # restores it from the changelog
+                    part.store.write_local()
+        self._persisted(delivered)
+        _count(outcomes)
+        if changes:
+            metrics.count_changes(changes)
+            self._set_members()
+        metrics.TIMERS_FIRED.inc(fired)
+        metrics.BATCH_MESSAGES.observe(len(events))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def _apply(self, part: Partition, share: list[EventT], out: list[SegmentChange],
+               outcomes: Outcomes, output: list[Record]) -> None:
+        engine, stats, decode = part.engine, part.engine.stats, self._decode
+        ticks = self.ticks.get_topic_name()
+        for event in share:
+            msg = event.message
+            if msg.topic == ticks:
+                self.ticking.discard(part.number)
+                self._advance_idle(part, out)
+                continue
+            decoded = decode(msg.value or b"")
+            if type(decoded) is DeadLetter:
+                output.append(self._dead_letter(msg, decoded))
+                outcomes[(msg.topic, "invalid", "dead_letter")] += 1
+                continue
+            duplicates, late = stats.duplicates, stats.late
+            engine.apply(decoded, out)
+            outcome = ("duplicate" if stats.duplicates != duplicates else
+                       "late" if stats.late != late else "applied")
+            outcomes[(msg.topic, _TYPE_OF[type(decoded)], outcome)] += 1
+            part.last_input = time.monotonic()
+
+    def _advance_idle(self, part: Partition, out: list[SegmentChange]) -> None:
+        """The native worker's rule: an idle partition's clock follows the wall clock, lagging it
+        by the idle threshold so that events still in flight are not made late by it."""
+        idle = self.s.idle_advance_ms
+        wall = int(time.time() * SECOND) - idle * 1000
+        if (time.monotonic() - part.last_input) * 1000 >= idle and wall > part.engine.now:
+            part.engine.advance(wall, out)
+
+    def _publish(self, part: Partition, out: list[SegmentChange], output: list[Record]) -> None:
+        """Changes keyed by customer id, then each touched customer's membership record (with its
+        state after the batch, as the native worker publishes it)."""
+        topic = self.s.changes_topic
+        touched: dict[str, None] = {}
+        for change in out:
+            output.append((topic, change.customer_id.encode(), encode_change(change), None, None))
+            touched[change.customer_id] = None
+            part.members[change.segment] += 1 if change.change == "entered" else -1
+        topic = self.s.membership_topic
+        at = format_rfc3339(part.engine.now) if touched else None     # a tick may leave now unset
+        for customer_id in touched:
+            state = part.store.get(customer_id)
+            # None, a tombstone once erased, so the compacted topic forgets the customer too
+            value = None if state is None else _encode_json({
+                "customer_id": customer_id, "at": at,
+                "segments": {name: format_rfc3339(since) for name, since in sorted(state.member.items())}})
+            output.append((topic, customer_id.encode(), value, None, None))
+
+    def _dead_letter(self, msg, letter: DeadLetter) -> Record:
+        headers = [("reason", letter.reason.encode()), ("source.topic", msg.topic.encode()),
+                   ("source.partition", str(msg.partition).encode()), ("source.offset", str(msg.offset).encode())]
+        value = letter.raw
+        if len(value) > _DEAD_LETTER_BYTES:
+            # Beyond what the topic takes: keep the head and say how large the whole was.
+            headers.append(("truncated.from.bytes", str(len(value)).encode()))
+            value = value[:_DEAD_LETTER_BYTES]
+        return (self.s.dead_letter_topic, msg.key, value, None, headers)
+
+    def _persisted(self, delivered: list) -> None:
+        """Move each changelog partition's restore checkpoint to its last delivered record, as
+        Faust's own table writes do (faust.tables.base.Collection._on_changelog_sent)."""
+        topic, data = self.table.changelog_topic_name, self.table.data
+        for metadata in delivered:
+            if metadata.partition in self.partitions:      # else revoked: not this worker's database
+                data.set_persisted_offset(TP(topic, metadata.partition), metadata.offset)
+
+    async def _router(self, stream) -> None:
+        """Routed topics (keyed otherwise): each event re-published, keyed by its customer id, to
+        the repartition topic, which the main agent reads like any keyed input."""
+        producer = await self.app.maybe_start_producer()
+        async for events in self._batches(stream):
+            outcomes: Outcomes = Tally()
+            output: list[Record] = []
+            for event in events:
+                msg = event.message
+                decoded = self._decode(msg.value or b"")
+                if type(decoded) is DeadLetter:
+                    output.append(self._dead_letter(msg, decoded))
+                    outcomes[(msg.topic, "invalid", "dead_letter")] += 1
+                else:
+                    output.append((self.s.repartition_topic, decoded.customer_id.encode(), msg.value, None, None))
+                    outcomes[(msg.topic, _TYPE_OF[type(decoded)], "routed")] += 1
+            await _or_exit(_deliver(producer, output))
+            _count(outcomes)
+
+    # -- the clock, rebalances, metrics ----------------------------------------------------------
+
+    async def _clock(self) -> None:
+        """Beats the health check, and sends a tick to every idle partition (see the module
+        docstring): the agent advances its clock when the tick arrives."""
+        self.health.beat = time.monotonic()
+        idle = self.s.idle_advance_ms
+        if idle is None:
+            return
+        ticks = self.ticks.get_topic_name()
+        now = time.monotonic()
+        for tp in self.app.consumer.assignment():
+            if tp.topic != ticks or tp.partition in self.ticking:
+                continue
+            part = self.partitions.get(tp.partition)
+            if part is None or (now - part.last_input) * 1000 >= idle:
+                self.ticking.add(tp.partition)
+                await self.ticks.send(value=b"", partition=tp.partition)
+
+    async def _on_revoked(self, app: faust.App, revoked, **_) -> None:
+        """A revoked partition's engine goes: if the partition comes back, it is rebuilt from the
+        table as the worker that had it in between left it. Ticks in flight may go with it."""
+        metrics.REBALANCES.labels("revoke").inc()
+        self.health.ready = False
+        metrics.READY.set(0)
+        for number in {tp.partition for tp in revoked}:
+            self.partitions.pop(number, None)
+        self.ticking.clear()
+        self._set_members()
+
+    async def _on_recovered(self) -> None:
+        """Faust restored the table's assigned partitions from the changelog: ready."""
+        metrics.REBALANCES.labels("assign").inc()
+        ticks = self.ticks.get_topic_name()
+        metrics.ASSIGNED.set(sum(1 for tp in self.app.consumer.assignment() if tp.topic == ticks))
+        self.health.ready = True
+        metrics.READY.set(1)
+
+    def _set_members(self) -> None:
+        for segment in self.catalog.by_name:
+            metrics.MEMBERS.labels(segment).set(sum(p.members[segment] for p in self.partitions.values()))
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def _check_partitions(self) -> None:
+        """Partition p of every keyed input topic must feed engine p, and Faust reads the topics as
+        they are: each needs the worker's partition count (the co-partitioning of the ticks and
+        changelog topics with the input rests on it too)."""
+        admin = AdminClient({"bootstrap.servers": self.s.bootstrap_servers})
+        found = admin.list_topics(timeout=30).topics
+        wrong = {t: len(found[t].partitions) for t in self.s.keyed_topics
+                 if len(found[t].partitions) != self.s.partitions}
+        if wrong:
+            raise SystemExit(f"segments worker: input topics must have {self.s.partitions} partitions "
+                             f"(--partitions): {', '.join(f'{t} has {n}' for t, n in sorted(wrong.items()))}")
+
+    def run(self) -> int:
+        s = self.s
+        ensure_topics(s.bootstrap_servers, topics(s), replication_factor=s.replication_factor)
+        self._check_partitions()
+        http = metrics.serve(s.metrics_port, self.health) if s.metrics_port else None
+        worker = faust.Worker(self.app, loglevel="info", quiet=True, redirect_stdouts=False,
+                              override_logging=False)
+        worker.spinner = None           # it writes terminal escapes to stdout, quiet or not
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:       # mode's Worker always leaves through sys.exit
+            return exc.code if isinstance(exc.code, int) else 1
+        finally:
+            if http is not None:
+                metrics.stop(http)
+        return 0
+
+
+def _count(outcomes: Outcomes) -> None:
+    for labels, count in outcomes.items():
+        metrics.EVENTS.labels(*labels).inc(count)
+
+
+def run(config: WorkerConfig, catalog: Catalog) -> int:
+    """Run until SIGINT or SIGTERM. Exit 2 for exactly_once, which this runtime cannot give:
+    faust-streaming 0.15's transactions look every output topic up among the consumed ones (a
+    KeyError for this worker's, faust-streaming#440) and send some records outside any transaction
+    (#177); on the embedded broker aiokafka does not even get a producer id (Tansu answers its
+    InitProducerId v0 request with an unknown error)."""
+    if config.exactly_once:
+        print("segments worker: --runtime faust is at-least-once only (Faust's exactly_once cannot publish "
+              "this worker's output): add --guarantee at_least_once", file=sys.stderr)
+        return 2
+    return FaustWorker(config, catalog).run()
