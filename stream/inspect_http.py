@@ -62,8 +62,11 @@ def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog
             handler.send_response(200)
             handler.send_header("Content-Type", CONTENT_TYPES[fmt])
             handler.end_headers()          # HTTP/1.0: the body ends when the connection closes
-            for chunk in encode_rows(member_rows(opened.items(), segment), fmt):
-                handler.wfile.write(chunk)
+            try:
+                for chunk in encode_rows(member_rows(opened.items(), segment), fmt):
+                    handler.wfile.write(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                pass                       # the client stopped reading: nothing more to send
 
     def _customer(handler: BaseHTTPRequestHandler, customer_id: str) -> None:
         try:
