@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--seed", type=int, default=7)
     dp.set_defaults(run=_demo)
 
+    from .inspect_cli import add_inspect_commands
+    add_inspect_commands(sub)
+
     bp = sub.add_parser("bench", help="measure speed and state size (prints a table)")
     bench = bp.add_subparsers(dest="bench", required=True)
     be = bench.add_parser("engine", help="the engine alone on one core, beside msgspec decode")
@@ -90,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--runs", type=int, default=3, help="runs per runtime; the median is the figure")
     bf.add_argument("--seed", type=int, default=7)
     bf.set_defaults(run=_bench_faust)
+    bm = bench.add_parser("members", help="export a segment's members from 1M customers' stores, beside raw iteration")
+    bm.add_argument("--customers", type=int, default=1_000_000)
+    bm.add_argument("--partitions", type=int, default=8)
+    bm.add_argument("--seed", type=int, default=7)
+    bm.set_defaults(run=_bench_members)
     return parser
 
 
@@ -253,6 +261,11 @@ def _bench_worker(args: argparse.Namespace) -> int:
 def _bench_faust(args: argparse.Namespace) -> int:
     from .faust_bench import run_faust_bench
     return run_faust_bench(events=args.events, customers=args.customers, seed=args.seed, runs=args.runs)
+
+
+def _bench_members(args: argparse.Namespace) -> int:
+    from .bench_members import run_members_bench
+    return run_members_bench(customers=args.customers, partitions=args.partitions, seed=args.seed)
 
 
 if __name__ == "__main__":

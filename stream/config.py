@@ -328,9 +328,9 @@ def _parse_kafka_flag(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add a flag for every WorkerConfig field, plus --config. Each defaults to None, so that
-    load_config can tell a flag that was not given from one that was."""
+def add_worker_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """Add a flag for every WorkerConfig field (or only for those named), plus --config and -X. Each
+    defaults to None, so that load_config can tell a flag that was not given from one that was."""
     parser.add_argument("--config", metavar="FILE",
                         help=f"YAML file of settings: keys are the long flags below without -- and with _ for - "
                              f"(segments_file for --segments), librdkafka properties go under kafka: "
@@ -340,6 +340,8 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(env {KAFKA_ENV_PREFIX}<KEY>, the key upper-cased with . as _, e.g. "
                              f"{KAFKA_ENV_PREFIX}SECURITY_PROTOCOL; default: none)")
     for name, opt in _OPTIONS.items():
+        if only is not None and name not in only:
+            continue
         parser.add_argument(
             flag_of(name), dest=name, default=None, choices=opt.choices,
             type=None if opt.choices else _arg_type(opt.kind.from_text),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterable, Protocol
 
 from . import events as ev
+from .buckets import customer_hash
 from .changes import SegmentChange, make_change
 from .fold import Folder
 from .rules import Catalog, Segment
@@ -100,7 +101,7 @@ class Engine:
             return out
 
         if st is None:
-            st = CustomerState(first_seen=t, last_seen=t)
+            st = CustomerState(first_seen=t, last_seen=t, id_hash=customer_hash(customer_id))
             segments = self._on_create[type(event)]
         else:
             seen = st.seen

@@ -158,7 +158,7 @@ class BatchStore:
         if customer_id in self.dirty:
             return self.dirty[customer_id]
         data = self.table.data.get(customer_id.encode())
-        return None if data is None else load_state(data)
+        return None if data is None else load_state(data, customer_id)
 
     def put(self, customer_id: str, state: CustomerState) -> None:
         self.dirty[customer_id] = state
@@ -218,9 +218,10 @@ class Partition:
         for key, value in db.items():
             if key == _FAUST_OFFSET_KEY or key.startswith(META):
                 continue
-            state = load_state(value)
+            customer_id = key.decode()
+            state = load_state(value, customer_id)
             members.update(state.member.keys())
-            yield key.decode(), state
+            yield customer_id, state
 
 
 class FaustWorker:

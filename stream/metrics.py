@@ -10,6 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from collections import Counter as Tally
+from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -55,7 +56,9 @@ class Health:
         return time.monotonic() - self.beat < self.stale_after
 
 
-def serve(port: int, health: Health) -> ThreadingHTTPServer:
+def serve(port: int, health: Health,
+          route: Callable[[BaseHTTPRequestHandler], bool] | None = None) -> ThreadingHTTPServer:
+    """`route` answers further paths (stream.inspect_http), returning False for those it does not know."""
     UP.set(1)
 
     class Handler(BaseHTTPRequestHandler):
@@ -69,7 +72,7 @@ def serve(port: int, health: Health) -> ThreadingHTTPServer:
             elif path == "/readyz":
                 ready = health.ready
                 self._answer(200 if ready else 503, b"ready\n" if ready else b"restoring or not in a group yet\n")
-            else:
+            elif route is None or not route(self):
                 self._answer(404, b"not found: try /metrics, /healthz or /readyz\n")
 
         def _answer(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import yaml
 
 from . import events as ev
+from .buckets import BUCKETS, MAX_SALT_BYTES, bucket_of
 from .state import CustomerState
 from .timeutil import DAY, parse_duration, parse_rfc3339
 
@@ -41,6 +42,10 @@ CHANGED_BY: dict[type, frozenset[str]] = {
     ev.CartAbandoned: frozenset({"cart", "seen"}),
     ev.CustomerUpdated: frozenset({"profile", "seen"}),
 }
+
+
+# The group of what never changes for a customer (its id, so its buckets): read once, on creation.
+IDENTITY = "identity"
 
 
 class DefinitionError(ValueError):
@@ -134,7 +139,8 @@ class Catalog:
         # for good: only those that hold there need evaluating, beside the affected ones.
         empty = CustomerState(first_seen=0, last_seen=0)
         on_empty = {s.name for s in self.segments if s.test(empty, 0)[0]}
-        self.on_create = {etype: tuple(s for s in self.segments if s.reads & groups or s.name in on_empty)
+        self.on_create = {etype: tuple(s for s in self.segments
+                                       if s.reads & groups or s.name in on_empty or IDENTITY in s.reads)
                           for etype, groups in CHANGED_BY.items()}
 
 
@@ -246,12 +252,13 @@ class _Compiler:
                 raise DefinitionError(problems)
             tests = tuple(t for t, _ in parts)
             reads = frozenset().union(*(r for _, r in parts))
-            return (_all(tests) if key == "all" else _any(tests)), reads
+            return _explained((_all if key == "all" else _any)(tests), key, key, tests), reads
         if key == "not":
             test, reads = self.condition(arg, f"{where}.not")
-            return _not(test), reads
+            return _explained(_not(test), "not", "not", (test,)), reads
         if key == "repeated":
-            return self.repeated(arg, f"{where}.repeated")
+            test, reads = self.repeated(arg, f"{where}.repeated")
+            return _explained(test, "repeated " + _operand_text(arg)), reads
         return self.attribute(key, arg, where)
 
     def repeated(self, arg: Any, where: str) -> tuple[Test, frozenset[str]]:
@@ -288,17 +295,20 @@ class _Compiler:
         return _repeated(f"{event}:{per}", at_least, window, f"order_placed:{per}", without), frozenset(reads)
 
     def attribute(self, name: str, ops: Any, where: str) -> tuple[Test, frozenset[str]]:
+        label = name
         if name.startswith("custom."):
             key = name[len("custom."):]
             if not key:
                 raise DefinitionError([f"{where}: `custom.` needs a field name, like custom.tier"])
             attr = Attr(name, "any", "profile", lambda st, k=key: st.custom.get(k))
+        elif name == "bucket":
+            attr, ops, label = _bucket(ops, f"{where}.bucket")
         elif name in ATTRS:
             attr = ATTRS[name]
         else:
-            hint = difflib.get_close_matches(name, list(ATTRS) + ["all", "any", "not", "repeated"], n=1)
+            hint = difflib.get_close_matches(name, list(ATTRS) + ["all", "any", "not", "repeated", "bucket"], n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise DefinitionError([f"{where}: unknown attribute or keyword {name!r}{suggestion}; attributes: {', '.join(ATTRS)}, custom.<field>"])
+            raise DefinitionError([f"{where}: unknown attribute or keyword {name!r}{suggestion}; attributes: {', '.join(ATTRS)}, custom.<field>, bucket"])
         where = f"{where}.{name}"
         if not isinstance(ops, dict) or not ops:
             raise DefinitionError([f"{where}: expected a mapping of operator -> value, like {{gte: 2}}"])
@@ -306,13 +316,15 @@ class _Compiler:
         for op, operand in ops.items():
             try:
                 test, extra = self.operator(attr, str(op), operand, f"{where}.{op}")
-                tests.append(test)
+                tests.append(_explained(test, f"{label} {_OP_TEXT.get(op, op)} {_operand_text(operand)}",
+                                        attr=attr))
                 reads |= extra
             except DefinitionError as exc:
                 problems.extend(exc.problems)
         if problems:
             raise DefinitionError(problems)
-        return (tests[0] if len(tests) == 1 else _all(tuple(tests))), frozenset(reads)
+        return (tests[0] if len(tests) == 1 else _explained(_all(tuple(tests)), label, "all", tuple(tests))), \
+            frozenset(reads)
 
     def operator(self, attr: Attr, op: str, operand: Any, where: str) -> tuple[Test, set[str]]:
         ops = _OPERATORS_BY_KIND[attr.kind]
@@ -381,6 +393,11 @@ class _Compiler:
                 return value          # ISO dates compare correctly as strings
             except (TypeError, ValueError):
                 raise DefinitionError([f"{where}: expected a date YYYY-MM-DD, got {value!r}"]) from None
+        if kind == "bucket":
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= BUCKETS:
+                raise DefinitionError([f"{where}: a bucket is a whole number from 0 to {BUCKETS - 1} "
+                                       f"({BUCKETS} allowed as a bound); got {value!r}"])
+            return value
         if not ok[kind]:
             wanted = "string, number or boolean" if kind == "any" else kind
             raise DefinitionError([f"{where}: expected a {wanted} value for {attr.name!r}, got {value!r}"])
@@ -396,6 +413,7 @@ _OPERATORS_BY_KIND = {
     "bool": {"eq", "ne", "exists"},
     "set": {"contains", "contains_any"},
     "any": {*_COMPARISONS, "in", "exists"},
+    "bucket": {*_COMPARISONS, "in"},
 }
 _COMPARE = {"eq": operator.eq, "ne": operator.ne, "gt": operator.gt,
             "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
@@ -417,6 +435,59 @@ def _compare_untyped(compare: Callable[[Any, Any], bool], a: Any, b: Any) -> boo
 
 def _member(value: Any, values: list[Any]) -> bool:
     return value is not None and any(_same_kind(value, v) and value == v for v in values)
+
+
+def _bucket(ops: Any, where: str) -> tuple[Attr, dict[Any, Any], str]:
+    """`bucket: {salt: TEXT, <comparisons>}`: the customer's percentage bucket (stream.buckets)
+    under that salt (none: unsalted); the rest of the mapping are the usual comparisons."""
+    if not isinstance(ops, dict):
+        raise DefinitionError([f"{where}: expected a mapping like {{lt: 10}} or {{salt: exp-7, lt: 10}}"])
+    salt = ops.get("salt", "")
+    problems = []
+    if "salt" in ops and (not isinstance(salt, str) or not salt or len(salt.encode()) > MAX_SALT_BYTES):
+        problems.append(f"{where}.salt: text of 1 to {MAX_SALT_BYTES} bytes (UTF-8); got {salt!r}")
+    rest = {op: operand for op, operand in ops.items() if op != "salt"}
+    if not rest:
+        problems.append(f"{where}: needs a comparison besides the salt, like {{lt: 10}}")
+    if problems:
+        raise DefinitionError(problems)
+    key = salt.encode()
+
+    def get(st: CustomerState) -> int | None:
+        return None if st.id_hash is None else bucket_of(st.id_hash, key)
+    return Attr("bucket", "bucket", IDENTITY, get), rest, f"bucket[{salt}]" if salt else "bucket"
+
+
+# ----------------------------------------------------------------------------------------------
+# Explanation: what stream.explain reads; the engine never looks at it, so the hot path is unchanged
+
+@dataclass(frozen=True)
+class Node:
+    combine: str | None           # all | any | not for a composite; None for a leaf (its own test)
+    label: str                    # e.g. "all", "paid_orders >= 2", "last_paid_at" (several operators)
+    parts: tuple[Test, ...]
+    attr: Attr | None             # a leaf's attribute, whose value the explanation shows
+
+
+def _explained(test: Test, label: str, combine: str | None = None, parts: tuple[Test, ...] = (),
+               attr: Attr | None = None) -> Test:
+    """Attach the explanation node to the compiled function itself (`test.node`)."""
+    test.node = Node(combine, label, parts, attr)  # type: ignore[attr-defined]
+    return test
+
+
+_OP_TEXT = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def _operand_text(operand: Any) -> str:
+    """An operand as written in YAML flow style, for labels."""
+    if isinstance(operand, bool):
+        return "true" if operand else "false"
+    if isinstance(operand, list):
+        return "[" + ", ".join(map(_operand_text, operand)) + "]"
+    if isinstance(operand, dict):
+        return "{" + ", ".join(f"{k}: {_operand_text(v)}" for k, v in operand.items()) + "}"
+    return str(operand)
 
 
 # ----------------------------------------------------------------------------------------------

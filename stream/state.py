@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
+from .buckets import customer_hash
 from .timeutil import DAY
 
 STATE_FORMAT = 1          # first byte of every serialized record; bump and migrate on change
@@ -56,6 +57,10 @@ class CustomerState(msgspec.Struct, array_like=True, gc=False):
     seen: dict[str, int] = msgspec.field(default_factory=dict)
     member: dict[str, int] = msgspec.field(default_factory=dict)      # segment -> member since
     timers: dict[str, int] = msgspec.field(default_factory=dict)      # segment -> next flip
+    # blake2b of the customer id (stream.buckets), for `bucket:` conditions, which see the state
+    # only. Last and optional: a record written before it existed decodes with None, and
+    # load_state fills it in from the key.
+    id_hash: int | None = None
 
     def deadline(self) -> int | None:
         return min(self.timers.values()) if self.timers else None
@@ -70,7 +75,11 @@ def dump_state(state: CustomerState) -> bytes:
     return _PREFIX + _encode(state)
 
 
-def load_state(data: bytes) -> CustomerState:
+def load_state(data: bytes, customer_id: str | None = None) -> CustomerState:
+    """Decode a stored state; given its customer id, fill in an id_hash the record predates."""
     if not data or data[0] != STATE_FORMAT:
         raise ValueError(f"unknown customer state format {data[:1]!r}; this build reads format {STATE_FORMAT}")
-    return _decode(memoryview(data)[1:])
+    state = _decode(memoryview(data)[1:])
+    if state.id_hash is None and customer_id is not None:
+        state.id_hash = customer_hash(customer_id)
+    return state

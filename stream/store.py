@@ -107,7 +107,7 @@ class PartitionStore:
         data = self._db.get(customer_id.encode())
         if data is None:
             return None
-        state = cache[customer_id] = load_state(data)
+        state = cache[customer_id] = load_state(data, customer_id)
         return state
 
     def put(self, customer_id: str, state: CustomerState) -> None:
@@ -240,7 +240,8 @@ class PartitionStore:
         for key, value in self._db.items():
             if key[:1] == META:
                 break                               # meta keys sort after every customer
-            yield key.decode(), load_state(value)
+            customer_id = key.decode()
+            yield customer_id, load_state(value, customer_id)
 
     def approximate_customers(self) -> int:
         """RocksDB's own estimate of stored keys (cheap; exact counting would scan the store)."""

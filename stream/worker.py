@@ -31,6 +31,7 @@ from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
 from .engine import Engine
 from .events import EVENT_TYPES, DeadLetter, Decoder
+from .inspect_http import segment_routes
 from .rules import Catalog
 from .store import PartitionStore
 from .timeutil import SECOND, format_rfc3339
@@ -140,7 +141,9 @@ class Worker:
             "max.poll.interval.ms": s.max_poll_interval_ms,
             "fetch.wait.max.ms": 50,
         })
-        http = metrics.serve(s.metrics_port, self.health) if s.metrics_port else None
+        # list(dict) copies the keys in one step under the GIL: safe from the HTTP threads.
+        route = segment_routes(s.state_dir, s.group_id, lambda: self.catalog, lambda: list(self.tasks))
+        http = metrics.serve(s.metrics_port, self.health, route) if s.metrics_port else None
         self.consumer.subscribe([*s.keyed_topics, *s.routed_topics], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
         try:

@@ -23,12 +23,15 @@ Semantics implemented (README "Semantics"):
 - "latest" values (cart value, abandoned value) belong to the event with the largest occurred_at,
   the later arrival winning a tie;
 - a comparison with a missing value (or, for custom fields, with a value of another kind: text vs
-  number vs true/false) is false; "within N" is now - t < N; "ago: N" is now - t >= N.
+  number vs true/false) is false; "within N" is now - t < N; "ago: N" is now - t >= N;
+- `bucket: {salt: S, ...}` compares the customer's bucket under salt S (README "Segment
+  definitions" gives the formula, written out again here from the README, not imported).
 """
 from __future__ import annotations
 
 import calendar
 import datetime as dt
+import hashlib
 import math
 import operator
 from collections import Counter
@@ -97,7 +100,7 @@ class History:
         """Every customer with at least one segment at `now`, and those segments."""
         result = {}
         for customer, evs in self.applied.items():
-            person = Customer(self._attributes[customer], evs)
+            person = Customer(customer, self._attributes[customer], evs)
             names = frozenset(name for name, d in definitions.items() if holds(d["when"], person, now))
             if names:
                 result[customer] = names
@@ -174,7 +177,8 @@ def attributes(evs: list[tuple[int, ev.Event]]) -> dict[str, Any]:
 
 
 class Customer:
-    def __init__(self, attrs: dict[str, Any], evs: list[tuple[int, ev.Event]]):
+    def __init__(self, customer_id: str, attrs: dict[str, Any], evs: list[tuple[int, ev.Event]]):
+        self.customer_id = customer_id
         self.attrs = attrs
         self.events = evs
 
@@ -198,6 +202,10 @@ def holds(condition: dict[str, Any], person: Customer, now: int) -> bool:
         return not holds(arg, person, now)
     if key == "repeated":
         return repeated(arg, person, now)
+    if key == "bucket":
+        value = bucket(person.customer_id, arg.get("salt", ""))
+        return all(operator_holds(key, op, operand, value, person, now)
+                   for op, operand in arg.items() if op != "salt")
     value = person.get(key)
     return all(operator_holds(key, op, operand, value, person, now) for op, operand in arg.items())
 
@@ -249,6 +257,13 @@ def compare(op: Any, a: Any, b: Any) -> bool:
     if a is None or b is None or kind(a) != kind(b):
         return False
     return op(a, b)
+
+
+def bucket(customer_id: str, salt: str) -> int:
+    """The README's formula: blake2b-64 of the id, then blake2b-64 of that keyed with the salt, mod 100."""
+    inner = hashlib.blake2b(customer_id.encode("utf-8"), digest_size=8).digest()
+    outer = hashlib.blake2b(inner, digest_size=8, key=salt.encode("utf-8")).digest()
+    return int.from_bytes(outer, "big") % 100
 
 
 def birthday_within(born: dt.date, now: int, days: int) -> bool:

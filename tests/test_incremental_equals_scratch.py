@@ -588,6 +588,18 @@ segments:
         - birth_date: {exists: false}
         - email_opt_in: {ne: false}
         - paid_orders: {in: [1, 2]}
+  # buckets of c0, c1, c2: unsalted 28, 20, 96; exp-7 53, 59, 24; exp-8 41, 6, 15
+  in-experiment:
+    when:
+      bucket: {salt: exp-7, gte: 50, lt: 60}
+  control-payers:
+    when:
+      all:
+        - bucket: {lt: 25}
+        - paid_orders: {gte: 1}
+  not-in-exp-8:
+    when:
+      not: {bucket: {salt: exp-8, in: [6, 41]}}
 """
 CUSTOM_DEFINITIONS = oracle.load_definitions(CUSTOM_YAML)
 CUSTOM_EXAMPLES = [

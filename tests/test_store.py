@@ -18,6 +18,7 @@ from stream.changes import SegmentChange, encode_change
 from stream.engine import Engine
 from stream.events import DeadLetter, Decoder, Event
 from stream.rules import load_catalog
+from stream.buckets import customer_hash
 from stream.state import CustomerState, dump_state
 from stream.store import CHECKPOINT_KEY, STREAM_TIME_KEY, PartitionStore
 from stream.synth import shopper_events
@@ -309,13 +310,14 @@ def test_store_behind_restores_from_its_checkpoint(tmp_path):
 
 
 def test_restore_applies_only_records_after_the_checkpoint(tmp_path):
-    old, new = CustomerState(first_seen=1, last_seen=1), CustomerState(first_seen=2, last_seen=2)
+    def old(cid): return dump_state(CustomerState(first_seen=1, last_seen=1, id_hash=customer_hash(cid)))
+    def new(cid): return dump_state(CustomerState(first_seen=2, last_seen=2, id_hash=customer_hash(cid)))
     store = PartitionStore(tmp_path / "p0")
-    store.restore([(b"c1", dump_state(new), 0), (b"c2", dump_state(new), 1)])
+    store.restore([(b"c1", new("c1"), 0), (b"c2", new("c2"), 1)])
     assert store.checkpoint() == 2
     # offsets 0 and 1 again, with values the store must not go back to, then one new record
-    store.restore([(b"c1", dump_state(old), 0), (b"c2", None, 1), (b"c3", dump_state(new), 2)])
-    assert stored(store) == {"c1": dump_state(new), "c2": dump_state(new), "c3": dump_state(new)}
+    store.restore([(b"c1", old("c1"), 0), (b"c2", None, 1), (b"c3", new("c3"), 2)])
+    assert stored(store) == {"c1": new("c1"), "c2": new("c2"), "c3": new("c3")}
     assert store.checkpoint() == 3
 
 
@@ -379,7 +381,7 @@ def test_any_interleaving_matches_a_dict_model(ops, cache_size):
         offset = 0
         for op in ops:
             if op[0] == "put":
-                state = CustomerState(first_seen=op[2], last_seen=op[2])
+                state = CustomerState(first_seen=op[2], last_seen=op[2], id_hash=customer_hash(op[1]))
                 store.put(op[1], state)
                 pending[op[1]] = dump_state(state)
             elif op[0] == "delete":
@@ -413,3 +415,13 @@ def test_any_interleaving_matches_a_dict_model(ops, cache_size):
         assert reopened.stream_time() == committed_time
         assert reopened.checkpoint() == (offset if any(op[0] == "commit" for op in ops) else None)
         reopened.close()
+
+
+def test_a_state_stored_before_id_hash_existed_gets_it_from_its_key(tmp_path):
+    """Records written by the previous build (no id_hash) load, and `bucket:` can read them."""
+    legacy = dump_state(CustomerState(first_seen=1, last_seen=1))
+    assert legacy.endswith(b"\xc0")                          # the new trailing field: nil
+    store = PartitionStore(tmp_path / "p0")
+    store.restore([(b"c1", legacy[:-1].replace(b"\xdc\x00\x1c", b"\xdc\x00\x1b"), 0)])   # 27 fields, as before
+    assert store.get("c1").id_hash == customer_hash("c1")
+    assert dict((cid, st.id_hash) for cid, st in store.items()) == {"c1": customer_hash("c1")}
