@@ -69,6 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--seed", type=int, default=7)
     dp.set_defaults(run=_demo)
 
+    fp = sub.add_parser("backfill", help="rebuild segments from the input topics' history (reproducible order)",
+                        description="Replay the input topics' history, merged across topics and partitions in "
+                                    "occurred_at order, through the engine: the same segment changes as `segments "
+                                    "replay` over those events in that order. Reads the worker's settings (flags, "
+                                    "SEGMENTS_* environment, --config file) for where the input is. Optionally hands "
+                                    "the rebuilt state to the workers of a new consumer group (--handoff).")
+    from .backfill import add_backfill_arguments
+    add_backfill_arguments(fp)
+    fp.set_defaults(run=_backfill)
+
     bp = sub.add_parser("bench", help="measure speed and state size (prints a table)")
     bench = bp.add_subparsers(dest="bench", required=True)
     be = bench.add_parser("engine", help="the engine alone on one core, beside msgspec decode")
@@ -186,6 +196,11 @@ def _worker(args: argparse.Namespace) -> int:
         worker.run()
         log.info("stopped: every committed batch is in Kafka and in the local state")
     return 0
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from .backfill import main as backfill
+    return backfill(args)
 
 
 def _instance_id(state_dir) -> str:

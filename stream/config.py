@@ -21,7 +21,7 @@ import dataclasses
 import difflib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -320,8 +320,9 @@ def _parse_kafka_flag(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add a flag for every WorkerConfig field, plus --config. Each defaults to None, so that
+def add_worker_arguments(parser: argparse.ArgumentParser, names: Collection[str] | None = None) -> None:
+    """Add a flag for every WorkerConfig field (or only those in `names`: another command that
+    reads the worker's settings, such as backfill), plus --config. Each defaults to None, so that
     load_config can tell a flag that was not given from one that was."""
     parser.add_argument("--config", metavar="FILE",
                         help=f"YAML file of settings: keys are the long flags below without -- and with _ for - "
@@ -332,6 +333,8 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(env {KAFKA_ENV_PREFIX}<KEY>, the key upper-cased with . as _, e.g. "
                              f"{KAFKA_ENV_PREFIX}SECURITY_PROTOCOL; default: none)")
     for name, opt in _OPTIONS.items():
+        if names is not None and name not in names:
+            continue
         parser.add_argument(
             flag_of(name), dest=name, default=None, choices=opt.choices,
             type=None if opt.choices else _arg_type(opt.kind.from_text),
