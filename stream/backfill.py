@@ -659,7 +659,8 @@ def main(args: argparse.Namespace) -> int:
     from .config import ConfigError, load_config
     from .rules import DefinitionError, load_catalog
 
-    err = Console(stderr=True, highlight=False)
+    # soft_wrap: a problem or a group name is one line, whatever the terminal's width
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     problems: list[str] = []
     config = None
     try:
@@ -674,14 +675,16 @@ def main(args: argparse.Namespace) -> int:
         except DefinitionError as exc:
             problems.append(str(exc))
     spans: list[Span] = []
-    if request is not None and config.bootstrap_servers is not None:
+    # The broker's checks (topics, offsets, a fresh hand-off group) need usable arguments.
+    if not problems:
         try:
             spans = plan(request, problems)
         except KafkaException as exc:
             err.print(f"segments backfill: {config.bootstrap_servers}: {exc.args[0]}", markup=False)
             return 1
     if problems:
-        err.print("segments backfill: unusable arguments:\n" + "\n".join(f"  - {p}" for p in problems), markup=False)
+        err.print("segments backfill: unusable arguments:\n" + "\n".join(f"  - {p}" for p in problems),
+                  markup=False)
         return 2
     try:
         with contextlib.ExitStack() as stack:
