@@ -16,7 +16,8 @@ def test_a_verified_start_never_skips_a_record_at_or_after_the_target(stamps, lo
     is kept (the fast path on Kafka)."""
     stamps.sort()
     end = low + len(stamps)
-    before = stamps[answer - 1 - low] if low < answer <= end else None
+    asked = end if answer < 0 or answer > end else answer     # -1: no record that late, i.e. the end
+    before = stamps[asked - 1 - low] if asked > low else None
     start = trusted_start(answer, low, end, before, target)
     assert low <= start <= end
     assert all(ts < target for ts in stamps[:start - low])
