@@ -337,7 +337,7 @@ def _peek(consumer: Consumer, starts: dict[Key, int], stops: dict[Key, int],
         while len(found) < len(starts):
             if time.monotonic() > deadline:
                 raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "reading partition ends timed out"))
-            for msg in consumer.consume(1000, 0.5):
+            for msg in _consume(consumer):
                 key = (msg.topic(), msg.partition())
                 if key in found:
                     continue
@@ -353,6 +353,17 @@ def _peek(consumer: Consumer, starts: dict[Key, int], stops: dict[Key, int],
     finally:
         consumer.unassign()
     return found
+
+
+def _consume(consumer: Consumer, size: int = 5000) -> list:
+    """What is already fetched, without waiting; only when nothing is, wait for one message.
+    consume(n, timeout) alone waits out the whole timeout at the end of the data."""
+    messages = consumer.consume(size, 0)
+    if not messages:
+        first = consumer.poll(0.5)
+        if first is not None:
+            messages = [first, *consumer.consume(size - 1, 0)]
+    return messages
 
 
 def _not_fresh(config: WorkerConfig, group: str, metadata, keys: list[Key]) -> list[str]:
@@ -478,7 +489,7 @@ class MergedHistory:
             wanted.paused = False
         by_key = self.by_key
         while not wanted.buffer and not wanted.done:
-            for msg in consumer.consume(2000, 0.5):
+            for msg in _consume(consumer):
                 source = by_key[(msg.topic(), msg.partition())]
                 error = msg.error()
                 if error is not None:

@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     bw.add_argument("--restore-customers", type=int, default=1_000_000)
     bw.add_argument("--seed", type=int, default=7)
     bw.set_defaults(run=_bench_worker)
+    bb = bench.add_parser("backfill", help="segments backfill on the embedded broker, beside consume + decode")
+    bb.add_argument("--events", type=int, default=300_000)
+    bb.add_argument("--customers", type=int, default=100_000)
+    bb.add_argument("--seed", type=int, default=7)
+    bb.set_defaults(run=_bench_backfill)
     return parser
 
 
@@ -254,6 +259,11 @@ def _bench_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
     return run_worker_bench(events=args.events, customers=args.customers, seed=args.seed, rate=args.rate,
                             seconds=args.seconds, restore_customers=args.restore_customers)
+
+
+def _bench_backfill(args: argparse.Namespace) -> int:
+    from .bench_backfill import run_backfill_bench
+    return run_backfill_bench(events=args.events, customers=args.customers, seed=args.seed)
 
 
 if __name__ == "__main__":
