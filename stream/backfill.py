@@ -23,6 +23,17 @@ state into partition murmur2(customer id) of `<GROUP>-state-changelog`, the stre
 partition, and GROUP's input offsets at where the backfill stopped, all in ONE Kafka transaction
 (so the namespace is either complete or absent). `segments worker --group-id GROUP` then restores
 from that changelog and continues from those offsets.
+
+Speed: one engine on one core bounds a backfill (README, `segments bench backfill`). Engines over
+disjoint partition sets in separate processes can give the very same bytes, though not by simply
+splitting the input: one clock per engine evaluates a late event at a different "now". What keeps
+them identical (designed, not built: this machine has no cores to spare for it): the merging
+process sends each event with G, the global stream time before it; its engine first calls
+advance(G), then apply(event), so every evaluation sees the global clock. Each change then carries
+a key that orders it as one engine would have: (G after its event, 1, event's merge index) for an
+event's changes, (deadline, 0, customer id) for a timer's, since one engine fires timers in
+(deadline, customer id) order right before the first event that moves the clock to the deadline.
+Every engine's output is sorted by that key, so a heap merge of their outputs gives one engine's.
 """
 from __future__ import annotations
 
