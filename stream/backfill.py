@@ -410,12 +410,13 @@ class _Source:
     span: Span
     buffer: deque = dataclasses.field(default_factory=deque)
     received: int = 0           # the offset after the last message received
+    position: int = 0           # the offset after the last message taken into the merge (progress)
     done: bool = False          # every record before span.end received
     paused: bool = False
     opened: bool = False        # an event at or after --from was seen: dead letters count from here
 
     def __post_init__(self) -> None:
-        self.received = self.span.start
+        self.received = self.position = self.span.start
         self.done = self.span.start >= self.span.end
 
 
@@ -465,10 +466,12 @@ class MergedHistory:
         while True:
             if not source.buffer:
                 if source.done:
+                    source.position = source.span.end
                     return
                 self._fetch(source)
                 continue
             offset, value = source.buffer.popleft()
+            source.position = offset + 1
             event = self._decode(value)
             if type(event) is DeadLetter:
                 # Before the first event of the window a bad message is left out with the events
@@ -625,6 +628,11 @@ def hand_off(config: WorkerConfig, group: str, states: MemoryStore, now: int | N
         producer.send_offsets_to_transaction([TopicPartition(s.topic, s.partition, s.end) for s in spans],
                                              member.consumer_group_metadata(), 60)
         producer.commit_transaction(120)
+    except KafkaException:
+        # An open transaction would hold back every read_committed reader of the changelog.
+        with contextlib.suppress(KafkaException):
+            producer.abort_transaction(30)
+        raise
     finally:
         member.close()
         producer.flush(0)
@@ -729,7 +737,8 @@ def main(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _progress(console, history: MergedHistory) -> Iterator[None]:
-    """A bar per partition (records read of its span, with ETA), refreshed from the fetch loop."""
+    """A bar per partition (records of its span taken into the merge, with ETA), refreshed from the
+    fetch loop (which runs whenever a partition's buffer runs dry)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -744,6 +753,6 @@ def _progress(console, history: MergedHistory) -> Iterator[None]:
             if now >= next_at[0]:
                 next_at[0] = now + 0.25
                 for source in history.sources:
-                    bar.update(tasks[source.index], completed=source.received - source.span.start)
+                    bar.update(tasks[source.index], completed=source.position - source.span.start)
         history.on_fetch = refresh
         yield
