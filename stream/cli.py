@@ -71,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .inspect_cli import add_inspect_commands
     add_inspect_commands(sub)
+    fp = sub.add_parser("backfill", help="rebuild segments from the input topics' history (reproducible order)",
+                        description="Replay the input topics' history, merged across topics and partitions in "
+                                    "occurred_at order, through the engine: the same segment changes as `segments "
+                                    "replay` over those events in that order. Reads the worker's settings (flags, "
+                                    "SEGMENTS_* environment, --config file) for where the input is. Optionally hands "
+                                    "the rebuilt state to the workers of a new consumer group (--handoff).")
+    from .backfill import add_backfill_arguments
+    add_backfill_arguments(fp)
+    fp.set_defaults(run=_backfill)
 
     bp = sub.add_parser("bench", help="measure speed and state size (prints a table)")
     bench = bp.add_subparsers(dest="bench", required=True)
@@ -98,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--partitions", type=int, default=8)
     bm.add_argument("--seed", type=int, default=7)
     bm.set_defaults(run=_bench_members)
+    bb = bench.add_parser("backfill", help="segments backfill on the embedded broker, beside consume + decode")
+    bb.add_argument("--events", type=int, default=300_000)
+    bb.add_argument("--customers", type=int, default=100_000)
+    bb.add_argument("--seed", type=int, default=7)
+    bb.set_defaults(run=_bench_backfill)
     return parser
 
 
@@ -205,6 +219,11 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backfill(args: argparse.Namespace) -> int:
+    from .backfill import main as backfill
+    return backfill(args)
+
+
 def _instance_id(state_dir) -> str:
     """A stable id kept beside the state: a restarted worker reuses its transactional id, which
     fences its previous incarnation and aborts that one's open transaction."""
@@ -266,6 +285,11 @@ def _bench_faust(args: argparse.Namespace) -> int:
 def _bench_members(args: argparse.Namespace) -> int:
     from .bench_members import run_members_bench
     return run_members_bench(customers=args.customers, partitions=args.partitions, seed=args.seed)
+
+
+def _bench_backfill(args: argparse.Namespace) -> int:
+    from .bench_backfill import run_backfill_bench
+    return run_backfill_bench(events=args.events, customers=args.customers, seed=args.seed)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import dataclasses
 import difflib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,9 +328,10 @@ def _parse_kafka_flag(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-def add_worker_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
-    """Add a flag for every WorkerConfig field (or only for those named), plus --config and -X. Each
-    defaults to None, so that load_config can tell a flag that was not given from one that was."""
+def add_worker_arguments(parser: argparse.ArgumentParser, names: Collection[str] | None = None) -> None:
+    """Add a flag for every WorkerConfig field (or only those in `names`: another command that
+    reads the worker's settings, such as backfill), plus --config. Each defaults to None, so that
+    load_config can tell a flag that was not given from one that was."""
     parser.add_argument("--config", metavar="FILE",
                         help=f"YAML file of settings: keys are the long flags below without -- and with _ for - "
                              f"(segments_file for --segments), librdkafka properties go under kafka: "
@@ -340,7 +341,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] 
                              f"(env {KAFKA_ENV_PREFIX}<KEY>, the key upper-cased with . as _, e.g. "
                              f"{KAFKA_ENV_PREFIX}SECURITY_PROTOCOL; default: none)")
     for name, opt in _OPTIONS.items():
-        if only is not None and name not in only:
+        if names is not None and name not in names:
             continue
         parser.add_argument(
             flag_of(name), dest=name, default=None, choices=opt.choices,

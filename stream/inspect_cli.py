@@ -27,7 +27,7 @@ def add_inspect_commands(sub: Any) -> None:
     mp.add_argument("segment", metavar="SEGMENT")
     mp.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="default: csv (with a header)")
     mp.add_argument("--output", metavar="PATH|-", default="-", help="where to write (default: stdout)")
-    add_worker_arguments(mp, only=_SETTINGS)
+    add_worker_arguments(mp, names=_SETTINGS)
     mp.set_defaults(run=_members)
 
     ep = sub.add_parser("explain", help="a customer's state, segments, and why each condition holds or not",
@@ -36,7 +36,7 @@ def add_inspect_commands(sub: Any) -> None:
                                     "time-driven move is due. " + _AS_OF)
     ep.add_argument("customer", metavar="CUSTOMER")
     ep.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
-    add_worker_arguments(ep, only=_SETTINGS)
+    add_worker_arguments(ep, names=_SETTINGS)
     ep.set_defaults(run=_explain)
 
 

@@ -55,16 +55,16 @@ def replay(lines: Iterable[bytes], engine: Engine, output: BinaryIO, dead_letter
         events += 1
         apply(event, changes)
         if len(changes) >= _FLUSH_EVERY:
-            _write(output, changes)
+            write_changes(output, changes)
     if until is not None:
         engine.advance(until, changes)
-    _write(output, changes)
+    write_changes(output, changes)
     output.flush()
     dead_letters.flush()
     return ReplaySummary(events, dead, time.perf_counter() - started, engine.stats)
 
 
-def _write(output: BinaryIO, changes: list[SegmentChange]) -> None:
+def write_changes(output: BinaryIO, changes: list[SegmentChange]) -> None:
     if changes:
         output.write(b"".join([encode_change(c) + b"\n" for c in changes]))
         changes.clear()

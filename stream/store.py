@@ -51,6 +51,12 @@ def _unpack(data: bytes) -> int:
     return int.from_bytes(data, "big", signed=True)
 
 
+def stream_time_record(now: int) -> Record:
+    """The changelog record that carries a partition's stream time (also written by a backfill
+    that hands its state to the workers)."""
+    return STREAM_TIME_KEY, _pack(now)
+
+
 def _options() -> Options:
     # raw mode: keys and values are stored as the bytes given (rocksdict would pickle otherwise)
     options = Options(raw_mode=True)
@@ -147,7 +153,7 @@ class PartitionStore:
             records += [(cid.encode(), None) for cid in self._deleted]
             records.sort(key=itemgetter(0))
             if self._stream_time != self._committed_time:
-                records.append((STREAM_TIME_KEY, _pack(self._stream_time)))
+                records.append(stream_time_record(self._stream_time))
             self._records = records
         return list(self._records)
 
