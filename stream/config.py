@@ -330,7 +330,7 @@ def _parse_kafka_flag(text: str) -> tuple[str, str]:
 
 def add_worker_arguments(parser: argparse.ArgumentParser, names: Collection[str] | None = None) -> None:
     """Add a flag for every WorkerConfig field (or only those in `names`: another command that
-    reads the worker's settings, such as backfill), plus --config. Each defaults to None, so that
+    reads the worker's settings, such as backfill), plus --config and -X. Each defaults to None, so that
     load_config can tell a flag that was not given from one that was."""
     parser.add_argument("--config", metavar="FILE",
                         help=f"YAML file of settings: keys are the long flags below without -- and with _ for - "
