@@ -78,6 +78,7 @@ _encode_json = msgspec.json.Encoder().encode
 _TYPE_OF = {cls: tag for tag, cls in EVENT_TYPES.items()}
 _DEAD_LETTER_BYTES = 16 << 20          # as the native worker: the dead-letter topic takes this much
 _TABLE = "customers"
+_OBSERVE_EVERY = 5.0                   # seconds between refreshes of the gauges that need a look around
 # Faust's own key in every partition's RocksDB database: the changelog offset it holds up to.
 _FAUST_OFFSET_KEY = b"__faust\0offset__"
 _RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -233,6 +234,7 @@ class FaustWorker:
         self.health = metrics.Health()
         self.partitions: dict[int, Partition] = {}
         self.ticking: set[int] = set()         # partitions with a tick on its way
+        self.positions: dict[TP, int] = {}     # next offset to apply, per input partition
         self._decode = Decoder(config.max_message_bytes).decode
         self.app = self._app()
 
@@ -274,6 +276,7 @@ class FaustWorker:
         if s.routed_topics:
             app.agent(app.topic(*s.routed_topics, **_RAW), name="segments-routing")(self._router)
         app.timer(s.commit_interval_ms / 1000, name="segments-clock")(self._clock)
+        app.timer(_OBSERVE_EVERY, name="segments-gauges")(self._observe)
         app.on_partitions_revoked.connect(self._on_revoked)
         return app
 
@@ -300,6 +303,7 @@ class FaustWorker:
         outcomes: Outcomes = Tally()
         changes: list[SegmentChange] = []
         output: list[Record] = []
+        caused: list[float] = []          # event times (s) of the events whose changes this batch publishes
         fired = 0
         parts: list[tuple[Partition, EventT]] = []
         for number, share in shares.items():
@@ -310,11 +314,14 @@ class FaustWorker:
                     self._set_members()         # counted from the restored state
                 parts.append((part, share[-1]))
                 before, out = part.engine.stats.timers_fired, []
-                self._apply(part, share, out, outcomes, output)
+                self._apply(part, share, out, outcomes, output, caused)
                 self._publish(part, out, output)
                 fired += part.engine.stats.timers_fired - before
                 changes += out
         await _deliver(producer, output)
+        published = time.time()
+        for at in caused:
+            metrics.EVENT_TO_CHANGE.observe(published - at)
         changelog: list[Record] = []
         ends: list[Record] = []
         for part, _ in parts:
@@ -339,7 +346,7 @@ class FaustWorker:
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
     def _apply(self, part: Partition, share: list[EventT], out: list[SegmentChange],
-               outcomes: Outcomes, output: list[Record]) -> None:
+               outcomes: Outcomes, output: list[Record], caused: list[float]) -> None:
         engine, stats, decode = part.engine, part.engine.stats, self._decode
         ticks = self.ticks.get_topic_name()
         for event in share:
@@ -353,11 +360,14 @@ class FaustWorker:
                 output.append(self._dead_letter(msg, decoded))
                 outcomes[(msg.topic, "invalid", "dead_letter")] += 1
                 continue
-            duplicates, late = stats.duplicates, stats.late
+            duplicates, late, before = stats.duplicates, stats.late, len(out)
             engine.apply(decoded, out)
             outcome = ("duplicate" if stats.duplicates != duplicates else
                        "late" if stats.late != late else "applied")
             outcomes[(msg.topic, _TYPE_OF[type(decoded)], outcome)] += 1
+            if len(out) != before:
+                caused.append(decoded.occurred_at.timestamp())
+            self.positions[msg.tp] = msg.offset + 1
             part.last_input = time.monotonic()
 
     def _advance_idle(self, part: Partition, out: list[SegmentChange]) -> None:
@@ -443,6 +453,25 @@ class FaustWorker:
                 self.ticking.add(tp.partition)
                 await self.ticks.send(value=b"", partition=tp.partition)
 
+    async def _observe(self) -> None:
+        """The native worker's gauges that need a look around: lag, store sizes, timers."""
+        consumer = self.app.consumer
+        for tp, position in self.positions.items():
+            high = consumer.highwater(tp)
+            if high is not None:
+                metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(high - position, 0))
+        earliest, pending = None, 0
+        for number, part in self.partitions.items():
+            db = self.table.data._db_for_partition(number)
+            metrics.STATE_CUSTOMERS.labels(str(number)).set(db.property_int_value("rocksdb.estimate-num-keys") or 0)
+            pending += len(part.engine.timers)
+            due = part.engine.timers.earliest()
+            if due is not None and (earliest is None or due < earliest):
+                earliest = due
+        metrics.TIMERS_PENDING.set(pending)
+        overdue = time.time() - earliest / SECOND if earliest is not None else 0.0
+        metrics.TIMER_OVERDUE.set(max(overdue, 0.0))
+
     async def _on_revoked(self, app: faust.App, revoked, **_) -> None:
         """A revoked partition's engine goes: if the partition comes back, it is rebuilt from the
         table as the worker that had it in between left it. Ticks in flight may go with it."""
@@ -451,6 +480,9 @@ class FaustWorker:
         metrics.READY.set(0)
         for number in {tp.partition for tp in revoked}:
             self.partitions.pop(number, None)
+        for tp in revoked:
+            if self.positions.pop(tp, None) is not None:
+                metrics.LAG.remove(tp.topic, str(tp.partition))
         self.ticking.clear()
         self._set_members()
 

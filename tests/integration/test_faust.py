@@ -178,8 +178,23 @@ def test_faust_runtime_gives_the_same_changes_as_replay(kafka_bootstrap, unique_
         if line.startswith("segments_events_total{"):
             counted[line.split('outcome="')[1].split('"')[0]] += float(line.rsplit(" ", 1)[1])
     assert counted["dead_letter"] == len(BAD) and sum(counted.values()) == len(lines), counted
-    for name in ("segments_changes_total{", "segments_batch_duration_seconds_count", "segments_members{"):
+    for name in ("segments_changes_total{", "segments_batch_duration_seconds_count", "segments_members{",
+                 "segments_event_to_change_seconds_count"):
         assert name in text, name
+    # the gauges refreshed every 5 s: lag comes to 0 on every input partition once all is applied
+    deadline = time.monotonic() + 15
+    while True:
+        text = worker.get("/metrics")[1]
+        lags = {line.split('partition="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines() if line.startswith("segments_consumer_lag{")}
+        if lags == {str(p): 0.0 for p in range(PARTITIONS)}:
+            break
+        assert time.monotonic() < deadline, f"consumer lag {lags}"
+        time.sleep(0.5)
+    stored = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                 if line.startswith("segments_state_customers{"))
+    assert stored >= len(partition_of) * 0.9, (stored, len(partition_of))      # RocksDB's estimate
+    assert "segments_timers_pending " in text
     worker.terminate()
 
     reference = assert_changes_conform(kafka_bootstrap, s, lines, partition_of)
