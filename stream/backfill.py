@@ -55,6 +55,7 @@ from .changes import SegmentChange, encode_change
 from .config import WorkerConfig, add_worker_arguments
 from .engine import Engine, MemoryStore
 from .events import DeadLetter, Decoder
+from .partition_ends import Key, consume_ready, partition_ends, peek
 from .replay import ReplaySummary, write_changes
 from .rules import Catalog
 from .state import dump_state
@@ -70,11 +71,9 @@ WORKER_SETTINGS = ("bootstrap_servers", "input_topics", "routed_topics", "change
 KAFKA_OUTPUT = "kafka:"
 _FLUSH_EVERY = 4096
 _PAUSE_ABOVE = 20_000        # messages buffered for one partition before its fetching pauses
-_END_PROBE_MAX = 10_000      # messages read past the reported high watermark to find the real end
 _BEFORE_PROBE = 16           # records read before a looked-up offset to verify it
 _DAY_MS = 86_400_000
 
-Key = tuple[str, int]        # (topic, partition)
 
 
 class ArgumentProblems(ValueError):
@@ -280,7 +279,7 @@ def plan(request: Request, problems: list[str]) -> list[Span]:
                             f"({', '.join(f'{t}: {n}' for t, n in counts.items())}); the workers need one count")
         for key in sorted(set(request.from_offsets or ()) - set(keys)):
             problems.append(f"--from: {key[0]}:{key[1]} is not a partition of the input topics")
-        lows, ends = _ends(probe, keys)
+        lows, ends = partition_ends(probe, keys)
         starts = dict(lows)
         for key, offset in (request.from_offsets or {}).items():
             if key in lows:
@@ -303,27 +302,13 @@ def _client(config: WorkerConfig, isolation: str) -> dict:
             "auto.offset.reset": "error", "fetch.wait.max.ms": 50, **config.kafka}
 
 
-def _ends(probe: Consumer, keys: list[Key]) -> tuple[dict[Key, int], dict[Key, int]]:
-    """Each partition's first offset and its end now. The end is read, not only asked: the embedded
-    broker reports as high watermark the base offset of the last record batch + 1, short of the
-    batch's other records; reading on from there to the end of the partition finds the real one."""
-    lows, highs = {}, {}
-    for key in keys:
-        lows[key], highs[key] = probe.get_watermark_offsets(TopicPartition(*key), timeout=30)
-    ends = dict(highs)
-    nonempty = {key: highs[key] - 1 for key in keys if highs[key] > lows[key]}
-    for key, (stopped, _) in _peek(probe, nonempty, {k: highs[k] + _END_PROBE_MAX for k in nonempty}).items():
-        ends[key] = max(highs[key], stopped)
-    return lows, ends
-
-
 def _time_starts(probe: Consumer, lows: dict[Key, int], ends: dict[Key, int], target_ms: int) -> dict[Key, int]:
     answers = {(tp.topic, tp.partition): tp.offset for tp in probe.offsets_for_times(
         [TopicPartition(t, p, target_ms) for t, p in lows], timeout=30)}
     # -1 (no record that late) means the end; an answer past the end is clamped to it.
     answers = {key: min(answer if answer >= 0 else ends[key], ends[key]) for key, answer in answers.items()}
     checked = {key: answer for key, answer in answers.items() if answer > lows[key]}
-    seen = _peek(probe, {key: max(lows[key], answer - _BEFORE_PROBE) for key, answer in checked.items()}, checked)
+    seen = peek(probe, {key: max(lows[key], answer - _BEFORE_PROBE) for key, answer in checked.items()}, checked)
     starts = {}
     for key, low in lows.items():
         before = [ts for offset, ts in seen.get(key, (0, []))[1] if offset < answers[key]]
@@ -332,49 +317,6 @@ def _time_starts(probe: Consumer, lows: dict[Key, int], ends: dict[Key, int], ta
             log.info("%s[%d]: the broker's offset %d for the start time is not confirmed by the record before "
                      "it; reading from %d and skipping by occurred_at", key[0], key[1], answers[key], low)
     return starts
-
-
-def _peek(consumer: Consumer, starts: dict[Key, int], stops: dict[Key, int],
-          timeout: float = 30.0) -> dict[Key, tuple[int, list[tuple[int, int]]]]:
-    """Read each partition from starts[key] until its end or the record before stops[key]:
-    (the offset reading stopped at, [(offset, timestamp ms)])."""
-    if not starts:
-        return {}
-    found: dict[Key, tuple[int, list[tuple[int, int]]]] = {}
-    seen: dict[Key, list[tuple[int, int]]] = {key: [] for key in starts}
-    consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in starts.items()])
-    deadline = time.monotonic() + timeout
-    try:
-        while len(found) < len(starts):
-            if time.monotonic() > deadline:
-                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "reading partition ends timed out"))
-            for msg in _consume(consumer):
-                key = (msg.topic(), msg.partition())
-                if key in found:
-                    continue
-                error = msg.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(error)
-                    found[key] = (msg.offset(), seen[key])
-                    continue
-                seen[key].append((msg.offset(), msg.timestamp()[1]))
-                if msg.offset() + 1 >= stops[key]:
-                    found[key] = (msg.offset() + 1, seen[key])
-    finally:
-        consumer.unassign()
-    return found
-
-
-def _consume(consumer: Consumer, size: int = 5000) -> list:
-    """What is already fetched, without waiting; only when nothing is, wait for one message.
-    consume(n, timeout) alone waits out the whole timeout at the end of the data."""
-    messages = consumer.consume(size, 0)
-    if not messages:
-        first = consumer.poll(0.5)
-        if first is not None:
-            messages = [first, *consumer.consume(size - 1, 0)]
-    return messages
 
 
 def _not_fresh(config: WorkerConfig, group: str, metadata, keys: list[Key]) -> list[str]:
@@ -503,7 +445,7 @@ class MergedHistory:
             wanted.paused = False
         by_key = self.by_key
         while not wanted.buffer and not wanted.done:
-            for msg in _consume(consumer):
+            for msg in consume_ready(consumer):
                 source = by_key[(msg.topic(), msg.partition())]
                 error = msg.error()
                 if error is not None:

@@ -32,6 +32,7 @@ from .config import WorkerConfig
 from .engine import Engine
 from .events import EVENT_TYPES, DeadLetter, Decoder
 from .inspect_http import segment_routes
+from .partition_ends import partition_ends
 from .rules import Catalog
 from .store import PartitionStore
 from .timeutil import SECOND, format_rfc3339
@@ -450,9 +451,14 @@ class Worker:
         (Tansu answers 0 while any transaction is open), which would make a store look ahead of
         its changelog and be wiped, or look complete while it is behind."""
         probe = Consumer({**self._common(), "group.id": f"{self.s.group_id}-restore",
-                          "isolation.level": "read_uncommitted"})
+                          "isolation.level": "read_uncommitted", "enable.partition.eof": True})
+        key = (self.s.changelog_topic, partition)
         try:
-            return probe.get_watermark_offsets(TopicPartition(self.s.changelog_topic, partition), timeout=30)
+            # Read, not only asked: Tansu's high watermark can be short of the last record batch's
+            # end, which made an at_least_once store (its changelog written in multi-record
+            # batches) look past the end and be rebuilt from scratch on every restart.
+            lows, ends = partition_ends(probe, [key])
+            return lows[key], ends[key]
         finally:
             probe.close()
 
