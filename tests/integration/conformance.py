@@ -7,9 +7,11 @@ that partition saw). Before that instant every driver must agree exactly.
 """
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections import defaultdict
+from typing import Callable
 
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -198,3 +200,46 @@ def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -
     finally:
         reader.close()
     return {tp.partition: max(tp.offset, 0) for tp in offsets}
+
+
+# A segment the idle-clock check needs: entered on a view, left by time alone 3 s later.
+RECENTLY_VIEWED = "segments:\n  recently-viewed:\n    when:\n      last_viewed_at: {within: 3s}\n"
+
+
+def check_idle_clock(bootstrap: str, input_topic: str, changes_topic: str, partitions: int, within: float,
+                     describe: Callable[[], str]) -> float:
+    """For a ready, idle worker running RECENTLY_VIEWED: a customer who views something now must
+    leave the segment with no further input, caused by time, at exactly occurred_at + 3 s, and
+    not before the wall clock got there. `describe` says what the worker logged, on failure.
+    Returns the seconds from the view to seeing the exit."""
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "idle-reader", "enable.auto.commit": False,
+                       "isolation.level": "read_committed", "auto.offset.reset": "earliest", "fetch.wait.max.ms": 20})
+    try:
+        reader.assign([TopicPartition(changes_topic, p, 0) for p in range(partitions)])
+        time.sleep(1.0)                          # the idle partitions' clocks now follow the wall clock
+        occurred = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=time.time_ns() // 1000)
+        event = {"type": "product_viewed", "event_id": "v-idle", "customer_id": "c-idle",
+                 "occurred_at": occurred.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "product_id": "p1", "category": "books"}
+        produce(bootstrap, input_topic, [msgspec.json.encode(event)])
+        changes, exited, deadline = [], None, time.monotonic() + within
+        while exited is None and time.monotonic() < deadline:
+            for msg in reader.consume(100, 0.1):
+                if msg.error() is None:
+                    changes.append(msgspec.json.decode(msg.value()))
+                    if changes[-1]["change"] == "exited":
+                        exited = time.time()
+        assert exited is not None, f"no exit within {within} s of the view; changes: {changes}\n{describe()}"
+    finally:
+        reader.close()
+
+    def instant(text: str) -> dt.datetime:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    assert [(c["customer_id"], c["segment"], c["change"], c["cause"], c["event_id"]) for c in changes] == [
+        ("c-idle", "recently-viewed", "entered", "event", "v-idle"),
+        ("c-idle", "recently-viewed", "exited", "time", None)]
+    assert instant(changes[0]["at"]) == occurred
+    assert instant(changes[1]["at"]) == occurred + dt.timedelta(seconds=3)
+    # never ahead of the wall clock: the move is published only once its instant has passed
+    assert exited >= (occurred + dt.timedelta(seconds=3)).timestamp()
+    return exited - occurred.timestamp()

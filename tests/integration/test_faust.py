@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 import os
 import random
 import shutil
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from stream import faust_app
 from stream.broker import ensure_topics, free_port
@@ -308,43 +307,14 @@ def test_faust_runtime_idle_clock_moves_customers_without_input(kafka_bootstrap,
     that even when data arrives, so the view can reach the worker 0.75 s after it happened; with a
     shorter lag the clock would already be past it, and it would be applied late."""
     segments = tmp_path / "segments.yaml"
-    segments.write_text("segments:\n  recently-viewed:\n    when:\n      last_viewed_at: {within: 3s}\n")
+    segments.write_text(conformance.RECENTLY_VIEWED)
     load_catalog(segments)                      # valid, or the worker would exit 2
     s = names(unique_topic)
     ensure_topics(kafka_bootstrap, faust_app.topics(s))
     worker = start(s, "--idle-advance-ms", "1500", "--segments", str(segments))
-    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "idle-reader", "enable.auto.commit": False,
-                       "isolation.level": "read_committed", "auto.offset.reset": "earliest", "fetch.wait.max.ms": 20})
-    try:
-        worker.wait_ready()
-        reader.assign([TopicPartition(s.changes_topic, p, 0) for p in range(PARTITIONS)])
-        time.sleep(1.0)                          # the idle partitions' clocks now follow the wall clock
-        occurred = dt.datetime.fromtimestamp(time.time_ns() // 1000 / 1e6, dt.timezone.utc)
-        event = {"type": "product_viewed", "event_id": "v-idle", "customer_id": "c-idle",
-                 "occurred_at": occurred.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "product_id": "p1", "category": "books"}
-        conformance.produce(kafka_bootstrap, s.input_topics[0], [msgspec.json.encode(event)])
-        changes, exited, deadline = [], None, time.monotonic() + 10.0
-        while exited is None and time.monotonic() < deadline:
-            for msg in reader.consume(100, 0.1):
-                if msg.error() is None:
-                    changes.append(msgspec.json.decode(msg.value()))
-                    if changes[-1]["change"] == "exited":
-                        exited = time.time()
-        assert exited is not None, f"no exit within 10 s of the view; changes: {changes}\n{worker.tail()}"
-        worker.terminate()
-    finally:
-        reader.close()
-
-    def instant(text: str) -> dt.datetime:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-    assert [(c["customer_id"], c["segment"], c["change"], c["cause"], c["event_id"]) for c in changes] == [
-        ("c-idle", "recently-viewed", "entered", "event", "v-idle"),
-        ("c-idle", "recently-viewed", "exited", "time", None)]
-    assert instant(changes[0]["at"]) == occurred
-    assert instant(changes[1]["at"]) == occurred + dt.timedelta(seconds=3)
-    # never ahead of the wall clock: the move is published only once its instant has passed
-    assert exited >= (occurred + dt.timedelta(seconds=3)).timestamp()
+    worker.wait_ready()
+    conformance.check_idle_clock(kafka_bootstrap, s.input_topics[0], s.changes_topic, PARTITIONS, 10.0, worker.tail)
+    worker.terminate()
 
 
 def test_faust_runtime_refuses_what_it_cannot_honour(capsys):

@@ -22,7 +22,6 @@ stays open until the same transactional id initialises again).
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import random
 import re
@@ -34,7 +33,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import msgspec
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
@@ -517,47 +515,15 @@ def test_idle_clock_moves_customers_without_input(kafka_bootstrap, unique_topic,
     who viewed something now leaves `recently-viewed` (within 3s) 3 s later with no further input,
     caused by time, at exactly occurred_at + 3 s."""
     segments = tmp_path / "segments.yaml"
-    segments.write_text("segments:\n  recently-viewed:\n    when:\n      last_viewed_at: {within: 3s}\n")
+    segments.write_text(conformance.RECENTLY_VIEWED)
     load_catalog(segments)                      # valid, or the worker would exit 2
     config = topic_config(kafka_bootstrap, unique_topic)
     create_topics(config)
     worker = workers("idle", config, instance_id="idle", idle_advance_ms=500, segments=segments)
     worker.start()
-    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "idle-reader", "enable.auto.commit": False,
-                       "isolation.level": "read_committed", "auto.offset.reset": "earliest", "fetch.wait.max.ms": 20})
-    try:
-        worker.wait_ready(PARTITIONS)
-        reader.assign([TopicPartition(config.changes_topic, p, 0) for p in range(PARTITIONS)])
-        time.sleep(1.0)                          # the idle partitions' clocks now follow the wall clock
-        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-        now_us = time.time_ns() // 1000
-        occurred = epoch + dt.timedelta(microseconds=now_us)
-        occurred_text = occurred.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        event = {"type": "product_viewed", "event_id": "v-idle", "customer_id": "c-idle",
-                 "occurred_at": occurred_text, "product_id": "p1", "category": "books"}
-        conformance.produce(kafka_bootstrap, config.input_topics[0], [msgspec.json.encode(event)])
-        changes, exited, deadline = [], None, time.monotonic() + 6.0
-        while exited is None and time.monotonic() < deadline:
-            for msg in reader.consume(100, 0.1):
-                if msg.error() is None:
-                    change = msgspec.json.decode(msg.value())
-                    changes.append(change)
-                    if change["change"] == "exited":
-                        exited = time.time()
-        assert exited is not None, f"no exit within 6 s of the view; changes: {changes}\n{worker.tail()}"
-        assert worker.alive
-        assert worker.terminate() == 0, worker.tail()
-    finally:
-        reader.close()
-
-    def instant(text: str) -> dt.datetime:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-    assert [(c["customer_id"], c["segment"], c["change"], c["cause"], c["event_id"]) for c in changes] == [
-        ("c-idle", "recently-viewed", "entered", "event", "v-idle"),
-        ("c-idle", "recently-viewed", "exited", "time", None)]
-    assert instant(changes[0]["at"]) == occurred
-    assert instant(changes[1]["at"]) == occurred + dt.timedelta(seconds=3)
-    # never ahead of the wall clock: the move is published only once its instant has passed
-    assert exited >= (occurred + dt.timedelta(seconds=3)).timestamp()
-    report("idle clock", exit_seen_s_after_view=round(exited - occurred.timestamp(), 2))
+    worker.wait_ready(PARTITIONS)
+    seen = conformance.check_idle_clock(kafka_bootstrap, config.input_topics[0], config.changes_topic, PARTITIONS,
+                                        6.0, worker.tail)
+    assert worker.alive
+    assert worker.terminate() == 0, worker.tail()
+    report("idle clock", exit_seen_s_after_view=round(seen, 2))
