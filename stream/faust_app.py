@@ -460,17 +460,10 @@ class FaustWorker:
             high = consumer.highwater(tp)
             if high is not None:
                 metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(high - position, 0))
-        earliest, pending = None, 0
-        for number, part in self.partitions.items():
+        for number in self.partitions:
             db = self.table.data._db_for_partition(number)
             metrics.STATE_CUSTOMERS.labels(str(number)).set(db.property_int_value("rocksdb.estimate-num-keys") or 0)
-            pending += len(part.engine.timers)
-            due = part.engine.timers.earliest()
-            if due is not None and (earliest is None or due < earliest):
-                earliest = due
-        metrics.TIMERS_PENDING.set(pending)
-        overdue = time.time() - earliest / SECOND if earliest is not None else 0.0
-        metrics.TIMER_OVERDUE.set(max(overdue, 0.0))
+        metrics.observe_timers(part.engine.timers for part in self.partitions.values())
 
     async def _on_revoked(self, app: faust.App, revoked, **_) -> None:
         """A revoked partition's engine goes: if the partition comes back, it is rebuilt from the

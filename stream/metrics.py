@@ -10,11 +10,13 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from collections import Counter as Tally
-from typing import Callable
+from typing import Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from .changes import SegmentChange
+from .timers import TimerIndex
+from .timeutil import SECOND
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -102,3 +104,17 @@ def count_changes(changes: list[SegmentChange]) -> None:
     """One increment per (segment, direction) per batch: per change would cost more than the engine."""
     for (segment, change), n in Tally((c.segment, c.change) for c in changes).items():
         CHANGES.labels(segment, change).inc(n)
+
+
+def observe_timers(indexes: Iterable[TimerIndex]) -> None:
+    """Pending time-driven moves over these engines' timer indexes, and how far past the wall
+    clock the earliest deadline is (0 when none is due)."""
+    pending, earliest = 0, None
+    for index in indexes:
+        pending += len(index)
+        due = index.earliest()
+        if due is not None and (earliest is None or due < earliest):
+            earliest = due
+    TIMERS_PENDING.set(pending)
+    overdue = time.time() - earliest / SECOND if earliest is not None else 0.0
+    TIMER_OVERDUE.set(max(overdue, 0.0))

@@ -251,21 +251,13 @@ class Worker:
             low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
             position = tp.offset if tp.offset >= 0 else low
             metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(high - position, 0))
-        earliest = None
-        pending = 0
         for task in self.tasks.values():
             store = task.store
             metrics.STATE_CUSTOMERS.labels(str(task.partition)).set(store.approximate_customers())
             metrics.CACHE_HITS.inc(store.hits - task.hits_reported)
             metrics.CACHE_MISSES.inc(store.misses - task.misses_reported)
             task.hits_reported, task.misses_reported = store.hits, store.misses
-            pending += len(task.engine.timers)
-            due = task.engine.timers.earliest()
-            if due is not None and (earliest is None or due < earliest):
-                earliest = due
-        metrics.TIMERS_PENDING.set(pending)
-        overdue = time.time() - earliest / SECOND if earliest is not None else 0.0
-        metrics.TIMER_OVERDUE.set(max(overdue, 0.0))
+        metrics.observe_timers(task.engine.timers for task in self.tasks.values())
 
     def _set_members(self) -> None:
         for segment in self.catalog.by_name:
