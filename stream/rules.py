@@ -169,6 +169,11 @@ _TextDatesLoader.yaml_implicit_resolvers = {
 }
 
 
+def read_yaml(text: str) -> Any:
+    """YAML (or JSON) as definitions are read: safe, dates and timestamps left as text."""
+    return yaml.load(text, Loader=_TextDatesLoader)
+
+
 def parse_catalog(text: str, source: str = "<string>") -> Catalog:
     try:
         doc = yaml.load(text, Loader=_TextDatesLoader)
