@@ -6,9 +6,11 @@ YAML or JSON, with a required `version`), a tombstone removing it. Precedence, p
 latest record wins over the file; a tombstone removes the topic's definition, so a name the file
 also defines falls back to the file's.
 
-A candidate is rejected, with every reason, when it does not compile or when its content differs
-from the running definition without a newer version (change ids and consumers rely on a version
-naming one definition). A rejected name keeps its running definition: the one this partition's
+A candidate is rejected, with every reason, when it does not compile, or when a topic record
+changes the running definition without a newer version (change ids and consumers rely on a version
+naming one definition, and on versions never going down). The file has no version discipline to
+enforce: a file definition that differs from the running one without a newer version (edited
+between restarts, or taken up again after a tombstone) runs as the running version + 1. A rejected name keeps its running definition: the one this partition's
 state was last evaluated under, which travels with the partition in its store and changelog
 (`Running`). That is also why every worker agrees on the outcome, after restarts and compaction
 too: it depends on the file, the topic's latest records and the partition's own record only, never
@@ -35,7 +37,8 @@ _canonical = msgspec.json.Encoder(order="sorted").encode
 
 
 def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return _canonical(a) == _canonical(b)
+    """The same definition, whatever its version."""
+    return _canonical({**a, "version": 0}) == _canonical({**b, "version": 0})
 
 
 def version_of(definition: dict[str, Any]) -> int:
@@ -116,10 +119,17 @@ def resolve(file: dict[str, dict[str, Any]], topic: dict[str, TopicRecord],
             except DefinitionError as exc:
                 problems = exc.problems
         before = (running or {}).get(name)
-        if not problems and before is not None and not same(candidate, before) \
-                and version_of(candidate) <= version_of(before):
-            problems = [f"segment {name!r}: version {version_of(candidate)} differs from the running version "
-                        f"{version_of(before)} but is not newer; give it a higher version"]
+        if not problems and before is not None and version_of(candidate) <= version_of(before):
+            if same(candidate, before):
+                candidate = before                    # unchanged: keeps its (higher) running version
+            elif source == "file":
+                # The file edited without a newer version, or taken up again after a tombstone: a
+                # version never goes down, so this one runs as the next.
+                candidate = {**candidate, "version": version_of(before) + 1}
+            else:
+                problems = [f"segment {name!r}: version {version_of(candidate)} differs from the running version "
+                            f"{version_of(before)} but is not newer; give it a higher version (segments define "
+                            f"numbers it)"]
         if problems:
             version = candidate.get("version") if isinstance(candidate, dict) else None
             rejected[name] = Rejection(name, source, version if isinstance(version, int) else None, tuple(problems))
