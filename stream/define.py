@@ -16,9 +16,9 @@ from typing import Any, TextIO
 import yaml
 from confluent_kafka import KafkaException
 
-from .definitions import file_definitions, version_of
-from .live_definitions import TOPIC_CONFIG, publish, read_topic
 from .broker import ensure_topics
+from .definitions import file_definitions, version_of
+from .live_definitions import TOPIC_CONFIG, DefinitionsFeed, publish, read_topic
 from .rules import Catalog, DefinitionError, compile_catalog, read_yaml
 
 
@@ -39,6 +39,16 @@ def read_definition(name: str, path: Path) -> tuple[dict[str, Any] | None, list[
     return definition, []
 
 
+def _read(command: str, bootstrap: str, kafka: dict[str, str], topic: str, err: TextIO) -> DefinitionsFeed | None:
+    """The definitions topic (created when absent, as the worker does) read to its end."""
+    try:
+        ensure_topics(bootstrap, [(topic, 1, TOPIC_CONFIG)])
+        return read_topic(bootstrap, kafka, topic)
+    except KafkaException as exc:
+        print(f"segments {command}: cannot read {topic!r}: {exc}", file=err)
+        return None
+
+
 def define(name: str, path: Path, bootstrap: str, kafka: dict[str, str], topic: str, file_catalog: Catalog,
            out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     definition, problems = read_definition(name, path)
@@ -47,11 +57,8 @@ def define(name: str, path: Path, bootstrap: str, kafka: dict[str, str], topic: 
         for problem in problems:
             print(f"  - {problem}", file=err)
         return 2
-    try:
-        ensure_topics(bootstrap, [(topic, 1, TOPIC_CONFIG)])
-        feed = read_topic(bootstrap, kafka, topic)
-    except KafkaException as exc:
-        print(f"segments define: cannot read {topic!r}: {exc}", file=err)
+    feed = _read("define", bootstrap, kafka, topic, err)
+    if feed is None:
         return 1
     in_file = file_catalog.by_name.get(name)
     current = max(feed.highest.get(name, 0), in_file.version if in_file is not None else 0)
@@ -80,11 +87,8 @@ def define(name: str, path: Path, bootstrap: str, kafka: dict[str, str], topic: 
 
 def undefine(name: str, bootstrap: str, kafka: dict[str, str], topic: str, file_catalog: Catalog,
              out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    try:
-        ensure_topics(bootstrap, [(topic, 1, TOPIC_CONFIG)])
-        feed = read_topic(bootstrap, kafka, topic)
-    except KafkaException as exc:
-        print(f"segments undefine: cannot read {topic!r}: {exc}", file=err)
+    feed = _read("undefine", bootstrap, kafka, topic, err)
+    if feed is None:
         return 1
     record = feed.records.get(name)
     if record is None or (record.definition is None and not record.problems):

@@ -23,7 +23,7 @@ change (or once a backfill rebuilt the state); until then it is reported (log, m
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec

@@ -14,7 +14,6 @@ import socket
 import time
 import urllib.request
 from collections import defaultdict
-from pathlib import Path
 
 import yaml
 
