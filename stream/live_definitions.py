@@ -153,8 +153,17 @@ class LiveDefinitions:
         ran = False
         for task in tasks:
             running = self.running.get(task.partition)
-            if running is not None and running.redefine:
+            if running is None:
+                continue
+            if running.redefine:
                 self._chunk(task, running)
+                ran = True
+            elif running.incomplete and still_incomplete(running, task.engine.now) != running.incomplete:
+                # a window has passed since the change: that segment's answer is complete now
+                done = Running(running.definitions, {}, None, still_incomplete(running, task.engine.now))
+                self.running[task.partition] = done
+                task.store.set_meta(DEFINITIONS_KEY, encode_running(done))
+                self._set_gauges()
                 ran = True
         return ran
 

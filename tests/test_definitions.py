@@ -209,3 +209,21 @@ def test_a_file_edited_between_restarts_is_taken_up_on_assignment(tmp_path):
     moves = run_pass(live, task)
     assert moves and {(c.segment, c.change, c.definition_version) for c in moves} == {("repeat-buyer", "exited", 1)}
     assert not any("repeat-buyer" in s.member for _, s in store.items())
+
+
+def test_a_backfill_flag_clears_once_its_window_has_passed(tmp_path):
+    store = filled_store(tmp_path / "p0")
+    live = LiveDefinitions(FILE, None)
+    task = PartitionTask(0, store, load_catalog())
+    live.attach(task)
+    live.file = {**FILE, "window-shopper": deeper_window_shopper()}
+    live.refresh([task])
+    run_pass(live, task)
+    (flag,) = live.running[0].incomplete["window-shopper"]
+    assert flag.complete_at == task.engine.now + 14 * DAY
+    assert live.describe()["segments"]["window-shopper"]["needs_backfill"] == [flag.describe()]
+    task.engine.advance(flag.complete_at - 1)
+    assert not live.step([task]) and live.running[0].incomplete
+    task.engine.advance(flag.complete_at)
+    assert live.step([task]) and not live.running[0].incomplete
+    assert decode_running(store.meta(DEFINITIONS_KEY)).incomplete == {}
