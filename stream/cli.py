@@ -262,13 +262,9 @@ def _produce(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .produce import produce
-    kafka = {}
-    for item in args.kafka:
-        key, sep, value = item.partition("=")
-        if not sep:
-            print(f"segments produce: -X takes KEY=VALUE, got {item!r}", file=sys.stderr)
-            return 2
-        kafka[key] = value
+    kafka = _kafka_properties("produce", args.kafka)
+    if kafka is None:
+        return 2
     return produce(args.bootstrap_servers, args.topic, rate=args.rate, events=args.events,
                    customers=args.customers, seed=args.seed, bad_ratio=args.bad_ratio,
                    realtime=not args.simulated_time, console=Console(stderr=True), partitions=args.partitions,
