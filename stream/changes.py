@@ -15,21 +15,25 @@ class SegmentChange(msgspec.Struct, frozen=True, gc=False):
     segment: str
     change: Literal["entered", "exited"]
     at: str
-    cause: Literal["event", "time"]
+    cause: Literal["event", "time", "definition"]
     event_id: str | None
     definition_version: int
 
 
 def make_change(customer_id: str, segment: str, entered: bool, at: int,
-                event_id: str | None, definition_version: int) -> SegmentChange:
+                event_id: str | None, definition_version: int, redefined: bool = False) -> SegmentChange:
     """The id hashes everything that makes the transition what it is, so a worker that retries after
-    a crash republishes the very same id and consumers can drop the duplicate."""
+    a crash republishes the very same id and consumers can drop the duplicate. `redefined`: the move
+    comes from a definition change (cause "definition", no event)."""
     change = "entered" if entered else "exited"
-    # msgpack frames each field with its length: no two different tuples share an encoding.
-    key = _pack((customer_id, segment, change, at, event_id, definition_version))
+    # msgpack frames each field with its length: no two different tuples share an encoding. The
+    # cause joins the key only for definition moves, so event and time moves keep their ids.
+    fields = (customer_id, segment, change, at, event_id, definition_version)
+    key = _pack((*fields, "definition") if redefined else fields)
     change_id = hashlib.blake2b(key, digest_size=16).hexdigest()
+    cause = "definition" if redefined else "event" if event_id is not None else "time"
     return SegmentChange(change_id, customer_id, segment, change, format_rfc3339(at),
-                         "event" if event_id is not None else "time", event_id, definition_version)
+                         cause, event_id, definition_version)
 
 
 encode_change = msgspec.json.Encoder().encode

@@ -80,6 +80,25 @@ def build_parser() -> argparse.ArgumentParser:
     from .backfill import add_backfill_arguments
     add_backfill_arguments(fp)
     fp.set_defaults(run=_backfill)
+    for command, help_text in (("define", "publish a segment definition the running workers take up"),
+                               ("undefine", "remove a segment defined in the definitions topic")):
+        fp = sub.add_parser(command, help=help_text, description=(
+            "Validate a segment definition (every problem listed; exit 2 and nothing published if invalid) "
+            "and publish it to the definitions topic with the next version; the workers re-evaluate their "
+            "stored customers for that segment only." if command == "define" else
+            "Publish a tombstone for a segment in the definitions topic: its members exit (a segment the "
+            "segments file also defines runs the file's definition again)."))
+        fp.add_argument("name", metavar="NAME", help="segment name")
+        if command == "define":
+            fp.add_argument("--file", required=True, metavar="FILE",
+                            help="one definition, YAML or JSON: the grammar of one entry under `segments:`")
+        fp.add_argument("--bootstrap-servers", required=True, metavar="HOSTS")
+        fp.add_argument("--definitions-topic", default="segment-definitions", metavar="TOPIC")
+        fp.add_argument("--segments", metavar="FILE",
+                        help="the segments file the workers run (its versions count); default: the built-in catalog")
+        fp.add_argument("-X", dest="kafka", action="append", default=[], metavar="KEY=VALUE",
+                        help="librdkafka property, repeatable")
+        fp.set_defaults(run=_define)
 
     bp = sub.add_parser("bench", help="measure speed and state size (prints a table)")
     bench = bp.add_subparsers(dest="bench", required=True)
@@ -112,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--customers", type=int, default=100_000)
     bb.add_argument("--seed", type=int, default=7)
     bb.set_defaults(run=_bench_backfill)
+    br = bench.add_parser("redefine", help="re-evaluating one changed segment over stored customers, "
+                                           "beside iterating and decoding the same states")
+    br.add_argument("--customers", type=int, default=1_000_000)
+    br.add_argument("--seed", type=int, default=7)
+    br.set_defaults(run=_bench_redefine)
     return parser
 
 
@@ -239,17 +263,43 @@ def _instance_id(state_dir) -> str:
     return instance
 
 
+def _kafka_properties(command: str, items: list[str]) -> dict[str, str] | None:
+    kafka = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"segments {command}: -X takes KEY=VALUE, got {item!r}", file=sys.stderr)
+            return None
+        kafka[key] = value
+    return kafka
+
+
+def _define(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .define import define, undefine
+    from .rules import DefinitionError, load_catalog
+
+    kafka = _kafka_properties(args.command, args.kafka)
+    if kafka is None:
+        return 2
+    try:
+        catalog = load_catalog(args.segments)
+    except DefinitionError as exc:
+        print(f"segments {args.command}: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "define":
+        return define(args.name, Path(args.file), args.bootstrap_servers, kafka, args.definitions_topic, catalog)
+    return undefine(args.name, args.bootstrap_servers, kafka, args.definitions_topic, catalog)
+
+
 def _produce(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .produce import produce
-    kafka = {}
-    for item in args.kafka:
-        key, sep, value = item.partition("=")
-        if not sep:
-            print(f"segments produce: -X takes KEY=VALUE, got {item!r}", file=sys.stderr)
-            return 2
-        kafka[key] = value
+    kafka = _kafka_properties("produce", args.kafka)
+    if kafka is None:
+        return 2
     return produce(args.bootstrap_servers, args.topic, rate=args.rate, events=args.events,
                    customers=args.customers, seed=args.seed, bad_ratio=args.bad_ratio,
                    realtime=not args.simulated_time, console=Console(stderr=True), partitions=args.partitions,
@@ -290,6 +340,11 @@ def _bench_members(args: argparse.Namespace) -> int:
 def _bench_backfill(args: argparse.Namespace) -> int:
     from .bench_backfill import run_backfill_bench
     return run_backfill_bench(events=args.events, customers=args.customers, seed=args.seed)
+
+
+def _bench_redefine(args: argparse.Namespace) -> int:
+    from .bench_redefine import run_redefine_bench
+    return run_redefine_bench(customers=args.customers, seed=args.seed)
 
 
 if __name__ == "__main__":

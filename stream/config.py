@@ -41,6 +41,7 @@ class WorkerConfig:
     changes_topic: str = "segment-changes"
     membership_topic: str = "segment-membership"
     dead_letter_topic: str = "segment-dead-letters"
+    definitions_topic: str | None = "segment-definitions"   # None: the segments file only
     group_id: str = "segments"
     instance_id: str | None = None                # None: derive one persisted in the state dir
     state_dir: Path = Path("state")
@@ -261,6 +262,9 @@ _OPTIONS: dict[str, _Option] = {
     "changes_topic": _Option(_STR, "topic the segment changes are published to", _topic, metavar="TOPIC"),
     "membership_topic": _Option(_STR, "compacted topic of current segment membership", _topic, metavar="TOPIC"),
     "dead_letter_topic": _Option(_STR, "topic for events that cannot be applied", _topic, metavar="TOPIC"),
+    "definitions_topic": _Option(_STR, "compacted topic of segment definitions changed while running (key: "
+                                       "segment name; they override the segments file); none: the file only",
+                                 _topic, metavar="TOPIC", nullable=True),
     "group_id": _Option(_STR, "consumer group of the workers", _not_empty, metavar="GROUP"),
     "instance_id": _Option(_STR, "stable id of this worker, such as the StatefulSet pod name; "
                                  "none: derive one and keep it in the state dir", _not_empty, metavar="ID",
@@ -508,9 +512,10 @@ def _kafka_from_file(kafka: dict[str, str], problems: list[str], raw: Any, path:
 def _cross_checks(values: Layer, kafka: dict[str, str]) -> list[str]:
     problems = []
     users: dict[str, list[str]] = {}
-    for name in ("input_topics", "routed_topics", "changes_topic", "membership_topic", "dead_letter_topic"):
+    for name in ("input_topics", "routed_topics", "changes_topic", "membership_topic", "dead_letter_topic",
+                 "definitions_topic"):
         value, where = values[name]
-        if value is _INVALID:
+        if value is _INVALID or value is None:
             continue
         for topic in dict.fromkeys(value) if isinstance(value, tuple) else (value,):
             users.setdefault(topic, []).append(f"{name} ({where})")

@@ -54,16 +54,87 @@ class Stats:
     changes: int = 0
 
 
+@dataclass(frozen=True)
+class Redefinition:
+    """What a catalog change asks of every stored customer: segment name -> the version its moves
+    carry, None for a segment (added or changed) evaluated under the running catalog, or the last
+    version of a removed segment, whose members all exit."""
+    segments: dict[str, int | None]
+
+    @staticmethod
+    def between(old: Catalog, new: Catalog) -> Redefinition:
+        """The segments whose definition or version differ, added and removed ones included."""
+        changed: dict[str, int | None] = {}
+        for name in sorted(old.by_name.keys() | new.by_name.keys()):
+            before, after = old.by_name.get(name), new.by_name.get(name)
+            if after is None:
+                changed[name] = before.version
+            elif before is None or (before.version, before.definition) != (after.version, after.definition):
+                changed[name] = None
+        return Redefinition(changed)
+
+    def then(self, later: Redefinition) -> Redefinition:
+        """Both passes in one (a change that arrives while an earlier one is under way): a segment
+        re-added after its removal is evaluated, one removed after its change exits."""
+        return Redefinition(dict(sorted({**self.segments, **later.segments}.items())))
+
+
 class Engine:
     def __init__(self, catalog: Catalog, store: StateStore | None = None):
-        self.catalog = catalog
         self.store: StateStore = store if store is not None else MemoryStore()
         self.timers = TimerIndex()
         self.now = _BEFORE_TIME
         self.stats = Stats()
+        self.redefine(catalog)
+
+    def redefine(self, catalog: Catalog) -> None:
+        """Run `catalog` from now on: events fold and evaluate under it at once. A stored customer
+        keeps its memberships of changed segments until reevaluate() reaches it (the driver walks
+        its store, see Redefinition.between), so nothing is replayed."""
+        self.catalog = catalog
         self._folds = Folder(catalog.streams).folds
         self._affected = catalog.affected
         self._on_create = catalog.on_create
+
+    def reevaluate(self, customer_id: str, st: CustomerState, redefinition: Redefinition,
+                   out: list[SegmentChange]) -> bool:
+        """Bring one stored customer up to the running catalog for the redefined segments, at now:
+        moves with cause "definition", pending flips set or cleared. Puts the state back (and
+        returns True) only when something changed, so an unchanged customer costs no write."""
+        by_name, now = self.catalog.by_name, self.now
+        member, timers = st.member, st.timers
+        changed = False
+        for name, removed_version in redefinition.segments.items():
+            seg = by_name.get(name)
+            if seg is None:                      # removed (or not defined any more): exit, no timer
+                if name in member:
+                    del member[name]
+                    version = removed_version if removed_version is not None else 1
+                    out.append(make_change(customer_id, name, False, now, None, version, redefined=True))
+                    self.stats.changes += 1
+                    changed = True
+                if timers.pop(name, None) is not None:
+                    changed = True
+                continue
+            holds, flip = seg.test(st, now)
+            if holds != (name in member):
+                if holds:
+                    member[name] = now
+                else:
+                    del member[name]
+                out.append(make_change(customer_id, name, holds, now, None, seg.version, redefined=True))
+                self.stats.changes += 1
+                changed = True
+            if flip is None:
+                if timers.pop(name, None) is not None:
+                    changed = True
+            elif timers.get(name) != flip:
+                timers[name] = flip
+                changed = True
+        if changed:
+            self.timers.set(customer_id, min(timers.values()) if timers else None)
+            self.store.put(customer_id, st)
+        return changed
 
     def restore(self, states: Iterable[tuple[str, CustomerState]], now: int | None = None) -> None:
         """Rebuild the timer index from stored states (timers live in the state, so they survive

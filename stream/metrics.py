@@ -10,7 +10,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from collections import Counter as Tally
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
+
+import msgspec
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -18,6 +20,7 @@ from .changes import SegmentChange
 from .timers import TimerIndex
 from .timeutil import SECOND
 
+_json = msgspec.json.Encoder().encode
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 EVENTS = Counter("segments_events", "Input events by topic, type and outcome", ["topic", "type", "outcome"])
@@ -44,6 +47,19 @@ RESTORING = Gauge("segments_partitions_restoring", "Partitions being restored fr
 ASSIGNED = Gauge("segments_assigned_partitions", "Input partitions this worker owns")
 READY = Gauge("segments_ready", "1 once every assigned partition is restored and the worker is in its group")
 UP = Gauge("segments_up", "1 while the worker runs")
+# Segment definitions changed while running (stream.live_definitions)
+DEFINITION_VERSION = Gauge("segments_definition_version", "Running version of each segment's definition",
+                           ["segment"])
+DEFINITIONS_REJECTED = Counter("segments_definitions_rejected", "Segment definitions rejected (the previous "
+                               "one keeps running)", ["segment"])
+DEFINITION_INCOMPLETE = Gauge("segments_definition_needs_backfill", "1 while a segment reads history the state "
+                              "did not keep when it was defined", ["segment"])
+REEVALUATIONS_RUNNING = Gauge("segments_reevaluations_running", "Partitions re-evaluating stored customers "
+                              "after a definition change")
+REEVALUATED = Counter("segments_reevaluated_customers", "Stored customers re-evaluated after definition changes")
+
+# Further JSON answers of the HTTP server: path -> a function returning JSON-able data.
+ROUTES: dict[str, Callable[[], Any]] = {}
 
 
 class Health:
@@ -74,6 +90,8 @@ def serve(port: int, health: Health,
             elif path == "/readyz":
                 ready = health.ready
                 self._answer(200 if ready else 503, b"ready\n" if ready else b"restoring or not in a group yet\n")
+            elif path in ROUTES:
+                self._answer(200, _json(ROUTES[path]()), "application/json")
             elif route is None or not route(self):
                 self._answer(404, b"not found: try /metrics, /healthz or /readyz\n")
 
@@ -98,6 +116,15 @@ def stop(server: ThreadingHTTPServer) -> None:
     READY.set(0)
     server.shutdown()
     server.server_close()
+
+
+def set_labelled(gauge: Gauge, values: dict[str, float]) -> None:
+    """A labelled gauge holding exactly `values`: labels no longer present are removed."""
+    for labels in [m.labels for m in gauge.collect()[0].samples]:
+        if labels["segment"] not in values:
+            gauge.remove(labels["segment"])
+    for label, value in values.items():
+        gauge.labels(label).set(value)
 
 
 def count_changes(changes: list[SegmentChange]) -> None:

@@ -175,6 +175,11 @@ _TextDatesLoader.yaml_implicit_resolvers = {
 }
 
 
+def read_yaml(text: str) -> Any:
+    """YAML (or JSON) as definitions are read: safe, dates and timestamps left as text."""
+    return yaml.load(text, Loader=_TextDatesLoader)
+
+
 def parse_catalog(text: str, source: str = "<string>") -> Catalog:
     try:
         doc = yaml.load(text, Loader=_TextDatesLoader)
@@ -184,9 +189,21 @@ def parse_catalog(text: str, source: str = "<string>") -> Catalog:
         raise DefinitionError([f"{source}: expected a mapping with a non-empty `segments:` mapping of name -> definition"])
     extra = set(doc) - {"segments"}
     problems = [f"{source}: unknown top-level key(s): {', '.join(sorted(map(str, extra)))}"] if extra else []
+    try:
+        catalog = compile_catalog(doc["segments"], source)
+    except DefinitionError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise DefinitionError(problems)
+    return catalog
+
+
+def compile_catalog(definitions: dict[Any, Any], source: str) -> Catalog:
+    """A catalog from name -> definition mappings (one entry under `segments:` each); every problem
+    of every segment is reported together. May be empty (every segment removed at run time)."""
     compiler = _Compiler()
-    segments = []
-    for name, definition in doc["segments"].items():
+    segments, problems = [], []
+    for name, definition in definitions.items():
         try:
             segments.append(compiler.segment(str(name), definition))
         except DefinitionError as exc:

@@ -20,7 +20,9 @@ UTF-8, so they cannot collide with any customer id (a 0x00 prefix could: the eve
 "\\u0000" in ids). They also sort after every customer key, which lets items() stop at the first.
   STREAM_TIME_KEY  the partition's stream time, locally and in the changelog (8-byte big-endian
                    signed microseconds), so a restored partition resumes its clock;
-  CHECKPOINT_KEY   local only, never produced: the next changelog offset to read on restore.
+  CHECKPOINT_KEY   local only, never produced: the next changelog offset to read on restore;
+  DEFINITIONS_KEY  the segment definitions the partition's state was evaluated under, and the
+                   progress of a re-evaluation (stream.definitions.Running), in the changelog too.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ from .state import CustomerState, dump_state, load_state
 META = b"\xff"
 STREAM_TIME_KEY = META + b"meta:stream_time"
 CHECKPOINT_KEY = META + b"meta:changelog_checkpoint"
+DEFINITIONS_KEY = META + b"meta:definitions"
+_KEPT_META = (DEFINITIONS_KEY,)       # meta records restored as they are (besides the stream time)
 
 Record = tuple[bytes, bytes | None]
 
@@ -92,6 +96,7 @@ class PartitionStore:
         self._dirty: set[str] = set()
         self._deleted: set[str] = set()
         self._records: list[Record] | None = None      # pending(), until the next change
+        self._meta: dict[bytes, bytes] = {}             # meta records set since the last commit
         checkpoint = self._db.get(CHECKPOINT_KEY)
         self._checkpoint = None if checkpoint is None else _unpack(checkpoint)
         stream_time = self._db.get(STREAM_TIME_KEY)
@@ -135,6 +140,32 @@ class PartitionStore:
             self._stream_time = now
             self._records = None
 
+    def set_meta(self, key: bytes, value: bytes) -> None:
+        """A meta record (one of _KEPT_META) to commit with the next transaction, changelog included."""
+        self._meta[key] = value
+        self._records = None
+
+    def meta(self, key: bytes) -> bytes | None:
+        """A meta record as last set, or as committed."""
+        value = self._meta.get(key)
+        return value if value is not None else self._db.get(key)
+
+    def scan(self, after: str | None, limit: int) -> Iterator[tuple[str, CustomerState]]:
+        """Up to `limit` customers after `after` in key order, as they are now (the cache's state
+        where it has one; an erased one is skipped). A customer read from RocksDB is not cached, so
+        a walk over the whole store does not fill memory; put() what changed."""
+        start = after.encode() + b"\x00" if after is not None else b""     # the next key after `after`
+        cache, deleted, count = self._cache, self._deleted, 0
+        for key, value in self._db.items(from_key=start):
+            if key[:1] == META or count >= limit:
+                break
+            customer_id = key.decode()
+            if customer_id in deleted:
+                continue
+            state = cache.get(customer_id)
+            count += 1
+            yield customer_id, state if state is not None else load_state(value)
+
     def stream_time(self) -> int | None:
         """The last stream time set (or committed, or restored); None for a new partition."""
         return self._stream_time
@@ -154,6 +185,7 @@ class PartitionStore:
             records.sort(key=itemgetter(0))
             if self._stream_time != self._committed_time:
                 records.append(stream_time_record(self._stream_time))
+            records += sorted(self._meta.items())
             self._records = records
         return list(self._records)
 
@@ -172,6 +204,7 @@ class PartitionStore:
         self._committed_time = self._stream_time
         self._dirty.clear()
         self._deleted.clear()
+        self._meta.clear()
         self._records = None
         cache = self._cache
         while len(cache) > self.cache_size:
@@ -185,6 +218,7 @@ class PartitionStore:
             del self._cache[customer_id]
         self._dirty.clear()
         self._deleted.clear()
+        self._meta.clear()
         self._stream_time = self._committed_time
         self._records = None
 
@@ -199,8 +233,8 @@ class PartitionStore:
         A value that is not a customer state stops the restore with a ValueError naming its key and
         offset: skipping it would silently lose that customer's segment memberships. The batches
         before it stay written; the checkpoint points at the bad record.
-        Meta keys other than the stream time (from a newer version) are ignored."""
-        if self._dirty or self._deleted:
+        Other meta keys than the stream time and _KEPT_META (from a newer version) are ignored."""
+        if self._dirty or self._deleted or self._meta:
             raise RuntimeError("restore() with uncommitted changes; commit or abort first")
         self._cache.clear()         # restored records supersede anything cached
         start = self._checkpoint or 0
@@ -214,6 +248,8 @@ class PartitionStore:
                 if key[:1] == META:
                     if key == STREAM_TIME_KEY:
                         stream_time = _unpack(value)
+                        batch.put(key, value)
+                    elif key in _KEPT_META:
                         batch.put(key, value)
                 elif value is None:
                     batch.delete(key)
@@ -238,7 +274,7 @@ class PartitionStore:
 
     def items(self) -> Iterator[tuple[str, CustomerState]]:
         """Every committed customer, from RocksDB (to rebuild the engine's timer index)."""
-        if self._dirty or self._deleted:
+        if self._dirty or self._deleted or self._meta:
             raise RuntimeError("items() reads committed state only; commit or abort first")
         return self._committed_items()
 

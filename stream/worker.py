@@ -29,10 +29,12 @@ from . import metrics
 from .broker import ensure_topics
 from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
+from .definitions import file_definitions
 from .engine import Engine
 from .events import EVENT_TYPES, DeadLetter, Decoder
 from .inspect_http import segment_routes
 from .partition_ends import partition_ends
+from .live_definitions import TOPIC_CONFIG, DefinitionsFeed, LiveDefinitions
 from .rules import Catalog
 from .store import PartitionStore
 from .timeutil import SECOND, format_rfc3339
@@ -103,6 +105,7 @@ class Worker:
         self._undelivered: KafkaError | None = None
         self._failures = 0                # batches in a row that could not be committed
         self._stop = threading.Event()
+        self.live = LiveDefinitions(file_definitions(catalog), None)
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -130,6 +133,13 @@ class Worker:
     def run(self) -> None:
         s = self.s
         ensure_topics(s.bootstrap_servers, self.topics(), replication_factor=s.replication_factor)
+        if s.definitions_topic is not None:
+            # One partition: a handful of definitions, read whole by every worker.
+            ensure_topics(s.bootstrap_servers, [(s.definitions_topic, 1, TOPIC_CONFIG)],
+                          replication_factor=s.replication_factor)
+            self.live.feed = DefinitionsFeed(self._common(), s.definitions_topic)
+            self.live.feed.catch_up()
+        metrics.ROUTES["/definitions"] = self.live.describe
         self.producer = self._new_producer()
         self.consumer = Consumer({
             **self._common(),
@@ -158,6 +168,8 @@ class Worker:
             self.producer.close()     # a connection left open makes the broker wait at shutdown
             if http is not None:
                 metrics.stop(http)
+            if self.live.feed is not None:
+                self.live.feed.close()
             for task in self.tasks.values():
                 task.store.close()
             self.tasks.clear()
@@ -228,7 +240,8 @@ class Worker:
             task.last_input = now
             events += 1
         self._advance_idle(now)
-        if messages or any(t.changes for t in self.tasks.values()):
+        redefining = self.live.step(self.tasks.values())
+        if messages or redefining or any(t.changes for t in self.tasks.values()):
             if self._publish(dead, routed, events):
                 committed = time.time()
                 for labels, count in outcomes.items():
@@ -260,7 +273,9 @@ class Worker:
         metrics.observe_timers(task.engine.timers for task in self.tasks.values())
 
     def _set_members(self) -> None:
-        for segment in self.catalog.by_name:
+        # Segments of every partition's catalog, and removed ones until their members have exited.
+        names = set(self.catalog.by_name).union(*(t.catalog.by_name.keys() | t.members.keys() for t in self.tasks.values()))
+        for segment in sorted(names):
             metrics.MEMBERS.labels(segment).set(sum(task.members[segment] for task in self.tasks.values()))
 
     def _advance_idle(self, now: float) -> None:
@@ -381,6 +396,7 @@ class Worker:
         self._undelivered = None
         for task in self.tasks.values():
             task.reset()
+            self.live.attach(task)
         assignment = self.consumer.assignment()
         self.health.beat = time.monotonic() + pause     # waiting on purpose is not a stall
         while not self._stop.wait(pause):
@@ -415,6 +431,7 @@ class Worker:
             store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}")
             restored = self._restore(store, number)
             task = PartitionTask(number, store, self.catalog)
+            self.live.attach(task)
         finally:
             metrics.RESTORING.dec()
         metrics.RESTORED.inc(restored)
@@ -430,6 +447,7 @@ class Worker:
                 metrics.LAG.remove(tp.topic, str(tp.partition))
         for number in {tp.partition for tp in partitions}:
             task = self.tasks.pop(number, None)
+            self.live.forget(number)
             if task is not None:
                 task.store.close()
                 with contextlib.suppress(KeyError):

@@ -47,7 +47,7 @@ FLAGS = {
     "bootstrap_servers": "--bootstrap-servers", "kafka": "-X", "input_topics": "--input-topics",
     "routed_topics": "--routed-topics",
     "changes_topic": "--changes-topic", "membership_topic": "--membership-topic",
-    "dead_letter_topic": "--dead-letter-topic", "group_id": "--group-id", "instance_id": "--instance-id",
+    "dead_letter_topic": "--dead-letter-topic", "definitions_topic": "--definitions-topic", "group_id": "--group-id", "instance_id": "--instance-id",
     "state_dir": "--state-dir", "guarantee": "--guarantee", "segments_file": "--segments",
     "partitions": "--partitions", "replication_factor": "--replication-factor", "batch_size": "--batch-size",
     "commit_interval_ms": "--commit-interval-ms", "idle_advance_ms": "--idle-advance-ms",
@@ -64,6 +64,7 @@ SAMPLES = {
     "changes_topic": ("chg", "chg", "chg"),
     "membership_topic": ("mem", "mem", "mem"),
     "dead_letter_topic": ("dlq", "dlq", "dlq"),
+    "definitions_topic": ("defs", "defs", "defs"),
     "group_id": ("g2", "g2", "g2"),
     "instance_id": ("segments-0", "segments-0", "segments-0"),
     "state_dir": ("/var/lib/segments", "/var/lib/segments", Path("/var/lib/segments")),
@@ -86,7 +87,8 @@ def test_defaults():
     assert load().describe() == {
         "bootstrap_servers": None, "kafka": {}, "input_topics": ["shop-events"], "routed_topics": [],
         "changes_topic": "segment-changes", "membership_topic": "segment-membership",
-        "dead_letter_topic": "segment-dead-letters", "group_id": "segments", "instance_id": None,
+        "dead_letter_topic": "segment-dead-letters", "definitions_topic": "segment-definitions",
+        "group_id": "segments", "instance_id": None,
         "state_dir": "state", "guarantee": "exactly_once", "segments_file": None, "partitions": 8,
         "replication_factor": 1, "batch_size": 2000, "commit_interval_ms": 100, "idle_advance_ms": 1000,
         "max_message_bytes": 1048576, "metrics_port": 9308, "session_timeout_ms": 10000,
@@ -289,6 +291,10 @@ def test_file_topics_may_be_comma_separated_text(config_file):
 @pytest.mark.parametrize("text", ["", "# nothing yet\n", "kafka:\n", "kafka: {}\n"])
 def test_empty_file_or_kafka_section_means_defaults(text, config_file):
     assert load(["--config", config_file(text)]) == WorkerConfig()
+
+
+def test_file_null_definitions_topic_means_the_segments_file_only(config_file):
+    assert load(["--config", config_file("definitions_topic: null\n")], {}).definitions_topic is None
 
 
 def test_file_nulls_keep_optional_fields_unset(config_file):

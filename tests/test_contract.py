@@ -850,6 +850,18 @@ def test_make_change_validates(event_id, cause, entered, change, micros, text):
                    "at": text, "cause": cause, "event_id": event_id, "definition_version": 3}
 
 
+@pytest.mark.parametrize("entered", [True, False])
+def test_definition_change_validates_and_keeps_its_own_id(entered):
+    """A move made by a definition change: cause "definition", no event, its own change_id (a time
+    move of the same customer, segment, instant and version must not share it)."""
+    made = make_change("cus-1", "vip", entered, AT, None, 4, redefined=True)
+    doc = json.loads(encode_change(made))
+    assert list(CHANGE_V.iter_errors(doc)) == []
+    assert (doc["cause"], doc["event_id"], doc["definition_version"]) == ("definition", None, 4)
+    assert made.change_id != make_change("cus-1", "vip", entered, AT, None, 4).change_id
+    assert not CHANGE_V.is_valid({**doc, "event_id": "evt-1"})      # a definition move cites no event
+
+
 def test_change_schema_examples_validate():
     for example in CHANGE_SCHEMA["examples"]:
         CHANGE_V.validate(example)

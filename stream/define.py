@@ -1,0 +1,106 @@
+"""`segments define NAME --file F` and `segments undefine NAME`: change a segment while workers run.
+
+define validates the definition here first (every problem listed, exit 2, nothing published), then
+publishes it to the definitions topic with the next version: one more than the highest this name
+has in the topic or in the segments file the workers run (or the file's own `version:`, when it is
+newer still). undefine publishes a tombstone. The workers validate every record again: one written
+by hand that does not compile, or that changes a definition without a newer version, is rejected
+there and the previous version keeps running.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from confluent_kafka import KafkaException
+
+from .broker import ensure_topics
+from .definitions import file_definitions, version_of
+from .live_definitions import TOPIC_CONFIG, DefinitionsFeed, publish, read_topic
+from .rules import Catalog, DefinitionError, compile_catalog, read_yaml
+
+
+def read_definition(name: str, path: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """One segment definition from a YAML or JSON file, compiled alone: (definition, problems)."""
+    try:
+        definition = read_yaml(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return None, [f"{path}: cannot read: {exc.strerror or exc}"]
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        return None, [f"{path}: not valid YAML or JSON: {exc}"]
+    if not isinstance(definition, dict):
+        return None, [f"{path}: expected one segment definition: a mapping with `when:` (and optional description, version)"]
+    try:
+        compile_catalog({name: definition}, str(path))
+    except DefinitionError as exc:
+        return definition, exc.problems
+    return definition, []
+
+
+def _read(command: str, bootstrap: str, kafka: dict[str, str], topic: str, err: TextIO) -> DefinitionsFeed | None:
+    """The definitions topic (created when absent, as the worker does) read to its end."""
+    try:
+        ensure_topics(bootstrap, [(topic, 1, TOPIC_CONFIG)])
+        return read_topic(bootstrap, kafka, topic)
+    except KafkaException as exc:
+        print(f"segments {command}: cannot read {topic!r}: {exc}", file=err)
+        return None
+
+
+def define(name: str, path: Path, bootstrap: str, kafka: dict[str, str], topic: str, file_catalog: Catalog,
+           out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    definition, problems = read_definition(name, path)
+    if problems:
+        print(f"segments define: {name}: invalid definition, nothing published:", file=err)
+        for problem in problems:
+            print(f"  - {problem}", file=err)
+        return 2
+    feed = _read("define", bootstrap, kafka, topic, err)
+    if feed is None:
+        return 1
+    in_file = file_catalog.by_name.get(name)
+    current = max(feed.highest.get(name, 0), in_file.version if in_file is not None else 0)
+    asked = definition.get("version")
+    if asked is not None and asked <= current:
+        print(f"segments define: {name}: version {asked} is not newer than the current version {current} "
+              f"(leave `version:` out and the next one is taken); nothing published", file=err)
+        return 2
+    definition = {**definition, "version": asked if asked is not None else current + 1}
+    record = feed.records.get(name)
+    running = record.definition if record is not None and not record.problems else (
+        file_definitions(file_catalog).get(name) if record is None else None)
+    if running is not None and {k: v for k, v in running.items() if k != "version"} == \
+            {k: v for k, v in definition.items() if k != "version"}:
+        print(f"segments define: {name}: unchanged (version {version_of(running)} runs it); nothing published", file=out)
+        return 0
+    try:
+        publish(bootstrap, kafka, topic, name, yaml.safe_dump(definition, sort_keys=False).encode())
+    except KafkaException as exc:
+        print(f"segments define: publishing to {topic!r} failed: {exc}", file=err)
+        return 1
+    print(f"segments define: {name} version {definition['version']} published to {topic!r}; the workers "
+          f"re-evaluate their stored customers (see GET /definitions)", file=out)
+    return 0
+
+
+def undefine(name: str, bootstrap: str, kafka: dict[str, str], topic: str, file_catalog: Catalog,
+             out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    feed = _read("undefine", bootstrap, kafka, topic, err)
+    if feed is None:
+        return 1
+    record = feed.records.get(name)
+    if record is None or (record.definition is None and not record.problems):
+        where = ("the segments file defines it: remove it there" if name in file_catalog.by_name
+                 else "no such segment")
+        print(f"segments undefine: {name}: not defined in {topic!r} ({where}); nothing published", file=err)
+        return 2
+    try:
+        publish(bootstrap, kafka, topic, name, None)
+    except KafkaException as exc:
+        print(f"segments undefine: publishing to {topic!r} failed: {exc}", file=err)
+        return 1
+    fallback = " (the segments file's definition runs again)" if name in file_catalog.by_name else ""
+    print(f"segments undefine: {name} removed from {topic!r}{fallback}; its members exit", file=out)
+    return 0

@@ -1,0 +1,199 @@
+"""Segment definitions changed while the worker runs, on a real broker: a segment added, changed and
+removed through the definitions topic; a hand-written bad definition rejected (log, metric, HTTP)
+while the previous version keeps running; a worker killed with SIGKILL during a re-evaluation.
+
+The reference for every check is the engine itself run per partition (as conformance.replay_by_
+partition does) and then redefined over its whole store at once (Engine.redefine/reevaluate; their
+equality with a from-scratch evaluation is tests/test_redefine.py's). Change ids are deterministic,
+so the worker's definition moves must be exactly the reference's, id for id.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+from collections import defaultdict
+
+import yaml
+
+from stream.broker import ensure_topics
+from stream.changes import SegmentChange
+from stream.definitions import file_definitions
+from stream.define import define, undefine
+from stream.engine import Engine, Redefinition
+from stream.events import Decoder, Event
+from stream.live_definitions import publish
+from stream.rules import compile_catalog, load_catalog
+from stream.synth import shopper_events
+from stream.worker import Worker
+
+from . import conformance
+from .test_reliability import create_topics, topic_config, workers  # noqa: F401 (fixture)
+from .test_worker import PARTITIONS, Running, settings
+
+FILE = file_definitions(load_catalog())
+LOYAL3 = {"when": {"all": [{"paid_orders": {"gte": 3}}, {"last_paid_at": {"within": "90d"}}]}}
+BUYER = {"when": {"orders_placed": {"gte": 1}}}
+
+
+class Reference:
+    """One engine per partition over that partition's events, redefined like the worker."""
+
+    def __init__(self, lines: list[bytes], partition_of: dict[str, int]):
+        self.definitions = dict(FILE)
+        self.engines = {p: Engine(load_catalog()) for p in range(PARTITIONS)}
+        decode = Decoder().decode
+        for line in lines:
+            event = decode(line)
+            if isinstance(event, Event):
+                self.engines[partition_of[event.customer_id]].apply(event)
+
+    def redefine(self, name: str, definition: dict | None) -> list[SegmentChange]:
+        new = {k: v for k, v in self.definitions.items() if k != name}
+        if definition is not None:
+            new[name] = definition
+        old_catalog, catalog = compile_catalog(self.definitions, "old"), compile_catalog(new, "new")
+        redefinition = Redefinition.between(old_catalog, catalog)
+        out: list[SegmentChange] = []
+        for engine in self.engines.values():
+            engine.redefine(catalog)
+            for customer_id, state in sorted(engine.store.items()):
+                engine.reevaluate(customer_id, state, redefinition, out)
+        self.definitions = new
+        return out
+
+
+def ids(changes) -> set[str]:
+    return {c.change_id if isinstance(c, SegmentChange) else c["change_id"] for c in changes}
+
+
+def definition_moves(bootstrap: str, topic: str) -> list[dict]:
+    return [c for c in conformance.read_all(bootstrap, topic, PARTITIONS) if c["cause"] == "definition"]
+
+
+def wait_for_moves(bootstrap: str, topic: str, want: set[str], timeout: float = 60) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        moves = definition_moves(bootstrap, topic)
+        if want <= ids(moves) or time.monotonic() > deadline:
+            return moves
+        time.sleep(0.5)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(port: int, path: str) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+        return json.loads(answer.read())
+
+
+def test_add_change_remove_and_reject_while_running(kafka_bootstrap, unique_topic, tmp_path):
+    port = free_port()
+    config = settings(kafka_bootstrap, unique_topic, tmp_path / "state", metrics_port=port,
+                      definitions_topic=f"{unique_topic}-definitions")
+    defs = config.definitions_topic
+    lines = list(shopper_events(600, 6000, seed=11))
+    worker = Worker(config, load_catalog())
+    ensure_topics(kafka_bootstrap, worker.topics())
+    with Running(worker) as running:
+        partition_of: dict[str, int] = {}
+        conformance.produce(kafka_bootstrap, config.input_topics[0], lines, partition_of)
+        running.wait_for(len(lines))
+        reference = Reference(lines, partition_of)
+        before = conformance.read_all(kafka_bootstrap, config.changes_topic, PARTITIONS)
+
+        # change a file segment: only its moves, with version 2, exactly the reference's
+        path = tmp_path / "loyal.yaml"
+        path.write_text(yaml.safe_dump(LOYAL3))
+        assert define("loyal", path, kafka_bootstrap, {}, defs, load_catalog()) == 0
+        expected = reference.redefine("loyal", {**LOYAL3, "version": 2})
+        assert expected, "the change should move someone"
+        moves = wait_for_moves(kafka_bootstrap, config.changes_topic, ids(expected))
+        assert ids(moves) == ids(expected)
+        assert {(m["segment"], m["definition_version"], m["event_id"]) for m in moves} == {("loyal", 2, None)}
+        answer = get_json(port, "/definitions")
+        assert answer["segments"]["loyal"]["version"] == 2 and answer["rejected"] == []
+
+        # a hand-written bad record: rejected with its reasons, version 2 keeps running, nothing moves
+        publish(kafka_bootstrap, {}, defs, "loyal", b"version: 3\nwhen: {paid_ordrs: {gte: 1}}\n")
+        deadline = time.monotonic() + 20
+        while not get_json(port, "/definitions")["rejected"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        answer = get_json(port, "/definitions")
+        (rejection,) = answer["rejected"]
+        assert rejection["segment"] == "loyal" and rejection["version"] == 3
+        assert "did you mean 'paid_orders'" in rejection["problems"][0]
+        assert answer["segments"]["loyal"]["version"] == 2
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as scrape:
+            assert 'segments_definitions_rejected_total{segment="loyal"} 1.0' in scrape.read().decode()
+        # define refuses an invalid file locally: exit 2, nothing published
+        path.write_text("when: {paid_orders: {gte: many}}\n")
+        assert define("loyal", path, kafka_bootstrap, {}, defs, load_catalog()) == 2
+
+        # add a segment, then remove it: entries with version 1, then every member exits
+        path.write_text(json.dumps(BUYER))
+        assert define("buyer", path, kafka_bootstrap, {}, defs, load_catalog()) == 0
+        added = reference.redefine("buyer", {**BUYER, "version": 1})
+        assert added and all(c.change == "entered" for c in added)
+        wait_for_moves(kafka_bootstrap, config.changes_topic, ids(added))
+        assert undefine("buyer", kafka_bootstrap, {}, defs, load_catalog()) == 0
+        removed = reference.redefine("buyer", None)
+        assert {(c.customer_id, c.change) for c in removed} == {(c.customer_id, "exited") for c in added}
+        moves = wait_for_moves(kafka_bootstrap, config.changes_topic, ids(removed))
+        assert ids(moves) == ids(expected) | ids(added) | ids(removed), "a definition move too many or missing"
+        assert "buyer" not in get_json(port, "/definitions")["segments"]
+        assert undefine("buyer", kafka_bootstrap, {}, defs, load_catalog()) == 2     # nothing to remove
+
+    everything = conformance.read_all(kafka_bootstrap, config.changes_topic, PARTITIONS)
+    others = [c for c in everything if c["cause"] != "definition"]
+    assert len(others) == len([c for c in before if c["cause"] != "definition"]), "input moves changed"
+
+
+def test_sigkill_during_reevaluation_loses_and_invents_nothing(kafka_bootstrap, kafka_flavour, unique_topic,
+                                                              tmp_path, workers):  # noqa: F811
+    """Killed at several moments after a definition change (before the worker read it, inside the
+    pass's transaction, after it), restarted each time: the definition moves on the changes topic are
+    exactly the reference's (on Tansu, identical repeats of an aborted transaction are tolerated: see
+    test_reliability; on Kafka none)."""
+    config = topic_config(kafka_bootstrap, unique_topic)
+    create_topics(config)
+    lines = list(shopper_events(3000, 15000, seed=5))
+    worker = workers("w", config, instance_id="w")
+    worker.args += ["--definitions-topic", f"{unique_topic}-definitions"]
+    worker.start()
+    partition_of: dict[str, int] = {}
+    conformance.produce(kafka_bootstrap, config.input_topics[0], lines, partition_of)
+    reference = Reference(lines, partition_of)
+    base = conformance.replay_by_partition(lines, partition_of)
+    deadline = time.monotonic() + 90
+    while not ids(base) <= ids(conformance.read_all(kafka_bootstrap, config.changes_topic, PARTITIONS)):
+        assert worker.alive and time.monotonic() < deadline, worker.tail()
+        time.sleep(0.5)
+
+    expected: list[SegmentChange] = []
+    path = tmp_path / "loyal.yaml"
+    rounds = [(0.05, LOYAL3), (0.3, FILE["loyal"]), (0.0, LOYAL3), (1.0, FILE["loyal"])]
+    for version, (delay, definition) in enumerate(rounds, start=2):
+        path.write_text(yaml.safe_dump({k: v for k, v in definition.items() if k != "description"}))
+        assert define("loyal", path, kafka_bootstrap, {}, f"{unique_topic}-definitions", load_catalog()) == 0
+        this_round = reference.redefine("loyal", {**definition, "version": version})
+        assert this_round
+        expected += this_round
+        time.sleep(delay)
+        worker.kill()
+        worker.start()
+        # Each change is taken up in full before the next: a worker that comes back after two
+        # changes goes straight to the newest (the moves differ from two passes', rightly).
+        moves = wait_for_moves(kafka_bootstrap, config.changes_topic, ids(expected), timeout=90)
+        counts = defaultdict(int)
+        for move in moves:
+            counts[move["change_id"]] += 1
+        assert set(counts) == ids(expected), f"round {version}:\n" + worker.all_logs()[-3000:]
+        if kafka_flavour == "external":
+            assert max(counts.values()) == 1, "exactly-once: a definition move repeated"
+    worker.terminate()
