@@ -116,9 +116,11 @@ class Worker:
         keep = {"cleanup.policy": "delete", "retention.ms": 7 * 24 * 3600 * 1000}
         # Dead letters carry input messages back out whole, oversized ones included.
         dead = {**keep, "max.message.bytes": _DEAD_LETTER_BYTES}
+        # The definitions topic has one partition: a handful of definitions, read whole by every worker.
+        definitions = [(s.definitions_topic, 1, TOPIC_CONFIG)] if s.definitions_topic is not None else []
         return [*[(t, n, keep) for t in s.keyed_topics],
                 (s.changes_topic, n, keep), (s.dead_letter_topic, n, dead),
-                (s.membership_topic, n, compact), (s.changelog_topic, n, compact)]
+                (s.membership_topic, n, compact), (s.changelog_topic, n, compact), *definitions]
 
     def _common(self) -> dict[str, object]:
         # error_cb: the worker's own log says when the brokers cannot be reached (and when they
@@ -134,9 +136,6 @@ class Worker:
         s = self.s
         ensure_topics(s.bootstrap_servers, self.topics(), replication_factor=s.replication_factor)
         if s.definitions_topic is not None:
-            # One partition: a handful of definitions, read whole by every worker.
-            ensure_topics(s.bootstrap_servers, [(s.definitions_topic, 1, TOPIC_CONFIG)],
-                          replication_factor=s.replication_factor)
             self.live.feed = DefinitionsFeed(self._common(), s.definitions_topic)
             self.live.feed.catch_up()
         metrics.ROUTES["/definitions"] = self.live.describe
