@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 import yaml
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 
 from stream.broker import ensure_topics
 from stream.cli import main
@@ -156,6 +156,19 @@ def test_until_a_time_stops_there_and_fires_the_timers_due_by_then(kafka_bootstr
     assert count(summary, "outside") == 0
     fired = out[len(replayed(tmp_path, merged(history))):].splitlines()
     assert len(fired) > 20 and all(b'"cause":"time"' in line for line in fired)
+
+
+def test_an_absent_definitions_topic_defines_nothing(kafka_bootstrap, history, unique_topic, tmp_path, capsys):
+    """No worker ever ran with that topic (a worker creates it): the file alone, said so, and not created."""
+    absent = f"{unique_topic}-absent"
+    out, summary = backfill(kafka_bootstrap, history["topics"], tmp_path, capsys, "--definitions-topic", absent)
+    assert f"definitions   the built-in catalog alone (topic '{absent}' does not exist)" in summary
+    assert out == replayed(tmp_path, merged(history))
+    probe = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "probe"})
+    try:
+        assert absent not in probe.list_topics(timeout=10).topics
+    finally:
+        probe.close()
 
 
 def test_problems_found_on_the_broker_are_listed_together(kafka_bootstrap, history, unique_topic, capsys):
