@@ -22,7 +22,9 @@ With --handoff GROUP the rebuilt state goes to a fresh namespace for the workers
 state into partition murmur2(customer id) of `<GROUP>-state-changelog`, the stream time into every
 partition, and GROUP's input offsets at where the backfill stopped, all in ONE Kafka transaction
 (so the namespace is either complete or absent). `segments worker --group-id GROUP` then restores
-from that changelog and continues from those offsets.
+from that changelog and continues from those offsets. The segments evaluated are those a worker
+with the same settings runs (segments file + definitions topic, stream.backfill_definitions), and
+the hand-off tells the workers so: each changelog partition starts with their definitions record.
 
 Speed: one engine on one core bounds a backfill (README, `segments bench backfill`). Engines over
 disjoint partition sets in separate processes can give the very same bytes, though not by simply
@@ -50,6 +52,7 @@ from typing import BinaryIO, Callable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from .backfill_definitions import evaluated, handoff_record, summary
 from .broker import ensure_topics
 from .changes import SegmentChange, encode_change
 from .config import WorkerConfig, add_worker_arguments
@@ -57,7 +60,7 @@ from .engine import Engine, MemoryStore
 from .events import DeadLetter, Decoder
 from .partition_ends import Key, consume_ready, partition_ends, peek
 from .replay import ReplaySummary, write_changes
-from .rules import Catalog
+from .rules import Catalog, compile_catalog
 from .state import dump_state
 from .store import stream_time_record
 from .timeutil import SECOND, format_rfc3339, from_datetime, parse_duration, parse_rfc3339
@@ -67,7 +70,7 @@ log = logging.getLogger("segments.backfill")
 # The worker's settings a backfill reads: where the input is, how it is decoded and evaluated, and
 # which names belong to the live workers (so that a backfill never writes into them).
 WORKER_SETTINGS = ("bootstrap_servers", "input_topics", "routed_topics", "changes_topic", "membership_topic",
-                   "dead_letter_topic", "group_id", "segments_file", "max_message_bytes")
+                   "dead_letter_topic", "group_id", "segments_file", "max_message_bytes", "definitions_topic")
 KAFKA_OUTPUT = "kafka:"
 _FLUSH_EVERY = 4096
 _PAUSE_ABOVE = 20_000        # messages buffered for one partition before its fetching pauses
@@ -113,6 +116,10 @@ def add_backfill_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--isolation", choices=("read_committed", "read_uncommitted"), default="read_committed",
                         help="which input records are read (default read_committed)")
     parser.add_argument("--no-progress", action="store_true", help="no progress display, even on a terminal")
+    parser.add_argument("--ignore-definitions-topic", action="store_true",
+                        help="evaluate the segments file (--segments) alone. Default: the file and the definitions "
+                             "topic, resolved as a worker with these settings resolves them (the topic's latest "
+                             "record wins per segment), so live-defined segments are backfilled too")
 
 
 @dataclass(frozen=True)
@@ -225,7 +232,8 @@ def parse_request(args: argparse.Namespace, config: WorkerConfig | None, problem
 
 def _live_topics(config: WorkerConfig) -> set[str]:
     return {*config.input_topics, *config.routed_topics, config.changes_topic, config.membership_topic,
-            config.dead_letter_topic, config.changelog_topic, config.repartition_topic}
+            config.dead_letter_topic, config.changelog_topic, config.repartition_topic,
+            *([config.definitions_topic] if config.definitions_topic else [])}
 
 
 # ---- where each partition is read from and to -----------------------------------------------------
@@ -534,15 +542,17 @@ def _topic_spec(config: WorkerConfig, name: str, partitions: int):
     """The spec (partition count, configs) the workers of `config` give their topic `name`."""
     from .worker import Worker          # the worker's module pulls in metrics; only needed here
     shaped = dataclasses.replace(config, partitions=partitions, instance_id="backfill")
-    return next(spec for spec in Worker(shaped, None).topics() if spec[0] == name)
+    # The topics do not depend on the segments; an empty catalog stands in (the worker needs one).
+    return next(spec for spec in Worker(shaped, compile_catalog({}, "none")).topics() if spec[0] == name)
 
 
 # ---- hand-off -------------------------------------------------------------------------------------
 
 def hand_off(config: WorkerConfig, group: str, states: MemoryStore, now: int | None, spans: list[Span],
-             partitions: int) -> int:
-    """The rebuilt state as the workers of `group` restore it, and their input offsets at each
-    span's end, in one transaction. Returns the number of changelog records."""
+             partitions: int, catalog: Catalog) -> int:
+    """The rebuilt state as the workers of `group` restore it (with the definitions of `catalog` it
+    was evaluated under), and their input offsets at each span's end, in one transaction. Returns
+    the number of changelog records."""
     target = dataclasses.replace(config, group_id=group)
     topic = target.changelog_topic
     ensure_topics(config.bootstrap_servers, [_topic_spec(target, topic, partitions)])
@@ -560,9 +570,9 @@ def hand_off(config: WorkerConfig, group: str, states: MemoryStore, now: int | N
         for customer_id in sorted(states):
             _produce(producer, lambda: producer.produce(topic, key=customer_id.encode(),
                                                         value=dump_state(states[customer_id])))
-        if now is not None:
-            key, value = stream_time_record(now)
-            for partition in range(partitions):
+        meta = [handoff_record(catalog), *([stream_time_record(now)] if now is not None else [])]
+        for partition in range(partitions):
+            for key, value in meta:
                 _produce(producer, lambda: producer.produce(topic, key=key, value=value, partition=partition))
         producer.flush()
         if failures:
@@ -578,7 +588,7 @@ def hand_off(config: WorkerConfig, group: str, states: MemoryStore, now: int | N
     finally:
         member.close()
         producer.flush(0)
-    return len(states) + (partitions if now is not None else 0)
+    return len(states) + partitions * len(meta)
 
 
 # ---- the command ----------------------------------------------------------------------------------
@@ -619,7 +629,7 @@ def run(request: Request, catalog: Catalog, spans: list[Span], output: BinaryIO 
         lines.append(f"stream time   {format_rfc3339(engine.now)}")
     if request.handoff is not None:
         records = hand_off(config, request.handoff, engine.store, engine.now if engine.stats.applied else None,
-                           spans, partitions)
+                           spans, partitions, catalog)
         lines.append(f"handed off    {len(engine.store):,} customers ({records:,} records) to group "
                      f"{request.handoff}: start the workers with --group-id {request.handoff}")
     return lines
@@ -651,13 +661,18 @@ def main(args: argparse.Namespace) -> int:
     if not problems:
         try:
             spans = plan(request, problems)
-        except KafkaException as exc:
-            err.print(f"segments backfill: {config.bootstrap_servers}: {exc.args[0]}", markup=False)
+            if not problems:
+                resolution, where = evaluated(config, catalog, not args.ignore_definitions_topic)
+        except (KafkaException, TimeoutError) as exc:
+            reason = exc.args[0] if isinstance(exc, KafkaException) else exc
+            err.print(f"segments backfill: {config.bootstrap_servers}: {reason}", markup=False)
             return 1
     if problems:
         err.print("segments backfill: unusable arguments:\n" + "\n".join(f"  - {p}" for p in problems),
                   markup=False)
         return 2
+    # Said first: what a long backfill evaluates is known before it starts.
+    err.print("\n".join(summary(resolution, where)), markup=False)
     try:
         with contextlib.ExitStack() as stack:
             output = None
@@ -665,7 +680,7 @@ def main(args: argparse.Namespace) -> int:
                 output = sys.stdout.buffer if request.output == "-" else stack.enter_context(open(request.output, "wb"))
             dead = stack.enter_context(open(request.dead_letter, "wb")) if request.dead_letter else sys.stderr.buffer
             show = request.progress and err.is_terminal
-            lines = run(request, catalog, spans, output, dead,
+            lines = run(request, resolution.catalog, spans, output, dead,
                               progress=(lambda history: _progress(err, history)) if show else None)
     except OSError as exc:
         err.print(f"segments backfill: {exc.filename or request.output}: {exc.strerror or exc}", markup=False)

@@ -111,13 +111,14 @@ class LiveDefinitions:
         """Bring a partition (just assigned, or reset to its committed state) to the current
         definitions: what its store says it ran, diffed against what runs now."""
         raw = task.store.meta(DEFINITIONS_KEY)
-        if raw is None:
-            # A new store, or one written before definitions could change while running: it was
-            # evaluated under the segments file (the only source then).
-            running = Running(resolve(self.file, {}, None).definitions)
-        else:
-            running = decode_running(raw)
+        running = self.assumed() if raw is None else decode_running(raw)
         self._move(task, running, first=raw is None)
+
+    def assumed(self) -> Running:
+        """What a store without a definitions record was evaluated under: a new store, or one
+        written before definitions could change while running, so the segments file (the only
+        source then). A backfill resolves against it too, as a fresh worker would."""
+        return Running(resolve(self.file, {}, None).definitions)
 
     def refresh(self, tasks: Iterable[PartitionTask]) -> None:
         """After the topic changed: every partition moves to the new definitions."""

@@ -1,12 +1,24 @@
 """segments backfill without a broker: the offset verification and argument checks."""
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from helpers import DAY, product_viewed
 from stream.backfill import ArgumentProblems, parse_offsets, trusted_start
+from stream.backfill_definitions import handoff_record, summary
 from stream.cli import main
+from stream.definitions import file_definitions, parse_record
+from stream.engine import Engine
+from stream.live_definitions import LiveDefinitions
+from stream.rules import load_catalog
+from stream.store import PartitionStore, Record
+from stream.worker import PartitionTask
 
 
 @given(st.lists(st.integers(0, 50), max_size=30), st.integers(0, 5), st.integers(-1, 60), st.integers(-1, 40))
@@ -77,3 +89,67 @@ def test_the_live_namespace_is_never_written(capsys):
                  "--output", "kafka:new-state-changelog"])
     assert code == 2
     assert "'new-state-changelog' is an input or a live worker topic" in capsys.readouterr().err
+    code = main(["backfill", "--bootstrap-servers", "127.0.0.1:1", "--output", "kafka:segment-definitions"])
+    assert code == 2
+    assert "'segment-definitions' is an input or a live worker topic" in capsys.readouterr().err
+
+
+# ---- the definitions a backfill evaluates and hands off ----------------------------------------------
+
+DEEPER = {"version": 2, "when": {"repeated": {"event": "product_viewed", "per": "product", "at_least": 5,
+                                             "within": "14d"}}}
+ADDED = {"version": 4, "when": {"orders_placed": {"gte": 2}}}
+
+
+def read_topic(records: dict) -> SimpleNamespace:
+    """The definitions topic as read to its end (stream.live_definitions.DefinitionsFeed's records),
+    not changing since."""
+    return SimpleNamespace(records=records, poll=lambda: False)
+
+
+def _partition(path: Path, record: Record | None) -> PartitionTask:
+    """A partition whose store (one customer, as handed off) holds `record` as committed."""
+    store = PartitionStore(path)
+    engine = Engine(load_catalog(), store)
+    engine.apply(product_viewed("c1", 10 * DAY, "p1"))
+    store.set_stream_time(engine.now)
+    if record is not None:
+        store.set_meta(*record)
+    store.pending()
+    store.commit(1)
+    return PartitionTask(0, store, load_catalog())
+
+
+def test_a_handed_off_partition_runs_the_backfills_definitions_with_no_pass_and_no_flag(tmp_path):
+    """What the backfill resolves (file + topic, as a fresh worker does) is what the partition's
+    record says: a worker attaching it moves nothing, flags nothing, and runs the topic versions.
+    Without the record the same worker re-evaluates and flags the deeper window (the case the
+    hand-off record exists for)."""
+    topic = read_topic({"window-shopper": parse_record(b"window-shopper", yaml.safe_dump(DEEPER).encode(), 3),
+                        "added": parse_record(b"added", yaml.safe_dump(ADDED).encode(), 4)})
+    live = LiveDefinitions(file_definitions(load_catalog()), topic)
+    resolution = live.resolve(live.assumed())
+    assert resolution.definitions["window-shopper"] == DEEPER and resolution.definitions["added"] == ADDED
+    lines = summary(resolution, "catalog + topic 't'")
+    assert "added v4 (topic offset 4)" in lines[0] and "window-shopper v2 (topic offset 3)" in lines[0]
+
+    task = _partition(tmp_path / "handed", handoff_record(resolution.catalog))
+    live.attach(task)
+    assert (live.running[0].redefine, live.running[0].incomplete) == ({}, {})
+    assert not live.step([task]) and task.changes == []
+    assert {s.name: s.version for s in task.catalog.segments}["added"] == 4
+    assert {s.name: s.version for s in task.catalog.segments}["window-shopper"] == 2
+
+    bare = LiveDefinitions(file_definitions(load_catalog()), topic)
+    bare.attach(_partition(tmp_path / "bare", None))
+    assert set(bare.running[0].redefine) == {"added", "window-shopper"}
+    assert set(bare.running[0].incomplete) == {"window-shopper"}
+
+
+def test_a_rejected_topic_record_is_named_and_the_file_definition_evaluated():
+    bad = parse_record(b"loyal", b"version: 1\nwhen: {paid_orders: {gte: 9}}\n", 7)
+    live = LiveDefinitions(file_definitions(load_catalog()), read_topic({"loyal": bad}))
+    resolution = live.resolve(live.assumed())
+    assert resolution.definitions["loyal"] == file_definitions(load_catalog())["loyal"]
+    (line,) = summary(resolution, "w")[1:]
+    assert line.startswith("rejected      loyal from topic offset 7: ") and "not newer" in line

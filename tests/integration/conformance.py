@@ -19,13 +19,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from stream.changes import encode_change
 from stream.engine import Engine
 from stream.events import Decoder, Event
-from stream.rules import load_catalog
+from stream.rules import Catalog, load_catalog
 from stream.timeutil import format_rfc3339, from_datetime
 
 
-def replay(lines: list[bytes]) -> list[dict]:
-    """The reference: the engine over the lines in order, as published JSON."""
-    engine, decode, out = Engine(load_catalog()), Decoder().decode, []
+def replay(lines: list[bytes], catalog: Catalog | None = None) -> list[dict]:
+    """The reference: the engine over the lines in order, as published JSON (under `catalog`,
+    default the built-in one)."""
+    engine, decode, out = Engine(catalog or load_catalog()), Decoder().decode, []
     for line in lines:
         event = decode(line)
         if isinstance(event, Event):

@@ -7,17 +7,21 @@ filtered by the window, then merged with heapq.merge by (occurred_at, topic, par
 from __future__ import annotations
 
 import heapq
+import logging
 import re
 from pathlib import Path
 
 import msgspec
 import pytest
-from confluent_kafka import Producer
+import yaml
+from confluent_kafka import Consumer, Producer
 
 from stream.broker import ensure_topics
 from stream.cli import main
+from stream.definitions import decode_running, file_definitions
 from stream.events import Decoder, Event
-from stream.rules import load_catalog
+from stream.rules import compile_catalog, load_catalog
+from stream.store import DEFINITIONS_KEY
 from stream.synth import shopper_events
 from stream.timeutil import format_rfc3339, from_datetime, parse_rfc3339
 from stream.worker import Worker
@@ -154,6 +158,19 @@ def test_until_a_time_stops_there_and_fires_the_timers_due_by_then(kafka_bootstr
     assert len(fired) > 20 and all(b'"cause":"time"' in line for line in fired)
 
 
+def test_an_absent_definitions_topic_defines_nothing(kafka_bootstrap, history, unique_topic, tmp_path, capsys):
+    """No worker ever ran with that topic (a worker creates it): the file alone, said so, and not created."""
+    absent = f"{unique_topic}-absent"
+    out, summary = backfill(kafka_bootstrap, history["topics"], tmp_path, capsys, "--definitions-topic", absent)
+    assert f"definitions   the built-in catalog alone (topic '{absent}' does not exist)" in summary
+    assert out == replayed(tmp_path, merged(history))
+    probe = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "probe"})
+    try:
+        assert absent not in probe.list_topics(timeout=10).topics
+    finally:
+        probe.close()
+
+
 def test_problems_found_on_the_broker_are_listed_together(kafka_bootstrap, history, unique_topic, capsys):
     a, _ = history["topics"]
     code = main(["backfill", "--bootstrap-servers", kafka_bootstrap, "--input-topics", f"{a},{unique_topic}",
@@ -205,3 +222,79 @@ def test_handoff_the_workers_continue_where_the_backfill_stopped(kafka_bootstrap
     reference = conformance.replay(lines)
     conformance.assert_conforms(reference, observed, cuts)
     assert len(conformance.read_all(kafka_bootstrap, new.changes_topic, PARTITIONS)) > 100
+
+
+WINDOW_SHOPPER_DEEPER = {"when": {"repeated": {"event": "product_viewed", "per": "product", "at_least": 2,
+                                               "within": "30d"}}}
+BUYER = {"when": {"orders_placed": {"gte": 2}}}
+
+
+def test_segments_defined_through_the_topic_are_backfilled_and_handed_off(kafka_bootstrap, unique_topic, tmp_path,
+                                                                          capsys, caplog):
+    """A segment changed (reading deeper history than the state kept: a worker would flag it) and one
+    added through the definitions topic, by `segments define`: the backfill evaluates them under
+    their topic versions, and workers started on the handed-off group run them at once, with no
+    pass and no backfill flag, and their later changes conform to one replay under those versions."""
+    lines = list(shopper_events(300, 4000, seed=8))
+    cut = len(lines) * 2 // 3
+    defs = f"{unique_topic}-definitions"
+    old = settings(kafka_bootstrap, unique_topic, tmp_path / "old", definitions_topic=defs)
+    ensure_topics(kafka_bootstrap, Worker(old, load_catalog()).topics())
+    topic = old.input_topics[0]
+    partition_of: dict[str, int] = {}
+    cuts = conformance.produce(kafka_bootstrap, topic, lines[:cut], partition_of)
+    for name, definition in (("window-shopper", WINDOW_SHOPPER_DEEPER), ("buyer", BUYER)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(definition))
+        assert main(["define", name, "--file", str(path), "--bootstrap-servers", kafka_bootstrap,
+                     "--definitions-topic", defs]) == 0
+    running_now = {**file_definitions(load_catalog()), "window-shopper": {**WINDOW_SHOPPER_DEEPER, "version": 2},
+                   "buyer": {**BUYER, "version": 1}}
+    catalog = compile_catalog(running_now, "file + topic")
+
+    args = ["backfill", "--bootstrap-servers", kafka_bootstrap, "--input-topics", topic, "--group-id", old.group_id,
+            "--changes-topic", old.changes_topic, "--definitions-topic", defs, "--no-progress"]
+    # --ignore-definitions-topic: the file alone, as before definitions could change while running
+    assert main([*args, "--output", str(tmp_path / "file-only.jsonl"), "--ignore-definitions-topic"]) == 0
+    assert "definitions   the built-in catalog alone (--ignore-definitions-topic)" in capsys.readouterr().err
+    file_only = [msgspec.json.decode(line) for line in (tmp_path / "file-only.jsonl").read_bytes().splitlines()]
+    assert {(c["segment"], c["definition_version"]) for c in file_only if c["segment"] in running_now} == \
+        {(s.name, 1) for s in load_catalog().segments if any(c["segment"] == s.name for c in file_only)}
+
+    group = f"{unique_topic}-rebuilt"
+    out = tmp_path / "backfill.jsonl"
+    assert main([*args, "--output", str(out), "--handoff", group]) == 0
+    summary = capsys.readouterr().err
+    assert re.search(r"^definitions   the built-in catalog \+ topic .*buyer v1 \(topic offset \d+\).*"
+                     r"window-shopper v2 \(topic offset \d+\)", summary, re.M), summary
+    backfilled = [msgspec.json.decode(line) for line in out.read_bytes().splitlines()]
+    versions = {(c["segment"], c["definition_version"]) for c in backfilled}
+    assert ("buyer", 1) in versions and ("window-shopper", 2) in versions and ("window-shopper", 1) not in versions
+    assert backfilled != file_only
+
+    new = settings(kafka_bootstrap, unique_topic, tmp_path / "new", group_id=group, definitions_topic=defs,
+                   changes_topic=f"{unique_topic}-changes-new")
+    worker = Worker(new, load_catalog())
+    with caplog.at_level(logging.INFO, logger="segments.definitions"), Running(worker) as running:
+        cuts.update(conformance.produce(kafka_bootstrap, topic, lines[cut:], partition_of))
+        running.wait_for(len(lines) - cut)
+        described = worker.live.describe()
+        records = {p: decode_running(task.store.meta(DEFINITIONS_KEY)) for p, task in worker.tasks.items()}
+    # The handed-off record says the state was evaluated under what runs: nothing to re-evaluate or flag.
+    assert not [r.getMessage() for r in caplog.records if "re-evaluat" in r.getMessage()
+                or "needs a backfill" in r.getMessage()]
+    assert sorted(records) == list(range(PARTITIONS))
+    assert all(r.definitions == running_now and not r.redefine and not r.incomplete for r in records.values())
+    assert {name: entry["version"] for name, entry in described["segments"].items()} == \
+        {name: d.get("version", 1) for name, d in running_now.items()}
+    assert not any(entry["needs_backfill"] or entry["reevaluating_partitions"]
+                   for entry in described["segments"].values())
+
+    later = conformance.read_all(kafka_bootstrap, new.changes_topic, PARTITIONS)
+    assert later and not [c for c in later if c["cause"] == "definition"]
+    assert {("buyer", 1), ("window-shopper", 2)} <= {(c["segment"], c["definition_version"]) for c in later}
+    newest: dict[int, str] = {}
+    for customer, at in cuts.items():
+        newest[partition_of[customer]] = max(newest.get(partition_of[customer], ""), at)
+    cuts = {customer: newest[p] for customer, p in partition_of.items()}
+    conformance.assert_conforms(conformance.replay(lines, catalog), backfilled + later, cuts)
