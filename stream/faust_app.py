@@ -40,6 +40,19 @@ Where Faust shapes the design:
   batch + 1, and Faust restores up to the high watermark - 1: any longer last batch would be cut
   short (a restore missing records), and a restart on the local state would fail Faust's
   consistency check (persisted offset past the high watermark).
+- A known Faust 0.15 bug, not worked around yet: after every rebalance its recovery
+  (faust/tables/recovery.py, on_recovery_completed and _resume_streams) resumes the input
+  partitions and only then awaits consumer.perform_seek(), with the fetcher running and the app's
+  flow control already resumed for the changelog restore. Events fetched while the seek awaits
+  the committed offsets enter the agent's channel queue and move the consumer's read offsets
+  (Consumer._read_offset); the seek sets the read offsets back, and the flow_control.resume()
+  that follows clears the queue (mode's FlowControlQueue, clear_on_resume). Those events are
+  never applied nor acked, and their re-read is dropped by Consumer._drain_messages as already
+  read. A later event then looks like a gap, which Consumer._new_offset fills with offsets that
+  were also acked: duplicates in `_acked` split it into runs of one or two, and each commit takes
+  one run. Seen after a SIGKILL and restart (more often with the idle clock's ticks): committed
+  offsets stuck short of the end until the next rebalance, or creeping about one offset per
+  commit interval, or covering events that were never applied (lost to this worker's output).
 - Faust consumes the input topics as they are, so partition p of each feeds engine p only if every
   topic has the worker's partition count; that is checked at start-up.
 """
