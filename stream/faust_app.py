@@ -40,19 +40,13 @@ Where Faust shapes the design:
   batch + 1, and Faust restores up to the high watermark - 1: any longer last batch would be cut
   short (a restore missing records), and a restart on the local state would fail Faust's
   consistency check (persisted offset past the high watermark).
-- A known Faust 0.15 bug, not worked around yet: after every rebalance its recovery
-  (faust/tables/recovery.py, on_recovery_completed and _resume_streams) resumes the input
-  partitions and only then awaits consumer.perform_seek(), with the fetcher running and the app's
-  flow control already resumed for the changelog restore. Events fetched while the seek awaits
-  the committed offsets enter the agent's channel queue and move the consumer's read offsets
-  (Consumer._read_offset); the seek sets the read offsets back, and the flow_control.resume()
-  that follows clears the queue (mode's FlowControlQueue, clear_on_resume). Those events are
-  never applied nor acked, and their re-read is dropped by Consumer._drain_messages as already
-  read. A later event then looks like a gap, which Consumer._new_offset fills with offsets that
-  were also acked: duplicates in `_acked` split it into runs of one or two, and each commit takes
-  one run. Seen after a SIGKILL and restart (more often with the idle clock's ticks): committed
-  offsets stuck short of the end until the next rebalance, or creeping about one offset per
-  commit interval, or covering events that were never applied (lost to this worker's output).
+- After every rebalance Faust 0.15's recovery resumes the input partitions before it seeks them
+  to the committed offsets (faust/tables/recovery.py, on_recovery_completed and _resume_streams),
+  with the fetcher running: events fetched during the seek were cleared from the agent's queue
+  unapplied and unacked, and their re-read dropped as already read, so the commits stopped short
+  of the end, or crept on one offset per commit (duplicates in Consumer._acked), or committed
+  them unapplied. `_App` holds the input partitions paused until the rebalance has ended (the
+  mechanism in its docstring; faust-streaming is pinned to 0.15 for it).
 - Faust consumes the input topics as they are, so partition p of each feeds engine p only if every
   topic has the worker's partition count; that is checked at start-up.
 """
@@ -156,6 +150,58 @@ async def _deliver(producer, records: list[Record]) -> list:
     return list(await asyncio.gather(*pending))
 
 
+class _App(faust.App):
+    """faust.App that resumes the input partitions only once a rebalance has ended (see the
+    module docstring): Faust 0.15's recovery (faust/tables/recovery.py, on_recovery_completed and
+    _resume_streams) resumes them and only then awaits consumer.perform_seek(), with the fetcher
+    running and the app's flow control already resumed for the changelog restore. Events fetched
+    while the seek awaits the committed offsets reach the agent's channel queue and move the
+    consumer's read offsets; the seek then sets the read offsets back (a later event looks like a
+    gap, and Consumer._new_offset fills gaps with offsets that were also acked: duplicates in
+    `_acked`, so each commit takes one short run, about one offset) and the final
+    flow_control.resume() clears the queue (those events are never applied nor acked, and their
+    re-read is dropped by _drain_messages as already read: the commits stop there, or a gap covers
+    them and they are committed unapplied). Held paused until on_rebalance_end, which Faust calls
+    after all that, no input event moves before the seek."""
+
+    def _new_consumer(self):
+        consumer = super()._new_consumer()
+        resume = consumer.resume_partitions
+        self._held: set[TP] = set()
+
+        def resume_partitions(tps: Iterable[TP]) -> None:
+            tps = set(tps)
+            if self.rebalancing:            # set by on_rebalance_start, cleared by on_rebalance_end
+                changelogs = self.tables.changelog_topics
+                held = {tp for tp in tps if tp.topic not in changelogs}
+                self._held |= held
+                tps -= held
+            resume(tps)
+
+        consumer.resume_partitions = resume_partitions
+        getmany = consumer._getmany
+
+        async def _getmany(active_partitions, timeout):
+            # Faust hands aiokafka its live set of active partitions, which the aiokafka fetch
+            # reads while it waits, and aiokafka's fetched_records takes an empty set for "every
+            # partition": while the inputs are held and the changelogs paused again after the
+            # restore, it drained the held partitions (aiokafka's position moved to their end) and
+            # Faust's getmany then dropped those records as not active. A snapshot, never empty.
+            if active_partitions is not None:
+                active_partitions = set(active_partitions)
+                if not active_partitions:
+                    return {}
+            return await getmany(active_partitions, timeout)
+
+        consumer._getmany = _getmany
+        return consumer
+
+    def on_rebalance_end(self) -> None:
+        super().on_rebalance_end()
+        held, self._held = self._held, set()
+        self.consumer.resume_partitions(held & self.consumer.assignment())
+
+
 class BatchStore:
     """The engine's StateStore for one partition: the Faust table behind a write-back dict, so a
     batch writes each customer it touched once, however many of its events it applied. Reads and
@@ -253,7 +299,7 @@ class FaustWorker:
 
     def _app(self) -> faust.App:
         s = self.s
-        app = faust.App(
+        app = _App(
             s.group_id,
             broker=[f"kafka://{host.strip()}" for host in s.bootstrap_servers.split(",")],
             store="rocksdb://",

@@ -261,6 +261,27 @@ def test_faust_runtime_resumes_from_its_changelog_and_routes_orders(kafka_bootst
     assert_changes_conform(kafka_bootstrap, s, rest + orders, partition_of)
 
 
+def kill_twice(start, s: WorkerConfig, state: Path, rng: random.Random,
+               *options: str) -> tuple[FaustProcess, dict[int, int]]:
+    """Start a worker on `state`, then twice: SIGKILL it at a random moment and start another on
+    the same state dir, deleted first the second time. Returns the last worker and the group's
+    committed input offsets it started from (the dead one commits nothing more)."""
+    worker = start(s, *options, state_dir=state)
+    worker.wait_ready(timeout=60)
+    for wipe in (False, True):
+        time.sleep(rng.uniform(2.0, 4.0))
+        worker.close()
+        assert worker.proc.returncode == -signal.SIGKILL
+        if wipe:
+            shutil.rmtree(state)
+        committed = conformance.committed_offsets(worker.bootstrap, s.group_id, s.input_topics[0], PARTITIONS)
+        assert committed is not None, "the broker did not answer for the committed offsets"
+        worker = start(s, *options, state_dir=state)
+        # the dead member keeps its partitions until its session times out
+        worker.wait_ready(timeout=60)
+    return worker, committed
+
+
 @pytest.mark.timeout(180)
 def test_faust_runtime_sigkill_loses_nothing(kafka_bootstrap, unique_topic, start, tmp_path):
     """SIGKILL the worker twice at random moments while input flows, and restart it on the same
@@ -276,17 +297,7 @@ def test_faust_runtime_sigkill_loses_nothing(kafka_bootstrap, unique_topic, star
     feeder = conformance.Feeder(kafka_bootstrap, s.input_topics[0], lines, per_second=100)
     feeder.start()
     try:
-        worker = start(s, "--idle-advance-ms", "0", state_dir=state)
-        worker.wait_ready(timeout=60)
-        for wipe in (False, True):
-            time.sleep(rng.uniform(2.0, 4.0))
-            worker.close()
-            assert worker.proc.returncode == -signal.SIGKILL
-            if wipe:
-                shutil.rmtree(state)
-            worker = start(s, "--idle-advance-ms", "0", state_dir=state)
-            # the dead member keeps its partitions until its session times out
-            worker.wait_ready(timeout=60)
+        worker, _ = kill_twice(start, s, state, rng, "--idle-advance-ms", "0")
         produced_while_killing = feeder.produced
         ends = feeder.finish(PARTITIONS)
         worker.wait_committed({s.input_topics[0]: sum(ends.values())}, timeout=90)
@@ -295,6 +306,38 @@ def test_faust_runtime_sigkill_loses_nothing(kafka_bootstrap, unique_topic, star
         feeder.rush()
     assert produced_while_killing < len(lines), "the input should still be flowing during the kills"
     assert_changes_conform(kafka_bootstrap, s, lines, feeder.partition_of)
+
+
+@pytest.mark.timeout(180)
+def test_faust_runtime_restart_with_idle_clock_applies_and_commits_everything(kafka_bootstrap, unique_topic,
+                                                                            start, tmp_path):
+    """The kills of the test above with the idle clock on (its ticks share the agent with the
+    input): the last worker must apply every event from the offsets it started at, and commit up
+    to the end promptly. Before faust_app._App held the input partitions until the rebalance had
+    ended, Faust's recovery let events in while it sought the committed offsets, then cleared them
+    from the agent's queue: some were never applied, and the commits stopped short of the end for
+    good, or crept on by about one offset per commit interval (see _App). The race did not show
+    every run (3 runs of 5 on the embedded broker). Changes are not compared with the replay here:
+    the idle clock runs this past-dated input late."""
+    lines = list(shopper_events(300, 5000, seed=23))
+    s = names(unique_topic)
+    ensure_topics(kafka_bootstrap, faust_app.topics(s))
+    feeder = conformance.Feeder(kafka_bootstrap, s.input_topics[0], lines, per_second=100)
+    feeder.start()
+    try:
+        worker, started_at = kill_twice(start, s, tmp_path / "kept-state", random.Random(2718), "--idle-advance-ms", "1000")
+        ends = feeder.finish(PARTITIONS)
+        # all applied within a second or two once the input ends; the bound leaves room for a busy machine
+        worker.wait_committed({s.input_topics[0]: sum(ends.values())}, timeout=30)
+        text = worker.get("/metrics")[1]
+        counted = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                      if line.startswith("segments_events_total{") and f'topic="{s.input_topics[0]}"' in line)
+        # every offset from where it started counted (applied, late or duplicate); more if a
+        # rebalance made it read some again
+        assert counted >= sum(ends.values()) - sum(started_at.values()), (counted, ends, started_at)
+        worker.terminate()
+    finally:
+        feeder.rush()
 
 
 def test_faust_runtime_idle_clock_moves_customers_without_input(kafka_bootstrap, unique_topic, start, tmp_path):
