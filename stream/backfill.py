@@ -60,7 +60,8 @@ from .engine import Engine, MemoryStore
 from .events import DeadLetter, Decoder
 from .partition_ends import Key, consume_ready, partition_ends, peek
 from .replay import ReplaySummary, write_changes
-from .rules import Catalog, compile_catalog
+from .rules import Catalog
+from .runtime import worker_topics
 from .state import dump_state
 from .store import stream_time_record
 from .timeutil import SECOND, format_rfc3339, from_datetime, parse_duration, parse_rfc3339
@@ -540,10 +541,8 @@ def _produce(producer: Producer, send: Callable[[], None]) -> None:
 
 def _topic_spec(config: WorkerConfig, name: str, partitions: int):
     """The spec (partition count, configs) the workers of `config` give their topic `name`."""
-    from .worker import Worker          # the worker's module pulls in metrics; only needed here
-    shaped = dataclasses.replace(config, partitions=partitions, instance_id="backfill")
-    # The topics do not depend on the segments; an empty catalog stands in (the worker needs one).
-    return next(spec for spec in Worker(shaped, compile_catalog({}, "none")).topics() if spec[0] == name)
+    shaped = dataclasses.replace(config, partitions=partitions)
+    return next(spec for spec in worker_topics(shaped) if spec[0] == name)
 
 
 # ---- hand-off -------------------------------------------------------------------------------------

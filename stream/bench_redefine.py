@@ -22,7 +22,7 @@ from .events import Decoder
 from .live_definitions import LiveDefinitions
 from .rules import load_catalog
 from .state import dump_state
-from .store import STREAM_TIME_KEY, PartitionStore, _pack
+from .store import PartitionStore, stream_time_record
 from .synth import shopper_events
 from .worker import PartitionTask
 
@@ -49,7 +49,7 @@ def run_redefine_bench(customers: int, seed: int) -> int:
             if len(batch) >= 100_000:
                 store._db.write(batch)
                 batch = WriteBatch(raw_mode=True)
-        batch.put(STREAM_TIME_KEY, _pack(engine.now))
+        batch.put(*stream_time_record(engine.now))
         store._db.write(batch)
         store.close()
         store = PartitionStore(directory / "p0")

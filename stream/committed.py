@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 from rocksdict import AccessType, Options, Rdict
 
 from .state import CustomerState, load_state
-from .store import META, STREAM_TIME_KEY, _unpack
+from .store import META, STREAM_TIME_KEY, unpack_time
 
 _PARTITION_DIR = re.compile(r"p(\d+)")
 
@@ -83,7 +83,7 @@ class CommittedStores:
                 db = Rdict(str(path), Options(raw_mode=True),
                            access_type=AccessType.secondary(str(self._scratch / f"p{number}")))
                 time = db.get(STREAM_TIME_KEY)
-                self.partitions.append(Partition(number, db, None if time is None else _unpack(time)))
+                self.partitions.append(Partition(number, db, None if time is None else unpack_time(time)))
         except BaseException:
             self.close()
             raise

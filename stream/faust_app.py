@@ -64,7 +64,6 @@ from typing import Awaitable, Iterable, Iterator
 
 import faust
 import faust.streams
-import msgspec
 from confluent_kafka.admin import AdminClient
 from faust.types import TP, EventT
 
@@ -73,17 +72,16 @@ from .broker import ensure_topics
 from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
 from .engine import Engine
-from .events import EVENT_TYPES, DeadLetter, Decoder
+from .events import DeadLetter, Decoder
 from .rules import Catalog
+from .runtime import (COMPACT, DEAD_LETTER_BYTES, TYPE_OF, Spec, advance_idle, apply_counted, dead_letter, membership,
+                      output_topics)
 from .state import CustomerState, dump_state, load_state
-from .store import META, STREAM_TIME_KEY
-from .timeutil import EARLIEST, SECOND, format_rfc3339
+from .store import META, STREAM_TIME_KEY, stream_time_record, unpack_time
+from .timeutil import EARLIEST, format_rfc3339
 
 log = logging.getLogger("segments.faust")
 
-_encode_json = msgspec.json.Encoder().encode
-_TYPE_OF = {cls: tag for tag, cls in EVENT_TYPES.items()}
-_DEAD_LETTER_BYTES = 16 << 20          # as the native worker: the dead-letter topic takes this much
 _TABLE = "customers"
 _OBSERVE_EVERY = 5.0                   # seconds between refreshes of the gauges that need a look around
 # Faust's own key in every partition's RocksDB database: the changelog offset it holds up to.
@@ -103,19 +101,13 @@ def ticks_topic(config: WorkerConfig) -> str:
     return f"{config.group_id}-ticks"
 
 
-def topics(config: WorkerConfig) -> list[tuple[str, int, dict[str, str | int]]]:
+def topics(config: WorkerConfig) -> list[Spec]:
     """The topics created when absent before Faust starts, with the native worker's explicit
     configs (routed input topics are the producers'; a replication factor of -1 is possible only
     this way)."""
     n = config.partitions
-    compact = {"cleanup.policy": "compact"}
-    keep = {"cleanup.policy": "delete", "retention.ms": 7 * 24 * 3600 * 1000}
-    dead = {**keep, "max.message.bytes": _DEAD_LETTER_BYTES}
     ticks = {"cleanup.policy": "delete", "retention.ms": 3600 * 1000}
-    return [*[(t, n, keep) for t in config.keyed_topics],
-            (config.changes_topic, n, keep), (config.dead_letter_topic, n, dead),
-            (config.membership_topic, n, compact), (changelog_topic(config), n, compact),
-            (ticks_topic(config), n, ticks)]
+    return [*output_topics(config), (changelog_topic(config), n, COMPACT), (ticks_topic(config), n, ticks)]
 
 
 @contextlib.contextmanager
@@ -237,10 +229,10 @@ class BatchStore:
         if not records and (now == self.saved_time or now < EARLIEST):   # the latter: no event yet
             return records, None
         # The key cannot collide with a customer id: 0xFF never occurs in UTF-8.
-        value = now.to_bytes(8, "big", signed=True)
-        self._written.append((STREAM_TIME_KEY, value))
+        key, value = stream_time_record(now)
+        self._written.append((key, value))
         self.saved_time = now
-        return records, (topic, STREAM_TIME_KEY, value, partition, None)
+        return records, (topic, key, value, partition, None)
 
     def write_local(self) -> None:
         """Write to the local store what changelog() returned, once the broker has it: a store
@@ -269,7 +261,7 @@ class Partition:
         db = table.data._db_for_partition(number)
         stream_time = db.get(STREAM_TIME_KEY)
         if stream_time is not None:
-            self.store.saved_time = int.from_bytes(stream_time, "big", signed=True)
+            self.store.saved_time = unpack_time(stream_time)
         self.engine.restore(self._states(db), now=self.store.saved_time)
         self.last_input = time.monotonic()
 
@@ -325,7 +317,7 @@ class FaustWorker:
             # aiokafka keeps one unsent batch per partition and makes a send wait once it is full:
             # with the default 16 KB, a batch's output waits on round trips.
             producer_max_batch_size=1 << 20,
-            producer_max_request_size=_DEAD_LETTER_BYTES + 65536,
+            producer_max_request_size=DEAD_LETTER_BYTES + 65536,
             web_enabled=False,
         )
         self.table = app.Table(_TABLE, partitions=s.partitions, key_type=bytes, value_type=bytes)
@@ -406,36 +398,27 @@ class FaustWorker:
 
     def _apply(self, part: Partition, share: list[EventT], out: list[SegmentChange],
                outcomes: Outcomes, output: list[Record], caused: list[float]) -> None:
-        engine, stats, decode = part.engine, part.engine.stats, self._decode
+        engine, decode = part.engine, self._decode
         ticks = self.ticks.get_topic_name()
         for event in share:
             msg = event.message
             if msg.topic == ticks:
                 self.ticking.discard(part.number)
-                self._advance_idle(part, out)
+                if self.s.idle_advance_ms:
+                    advance_idle(engine, self.s.idle_advance_ms, part.last_input, time.monotonic(), out)
                 continue
             decoded = decode(msg.value or b"")
             if type(decoded) is DeadLetter:
                 output.append(self._dead_letter(msg, decoded))
                 outcomes[(msg.topic, "invalid", "dead_letter")] += 1
                 continue
-            duplicates, late, before = stats.duplicates, stats.late, len(out)
-            engine.apply(decoded, out)
-            outcome = ("duplicate" if stats.duplicates != duplicates else
-                       "late" if stats.late != late else "applied")
-            outcomes[(msg.topic, _TYPE_OF[type(decoded)], outcome)] += 1
+            before = len(out)
+            outcome = apply_counted(engine, decoded, out)
+            outcomes[(msg.topic, TYPE_OF[type(decoded)], outcome)] += 1
             if len(out) != before:
                 caused.append(decoded.occurred_at.timestamp())
             self.positions[msg.tp] = msg.offset + 1
             part.last_input = time.monotonic()
-
-    def _advance_idle(self, part: Partition, out: list[SegmentChange]) -> None:
-        """The native worker's rule: an idle partition's clock follows the wall clock, lagging it
-        by the idle threshold so that events still in flight are not made late by it."""
-        idle = self.s.idle_advance_ms
-        wall = int(time.time() * SECOND) - idle * 1000
-        if (time.monotonic() - part.last_input) * 1000 >= idle and wall > part.engine.now:
-            part.engine.advance(wall, out)
 
     def _publish(self, part: Partition, out: list[SegmentChange], output: list[Record]) -> None:
         """Changes keyed by customer id, then each touched customer's membership record (with its
@@ -446,24 +429,13 @@ class FaustWorker:
             output.append((topic, change.customer_id.encode(), encode_change(change), None, None))
             touched[change.customer_id] = None
             part.members[change.segment] += 1 if change.change == "entered" else -1
-        topic = self.s.membership_topic
-        at = format_rfc3339(part.engine.now) if touched else None     # a tick may leave now unset
-        for customer_id in touched:
-            state = part.store.get(customer_id)
-            # None, a tombstone once erased, so the compacted topic forgets the customer too
-            value = None if state is None else _encode_json({
-                "customer_id": customer_id, "at": at,
-                "segments": {name: format_rfc3339(since) for name, since in sorted(state.member.items())}})
-            output.append((topic, customer_id.encode(), value, None, None))
+        if touched:             # (a tick that fired nothing may leave the partition's clock unset)
+            topic, at, get = self.s.membership_topic, format_rfc3339(part.engine.now), part.store.get
+            for customer_id in touched:
+                output.append((topic, customer_id.encode(), membership(customer_id, get(customer_id), at), None, None))
 
     def _dead_letter(self, msg, letter: DeadLetter) -> Record:
-        headers = [("reason", letter.reason.encode()), ("source.topic", msg.topic.encode()),
-                   ("source.partition", str(msg.partition).encode()), ("source.offset", str(msg.offset).encode())]
-        value = letter.raw
-        if len(value) > _DEAD_LETTER_BYTES:
-            # Beyond what the topic takes: keep the head and say how large the whole was.
-            headers.append(("truncated.from.bytes", str(len(value)).encode()))
-            value = value[:_DEAD_LETTER_BYTES]
+        value, headers = dead_letter(letter, msg.topic, msg.partition, msg.offset)
         return (self.s.dead_letter_topic, msg.key, value, None, headers)
 
     def _persisted(self, delivered: list) -> None:
@@ -489,7 +461,7 @@ class FaustWorker:
                     outcomes[(msg.topic, "invalid", "dead_letter")] += 1
                 else:
                     output.append((self.s.repartition_topic, decoded.customer_id.encode(), msg.value, None, None))
-                    outcomes[(msg.topic, _TYPE_OF[type(decoded)], "routed")] += 1
+                    outcomes[(msg.topic, TYPE_OF[type(decoded)], "routed")] += 1
             await _or_exit(_deliver(producer, output))
             _count(outcomes)
 

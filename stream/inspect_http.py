@@ -2,6 +2,7 @@
 
     GET /segments/<name>/members[?format=jsonl|csv]   members, streamed (JSON lines by default)
     GET /customers/<id>                               the explanation (stream.explain) as JSON
+    GET /definitions                                  the definitions running, rejected, being taken up
 
 Only the partitions the worker owns now (restored and assigned) are read, through the same
 secondary RocksDB instances as `segments members` and `explain` (stream.committed): never the
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
@@ -26,9 +27,10 @@ Route = Callable[[BaseHTTPRequestHandler], bool]
 
 
 def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog],
-                   partitions: Callable[[], Iterable[int]]) -> Route:
+                   partitions: Callable[[], Iterable[int]], definitions: Callable[[], Any]) -> Route:
     """A route for stream.metrics.serve: answers the paths above, returns False for any other.
-    `catalog` and `partitions` are asked on every request: both change while the worker runs."""
+    `catalog`, `partitions` and `definitions` (stream.live_definitions' description) are asked on
+    every request: all change while the worker runs."""
 
     def route(handler: BaseHTTPRequestHandler) -> bool:
         url = urlsplit(handler.path)
@@ -38,6 +40,8 @@ def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog
             _members(handler, unquote(parts[2]), fmt)
         elif len(parts) == 3 and parts[1] == "customers" and parts[2]:
             _customer(handler, unquote(parts[2]))
+        elif url.path == "/definitions":
+            _send(handler, 200, msgspec.json.encode(definitions()))
         else:
             return False
         return True

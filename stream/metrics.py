@@ -10,9 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from collections import Counter as Tally
-from typing import Any, Callable, Iterable
-
-import msgspec
+from typing import Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -20,7 +18,6 @@ from .changes import SegmentChange
 from .timers import TimerIndex
 from .timeutil import SECOND
 
-_json = msgspec.json.Encoder().encode
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 EVENTS = Counter("segments_events", "Input events by topic, type and outcome", ["topic", "type", "outcome"])
@@ -58,9 +55,6 @@ REEVALUATIONS_RUNNING = Gauge("segments_reevaluations_running", "Partitions re-e
                               "after a definition change")
 REEVALUATED = Counter("segments_reevaluated_customers", "Stored customers re-evaluated after definition changes")
 
-# Further JSON answers of the HTTP server: path -> a function returning JSON-able data.
-ROUTES: dict[str, Callable[[], Any]] = {}
-
 
 class Health:
     """What /healthz and /readyz answer: the loop's heartbeat, and readiness."""
@@ -90,8 +84,6 @@ def serve(port: int, health: Health,
             elif path == "/readyz":
                 ready = health.ready
                 self._answer(200 if ready else 503, b"ready\n" if ready else b"restoring or not in a group yet\n")
-            elif path in ROUTES:
-                self._answer(200, _json(ROUTES[path]()), "application/json")
             elif route is None or not route(self):
                 self._answer(404, b"not found: try /metrics, /healthz or /readyz\n")
 

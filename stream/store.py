@@ -45,11 +45,12 @@ _KEPT_META = (DEFINITIONS_KEY,)       # meta records restored as they are (besid
 Record = tuple[bytes, bytes | None]
 
 
-def _pack(value: int) -> bytes:
+def pack_time(value: int) -> bytes:
+    """Stream times and offsets as stored in meta records: 8 bytes, big-endian, signed."""
     return value.to_bytes(8, "big", signed=True)
 
 
-def _unpack(data: bytes) -> int:
+def unpack_time(data: bytes) -> int:
     if len(data) != 8:
         raise ValueError(f"expected 8 bytes, got {len(data)}")
     return int.from_bytes(data, "big", signed=True)
@@ -58,7 +59,7 @@ def _unpack(data: bytes) -> int:
 def stream_time_record(now: int) -> Record:
     """The changelog record that carries a partition's stream time (also written by a backfill
     that hands its state to the workers)."""
-    return STREAM_TIME_KEY, _pack(now)
+    return STREAM_TIME_KEY, pack_time(now)
 
 
 def _options() -> Options:
@@ -98,9 +99,9 @@ class PartitionStore:
         self._records: list[Record] | None = None      # pending(), until the next change
         self._meta: dict[bytes, bytes] = {}             # meta records set since the last commit
         checkpoint = self._db.get(CHECKPOINT_KEY)
-        self._checkpoint = None if checkpoint is None else _unpack(checkpoint)
+        self._checkpoint = None if checkpoint is None else unpack_time(checkpoint)
         stream_time = self._db.get(STREAM_TIME_KEY)
-        self._committed_time = None if stream_time is None else _unpack(stream_time)
+        self._committed_time = None if stream_time is None else unpack_time(stream_time)
         self._stream_time = self._committed_time
 
     # -- StateStore ------------------------------------------------------------------------------
@@ -198,7 +199,7 @@ class PartitionStore:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        batch.put(CHECKPOINT_KEY, _pack(changelog_next_offset))
+        batch.put(CHECKPOINT_KEY, pack_time(changelog_next_offset))
         self._db.write(batch)
         self._checkpoint = changelog_next_offset
         self._committed_time = self._stream_time
@@ -247,7 +248,7 @@ class PartitionStore:
             try:
                 if key[:1] == META:
                     if key == STREAM_TIME_KEY:
-                        stream_time = _unpack(value)
+                        stream_time = unpack_time(value)
                         batch.put(key, value)
                     elif key in _KEPT_META:
                         batch.put(key, value)
@@ -267,7 +268,7 @@ class PartitionStore:
             self._write_restored(batch, last + 1, stream_time)
 
     def _write_restored(self, batch: WriteBatch, checkpoint: int, stream_time: int | None) -> None:
-        batch.put(CHECKPOINT_KEY, _pack(checkpoint))
+        batch.put(CHECKPOINT_KEY, pack_time(checkpoint))
         self._db.write(batch)
         self._checkpoint = checkpoint
         self._stream_time = self._committed_time = stream_time

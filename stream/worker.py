@@ -22,7 +22,6 @@ import time
 from collections import Counter as TallyCounter
 from typing import Callable
 
-import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from . import metrics
@@ -31,19 +30,18 @@ from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
 from .definitions import file_definitions
 from .engine import Engine
-from .events import EVENT_TYPES, DeadLetter, Decoder
+from .events import DeadLetter, Decoder
 from .inspect_http import segment_routes
+from .live_definitions import DefinitionsFeed, LiveDefinitions
 from .partition_ends import partition_ends
-from .live_definitions import TOPIC_CONFIG, DefinitionsFeed, LiveDefinitions
 from .rules import Catalog
+from .runtime import (DEAD_LETTER_BYTES, TYPE_OF, Spec, advance_idle, apply_counted, dead_letter, membership,
+                      worker_topics)
 from .store import PartitionStore
-from .timeutil import SECOND, format_rfc3339
+from .timeutil import format_rfc3339
 
 log = logging.getLogger("segments.worker")
 
-_encode_json = msgspec.json.Encoder().encode
-_DEAD_LETTER_BYTES = 16 << 20
-_TYPE_OF = {cls: tag for tag, cls in EVENT_TYPES.items()}
 _OBSERVE_EVERY = 5.0              # seconds between updates of the gauges that cost a look around
 
 
@@ -109,18 +107,9 @@ class Worker:
 
     # -- set-up ----------------------------------------------------------------------------------
 
-    def topics(self) -> list[tuple[str, int, dict[str, str | int]]]:
+    def topics(self) -> list[Spec]:
         """The topics the worker creates when absent (routed input topics are the producers')."""
-        s, n = self.s, self.s.partitions
-        compact = {"cleanup.policy": "compact"}
-        keep = {"cleanup.policy": "delete", "retention.ms": 7 * 24 * 3600 * 1000}
-        # Dead letters carry input messages back out whole, oversized ones included.
-        dead = {**keep, "max.message.bytes": _DEAD_LETTER_BYTES}
-        # The definitions topic has one partition: a handful of definitions, read whole by every worker.
-        definitions = [(s.definitions_topic, 1, TOPIC_CONFIG)] if s.definitions_topic is not None else []
-        return [*[(t, n, keep) for t in s.keyed_topics],
-                (s.changes_topic, n, keep), (s.dead_letter_topic, n, dead),
-                (s.membership_topic, n, compact), (s.changelog_topic, n, compact), *definitions]
+        return worker_topics(self.s)
 
     def _common(self) -> dict[str, object]:
         # error_cb: the worker's own log says when the brokers cannot be reached (and when they
@@ -138,7 +127,6 @@ class Worker:
         if s.definitions_topic is not None:
             self.live.feed = DefinitionsFeed(self._common(), s.definitions_topic)
             self.live.feed.catch_up()
-        metrics.ROUTES["/definitions"] = self.live.describe
         self.producer = self._new_producer()
         self.consumer = Consumer({
             **self._common(),
@@ -152,7 +140,8 @@ class Worker:
             "fetch.wait.max.ms": 50,
         })
         # list(dict) copies the keys in one step under the GIL: safe from the HTTP threads.
-        route = segment_routes(s.state_dir, s.group_id, lambda: self.catalog, lambda: list(self.tasks))
+        route = segment_routes(s.state_dir, s.group_id, lambda: self.catalog, lambda: list(self.tasks),
+                               self.live.describe)
         http = metrics.serve(s.metrics_port, self.health, route) if s.metrics_port else None
         self.consumer.subscribe([*s.keyed_topics, *s.routed_topics], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
@@ -189,7 +178,7 @@ class Worker:
     def _new_producer(self) -> Producer:
         s = self.s
         config = {**self._common(), "enable.idempotence": True, "linger.ms": 5, "on_delivery": self._delivered,
-                  "partitioner": "murmur2_random", "message.max.bytes": _DEAD_LETTER_BYTES + 65536}
+                  "partitioner": "murmur2_random", "message.max.bytes": DEAD_LETTER_BYTES + 65536}
         if s.exactly_once:
             config["transactional.id"] = f"{s.group_id}-{s.instance_id}"
         producer = Producer(config)
@@ -223,17 +212,14 @@ class Worker:
                 continue
             if msg.topic() in routed_topics:
                 routed.append((event.customer_id.encode(), raw))
-                outcomes[(msg.topic(), _TYPE_OF[type(event)], "routed")] += 1
+                outcomes[(msg.topic(), TYPE_OF[type(event)], "routed")] += 1
                 continue
             task = self.tasks.get(msg.partition())
             if task is None:
                 continue            # a record of a partition revoked within this batch
-            stats, before = task.engine.stats, len(task.changes)
-            duplicates, late = stats.duplicates, stats.late
-            task.engine.apply(event, task.changes)
-            outcome = ("duplicate" if stats.duplicates != duplicates else
-                       "late" if stats.late != late else "applied")
-            outcomes[(msg.topic(), _TYPE_OF[type(event)], outcome)] += 1
+            before = len(task.changes)
+            outcome = apply_counted(task.engine, event, task.changes)
+            outcomes[(msg.topic(), TYPE_OF[type(event)], outcome)] += 1
             if len(task.changes) != before:
                 caused.append(event.occurred_at.timestamp())
             task.last_input = now
@@ -278,16 +264,10 @@ class Worker:
             metrics.MEMBERS.labels(segment).set(sum(task.members[segment] for task in self.tasks.values()))
 
     def _advance_idle(self, now: float) -> None:
-        """An idle partition's clock follows the wall clock, so "60 days without an order" fires on
-        the day with no event arriving. It lags the wall clock by the idle threshold: events still
-        in flight from producers are not made late by it."""
         idle = self.s.idle_advance_ms
-        if not idle:
-            return
-        wall = int(time.time() * SECOND) - idle * 1000
-        for task in self.tasks.values():
-            if (now - task.last_input) * 1000 >= idle and wall > task.engine.now:
-                task.engine.advance(wall, task.changes)
+        if idle:
+            for task in self.tasks.values():
+                advance_idle(task.engine, idle, task.last_input, now, task.changes)
 
     def _publish(self, dead: list[tuple[Message, DeadLetter]], routed: list[tuple[bytes, bytes]],
                  events: int) -> bool:
@@ -333,33 +313,19 @@ class Worker:
                 produce(s.changes_topic, key=change.customer_id.encode(), value=encode_change(change))
                 touched[change.customer_id] = None
             count += len(task.changes)
-            for customer_id in touched:
-                produce(s.membership_topic, key=customer_id.encode(),
-                        value=self._membership(customer_id, task))
+            if touched:
+                at, get = format_rfc3339(task.engine.now), task.store.get
+                for customer_id in touched:
+                    produce(s.membership_topic, key=customer_id.encode(),
+                            value=membership(customer_id, get(customer_id), at))
             task.store.set_stream_time(task.engine.now)
             partition = task.partition
             for key, value in task.store.pending():
                 produce(s.changelog_topic, key=key, value=value, partition=partition)
         for msg, letter in dead:
-            headers = [("reason", letter.reason.encode()), ("source.topic", msg.topic().encode()),
-                       ("source.partition", str(msg.partition()).encode()),
-                       ("source.offset", str(msg.offset()).encode())]
-            value = letter.raw
-            if len(value) > _DEAD_LETTER_BYTES:
-                # Beyond what the topic takes: keep the head and say where the whole one is.
-                headers.append(("truncated.from.bytes", str(len(value)).encode()))
-                value = value[:_DEAD_LETTER_BYTES]
+            value, headers = dead_letter(letter, msg.topic(), msg.partition(), msg.offset())
             produce(s.dead_letter_topic, key=msg.key(), value=value, headers=headers)
         return count
-
-    def _membership(self, customer_id: str, task: PartitionTask) -> bytes | None:
-        """The customer's current segments with member-since instants; None (a tombstone) once
-        erased, so the compacted topic forgets them too."""
-        state = task.store.get(customer_id)
-        if state is None:
-            return None
-        return _encode_json({"customer_id": customer_id, "at": format_rfc3339(task.engine.now),
-                             "segments": {name: format_rfc3339(since) for name, since in sorted(state.member.items())}})
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         """Every produced message reports here: a failure fails the batch (at_least_once would
