@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from .bounded_yaml import CONFIG_FILE, DocumentError, read_file
 
 GUARANTEES = ("exactly_once", "at_least_once")
 RUNTIMES = ("native", "faust")
@@ -448,13 +448,12 @@ def _from_env(environ: Mapping[str, str], problems: list[str]) -> tuple[Layer, d
 
 def _from_file(path: str, problems: list[str]) -> tuple[Layer, dict[str, str]]:
     try:
-        with open(path, encoding="utf-8") as handle:
-            doc = yaml.safe_load(handle)
+        doc = read_file(path, CONFIG_FILE, dates_as_text=False)
     except OSError as exc:
         problems.append(f"config file {path}: cannot read: {exc.strerror or exc}")
         return {}, {}
-    except yaml.YAMLError as exc:
-        problems.append(f"config file {path}: not valid YAML: {exc}")
+    except DocumentError as exc:
+        problems.append(f"config file {path}: {exc}")
         return {}, {}
     if doc is None:     # an empty file, or one with every line commented out
         return {}, {}

@@ -16,27 +16,38 @@ from typing import Any, TextIO
 import yaml
 from confluent_kafka import KafkaException
 
+from .bounded_yaml import DEFINITION, DocumentError, read_file
+
 from .broker import ensure_topics
-from .definitions import file_definitions, version_of
+from .definitions import file_definitions, parse_record, version_of
 from .live_definitions import TOPIC_CONFIG, DefinitionsFeed, publish, read_topic
-from .rules import Catalog, DefinitionError, compile_catalog, read_yaml
+from .rules import Catalog, DefinitionError, compile_catalog, shown
 
 
 def read_definition(name: str, path: Path) -> tuple[dict[str, Any] | None, list[str]]:
-    """One segment definition from a YAML or JSON file, compiled alone: (definition, problems)."""
+    """One segment definition from a YAML or JSON file (within the limits of a topic record,
+    bounded_yaml.DEFINITION), compiled alone: (definition, problems)."""
     try:
-        definition = read_yaml(path.read_text(encoding="utf-8"))
+        definition = read_file(path, DEFINITION)
     except OSError as exc:
         return None, [f"{path}: cannot read: {exc.strerror or exc}"]
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        return None, [f"{path}: not valid YAML or JSON: {exc}"]
+    except DocumentError as exc:
+        return None, [f"{path}: {exc}"]
     if not isinstance(definition, dict):
         return None, [f"{path}: expected one segment definition: a mapping with `when:` (and optional description, version)"]
     try:
         compile_catalog({name: definition}, str(path))
     except DefinitionError as exc:
-        return definition, exc.problems
+        return definition, shown(exc.problems)
     return definition, []
+
+
+def _as_published(name: str, definition: dict[str, Any]) -> tuple[bytes, list[str]]:
+    """The record's value, and what a worker would reject in it: written out as YAML, a definition
+    within the limits as read can exceed them (block style indents; aliases come out expanded)."""
+    value = yaml.safe_dump(definition, sort_keys=False).encode()
+    record = parse_record(name.encode(), value, 0)
+    return value, list(record.problems) if record is not None else []
 
 
 def _read(command: str, bootstrap: str, kafka: dict[str, str], topic: str, err: TextIO) -> DefinitionsFeed | None:
@@ -75,8 +86,14 @@ def define(name: str, path: Path, bootstrap: str, kafka: dict[str, str], topic: 
             {k: v for k, v in definition.items() if k != "version"}:
         print(f"segments define: {name}: unchanged (version {version_of(running)} runs it); nothing published", file=out)
         return 0
+    value, problems = _as_published(name, definition)
+    if problems:
+        print(f"segments define: {name}: as published, the definition would be rejected; nothing published:", file=err)
+        for problem in problems:
+            print(f"  - {problem}", file=err)
+        return 2
     try:
-        publish(bootstrap, kafka, topic, name, yaml.safe_dump(definition, sort_keys=False).encode())
+        publish(bootstrap, kafka, topic, name, value)
     except KafkaException as exc:
         print(f"segments define: publishing to {topic!r} failed: {exc}", file=err)
         return 1

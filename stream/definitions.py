@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import yaml
 
+from .bounded_yaml import DEFINITION, DocumentError, brief, load
 from .engine import Redefinition
-from .rules import Catalog, DefinitionError, compile_catalog, read_yaml
+from .rules import Catalog, DefinitionError, compile_catalog, shown
 from .timeutil import format_rfc3339
 
 _canonical = msgspec.json.Encoder(order="sorted").encode
@@ -56,7 +56,8 @@ class TopicRecord:
 
 
 def parse_record(key: bytes | None, value: bytes | None, offset: int) -> TopicRecord | None:
-    """One record of the definitions topic; None when it names no segment at all (no usable key)."""
+    """One record of the definitions topic; None when it names no segment at all (no usable key).
+    Never raises: whatever the value holds is read within bounded_yaml.DEFINITION's limits."""
     try:
         name = key.decode() if key else None
     except UnicodeDecodeError:
@@ -65,17 +66,17 @@ def parse_record(key: bytes | None, value: bytes | None, offset: int) -> TopicRe
         return None
     if value is None:
         return TopicRecord(name, None, offset)
-    where = f"topic record {name!r} at offset {offset}"
+    where = f"topic record {brief(name)} at offset {offset}"
     try:
-        definition = read_yaml(value.decode())
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        return TopicRecord(name, None, offset, (f"{where}: not valid YAML or JSON: {exc}",))
+        definition = load(value, DEFINITION)
+    except DocumentError as exc:
+        return TopicRecord(name, None, offset, (f"{where}: {exc}",))
     if not isinstance(definition, dict):
         return TopicRecord(name, None, offset, (f"{where}: expected one segment definition (a mapping with when:)",))
     version = definition.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         return TopicRecord(name, definition, offset,
-                           (f"{where}: needs `version:`, a whole number >= 1 (segments define numbers it); got {version!r}",))
+                           (f"{where}: needs `version:`, a whole number >= 1 (segments define numbers it); got {brief(version)}",))
     return TopicRecord(name, definition, offset)
 
 
@@ -132,7 +133,8 @@ def resolve(file: dict[str, dict[str, Any]], topic: dict[str, TopicRecord],
                             f"numbers it)"]
         if problems:
             version = candidate.get("version") if isinstance(candidate, dict) else None
-            rejected[name] = Rejection(name, source, version if isinstance(version, int) else None, tuple(problems))
+            rejected[name] = Rejection(name, source, version if isinstance(version, int) else None,
+                                       tuple(shown(problems)))
             if before is not None:
                 definitions[name], sources[name] = before, "running (kept)"
             continue

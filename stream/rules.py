@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import math
 import operator
 import re
 from dataclasses import dataclass, field
@@ -22,9 +23,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from . import events as ev
+from .bounded_yaml import SEGMENTS_FILE, DocumentError, brief, clip, load, read_file
 from .buckets import BUCKETS, MAX_SALT_BYTES, bucket_of
 from .state import CustomerState
 from .timeutil import DAY, parse_duration, parse_rfc3339
@@ -48,12 +48,43 @@ CHANGED_BY: dict[type, frozenset[str]] = {
 IDENTITY = "identity"
 
 
+# Bounds on one segment's compiled condition tree: every event re-evaluates the tree of each segment
+# it affects, and compiling, evaluating and explaining it recurse once per level.
+MAX_CONDITIONS = 1000        # conditions and operators in one segment
+MAX_NESTING = 32             # conditions nested (all, any, not) in one segment
+
+# Bounds on what an error says, so a hostile document cannot make a huge message, log line or
+# GET /definitions answer: problems listed, and characters per problem.
+MAX_PROBLEMS_SHOWN = 20
+PROBLEM_CHARS = 500
+
+
 class DefinitionError(ValueError):
-    """Every problem found in a segments file, each naming its segment and where in it."""
+    """Every problem found in a segments file, each naming its segment and where in it; the
+    message lists at most MAX_PROBLEMS_SHOWN of them, each at most PROBLEM_CHARS long."""
 
     def __init__(self, problems: list[str]):
         self.problems = problems
-        super().__init__("invalid segment definitions:\n" + "\n".join(f"  - {p}" for p in problems))
+        super().__init__("invalid segment definitions:\n" + "\n".join(f"  - {p}" for p in shown(problems)))
+
+
+class _OverLimit(DefinitionError):
+    """A segment over MAX_CONDITIONS or MAX_NESTING: its compilation stops at once (what else is
+    wrong with it no longer matters, and going on would cost what the limit is there to prevent)."""
+
+
+def shown(problems: list[str] | tuple[str, ...]) -> list[str]:
+    """The problems as reported: the first MAX_PROBLEMS_SHOWN, clipped, and how many more."""
+    listed = [clip(p, PROBLEM_CHARS) for p in problems[:MAX_PROBLEMS_SHOWN]]
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        listed.append(f"... and {len(problems) - MAX_PROBLEMS_SHOWN:,} more problems")
+    return listed
+
+
+def _names(keys: Any) -> str:
+    """Keys of a mapping for a message: a few, each short."""
+    names = sorted(brief(k) if not isinstance(k, str) else clip(k, 40) for k in list(keys)[:10])
+    return ", ".join(names) + (f" (and {len(keys) - 10:,} more)" if len(keys) > 10 else "")
 
 
 @dataclass(frozen=True)
@@ -156,39 +187,30 @@ def default_catalog_path() -> Path:
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
+    """A segments file (within bounded_yaml.SEGMENTS_FILE), validated and compiled."""
     path = Path(path) if path is not None else default_catalog_path()
     try:
-        text = path.read_text(encoding="utf-8")
+        doc = read_file(path, SEGMENTS_FILE)
     except OSError as exc:
         raise DefinitionError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
-    return parse_catalog(text, source=str(path))
+    except DocumentError as exc:
+        raise DefinitionError([f"{path}: {exc}"]) from None
+    return _catalog(doc, str(path))
 
 
-class _TextDatesLoader(yaml.SafeLoader):
-    """Safe YAML that leaves dates and timestamps as text: the compiler checks them, with errors
-    that name the segment and path (PyYAML's own errors for 1990-13-01 name neither)."""
-
-
-_TextDatesLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def read_yaml(text: str) -> Any:
-    """YAML (or JSON) as definitions are read: safe, dates and timestamps left as text."""
-    return yaml.load(text, Loader=_TextDatesLoader)
-
-
-def parse_catalog(text: str, source: str = "<string>") -> Catalog:
+def parse_catalog(text: str | bytes, source: str = "<string>") -> Catalog:
     try:
-        doc = yaml.load(text, Loader=_TextDatesLoader)
-    except yaml.YAMLError as exc:
-        raise DefinitionError([f"{source}: not valid YAML: {exc}"]) from exc
+        doc = load(text, SEGMENTS_FILE)
+    except DocumentError as exc:
+        raise DefinitionError([f"{source}: {exc}"]) from None
+    return _catalog(doc, source)
+
+
+def _catalog(doc: Any, source: str) -> Catalog:
     if not isinstance(doc, dict) or not isinstance(doc.get("segments"), dict) or not doc["segments"]:
         raise DefinitionError([f"{source}: expected a mapping with a non-empty `segments:` mapping of name -> definition"])
     extra = set(doc) - {"segments"}
-    problems = [f"{source}: unknown top-level key(s): {', '.join(sorted(map(str, extra)))}"] if extra else []
+    problems = [f"{source}: unknown top-level key(s): {_names(extra)}"] if extra else []
     try:
         catalog = compile_catalog(doc["segments"], source)
     except DefinitionError as exc:
@@ -225,7 +247,8 @@ class _Compiler:
         self._streams[(event, per)] = (max(old_keep, keep), max(old_horizon, horizon))
 
     def segment(self, name: str, definition: Any) -> Segment:
-        where = f"segment {name!r}"
+        where = f"segment {brief(name)}"
+        self._conditions = 0
         if not _NAME.match(name):
             raise DefinitionError([f"{where}: a name is lower-case letters, digits and '-', starting with a letter or digit, at most 64 characters"])
         if not isinstance(definition, dict):
@@ -233,10 +256,10 @@ class _Compiler:
         problems = []
         unknown = set(definition) - _SEGMENT_KEYS
         if unknown:
-            problems.append(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(_SEGMENT_KEYS))}")
+            problems.append(f"{where}: unknown key(s) {_names(unknown)}; allowed: {', '.join(sorted(_SEGMENT_KEYS))}")
         version = definition.get("version", 1)
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            problems.append(f"{where}: version must be a whole number >= 1, got {version!r}")
+            problems.append(f"{where}: version must be a whole number >= 1, got {brief(version)}")
         description = definition.get("description", "")
         if not isinstance(description, str):
             problems.append(f"{where}: description must be text")
@@ -244,16 +267,25 @@ class _Compiler:
             problems.append(f"{where}: missing `when:` condition")
             raise DefinitionError(problems)
         try:
-            test, reads = self.condition(definition["when"], f"{where}: when")
+            test, reads = self.condition(definition["when"], f"{where}: when", 1)
         except DefinitionError as exc:
             problems.extend(exc.problems)
         if problems:
             raise DefinitionError(problems)
         return Segment(name, version, description, test, reads, definition)
 
-    def condition(self, node: Any, where: str) -> tuple[Test, frozenset[str]]:
+    def _count(self, where: str) -> None:
+        self._conditions += 1
+        if self._conditions > MAX_CONDITIONS:
+            raise _OverLimit([f"{where}: more than {MAX_CONDITIONS} conditions and operators in one segment; "
+                              f"split it, or use `in:` for a list of values"])
+
+    def condition(self, node: Any, where: str, depth: int) -> tuple[Test, frozenset[str]]:
+        if depth > MAX_NESTING:
+            raise _OverLimit([f"{where}: conditions nested more than {MAX_NESTING} levels deep"])
+        self._count(where)
         if not isinstance(node, dict) or len(node) != 1:
-            raise DefinitionError([f"{where}: a condition is a mapping with exactly one key (all, any, not, repeated, or an attribute); got {node!r}"])
+            raise DefinitionError([f"{where}: a condition is a mapping with exactly one key (all, any, not, repeated, or an attribute); got {brief(node)}"])
         (key, arg), = node.items()
         key = str(key)
         if key in ("all", "any"):
@@ -262,7 +294,9 @@ class _Compiler:
             parts, problems = [], []
             for i, child in enumerate(arg):
                 try:
-                    parts.append(self.condition(child, f"{where}.{key}[{i}]"))
+                    parts.append(self.condition(child, f"{where}.{key}[{i}]", depth + 1))
+                except _OverLimit:
+                    raise
                 except DefinitionError as exc:
                     problems.extend(exc.problems)
             if problems:
@@ -271,7 +305,7 @@ class _Compiler:
             reads = frozenset().union(*(r for _, r in parts))
             return _explained((_all if key == "all" else _any)(tests), key, key, tests), reads
         if key == "not":
-            test, reads = self.condition(arg, f"{where}.not")
+            test, reads = self.condition(arg, f"{where}.not", depth + 1)
             return _explained(_not(test), "not", "not", (test,)), reads
         if key == "repeated":
             test, reads = self.repeated(arg, f"{where}.repeated")
@@ -284,24 +318,24 @@ class _Compiler:
             raise DefinitionError([f"{where}: expected a mapping with event, per, at_least, within"])
         problems = []
         if set(arg) - allowed:
-            problems.append(f"{where}: unknown key(s) {', '.join(sorted(map(str, set(arg) - allowed)))}; allowed: {', '.join(sorted(allowed))}")
+            problems.append(f"{where}: unknown key(s) {_names(set(arg) - allowed)}; allowed: {', '.join(sorted(allowed))}")
         event, per, at_least = arg.get("event"), arg.get("per", "product"), arg.get("at_least")
-        if event not in STREAM_EVENTS:
-            problems.append(f"{where}.event: one of {', '.join(STREAM_EVENTS)}; got {event!r}")
+        if not isinstance(event, str) or event not in STREAM_EVENTS:      # a list is no dict key
+            problems.append(f"{where}.event: one of {', '.join(STREAM_EVENTS)}; got {brief(event)}")
         if per not in STREAM_KEYS:
-            problems.append(f"{where}.per: one of {', '.join(STREAM_KEYS)}; got {per!r}")
+            problems.append(f"{where}.per: one of {', '.join(STREAM_KEYS)}; got {brief(per)}")
         if not isinstance(at_least, int) or isinstance(at_least, bool) or not 1 <= at_least <= 100:
-            problems.append(f"{where}.at_least: a whole number from 1 to 100; got {at_least!r}")
+            problems.append(f"{where}.at_least: a whole number from 1 to 100; got {brief(at_least)}")
         window = without = None
         try:
-            window = parse_duration(arg.get("within"))
-        except ValueError as exc:
-            problems.append(f"{where}.within: {exc}")
+            window = _duration(arg.get("within"), f"{where}.within")
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
         if "without_order_within" in arg:
             try:
-                without = parse_duration(arg["without_order_within"])
-            except ValueError as exc:
-                problems.append(f"{where}.without_order_within: {exc}")
+                without = _duration(arg["without_order_within"], f"{where}.without_order_within")
+            except DefinitionError as exc:
+                problems.extend(exc.problems)
         if problems:
             raise DefinitionError(problems)
         self._need_stream(event, per, at_least, window)
@@ -325,17 +359,20 @@ class _Compiler:
         else:
             hint = difflib.get_close_matches(name, list(ATTRS) + ["all", "any", "not", "repeated", "bucket"], n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise DefinitionError([f"{where}: unknown attribute or keyword {name!r}{suggestion}; attributes: {', '.join(ATTRS)}, custom.<field>, bucket"])
-        where = f"{where}.{name}"
+            raise DefinitionError([f"{where}: unknown attribute or keyword {brief(name)}{suggestion}; attributes: {', '.join(ATTRS)}, custom.<field>, bucket"])
+        where = f"{where}.{clip(name, 80)}"
         if not isinstance(ops, dict) or not ops:
             raise DefinitionError([f"{where}: expected a mapping of operator -> value, like {{gte: 2}}"])
         tests, reads, problems = [], {attr.group}, []
         for op, operand in ops.items():
             try:
-                test, extra = self.operator(attr, str(op), operand, f"{where}.{op}")
+                self._count(where)
+                test, extra = self.operator(attr, str(op), operand, f"{where}.{clip(str(op), 40)}")
                 tests.append(_explained(test, f"{label} {_OP_TEXT.get(op, op)} {_operand_text(operand)}",
                                         attr=attr))
                 reads |= extra
+            except _OverLimit:
+                raise
             except DefinitionError as exc:
                 problems.extend(exc.problems)
         if problems:
@@ -346,23 +383,17 @@ class _Compiler:
     def operator(self, attr: Attr, op: str, operand: Any, where: str) -> tuple[Test, set[str]]:
         ops = _OPERATORS_BY_KIND[attr.kind]
         if op not in ops:
-            raise DefinitionError([f"{where}: operator {op!r} does not apply to {attr.kind} attribute {attr.name!r}; use one of {', '.join(sorted(ops))}"])
+            raise DefinitionError([f"{where}: operator {brief(op)} does not apply to {attr.kind} attribute {attr.name!r}; use one of {', '.join(sorted(ops))}"])
         get = attr.get
         if op == "exists":
             if not isinstance(operand, bool):
                 raise DefinitionError([f"{where}: exists takes true or false"])
             return _static(lambda st: (get(st) is not None) is operand), set()
         if op in ("within", "ago"):
-            try:
-                span = parse_duration(operand)
-            except ValueError as exc:
-                raise DefinitionError([f"{where}: {exc}"]) from exc
+            span = _duration(operand, where)
             return (_within if op == "within" else _ago)(get, span), set()
         if op == "birthday_within":
-            try:
-                span = parse_duration(operand)
-            except ValueError as exc:
-                raise DefinitionError([f"{where}: {exc}"]) from exc
+            span = _duration(operand, where)
             if span % DAY:
                 raise DefinitionError([f"{where}: birthdays count whole days, like 7d"])
             return _birthday_within(get, span // DAY), set()
@@ -380,9 +411,10 @@ class _Compiler:
         # comparisons: a literal, or another attribute of the same kind as {attr: name}
         compare = _COMPARE[op]
         if isinstance(operand, dict):
-            other = ATTRS.get(operand.get("attr")) if set(operand) == {"attr"} else None
+            name = operand.get("attr") if set(operand) == {"attr"} else None
+            other = ATTRS.get(name) if isinstance(name, str) else None       # a list is no dict key
             if other is None or other.kind != attr.kind:
-                raise DefinitionError([f"{where}: compare with a literal or with {{attr: NAME}} naming a {attr.kind} attribute; got {operand!r}"])
+                raise DefinitionError([f"{where}: compare with a literal or with {{attr: NAME}} naming a {attr.kind} attribute; got {brief(operand)}"])
             return _compare_attrs(get, compare, other.get), {other.group}
         value = self.literal(attr, operand, where)
         if attr.kind == "any":
@@ -392,33 +424,44 @@ class _Compiler:
     def literal(self, attr: Attr, value: Any, where: str) -> Any:
         kind = attr.kind
         ok = {
-            "number": isinstance(value, (int, float)) and not isinstance(value, bool),
+            # NaN and infinities: JSON (the partition's record of its definitions) has neither
+            "number": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
             "string": isinstance(value, str),
             "bool": isinstance(value, bool),
-            "any": isinstance(value, (str, int, float, bool)),
+            "any": isinstance(value, (str, int, bool)) or isinstance(value, float) and math.isfinite(value),
         }
         if kind == "time":
             if not isinstance(value, str):
-                raise DefinitionError([f"{where}: expected an RFC 3339 timestamp with offset, got {value!r}"])
+                raise DefinitionError([f"{where}: expected an RFC 3339 timestamp with offset, got {brief(value)}"])
             try:
                 return parse_rfc3339(value)
             except ValueError as exc:
-                raise DefinitionError([f"{where}: {exc}"]) from exc
+                raise DefinitionError([f"{where}: {clip(str(exc), 200)}"]) from None
         if kind == "date":
             try:
                 _dt.date.fromisoformat(value)
                 return value          # ISO dates compare correctly as strings
             except (TypeError, ValueError):
-                raise DefinitionError([f"{where}: expected a date YYYY-MM-DD, got {value!r}"]) from None
+                raise DefinitionError([f"{where}: expected a date YYYY-MM-DD, got {brief(value)}"]) from None
         if kind == "bucket":
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= BUCKETS:
                 raise DefinitionError([f"{where}: a bucket is a whole number from 0 to {BUCKETS - 1} "
-                                       f"({BUCKETS} allowed as a bound); got {value!r}"])
+                                       f"({BUCKETS} allowed as a bound); got {brief(value)}"])
             return value
         if not ok[kind]:
             wanted = "string, number or boolean" if kind == "any" else kind
-            raise DefinitionError([f"{where}: expected a {wanted} value for {attr.name!r}, got {value!r}"])
+            raise DefinitionError([f"{where}: expected a {wanted} value for {attr.name!r}, got {brief(value)}"])
         return value
+
+
+def _duration(value: Any, where: str) -> int:
+    """A duration, with timeutil's reasons; a value that is no text at all is shown briefly."""
+    if not isinstance(value, str):
+        raise DefinitionError([f"{where}: a duration is a string like 30d, 24h, 90m or 45s, got {brief(value)}"])
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise DefinitionError([f"{where}: {clip(str(exc), 200)}"]) from None
 
 
 _COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte")
@@ -462,7 +505,7 @@ def _bucket(ops: Any, where: str) -> tuple[Attr, dict[Any, Any], str]:
     salt = ops.get("salt", "")
     problems = []
     if "salt" in ops and (not isinstance(salt, str) or not salt or len(salt.encode()) > MAX_SALT_BYTES):
-        problems.append(f"{where}.salt: text of 1 to {MAX_SALT_BYTES} bytes (UTF-8); got {salt!r}")
+        problems.append(f"{where}.salt: text of 1 to {MAX_SALT_BYTES} bytes (UTF-8); got {brief(salt)}")
     rest = {op: operand for op, operand in ops.items() if op != "salt"}
     if not rest:
         problems.append(f"{where}: needs a comparison besides the salt, like {{lt: 10}}")
