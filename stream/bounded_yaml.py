@@ -166,14 +166,19 @@ def load(document: str | bytes, limits: Limits, dates_as_text: bool = True) -> A
         except UnicodeDecodeError as exc:
             raise DocumentError(f"not valid {limits.syntax}: not UTF-8 (byte 0x{document[exc.start]:02x} "
                                 f"at offset {exc.start})") from None
-    loader = (_TextDatesLoader if dates_as_text else _Loader)(document, limits)
     try:
-        return loader.get_single_data()
+        return _compose_and_construct(document, limits, dates_as_text)
     except _OverLimit as exc:
         raise DocumentError(f"over the limits of {limits.what}: {exc}") from None
     except (yaml.YAMLError, ValueError) as exc:
         # ValueError: a constructor's, e.g. an integer of more than 4300 digits or 2025-02-30 as a date
         raise DocumentError(f"not valid {limits.syntax}: {exc}") from None
+
+
+def _compose_and_construct(document: str, limits: Limits, dates_as_text: bool) -> Any:
+    loader = (_TextDatesLoader if dates_as_text else _Loader)(document, limits)   # checks the characters
+    try:
+        return loader.get_single_data()
     finally:
         loader.dispose()
 

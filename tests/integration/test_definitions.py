@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import time
 import urllib.request
 from collections import defaultdict
@@ -23,10 +24,12 @@ from stream.definitions import file_definitions
 from stream.define import define, undefine
 from stream.engine import Engine, Redefinition
 from stream.events import Decoder, Event
-from stream.live_definitions import publish
+from stream.live_definitions import TOPIC_CONFIG, publish, read_topic
 from stream.rules import compile_catalog, load_catalog
 from stream.synth import shopper_events
 from stream.worker import Worker
+
+from hostile_definitions import POISONS, oversized, run_bounded, segments_cli
 
 from . import conformance
 from .test_reliability import create_topics, topic_config, workers  # noqa: F401 (fixture)
@@ -197,3 +200,80 @@ def test_sigkill_during_reevaluation_loses_and_invents_nothing(kafka_bootstrap, 
         if kafka_flavour == "external":
             assert max(counts.values()) == 1, "exactly-once: a definition move repeated"
     worker.terminate()
+
+
+# ---- hostile records on the topic ------------------------------------------------------------------
+
+def events_counted(port: int) -> float:
+    """Input events the worker counted, every outcome (its own /metrics)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as scrape:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in scrape.read().decode().splitlines()
+                   if line.startswith("segments_events_total{"))
+
+
+def healthy(port: int) -> bool:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+        return answer.status == 200
+
+
+def wait_until(what: str, check, worker, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert worker.alive, f"the worker exited with {worker.proc.returncode}:\n{worker.tail()}"
+        assert time.monotonic() < deadline, f"{what} not within {timeout}s:\n{worker.tail()}"
+        time.sleep(0.3)
+
+
+def test_poisoned_records_are_rejected_by_a_running_worker_that_keeps_processing_and_undefine_removes_them(
+        kafka_bootstrap, unique_topic, tmp_path, workers):  # noqa: F811 (fixture)
+    config = topic_config(kafka_bootstrap, unique_topic)
+    defs = f"{unique_topic}-definitions"
+    create_topics(config)
+    ensure_topics(kafka_bootstrap, [(defs, 1, TOPIC_CONFIG)])
+    port = free_port()
+    worker = workers("w0", config, instance_id="w0")
+    worker.args[worker.args.index("--metrics-port") + 1] = str(port)
+    # The worker may grow to 2 GiB of address space: one that expands a poisoned record dies of it
+    # (and fails this test) instead of taking the machine's memory.
+    worker.args = [sys.executable, "-c", "import os, resource, sys; "
+                   "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); os.execv(sys.argv[1], sys.argv[1:])",
+                   *worker.args, "--definitions-topic", defs]
+    worker.start().wait_ready(PARTITIONS, timeout=60)
+    good = tmp_path / "loyal.yaml"
+    good.write_text(yaml.safe_dump(LOYAL3))
+    assert define("loyal", good, kafka_bootstrap, {}, defs, load_catalog()) == 0
+    wait_until("loyal v2", lambda: get_json(port, "/definitions")["segments"]["loyal"]["version"] == 2, worker)
+    first = list(shopper_events(100, 1500, seed=21))
+    conformance.produce(kafka_bootstrap, config.input_topics[0], first)
+    wait_until("the first events", lambda: events_counted(port) >= len(first), worker)
+
+    # segments define refuses one locally: exit 2, nothing on the topic
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(POISONS["alias-bomb"][0])
+    assert define("poison-defined", bomb, kafka_bootstrap, {}, defs, load_catalog()) == 2
+    # hand-written ones go around it, straight to the topic
+    poisons = {"loyal": POISONS["alias-bomb"][0], "poison-tree": POISONS["alias-tree-9^7"][0],
+               "poison-deep": POISONS["nested-1k-not"][0], "poison-big": oversized(100 << 10)}
+    for name, value in poisons.items():
+        publish(kafka_bootstrap, {}, defs, name, value.encode())
+    wait_until("every poisoned record rejected", lambda: {
+        r["segment"] for r in get_json(port, "/definitions")["rejected"]} == set(poisons), worker)
+    answer = get_json(port, "/definitions")
+    assert answer["segments"]["loyal"]["version"] == 2, "the previous version keeps running"
+    assert not set(poisons) - {"loyal"} & set(answer["segments"])
+    assert len(json.dumps(answer["rejected"])) < 20_000
+    assert "poison-defined" not in read_topic(kafka_bootstrap, {}, defs).records
+    second = list(shopper_events(100, 1500, seed=22))
+    conformance.produce(kafka_bootstrap, config.input_topics[0], second)
+    wait_until("the events after the poison", lambda: events_counted(port) >= len(first) + len(second), worker)
+    assert healthy(port)
+
+    # segments undefine removes each one (bounded too: it reads every record of the topic)
+    for name in poisons:
+        done = run_bounded([*segments_cli(), "undefine", name, "--bootstrap-servers", kafka_bootstrap,
+                            "--definitions-topic", defs], timeout=90)
+        assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    wait_until("nothing rejected", lambda: get_json(port, "/definitions")["rejected"] == [], worker)
+    loyal = get_json(port, "/definitions")["segments"]["loyal"]
+    assert (loyal["version"], loyal["source"]) == (3, "file"), "the file's definition again, as the next version"
+    assert healthy(port) and worker.terminate() == 0
