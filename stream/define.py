@@ -17,7 +17,6 @@ import yaml
 from confluent_kafka import KafkaException
 
 from .bounded_yaml import DEFINITION, DocumentError, read_file
-
 from .broker import ensure_topics
 from .definitions import file_definitions, parse_record, version_of
 from .live_definitions import TOPIC_CONFIG, DefinitionsFeed, publish, read_topic

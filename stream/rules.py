@@ -83,8 +83,8 @@ def shown(problems: list[str] | tuple[str, ...]) -> list[str]:
 
 def _names(keys: Any) -> str:
     """Keys of a mapping for a message: a few, each short."""
-    names = sorted(brief(k) if not isinstance(k, str) else clip(k, 40) for k in list(keys)[:10])
-    return ", ".join(names) + (f" (and {len(keys) - 10:,} more)" if len(keys) > 10 else "")
+    names = sorted(clip(k, 40) if isinstance(k, str) else brief(k) for k in keys)
+    return ", ".join(names[:10]) + (f" (and {len(names) - 10:,} more)" if len(names) > 10 else "")
 
 
 @dataclass(frozen=True)

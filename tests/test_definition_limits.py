@@ -259,10 +259,14 @@ def _aliased() -> st.SearchStrategy[str]:
     return build()
 
 
+def test_any_text_under_the_limit_loads_or_is_refused_with_a_short_value_error():
+    in_bounded_child(_any_text_loads_or_is_refused, timeout=600)     # bounded: the texts are hostile
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.lists(st.sampled_from(YAML_PIECES) | st.text(max_size=3), max_size=60).map("".join),
                  _aliased()))
-def test_any_text_under_the_limit_loads_or_is_refused_with_a_short_value_error(text):
+def _any_text_loads_or_is_refused(text: str) -> None:
     assert len(text.encode("utf-8", "surrogatepass")) <= DEFINITION.bytes
     start = time.monotonic()
     record = parse_record(b"s", text.encode("utf-8", "surrogatepass"), 1)   # the topic's door ...
