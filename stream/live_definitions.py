@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from . import metrics
+from .bounded_yaml import brief
 from .definitions import (Rejection, Resolution, Running, TopicRecord, decode_running, encode_running,
                           parse_record, redefine, resolve, still_incomplete)
 from .engine import Redefinition
+from .rules import valid_name
 from .store import DEFINITIONS_KEY
 
 if TYPE_CHECKING:
@@ -198,9 +200,10 @@ class LiveDefinitions:
             key = (name, rejection.source)
             if key not in self._counted:
                 self._counted.add(key)
-                metrics.DEFINITIONS_REJECTED.labels(name).inc()
+                # A record's key is anyone's text: a label (and a log line) only as long as a name is
+                metrics.DEFINITIONS_REJECTED.labels(name if valid_name(name) else "(invalid name)").inc()
                 log.error("segment %s: definition from %s rejected, the previous one keeps running: %s",
-                          name, rejection.source, "; ".join(rejection.problems))
+                          brief(name), rejection.source, "; ".join(rejection.problems))
         self.rejected = dict(resolution.rejected)
 
     def _set_gauges(self) -> None:

@@ -179,6 +179,10 @@ class Catalog:
 # Loading and validation
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def valid_name(name: str) -> bool:
+    return _NAME.match(name) is not None
 _SEGMENT_KEYS = {"when", "description", "version"}
 
 
@@ -249,7 +253,7 @@ class _Compiler:
     def segment(self, name: str, definition: Any) -> Segment:
         where = f"segment {brief(name)}"
         self._conditions = 0
-        if not _NAME.match(name):
+        if not valid_name(name):
             raise DefinitionError([f"{where}: a name is lower-case letters, digits and '-', starting with a letter or digit, at most 64 characters"])
         if not isinstance(definition, dict):
             raise DefinitionError([f"{where}: expected a mapping with `when:` (and optional description, version)"])

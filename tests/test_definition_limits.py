@@ -121,6 +121,23 @@ def _topic_record_rejected(poison: str, tmp_path: Path) -> None:
     assert live.describe()["rejected"] == []
 
 
+def test_a_record_keyed_by_no_segment_name_is_rejected_under_a_bounded_label(tmp_path):
+    """The key is anyone's text: a megabyte of it names no segment, and becomes no metric label."""
+    topic = _Topic()
+    key = "K" * (1 << 20)
+    topic.put(key, f"version: 1\nwhen: {LEAF}\n".encode(), 1)
+    live = LiveDefinitions(FILE, topic)
+    task = PartitionTask(0, PartitionStore(tmp_path / "p0"), load_catalog())
+    before = metrics.DEFINITIONS_REJECTED.labels("(invalid name)")._value.get()
+    live.attach(task)
+    (rejection,) = live.describe()["rejected"]
+    assert "a name is lower-case letters" in rejection["problems"][0]
+    assert sum(map(len, rejection["problems"])) <= MESSAGE_CHARS
+    assert metrics.DEFINITIONS_REJECTED.labels("(invalid name)")._value.get() == before + 1
+    assert all(len(label) < 100 for metric in metrics.DEFINITIONS_REJECTED.collect()
+               for sample in metric.samples for label in sample.labels.values())
+
+
 @pytest.mark.parametrize("poison", sorted(POISONS))
 def test_a_poisoned_record_parses_to_problems_so_it_stays_removable(poison):
     """undefine needs only this: the record read as "defined, with problems", never an exception."""
