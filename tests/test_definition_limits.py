@@ -20,7 +20,6 @@ from stream import metrics
 from stream.bounded_yaml import DEFINITION, SEGMENTS_FILE, DocumentError, Limits, load
 from stream.define import define, read_definition
 from stream.definitions import file_definitions, parse_record
-from stream.engine import Engine
 from stream.live_definitions import LiveDefinitions
 from stream.rules import MAX_CONDITIONS, MAX_NESTING, DefinitionError, compile_catalog, load_catalog, parse_catalog
 from stream.store import PartitionStore
