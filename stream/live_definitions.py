@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Iterable
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from . import metrics
-from .bounded_yaml import brief
 from .definitions import (Rejection, Resolution, Running, TopicRecord, decode_running, encode_running,
                           parse_record, redefine, resolve, still_incomplete)
 from .engine import Redefinition
@@ -202,8 +201,8 @@ class LiveDefinitions:
                 self._counted.add(key)
                 # A record's key is anyone's text: a label (and a log line) only as long as a name is
                 metrics.DEFINITIONS_REJECTED.labels(name if valid_name(name) else "(invalid name)").inc()
-                log.error("segment %s: definition from %s rejected, the previous one keeps running: %s",
-                          brief(name), rejection.source, "; ".join(rejection.problems))
+                log.error("segment %.80s: definition from %s rejected, the previous one keeps running: %s",
+                          name, rejection.source, "; ".join(rejection.problems))
         self.rejected = dict(resolution.rejected)
 
     def _set_gauges(self) -> None:
