@@ -236,8 +236,6 @@ def _worker(args: argparse.Namespace) -> int:
         worker = Worker(config, catalog)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: worker.stop())
-        if config.metrics_port:
-            log.info("metrics: http://127.0.0.1:%d/metrics", config.metrics_port)
         worker.run()
         log.info("stopped: every committed batch is in Kafka and in the local state")
     return 0
