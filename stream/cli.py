@@ -210,13 +210,16 @@ def _worker(args: argparse.Namespace) -> int:
 
     from .broker import EmbeddedBroker
     from .config import ConfigError, load_config
+    from .http_server import HttpSetupError, read_token
     from .rules import DefinitionError, load_catalog
     from .worker import Worker
 
     try:
         config = load_config(args)
         catalog = load_catalog(config.segments_file)
-    except (ConfigError, DefinitionError) as exc:
+        if config.metrics_port and config.http_token_file is not None:
+            read_token(config.http_token_file)     # an unusable token file stops the start before anything runs
+    except (ConfigError, DefinitionError, HttpSetupError) as exc:
         print(f"segments worker: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

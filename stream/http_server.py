@@ -164,12 +164,13 @@ class App:
         if self.token is None:
             return json_error(403, _OFF)
         scheme, _, credentials = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
+        credentials = credentials.strip(" \t")          # HTTP's optional white space, nothing else
+        if scheme.lower() != "bearer" or not credentials:
             return json_error(401, "this route needs 'Authorization: Bearer <token>' (the token in the "
                                    "worker's http_token_file)", (("WWW-Authenticate", REALM),))
         # WSGI gives header values as latin-1 text: back to the bytes the client sent. Constant time:
         # how long the comparison takes says nothing about how much of a guess was right.
-        if not hmac.compare_digest(credentials.strip().encode("latin-1"), self.token):
+        if not hmac.compare_digest(credentials.encode("latin-1"), self.token):
             return json_error(401, "wrong bearer token",
                               (("WWW-Authenticate", REALM + ', error="invalid_token"'),))
         return None
@@ -214,9 +215,11 @@ class Server:
         self.app = app
         sock = _listen(host, port)
         self.host, self.port = sock.getsockname()[:2]
-        # waitress' "waitress" logger says "Client disconnected" at INFO for every hang-up: not news.
-        if logging.getLogger("waitress").level == logging.NOTSET:
-            logging.getLogger("waitress").setLevel(logging.WARNING)
+        # waitress says "Client disconnected" (INFO) for every hang-up, and "Task queue depth is N"
+        # (WARNING) for every request that waits for a thread: under a flood, a line per request.
+        for name, level in (("waitress", logging.WARNING), ("waitress.queue", logging.ERROR)):
+            if logging.getLogger(name).level == logging.NOTSET:
+                logging.getLogger(name).setLevel(level)
         self._server = create_server(
             app, sockets=[sock], threads=THREADS, backlog=BACKLOG, connection_limit=CONNECTION_LIMIT,
             channel_timeout=CHANNEL_TIMEOUT, cleanup_interval=CLEANUP_INTERVAL,

@@ -11,6 +11,8 @@ import json
 import logging
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -177,6 +179,15 @@ def test_a_missing_token_file_stops_the_start(tmp_path):
         metrics.serve(free_port(), metrics.Health(), personal(), LOOPBACK, tmp_path / "absent")
 
 
+def test_segments_worker_refuses_an_unusable_token_file_before_starting_anything(tmp_path):
+    (tmp_path / "token").write_text("too-short")
+    for path in (tmp_path / "absent", tmp_path / "token"):
+        done = subprocess.run([sys.executable, "-m", "stream.cli", "worker", "--http-token-file", str(path),
+                               "--state-dir", str(tmp_path / "state")], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and f"http_token_file {path}" in done.stderr, done.stderr
+        assert "too-short" not in done.stderr and "embedded broker" not in done.stderr
+
+
 def test_the_token_is_never_logged(serving, token_file, caplog):
     caplog.set_level(logging.DEBUG)
     server = serving(personal(), token_file)
@@ -253,7 +264,7 @@ def test_half_sent_requests_neither_block_the_probes_nor_take_threads(serving, m
             sock.close()
 
 
-def test_many_clients_at_once_are_all_answered_promptly(serving):
+def test_many_clients_at_once_are_all_answered_promptly_and_quietly(serving, caplog):
     server = serving()
     socks = [socket.create_connection((LOOPBACK, server.port), timeout=10) for _ in range(300)]
     try:
@@ -263,6 +274,7 @@ def test_many_clients_at_once_are_all_answered_promptly(serving):
         answers = [b"".join(iter(lambda s=sock: s.recv(4096), b"")) for sock in socks]
         assert all(a.startswith(b"HTTP/1.1 200") for a in answers)
         assert time.monotonic() - started < 10
+        assert not [r.getMessage() for r in caplog.records if r.name.startswith("waitress")]
     finally:
         for sock in socks:
             sock.close()
@@ -276,6 +288,11 @@ def test_a_client_that_hangs_up_mid_stream_logs_no_traceback_and_frees_its_slot(
         sock.sendall(f"GET /segments/s/members HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
         assert sock.recv(1024).startswith(b"HTTP/1.1 200")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # RST, not FIN
+        sock.close()
+    for _ in range(20):                        # and hang-ups before the answer is written
+        sock = socket.create_connection((LOOPBACK, server.port), timeout=5)
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
     time.sleep(0.5)
     # Each hang-up gave its slot back: a further export is not refused as busy.
