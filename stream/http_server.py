@@ -30,7 +30,6 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import create_server
 
-log = logging.getLogger("segments.http")
 
 # Bounds of the server (README, "HTTP: what is served, and to whom").
 THREADS = 6                  # requests answered at once
