@@ -128,17 +128,17 @@ class App:
         return [response.body] if isinstance(response.body, bytes) else response.body
 
     def _answer(self, environ: dict[str, Any]) -> Response:
-        url = urlsplit(environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
+        path, query = _split(environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
         if environ["REQUEST_METHOD"] != "GET":
             return json_error(405, "only GET is served", (("Allow", "GET"),))
-        if url.path == "/":
+        if path == "/":
             return Response(200, self.index().encode(), "text/plain; charset=utf-8")
         for route in self.routes:
-            match = route.pattern.fullmatch(url.path)
+            match = route.pattern.fullmatch(path)
             if match:
-                request = Request(tuple(unquote(arg) for arg in match.groups()), parse_qs(url.query))
+                request = Request(tuple(unquote(arg) for arg in match.groups()), parse_qs(query))
                 return route.handler(request) if route.public else self._private_answer(route, request, environ)
-        return json_error(404, f"no route {url.path!r}: GET / lists them")
+        return json_error(404, f"no route {path!r}: GET / lists them")
 
     def _private_answer(self, route: Route, request: Request, environ: dict[str, Any]) -> Response:
         refused = self._refusal(environ.get("HTTP_AUTHORIZATION"))
@@ -183,6 +183,16 @@ class App:
                                         for r in self.routes]
         return ("segments worker HTTP routes ([token]: personal data, behind the bearer token)\n"
                 + "".join(f"  {line}\n" for line in lines) + f"personal-data routes: {state}\n")
+
+
+def _split(uri: str) -> tuple[str, str]:
+    """The raw (still percent-encoded) path and query of a request line's target: each <arg> is
+    decoded only after matching, so an encoded / stays inside its segment."""
+    if not uri.startswith("/"):                  # absolute form, http://host/path?query
+        url = urlsplit(uri)
+        return url.path or "/", url.query
+    path, _, query = uri.partition("?")          # not urlsplit: it would take //x as a host name
+    return path, query.partition("#")[0]
 
 
 class _Closing:

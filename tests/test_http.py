@@ -158,6 +158,25 @@ def test_no_credential_but_the_token_opens_a_personal_route(credential):
     assert seen[0].startswith("200" if credential == TOKEN else "401")
 
 
+_PATH_PARTS = st.sampled_from(["", "customers", "segments", "members", "definitions", "metrics", "healthz",
+                                "readyz", "c1", "%2F", "..", ".", "x?format=csv", "%00", "?", "#", "//"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PATH_PARTS, min_size=1, max_size=5), st.booleans())
+def test_without_the_token_only_the_open_routes_answer(parts, token_on):
+    """Whatever the path, a request without the token gets a 200 only from /, /metrics, /healthz or
+    /readyz, and never a route's personal answer."""
+    path = "/" + "/".join(parts)
+    app = App([*metrics._probes(metrics.Health()), *personal()], TOKEN.encode() if token_on else None)
+    seen = []
+    environ = {"REQUEST_METHOD": "GET", "REQUEST_URI": path, "PATH_INFO": path}
+    body = b"".join(app(environ, lambda status, headers: seen.append(status)))
+    if seen[0].startswith("200"):
+        assert path.split("?", 1)[0].split("#", 1)[0] in ("/", "/metrics", "/healthz", "/readyz"), path
+    assert b"row" not in body and b'"id"' not in body
+
+
 # ---- the token file ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("content, problem", [
@@ -247,7 +266,7 @@ def test_half_sent_requests_neither_block_the_probes_nor_take_threads(serving, m
     try:
         started = time.monotonic()
         assert answer(server.port, "/healthz", timeout=5)[0] == 200
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 2.0
         assert threading.active_count() <= threads
         # Idle half-sent connections are closed by the server after CHANNEL_TIMEOUT.
         deadline = time.monotonic() + 10
@@ -334,7 +353,7 @@ def test_personal_requests_cannot_take_every_thread(serving, token_file):
         assert status == 503 and headers["Retry-After"] == "1" and "busy" in json.loads(body)["error"]
         started = time.monotonic()
         assert answer(server.port, "/healthz")[0] == 200 and answer(server.port, "/metrics")[0] == 200
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 2.0
     finally:
         for sock in socks:
             sock.close()
