@@ -210,13 +210,16 @@ def _worker(args: argparse.Namespace) -> int:
 
     from .broker import EmbeddedBroker
     from .config import ConfigError, load_config
+    from .http_server import HttpSetupError, read_token
     from .rules import DefinitionError, load_catalog
     from .worker import Worker
 
     try:
         config = load_config(args)
         catalog = load_catalog(config.segments_file)
-    except (ConfigError, DefinitionError) as exc:
+        if config.metrics_port and config.http_token_file is not None:
+            read_token(config.http_token_file)     # an unusable token file stops the start before anything runs
+    except (ConfigError, DefinitionError, HttpSetupError) as exc:
         print(f"segments worker: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -236,8 +239,6 @@ def _worker(args: argparse.Namespace) -> int:
         worker = Worker(config, catalog)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: worker.stop())
-        if config.metrics_port:
-            log.info("metrics: http://127.0.0.1:%d/metrics", config.metrics_port)
         worker.run()
         log.info("stopped: every committed batch is in Kafka and in the local state")
     return 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Collection, Mapping
@@ -57,6 +58,8 @@ class WorkerConfig:
     session_timeout_ms: int = 10000
     max_poll_interval_ms: int = 60000
     runtime: str = "native"                       # "faust": the same product as a Faust app (stream.faust_app)
+    http_host: str = "0.0.0.0"                    # bind address of --metrics-port (probes must reach it)
+    http_token_file: Path | None = None           # None: the personal-data HTTP routes are off
 
     @property
     def exactly_once(self) -> bool:
@@ -133,6 +136,9 @@ CONFIG_ENV = "SEGMENTS_CONFIG"
 
 # Kafka's own rule for topic names; checked here so a typo fails at start-up with the others.
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+# A DNS host name: dot-separated labels of letters, digits and inner hyphens (RFC 1123).
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 # confluent-kafka's Consumer.consume() refuses more than this many messages per call.
 _MAX_BATCH = 1_000_000
 
@@ -181,6 +187,17 @@ def _topic_list(values: tuple[str, ...]) -> str | None:
 
 def _guarantee(value: str) -> str | None:
     return None if value in GUARANTEES else f"must be one of {', '.join(GUARANTEES)}, got {value!r}"
+
+
+def _host(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+        return None
+    except ValueError:
+        pass
+    if _HOSTNAME.fullmatch(value):
+        return None
+    return f"must be an IP address (such as 0.0.0.0, 127.0.0.1 or ::) or a host name, got {value!r}"
 
 
 def _runtime(value: str) -> str | None:
@@ -290,6 +307,11 @@ _OPTIONS: dict[str, _Option] = {
                                           "at least the session timeout", _positive),
     "runtime": _Option(_STR, "what runs the engine: native (confluent-kafka) or faust (a faust-streaming app, "
                              "which talks to Kafka through aiokafka)", _runtime, choices=RUNTIMES),
+    "http_host": _Option(_STR, "address the HTTP endpoint (--metrics-port) binds: 0.0.0.0 all IPv4 interfaces, "
+                               "127.0.0.1 this machine only, :: all IPv6", _host, metavar="ADDRESS"),
+    "http_token_file": _Option(_PATH, "file holding the bearer token that the personal-data HTTP routes "
+                                      "(/customers, /segments/<name>/members, /definitions) require; none: "
+                                      "those routes are off", _not_empty, metavar="FILE", nullable=True),
 }
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(WorkerConfig) if f.name != "kafka"}

@@ -200,7 +200,8 @@ def _run(console: Any, parts: _Parts, work: Path, catalog: Any, feed: _Feed, *, 
     settings = WorkerConfig(
         bootstrap_servers=bootstrap, input_topics=(INPUT_TOPIC,), group_id="segments-demo", instance_id="demo",
         state_dir=work / "state", partitions=PARTITIONS, idle_advance_ms=1000,
-        session_timeout_ms=6000, max_poll_interval_ms=10000, metrics_port=metrics_port)
+        session_timeout_ms=6000, max_poll_interval_ms=10000, metrics_port=metrics_port,
+        http_host="127.0.0.1")   # a demo on this machine: nothing for the network to see
     parts.worker = Worker(settings, catalog, on_batch=feed.on_batch)
     ensure_topics(bootstrap, parts.worker.topics(), replication_factor=settings.replication_factor)
 

@@ -540,7 +540,10 @@ class FaustWorker:
         s = self.s
         ensure_topics(s.bootstrap_servers, topics(s), replication_factor=s.replication_factor)
         self._check_partitions()
-        http = metrics.serve(s.metrics_port, self.health) if s.metrics_port else None
+        # The same server as the native worker's; this runtime's state is a Faust table, which the
+        # personal-data routes (stream.inspect_http) do not read: it serves the open routes only.
+        http = metrics.serve(s.metrics_port, self.health, (), s.http_host, s.http_token_file) \
+            if s.metrics_port else None
         worker = faust.Worker(self.app, loglevel="info", quiet=True, redirect_stdouts=False,
                               override_logging=False)
         worker.spinner = None           # it writes terminal escapes to stdout, quiet or not

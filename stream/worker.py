@@ -140,9 +140,10 @@ class Worker:
             "fetch.wait.max.ms": 50,
         })
         # list(dict) copies the keys in one step under the GIL: safe from the HTTP threads.
-        route = segment_routes(s.state_dir, s.group_id, lambda: self.catalog, lambda: list(self.tasks),
-                               self.live.describe)
-        http = metrics.serve(s.metrics_port, self.health, route) if s.metrics_port else None
+        routes = segment_routes(s.state_dir, s.group_id, lambda: self.catalog, lambda: list(self.tasks),
+                                self.live.describe)
+        http = metrics.serve(s.metrics_port, self.health, routes, s.http_host, s.http_token_file) \
+            if s.metrics_port else None
         self.consumer.subscribe([*s.keyed_topics, *s.routed_topics], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
         try:

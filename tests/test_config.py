@@ -53,7 +53,7 @@ FLAGS = {
     "commit_interval_ms": "--commit-interval-ms", "idle_advance_ms": "--idle-advance-ms",
     "max_message_bytes": "--max-message-bytes", "metrics_port": "--metrics-port",
     "session_timeout_ms": "--session-timeout-ms", "max_poll_interval_ms": "--max-poll-interval-ms",
-    "runtime": "--runtime",
+    "runtime": "--runtime", "http_host": "--http-host", "http_token_file": "--http-token-file",
 }
 
 # field -> (text for a flag or env var, the same as YAML, the resulting value); none is the default.
@@ -80,6 +80,8 @@ SAMPLES = {
     "session_timeout_ms": ("6000", "6000", 6000),
     "max_poll_interval_ms": ("70000", "70000", 70000),
     "runtime": ("faust", "faust", "faust"),
+    "http_host": ("127.0.0.1", "127.0.0.1", "127.0.0.1"),
+    "http_token_file": ("/run/secrets/http-token", "/run/secrets/http-token", Path("/run/secrets/http-token")),
 }
 
 
@@ -92,7 +94,7 @@ def test_defaults():
         "state_dir": "state", "guarantee": "exactly_once", "segments_file": None, "partitions": 8,
         "replication_factor": 1, "batch_size": 2000, "commit_interval_ms": 100, "idle_advance_ms": 1000,
         "max_message_bytes": 1048576, "metrics_port": 9308, "session_timeout_ms": 10000,
-        "max_poll_interval_ms": 60000, "runtime": "native",
+        "max_poll_interval_ms": 60000, "runtime": "native", "http_host": "0.0.0.0", "http_token_file": None,
     }
     assert load() == WorkerConfig()
 
@@ -377,7 +379,17 @@ VALUE_PROBLEMS = [   # (field, value, words expected) for each range or emptines
     ("bootstrap_servers", "", ["must not be empty"]),
     ("state_dir", "", ["must not be empty"]),
     ("segments_file", "", ["must not be empty"]),
+    ("http_host", "127.0.0.1:9308", ["must be an IP address", "or a host name, got '127.0.0.1:9308'"]),
+    ("http_host", "[::1]", ["must be an IP address"]),
+    ("http_host", "http://localhost", ["must be an IP address"]),
+    ("http_host", "bad_host.example", ["or a host name"]),
+    ("http_token_file", "", ["must not be empty"]),
 ]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1", "::", "::1", "localhost", "worker-1.segments.svc"])
+def test_http_host_takes_addresses_and_host_names(host):
+    assert load(["--http-host", host]).http_host == host
 
 
 @pytest.mark.parametrize("name, text, words", VALUE_PROBLEMS, ids=[f"{n}={t[:10]}" for n, t, _ in VALUE_PROBLEMS])
