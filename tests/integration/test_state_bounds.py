@@ -1,0 +1,53 @@
+"""A customer fed oversized and heavy attributes: the worker dead-letters what breaks the contract,
+sheds what is valid but over the state bound, and keeps committing (its next good events are
+applied), with every changelog record within the state bound (README "State bounds")."""
+from __future__ import annotations
+
+import json
+
+from stream.broker import ensure_topics
+from stream.events import MAX_CUSTOM_KEY_CHARS, MAX_CUSTOM_KEYS, MAX_CUSTOM_TEXT_CHARS
+from stream.rules import load_catalog
+from stream.state import MAX_STATE_BYTES, load_state
+from stream.store import META
+from stream.worker import Worker
+
+from . import conformance
+from .test_worker import PARTITIONS, Running, settings
+
+WIDE = "\U0001F600"
+
+
+def _line(kind: str, event_id: str, at: str, **fields) -> bytes:
+    return json.dumps({"type": kind, "event_id": event_id, "customer_id": "c1",
+                       "occurred_at": f"2025-01-01T00:{at}Z", **fields}).encode()
+
+
+def test_oversized_custom_attributes_do_not_stop_the_partition(kafka_bootstrap, unique_topic, tmp_path):
+    # The finding: ten customer_updated events under 1 MiB each, ~0.9 MB of custom values apiece.
+    oversized = [_line("customer_updated", f"big-{n}", f"00:{n:02d}",
+                       attributes={"custom": {f"n{n}-k{i}": "v" * 12_000 for i in range(75)}}) for n in range(10)]
+    assert all(800_000 < len(raw) < 1 << 20 for raw in oversized)
+    # Valid, but every name and value at its bound in four-byte characters: ~82 KB of custom state.
+    heavy = _line("customer_updated", "heavy", "00:30", attributes={"custom": {
+        f"{i:02d}" + WIDE * (MAX_CUSTOM_KEY_CHARS - 2): WIDE * MAX_CUSTOM_TEXT_CHARS for i in range(MAX_CUSTOM_KEYS)}})
+    good = [_line("order_placed", "o1", "01:00", order_id="ord-1", total=10, currency="KZT",
+                  items=[{"product_id": "p", "quantity": 1, "price": 10}]),
+            _line("order_paid", "o1-paid", "01:10", order_id="ord-1", amount=10)]
+    s = settings(kafka_bootstrap, unique_topic, tmp_path)
+    worker = Worker(s, load_catalog())
+    ensure_topics(kafka_bootstrap, worker.topics())
+    conformance.produce(kafka_bootstrap, s.input_topics[0], [*oversized, heavy, *good])
+    with Running(worker) as running:
+        running.wait_for(1 + len(good))
+
+    letters = conformance.read_messages(kafka_bootstrap, s.dead_letter_topic, PARTITIONS)
+    assert sorted(m.value() for m in letters) == sorted(oversized)
+    assert all("`$.attributes.custom" in dict(m.headers())["reason"].decode() for m in letters)
+    changes = conformance.read_all(kafka_bootstrap, s.changes_topic, PARTITIONS)
+    assert {c["event_id"] for c in changes} >= {"o1-paid"}, changes          # applied after the rest
+    records = [m for m in conformance.read_messages(kafka_bootstrap, s.changelog_topic, PARTITIONS)
+               if m.key()[:1] != META and m.value() is not None]
+    assert records and all(len(m.value()) <= MAX_STATE_BYTES for m in records)
+    last = load_state(records[-1].value())
+    assert last.paid_count == 1 and 0 < len(last.custom) < MAX_CUSTOM_KEYS
