@@ -192,7 +192,7 @@ class Engine:
             segments = self._affected[type(event)]
         seen = st.seen
         seen[event.event_id] = now
-        if len(seen) > SEEN_KEEP:
+        while len(seen) > SEEN_KEEP:         # (more than one only in a state stored before the bound)
             del seen[next(iter(seen))]       # the oldest (see stream.state)
         self._folds[type(event)](st, event, t, now)
         self.stats.applied += 1

@@ -15,10 +15,13 @@ Bounds (why state stays small however long a history grows):
   extreme customer: non-ASCII ids and values at every bound) sheds, in this order, the oldest half
   of its dedup ids, the stalest half of each windowed table, the newest half of its custom names,
   the later half of its categories, the oldest half of its cancelled ids, the oldest half of its
-  paid orders (folded into the aggregates), until it fits. Each shed is counted
+  paid orders (folded into the aggregates), again and again until it fits: first only from the
+  parts holding over an eighth of the bound, then from any. Each shed is counted
   (segments_state_truncated_total{reason}) and logged at most once a minute per reason, without
   any value from the state. So a changelog record always fits the changelog topic's
-  max.message.bytes (stream.runtime.CHANGELOG_MESSAGE_BYTES).
+  max.message.bytes (stream.runtime.CHANGELOG_MESSAGE_BYTES). The whole-record bound acts when a
+  state is written (each worker commit, a backfill's hand-off); a replay, which writes nothing,
+  keeps such a state whole.
 """
 from __future__ import annotations
 
@@ -104,17 +107,23 @@ def dump_state(state: CustomerState) -> bytes:
     data = _PREFIX + _encode(state)
     if len(data) <= MAX_STATE_BYTES:
         return data
-    size = len(data)
-    for reason, shed in _SHEDS:
-        shed_any = False
-        while len(data) > MAX_STATE_BYTES and shed(state):
-            shed_any = True
-            data = _PREFIX + _encode(state)
-        if shed_any:
-            note_truncated(reason, f"a state of {size} bytes was over the {MAX_STATE_BYTES}-byte bound, "
-                                   f"now {len(data)}")
-        if len(data) <= MAX_STATE_BYTES:
-            return data
+    size, shed_from = len(data), []
+    # First only the parts that hold a real share of the record, in the order of least harm (a
+    # state swollen by custom values keeps its dedup ids); then, if need be, anything that is left.
+    for share in (MAX_STATE_BYTES // 8, 0):
+        for reason, field, shed in _SHEDS:
+            shed_any = False
+            while (len(data) > MAX_STATE_BYTES and len(_encode(getattr(state, field))) > share
+                   and shed(state)):
+                shed_any = True
+                data = _PREFIX + _encode(state)
+            if shed_any:
+                shed_from.append(reason)
+            if len(data) <= MAX_STATE_BYTES:
+                for reason in dict.fromkeys(shed_from):
+                    note_truncated(reason, f"a state of {size} bytes was over the {MAX_STATE_BYTES}-byte "
+                                           f"bound, now {len(data)}")
+                return data
     # Only segment memberships and timers are left, and the catalog bounds those.
     raise ValueError(f"customer state of {len(data)} bytes cannot be brought within {MAX_STATE_BYTES} bytes")
 
@@ -221,9 +230,10 @@ def _shed_paid(st: CustomerState) -> bool:
 
 # Least harm first: an old duplicate applied twice, a stale item's window, rarely read profile
 # extras, then the order history (whose counts and sums survive in the aggregates).
-_SHEDS: tuple[tuple[str, Callable[[CustomerState], bool]], ...] = (
-    ("dedup_ids", _shed_seen), ("windowed_items", _shed_streams), ("custom", _shed_custom),
-    ("categories", _shed_categories), ("cancelled_orders", _shed_cancelled), ("paid_orders", _shed_paid))
+_SHEDS: tuple[tuple[str, str, Callable[[CustomerState], bool]], ...] = (
+    ("dedup_ids", "seen", _shed_seen), ("windowed_items", "streams", _shed_streams),
+    ("custom", "custom", _shed_custom), ("categories", "categories_bought", _shed_categories),
+    ("cancelled_orders", "cancelled", _shed_cancelled), ("paid_orders", "paid", _shed_paid))
 
 
 def load_state(data: bytes, customer_id: str | None = None) -> CustomerState:

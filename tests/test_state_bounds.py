@@ -125,6 +125,7 @@ def test_ten_megabyte_sized_custom_updates_stay_bounded():
     state = engine.store["c"]
     assert truncated("custom") >= custom + 10
     assert state.custom and set(state.custom) <= {f"n0-k{i}" for i in range(60)}
+    assert len(state.seen) == 10            # the custom values swelled it: the dedup ids stay
 
 
 def _at(us: int):
