@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from stream import events as ev
-from stream.engine import Engine
 from stream.config import WorkerConfig
+from stream.engine import Engine
 from stream.faust_app import changelog_topic, topics as faust_topics
-from stream.runtime import (CHANGELOG_MESSAGE_BYTES, PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, worker_topics)
-from stream.state import (CUSTOM_KEEP, MAX_STATE_BYTES, SEEN_KEEP, CustomerState, dump_state, load_state)
+from stream.runtime import CHANGELOG_MESSAGE_BYTES, PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, worker_topics
+from stream.state import CUSTOM_KEEP, MAX_STATE_BYTES, SEEN_KEEP, CustomerState, dump_state, load_state
 from stream.synth import shopper_events
 from stream.timeutil import DAY
 from tests.helpers import catalog_from, decode, default_catalog, event_bytes, iso
