@@ -61,7 +61,7 @@ from .events import DeadLetter, Decoder
 from .partition_ends import Key, consume_ready, partition_ends, peek
 from .replay import ReplaySummary, write_changes
 from .rules import Catalog
-from .runtime import worker_topics
+from .runtime import PRODUCER_BATCH_BYTES, worker_topics
 from .state import dump_state
 from .store import stream_time_record
 from .timeutil import SECOND, format_rfc3339, from_datetime, parse_duration, parse_rfc3339
@@ -558,6 +558,7 @@ def hand_off(config: WorkerConfig, group: str, states: MemoryStore, now: int | N
     failures: list[KafkaError] = []
     producer = Producer({"bootstrap.servers": config.bootstrap_servers, "transactional.id": f"{group}-backfill",
                          "partitioner": "murmur2_random", "linger.ms": 20, "transaction.timeout.ms": 900_000,
+                         "batch.size": PRODUCER_BATCH_BYTES,     # within the changelog's max.message.bytes
                          "on_delivery": lambda err, _msg: err is not None and failures.append(err),
                          **config.kafka})
     member = Consumer({**_client(config, "read_uncommitted"), "group.id": group})

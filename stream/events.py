@@ -16,71 +16,91 @@ from .timeutil import EARLIEST, LATEST, to_datetime
 # Instants the engine can add a rule's longest duration to and still write in RFC 3339.
 _EARLIEST, _LATEST = to_datetime(EARLIEST), to_datetime(LATEST)
 
-NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+# Length bounds, in characters (what msgspec counts; UTF-8 takes up to 4 bytes each). Every string
+# the state keeps comes through one of these, so they bound what a customer's state can hold
+# (stream.state). Ids: a UUID is 36, a Shopify gid about 40; 128 leaves room for prefixed ids.
+MAX_ID_CHARS = 128
+MAX_CITY_CHARS = 128            # "Llanfairpwllgwyngyll..." is 58
+MAX_PROFILE_CHARS = 64          # country (a name or an ISO code), gender (as the customer gave it)
+MAX_CUSTOM_KEYS = 64            # per event; the state keeps at most CUSTOM_KEEP merged (stream.state)
+MAX_CUSTOM_KEY_CHARS = 64
+MAX_CUSTOM_TEXT_CHARS = 256     # a tier, a referral source, a preferred language: short labels
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
+SessionId = Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)]
+# An order's shipping address (non-empty when given) and the profile's own (may be empty).
+ShipCity = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CITY_CHARS)]
+ShipCountry = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PROFILE_CHARS)]
+City = Annotated[str, msgspec.Meta(max_length=MAX_CITY_CHARS)]
+ProfileText = Annotated[str, msgspec.Meta(max_length=MAX_PROFILE_CHARS)]
 Amount = Annotated[float, msgspec.Meta(ge=0)]
 # A timestamp without an offset is ambiguous across a marketplace's time zones: reject it.
 Instant = Annotated[_dt.datetime, msgspec.Meta(tz=True)]
 # The length pins it: in Python's re, `$` also matches before a trailing newline ("USD\n").
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$", min_length=3, max_length=3)]
-CustomValue = Union[str, int, float, bool]
+# Integers as msgpack (the state's encoding) holds them: a larger one would make the state unwritable.
+CustomValue = Union[Annotated[str, msgspec.Meta(max_length=MAX_CUSTOM_TEXT_CHARS)],
+                    Annotated[int, msgspec.Meta(ge=-(1 << 63), le=(1 << 63) - 1)], float, bool]
+Custom = Annotated[dict[Annotated[str, msgspec.Meta(max_length=MAX_CUSTOM_KEY_CHARS)], CustomValue],
+                   msgspec.Meta(max_length=MAX_CUSTOM_KEYS)]
 
 
 class Event(msgspec.Struct, tag_field="type", frozen=True, gc=False):
-    event_id: NonEmpty
-    customer_id: NonEmpty
+    event_id: Id
+    customer_id: Id
     occurred_at: Instant
 
 
 class OrderItem(msgspec.Struct, frozen=True, gc=False):
-    product_id: NonEmpty
+    product_id: Id
     quantity: Annotated[int, msgspec.Meta(ge=1)]
     price: Amount
-    category: NonEmpty | None = None
+    category: Id | None = None
 
 
 class OrderPlaced(Event, tag="order_placed"):
-    order_id: NonEmpty
+    order_id: Id
     total: Amount
     currency: Currency
     items: list[OrderItem]
-    city: NonEmpty | None = None
-    country: NonEmpty | None = None
+    city: ShipCity | None = None
+    country: ShipCountry | None = None
 
 
 class OrderPaid(Event, tag="order_paid"):
-    order_id: NonEmpty
+    order_id: Id
     amount: Amount
 
 
 class OrderCancelled(Event, tag="order_cancelled"):
-    order_id: NonEmpty
+    order_id: Id
 
 
 class ProductViewed(Event, tag="product_viewed"):
-    product_id: NonEmpty
-    category: NonEmpty
-    session_id: str | None = None
+    product_id: Id
+    category: Id
+    session_id: SessionId | None = None
 
 
 class CartUpdated(Event, tag="cart_updated"):
-    cart_id: NonEmpty
+    cart_id: Id
     value: Amount
     items: list[Any]
 
 
 class CartAbandoned(Event, tag="cart_abandoned"):
-    cart_id: NonEmpty
+    cart_id: Id
     value: Amount
 
 
 class Attributes(msgspec.Struct, frozen=True, gc=False):
     # UNSET (absent) leaves a profile field as it is; an explicit null clears it.
-    city: str | None | msgspec.UnsetType = msgspec.UNSET
-    country: str | None | msgspec.UnsetType = msgspec.UNSET
+    city: City | None | msgspec.UnsetType = msgspec.UNSET
+    country: ProfileText | None | msgspec.UnsetType = msgspec.UNSET
     birth_date: _dt.date | None | msgspec.UnsetType = msgspec.UNSET
-    gender: str | None | msgspec.UnsetType = msgspec.UNSET
+    gender: ProfileText | None | msgspec.UnsetType = msgspec.UNSET
     email_opt_in: bool | None | msgspec.UnsetType = msgspec.UNSET
-    custom: dict[str, CustomValue] | None | msgspec.UnsetType = msgspec.UNSET
+    custom: Custom | None | msgspec.UnsetType = msgspec.UNSET
 
 
 class CustomerUpdated(Event, tag="customer_updated"):

@@ -74,8 +74,8 @@ from .config import WorkerConfig
 from .engine import Engine
 from .events import DeadLetter, Decoder
 from .rules import Catalog
-from .runtime import (COMPACT, DEAD_LETTER_BYTES, TYPE_OF, Spec, advance_idle, apply_counted, dead_letter, membership,
-                      output_topics)
+from .runtime import (CHANGELOG, PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, Spec, advance_idle,
+                      apply_counted, dead_letter, membership, output_topics)
 from .state import CustomerState, dump_state, load_state
 from .store import META, STREAM_TIME_KEY, stream_time_record, unpack_time
 from .timeutil import EARLIEST, format_rfc3339
@@ -107,7 +107,7 @@ def topics(config: WorkerConfig) -> list[Spec]:
     this way)."""
     n = config.partitions
     ticks = {"cleanup.policy": "delete", "retention.ms": 3600 * 1000}
-    return [*output_topics(config), (changelog_topic(config), n, COMPACT), (ticks_topic(config), n, ticks)]
+    return [*output_topics(config), (changelog_topic(config), n, CHANGELOG), (ticks_topic(config), n, ticks)]
 
 
 @contextlib.contextmanager
@@ -316,8 +316,9 @@ class FaustWorker:
             broker_commit_interval=s.commit_interval_ms / 1000,
             # aiokafka keeps one unsent batch per partition and makes a send wait once it is full:
             # with the default 16 KB, a batch's output waits on round trips.
-            producer_max_batch_size=1 << 20,
-            producer_max_request_size=DEAD_LETTER_BYTES + 65536,
+            # (Its batches also go to the table's changelog: stream.runtime.CHANGELOG_MESSAGE_BYTES.)
+            producer_max_batch_size=PRODUCER_BATCH_BYTES,
+            producer_max_request_size=PRODUCER_MESSAGE_BYTES,
             web_enabled=False,
         )
         self.table = app.Table(_TABLE, partitions=s.partitions, key_type=bytes, value_type=bytes)

@@ -55,6 +55,9 @@ DEFINITION_INCOMPLETE = Gauge("segments_definition_needs_backfill", "1 while a s
                               "did not keep when it was defined", ["segment"])
 REEVALUATIONS_RUNNING = Gauge("segments_reevaluations_running", "Partitions re-evaluating stored customers "
                               "after a definition change")
+# Customer states that hit a bound and lost something (stream.state): reason is one of a fixed set.
+STATE_TRUNCATED = Counter("segments_state_truncated", "Customer states that dropped data to stay within a "
+                          "bound, by what was dropped", ["reason"])
 REEVALUATED = Counter("segments_reevaluated_customers", "Stored customers re-evaluated after definition changes")
 
 

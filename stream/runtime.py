@@ -18,10 +18,20 @@ from .timeutil import SECOND, format_rfc3339
 
 # Dead letters carry input messages back out whole, oversized ones included, up to this much.
 DEAD_LETTER_BYTES = 16 << 20
+# The state changelogs' max.message.bytes, set on the topic so a broker default (Kafka's 1 MiB)
+# cannot decide it. The broker checks it per record batch: every producer writing a changelog
+# batches at most PRODUCER_BATCH_BYTES (librdkafka batch.size, aiokafka max_batch_size), and a
+# record is one customer's state, at most MAX_STATE_BYTES (stream.state), so the largest batch
+# (a full one, or one record that did not fit a batch) is within it with room to spare.
+PRODUCER_BATCH_BYTES = 1 << 20
+CHANGELOG_MESSAGE_BYTES = 2 << 20
+# Every producer's own message.max.bytes: the dead letters, the largest records any of them sends.
+PRODUCER_MESSAGE_BYTES = DEAD_LETTER_BYTES + 65536
 TYPE_OF = {cls: tag for tag, cls in EVENT_TYPES.items()}
 
 Spec = tuple[str, int, dict[str, str | int]]      # (topic, partitions, configs)
 COMPACT = {"cleanup.policy": "compact"}
+CHANGELOG = {**COMPACT, "max.message.bytes": CHANGELOG_MESSAGE_BYTES}
 _KEEP = {"cleanup.policy": "delete", "retention.ms": 7 * 24 * 3600 * 1000}
 _encode_json = msgspec.json.Encoder().encode
 
@@ -40,7 +50,7 @@ def worker_topics(config: WorkerConfig) -> list[Spec]:
     """The native worker's topics: the outputs, its state changelog, and the definitions topic
     (one partition: a handful of definitions, read whole by every worker)."""
     definitions = [(config.definitions_topic, 1, DEFINITIONS_CONFIG)] if config.definitions_topic is not None else []
-    return [*output_topics(config), (config.changelog_topic, config.partitions, COMPACT), *definitions]
+    return [*output_topics(config), (config.changelog_topic, config.partitions, CHANGELOG), *definitions]
 
 
 def dead_letter(letter: DeadLetter, topic: str, partition: int, offset: int) -> tuple[bytes, list[tuple[str, bytes]]]:

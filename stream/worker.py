@@ -35,8 +35,8 @@ from .inspect_http import segment_routes
 from .live_definitions import DefinitionsFeed, LiveDefinitions
 from .partition_ends import partition_ends
 from .rules import Catalog
-from .runtime import (DEAD_LETTER_BYTES, TYPE_OF, Spec, advance_idle, apply_counted, dead_letter, membership,
-                      worker_topics)
+from .runtime import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, Spec, advance_idle, apply_counted,
+                      dead_letter, membership, worker_topics)
 from .store import PartitionStore
 from .timeutil import format_rfc3339
 
@@ -179,7 +179,8 @@ class Worker:
     def _new_producer(self) -> Producer:
         s = self.s
         config = {**self._common(), "enable.idempotence": True, "linger.ms": 5, "on_delivery": self._delivered,
-                  "partitioner": "murmur2_random", "message.max.bytes": DEAD_LETTER_BYTES + 65536}
+                  "partitioner": "murmur2_random", "message.max.bytes": PRODUCER_MESSAGE_BYTES,
+                  "batch.size": PRODUCER_BATCH_BYTES}
         if s.exactly_once:
             config["transactional.id"] = f"{s.group_id}-{s.instance_id}"
         producer = Producer(config)

@@ -221,7 +221,11 @@ def _sig_from_msgspec(t: mi.Type) -> dict:
             types.discard("integer")
         return {**merged, "types": types}
     if isinstance(t, mi.StrType):
-        return {"types": {"string"}, "pattern": t.pattern, "accepts_empty": _accepts_empty(t.pattern, t.min_length)}
+        return {"types": {"string"}, "pattern": t.pattern, "accepts_empty": _accepts_empty(t.pattern, t.min_length),
+                "max_length": t.max_length}
+    if isinstance(t, mi.IntType) and (t.ge, t.le) == (-(2**63), 2**63 - 1):
+        # custom values: a JSON Schema number cannot tell 2**63 from 9.3e18 (test_what_json_schema_cannot_say)
+        return {"types": {"integer"}, "minimum": None}
     if isinstance(t, (mi.FloatType, mi.IntType)):
         assert t.gt is None and t.lt is None and t.le is None and t.multiple_of is None
         return {"types": {"number" if isinstance(t, mi.FloatType) else "integer"}, "minimum": t.ge}
@@ -238,7 +242,8 @@ def _sig_from_msgspec(t: mi.Type) -> dict:
         return {"types": {"array"}, "items": _sig_from_msgspec(t.item_type)}
     if isinstance(t, mi.DictType):
         assert isinstance(t.key_type, mi.StrType)
-        return {"types": {"object"}, "values": _sig_from_msgspec(t.value_type)}
+        return {"types": {"object"}, "values": _sig_from_msgspec(t.value_type), "max_properties": t.max_length,
+                "key_max_length": t.key_type.max_length}
     if isinstance(t, mi.StructType):
         return {"types": {"object"}}
     if isinstance(t, mi.AnyType):
@@ -257,12 +262,15 @@ def _sig_from_schema(s: dict) -> dict:
         else:
             sig["pattern"] = s.get("pattern")
             sig["accepts_empty"] = _accepts_empty(s.get("pattern"), s.get("minLength"))
+            sig["max_length"] = s.get("maxLength")
     if types & {"number", "integer"}:
         sig["minimum"] = s.get("minimum")
     if "array" in types:
         sig["items"] = _sig_from_schema(s.get("items", {}))
     if "object" in types and isinstance(s.get("additionalProperties"), dict):
         sig["values"] = _sig_from_schema(s["additionalProperties"])
+        sig["max_properties"] = s.get("maxProperties")
+        sig["key_max_length"] = s.get("propertyNames", {}).get("maxLength")
     return sig
 
 
@@ -638,10 +646,72 @@ def test_what_json_schema_cannot_say():
     starts accepting them, update the README and move them to VALID."""
     two_point_oh = encode(ev("order_placed", items=[{**ITEM, "quantity": 2.0}]))
     huge = encode(ev("order_paid")).replace(b'"amount": 0', b'"amount": 1e400')
-    for raw, where in ((two_point_oh, "`$.items[0].quantity`"), (huge, "`$.amount`")):
+    wide = encode(ev("customer_updated", attributes={"custom": {"n": 2**63}}))
+    for raw, where in ((two_point_oh, "`$.items[0].quantity`"), (huge, "`$.amount`"),
+                       (wide, "`$.attributes.custom[...]`")):
         assert EVENT_V.is_valid(strict_json(raw))
         got = DECODER.decode(raw)
         assert isinstance(got, DeadLetter) and where in got.reason, got
+
+
+# Every string the state keeps is bounded at the contract (README "State bounds"): each bound is
+# accepted at its limit and a dead letter one past it, by the schema and the decoder alike.
+_WIDE = "\U0001F600"           # four bytes in UTF-8: the limits count characters, not bytes
+LENGTH_BOUNDS = [  # (type, path to the string, limit)
+    *((t, (f,), 128) for t in TYPES for f in ("event_id", "customer_id")),
+    *((t, ("order_id",), 128) for t in ("order_placed", "order_paid", "order_cancelled")),
+    ("order_placed", ("items", 0, "product_id"), 128), ("order_placed", ("items", 0, "category"), 128),
+    ("order_placed", ("city",), 128), ("order_placed", ("country",), 64),
+    ("product_viewed", ("product_id",), 128), ("product_viewed", ("category",), 128),
+    ("product_viewed", ("session_id",), 128),
+    ("cart_updated", ("cart_id",), 128), ("cart_abandoned", ("cart_id",), 128),
+    ("customer_updated", ("attributes", "city"), 128), ("customer_updated", ("attributes", "country"), 64),
+    ("customer_updated", ("attributes", "gender"), 64),
+    ("customer_updated", ("attributes", "custom", "tier"), 256),
+]
+
+
+def _with(t: str, path: tuple, value: Any) -> dict:
+    doc = json.loads(json.dumps(ev(t, items=[ITEM]) if t == "order_placed" else ev(t)))  # a deep copy
+    parent = doc
+    for p in path[:-1]:
+        parent = parent[p] if isinstance(parent, list) else parent.setdefault(p, {})
+    parent[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize("t, path, limit", LENGTH_BOUNDS, ids=lambda v: ".".join(map(str, v)) if isinstance(v, tuple) else str(v))
+def test_string_length_bounds(t, path, limit):
+    for char in ("x", _WIDE):
+        at_limit = encode(_with(t, path, char * limit))
+        assert EVENT_V.is_valid(strict_json(at_limit))
+        assert not isinstance(DECODER.decode(at_limit), DeadLetter)
+        over = encode(_with(t, path, char * (limit + 1)))
+        assert not EVENT_V.is_valid(strict_json(over))
+        got = DECODER.decode(over)
+        where = _json_path(path[:-1]) + "[...]" if path[-2:-1] == ("custom",) else _json_path(path)
+        assert isinstance(got, DeadLetter) and f"length <= {limit} - at `{where}`" in got.reason, got
+
+
+def test_custom_map_bounds():
+    """At most 64 names per event, each at most 64 characters."""
+    def custom(mapping: dict) -> bytes:
+        return encode(ev("customer_updated", attributes={"custom": mapping}))
+    for ok in (custom({f"k{i}": i for i in range(64)}), custom({"k" * 64: 1})):
+        assert EVENT_V.is_valid(strict_json(ok)) and not isinstance(DECODER.decode(ok), DeadLetter)
+    for bad, reason in ((custom({f"k{i}": i for i in range(65)}), "`object` of length <= 64 - at `$.attributes.custom`"),
+                        (custom({"k" * 65: 1}), "length <= 64 - at `key` in `$.attributes.custom`")):
+        assert not EVENT_V.is_valid(strict_json(bad))
+        got = DECODER.decode(bad)
+        assert isinstance(got, DeadLetter) and reason in got.reason, got
+
+
+def test_a_megabyte_of_custom_attributes_is_a_dead_letter():
+    """The finding: one customer_updated under 1 MiB carrying ~0.7 MB of custom values."""
+    raw = encode(ev("customer_updated", attributes={"custom": {f"k{i}": "v" * 12_000 for i in range(60)}}))
+    assert 700_000 < len(raw) < DECODER.max_bytes
+    got = DECODER.decode(raw)
+    assert isinstance(got, DeadLetter) and "`$.attributes.custom[...]`" in got.reason, got
 
 
 # --------------------------------------------------------------------------------------------------
