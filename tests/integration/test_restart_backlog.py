@@ -1,0 +1,87 @@
+"""A restart with a backlog keeps event times: the native worker, stopped, its input piling up
+meanwhile, started again on the same state dir with the default idle clock (1000 ms).
+
+Opening a partition rebuilds its engine from the store (every customer decoded, timers indexed),
+which takes seconds for a store of tens of thousands of customers, and the partitions open one
+after another. Before the idle clock waited for a partition to be read to its end (runtime.CatchUp),
+it counted from when the partition was opened: by the time the consumer fetched, the first
+partitions looked idle, their clocks jumped to the wall clock, and the backlog was applied late,
+stamped with the restart time (733 of 920 changes seen at the wrong `at`, 48 transitions published
+twice under different change_ids).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+
+import pytest
+
+from stream import metrics
+from stream.broker import ensure_topics
+from stream.rules import load_catalog
+from stream.synth import START, shopper_events
+from stream.timeutil import SECOND, format_rfc3339
+from stream.worker import Worker
+
+from . import conformance
+from .test_worker import PARTITIONS, Running, settings
+
+BULK_CUSTOMERS = 60_000        # makes opening the three partitions take seconds (measured below)
+_OPENED = re.compile(r"partition \d+ ready: .* in ([0-9.]+)s")
+
+
+def bulk_views(customers: int) -> list[bytes]:
+    """One view per customer, the day before the shopper input starts: a large store."""
+    start = START - 86400 * SECOND
+    return [(f'{{"type":"product_viewed","event_id":"b{n}","customer_id":"bulk{n}",'
+             f'"occurred_at":"{format_rfc3339(start + n * 1000)}","product_id":"p{n % 500}","category":"books"}}').encode()
+            for n in range(customers)]
+
+
+def late_events(topic: str) -> float:
+    return sum(sample.value for family in metrics.EVENTS.collect() for sample in family.samples
+               if sample.name.endswith("_total") and sample.labels.get("topic") == topic
+               and sample.labels.get("outcome") == "late")
+
+
+@pytest.mark.timeout(300)
+def test_restart_with_backlog_applies_it_at_its_own_times(kafka_bootstrap, unique_topic, tmp_path, caplog):
+    bulk = bulk_views(BULK_CUSTOMERS)
+    shoppers = list(shopper_events(300, 6000, seed=31))
+    before, backlog = shoppers[:3000], shoppers[3000:]
+    s = settings(kafka_bootstrap, unique_topic, tmp_path / "state", batch_size=5000, commit_interval_ms=100)
+    topic = s.input_topics[0]
+    partition_of: dict[str, int] = {}
+
+    # the first run builds the store (no idle clock: nothing here depends on it)
+    first = Worker(s, load_catalog())
+    ensure_topics(kafka_bootstrap, first.topics())
+    conformance.produce(kafka_bootstrap, topic, bulk + before, partition_of)
+    with Running(first) as running:
+        running.wait_for(len(bulk) + len(before), timeout=120)
+
+    # the backlog arrives while no worker runs
+    cuts = conformance.produce(kafka_bootstrap, topic, backlog, partition_of)
+
+    # the restart, on the same state dir, with the default idle clock
+    again = Worker(dataclasses.replace(s, idle_advance_ms=1000), load_catalog())
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="segments.worker"), Running(again) as running:
+        running.wait_for(len(backlog), timeout=120)
+    opened = [float(m.group(1)) for m in map(_OPENED.search, caplog.messages) if m]
+    print(f"[restart-backlog] partitions opened in {opened} s")
+    assert len(opened) == PARTITIONS
+    # the test means something only if opening took longer than the idle threshold
+    assert sum(opened) > 1.5, f"opening took {sum(opened):.2f}s in all: make the store larger"
+
+    lines = bulk + shoppers
+    observed = conformance.read_all(kafka_bootstrap, s.changes_topic, PARTITIONS)
+    reference = conformance.replay_by_partition(lines, partition_of)
+    ids = [c["change_id"] for c in observed]
+    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} change_ids published twice"
+    # every change up to each partition's newest event equals the replay's (the idle clock may
+    # move customers only after that, once the backlog is applied)
+    conformance.assert_conforms(reference, observed, cuts)
+    assert late_events(topic) == 0, "backlog events were applied as late"
+
