@@ -115,8 +115,9 @@ class CatchUp:
 
     def rewind(self) -> None:
         """Every source read again from its committed offset (a failed batch)."""
-        self.behind = set(self.sources)
-        self.since = None
+        if self.sources:                  # none (no routed topic, say): nothing to read again
+            self.behind = set(self.sources)
+            self.since = None
 
 
 def idle(catch_ups: Iterable[CatchUp], idle_ms: int, now: float) -> bool:
