@@ -14,14 +14,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import time
+from typing import Callable
 
+import msgspec
 import pytest
 
 from stream import metrics
 from stream.broker import ensure_topics
 from stream.rules import load_catalog
 from stream.synth import START, shopper_events
-from stream.timeutil import SECOND, format_rfc3339
+from stream.timeutil import SECOND, format_rfc3339, parse_rfc3339
 from stream.worker import Worker
 
 from . import conformance
@@ -85,3 +88,79 @@ def test_restart_with_backlog_applies_it_at_its_own_times(kafka_bootstrap, uniqu
     conformance.assert_conforms(reference, observed, cuts)
     assert late_events(topic) == 0, "backlog events were applied as late"
 
+
+
+class _BacklogOnRevoke(Worker):
+    """A worker that, the first time its partitions are revoked, has the backlog produced before
+    the callback returns: the input that piles up during a rebalance, deterministically there
+    before any partition is assigned again."""
+
+    def __init__(self, *args, backlog: Callable[[], None]):
+        super().__init__(*args)
+        self._backlog: Callable[[], None] | None = backlog
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        super()._on_revoke(consumer, partitions)
+        if self._backlog is not None and partitions:
+            self._backlog()
+            self._backlog = None
+
+
+def relive(lines: list[bytes], start: int, end: int) -> list[bytes]:
+    """The lines with their occurred_at moved, in the same order, onto [start, end] (microseconds)."""
+    times = [parse_rfc3339(msgspec.json.decode(line)["occurred_at"]) for line in lines]
+    low, span = times[0], max(times[-1] - times[0], 1)
+    out = []
+    for line, t in zip(lines, times):
+        event = msgspec.json.decode(line)
+        event["occurred_at"] = format_rfc3339(start + (t - low) * (end - start) // span)
+        out.append(msgspec.json.encode(event))
+    return out
+
+
+@pytest.mark.timeout(300)
+def test_rebalance_with_backlog_applies_it_at_its_own_times(kafka_bootstrap, unique_topic, tmp_path, caplog):
+    """A second worker joins while input flows: the first reopens the partitions it keeps (from
+    its store), the second restores the others from the changelog, one partition after another,
+    and then both read what arrived meanwhile. The input is dated as it is produced (a live shop),
+    so the first worker's idle clock follows the wall clock before the rebalance, as it should, and
+    what arrives during the rebalance must still be applied at its own times: every change at the
+    replay's `at`, none twice, none late."""
+    now = time.time_ns() // 1000
+    bulk = relive(bulk_views(BULK_CUSTOMERS), now - 600 * SECOND, now - 300 * SECOND)
+    shoppers = list(shopper_events(300, 6000, seed=37))
+    before = relive(shoppers[:3000], now - 300 * SECOND, now - 60 * SECOND)
+    backlog: list[bytes] = []
+    s = settings(kafka_bootstrap, unique_topic, tmp_path / "state-a", batch_size=5000, commit_interval_ms=100,
+                 idle_advance_ms=1000)
+    topic = s.input_topics[0]
+    partition_of: dict[str, int] = {}
+    cuts: dict[str, str] = {}
+
+    def pile_up() -> None:
+        """During the rebalance: dated after the first worker's clock (the wall clock - 1 s)."""
+        wall = time.time_ns() // 1000
+        backlog.extend(relive(shoppers[3000:], wall - SECOND // 2, wall - SECOND // 10))
+        cuts.update(conformance.produce(kafka_bootstrap, topic, backlog, partition_of))
+
+    first = _BacklogOnRevoke(s, load_catalog(), backlog=pile_up)
+    ensure_topics(kafka_bootstrap, first.topics())
+    conformance.produce(kafka_bootstrap, topic, bulk + before, partition_of)
+    second = Worker(dataclasses.replace(s, instance_id="1", state_dir=tmp_path / "state-b"), load_catalog())
+    with caplog.at_level(logging.INFO, logger="segments.worker"), Running(first) as a:
+        a.wait_for(len(bulk) + len(before), timeout=120)
+        with Running(second) as b:
+            deadline = time.monotonic() + 120
+            while not cuts or a.consumed + b.consumed < len(bulk) + len(shoppers):
+                assert time.monotonic() < deadline, f"consumed {a.consumed + b.consumed}; backlog produced: {bool(cuts)}"
+                time.sleep(0.2)
+    opened = [float(m.group(1)) for m in map(_OPENED.search, caplog.messages) if m]
+    print(f"[restart-backlog] partitions opened in {opened} s")
+    assert sum(opened[PARTITIONS:]) > 1.5, f"reopening took {sum(opened[PARTITIONS:]):.2f}s: make the store larger"
+
+    observed = conformance.read_all(kafka_bootstrap, s.changes_topic, PARTITIONS)
+    reference = conformance.replay_by_partition(bulk + before + backlog, partition_of)
+    ids = [c["change_id"] for c in observed]
+    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} change_ids published twice"
+    conformance.assert_conforms(reference, observed, cuts)
+    assert late_events(topic) == 0, "events that arrived during the rebalance were applied as late"
