@@ -429,7 +429,12 @@ class FaustWorker:
 
     def _catch_ups(self, number: int) -> tuple[CatchUp, CatchUp]:
         """What the idle clock of engine `number` waits for: its own sources, and the routed ones."""
-        return self.catch_ups.setdefault(number, CatchUp()), self.routed_catch_up
+        catch_up = self.catch_ups.get(number)
+        if catch_up is None:
+            # Behind until _note_caught_up has seen its sources at their ends: a tick still in
+            # flight from before a rebalance or restart must not find it idle.
+            catch_up = self.catch_ups[number] = CatchUp((topic, number) for topic in self.s.keyed_topics)
+        return catch_up, self.routed_catch_up
 
     async def _note_caught_up(self, now: float) -> None:
         """Which of the assigned input partitions are read to their end, by aiokafka's high watermark

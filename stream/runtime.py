@@ -89,10 +89,12 @@ class CatchUp:
     None while any source is behind. The idle clock counts from it: never from when a partition was
     opened or assigned, so a backlog read after a long restore or a rebalance keeps its own times."""
 
-    def __init__(self) -> None:
+    def __init__(self, sources: Iterable[Source] = ()) -> None:
         self.sources: set[Source] = set()
         self.behind: set[Source] = set()
         self.since: float | None = 0.0     # no source yet: nothing unread (no routed topic, say)
+        for source in sources:
+            self.assigned(source)
 
     def assigned(self, source: Source) -> None:
         """Reading starts from a committed offset: unread input may follow."""

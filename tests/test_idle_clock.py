@@ -141,3 +141,14 @@ def test_an_engine_waits_for_all_of_its_sources():
 def test_no_source_at_all_is_caught_up():
     """A worker without routed topics: its routed tracker holds nothing back."""
     assert idle([CatchUp()], IDLE_MS, 1.0)
+
+
+def test_a_tracker_made_with_its_sources_is_behind_until_they_reach_their_ends():
+    """Faust makes an engine's tracker on first use, maybe for a tick still in flight from before
+    a restart: it must not be idle before its sources were seen at their ends."""
+    catch_up = CatchUp([("events", 0), ("repartition", 0)])
+    assert not idle([catch_up], IDLE_MS, 1e9)
+    catch_up.reached_end(("events", 0), 5.0)
+    assert not idle([catch_up], IDLE_MS, 1e9)
+    catch_up.reached_end(("repartition", 0), 6.0)
+    assert idle([catch_up], IDLE_MS, 7.0)
