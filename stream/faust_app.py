@@ -467,7 +467,8 @@ class FaustWorker:
             position = await asyncio.wait_for(consumer.position(tp), 1.0)
         except (asyncio.TimeoutError, IllegalStateError):   # seeking, or revoked meanwhile
             return False
-        return position is not None and position >= end
+        # (records handed over while the position was asked for are not known to be applied)
+        return position is not None and position >= end and tp not in self.app.fetched
 
     def _publish(self, part: Partition, out: list[SegmentChange], output: list[Record]) -> None:
         """Changes keyed by customer id, then each touched customer's membership record (with its
