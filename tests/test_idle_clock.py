@@ -43,7 +43,7 @@ class Model:
     sources: dict[tuple[str, int], Source] = field(default_factory=lambda: {k: Source() for k in KEYED + ROUTED})
     now: float = 100.0
     step: int = 0
-    routed_floor: float = 0.0     # when a routed source was revoked unread: its new owner has it
+    routed_floor: float = 0.0     # the catch-up time revoked routed sources leave behind
 
     def tracker(self, key: tuple[str, int]) -> CatchUp:
         return self.routed if key in ROUTED else self.engine
@@ -77,8 +77,9 @@ class Model:
             self.routed.rewind()
         elif kind == "revoke" and key in ROUTED and source.assigned:
             source.assigned = False
-            if source.last_eof < source.last_read:
-                self.routed_floor = self.now
+            # the routed tracker's catch-up time stays: when the source caught up, or now if it had not
+            caught_up_at = self.now if source.last_eof < source.last_read else source.last_eof_at
+            self.routed_floor = max(self.routed_floor, caught_up_at)
             self.routed.revoked(key, self.now)
 
     def may_advance(self) -> bool:
