@@ -20,8 +20,12 @@ from typing import Callable
 import msgspec
 import pytest
 
+from confluent_kafka import Producer
+
 from stream import metrics
 from stream.broker import ensure_topics
+from stream.engine import Engine
+from stream.events import Decoder
 from stream.rules import load_catalog
 from stream.synth import START, shopper_events
 from stream.timeutil import SECOND, format_rfc3339, parse_rfc3339
@@ -46,6 +50,16 @@ def late_events(topic: str) -> float:
     return sum(sample.value for family in metrics.EVENTS.collect() for sample in family.samples
                if sample.name.endswith("_total") and sample.labels.get("topic") == topic
                and sample.labels.get("outcome") == "late")
+
+
+def replayed_late(lines: list[bytes], partition_of: dict[str, int]) -> int:
+    """How many events the per-partition replay of the lines applies as late."""
+    engines = {p: Engine(load_catalog()) for p in set(partition_of.values())}
+    decode = Decoder().decode
+    for line in lines:
+        event = decode(line)
+        engines[partition_of[event.customer_id]].apply(event, [])
+    return sum(engine.stats.late for engine in engines.values())
 
 
 @pytest.mark.timeout(300)
@@ -164,3 +178,47 @@ def test_rebalance_with_backlog_applies_it_at_its_own_times(kafka_bootstrap, uni
     assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} change_ids published twice"
     conformance.assert_conforms(reference, observed, cuts)
     assert late_events(topic) == 0, "events that arrived during the rebalance were applied as late"
+
+
+@pytest.mark.timeout(300)
+def test_restart_with_a_routed_backlog_waits_for_it(kafka_bootstrap, unique_topic, tmp_path):
+    """The backlog is in a routed topic (orders keyed by order id, one partition): the keyed topics
+    are at their ends at once after the restart, but every engine must wait until the routed
+    topic is read to its end and re-published, or the orders come back through the repartition
+    topic late."""
+    bulk = bulk_views(BULK_CUSTOMERS)
+    shoppers = list(shopper_events(200, 4000, seed=5))
+    orders = [line for line in shoppers if b'"type":"order_' in line]
+    rest = [line for line in shoppers if b'"type":"order_' not in line]
+    routed = f"{unique_topic}-orders"
+    s = settings(kafka_bootstrap, unique_topic, tmp_path / "state", batch_size=5000, commit_interval_ms=100,
+                 routed_topics=(routed,))
+    topic = s.input_topics[0]
+    partition_of: dict[str, int] = {}
+    first = Worker(s, load_catalog())
+    ensure_topics(kafka_bootstrap, first.topics() + [(routed, 1, {})])
+    conformance.produce(kafka_bootstrap, topic, bulk + rest, partition_of)
+    with Running(first) as running:
+        running.wait_for(len(bulk) + len(rest), timeout=120)
+
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for line in orders:
+        producer.produce(routed, key=msgspec.json.decode(line)["order_id"].encode(), value=line)
+    assert producer.flush(30) == 0
+    with Running(Worker(dataclasses.replace(s, idle_advance_ms=1000), load_catalog())) as running:
+        running.wait_for(len(orders), timeout=120)      # applied, from the repartition topic
+
+    assert {msgspec.json.decode(line)["customer_id"] for line in orders} <= set(partition_of)
+    observed = conformance.read_all(kafka_bootstrap, s.changes_topic, PARTITIONS)
+    reference = conformance.replay_by_partition(bulk + rest + orders, partition_of)
+    ids = [c["change_id"] for c in observed]
+    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} change_ids published twice"
+    newest: dict[int, int] = {}
+    for line in bulk + rest + orders:
+        event = msgspec.json.decode(line)
+        p = partition_of[event["customer_id"]]
+        newest[p] = max(newest.get(p, 0), parse_rfc3339(event["occurred_at"]))
+    cuts = {customer: format_rfc3339(newest[p]) for customer, p in partition_of.items()}
+    conformance.assert_conforms(reference, observed, cuts)
+    # the orders come after the rest of their partitions' input, in the replay too: only as many late
+    assert late_events(s.repartition_topic) == replayed_late(bulk + rest + orders, partition_of)
