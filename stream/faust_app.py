@@ -64,6 +64,7 @@ from typing import Awaitable, Iterable, Iterator
 
 import faust
 import faust.streams
+from aiokafka.errors import IllegalStateError
 from confluent_kafka.admin import AdminClient
 from faust.types import TP, EventT
 
@@ -74,8 +75,8 @@ from .config import WorkerConfig
 from .engine import Engine
 from .events import DeadLetter, Decoder
 from .rules import Catalog
-from .runtime import (CHANGELOG, PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, Spec, advance_idle,
-                      apply_counted, dead_letter, membership, output_topics)
+from .runtime import (CHANGELOG, PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, CatchUp, Spec, advance_idle,
+                      apply_counted, dead_letter, idle, membership, output_topics)
 from .state import CustomerState, dump_state, load_state
 from .store import META, STREAM_TIME_KEY, stream_time_record, unpack_time
 from .timeutil import EARLIEST, format_rfc3339
@@ -160,6 +161,7 @@ class _App(faust.App):
         consumer = super()._new_consumer()
         resume = consumer.resume_partitions
         self._held: set[TP] = set()
+        self.fetched: dict[TP, int] = {}     # per partition, the offset after the last record handed to Faust
 
         def resume_partitions(tps: Iterable[TP]) -> None:
             tps = set(tps)
@@ -183,7 +185,11 @@ class _App(faust.App):
                 active_partitions = set(active_partitions)
                 if not active_partitions:
                     return {}
-            return await getmany(active_partitions, timeout)
+            records = await getmany(active_partitions, timeout)
+            for tp, batch in records.items():
+                if batch:
+                    self.fetched[tp] = batch[-1].offset + 1
+            return records
 
         consumer._getmany = _getmany
         return consumer
@@ -263,7 +269,6 @@ class Partition:
         if stream_time is not None:
             self.store.saved_time = unpack_time(stream_time)
         self.engine.restore(self._states(db), now=self.store.saved_time)
-        self.last_input = time.monotonic()
 
     def _states(self, db) -> Iterable[tuple[str, CustomerState]]:
         members = self.members
@@ -286,6 +291,8 @@ class FaustWorker:
         self.partitions: dict[int, Partition] = {}
         self.ticking: set[int] = set()         # partitions with a tick on its way
         self.positions: dict[TP, int] = {}     # next offset to apply, per input partition
+        self.catch_ups: dict[int, CatchUp] = {}   # per partition number: its keyed topic-partitions
+        self.routed_catch_up = CatchUp()       # the routed topic-partitions: any can feed every engine
         self._decode = Decoder(config.max_message_bytes).decode
         self.app = self._app()
 
@@ -406,8 +413,10 @@ class FaustWorker:
             if msg.topic == ticks:
                 self.ticking.discard(part.number)
                 if self.s.idle_advance_ms:
-                    advance_idle(engine, self.s.idle_advance_ms, part.last_input, time.monotonic(), out)
+                    advance_idle(engine, self.s.idle_advance_ms, self._catch_ups(part.number), time.monotonic(), out)
                 continue
+            self.positions[msg.tp] = msg.offset + 1
+            self._catch_ups(part.number)[0].read(msg.tp)
             decoded = decode(msg.value or b"")
             if type(decoded) is DeadLetter:
                 output.append(self._dead_letter(msg, decoded))
@@ -418,8 +427,49 @@ class FaustWorker:
             outcomes[(msg.topic, TYPE_OF[type(decoded)], outcome)] += 1
             if len(out) != before:
                 caused.append(decoded.occurred_at.timestamp())
-            self.positions[msg.tp] = msg.offset + 1
-            part.last_input = time.monotonic()
+
+    def _catch_ups(self, number: int) -> tuple[CatchUp, CatchUp]:
+        """What the idle clock of engine `number` waits for: its own sources, and the routed ones."""
+        catch_up = self.catch_ups.get(number)
+        if catch_up is None:
+            # Behind until _note_caught_up has seen its sources at their ends: a tick still in
+            # flight from before a rebalance or restart must not find it idle.
+            catch_up = self.catch_ups[number] = CatchUp((topic, number) for topic in self.s.keyed_topics)
+        return catch_up, self.routed_catch_up
+
+    async def _note_caught_up(self, now: float) -> None:
+        """Which of the assigned input partitions are read to their end, by aiokafka's high watermark
+        (no EOF event in aiokafka): everything up to it handed to Faust and applied by the agents."""
+        keyed, routed = set(self.s.keyed_topics), set(self.s.routed_topics)
+        for tp in self.app.consumer.assignment():
+            if tp.topic in keyed:
+                catch_up = self._catch_ups(tp.partition)[0]
+            elif tp.topic in routed:
+                catch_up = self.routed_catch_up
+            else:
+                continue
+            if await self._caught_up(tp):
+                catch_up.reached_end(tp, now)
+            else:
+                catch_up.read(tp)
+
+    async def _caught_up(self, tp: TP) -> bool:
+        consumer = self.app.consumer
+        end = consumer.highwater(tp)          # None before the first fetch answered
+        if end is None:
+            return False
+        fetched = self.app.fetched.get(tp)
+        if fetched is not None:
+            # Tansu's high watermark can be short of the end (docs/embedded-broker.md): the records
+            # handed over count too, and all of them must have been applied.
+            return fetched >= end and self.positions.get(tp, -1) >= fetched
+        # Nothing handed to Faust since the assignment: aiokafka's position is where reading starts.
+        try:
+            position = await asyncio.wait_for(consumer.position(tp), 1.0)
+        except (asyncio.TimeoutError, IllegalStateError):   # seeking, or revoked meanwhile
+            return False
+        # (records handed over while the position was asked for are not known to be applied)
+        return position is not None and position >= end and tp not in self.app.fetched
 
     def _publish(self, part: Partition, out: list[SegmentChange], output: list[Record]) -> None:
         """Changes keyed by customer id, then each touched customer's membership record (with its
@@ -456,6 +506,8 @@ class FaustWorker:
             output: list[Record] = []
             for event in events:
                 msg = event.message
+                self.positions[msg.tp] = msg.offset + 1
+                self.routed_catch_up.read(msg.tp)
                 decoded = self._decode(msg.value or b"")
                 if type(decoded) is DeadLetter:
                     output.append(self._dead_letter(msg, decoded))
@@ -472,16 +524,16 @@ class FaustWorker:
         """Beats the health check, and sends a tick to every idle partition (see the module
         docstring): the agent advances its clock when the tick arrives."""
         self.health.beat = time.monotonic()
-        idle = self.s.idle_advance_ms
-        if idle is None:
+        idle_ms = self.s.idle_advance_ms
+        if idle_ms is None:
             return
         ticks = self.ticks.get_topic_name()
         now = time.monotonic()
+        await self._note_caught_up(now)
         for tp in self.app.consumer.assignment():
             if tp.topic != ticks or tp.partition in self.ticking:
                 continue
-            part = self.partitions.get(tp.partition)
-            if part is None or (now - part.last_input) * 1000 >= idle:
+            if idle(self._catch_ups(tp.partition), idle_ms, now):
                 self.ticking.add(tp.partition)
                 await self.ticks.send(value=b"", partition=tp.partition)
 
@@ -503,9 +555,14 @@ class FaustWorker:
         metrics.REBALANCES.labels("revoke").inc()
         self.health.ready = False
         metrics.READY.set(0)
+        now = time.monotonic()
         for number in {tp.partition for tp in revoked}:
             self.partitions.pop(number, None)
+            self.catch_ups.pop(number, None)
         for tp in revoked:
+            self.app.fetched.pop(tp, None)
+            if tp.topic in self.s.routed_topics:
+                self.routed_catch_up.revoked(tp, now)
             if self.positions.pop(tp, None) is not None:
                 metrics.LAG.remove(tp.topic, str(tp.partition))
         self.ticking.clear()

@@ -35,8 +35,8 @@ from .inspect_http import segment_routes
 from .live_definitions import DefinitionsFeed, LiveDefinitions
 from .partition_ends import partition_ends
 from .rules import Catalog
-from .runtime import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, Spec, advance_idle, apply_counted,
-                      dead_letter, membership, worker_topics)
+from .runtime import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, CatchUp, Source, Spec, advance_idle,
+                      apply_counted, dead_letter, membership, worker_topics)
 from .store import PartitionStore
 from .timeutil import format_rfc3339
 
@@ -57,7 +57,7 @@ class PartitionTask:
         self.store = store
         self.catalog = catalog
         self.changes: list[SegmentChange] = []
-        self.last_input = time.monotonic()
+        self.catch_up = CatchUp()         # its keyed topic-partitions (the idle clock's rule)
         self.hits_reported = self.misses_reported = 0
         self.engine = self._fresh_engine()
 
@@ -85,6 +85,7 @@ class PartitionTask:
         self.store.abort()
         self.changes.clear()
         self.engine = self._fresh_engine()
+        self.catch_up.rewind()            # its input is read again from the committed offsets
 
 
 class Worker:
@@ -104,6 +105,8 @@ class Worker:
         self._failures = 0                # batches in a row that could not be committed
         self._stop = threading.Event()
         self.live = LiveDefinitions(file_definitions(catalog), None)
+        # The routed topic-partitions this worker reads: any of them can feed every engine.
+        self._routed = CatchUp()
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -138,6 +141,8 @@ class Worker:
             "session.timeout.ms": s.session_timeout_ms,
             "max.poll.interval.ms": s.max_poll_interval_ms,
             "fetch.wait.max.ms": 50,
+            # A partition's EOF says it has been read to its end: only then is it idle (CatchUp).
+            "enable.partition.eof": True,
         })
         # list(dict) copies the keys in one step under the GIL: safe from the HTTP threads.
         routes = segment_routes(s.state_dir, s.group_id, lambda: self.catalog, lambda: list(self.tasks),
@@ -200,12 +205,18 @@ class Worker:
         caused: list[float] = []          # event times (s) of events whose changes this batch commits
         fired_before = self._timers_fired()
         now = time.monotonic()
+        reading: dict[Source, bool] = {}  # per topic-partition: False once its EOF came last
+        ends = 0
         for msg in messages:
             error = msg.error()
             if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    reading[(msg.topic(), msg.partition())] = False
+                    ends += 1
+                else:
                     log.warning("consume: %s", error)
                 continue
+            reading[(msg.topic(), msg.partition())] = True
             raw = msg.value() or b""
             event = self._decode(raw)
             if type(event) is DeadLetter:
@@ -224,11 +235,12 @@ class Worker:
             outcomes[(msg.topic(), TYPE_OF[type(event)], outcome)] += 1
             if len(task.changes) != before:
                 caused.append(event.occurred_at.timestamp())
-            task.last_input = now
             events += 1
+        self._note_reading(reading, now)
         self._advance_idle(now)
         redefining = self.live.step(self.tasks.values())
-        if messages or redefining or any(t.changes for t in self.tasks.values()):
+        # A batch of EOFs alone moved no offset: a transaction only if the idle clock fired something.
+        if len(messages) > ends or redefining or any(t.changes for t in self.tasks.values()):
             if self._publish(dead, routed, events):
                 committed = time.time()
                 for labels, count in outcomes.items():
@@ -265,11 +277,28 @@ class Worker:
         for segment in sorted(names):
             metrics.MEMBERS.labels(segment).set(sum(task.members[segment] for task in self.tasks.values()))
 
+    def _catch_up_of(self, source: Source) -> CatchUp | None:
+        if source[0] in self.s.routed_topics:
+            return self._routed
+        task = self.tasks.get(source[1])
+        return None if task is None else task.catch_up
+
+    def _note_reading(self, reading: dict[Source, bool], now: float) -> None:
+        """What the batch showed of each topic-partition: input read, or its end reached after it."""
+        for source, more in reading.items():
+            catch_up = self._catch_up_of(source)
+            if catch_up is None:
+                continue                  # revoked within this batch
+            if more:
+                catch_up.read(source)
+            else:
+                catch_up.reached_end(source, now)
+
     def _advance_idle(self, now: float) -> None:
         idle = self.s.idle_advance_ms
         if idle:
             for task in self.tasks.values():
-                advance_idle(task.engine, idle, task.last_input, now, task.changes)
+                advance_idle(task.engine, idle, (task.catch_up, self._routed), now, task.changes)
 
     def _publish(self, dead: list[tuple[Message, DeadLetter]], routed: list[tuple[bytes, bytes]],
                  events: int) -> bool:
@@ -361,6 +390,7 @@ class Worker:
                 self.producer = self._new_producer()
         self._changelog_next.clear()
         self._undelivered = None
+        self._routed.rewind()
         for task in self.tasks.values():
             task.reset()
             self.live.attach(task)
@@ -384,6 +414,8 @@ class Worker:
         for number in sorted({tp.partition for tp in partitions} - set(self.tasks)):
             self.tasks[number] = self.open_partition(number)
             metrics.ASSIGNED.set(len(self.tasks))
+        for tp in partitions:             # read from the committed offsets: behind until their EOF
+            self._catch_up_of((tp.topic, tp.partition)).assigned((tp.topic, tp.partition))
         self._set_members()
         self.health.ready = True          # in the group, every assigned partition restored
         metrics.READY.set(1)
@@ -409,9 +441,12 @@ class Worker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called from inside consume(): the previous batch is committed, no transaction is open.
         metrics.REBALANCES.labels("revoke").inc()
+        now = time.monotonic()
         for tp in partitions:
             with contextlib.suppress(KeyError):
                 metrics.LAG.remove(tp.topic, str(tp.partition))
+            if tp.topic in self.s.routed_topics:
+                self._routed.revoked((tp.topic, tp.partition), now)
         for number in {tp.partition for tp in partitions}:
             task = self.tasks.pop(number, None)
             self.live.forget(number)
