@@ -74,8 +74,8 @@ from .config import WorkerConfig
 from .engine import Engine
 from .events import DeadLetter, Decoder
 from .rules import Catalog
-from .runtime import (COMPACT, DEAD_LETTER_BYTES, TYPE_OF, Spec, advance_idle, apply_counted, dead_letter, membership,
-                      output_topics)
+from .runtime import (DEAD_LETTER_BYTES, TYPE_OF, Spec, advance_idle, apply_counted, compacted, dead_letter,
+                      membership, output_topics)
 from .state import CustomerState, dump_state, load_state
 from .store import META, STREAM_TIME_KEY, stream_time_record, unpack_time
 from .timeutil import EARLIEST, format_rfc3339
@@ -107,7 +107,7 @@ def topics(config: WorkerConfig) -> list[Spec]:
     this way)."""
     n = config.partitions
     ticks = {"cleanup.policy": "delete", "retention.ms": 3600 * 1000}
-    return [*output_topics(config), (changelog_topic(config), n, COMPACT), (ticks_topic(config), n, ticks)]
+    return [*output_topics(config), (changelog_topic(config), n, compacted(config)), (ticks_topic(config), n, ticks)]
 
 
 @contextlib.contextmanager
