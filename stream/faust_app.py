@@ -77,7 +77,7 @@ from .rules import Catalog
 from .runtime import (DEAD_LETTER_BYTES, TYPE_OF, Spec, advance_idle, apply_counted, compacted, dead_letter,
                       membership, output_topics)
 from .state import CustomerState, dump_state, load_state
-from .store import META, STREAM_TIME_KEY, stream_time_record, unpack_time
+from .store import META, STREAM_TIME_KEY, ErasureCompaction, stream_time_record, unpack_time
 from .timeutil import EARLIEST, format_rfc3339
 
 log = logging.getLogger("segments.faust")
@@ -199,12 +199,15 @@ class BatchStore:
     batch writes each customer it touched once, however many of its events it applied. Reads and
     writes go to the table's store, under `_current` for this partition."""
 
-    def __init__(self, table: faust.Table, partition: int):
+    def __init__(self, table: faust.Table, partition: int, erasure_after_ms: int):
         self.table = table
         self.partition = partition
         self.dirty: dict[str, CustomerState | None] = {}     # None: erased
         self.saved_time: int | None = None
         self._written: list[tuple[bytes, bytes | None]] = []
+        # Faust's own restore deletes too: a database holding deletions is compacted at the first check.
+        self.erasure = ErasureCompaction(table.data._db_for_partition(partition), erasure_after_ms,
+                                         f"faust table partition {partition}")
 
     def get(self, customer_id: str) -> CustomerState | None:
         if customer_id in self.dirty:
@@ -242,6 +245,7 @@ class BatchStore:
         for key, value in self._written:
             if value is None:
                 del data[key]
+                self.erasure.erased()
             else:
                 data[key] = value
         self._written = []
@@ -251,9 +255,9 @@ class BatchStore:
 class Partition:
     """Input partition p: its engine over the table's partition p, and its idle clock."""
 
-    def __init__(self, number: int, table: faust.Table, catalog: Catalog):
+    def __init__(self, number: int, table: faust.Table, catalog: Catalog, erasure_after_ms: int):
         self.number = number
-        self.store = BatchStore(table, number)
+        self.store = BatchStore(table, number, erasure_after_ms)
         self.engine = Engine(catalog, self.store)
         self.members: Tally[str] = Tally()
         # Faust's RocksDB store keeps one database per partition; reading it is the only way to
@@ -361,7 +365,8 @@ class FaustWorker:
             with _current(share[-1]):
                 part = self.partitions.get(number)
                 if part is None:
-                    part = self.partitions[number] = Partition(number, self.table, self.catalog)
+                    part = self.partitions[number] = Partition(number, self.table, self.catalog,
+                                                               self.s.erasure_max_lag_ms)
                     self._set_members()         # counted from the restored state
                 parts.append((part, share[-1]))
                 before, out = part.engine.stats.timers_fired, []
@@ -485,13 +490,15 @@ class FaustWorker:
                 await self.ticks.send(value=b"", partition=tp.partition)
 
     async def _observe(self) -> None:
-        """The native worker's gauges that need a look around: lag, store sizes, timers."""
+        """The native worker's gauges that need a look around: lag, store sizes, timers; and, as
+        there, the partition databases' erasure compaction when due."""
         consumer = self.app.consumer
         for tp, position in self.positions.items():
             high = consumer.highwater(tp)
             if high is not None:
                 metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(high - position, 0))
-        for number in self.partitions:
+        for number, part in self.partitions.items():
+            part.store.erasure.run_if_due()
             db = self.table.data._db_for_partition(number)
             metrics.STATE_CUSTOMERS.labels(str(number)).set(db.property_int_value("rocksdb.estimate-num-keys") or 0)
         metrics.observe_timers(part.engine.timers for part in self.partitions.values())

@@ -26,13 +26,15 @@ UTF-8, so they cannot collide with any customer id (a 0x00 prefix could: the eve
 """
 from __future__ import annotations
 
+import logging
 import shutil
+import time
 from collections import OrderedDict
 from operator import itemgetter
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, BottommostLevelCompaction, CompactOptions, Options, Rdict, WriteBatch
 
 from .state import CustomerState, dump_state, load_state
 
@@ -42,7 +44,10 @@ CHECKPOINT_KEY = META + b"meta:changelog_checkpoint"
 DEFINITIONS_KEY = META + b"meta:definitions"
 _KEPT_META = (DEFINITIONS_KEY,)       # meta records restored as they are (besides the stream time)
 
+log = logging.getLogger("segments.store")
+
 Record = tuple[bytes, bytes | None]
+DEFAULT_ERASURE_AFTER_MS = 24 * 3600 * 1000     # the default of WorkerConfig.erasure_max_lag_ms
 
 
 def pack_time(value: int) -> bytes:
@@ -74,6 +79,54 @@ def _options() -> Options:
     return options
 
 
+class ErasureCompaction:
+    """Erasure reaching a RocksDB database's files. A delete writes a tombstone; the customer's
+    old values stay in the SST files (and in the write-ahead log until the memtable is flushed)
+    until a compaction rewrites them, which RocksDB alone may put off indefinitely. So once a
+    delete is committed, the whole database is compacted within `after_ms`, down to the bottom
+    level (where the tombstones go too). One compaction per period, however many erasures: its cost
+    is a rewrite of the database, not one per erased customer. A database opened with deletions
+    not yet compacted (the process stopped before) is compacted at the first check.
+
+    Both runtimes use it: PartitionStore for the native worker, stream.faust_app for the Faust
+    table's partition databases. Their loops call run_if_due() every few seconds."""
+
+    def __init__(self, db: Rdict, after_ms: int, name: str):
+        self.db, self.name = db, name         # name: for the log
+        self.after = after_ms / 1000
+        self.due: float | None = time.monotonic() if _holds_deletions(db) else None
+
+    def erased(self) -> None:
+        """A committed write deleted keys: compact within the period (from the first of them)."""
+        if self.due is None:
+            self.due = time.monotonic() + self.after
+
+    def run_if_due(self, now: float | None = None) -> bool:
+        """Compact if a deletion has waited its period (`now`: monotonic seconds); whether it did."""
+        if self.due is None or (time.monotonic() if now is None else now) < self.due:
+            return False
+        options = CompactOptions()
+        # Force the bottom level too: otherwise a database whose files all sit in level 0 can be
+        # left as it is, old values and tombstones included.
+        options.set_bottommost_level_compaction(BottommostLevelCompaction.force())
+        started = time.monotonic()
+        self.db.compact_range(None, None, options)
+        self.due = None
+        log.info("%s: compacted, erased customers' values are gone from its files (%.2f s)",
+                 self.name, time.monotonic() - started)
+        return True
+
+
+def _holds_deletions(db: Rdict) -> bool:
+    """Tombstones in the memtables or in any SST file (RocksDB's own counts; no scan)."""
+    in_memory = sum(db.property_int_value(f"rocksdb.num-deletes-{table}") or 0
+                    for table in ("active-mem-table", "imm-mem-tables"))
+    tables = db.property_value("rocksdb.aggregated-table-properties") or ""
+    in_files = next((int(part.split("=")[1]) for part in tables.split(";")
+                     if part.strip().startswith("# deletions=")), 0)
+    return in_memory + in_files > 0
+
+
 class PartitionStore:
     """The engine's StateStore for one input partition (see stream.engine.StateStore).
 
@@ -84,15 +137,17 @@ class PartitionStore:
     marketplace workload (342 B serialized), so the default 50k is about 170 MB per partition.
     """
 
-    def __init__(self, path: str | Path, cache_size: int = 50_000):
+    def __init__(self, path: str | Path, cache_size: int = 50_000, erasure_after_ms: int = DEFAULT_ERASURE_AFTER_MS):
         self.path = Path(path)
         self.cache_size = cache_size
+        self.erasure_after_ms = erasure_after_ms
         self.hits = self.misses = 0          # cache lookups, for the hit-ratio metric
         self._open()
 
     def _open(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         self._db = Rdict(str(self.path), _options())
+        self.erasure = ErasureCompaction(self._db, self.erasure_after_ms, str(self.path))
         self._cache: OrderedDict[str, CustomerState] = OrderedDict()
         self._dirty: set[str] = set()
         self._deleted: set[str] = set()
@@ -201,6 +256,8 @@ class PartitionStore:
                 batch.put(key, value)
         batch.put(CHECKPOINT_KEY, pack_time(changelog_next_offset))
         self._db.write(batch)
+        if self._deleted:
+            self.erasure.erased()
         self._checkpoint = changelog_next_offset
         self._committed_time = self._stream_time
         self._dirty.clear()
@@ -254,6 +311,7 @@ class PartitionStore:
                         batch.put(key, value)
                 elif value is None:
                     batch.delete(key)
+                    self.erasure.erased()       # an erasure this store may still hold
                 else:
                     key.decode()
                     load_state(value)
@@ -285,6 +343,10 @@ class PartitionStore:
                 break                               # meta keys sort after every customer
             customer_id = key.decode()
             yield customer_id, load_state(value, customer_id)
+
+    def compact_erased(self, now: float | None = None) -> bool:
+        """Compact away erased customers' old values once due (see ErasureCompaction)."""
+        return self.erasure.run_if_due(now)
 
     def approximate_customers(self) -> int:
         """RocksDB's own estimate of stored keys (cheap; exact counting would scan the store)."""

@@ -241,8 +241,8 @@ class Worker:
         return sum(task.engine.stats.timers_fired for task in self.tasks.values())
 
     def _observe(self) -> None:
-        """Gauges that need a look around (offsets, RocksDB, timer heaps): every few seconds, not
-        every batch."""
+        """Gauges that need a look around (offsets, RocksDB, timer heaps), and the stores' erasure
+        compaction when due: every few seconds, not every batch."""
         self._next_observe = time.monotonic() + _OBSERVE_EVERY
         assignment = self.consumer.assignment()
         for tp in self.consumer.position(assignment) if assignment else ():
@@ -251,6 +251,7 @@ class Worker:
             metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(high - position, 0))
         for task in self.tasks.values():
             store = task.store
+            store.compact_erased()
             metrics.STATE_CUSTOMERS.labels(str(task.partition)).set(store.approximate_customers())
             metrics.CACHE_HITS.inc(store.hits - task.hits_reported)
             metrics.CACHE_MISSES.inc(store.misses - task.misses_reported)
@@ -393,7 +394,8 @@ class Worker:
         metrics.READY.set(0)
         metrics.RESTORING.inc()
         try:
-            store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}")
+            store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}",
+                                   erasure_after_ms=self.s.erasure_max_lag_ms)
             restored = self._restore(store, number)
             task = PartitionTask(number, store, self.catalog)
             self.live.attach(task)

@@ -3,13 +3,20 @@ an erased customer's records stay on Kafka (README, "Erasure"), and the local Ro
 from __future__ import annotations
 
 import dataclasses
+import time
+import uuid
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from stream import faust_app
 from stream.backfill import _topic_spec
 from stream.config import WorkerConfig
+from stream.engine import Engine
+from stream.rules import load_catalog
 from stream.runtime import INPUT_RETENTION_MS, TOMBSTONE_RETENTION_MS, worker_topics
+from stream.store import PartitionStore
+from tests.helpers import event
 
 _MS = st.integers(min_value=60_000, max_value=365 * 24 * 3600 * 1000)
 _CONFIGS = st.builds(lambda lag, changes, dead, routed: WorkerConfig(
@@ -56,3 +63,72 @@ def test_the_backfill_hand_off_creates_the_changelog_as_the_workers_do(config, p
     name, count, configs = _topic_spec(target, target.changelog_topic, partitions)
     assert (name, count) == (target.changelog_topic, partitions)
     assert configs == expected(target, name)
+
+
+# ---- the local RocksDB store ------------------------------------------------------------------------
+
+def _raw_files_hold(directory, needle: bytes) -> list[str]:
+    """The store's files (SST, WAL, manifest, ...) whose raw bytes contain `needle`."""
+    return sorted(p.name for p in directory.iterdir() if p.is_file() and needle in p.read_bytes())
+
+
+def _erase_one_of_many(store: PartitionStore, city: str, flush: bool) -> None:
+    """Customers written and committed, then one of them (who lives in `city`) erased and committed,
+    as the native worker drives the store."""
+    engine = Engine(load_catalog(), store)
+    for n in range(50):
+        engine.apply(event("customer_updated", f"c{n}", "2025-03-01T09:00:00Z", attributes={"city": f"Town{n}"}))
+    engine.apply(event("customer_updated", "c-gone", "2025-03-01T09:00:00Z", attributes={"city": city}))
+    store.pending()
+    store.commit(1)
+    if flush:
+        store._db.flush()              # the values in an SST file, not only in the write-ahead log
+    engine.apply(event("customer_erased", "c-gone", "2025-03-02T09:00:00Z"))
+    store.pending()
+    store.commit(2)
+
+
+@pytest.mark.parametrize("flush", [False, True], ids=["in-wal", "in-sst"])
+def test_an_erased_customer_is_gone_from_the_store_files_within_the_bound(tmp_path, flush):
+    city = "Erasureville-" + uuid.uuid4().hex
+    store = PartitionStore(tmp_path / "p0", erasure_after_ms=60_000)
+    _erase_one_of_many(store, city, flush)
+    assert store.get("c-gone") is None
+    assert _raw_files_hold(store.path, city.encode()), "the deleted value was expected to linger until compacted"
+    assert not store.compact_erased(time.monotonic() + 59)      # not yet due: one compaction per period
+    assert store.compact_erased(time.monotonic() + 60)
+    assert _raw_files_hold(store.path, city.encode()) == []
+    assert not store.compact_erased(time.monotonic() + 600)     # nothing erased since
+    # the others are all there, also after a reopen
+    store.close()
+    store = PartitionStore(tmp_path / "p0", erasure_after_ms=60_000)
+    assert {cid: s.city for cid, s in store.items()} == {f"c{n}": f"Town{n}" for n in range(50)}
+    assert not store.compact_erased(time.monotonic() + 600)     # its deletions were compacted away
+    store.close()
+
+
+def test_a_store_reopened_before_its_compaction_compacts_at_once(tmp_path):
+    city = "Erasureville-" + uuid.uuid4().hex
+    store = PartitionStore(tmp_path / "p0", erasure_after_ms=60_000)
+    _erase_one_of_many(store, city, flush=True)
+    store.close()                        # stopped before the compaction was due
+    store = PartitionStore(tmp_path / "p0", erasure_after_ms=60_000)
+    assert _raw_files_hold(store.path, city.encode())
+    assert store.compact_erased()        # due at the first check
+    assert _raw_files_hold(store.path, city.encode()) == []
+    store.close()
+
+
+def test_a_tombstone_restored_from_the_changelog_is_compacted_too(tmp_path):
+    city = "Erasureville-" + uuid.uuid4().hex
+    store = PartitionStore(tmp_path / "p0", erasure_after_ms=60_000)
+    engine = Engine(load_catalog(), store)
+    engine.apply(event("customer_updated", "c-gone", "2025-03-01T09:00:00Z", attributes={"city": city}))
+    store.pending()
+    store.commit(1)
+    store._db.flush()
+    store.restore([(b"c-gone", None, 1)])     # the erasure, committed elsewhere (another worker)
+    assert store.get("c-gone") is None and _raw_files_hold(store.path, city.encode())
+    assert store.compact_erased(time.monotonic() + 60)
+    assert _raw_files_hold(store.path, city.encode()) == []
+    store.close()
