@@ -26,7 +26,7 @@ _DAY_MS = 24 * 3600 * 1000
 INPUT_RETENTION_MS = 7 * _DAY_MS          # input topics the worker creates (the producers' otherwise)
 # How long a tombstone outlives the compaction that removed what it deletes: a reader away for less
 # (a partition store restoring from its checkpoint, a consumer of the membership topic) still sees
-# every erasure. A store older than this is rebuilt instead (stream.store.PartitionStore).
+# every erasure.
 TOMBSTONE_RETENTION_MS = 7 * _DAY_MS
 _encode_json = msgspec.json.Encoder().encode
 
