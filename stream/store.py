@@ -22,7 +22,11 @@ UTF-8, so they cannot collide with any customer id (a 0x00 prefix could: the eve
                    signed microseconds), so a restored partition resumes its clock;
   CHECKPOINT_KEY   local only, never produced: the next changelog offset to read on restore;
   DEFINITIONS_KEY  the segment definitions the partition's state was evaluated under, and the
-                   progress of a re-evaluation (stream.definitions.Running), in the changelog too.
+                   progress of a re-evaluation (stream.definitions.Running), in the changelog too;
+  WRITTEN_AT_KEY   local only: the wall-clock time (ms) until which the store is known to have
+                   seen its changelog (its last commit, restore batch or close), so a store too old
+                   to trust with erasures (the changelog's tombstones may be gone) is rebuilt
+                   rather than caught up.
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ META = b"\xff"
 STREAM_TIME_KEY = META + b"meta:stream_time"
 CHECKPOINT_KEY = META + b"meta:changelog_checkpoint"
 DEFINITIONS_KEY = META + b"meta:definitions"
+WRITTEN_AT_KEY = META + b"meta:written_at"
 _KEPT_META = (DEFINITIONS_KEY,)       # meta records restored as they are (besides the stream time)
 
 log = logging.getLogger("segments.store")
@@ -77,6 +82,10 @@ def _options() -> Options:
     options.set_block_based_table_factory(table)
     options.set_keep_log_file_num(2)
     return options
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class ErasureCompaction:
@@ -226,6 +235,12 @@ class PartitionStore:
         """The last stream time set (or committed, or restored); None for a new partition."""
         return self._stream_time
 
+    def idle_ms(self) -> int | None:
+        """Milliseconds since the store was last known to have seen its changelog (WRITTEN_AT_KEY);
+        None if it never kept the time."""
+        written = self._db.get(WRITTEN_AT_KEY)
+        return None if written is None else _wall_ms() - unpack_time(written)
+
     def checkpoint(self) -> int | None:
         """The changelog offset to restore from; None: the store is empty, restore from the start."""
         return self._checkpoint
@@ -255,6 +270,7 @@ class PartitionStore:
             else:
                 batch.put(key, value)
         batch.put(CHECKPOINT_KEY, pack_time(changelog_next_offset))
+        batch.put(WRITTEN_AT_KEY, pack_time(_wall_ms()))
         self._db.write(batch)
         if self._deleted:
             self.erasure.erased()
@@ -327,6 +343,7 @@ class PartitionStore:
 
     def _write_restored(self, batch: WriteBatch, checkpoint: int, stream_time: int | None) -> None:
         batch.put(CHECKPOINT_KEY, pack_time(checkpoint))
+        batch.put(WRITTEN_AT_KEY, pack_time(_wall_ms()))
         self._db.write(batch)
         self._checkpoint = checkpoint
         self._stream_time = self._committed_time = stream_time
@@ -360,4 +377,6 @@ class PartitionStore:
         self._open()
 
     def close(self) -> None:
+        # Its owner has read (written) every changelog record of the partition up to now.
+        self._db.put(WRITTEN_AT_KEY, pack_time(_wall_ms()))
         self._db.close()
