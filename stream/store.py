@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 import time
 from collections import OrderedDict
 from operator import itemgetter
@@ -97,13 +98,16 @@ class ErasureCompaction:
     is a rewrite of the database, not one per erased customer. A database opened with deletions
     not yet compacted (the process stopped before) is compacted at the first check.
 
-    Both runtimes use it: PartitionStore for the native worker, stream.faust_app for the Faust
-    table's partition databases. Their loops call run_if_due() every few seconds."""
+    The compaction runs in a thread of its own (rocksdict releases the GIL meanwhile, and RocksDB
+    takes reads and writes during it), so the partition is not stalled for the seconds a large
+    database takes. Both runtimes use it: PartitionStore for the native worker, stream.faust_app
+    for the Faust table's partition databases. Their loops call run_if_due() every few seconds."""
 
     def __init__(self, db: Rdict, after_ms: int, name: str):
         self.db, self.name = db, name         # name: for the log
         self.after = after_ms / 1000
         self.due: float | None = time.monotonic() if _holds_deletions(db) else None
+        self._thread: threading.Thread | None = None
 
     def erased(self) -> None:
         """A committed write deleted keys: compact within the period (from the first of them)."""
@@ -111,19 +115,37 @@ class ErasureCompaction:
             self.due = time.monotonic() + self.after
 
     def run_if_due(self, now: float | None = None) -> bool:
-        """Compact if a deletion has waited its period (`now`: monotonic seconds); whether it did."""
-        if self.due is None or (time.monotonic() if now is None else now) < self.due:
+        """Start the compaction if a deletion has waited its period (`now`: monotonic seconds) and
+        none is running; whether it started."""
+        if self.due is None or (time.monotonic() if now is None else now) < self.due or self.running():
             return False
+        self.due = None              # deletions from now on wait for the next one
+        self._thread = threading.Thread(target=self._compact, name=f"compact {self.name}", daemon=True)
+        self._thread.start()
+        return True
+
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self) -> None:
+        """Until a running compaction ends: before the database is closed."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def _compact(self) -> None:
+        started = time.monotonic()
         options = CompactOptions()
         # Force the bottom level too: otherwise a database whose files all sit in level 0 can be
         # left as it is, old values and tombstones included.
         options.set_bottommost_level_compaction(BottommostLevelCompaction.force())
-        started = time.monotonic()
-        self.db.compact_range(None, None, options)
-        self.due = None
+        try:
+            self.db.compact_range(None, None, options)
+        except Exception:          # noqa: BLE001 - logged, and tried again next period
+            log.exception("%s: compaction for erasure failed; trying again in %.0f s", self.name, self.after)
+            self.erased()
+            return
         log.info("%s: compacted, erased customers' values are gone from its files (%.2f s)",
                  self.name, time.monotonic() - started)
-        return True
 
 
 def _holds_deletions(db: Rdict) -> bool:
@@ -362,7 +384,7 @@ class PartitionStore:
             yield customer_id, load_state(value, customer_id)
 
     def compact_erased(self, now: float | None = None) -> bool:
-        """Compact away erased customers' old values once due (see ErasureCompaction)."""
+        """Start compacting away erased customers' old values once due (see ErasureCompaction)."""
         return self.erasure.run_if_due(now)
 
     def approximate_customers(self) -> int:
@@ -372,6 +394,7 @@ class PartitionStore:
     def wipe(self) -> None:
         """Delete the store and start empty (checkpoint None): for a checkpoint that cannot be
         trusted, e.g. beyond the changelog's end after the topic was recreated."""
+        self.erasure.wait()
         self._db.close()
         shutil.rmtree(self.path)
         self._open()
@@ -379,4 +402,5 @@ class PartitionStore:
     def close(self) -> None:
         # Its owner has read (written) every changelog record of the partition up to now.
         self._db.put(WRITTEN_AT_KEY, pack_time(_wall_ms()))
+        self.erasure.wait()
         self._db.close()

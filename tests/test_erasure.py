@@ -97,6 +97,7 @@ def test_an_erased_customer_is_gone_from_the_store_files_within_the_bound(tmp_pa
     assert _raw_files_hold(store.path, city.encode()), "the deleted value was expected to linger until compacted"
     assert not store.compact_erased(time.monotonic() + 59)      # not yet due: one compaction per period
     assert store.compact_erased(time.monotonic() + 60)
+    store.erasure.wait()
     assert _raw_files_hold(store.path, city.encode()) == []
     assert not store.compact_erased(time.monotonic() + 600)     # nothing erased since
     # the others are all there, also after a reopen
@@ -115,6 +116,7 @@ def test_a_store_reopened_before_its_compaction_compacts_at_once(tmp_path):
     store = PartitionStore(tmp_path / "p0", erasure_after_ms=60_000)
     assert _raw_files_hold(store.path, city.encode())
     assert store.compact_erased()        # due at the first check
+    store.erasure.wait()
     assert _raw_files_hold(store.path, city.encode()) == []
     store.close()
 
@@ -130,5 +132,35 @@ def test_a_tombstone_restored_from_the_changelog_is_compacted_too(tmp_path):
     store.restore([(b"c-gone", None, 1)])     # the erasure, committed elsewhere (another worker)
     assert store.get("c-gone") is None and _raw_files_hold(store.path, city.encode())
     assert store.compact_erased(time.monotonic() + 60)
+    store.erasure.wait()
     assert _raw_files_hold(store.path, city.encode()) == []
+    store.close()
+
+
+def test_the_store_takes_commits_while_it_compacts(tmp_path):
+    """The compaction runs beside the partition's work: commits during it land, erasures made
+    during it wait for the next period, and nothing is lost."""
+    store = PartitionStore(tmp_path / "p0", erasure_after_ms=60_000)
+    engine = Engine(load_catalog(), store)
+    for n in range(20_000):
+        engine.apply(event("customer_updated", f"c{n:05d}", "2025-03-01T09:00:00Z", attributes={"city": f"T{n}"}))
+    store.pending()
+    store.commit(1)
+    store._db.flush()
+    engine.apply(event("customer_erased", "c00000", "2025-03-02T09:00:00Z"))
+    store.pending()
+    store.commit(2)
+    assert store.compact_erased(time.monotonic() + 60)
+    committed = 2
+    while store.erasure.running() or committed < 5:
+        committed += 1
+        engine.apply(event("customer_erased", f"c{committed:05d}", "2025-03-02T09:00:00Z"))
+        engine.apply(event("customer_updated", f"n{committed}", "2025-03-02T09:00:00Z", attributes={"city": "New"}))
+        store.pending()
+        store.commit(committed)
+    store.erasure.wait()
+    assert store.erasure.due is not None           # the erasures made meanwhile: the next period
+    cities = {cid: s.city for cid, s in store.items()}
+    erased = {"c00000", *(f"c{n:05d}" for n in range(3, committed + 1))}
+    assert set(cities) == ({f"c{n:05d}" for n in range(20_000)} - erased) | {f"n{n}" for n in range(3, committed + 1)}
     store.close()
