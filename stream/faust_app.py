@@ -56,10 +56,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import time
 import weakref
 from collections import Counter as Tally
+from pathlib import Path
 from typing import Awaitable, Iterable, Iterator
 
 import faust
@@ -75,9 +77,10 @@ from .engine import Engine
 from .events import DeadLetter, Decoder
 from .rules import Catalog
 from .runtime import (DEAD_LETTER_BYTES, TYPE_OF, Spec, advance_idle, apply_counted, compacted, dead_letter,
-                      membership, output_topics)
+                      membership, outlived_tombstones, output_topics)
 from .state import CustomerState, dump_state, load_state
-from .store import META, STREAM_TIME_KEY, ErasureCompaction, stream_time_record, unpack_time
+from .store import (META, STREAM_TIME_KEY, ErasureCompaction, idle_ms_at, stamp_written, stream_time_record,
+                    unpack_time)
 from .timeutil import EARLIEST, format_rfc3339
 
 log = logging.getLogger("segments.faust")
@@ -250,6 +253,7 @@ class BatchStore:
                 data[key] = value
         self._written = []
         self.dirty.clear()
+        stamp_written(self.erasure.db)          # seen its changelog up to now (outlived_tombstones)
 
 
 class Partition:
@@ -543,10 +547,22 @@ class FaustWorker:
             raise SystemExit(f"segments worker: input topics must have {self.s.partitions} partitions "
                              f"(--partitions): {', '.join(f'{t} has {n}' for t, n in sorted(wrong.items()))}")
 
+    def _drop_stale_partitions(self) -> None:
+        """As the native worker: a partition database that has not seen its changelog for longer
+        than the changelog keeps tombstones is deleted before Faust opens it, so Faust restores it
+        whole rather than catching it up (and keeping a customer erased meanwhile)."""
+        for path in sorted(Path(self.app.conf.tabledir).glob(f"{_TABLE}-*.db")):
+            idle = idle_ms_at(path)
+            if outlived_tombstones(idle):
+                log.warning("%s was last written %.1f days ago, longer than the changelog keeps erasure "
+                            "tombstones; Faust restores it from the changelog", path, idle / 86_400_000)
+                shutil.rmtree(path)
+
     def run(self) -> int:
         s = self.s
         ensure_topics(s.bootstrap_servers, topics(s), replication_factor=s.replication_factor)
         self._check_partitions()
+        self._drop_stale_partitions()
         http = metrics.serve(s.metrics_port, self.health) if s.metrics_port else None
         worker = faust.Worker(self.app, loglevel="info", quiet=True, redirect_stdouts=False,
                               override_logging=False)

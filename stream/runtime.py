@@ -28,6 +28,7 @@ INPUT_RETENTION_MS = 7 * _DAY_MS          # input topics the worker creates (the
 # (a partition store restoring from its checkpoint, a consumer of the membership topic) still sees
 # every erasure.
 TOMBSTONE_RETENTION_MS = 7 * _DAY_MS
+_CLOCK_SKEW_MS = 3600 * 1000
 _encode_json = msgspec.json.Encoder().encode
 
 
@@ -67,6 +68,14 @@ def worker_topics(config: WorkerConfig) -> list[Spec]:
     (one partition: a handful of definitions, read whole by every worker)."""
     definitions = [(config.definitions_topic, 1, DEFINITIONS_CONFIG)] if config.definitions_topic is not None else []
     return [*output_topics(config), (config.changelog_topic, config.partitions, compacted(config)), *definitions]
+
+
+def outlived_tombstones(idle_ms: int | None) -> bool:
+    """Whether a local store that has not seen its changelog for `idle_ms` (None: unknown) may have
+    missed tombstones the changelog no longer holds: a customer erased meanwhile would stay in it,
+    and come back. Tombstones live at least TOMBSTONE_RETENTION_MS after they are written; an hour's
+    margin covers the clocks' skew. Both runtimes rebuild such a store from the changelog."""
+    return idle_ms is not None and idle_ms >= TOMBSTONE_RETENTION_MS - _CLOCK_SKEW_MS
 
 
 def dead_letter(letter: DeadLetter, topic: str, partition: int, offset: int) -> tuple[bytes, list[tuple[str, bytes]]]:

@@ -39,7 +39,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from rocksdict import BlockBasedOptions, BottommostLevelCompaction, CompactOptions, Options, Rdict, WriteBatch
+from rocksdict import (AccessType, BlockBasedOptions, BottommostLevelCompaction, CompactOptions, Options, Rdict,
+                       WriteBatch)
 
 from .state import CustomerState, dump_state, load_state
 
@@ -87,6 +88,26 @@ def _options() -> Options:
 
 def _wall_ms() -> int:
     return int(time.time() * 1000)
+
+
+def stamp_written(db: Rdict) -> None:
+    """WRITTEN_AT_KEY: the database has seen its changelog up to now (PartitionStore, and the
+    Faust runtime's partition databases)."""
+    db.put(WRITTEN_AT_KEY, pack_time(_wall_ms()))
+
+
+def _idle_ms(db: Rdict) -> int | None:
+    written = db.get(WRITTEN_AT_KEY)
+    return None if written is None else _wall_ms() - unpack_time(written)
+
+
+def idle_ms_at(path: Path) -> int | None:
+    """As PartitionStore.idle_ms, for a database not open (read only, no lock taken)."""
+    db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+    try:
+        return _idle_ms(db)
+    finally:
+        db.close()
 
 
 class ErasureCompaction:
@@ -260,8 +281,7 @@ class PartitionStore:
     def idle_ms(self) -> int | None:
         """Milliseconds since the store was last known to have seen its changelog (WRITTEN_AT_KEY);
         None if it never kept the time."""
-        written = self._db.get(WRITTEN_AT_KEY)
-        return None if written is None else _wall_ms() - unpack_time(written)
+        return _idle_ms(self._db)
 
     def checkpoint(self) -> int | None:
         """The changelog offset to restore from; None: the store is empty, restore from the start."""
@@ -401,6 +421,6 @@ class PartitionStore:
 
     def close(self) -> None:
         # Its owner has read (written) every changelog record of the partition up to now.
-        self._db.put(WRITTEN_AT_KEY, pack_time(_wall_ms()))
+        stamp_written(self._db)
         self.erasure.wait()
         self._db.close()

@@ -35,8 +35,8 @@ from .inspect_http import segment_routes
 from .live_definitions import DefinitionsFeed, LiveDefinitions
 from .partition_ends import partition_ends
 from .rules import Catalog
-from .runtime import (DEAD_LETTER_BYTES, TOMBSTONE_RETENTION_MS, TYPE_OF, Spec, advance_idle, apply_counted,
-                      dead_letter, membership, worker_topics)
+from .runtime import (DEAD_LETTER_BYTES, TYPE_OF, Spec, advance_idle, apply_counted, dead_letter, membership,
+                      outlived_tombstones, worker_topics)
 from .store import PartitionStore
 from .timeutil import format_rfc3339
 
@@ -47,14 +47,6 @@ _OBSERVE_EVERY = 5.0              # seconds between updates of the gauges that c
 
 def _log_client_error(error: KafkaError) -> None:
     log.warning("kafka client: %s", error)
-
-
-def _outlived_tombstones(store: PartitionStore) -> bool:
-    """Whether the changelog may have dropped tombstones this store has not read: a customer
-    erased meanwhile would stay in it, and come back. Tombstones live at least
-    TOMBSTONE_RETENTION_MS after they are written; an hour's margin covers the clocks' skew."""
-    idle = store.idle_ms()
-    return idle is not None and idle >= TOMBSTONE_RETENTION_MS - 3_600_000
 
 
 class PartitionTask:
@@ -463,7 +455,7 @@ class Worker:
                             "(topic recreated?); rebuilding the store", partition, start, high)
                 store.wipe()
                 start = 0
-            elif start and _outlived_tombstones(store):
+            elif start and outlived_tombstones(store.idle_ms()):
                 log.warning("partition %d: the store was last written %.1f days ago, longer than the changelog "
                             "keeps erasure tombstones; rebuilding it", partition, store.idle_ms() / 86_400_000)
                 store.wipe()

@@ -147,18 +147,48 @@ def test_a_store_away_longer_than_tombstones_live_is_rebuilt(kafka_bootstrap, un
     conformance.produce(kafka_bootstrap, s.input_topics[0], lines)
     with Running(Worker(s, load_catalog())) as running:
         running.wait_for(len(lines))
-    ghost = dump_state(CustomerState(first_seen=0, last_seen=0, city="ghost-" + uuid.uuid4().hex))
-    for path in sorted((s.state_dir / s.group_id).iterdir()):
-        db = Rdict(str(path), Options(raw_mode=True))
-        db[b"c-ghost"] = ghost
-        db[WRITTEN_AT_KEY] = pack_time(int(time.time() * 1000) - days_away * 86_400_000)
-        db.close()
+    _haunt(sorted((s.state_dir / s.group_id).iterdir()), days_away)
     worker = Worker(s, load_catalog())
     with Running(worker):
         deadline = time.monotonic() + 60
         while len(worker.tasks) < s.partitions:
             assert time.monotonic() < deadline, "partitions not assigned"
             time.sleep(0.1)
-    cities = _stored_cities(s.state_dir)
+    _assert_rebuilt(s.state_dir, rebuilt)
+
+
+def _haunt(databases: list[Path], days_away: int) -> None:
+    """In each database, a customer the changelog does not know (as if its tombstone had been
+    compacted away unseen), and the store's last-written time `days_away` back."""
+    ghost = dump_state(CustomerState(first_seen=0, last_seen=0, city="ghost-" + uuid.uuid4().hex))
+    assert databases
+    for path in databases:
+        db = Rdict(str(path), Options(raw_mode=True))
+        db[b"c-ghost"] = ghost
+        db[WRITTEN_AT_KEY] = pack_time(int(time.time() * 1000) - days_away * 86_400_000)
+        db.close()
+
+
+def _assert_rebuilt(state_dir: Path, rebuilt: bool) -> None:
+    cities = _stored_cities(state_dir)
     assert set(_OTHERS) <= cities
     assert any(city.startswith("ghost-") for city in cities if city) is not rebuilt
+
+
+@pytest.mark.parametrize("days_away, rebuilt", [(6, False), (8, True)])
+def test_a_faust_table_away_longer_than_tombstones_live_is_restored_whole(kafka_bootstrap, unique_topic, start,
+                                                                          tmp_path, days_away, rebuilt):
+    """The same for the Faust runtime's partition databases."""
+    s = names(unique_topic)
+    ensure_topics(kafka_bootstrap, faust_app.topics(s))
+    lines = _lines(uuid.uuid4().hex)[:-1]
+    conformance.produce(kafka_bootstrap, s.input_topics[0], lines)
+    state = tmp_path / "faust-state"
+    first = start(s, state_dir=state)
+    first.wait_committed({s.input_topics[0]: len(lines)})
+    first.terminate()
+    _haunt(sorted((state / "v1" / "tables").glob("customers-*.db")), days_away)
+    second = start(s, state_dir=state)
+    second.wait_ready(timeout=60)
+    second.terminate()
+    _assert_rebuilt(state, rebuilt)
