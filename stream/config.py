@@ -43,6 +43,12 @@ class WorkerConfig:
     membership_topic: str = "segment-membership"
     dead_letter_topic: str = "segment-dead-letters"
     definitions_topic: str | None = "segment-definitions"   # None: the segments file only
+    # How long an erased customer's records may stay in the compacted topics (changelog, membership)
+    # and, beyond their retention, in the others: segment.ms and max.compaction.lag.ms of the topics
+    # the worker creates (README, "Erasure").
+    erasure_max_lag_ms: int = 24 * 3600 * 1000
+    changes_retention_ms: int = 7 * 24 * 3600 * 1000       # retention.ms of the changes topic
+    dead_letter_retention_ms: int = 7 * 24 * 3600 * 1000   # retention.ms of the dead letters (raw input)
     group_id: str = "segments"
     instance_id: str | None = None                # None: derive one persisted in the state dir
     state_dir: Path = Path("state")
@@ -147,6 +153,11 @@ _MAX_BATCH = 1_000_000
 
 def _positive(value: int) -> str | None:
     return None if value > 0 else f"must be positive, got {value}"
+
+
+def _at_least_a_minute(value: int) -> str | None:
+    # Below that, topics roll a segment file per few records and the log cleaner never rests.
+    return None if value >= 60_000 else f"must be at least 60000 (one minute), got {value}"
 
 
 def _disable_with_zero(value: int) -> str | None:
@@ -282,6 +293,16 @@ _OPTIONS: dict[str, _Option] = {
     "definitions_topic": _Option(_STR, "compacted topic of segment definitions changed while running (key: "
                                        "segment name; they override the segments file); none: the file only",
                                  _topic, metavar="TOPIC", nullable=True),
+    "erasure_max_lag_ms": _Option(_INT, "longest an erased customer's records stay in the compacted topics the "
+                                        "worker creates (changelog, membership; their segment.ms and "
+                                        "max.compaction.lag.ms), and past retention in the others",
+                                  _at_least_a_minute, metavar="MS"),
+    "changes_retention_ms": _Option(_INT, "retention.ms of the changes topic when the worker creates it "
+                                          "(its records keep an erased customer's id this long)",
+                                    _at_least_a_minute, metavar="MS"),
+    "dead_letter_retention_ms": _Option(_INT, "retention.ms of the dead-letter topic when the worker creates it "
+                                              "(raw input: personal data, kept this long)",
+                                        _at_least_a_minute, metavar="MS"),
     "group_id": _Option(_STR, "consumer group of the workers", _not_empty, metavar="GROUP"),
     "instance_id": _Option(_STR, "stable id of this worker, such as the StatefulSet pod name; "
                                  "none: derive one and keep it in the state dir", _not_empty, metavar="ID",

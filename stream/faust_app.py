@@ -56,10 +56,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import time
 import weakref
 from collections import Counter as Tally
+from pathlib import Path
 from typing import Awaitable, Iterable, Iterator
 
 import faust
@@ -75,10 +77,11 @@ from .config import WorkerConfig
 from .engine import Engine
 from .events import DeadLetter, Decoder
 from .rules import Catalog
-from .runtime import (CHANGELOG, PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, CatchUp, Spec, advance_idle,
-                      apply_counted, dead_letter, idle, membership, output_topics)
+from .runtime import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, CatchUp, Spec, advance_idle,
+                      apply_counted, changelog_configs, dead_letter, idle, membership, outlived_tombstones, output_topics)
 from .state import CustomerState, dump_state, load_state
-from .store import META, STREAM_TIME_KEY, stream_time_record, unpack_time
+from .store import (META, STREAM_TIME_KEY, ErasureCompaction, idle_ms_at, stamp_written, stream_time_record,
+                    unpack_time)
 from .timeutil import EARLIEST, format_rfc3339
 
 log = logging.getLogger("segments.faust")
@@ -108,7 +111,7 @@ def topics(config: WorkerConfig) -> list[Spec]:
     this way)."""
     n = config.partitions
     ticks = {"cleanup.policy": "delete", "retention.ms": 3600 * 1000}
-    return [*output_topics(config), (changelog_topic(config), n, CHANGELOG), (ticks_topic(config), n, ticks)]
+    return [*output_topics(config), (changelog_topic(config), n, changelog_configs(config)), (ticks_topic(config), n, ticks)]
 
 
 @contextlib.contextmanager
@@ -205,12 +208,15 @@ class BatchStore:
     batch writes each customer it touched once, however many of its events it applied. Reads and
     writes go to the table's store, under `_current` for this partition."""
 
-    def __init__(self, table: faust.Table, partition: int):
+    def __init__(self, table: faust.Table, partition: int, erasure_after_ms: int):
         self.table = table
         self.partition = partition
         self.dirty: dict[str, CustomerState | None] = {}     # None: erased
         self.saved_time: int | None = None
         self._written: list[tuple[bytes, bytes | None]] = []
+        # Faust's own restore deletes too: a database holding deletions is compacted at the first check.
+        self.erasure = ErasureCompaction(table.data._db_for_partition(partition), erasure_after_ms,
+                                         f"faust table partition {partition}")
 
     def get(self, customer_id: str) -> CustomerState | None:
         if customer_id in self.dirty:
@@ -248,18 +254,20 @@ class BatchStore:
         for key, value in self._written:
             if value is None:
                 del data[key]
+                self.erasure.erased()
             else:
                 data[key] = value
         self._written = []
         self.dirty.clear()
+        stamp_written(self.erasure.db)          # seen its changelog up to now (outlived_tombstones)
 
 
 class Partition:
     """Input partition p: its engine over the table's partition p, and its idle clock."""
 
-    def __init__(self, number: int, table: faust.Table, catalog: Catalog):
+    def __init__(self, number: int, table: faust.Table, catalog: Catalog, erasure_after_ms: int):
         self.number = number
-        self.store = BatchStore(table, number)
+        self.store = BatchStore(table, number, erasure_after_ms)
         self.engine = Engine(catalog, self.store)
         self.members: Tally[str] = Tally()
         # Faust's RocksDB store keeps one database per partition; reading it is the only way to
@@ -369,7 +377,8 @@ class FaustWorker:
             with _current(share[-1]):
                 part = self.partitions.get(number)
                 if part is None:
-                    part = self.partitions[number] = Partition(number, self.table, self.catalog)
+                    part = self.partitions[number] = Partition(number, self.table, self.catalog,
+                                                               self.s.erasure_max_lag_ms)
                     self._set_members()         # counted from the restored state
                 parts.append((part, share[-1]))
                 before, out = part.engine.stats.timers_fired, []
@@ -538,13 +547,15 @@ class FaustWorker:
                 await self.ticks.send(value=b"", partition=tp.partition)
 
     async def _observe(self) -> None:
-        """The native worker's gauges that need a look around: lag, store sizes, timers."""
+        """The native worker's gauges that need a look around: lag, store sizes, timers; and, as
+        there, the partition databases' erasure compaction when due."""
         consumer = self.app.consumer
         for tp, position in self.positions.items():
             high = consumer.highwater(tp)
             if high is not None:
                 metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(high - position, 0))
-        for number in self.partitions:
+        for number, part in self.partitions.items():
+            part.store.erasure.run_if_due()
             db = self.table.data._db_for_partition(number)
             metrics.STATE_CUSTOMERS.labels(str(number)).set(db.property_int_value("rocksdb.estimate-num-keys") or 0)
         metrics.observe_timers(part.engine.timers for part in self.partitions.values())
@@ -594,10 +605,22 @@ class FaustWorker:
             raise SystemExit(f"segments worker: input topics must have {self.s.partitions} partitions "
                              f"(--partitions): {', '.join(f'{t} has {n}' for t, n in sorted(wrong.items()))}")
 
+    def _drop_stale_partitions(self) -> None:
+        """As the native worker: a partition database that has not seen its changelog for longer
+        than the changelog keeps tombstones is deleted before Faust opens it, so Faust restores it
+        whole rather than catching it up (and keeping a customer erased meanwhile)."""
+        for path in sorted(Path(self.app.conf.tabledir).glob(f"{_TABLE}-*.db")):
+            idle = idle_ms_at(path)
+            if outlived_tombstones(idle):
+                log.warning("%s was last written %.1f days ago, longer than the changelog keeps erasure "
+                            "tombstones; Faust restores it from the changelog", path, idle / 86_400_000)
+                shutil.rmtree(path)
+
     def run(self) -> int:
         s = self.s
         ensure_topics(s.bootstrap_servers, topics(s), replication_factor=s.replication_factor)
         self._check_partitions()
+        self._drop_stale_partitions()
         # The same server as the native worker's; this runtime's state is a Faust table, which the
         # personal-data routes (stream.inspect_http) do not read: it serves the open routes only.
         http = metrics.serve(s.metrics_port, self.health, (), s.http_host, s.http_token_file) \

@@ -32,26 +32,66 @@ TYPE_OF = {cls: tag for tag, cls in EVENT_TYPES.items()}
 
 Spec = tuple[str, int, dict[str, str | int]]      # (topic, partitions, configs)
 COMPACT = {"cleanup.policy": "compact"}
-CHANGELOG = {**COMPACT, "max.message.bytes": CHANGELOG_MESSAGE_BYTES}
-_KEEP = {"cleanup.policy": "delete", "retention.ms": 7 * 24 * 3600 * 1000}
+_DAY_MS = 24 * 3600 * 1000
+INPUT_RETENTION_MS = 7 * _DAY_MS          # input topics the worker creates (the producers' otherwise)
+# How long a tombstone outlives the compaction that removed what it deletes: a reader away for less
+# (a partition store restoring from its checkpoint, a consumer of the membership topic) still sees
+# every erasure.
+TOMBSTONE_RETENTION_MS = 7 * _DAY_MS
+_CLOCK_SKEW_MS = 3600 * 1000
 _encode_json = msgspec.json.Encoder().encode
+
+
+def erasure_bound(config: WorkerConfig) -> dict[str, int]:
+    """What bounds an erased customer's stay in a topic: a segment rolls within erasure_max_lag_ms
+    (only closed segments are compacted or deleted) and a compacted log is cleaned at the latest
+    erasure_max_lag_ms after its oldest uncleaned record (Kafka's max.compaction.lag.ms, which
+    overrides min.cleanable.dirty.ratio)."""
+    lag = config.erasure_max_lag_ms
+    return {"segment.ms": lag, "max.compaction.lag.ms": lag}
+
+
+def compacted(config: WorkerConfig) -> dict[str, str | int]:
+    """A compacted topic holding personal data (changelog, membership): an erased customer's
+    records are gone within erasure_max_lag_ms, their tombstones TOMBSTONE_RETENTION_MS later."""
+    return {**COMPACT, **erasure_bound(config), "delete.retention.ms": TOMBSTONE_RETENTION_MS}
+
+
+def kept(config: WorkerConfig, retention_ms: int) -> dict[str, str | int]:
+    """A topic of records deleted by age: each is gone within retention_ms + erasure_max_lag_ms
+    (its segment rolls within the lag, and is deleted once its newest record is retention_ms old)."""
+    return {"cleanup.policy": "delete", "retention.ms": retention_ms, "segment.ms": config.erasure_max_lag_ms}
 
 
 def output_topics(config: WorkerConfig) -> list[Spec]:
     """The keyed input topics and the outputs, with the worker's partition count and explicit
     configs (routed input topics are the producers')."""
     n = config.partitions
-    dead = {**_KEEP, "max.message.bytes": DEAD_LETTER_BYTES}
-    return [*[(t, n, _KEEP) for t in config.keyed_topics],
-            (config.changes_topic, n, _KEEP), (config.dead_letter_topic, n, dead),
-            (config.membership_topic, n, COMPACT)]
+    dead = {**kept(config, config.dead_letter_retention_ms), "max.message.bytes": DEAD_LETTER_BYTES}
+    return [*[(t, n, kept(config, INPUT_RETENTION_MS)) for t in config.keyed_topics],
+            (config.changes_topic, n, kept(config, config.changes_retention_ms)), (config.dead_letter_topic, n, dead),
+            (config.membership_topic, n, compacted(config))]
 
 
 def worker_topics(config: WorkerConfig) -> list[Spec]:
     """The native worker's topics: the outputs, its state changelog, and the definitions topic
     (one partition: a handful of definitions, read whole by every worker)."""
     definitions = [(config.definitions_topic, 1, DEFINITIONS_CONFIG)] if config.definitions_topic is not None else []
-    return [*output_topics(config), (config.changelog_topic, config.partitions, CHANGELOG), *definitions]
+    return [*output_topics(config), (config.changelog_topic, config.partitions, changelog_configs(config)), *definitions]
+
+
+def changelog_configs(config: WorkerConfig) -> dict[str, str | int]:
+    """A state changelog's configs (both runtimes'): compacted with the erasure bound, and records
+    up to CHANGELOG_MESSAGE_BYTES, whatever the broker's default."""
+    return {**compacted(config), "max.message.bytes": CHANGELOG_MESSAGE_BYTES}
+
+
+def outlived_tombstones(idle_ms: int | None) -> bool:
+    """Whether a local store that has not seen its changelog for `idle_ms` (None: unknown) may have
+    missed tombstones the changelog no longer holds: a customer erased meanwhile would stay in it,
+    and come back. Tombstones live at least TOMBSTONE_RETENTION_MS after they are written; an hour's
+    margin covers the clocks' skew. Both runtimes rebuild such a store from the changelog."""
+    return idle_ms is not None and idle_ms >= TOMBSTONE_RETENTION_MS - _CLOCK_SKEW_MS
 
 
 def dead_letter(letter: DeadLetter, topic: str, partition: int, offset: int) -> tuple[bytes, list[tuple[str, bytes]]]:

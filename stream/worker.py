@@ -36,7 +36,7 @@ from .live_definitions import DefinitionsFeed, LiveDefinitions
 from .partition_ends import partition_ends
 from .rules import Catalog
 from .runtime import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, CatchUp, Source, Spec, advance_idle,
-                      apply_counted, dead_letter, membership, worker_topics)
+                      apply_counted, dead_letter, membership, outlived_tombstones, worker_topics)
 from .store import PartitionStore
 from .timeutil import format_rfc3339
 
@@ -255,8 +255,8 @@ class Worker:
         return sum(task.engine.stats.timers_fired for task in self.tasks.values())
 
     def _observe(self) -> None:
-        """Gauges that need a look around (offsets, RocksDB, timer heaps): every few seconds, not
-        every batch."""
+        """Gauges that need a look around (offsets, RocksDB, timer heaps), and the stores' erasure
+        compaction when due: every few seconds, not every batch."""
         self._next_observe = time.monotonic() + _OBSERVE_EVERY
         assignment = self.consumer.assignment()
         for tp in self.consumer.position(assignment) if assignment else ():
@@ -265,6 +265,7 @@ class Worker:
             metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(high - position, 0))
         for task in self.tasks.values():
             store = task.store
+            store.compact_erased()
             metrics.STATE_CUSTOMERS.labels(str(task.partition)).set(store.approximate_customers())
             metrics.CACHE_HITS.inc(store.hits - task.hits_reported)
             metrics.CACHE_MISSES.inc(store.misses - task.misses_reported)
@@ -427,7 +428,8 @@ class Worker:
         metrics.READY.set(0)
         metrics.RESTORING.inc()
         try:
-            store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}")
+            store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}",
+                                   erasure_after_ms=self.s.erasure_max_lag_ms)
             restored = self._restore(store, number)
             task = PartitionTask(number, store, self.catalog)
             self.live.attach(task)
@@ -488,6 +490,11 @@ class Worker:
             if start > high:
                 log.warning("partition %d: local checkpoint %d is past the changelog end %d "
                             "(topic recreated?); rebuilding the store", partition, start, high)
+                store.wipe()
+                start = 0
+            elif start and outlived_tombstones(store.idle_ms()):
+                log.warning("partition %d: the store was last written %.1f days ago, longer than the changelog "
+                            "keeps erasure tombstones; rebuilding it", partition, store.idle_ms() / 86_400_000)
                 store.wipe()
                 start = 0
             if start >= high:
