@@ -208,14 +208,21 @@ def _worker(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from .broker import EmbeddedBroker
-    from .config import ConfigError, load_config
+    from .broker import EmbeddedBroker, TopicsNotAsExpected
+    from .config import ConfigError, is_secret_key, load_config
     from .rules import DefinitionError, load_catalog
     from .worker import Worker
 
+    from .clients import kafka_problems
     try:
         config = load_config(args)
         catalog = load_catalog(config.segments_file)
+        # librdkafka judges its own properties (unknown key, bad value, a file it cannot read) now,
+        # not the first client built later. Here rather than in load_config: members and explain
+        # read the same settings without any Kafka client, maybe where those files are absent.
+        problems = kafka_problems(config.kafka, is_secret_key)
+        if problems:
+            raise ConfigError(problems)
     except (ConfigError, DefinitionError) as exc:
         print(f"segments worker: {exc}", file=sys.stderr)
         return 2
@@ -238,7 +245,13 @@ def _worker(args: argparse.Namespace) -> int:
             signal.signal(signum, lambda *_: worker.stop())
         if config.metrics_port:
             log.info("metrics: http://127.0.0.1:%d/metrics", config.metrics_port)
-        worker.run()
+        try:
+            worker.run()
+        except TopicsNotAsExpected as exc:
+            # Exit 3: a restart (Kubernetes, compose) creates missing topics again at start-up.
+            log.error("stopping: %s. Every committed batch is in Kafka and in the local state; "
+                      "exit 3 so that the worker is restarted", exc)
+            return 3
         log.info("stopped: every committed batch is in Kafka and in the local state")
     return 0
 
@@ -264,6 +277,10 @@ def _instance_id(state_dir) -> str:
 
 
 def _kafka_properties(command: str, items: list[str]) -> dict[str, str] | None:
+    """The -X properties, checked by librdkafka itself (None after saying what is wrong)."""
+    from .clients import kafka_problems
+    from .config import is_secret_key
+
     kafka = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -271,7 +288,10 @@ def _kafka_properties(command: str, items: list[str]) -> dict[str, str] | None:
             print(f"segments {command}: -X takes KEY=VALUE, got {item!r}", file=sys.stderr)
             return None
         kafka[key] = value
-    return kafka
+    problems = kafka_problems(kafka, is_secret_key)
+    for problem in problems:
+        print(f"segments {command}: -X: {problem}", file=sys.stderr)
+    return None if problems else kafka
 
 
 def _define(args: argparse.Namespace) -> int:

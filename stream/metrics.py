@@ -44,6 +44,7 @@ RESTORING = Gauge("segments_partitions_restoring", "Partitions being restored fr
 ASSIGNED = Gauge("segments_assigned_partitions", "Input partitions this worker owns")
 READY = Gauge("segments_ready", "1 once every assigned partition is restored and the worker is in its group")
 UP = Gauge("segments_up", "1 while the worker runs")
+BROKER_UP = Gauge("segments_broker_up", "1 while the brokers answer, 0 while none does (stream.clients.BrokerWatch)")
 # Segment definitions changed while running (stream.live_definitions)
 DEFINITION_VERSION = Gauge("segments_definition_version", "Running version of each segment's definition",
                            ["segment"])
@@ -63,9 +64,19 @@ class Health:
         self.stale_after = stale_after
         self.beat = time.monotonic()
         self.ready = False
+        # Why the worker is not ready although `ready` may say so (brokers unreachable, topics not
+        # as expected, no partition owned): None when nothing is wrong. Set by the runtime.
+        self.blocked: Callable[[], str | None] = lambda: None
 
     def alive(self) -> bool:
         return time.monotonic() - self.beat < self.stale_after
+
+    def readiness(self) -> tuple[bool, str]:
+        """What /readyz answers: ready or not, and why not."""
+        reason = self.blocked()
+        if reason is not None:
+            return False, reason
+        return (True, "ready") if self.ready else (False, "restoring or not in a group yet")
 
 
 def serve(port: int, health: Health,
@@ -82,8 +93,8 @@ def serve(port: int, health: Health,
                 alive = health.alive()
                 self._answer(200 if alive else 503, b"ok\n" if alive else b"processing loop stalled\n")
             elif path == "/readyz":
-                ready = health.ready
-                self._answer(200 if ready else 503, b"ready\n" if ready else b"restoring or not in a group yet\n")
+                ready, why = health.readiness()
+                self._answer(200 if ready else 503, why.encode() + b"\n")
             elif route is None or not route(self):
                 self._answer(404, b"not found: try /metrics, /healthz or /readyz\n")
 
