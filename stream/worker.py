@@ -150,7 +150,8 @@ class Worker:
     def _start_up(self) -> bool:
         """Topics, definitions feed, producer and consumer; each step waited out (with backoff, said
         at a bounded rate) while the brokers cannot be reached. False when stopped meanwhile."""
-        s, client, specs = self.s, self._common(), self.topics()
+        client = self._common()
+        s, specs = self.s, self.topics()
         names = [name for name, _, _ in specs]
 
         def topics() -> dict[str, int]:
