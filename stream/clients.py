@@ -27,6 +27,9 @@ from .broker import TopicSpec, topic_problems
 from .config import WorkerConfig
 
 REPORT_EVERY = 30.0             # seconds between two reports of the same ongoing broker trouble
+# How long one start-up step waits for the brokers before it is retried: the first "unreachable"
+# is said within it, and a stop requested meanwhile waits no longer.
+ATTEMPT_SECONDS = 10.0
 
 _kafka_log = logging.getLogger("segments.kafka")
 
@@ -75,6 +78,7 @@ class BrokerWatch:
         self._client_error = ""                   # the clients' latest word on it
         self._next_report = float("-inf")         # one line per `every` seconds, across outages too
         self._lock = threading.Lock()
+        self.suspect = threading.Event()          # a client saw every broker go: check now
         metrics.BROKER_UP.set(1)
 
     def problem(self) -> str | None:
@@ -118,12 +122,15 @@ class BrokerWatch:
                                 self.bootstrap, self.clock() - since)
 
     def on_error(self, error: KafkaError) -> None:
-        """librdkafka's error_cb: to the log at the bounded rate; "every broker down" and failed
-        authentication also become part of the reason while the brokers do not answer."""
+        """librdkafka's error_cb: "every broker down" and failed authentication become part of the
+        reason and make the probe check at once (the watch says it, in its words); other errors go
+        to the log at the bounded rate."""
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._AUTHENTICATION):
             with self._lock:
                 self._client_error = error.str()
-        _log_error(error)
+            self.suspect.set()
+        else:
+            _log_error(error)
 
 
 # One bound for all clients of the process: a dozen clients failing alike still make one line.
@@ -250,11 +257,15 @@ class BrokerProbe:
 
     def close(self) -> None:
         self._stop.set()
+        self.watch.suspect.set()
         self._thread.join(self.every + 15)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            self.check()
+        while not self._stop.is_set():
+            self.watch.suspect.wait(self.every)      # the period, or sooner when a client saw the brokers go
+            self.watch.suspect.clear()
+            if not self._stop.is_set():
+                self.check()
 
     def check(self) -> None:
         try:

@@ -70,7 +70,8 @@ from faust.types import TP, EventT
 
 from . import metrics
 from .broker import ensure_topics
-from .clients import BrokerProbe, BrokerWatch, partition_counts, until_reachable, worker_client_config
+from .clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, until_reachable,
+                      worker_client_config)
 from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
 from .engine import Engine
@@ -534,7 +535,7 @@ class FaustWorker:
         they are: each needs the worker's partition count (the co-partitioning of the ticks and
         changelog topics with the input rests on it too)."""
         admin = AdminClient(worker_client_config(self.s, self.watch))
-        found = admin.list_topics(timeout=30).topics
+        found = admin.list_topics(timeout=ATTEMPT_SECONDS).topics
         wrong = {t: len(found[t].partitions) for t in self.s.keyed_topics
                  if len(found[t].partitions) != self.s.partitions}
         if wrong:
@@ -548,9 +549,10 @@ class FaustWorker:
 
     def _start_up(self) -> dict[str, int]:
         client = worker_client_config(self.s, self.watch)
-        ensure_topics(client, topics(self.s), replication_factor=self.s.replication_factor)
+        ensure_topics(client, topics(self.s), replication_factor=self.s.replication_factor,
+                      timeout=ATTEMPT_SECONDS)
         self._check_partitions()
-        return partition_counts(client, [name for name, _, _ in topics(self.s)])
+        return partition_counts(client, [name for name, _, _ in topics(self.s)], timeout=ATTEMPT_SECONDS)
 
     def run(self) -> int:
         s = self.s

@@ -27,8 +27,8 @@ from confluent_kafka.admin import AdminClient
 
 from . import metrics
 from .broker import TopicsNotAsExpected, ensure_topics, topic_problems
-from .clients import (BrokerProbe, BrokerWatch, partition_counts, unreachable, until_reachable,
-                      worker_client_config)
+from .clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, unreachable,
+                      until_reachable, worker_client_config)
 from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
 from .definitions import file_definitions
@@ -46,7 +46,6 @@ from .timeutil import format_rfc3339
 log = logging.getLogger("segments.worker")
 
 _OBSERVE_EVERY = 5.0              # seconds between updates of the gauges that cost a look around
-_ATTEMPT_SECONDS = 10.0           # how long one start-up step waits for the brokers before it is retried
 
 
 class PartitionTask:
@@ -155,15 +154,13 @@ class Worker:
         names = [name for name, _, _ in specs]
 
         def topics() -> dict[str, int]:
-            # A short timeout per attempt: the first "unreachable" is said within it, and a stop
-            # requested meanwhile waits no longer.
-            ensure_topics(client, specs, replication_factor=s.replication_factor, timeout=_ATTEMPT_SECONDS)
+            ensure_topics(client, specs, replication_factor=s.replication_factor, timeout=ATTEMPT_SECONDS)
             # Partition p of every keyed topic feeds engine p and restores from changelog partition p.
             exact = {name: s.partitions for name in (*s.keyed_topics, s.changelog_topic)}
-            problems = topic_problems(AdminClient(dict(client)), specs, exact, timeout=_ATTEMPT_SECONDS)
+            problems = topic_problems(AdminClient(dict(client)), specs, exact, timeout=ATTEMPT_SECONDS)
             if problems:
                 raise TopicsNotAsExpected(problems)
-            return partition_counts(client, names, timeout=_ATTEMPT_SECONDS)
+            return partition_counts(client, names, timeout=ATTEMPT_SECONDS)
         counts = until_reachable(topics, self.watch, self._stop, self._waiting)
         if counts is None:
             return False

@@ -233,6 +233,7 @@ def test_broker_watch_says_it_once_per_bound_and_once_when_back(caplog):
         assert "unreachable for 70 s" in watch.problem()
         watch.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
         assert "1/1 brokers are down" in watch.problem()
+        assert watch.suspect.is_set()          # the probe checks at once
         watch.up()
         watch.up()
     assert watch.problem() is None and metrics.BROKER_UP._value.get() == 1

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 import time
 
-from stream.broker import EmbeddedBroker, free_port
+from confluent_kafka.admin import AdminClient
+
+from stream.broker import EmbeddedBroker, ensure_topics, free_port, topic_problems
 
 from . import conformance
 from .test_metrics import get, paid, series
@@ -114,7 +116,6 @@ def test_broker_lost_then_back_wiped_stops_with_the_reason_and_a_restart_recover
             time.sleep(0.2)
         assert worker.proc.returncode == 3, worker.tail()
         assert b"does not exist" in worker.log() and b"wiped" in worker.log(), worker.tail()
-        from confluent_kafka.admin import AdminClient
         left = AdminClient({"bootstrap.servers": wiped.bootstrap}).list_topics(timeout=10).topics
         # No client of the worker created a topic with the broker's defaults meanwhile.
         assert not {config.changes_topic, config.membership_topic} & set(left), sorted(left)
@@ -126,3 +127,50 @@ def test_broker_lost_then_back_wiped_stops_with_the_reason_and_a_restart_recover
         _wait(lambda: _changes(config.bootstrap_servers, config.changes_topic) > 0, 30,
               "no change after the restart", worker)
         assert worker.terminate() == 0
+
+
+def test_topic_problems_name_what_is_wrong(kafka_bootstrap, kafka_flavour, unique_topic):
+    compact = {"cleanup.policy": "compact"}
+    ok, deleting, bare, two, missing = (f"{unique_topic}-{n}" for n in ("ok", "delete", "bare", "two", "missing"))
+    ensure_topics(kafka_bootstrap, [(ok, 3, compact), (deleting, 3, {"cleanup.policy": "delete"}), (bare, 3, {}),
+                                    (two, 2, compact)])
+    specs = [(ok, 3, compact), (deleting, 3, compact), (bare, 3, compact), (two, 3, compact), (missing, 3, {})]
+    problems = topic_problems(AdminClient({"bootstrap.servers": kafka_bootstrap}), specs, {ok: 3, two: 3})
+    expected = [f"topic {deleting!r} is not compacted (cleanup.policy=delete)",
+                f"topic {two!r} has 2 partitions, the worker needs 3", f"topic {missing!r} does not exist"]
+    if kafka_flavour == "external":
+        expected.insert(1, f"topic {bare!r} is not compacted (cleanup.policy=delete)")
+    # Tansu's DescribeConfigs answers only the configs given at creation: a topic created without
+    # cleanup.policy (as a producer's auto-creation makes it) shows none, and cannot be told from a
+    # compacted one. Pinned so that a Tansu that answers the effective configs fails this loudly.
+    assert sorted(problems) == sorted(expected), problems
+
+
+def test_input_topic_with_another_partition_count_stops_the_start_with_the_reason(
+        kafka_bootstrap, unique_topic, tmp_path, workers):
+    config = topic_config(kafka_bootstrap, unique_topic)
+    ensure_topics(kafka_bootstrap, [(config.input_topics[0], PARTITIONS + 1, {})])
+    worker = _start(workers, "w", config, free_port())
+    assert worker.proc.wait(40) == 3, worker.tail()
+    assert f"has {PARTITIONS + 1} partitions, the worker needs {PARTITIONS}".encode() in worker.log(), worker.tail()
+
+
+def test_faust_runtime_says_the_same_while_no_broker_answers(unique_topic, tmp_path):
+    from .test_faust import FaustProcess, names
+
+    port = free_port()
+    worker = FaustProcess(f"127.0.0.1:{port}", names(unique_topic), tmp_path / "state", tmp_path / "faust.log")
+    try:
+        base = f"http://127.0.0.1:{worker.metrics_port}"
+        deadline = time.monotonic() + 30
+        while "unreachable" not in _get(base + "/readyz")[1]:
+            assert worker.proc.poll() is None, worker.tail()
+            assert time.monotonic() < deadline, f"no 'unreachable' on /readyz:\n{worker.tail()}"
+            time.sleep(0.2)
+        assert _get(base + "/readyz")[0] == 503 and _broker_up(base) == 0
+        with EmbeddedBroker(port=port, log_dir=tmp_path / "broker"):
+            worker.wait_ready(timeout=60)
+            assert _broker_up(base) == 1
+            worker.terminate()
+    finally:
+        worker.close()
