@@ -48,6 +48,10 @@ log = logging.getLogger("segments.worker")
 _OBSERVE_EVERY = 5.0              # seconds between updates of the gauges that cost a look around
 
 
+class _Stopping(Exception):
+    """stop() came while a partition's restore waited for the brokers (raised out of consume())."""
+
+
 class PartitionTask:
     """Input partition p: its store, its engine, and what the current batch produced."""
 
@@ -143,6 +147,8 @@ class Worker:
                 if time.monotonic() >= self._next_observe:
                     self._observe()
                     self._check_faults()
+        except _Stopping:
+            pass                            # stopped while a restore waited for the brokers
         finally:
             self._close(http)
 
@@ -448,6 +454,7 @@ class Worker:
                     log.warning("committed offsets unavailable (%s); asking again", offsets_error.args[0])
                 else:
                     self.watch.down(reason)       # said at the watch's bounded rate
+                self._waiting(pause)
         else:
             return                  # stopping: nothing of the failed batch was committed
         for tp in committed:
@@ -471,8 +478,11 @@ class Worker:
         metrics.READY.set(0)
         metrics.RESTORING.inc()
         try:
-            store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}")
-            restored = self._restore(store, number)
+            # Waited out while the brokers cannot be reached (they may go in the middle of a restore).
+            opened = until_reachable(lambda: self._restored_store(number), self.watch, self._stop, self._waiting)
+            if opened is None:
+                raise _Stopping
+            store, restored = opened
             task = PartitionTask(number, store, self.catalog)
             self.live.attach(task)
         finally:
@@ -481,6 +491,14 @@ class Worker:
         log.info("partition %d ready: %d changelog records restored, %d timers, in %.2fs",
                  number, restored, len(task.engine.timers), time.monotonic() - started)
         return task
+
+    def _restored_store(self, number: int) -> tuple[PartitionStore, int]:
+        store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}")
+        try:
+            return store, self._restore(store, number)
+        except BaseException:
+            store.close()             # opened again on the next attempt
+            raise
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called from inside consume(): the previous batch is committed, no transaction is open.
