@@ -493,6 +493,10 @@ class Worker:
         return task
 
     def _restored_store(self, number: int) -> tuple[PartitionStore, int]:
+        # A changelog the broker lost fails the restore like an outage would; once the probe has
+        # seen the topics gone, waiting on would never end: stop with the reason instead.
+        if self.probe is not None and self.probe.topics_problem is not None:
+            raise TopicsNotAsExpected([self.probe.topics_problem])
         store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}")
         try:
             return store, self._restore(store, number)
