@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from stream import backfill, broker, clients, live_definitions, metrics, produce, worker
 from stream.cli import main
@@ -276,3 +276,48 @@ def test_commands_take_the_workers_properties_from_env_and_file(built, monkeypat
 def test_commands_refuse_what_the_workers_refuse(capsys):
     assert main(["produce", "--bootstrap-servers", "kafka:9092", "-X", "allow.auto.create.topics=true"]) == 2
     assert "allow.auto.create.topics is set by the worker" in capsys.readouterr().err
+
+
+# ---- readiness ------------------------------------------------------------------------------------
+
+def test_ready_needs_a_partition_answering_brokers_and_the_topics_as_at_start():
+    # Before: /readyz 200 with no partition owned (after a wiped broker), or with no broker answering.
+    w = worker.Worker(_config(), load_catalog())
+    w.health.blocked, w.health.ready = w._blocked, True
+    w.probe = type("Probe", (), {"topics_problem": None})()
+    ready, why = w.health.readiness()
+    assert not ready and "owns no partition" in why
+    w.tasks[0] = object()
+    assert w.health.readiness() == (True, "ready")
+    w.probe.topics_problem = "topics not as the worker needs them (topic 'x' does not exist)"
+    assert w.health.readiness() == (False, w.probe.topics_problem)
+    w.probe.topics_problem = None
+    w.watch.down("Connection refused")
+    ready, why = w.health.readiness()
+    assert not ready and "unreachable" in why and "Connection refused" in why
+    w.watch.up()
+    assert w.health.readiness() == (True, "ready")
+    w.tasks.clear()
+
+
+def test_probe_takes_a_topic_problem_only_when_seen_twice_in_a_row(monkeypatch):
+    missing = ["topic 't' does not exist"]
+    answers = iter([missing, [], missing, KafkaException(KafkaError(KafkaError._TRANSPORT, "refused")), missing])
+    watch = clients.BrokerWatch("kafka:9092")
+
+    def problems(*args, **kwargs):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+    monkeypatch.setattr(clients, "topic_problems", problems)
+    monkeypatch.setattr(clients, "AdminClient", lambda config: None)
+    probe = clients.BrokerProbe({}, watch, [], {})
+    for _ in range(3):          # missing, fine, missing: a broker still loading its metadata
+        probe.check()
+        assert probe.topics_problem is None and watch.problem() is None
+    probe.check()               # no answer: the brokers, not the topics
+    assert probe.topics_problem is None and "refused" in watch.problem()
+    probe.check()               # missing again, the second time in a row with an answer
+    assert watch.problem() is None
+    assert "topic 't' does not exist" in probe.topics_problem and "wiped" in probe.topics_problem
