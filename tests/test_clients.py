@@ -18,6 +18,7 @@ SECURE = {"security.protocol": "SASL_SSL", "sasl.mechanisms": "PLAIN", "sasl.use
           "sasl.password": "hunter2"}
 STREAM = Path(__file__).resolve().parent.parent / "stream"
 _BUILDERS = {"client_config", "worker_client_config", "_common", "_client"}
+_CONFIG_PARAMS = {"client", "common"}
 # Sites that may build a client from something else: the embedded broker's own start-up probe
 # (it has no security settings to take), the throwaway clients that check the properties, and
 # the benchmarks and demo, which run only against the embedded broker they start.
@@ -35,7 +36,11 @@ def _functions(tree: ast.Module):
             yield from (n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
 
 
-def _sites(names=("Consumer", "Producer", "AdminClient")) -> list[tuple[str, ast.FunctionDef, ast.Call]]:
+# The client constructors, and the product's classes that take a client config to build theirs.
+_CLIENTS = ("Consumer", "Producer", "AdminClient", "DefinitionsFeed", "BrokerProbe")
+
+
+def _sites(names=_CLIENTS) -> list[tuple[str, ast.FunctionDef, ast.Call]]:
     """Every call of `names` (the client constructors; ensure_topics) in the product's code."""
     found = []
     for path in sorted(STREAM.glob("*.py")):
@@ -71,7 +76,8 @@ def _wrong_sites(sites) -> list[str]:
     for file, function, call in sites:
         if (file, function.name) in _EXEMPT:
             continue
-        params = {a.arg for a in function.args.args + function.args.kwonlyargs}
+        # Parameters named so carry a client config by convention (their callers are sites too).
+        params = {a.arg for a in function.args.args + function.args.kwonlyargs} & _CONFIG_PARAMS
         # A local built from a builder first (client = self._common()) counts too.
         for node in ast.walk(function):
             if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
