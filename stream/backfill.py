@@ -55,6 +55,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from .backfill_definitions import evaluated, handoff_record, summary
 from .broker import ensure_topics
 from .changes import SegmentChange, encode_change
+from .clients import kafka_problems, worker_client_config
 from .config import WorkerConfig, add_worker_arguments
 from .engine import Engine, MemoryStore
 from .events import DeadLetter, Decoder
@@ -306,9 +307,9 @@ def plan(request: Request, problems: list[str]) -> list[Span]:
 
 
 def _client(config: WorkerConfig, isolation: str) -> dict:
-    return {"bootstrap.servers": config.bootstrap_servers, "group.id": "segments-backfill",
-            "enable.auto.commit": False, "enable.partition.eof": True, "isolation.level": isolation,
-            "auto.offset.reset": "error", "fetch.wait.max.ms": 50, **config.kafka}
+    return {"group.id": "segments-backfill", "enable.auto.commit": False, "enable.partition.eof": True,
+            "isolation.level": isolation, "auto.offset.reset": "error", "fetch.wait.max.ms": 50,
+            **worker_client_config(config)}
 
 
 def _time_starts(probe: Consumer, lows: dict[Key, int], ends: dict[Key, int], target_ms: int) -> dict[Key, int]:
@@ -493,11 +494,10 @@ class _TopicSink:
 
     def __init__(self, config: WorkerConfig, topic: str, partitions: int):
         shaped = dataclasses.replace(config, changes_topic=topic)
-        ensure_topics(config.bootstrap_servers, [_topic_spec(shaped, topic, partitions)])
+        ensure_topics(worker_client_config(config), [_topic_spec(shaped, topic, partitions)])
         self.topic, self.failed, self.error = topic, 0, None
-        self._producer = Producer({"bootstrap.servers": config.bootstrap_servers, "enable.idempotence": True,
-                                   "linger.ms": 20, "partitioner": "murmur2_random",
-                                   "on_delivery": self._delivered, **config.kafka})
+        self._producer = Producer({"enable.idempotence": True, "linger.ms": 20, "partitioner": "murmur2_random",
+                                   "on_delivery": self._delivered, **worker_client_config(config)})
 
     def _delivered(self, err, _msg) -> None:
         if err is not None:
@@ -554,13 +554,13 @@ def hand_off(config: WorkerConfig, group: str, states: MemoryStore, now: int | N
     the number of changelog records."""
     target = dataclasses.replace(config, group_id=group)
     topic = target.changelog_topic
-    ensure_topics(config.bootstrap_servers, [_topic_spec(target, topic, partitions)])
+    ensure_topics(worker_client_config(config), [_topic_spec(target, topic, partitions)])
     failures: list[KafkaError] = []
-    producer = Producer({"bootstrap.servers": config.bootstrap_servers, "transactional.id": f"{group}-backfill",
-                         "partitioner": "murmur2_random", "linger.ms": 20, "transaction.timeout.ms": 900_000,
+    producer = Producer({"transactional.id": f"{group}-backfill", "partitioner": "murmur2_random", "linger.ms": 20,
+                         "transaction.timeout.ms": 900_000,
                          "batch.size": PRODUCER_BATCH_BYTES,     # within the changelog's max.message.bytes
                          "on_delivery": lambda err, _msg: err is not None and failures.append(err),
-                         **config.kafka})
+                         **worker_client_config(config)})
     member = Consumer({**_client(config, "read_uncommitted"), "group.id": group})
     try:
         producer.init_transactions(60)
@@ -638,7 +638,7 @@ def run(request: Request, catalog: Catalog, spans: list[Span], output: BinaryIO 
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .config import ConfigError, load_config
+    from .config import ConfigError, is_secret_key, load_config
     from .rules import DefinitionError, load_catalog
 
     # soft_wrap: a problem or a group name is one line, whatever the terminal's width
@@ -647,6 +647,7 @@ def main(args: argparse.Namespace) -> int:
     config = None
     try:
         config = load_config(args)
+        problems += kafka_problems(config.kafka, is_secret_key)    # as the worker checks them
     except ConfigError as exc:
         problems += exc.problems
     request = parse_request(args, config, problems)

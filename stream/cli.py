@@ -56,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--simulated-time", action="store_true",
                     help="event times from a simulated clock from 2025-01-01 (reproducible) instead of now")
     pp.add_argument("--partitions", type=int, default=8, help="partitions if the topic must be created")
-    pp.add_argument("-X", dest="kafka", action="append", default=[], metavar="KEY=VALUE",
-                    help="librdkafka property, repeatable")
+    _add_kafka_arguments(pp)
     pp.set_defaults(run=_produce)
 
     dp = sub.add_parser("demo", help="embedded broker + worker + generator, with live segment sizes",
@@ -96,8 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         fp.add_argument("--definitions-topic", default="segment-definitions", metavar="TOPIC")
         fp.add_argument("--segments", metavar="FILE",
                         help="the segments file the workers run (its versions count); default: the built-in catalog")
-        fp.add_argument("-X", dest="kafka", action="append", default=[], metavar="KEY=VALUE",
-                        help="librdkafka property, repeatable")
+        _add_kafka_arguments(fp)
         fp.set_defaults(run=_define)
 
     bp = sub.add_parser("bench", help="measure speed and state size (prints a table)")
@@ -137,6 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--seed", type=int, default=7)
     br.set_defaults(run=_bench_redefine)
     return parser
+
+
+def _add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
+    """The librdkafka properties of a command that talks to the workers' cluster: the workers' own
+    (SEGMENTS_KAFKA_<KEY>, the kafka: section of --config), so that security settings need not be
+    typed again (nor shown in the process list), and -X on top."""
+    parser.add_argument("--config", metavar="FILE",
+                        help="the workers' settings file: its kafka: properties apply (env SEGMENTS_CONFIG)")
+    parser.add_argument("-X", dest="kafka", action="append", default=[], metavar="KEY=VALUE",
+                        help="librdkafka property, repeatable; wins over SEGMENTS_KAFKA_<KEY> and the file")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,17 +216,24 @@ def _worker(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from .broker import EmbeddedBroker
-    from .config import ConfigError, load_config
+    from .broker import EmbeddedBroker, TopicsNotAsExpected
+    from .config import ConfigError, is_secret_key, load_config
     from .http_server import HttpSetupError, read_token
     from .rules import DefinitionError, load_catalog
     from .worker import Worker
 
+    from .clients import kafka_problems
     try:
         config = load_config(args)
         catalog = load_catalog(config.segments_file)
         if config.metrics_port and config.http_token_file is not None:
             read_token(config.http_token_file)     # an unusable token file stops the start before anything runs
+        # librdkafka judges its own properties (unknown key, bad value, a file it cannot read) now,
+        # not the first client built later. Here rather than in load_config: members and explain
+        # read the same settings without any Kafka client, maybe where those files are absent.
+        problems = kafka_problems(config.kafka, is_secret_key)
+        if problems:
+            raise ConfigError(problems)
     except (ConfigError, DefinitionError, HttpSetupError) as exc:
         print(f"segments worker: {exc}", file=sys.stderr)
         return 2
@@ -239,7 +254,13 @@ def _worker(args: argparse.Namespace) -> int:
         worker = Worker(config, catalog)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: worker.stop())
-        worker.run()
+        try:
+            worker.run()
+        except TopicsNotAsExpected as exc:
+            # Exit 3: a restart (Kubernetes, compose) creates missing topics again at start-up.
+            log.error("stopping: %s. Every committed batch is in Kafka and in the local state; "
+                      "exit 3 so that the worker is restarted", exc)
+            return 3
         log.info("stopped: every committed batch is in Kafka and in the local state")
     return 0
 
@@ -264,15 +285,27 @@ def _instance_id(state_dir) -> str:
     return instance
 
 
-def _kafka_properties(command: str, items: list[str]) -> dict[str, str] | None:
-    kafka = {}
-    for item in items:
+def _kafka_properties(command: str, args: argparse.Namespace) -> dict[str, str] | None:
+    """The librdkafka properties as the workers take them (stream.config: file < SEGMENTS_KAFKA_*
+    < -X), checked by librdkafka itself; None after saying what is wrong."""
+    from .clients import kafka_problems
+    from .config import ConfigError, is_secret_key, load_config
+
+    pairs = []
+    for item in args.kafka:
         key, sep, value = item.partition("=")
         if not sep:
             print(f"segments {command}: -X takes KEY=VALUE, got {item!r}", file=sys.stderr)
             return None
-        kafka[key] = value
-    return kafka
+        pairs.append((key, value))
+    try:
+        kafka = load_config(argparse.Namespace(config=args.config, kafka=pairs)).kafka
+        problems = kafka_problems(kafka, is_secret_key)
+    except ConfigError as exc:
+        problems = exc.problems
+    for problem in problems:
+        print(f"segments {command}: {problem}", file=sys.stderr)
+    return None if problems else kafka
 
 
 def _define(args: argparse.Namespace) -> int:
@@ -281,7 +314,7 @@ def _define(args: argparse.Namespace) -> int:
     from .define import define, undefine
     from .rules import DefinitionError, load_catalog
 
-    kafka = _kafka_properties(args.command, args.kafka)
+    kafka = _kafka_properties(args.command, args)
     if kafka is None:
         return 2
     try:
@@ -298,7 +331,7 @@ def _produce(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .produce import produce
-    kafka = _kafka_properties("produce", args.kafka)
+    kafka = _kafka_properties("produce", args)
     if kafka is None:
         return 2
     return produce(args.bootstrap_servers, args.topic, rate=args.rate, events=args.events,

@@ -134,6 +134,7 @@ OWNED_KAFKA_KEYS: dict[str, str] = {
     "isolation.level": "the worker sets it to match --guarantee",
     "transactional.id": "the worker derives it from its instance id",
     "enable.idempotence": "the worker sets it to match --guarantee",
+    "allow.auto.create.topics": "the worker never lets a client create topics (see stream.clients)",
 }
 
 ENV_PREFIX = "SEGMENTS_"

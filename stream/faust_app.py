@@ -58,6 +58,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 import time
 import weakref
 from collections import Counter as Tally
@@ -72,6 +73,8 @@ from faust.types import TP, EventT
 
 from . import metrics
 from .broker import ensure_topics
+from .clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, until_reachable,
+                      worker_client_config)
 from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
 from .engine import Engine
@@ -296,6 +299,8 @@ class FaustWorker:
         self.s = config
         self.catalog = catalog
         self.health = metrics.Health()
+        self.watch = BrokerWatch(config.bootstrap_servers)
+        self.probe: BrokerProbe | None = None
         self.partitions: dict[int, Partition] = {}
         self.ticking: set[int] = set()         # partitions with a tick on its way
         self.positions: dict[TP, int] = {}     # next offset to apply, per input partition
@@ -559,6 +564,7 @@ class FaustWorker:
             db = self.table.data._db_for_partition(number)
             metrics.STATE_CUSTOMERS.labels(str(number)).set(db.property_int_value("rocksdb.estimate-num-keys") or 0)
         metrics.observe_timers(part.engine.timers for part in self.partitions.values())
+        metrics.READY.set(1 if self.health.readiness()[0] else 0)
 
     async def _on_revoked(self, app: faust.App, revoked, **_) -> None:
         """A revoked partition's engine goes: if the partition comes back, it is rebuilt from the
@@ -597,8 +603,8 @@ class FaustWorker:
         """Partition p of every keyed input topic must feed engine p, and Faust reads the topics as
         they are: each needs the worker's partition count (the co-partitioning of the ticks and
         changelog topics with the input rests on it too)."""
-        admin = AdminClient({"bootstrap.servers": self.s.bootstrap_servers})
-        found = admin.list_topics(timeout=30).topics
+        admin = AdminClient(worker_client_config(self.s, self.watch))
+        found = admin.list_topics(timeout=ATTEMPT_SECONDS).topics
         wrong = {t: len(found[t].partitions) for t in self.s.keyed_topics
                  if len(found[t].partitions) != self.s.partitions}
         if wrong:
@@ -616,15 +622,30 @@ class FaustWorker:
                             "tombstones; Faust restores it from the changelog", path, idle / 86_400_000)
                 shutil.rmtree(path)
 
+    def _blocked(self) -> str | None:
+        """The native worker's readiness faults (stream.worker.Worker._blocked): brokers out of
+        reach, topics not as at start. Faust's own recovery tells the rest."""
+        return self.watch.problem() or (self.probe.topics_problem if self.probe is not None else None)
+
+    def _start_up(self) -> dict[str, int]:
+        client = worker_client_config(self.s, self.watch)
+        ensure_topics(client, topics(self.s), replication_factor=self.s.replication_factor,
+                      timeout=ATTEMPT_SECONDS)
+        self._check_partitions()
+        return partition_counts(client, [name for name, _, _ in topics(self.s)], timeout=ATTEMPT_SECONDS)
+
     def run(self) -> int:
         s = self.s
-        ensure_topics(s.bootstrap_servers, topics(s), replication_factor=s.replication_factor)
-        self._check_partitions()
-        self._drop_stale_partitions()
-        # The same server as the native worker's; this runtime's state is a Faust table, which the
+        self.health.blocked = self._blocked
+        # Served first, so that /readyz says why while the brokers cannot be reached yet. The same
+        # server as the native worker's; this runtime's state is a Faust table, which the
         # personal-data routes (stream.inspect_http) do not read: it serves the open routes only.
         http = metrics.serve(s.metrics_port, self.health, (), s.http_host, s.http_token_file) \
             if s.metrics_port else None
+        # Waited out, said at a bounded rate; SIGINT / SIGTERM end the wait (Faust's handlers come later).
+        counts = until_reachable(self._start_up, self.watch, threading.Event())
+        self.probe = BrokerProbe(worker_client_config(s, self.watch), self.watch, topics(s), counts).start()
+        self._drop_stale_partitions()
         worker = faust.Worker(self.app, loglevel="info", quiet=True, redirect_stdouts=False,
                               override_logging=False)
         worker.spinner = None           # it writes terminal escapes to stdout, quiet or not
@@ -633,6 +654,7 @@ class FaustWorker:
         except SystemExit as exc:       # mode's Worker always leaves through sys.exit
             return exc.code if isinstance(exc.code, int) else 1
         finally:
+            self.probe.close()
             if http is not None:
                 metrics.stop(http)
         return 0

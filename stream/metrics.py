@@ -9,7 +9,7 @@ import logging
 import time
 from collections import Counter as Tally
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -46,6 +46,7 @@ RESTORING = Gauge("segments_partitions_restoring", "Partitions being restored fr
 ASSIGNED = Gauge("segments_assigned_partitions", "Input partitions this worker owns")
 READY = Gauge("segments_ready", "1 once every assigned partition is restored and the worker is in its group")
 UP = Gauge("segments_up", "1 while the worker runs")
+BROKER_UP = Gauge("segments_broker_up", "1 while the brokers answer, 0 while none does (stream.clients.BrokerWatch)")
 # Segment definitions changed while running (stream.live_definitions)
 DEFINITION_VERSION = Gauge("segments_definition_version", "Running version of each segment's definition",
                            ["segment"])
@@ -68,9 +69,19 @@ class Health:
         self.stale_after = stale_after
         self.beat = time.monotonic()
         self.ready = False
+        # Why the worker is not ready although `ready` may say so (brokers unreachable, topics not
+        # as expected, no partition owned): None when nothing is wrong. Set by the runtime.
+        self.blocked: Callable[[], str | None] = lambda: None
 
     def alive(self) -> bool:
         return time.monotonic() - self.beat < self.stale_after
+
+    def readiness(self) -> tuple[bool, str]:
+        """What /readyz answers: ready or not, and why not."""
+        reason = self.blocked()
+        if reason is not None:
+            return False, reason
+        return (True, "ready") if self.ready else (False, "restoring or not in a group yet")
 
 
 def serve(port: int, health: Health, routes: Iterable[Route] = (), host: str = "0.0.0.0",
@@ -97,8 +108,8 @@ def _probes(health: Health) -> list[Route]:
         return Response(200 if alive else 503, b"ok\n" if alive else b"processing loop stalled\n", _TEXT)
 
     def readyz(_: Request) -> Response:
-        ready = health.ready
-        return Response(200 if ready else 503, b"ready\n" if ready else b"restoring or not in a group yet\n", _TEXT)
+        ready, why = health.readiness()
+        return Response(200 if ready else 503, why.encode() + b"\n", _TEXT)
 
     return [Route("/metrics", "Prometheus metrics", lambda _: Response(200, generate_latest(), CONTENT_TYPE_LATEST),
                   public=True),

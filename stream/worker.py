@@ -23,9 +23,12 @@ from collections import Counter as TallyCounter
 from typing import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from . import metrics
-from .broker import ensure_topics
+from .broker import TopicsNotAsExpected, ensure_topics, topic_problems
+from .clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, unreachable,
+                      until_reachable, worker_client_config)
 from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
 from .definitions import file_definitions
@@ -45,8 +48,8 @@ log = logging.getLogger("segments.worker")
 _OBSERVE_EVERY = 5.0              # seconds between updates of the gauges that cost a look around
 
 
-def _log_client_error(error: KafkaError) -> None:
-    log.warning("kafka client: %s", error)
+class _Stopping(Exception):
+    """stop() came while a partition's restore waited for the brokers (raised out of consume())."""
 
 
 class PartitionTask:
@@ -107,6 +110,8 @@ class Worker:
         self.live = LiveDefinitions(file_definitions(catalog), None)
         # The routed topic-partitions this worker reads: any of them can feed every engine.
         self._routed = CatchUp()
+        self.watch = BrokerWatch(config.bootstrap_servers)
+        self.probe: BrokerProbe | None = None      # from the end of start-up on
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -115,9 +120,9 @@ class Worker:
         return worker_topics(self.s)
 
     def _common(self) -> dict[str, object]:
-        # error_cb: the worker's own log says when the brokers cannot be reached (and when they
-        # can again), not only librdkafka's.
-        return {"bootstrap.servers": self.s.bootstrap_servers, "error_cb": _log_client_error, **self.s.kafka}
+        # The one client configuration (security settings included); the watch hears every client's
+        # errors, so the log says once, at a bounded rate, when the brokers cannot be reached.
+        return worker_client_config(self.s, self.watch)
 
     def stop(self) -> None:
         self._stop.set()
@@ -125,14 +130,57 @@ class Worker:
     # -- the loop --------------------------------------------------------------------------------
 
     def run(self) -> None:
+        """Until stop(). Raises TopicsNotAsExpected when the topics are missing or changed (at start,
+        or found so while running: a wiped broker), so that the process exits and is restarted."""
         s = self.s
-        ensure_topics(s.bootstrap_servers, self.topics(), replication_factor=s.replication_factor)
+        self.health.blocked = self._blocked
+        # list(dict) copies the keys in one step under the GIL: safe from the HTTP threads.
+        routes = segment_routes(s.state_dir, s.group_id, lambda: self.catalog, lambda: list(self.tasks),
+                                self.live.describe)
+        # Served from the start, so that /readyz tells why while the brokers cannot be reached yet.
+        http = metrics.serve(s.metrics_port, self.health, routes, s.http_host, s.http_token_file) \
+            if s.metrics_port else None
+        try:
+            if not self._start_up():
+                return                      # stopped while waiting for the brokers
+            self.consumer.subscribe([*s.keyed_topics, *s.routed_topics], on_assign=self._on_assign,
+                                    on_revoke=self._on_revoke, on_lost=self._on_revoke)
+            while not self._stop.is_set():
+                self.health.beat = time.monotonic()
+                self._process(self._next_batch())
+                if time.monotonic() >= self._next_observe:
+                    self._observe()
+                    self._check_faults()
+        except _Stopping:
+            pass                            # stopped while a restore waited for the brokers
+        finally:
+            self._close(http)
+
+    def _start_up(self) -> bool:
+        """Topics, definitions feed, producer and consumer; each step waited out (with backoff, said
+        at a bounded rate) while the brokers cannot be reached. False when stopped meanwhile."""
+        client = self._common()
+        s, specs = self.s, self.topics()
+        names = [name for name, _, _ in specs]
+
+        def topics() -> dict[str, int]:
+            ensure_topics(client, specs, replication_factor=s.replication_factor, timeout=ATTEMPT_SECONDS)
+            # Partition p of every keyed topic feeds engine p and restores from changelog partition p.
+            exact = {name: s.partitions for name in (*s.keyed_topics, s.changelog_topic)}
+            problems = topic_problems(AdminClient(dict(client)), specs, exact, timeout=ATTEMPT_SECONDS)
+            if problems:
+                raise TopicsNotAsExpected(problems)
+            return partition_counts(client, names, timeout=ATTEMPT_SECONDS)
+        counts = until_reachable(topics, self.watch, self._stop, self._waiting)
+        if counts is None:
+            return False
         if s.definitions_topic is not None:
-            self.live.feed = DefinitionsFeed(self._common(), s.definitions_topic)
-            self.live.feed.catch_up()
+            self.live.feed = until_reachable(self._caught_up_feed, self.watch, self._stop, self._waiting)
+            if self.live.feed is None:
+                return False
         self.producer = self._new_producer()
         self.consumer = Consumer({
-            **self._common(),
+            **client,
             "group.id": s.group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -144,29 +192,60 @@ class Worker:
             # A partition's EOF says it has been read to its end: only then is it idle (CatchUp).
             "enable.partition.eof": True,
         })
-        # list(dict) copies the keys in one step under the GIL: safe from the HTTP threads.
-        routes = segment_routes(s.state_dir, s.group_id, lambda: self.catalog, lambda: list(self.tasks),
-                                self.live.describe)
-        http = metrics.serve(s.metrics_port, self.health, routes, s.http_host, s.http_token_file) \
-            if s.metrics_port else None
-        self.consumer.subscribe([*s.keyed_topics, *s.routed_topics], on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        self.probe = BrokerProbe(client, self.watch, specs, counts).start()
+        return not self._stop.is_set()
+
+    def _caught_up_feed(self) -> DefinitionsFeed:
+        feed = DefinitionsFeed(self._common(), self.s.definitions_topic)
         try:
-            while not self._stop.is_set():
-                self.health.beat = time.monotonic()
-                self._process(self._next_batch())
-                if time.monotonic() >= self._next_observe:
-                    self._observe()
-        finally:
-            self.consumer.close()
-            self.producer.close()     # a connection left open makes the broker wait at shutdown
-            if http is not None:
-                metrics.stop(http)
-            if self.live.feed is not None:
-                self.live.feed.close()
-            for task in self.tasks.values():
-                task.store.close()
-            self.tasks.clear()
+            feed.catch_up()
+        except BaseException:
+            feed.close()
+            raise
+        return feed
+
+    def _waiting(self, pause: float) -> None:
+        self.health.beat = time.monotonic() + pause     # waiting on purpose is not a stall
+
+    def _close(self, http) -> None:
+        if self.probe is not None:
+            self.probe.close()
+        for client in (getattr(self, "consumer", None), getattr(self, "producer", None)):
+            if client is not None:
+                client.close()       # a connection left open makes the broker wait at shutdown
+        if http is not None:
+            metrics.stop(http)
+        if self.live.feed is not None:
+            self.live.feed.close()
+        for task in self.tasks.values():
+            task.store.close()
+        self.tasks.clear()
+
+    # -- readiness and faults ----------------------------------------------------------------------
+
+    def _blocked(self) -> str | None:
+        """Why the worker is not ready, whatever its partitions' restore says (stream.metrics.Health):
+        brokers out of reach, topics not as expected, or no partition owned."""
+        problem = self.watch.problem() or (self.probe.topics_problem if self.probe is not None else None)
+        if problem is not None:
+            return problem
+        if self.probe is not None and not self.tasks:
+            return ("owns no partition: joining the consumer group, or the group has no partition left "
+                    "for it (more workers than partitions)")
+        return None
+
+    def _show_ready(self) -> None:
+        metrics.READY.set(1 if self.health.readiness()[0] else 0)
+
+    def _check_faults(self) -> None:
+        """The topics lost or changed (a wiped broker, a deleted topic): the worker cannot go on
+        with them, and recreating them under a running group would mix old offsets and state with
+        new topics. It stops with the reason; restarted (Kubernetes, compose), it creates them
+        again at start-up and restores from what the changelog holds."""
+        self._show_ready()
+        problem = self.probe.topics_problem
+        if problem is not None:
+            raise TopicsNotAsExpected([problem])
 
     def _next_batch(self) -> list[Message]:
         """Whatever is already fetched, without waiting; only when nothing is, wait for the first
@@ -191,8 +270,9 @@ class Worker:
         producer = Producer(config)
         if s.exactly_once:
             # Fences a previous incarnation of this instance and aborts its open transaction, which
-            # would otherwise hold back every read_committed reader of its partitions.
-            producer.init_transactions(30)
+            # would otherwise hold back every read_committed reader of its partitions. Waited out
+            # while the brokers cannot be reached: after a timeout it may be called again.
+            until_reachable(lambda: producer.init_transactions(30), self.watch, self._stop, self._waiting)
         return producer
 
     def _process(self, messages: list[Message]) -> None:
@@ -402,7 +482,12 @@ class Worker:
                 committed = self.consumer.committed(assignment, timeout=10)
                 break
             except KafkaException as offsets_error:
-                log.warning("committed offsets unavailable (%s); asking again", offsets_error.args[0])
+                reason = unreachable(offsets_error)
+                if reason is None:
+                    log.warning("committed offsets unavailable (%s); asking again", offsets_error.args[0])
+                else:
+                    self.watch.down(reason)       # said at the watch's bounded rate
+                self._waiting(pause)
         else:
             return                  # stopping: nothing of the failed batch was committed
         for tp in committed:
@@ -419,7 +504,7 @@ class Worker:
             self._catch_up_of((tp.topic, tp.partition)).assigned((tp.topic, tp.partition))
         self._set_members()
         self.health.ready = True          # in the group, every assigned partition restored
-        metrics.READY.set(1)
+        self._show_ready()
 
     def open_partition(self, number: int) -> PartitionTask:
         """The local store brought up to its changelog's end, and an engine over it."""
@@ -428,9 +513,11 @@ class Worker:
         metrics.READY.set(0)
         metrics.RESTORING.inc()
         try:
-            store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}",
-                                   erasure_after_ms=self.s.erasure_max_lag_ms)
-            restored = self._restore(store, number)
+            # Waited out while the brokers cannot be reached (they may go in the middle of a restore).
+            opened = until_reachable(lambda: self._restored_store(number), self.watch, self._stop, self._waiting)
+            if opened is None:
+                raise _Stopping
+            store, restored = opened
             task = PartitionTask(number, store, self.catalog)
             self.live.attach(task)
         finally:
@@ -439,6 +526,19 @@ class Worker:
         log.info("partition %d ready: %d changelog records restored, %d timers, in %.2fs",
                  number, restored, len(task.engine.timers), time.monotonic() - started)
         return task
+
+    def _restored_store(self, number: int) -> tuple[PartitionStore, int]:
+        # A changelog the broker lost fails the restore like an outage would; once the probe has
+        # seen the topics gone, waiting on would never end: stop with the reason instead.
+        if self.probe is not None and self.probe.topics_problem is not None:
+            raise TopicsNotAsExpected([self.probe.topics_problem])
+        store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}",
+                               erasure_after_ms=self.s.erasure_max_lag_ms)
+        try:
+            return store, self._restore(store, number)
+        except BaseException:
+            store.close()             # opened again on the next attempt
+            raise
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called from inside consume(): the previous batch is committed, no transaction is open.
@@ -458,6 +558,7 @@ class Worker:
                     metrics.STATE_CUSTOMERS.remove(str(number))
         metrics.ASSIGNED.set(len(self.tasks))
         self._set_members()
+        self._show_ready()
 
     def _changelog_end(self, partition: int) -> tuple[int, int]:
         """The changelog partition's offsets, records of open transactions included. Asked of a

@@ -51,13 +51,14 @@ CONTRACT_METRICS = {
     "segments_assigned_partitions": "gauge",
     "segments_ready": "gauge",
     "segments_up": "gauge",
+    "segments_broker_up": "gauge",
 }
 # Series Prometheus itself records for every scrape target.
 PROMETHEUS_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 
 EXPECTED_ALERTS = {
     "SegmentsWorkerDown", "SegmentsConsumerLagGrowing", "SegmentsDeadLettersRising",
-    "SegmentsNoEvents", "SegmentsRestoreStuck", "SegmentsTimersOverdue",
+    "SegmentsNoEvents", "SegmentsRestoreStuck", "SegmentsTimersOverdue", "SegmentsBrokerUnreachable",
 }
 SEVERITIES = {"critical", "warning", "info"}
 WORKER_SERVICES = ("worker-1", "worker-2")
