@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import json
+import re
 from typing import Annotated, Any, Union
 
 import msgspec
@@ -17,7 +19,16 @@ from .timeutil import EARLIEST, LATEST, to_datetime
 _EARLIEST, _LATEST = to_datetime(EARLIEST), to_datetime(LATEST)
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
-Amount = Annotated[float, msgspec.Meta(ge=0)]
+# Far above any real order in any currency, and where a float still holds whole units exactly
+# (2**53 is about 9e15). It keeps every sum finite: a customer's paid_total is at most this times
+# the number of its payments, so it could not reach float's 1.8e308 within 2**63 payments. msgspec
+# rejects NaN and Infinity (not JSON) and numbers beyond float's range on its own.
+MAX_AMOUNT = 1e15
+Amount = Annotated[float, msgspec.Meta(ge=0, le=MAX_AMOUNT)]
+# Containers nested deeper than this are refused before parsing: a real event nests 3 deep
+# (event > items > item), and parsers recurse per level, so a message nested 100k deep would
+# otherwise exhaust the stack, at a depth that differs between runtimes and call sites.
+MAX_DEPTH = 64
 # A timestamp without an offset is ambiguous across a marketplace's time zones: reject it.
 Instant = Annotated[_dt.datetime, msgspec.Meta(tz=True)]
 # The length pins it: in Python's re, `$` also matches before a trailing newline ("USD\n").
@@ -100,19 +111,43 @@ AnyEvent = Union[tuple(EVENT_TYPES.values())]  # type: ignore[valid-type]
 
 
 class DeadLetter(msgspec.Struct, frozen=True, gc=False):
-    """A message that could not become an event: why, and the original bytes, untouched."""
+    """A message that could not become an event: why, and the original bytes, untouched (or, when
+    `size` is set, only their first bytes: the message was too large to be held whole)."""
     reason: str
     raw: bytes
+    size: int | None = None
 
     def to_json_line(self, **where: Any) -> bytes:
         """One JSON line: the reason, where it came from, and the original bytes (text when they are
-        UTF-8, base64 otherwise, so nothing is lost either way)."""
+        UTF-8, base64 otherwise, so nothing is lost either way); a prefix adds `bytes` (the whole
+        message's size) and `truncated: true`."""
         record: dict[str, Any] = {"reason": self.reason, **where}
+        raw = self.raw
+        if self.size is not None:
+            raw = _whole_characters(raw)
+            record["bytes"], record["truncated"] = self.size, True
         try:
-            record["raw"] = self.raw.decode("utf-8")
+            record["raw"] = raw.decode("utf-8")
         except UnicodeDecodeError:
-            record["raw_base64"] = base64.b64encode(self.raw).decode("ascii")
+            record["raw_base64"] = base64.b64encode(raw).decode("ascii")
         return msgspec.json.encode(record) + b"\n"
+
+
+def _whole_characters(prefix: bytes) -> bytes:
+    """A prefix cut inside a UTF-8 character loses that character's head, so the rest still reads
+    as text."""
+    try:
+        prefix.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data":
+            return prefix[:exc.start]
+    return prefix
+
+
+def oversized(prefix: bytes, size: int, limit: int) -> DeadLetter:
+    """The dead letter of a message over the size limit, of which only `prefix` is kept."""
+    return DeadLetter(f"message of {size} bytes is over the {limit}-byte limit", prefix,
+                      None if len(prefix) == size else size)
 
 
 class Decoder:
@@ -126,23 +161,177 @@ class Decoder:
         if type(raw) is not bytes:
             raw = bytes(raw)         # a memoryview or bytearray: dead letters keep an immutable copy
         if len(raw) > self.max_bytes:
-            return DeadLetter(f"message of {len(raw)} bytes is over the {self.max_bytes}-byte limit", raw)
+            return oversized(raw, len(raw), self.max_bytes)
         if not raw.isascii():
             # JSON text is UTF-8 (RFC 8259); msgspec would skip bad bytes inside ignored fields.
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 return DeadLetter(f"not UTF-8: {exc.reason} at byte {exc.start}", raw)
+        if _too_deep(raw):
+            return DeadLetter(f"invalid event: containers nested deeper than {MAX_DEPTH} levels", raw)
         try:
             event = self._decode(raw)
         except msgspec.ValidationError as exc:
-            return DeadLetter(_explain(str(exc)), raw)
+            return DeadLetter(_repeated_type(raw) or _explain(str(exc)), raw)
         except msgspec.DecodeError as exc:
             return DeadLetter(f"not JSON: {exc}", raw)
+        except RecursionError:
+            # Unbalanced brackets can pass the depth check; the parser still stops at the stack's end.
+            return DeadLetter("not JSON: nested too deep to parse", raw)
+        except Exception as exc:     # whatever else a parser can raise: a partition must keep moving
+            return DeadLetter(f"undecodable: {type(exc).__name__}: {exc}", raw)
         if not _EARLIEST <= event.occurred_at < _LATEST:
             return DeadLetter(f"invalid event: occurred_at {event.occurred_at.isoformat()} is outside "
                               f"1900-01-01 .. 9000-01-01 UTC - at `$.occurred_at`", raw)
+        if _may_repeat_a_key(raw, event):
+            repeated = _repeated_key(raw, event)
+            if repeated is not None:
+                return DeadLetter(repeated, raw)
         return event
+
+
+# ---- nesting depth ---------------------------------------------------------------------------------
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_INNERMOST = re.compile(rb"\[\]|\{\}")
+
+
+def _too_deep(raw: bytes) -> bool:
+    """Whether containers nest deeper than MAX_DEPTH. Counting brackets settles nearly every
+    message; only one with more brackets than that is looked at closely: strings taken out, then
+    one layer of innermost brackets removed per pass (bounded work, no recursion)."""
+    if raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH:
+        return False
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    for _ in range(MAX_DEPTH):
+        inner = _INNERMOST.sub(b"", brackets)
+        if not inner or len(inner) == len(brackets):
+            return False     # all removed, or unbalanced: not JSON, which the parser will say
+        brackets = inner
+    return True
+
+
+# ---- duplicate keys ----------------------------------------------------------------------------------
+# {"type": "order_paid", ..., "type": "customer_erased"} is ambiguous: msgspec (and most parsers) take
+# the last value, others the first. Such a message is a dead letter. Parsing every message twice to
+# find out would cost more than decoding it, so the decoded event says how often each field name it
+# read must occur in the bytes; only a message where some name occurs more often (or with escapes,
+# which can spell a name differently) is parsed again, with Python's json, to find a repeated key.
+
+def _token(name: str) -> bytes:
+    return b'"' + name.encode() + b'"'
+
+
+def _tokens(cls: type) -> tuple[tuple[bytes, str], ...]:
+    return tuple((_token(f.encode_name), f.name) for f in msgspec.structs.fields(cls))
+
+
+# Per event type: each top-level field's token, with the field's name when it may be absent.
+_TOP_FIELDS = {cls: ((b'"type"', None), *((token, None if f.required else f.name)
+                                          for (token, _), f in zip(_tokens(cls), msgspec.structs.fields(cls))))
+               for cls in EVENT_TYPES.values()}
+_ITEM_FIELDS = _tokens(OrderItem)
+_ATTRIBUTE_FIELDS = _tokens(Attributes)
+_TOP_NAMES = {cls: frozenset(token[1:-1].decode() for token, _ in fields) for cls, fields in _TOP_FIELDS.items()}
+_TYPE = frozenset({"type"})
+_ITEM_NAMES = frozenset(token[1:-1].decode() for token, _ in _ITEM_FIELDS)
+_ATTRIBUTE_NAMES = frozenset(token[1:-1].decode() for token, _ in _ATTRIBUTE_FIELDS)
+
+
+def _may_repeat_a_key(raw: bytes, event: Event) -> bool:
+    """False when no field the contract reads can occur twice: every field name occurs in the bytes
+    exactly as often as the event holds a (non-null) value for it. True also on mere chance (a name
+    that is also a value, or an unknown field's key): the exact check then decides."""
+    if b"\\" in raw:
+        return True
+    count = raw.count
+    for token, optional in _TOP_FIELDS[type(event)]:
+        n = count(token)
+        if n != 1 and not (n == 0 and optional is not None and getattr(event, optional) is None):
+            return True
+    expected: dict[bytes, int] = {}
+    if type(event) is OrderPlaced:
+        for token, name in _ITEM_FIELDS:
+            expected[token] = sum(getattr(item, name) is not None for item in event.items)
+    elif type(event) is CustomerUpdated:
+        attributes = event.attributes
+        for token, name in _ATTRIBUTE_FIELDS:
+            value = getattr(attributes, name)
+            expected[token] = value is not msgspec.UNSET and value is not None
+        for key in attributes.custom or ():
+            token = _token(key)
+            expected[token] = expected.get(token, 0) + 1
+    return any(count(token) != n for token, n in expected.items())
+
+
+class _Object(list):
+    """A JSON object as parsed for the exact check: its (key, value) pairs, repeats kept."""
+
+
+def _repeated_key(raw: bytes, event: Event) -> str | None:
+    """The dead-letter reason if an object the contract reads names one of the contract's keys
+    twice (any key, in `custom`), else None. Only called on what msgspec parsed, within MAX_DEPTH;
+    numbers are not converted (Python refuses integers of over 4300 digits, which msgspec skips in
+    an ignored field)."""
+    try:
+        doc = json.loads(raw, object_pairs_hook=_Object, parse_int=_zero, parse_float=_zero, strict=False)
+    except Exception as exc:
+        return f"undecodable: duplicate keys cannot be ruled out ({type(exc).__name__}: {exc})"
+    found = _repeat_in(doc, _TOP_NAMES[type(event)], "$")
+    if found is None and type(event) in (OrderPlaced, CustomerUpdated):
+        inner = _last(doc, "items" if type(event) is OrderPlaced else "attributes")
+        if type(event) is OrderPlaced:
+            for i, item in enumerate(inner):
+                found = found or _repeat_in(item, _ITEM_NAMES, f"$.items[{i}]")
+        else:
+            found = _repeat_in(inner, _ATTRIBUTE_NAMES, "$.attributes")
+            custom = _last(inner, "custom")
+            if found is None and isinstance(custom, _Object):
+                found = _repeat_in(custom, None, "$.attributes.custom")
+    if found is None:
+        return None
+    return _duplicate(*found)
+
+
+def _repeated_type(raw: bytes) -> str | None:
+    """Why a message msgspec refused is refused, if it is because it names `type` twice: msgspec
+    then says that the second value is invalid, which hides the cause."""
+    if raw.count(b'"type"') < 2 and b"\\" not in raw:
+        return None
+    try:
+        doc = json.loads(raw, object_pairs_hook=_Object, parse_int=_zero, parse_float=_zero, strict=False)
+    except Exception:
+        return None          # not JSON, or too deep: msgspec's reason stands
+    if isinstance(doc, _Object) and _repeat_in(doc, _TYPE, "$") is not None:
+        return _duplicate("type", "$")
+    return None
+
+
+def _duplicate(key: str, path: str) -> str:
+    shown = key if len(key) <= 64 else key[:64] + "..."
+    return f"invalid event: duplicate key `{shown}` at `{path}` (an object names it twice, so its value is ambiguous)"
+
+
+def _repeat_in(pairs: _Object, names: frozenset[str] | None, path: str) -> tuple[str, str] | None:
+    """The first key of `names` (None: any key) that `pairs` holds twice, with the object's path."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if names is None or key in names:
+            if key in seen:
+                return key, path
+            seen.add(key)
+    return None
+
+
+def _last(pairs: _Object, name: str) -> Any:
+    """A field's value as msgspec took it: the last one (a repeated field is caught before)."""
+    return next((value for key, value in reversed(pairs) if key == name), None)
+
+
+def _zero(_: str) -> int:
+    return 0
 
 
 def _explain(message: str) -> str:

@@ -1,0 +1,134 @@
+"""Hostile input messages: every one becomes an event or a DeadLetter with a reason, never an
+exception (stream.events.Decoder, and the per-message path both runtimes share, stream.runtime.Intake)."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream.events import (MAX_AMOUNT, MAX_DEPTH, CustomerErased, CustomerUpdated, DeadLetter, Decoder, OrderPaid,
+                           OrderPlaced)
+
+DECODER = Decoder()
+COMMON = '"event_id":"e-1","customer_id":"c-1","occurred_at":"2025-03-01T12:00:00Z"'
+PAID = '{"type":"order_paid",%s,"order_id":"o-1","amount":10}' % COMMON
+
+
+def nested(depth: int, opener: str = '{"a":', closer: str = "}") -> str:
+    return opener * depth + "1" + closer * depth
+
+
+# ---- nesting depth -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw", [
+    nested(100_000),                                                  # the whole message
+    PAID[:-1] + ',"ignored":' + nested(100_000) + "}",                # inside a field the decoder skips
+    PAID[:-1] + ',"ignored":' + nested(100_000, "[", "]") + "}",
+    PAID[:-1] + ',"ignored":' + nested(sys.getrecursionlimit() + 10) + "}",
+], ids=["top", "ignored-object", "ignored-array", "just-past-the-recursion-limit"])
+def test_deep_nesting_is_a_dead_letter_naming_the_limit(raw):
+    got = DECODER.decode(raw.encode())
+    assert isinstance(got, DeadLetter), got
+    assert f"deeper than {MAX_DEPTH}" in got.reason
+
+
+def test_depth_limit_boundary():
+    """MAX_DEPTH levels (the event object counts as one) are fine; one more is not."""
+    def message(extra_levels: int) -> bytes:
+        return (PAID[:-1] + ',"x":' + "[" * extra_levels + "]" * extra_levels + "}").encode()
+    assert isinstance(DECODER.decode(message(MAX_DEPTH - 1)), OrderPaid)
+    assert isinstance(DECODER.decode(message(MAX_DEPTH)), DeadLetter)
+
+
+def test_many_brackets_inside_strings_or_side_by_side_are_not_depth():
+    strings = PAID[:-1] + ',"x":"' + "[{" * 5000 + '","y":"\\"[[[["}'
+    flat = PAID[:-1] + ',"x":[' + ",".join(["[]"] * 5000) + "]}"
+    assert isinstance(DECODER.decode(strings.encode()), OrderPaid)
+    assert isinstance(DECODER.decode(flat.encode()), OrderPaid)
+
+
+def test_unbalanced_deep_brackets_are_not_json():
+    got = DECODER.decode(("[" * 100_000 + "}").encode())
+    assert isinstance(got, DeadLetter) and got.reason
+
+
+# ---- duplicate keys ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, key, path", [
+    ('{"type":"order_paid",%s,"order_id":"o","amount":1,"type":"customer_erased"}' % COMMON, "type", "$"),
+    ('{"type":"customer_erased",%s,"type":"customer_erased"}' % COMMON, "type", "$"),
+    ('{"type":"customer_erased",%s,"\\u0074ype":"customer_erased"}' % COMMON, "type", "$"),
+    ('{"type":"customer_erased","customer_id":"c-2",%s}' % COMMON, "customer_id", "$"),
+    ('{"type":"order_paid",%s,"order_id":"o","amount":1,"amount":1000}' % COMMON, "amount", "$"),
+    ('{"type":"order_paid",%s,"order_id":"o","amount":1,"amou\\u006et":1000}' % COMMON, "amount", "$"),
+    ('{"type":"order_placed",%s,"order_id":"o","total":1,"currency":"USD","items":[{"product_id":"p","quantity":1,'
+     '"price":1},{"product_id":"p","quantity":1,"price":1,"price":9}]}' % COMMON, "price", "$.items[1]"),
+    ('{"type":"order_placed",%s,"order_id":"o","total":1,"currency":"USD","items":[{"product_id":"p","quantity":1,'
+     '"price":1,"category":"a","category":"b"},{"product_id":"p","quantity":1,"price":1}]}' % COMMON,
+     "category", "$.items[0]"),
+    ('{"type":"customer_updated",%s,"attributes":{"city":"A","city":null}}' % COMMON, "city", "$.attributes"),
+    ('{"type":"customer_updated",%s,"attributes":{"custom":{"tier":"gold","tier":"none"}}}' % COMMON,
+     "tier", "$.attributes.custom"),
+    ('{"type":"customer_updated",%s,"attributes":{"custom":{"t":1}},"attributes":{}}' % COMMON, "attributes", "$"),
+], ids=["type-differs", "type-same", "type-escaped", "customer_id", "amount", "amount-escaped", "item-price",
+        "item-category", "attribute", "custom-key", "attributes"])
+def test_a_repeated_contract_key_is_a_dead_letter_naming_it(raw, key, path):
+    got = DECODER.decode(raw.encode())
+    assert isinstance(got, DeadLetter), got
+    assert f"duplicate key `{key}` at `{path}`" in got.reason
+
+
+@pytest.mark.parametrize("raw, cls", [
+    # the same names elsewhere: as values, in unknown fields, as a custom key beside an attribute
+    ('{"type":"customer_erased",%s,"note":"type","x":{"type":1,"type":2},"y":[{"customer_id":0}]}' % COMMON,
+     CustomerErased),
+    ('{"type":"customer_updated",%s,"attributes":{"city":"A","custom":{"city":"B","event_id":1}}}' % COMMON,
+     CustomerUpdated),
+    ('{"type":"order_placed",%s,"order_id":"o","total":1,"currency":"USD","items":[{"product_id":"p","quantity":1,'
+     '"price":1,"category":null},{"product_id":"p","quantity":1,"price":1,"x":1,"x":2}]}' % COMMON, OrderPlaced),
+    ('{"type":"order_paid",%s,"order_id":"o","amount":1,"big":%s}' % (COMMON, "9" * 5000), OrderPaid),
+], ids=["names-as-values-and-unknown-fields", "custom-beside-attribute", "unknown-item-field", "huge-ignored-int"])
+def test_repeats_the_contract_does_not_read_are_accepted(raw, cls):
+    assert type(DECODER.decode(raw.encode())) is cls
+
+
+# ---- amounts -------------------------------------------------------------------------------------------
+
+def test_amount_bound_keeps_paid_total_finite():
+    """The largest amount the contract allows, paid over and over, still sums to a finite total."""
+    from stream.engine import Engine
+    from stream.rules import load_catalog
+    engine = Engine(load_catalog())
+    for i in range(200):
+        raw = ('{"type":"order_paid","event_id":"p-%d","customer_id":"c","occurred_at":"2025-03-01T12:00:%02dZ",'
+               '"order_id":"o-%d","amount":1e15}' % (i, i % 60, i)).encode()
+        event = DECODER.decode(raw)
+        assert isinstance(event, OrderPaid)
+        engine.apply(event, [])
+    state = engine.store.get("c")
+    assert math.isfinite(state.paid_total) and state.paid_total == 200 * MAX_AMOUNT
+    twice = DECODER.decode(PAID.replace('"amount":10', '"amount":1.7e308').encode())
+    assert isinstance(twice, DeadLetter) and "`$.amount`" in twice.reason
+
+
+# ---- whatever else the parser raises ------------------------------------------------------------------
+
+def test_an_unexpected_parser_exception_is_a_dead_letter():
+    decoder = Decoder()
+
+    def explode(raw):
+        raise OverflowError("boom")
+    decoder._decode = explode
+    got = decoder.decode(PAID.encode())
+    assert isinstance(got, DeadLetter) and "OverflowError" in got.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_never_raise(raw):
+    got = DECODER.decode(raw)
+    assert not isinstance(got, DeadLetter) or got.reason
