@@ -168,7 +168,7 @@ class Decoder:
                 raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 return DeadLetter(f"not UTF-8: {exc.reason} at byte {exc.start}", raw)
-        if _too_deep(raw):
+        if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _too_deep(raw):   # the count settles most
             return DeadLetter(f"invalid event: containers nested deeper than {MAX_DEPTH} levels", raw)
         try:
             event = self._decode(raw)
@@ -184,8 +184,8 @@ class Decoder:
         if not _EARLIEST <= event.occurred_at < _LATEST:
             return DeadLetter(f"invalid event: occurred_at {event.occurred_at.isoformat()} is outside "
                               f"1900-01-01 .. 9000-01-01 UTC - at `$.occurred_at`", raw)
-        if _may_repeat_a_key(raw, event):
-            repeated = _repeated_key(raw, event)
+        if b"\\" in raw or raw.translate(None, _WHITESPACE).count(b'":') != _values_held(event):
+            repeated = _repeated_key(raw, event)     # a key may repeat (see _values_held)
             if repeated is not None:
                 return DeadLetter(repeated, raw)
         return event
@@ -199,11 +199,9 @@ _INNERMOST = re.compile(rb"\[\]|\{\}")
 
 
 def _too_deep(raw: bytes) -> bool:
-    """Whether containers nest deeper than MAX_DEPTH. Counting brackets settles nearly every
-    message; only one with more brackets than that is looked at closely: strings taken out, then
-    one layer of innermost brackets removed per pass (bounded work, no recursion)."""
-    if raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH:
-        return False
+    """Whether containers nest deeper than MAX_DEPTH; only called on a message with more opening
+    brackets than that (fewer cannot nest so deep): strings taken out, then one layer of innermost
+    brackets removed per pass (bounded work, no recursion)."""
     brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
     for _ in range(MAX_DEPTH):
         inner = _INNERMOST.sub(b"", brackets)
@@ -216,54 +214,48 @@ def _too_deep(raw: bytes) -> bool:
 # ---- duplicate keys ----------------------------------------------------------------------------------
 # {"type": "order_paid", ..., "type": "customer_erased"} is ambiguous: msgspec (and most parsers) take
 # the last value, others the first. Such a message is a dead letter. Parsing every message twice to
-# find out would cost more than decoding it, so the decoded event says how often each field name it
-# read must occur in the bytes; only a message where some name occurs more often (or with escapes,
-# which can spell a name differently) is parsed again, with Python's json, to find a repeated key.
+# find out would cost several times the decoding, so the bytes are only counted first: a message
+# with exactly as many keys as the decoded event holds values has no key twice. Only the others
+# (unknown fields, escapes, nulls, or a repeated key) are parsed again, by Python's json.
 
-def _token(name: str) -> bytes:
-    return b'"' + name.encode() + b'"'
-
-
-def _tokens(cls: type) -> tuple[tuple[bytes, str], ...]:
-    return tuple((_token(f.encode_name), f.name) for f in msgspec.structs.fields(cls))
+_WHITESPACE = b" \t\r\n"
 
 
-# Per event type: each top-level field's token, with the field's name when it may be absent.
-_TOP_FIELDS = {cls: ((b'"type"', None), *((token, None if f.required else f.name)
-                                          for (token, _), f in zip(_tokens(cls), msgspec.structs.fields(cls))))
-               for cls in EVENT_TYPES.values()}
-_ITEM_FIELDS = _tokens(OrderItem)
-_ATTRIBUTE_FIELDS = _tokens(Attributes)
-_TOP_NAMES = {cls: frozenset(token[1:-1].decode() for token, _ in fields) for cls, fields in _TOP_FIELDS.items()}
-_TYPE = frozenset({"type"})
-_ITEM_NAMES = frozenset(token[1:-1].decode() for token, _ in _ITEM_FIELDS)
-_ATTRIBUTE_NAMES = frozenset(token[1:-1].decode() for token, _ in _ATTRIBUTE_FIELDS)
-
-
-def _may_repeat_a_key(raw: bytes, event: Event) -> bool:
-    """False when no field the contract reads can occur twice: every field name occurs in the bytes
-    exactly as often as the event holds a (non-null) value for it. True also on mere chance (a name
-    that is also a value, or an unknown field's key): the exact check then decides."""
-    if b"\\" in raw:
-        return True
-    count = raw.count
-    for token, optional in _TOP_FIELDS[type(event)]:
-        n = count(token)
-        if n != 1 and not (n == 0 and optional is not None and getattr(event, optional) is None):
-            return True
-    expected: dict[bytes, int] = {}
-    if type(event) is OrderPlaced:
-        for token, name in _ITEM_FIELDS:
-            expected[token] = sum(getattr(item, name) is not None for item in event.items)
-    elif type(event) is CustomerUpdated:
-        attributes = event.attributes
-        for token, name in _ATTRIBUTE_FIELDS:
+def _values_held(event: Event) -> int:
+    """How many keys the event's values were read from: one per field it holds (not null).
+    Decoder.decode compares it with the keys in the bytes: without escapes every `":` ends a key,
+    and with whitespace taken out a `" :` counts too (inside a string as well, which can only make
+    the count higher: it sends a message to the exact check, never past it). Each value held came
+    from at least one key, so equal counts leave no key over for a repeat."""
+    cls = type(event)
+    held = _REQUIRED[cls]
+    for name in _OPTIONAL[cls]:
+        if getattr(event, name) is not None:
+            held += 1
+    if cls is OrderPlaced:
+        for item in event.items:
+            held += 3 if item.category is None else 4
+    elif cls is CartUpdated:
+        if event.items:
+            held += _keys_in(event.items)
+    elif cls is CustomerUpdated:
+        attributes, unset = event.attributes, msgspec.UNSET
+        for name in _ATTRIBUTE_FIELDS:
             value = getattr(attributes, name)
-            expected[token] = value is not msgspec.UNSET and value is not None
-        for key in attributes.custom or ():
-            token = _token(key)
-            expected[token] = expected.get(token, 0) + 1
-    return any(count(token) != n for token, n in expected.items())
+            if value is not unset and value is not None:
+                held += 1
+        if attributes.custom:
+            held += len(attributes.custom)
+    return held
+
+
+def _keys_in(value: Any) -> int:
+    """The keys of the objects in a free-form value (as parsed: a repeated key counts once)."""
+    if type(value) is dict:
+        return len(value) + sum(_keys_in(v) for v in value.values())
+    if type(value) is list:
+        return sum(_keys_in(v) for v in value)
+    return 0
 
 
 class _Object(list):
@@ -343,3 +335,18 @@ def _explain(message: str) -> str:
     if message.startswith("Expected `object`") and "at `$" not in message:
         return f"invalid event: {message} (an event is a JSON object)"
     return f"invalid event: {message}"
+
+
+def _names(cls: type) -> frozenset[str]:
+    return frozenset(f.encode_name for f in msgspec.structs.fields(cls))
+
+
+# Per event type: how many keys it always has (its required fields and `type`), and the fields
+# that may be absent or null. Free-form values nest at most MAX_DEPTH deep: _keys_in stays shallow.
+_REQUIRED = {cls: 1 + sum(f.required for f in msgspec.structs.fields(cls)) for cls in EVENT_TYPES.values()}
+_OPTIONAL = {cls: tuple(f.name for f in msgspec.structs.fields(cls) if not f.required) for cls in EVENT_TYPES.values()}
+_ATTRIBUTE_FIELDS = tuple(f.name for f in msgspec.structs.fields(Attributes))
+_TOP_NAMES = {cls: _names(cls) | {"type"} for cls in EVENT_TYPES.values()}
+_TYPE = frozenset({"type"})
+_ITEM_NAMES = _names(OrderItem)
+_ATTRIBUTE_NAMES = _names(Attributes)
