@@ -72,13 +72,13 @@ from .broker import ensure_topics
 from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
 from .engine import Engine
-from .events import DeadLetter, Decoder
+from .events import DeadLetter
 from .rules import Catalog
-from .runtime import (COMPACT, DEAD_LETTER_BYTES, TYPE_OF, Spec, advance_idle, apply_counted, dead_letter, membership,
-                      output_topics)
+from .runtime import (COMPACT, DEAD_LETTER_BYTES, TYPE_OF, Intake, Spec, advance_idle, apply_counted, dead_letter,
+                      membership, output_topics)
 from .state import CustomerState, dump_state, load_state
 from .store import META, STREAM_TIME_KEY, stream_time_record, unpack_time
-from .timeutil import EARLIEST, format_rfc3339
+from .timeutil import EARLIEST, SECOND, format_rfc3339
 
 log = logging.getLogger("segments.faust")
 
@@ -286,7 +286,7 @@ class FaustWorker:
         self.partitions: dict[int, Partition] = {}
         self.ticking: set[int] = set()         # partitions with a tick on its way
         self.positions: dict[TP, int] = {}     # next offset to apply, per input partition
-        self._decode = Decoder(config.max_message_bytes).decode
+        self._admit = Intake(config).admit
         self.app = self._app()
 
     def _app(self) -> faust.App:
@@ -398,8 +398,9 @@ class FaustWorker:
 
     def _apply(self, part: Partition, share: list[EventT], out: list[SegmentChange],
                outcomes: Outcomes, output: list[Record], caused: list[float]) -> None:
-        engine, decode = part.engine, self._decode
+        engine, admit = part.engine, self._admit
         ticks = self.ticks.get_topic_name()
+        wall = int(time.time() * SECOND)
         for event in share:
             msg = event.message
             if msg.topic == ticks:
@@ -407,7 +408,7 @@ class FaustWorker:
                 if self.s.idle_advance_ms:
                     advance_idle(engine, self.s.idle_advance_ms, part.last_input, time.monotonic(), out)
                 continue
-            decoded = decode(msg.value or b"")
+            decoded = admit(msg.topic, msg.key, msg.value, wall)
             if type(decoded) is DeadLetter:
                 output.append(self._dead_letter(msg, decoded))
                 outcomes[(msg.topic, "invalid", "dead_letter")] += 1
@@ -453,9 +454,10 @@ class FaustWorker:
         async for events in self._batches(stream):
             outcomes: Outcomes = Tally()
             output: list[Record] = []
+            wall = int(time.time() * SECOND)
             for event in events:
                 msg = event.message
-                decoded = self._decode(msg.value or b"")
+                decoded = self._admit(msg.topic, msg.key, msg.value, wall)
                 if type(decoded) is DeadLetter:
                     output.append(self._dead_letter(msg, decoded))
                     outcomes[(msg.topic, "invalid", "dead_letter")] += 1
