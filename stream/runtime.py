@@ -98,10 +98,10 @@ def dead_letter(letter: DeadLetter, topic: str, partition: int, offset: int) -> 
     """The dead-letter record's value (the original bytes) and headers (why, and where from)."""
     headers = [("reason", letter.reason.encode()), ("source.topic", topic.encode()),
                ("source.partition", str(partition).encode()), ("source.offset", str(offset).encode())]
-    value = letter.raw
-    if len(value) > DEAD_LETTER_BYTES:
-        # Beyond what the topic takes: keep the head and say how large the whole was.
-        headers.append(("truncated.from.bytes", str(len(value)).encode()))
+    value, size = letter.raw, letter.size if letter.size is not None else len(letter.raw)
+    if size > DEAD_LETTER_BYTES or letter.size is not None:
+        # Beyond what the topic takes (or held only in part): keep the head, say how large the whole was.
+        headers.append(("truncated.from.bytes", str(size).encode()))
         value = value[:DEAD_LETTER_BYTES]
     return value, headers
 

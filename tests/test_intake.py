@@ -276,3 +276,17 @@ def test_backfill_dead_letters_events_too_far_ahead_of_its_clock():
         history.close()
     assert [offset for offset, _ in dead] == [0] and "max_future_skew_ms" in dead[0][1].reason
     assert len(heap) == 1 and heap[0][2] == 1
+
+
+def test_worker_dead_letter_records_keep_at_most_the_topic_limit_and_say_the_whole_size():
+    from stream.events import oversized
+    from stream.runtime import DEAD_LETTER_BYTES, dead_letter
+    small = DeadLetter("why", b"abc")
+    value, headers = dead_letter(small, "t", 1, 7)
+    assert value == b"abc" and dict(headers) == {"reason": b"why", "source.topic": b"t", "source.partition": b"1",
+                                                  "source.offset": b"7"}
+    big = b"x" * (DEAD_LETTER_BYTES + 5)
+    value, headers = dead_letter(DeadLetter("why", big), "t", 1, 7)
+    assert value == big[:DEAD_LETTER_BYTES] and dict(headers)["truncated.from.bytes"] == str(len(big)).encode()
+    value, headers = dead_letter(oversized(b"head", 10_000, 100), "t", 1, 7)   # held in part only
+    assert value == b"head" and dict(headers)["truncated.from.bytes"] == b"10000"
