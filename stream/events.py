@@ -9,6 +9,7 @@ import base64
 import datetime as _dt
 import json
 import re
+from itertools import accumulate
 from typing import Annotated, Any, Union
 
 import msgspec
@@ -193,22 +194,19 @@ class Decoder:
 
 # ---- nesting depth ---------------------------------------------------------------------------------
 
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# A string, escapes and all; one left open runs to the end. Each position matches at most one way, so
+# the scan is linear whatever the bytes (no string start can fail and be retried further on).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.?[^"\\]*)*(?:"|\Z)', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_INNERMOST = re.compile(rb"\[\]|\{\}")
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}.__getitem__
 
 
 def _too_deep(raw: bytes) -> bool:
     """Whether containers nest deeper than MAX_DEPTH; only called on a message with more opening
-    brackets than that (fewer cannot nest so deep): strings taken out, then one layer of innermost
-    brackets removed per pass (bounded work, no recursion)."""
+    brackets than that (fewer cannot nest so deep): strings taken out, then the deepest running
+    count of the brackets left, in C loops (no recursion; a 1 MiB message takes milliseconds)."""
     brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
-    for _ in range(MAX_DEPTH):
-        inner = _INNERMOST.sub(b"", brackets)
-        if not inner or len(inner) == len(brackets):
-            return False     # all removed, or unbalanced: not JSON, which the parser will say
-        brackets = inner
-    return True
+    return max(accumulate(map(_DEPTH_STEP, brackets)), default=0) > MAX_DEPTH
 
 
 # ---- duplicate keys ----------------------------------------------------------------------------------

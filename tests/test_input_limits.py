@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -132,3 +133,40 @@ def test_an_unexpected_parser_exception_is_a_dead_letter():
 def test_random_bytes_never_raise(raw):
     got = DECODER.decode(raw)
     assert not isinstance(got, DeadLetter) or got.reason
+
+
+def _depth(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+tricky_text = st.text(alphabet='[]{}"\\ab\n', max_size=10)
+json_docs = st.recursive(st.one_of(st.none(), st.integers(), tricky_text),
+                         lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                 st.dictionaries(tricky_text, inner, max_size=3)), max_leaves=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_docs, st.integers(0, 80), st.sampled_from(["[", '{"k":']))
+def test_the_depth_check_agrees_with_the_parsed_depth(doc, wrap, opener):
+    """Strings full of brackets, quotes and backslashes never count; only real nesting does."""
+    text = opener * wrap + json.dumps(doc, ensure_ascii=False) + ("]" if opener == "[" else "}") * wrap
+    raw = text.encode()
+    depth = _depth(json.loads(text))
+    got = DECODER.decode(raw)
+    assert (isinstance(got, DeadLetter) and f"deeper than {MAX_DEPTH}" in got.reason) == (depth > MAX_DEPTH)
+
+
+@pytest.mark.parametrize("body", [b'"' + b'\\"' * 500_000, b'"' * 1_000_000, b'"' + b"a" * 1_000_000 + b"\\",
+                                  b"[" * 500_000 + b"]" * 500_000],
+                         ids=["open-string-of-escaped-quotes", "quotes", "open-string-ending-in-backslash", "deep"])
+def test_the_depth_check_is_linear_on_hostile_megabytes(body):
+    """A string scan that retried every quote took 16 s for 40 KB of escaped quotes (hours for 1 MiB)."""
+    raw = (b"[" * (MAX_DEPTH + 1) + body)[:DECODER.max_bytes]
+    started = time.perf_counter()
+    got = DECODER.decode(raw)
+    assert isinstance(got, DeadLetter) and got.reason
+    assert time.perf_counter() - started < 5
