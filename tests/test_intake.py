@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections import Counter
 import json
 import time
 import tracemalloc
@@ -20,7 +21,7 @@ from stream.events import DeadLetter, Event
 from stream.replay import PREFIX_BYTES, replay
 from stream.rules import load_catalog
 from stream.runtime import Intake, apply_counted
-from stream.timeutil import HOUR, SECOND, from_datetime, parse_rfc3339
+from stream.timeutil import HOUR, SECOND, format_rfc3339, from_datetime, parse_rfc3339
 
 CONFIG = WorkerConfig(input_topics=("shop-events",), routed_topics=("orders",), group_id="g")
 KEYED, ROUTED, REPARTITION = "shop-events", "orders", CONFIG.repartition_topic
@@ -59,7 +60,6 @@ def test_matching_keys_pass_on_keyed_and_repartition_topics_and_routed_ones_take
 # ---- clock skew ------------------------------------------------------------------------------------
 
 def _at(micros: int) -> str:
-    from stream.timeutil import format_rfc3339
     return format_rfc3339(micros)
 
 
@@ -100,9 +100,7 @@ def test_the_faust_runtime_admits_through_intake_and_dead_letters_what_it_refuse
                                                        partition=0, tp=("shop-events", 0)))
     share = [event(b"c-2", paid("c-1", now), 0), event(b"c-1", paid("c-1", "8999-01-01T00:00:00Z"), 1),
              event(b"c-1", paid("c-1", now, "e-2"), 2)]
-    out, outcomes, output, caused = [], {}, [], []
-    from collections import Counter
-    outcomes = Counter()
+    out, outcomes, output, caused = [], Counter(), [], []
     worker._apply(part, share, out, outcomes, output, caused)
     assert [record[0] for record in output] == [config.dead_letter_topic] * 2
     reasons = [dict(record[4])["reason"].decode() for record in output]

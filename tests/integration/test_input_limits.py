@@ -5,7 +5,6 @@ on the same offset after every restart, the second was read as an erasure, the t
 customer a second state, the fourth fired every timer of its partition)."""
 from __future__ import annotations
 
-import time
 
 import msgspec
 from confluent_kafka import Producer
