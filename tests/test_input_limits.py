@@ -170,3 +170,70 @@ def test_the_depth_check_is_linear_on_hostile_megabytes(body):
     got = DECODER.decode(raw)
     assert isinstance(got, DeadLetter) and got.reason
     assert time.perf_counter() - started < 5
+
+
+# ---- the cheap pre-check never lets a repeated contract key through --------------------------------
+
+def _obj(pairs: list[tuple[str, str]], spacing: str) -> str:
+    return "{" + ",".join(f"{json.dumps(k)}{spacing}:{v}" for k, v in pairs) + "}"
+
+
+@st.composite
+def events_maybe_repeating(draw) -> tuple[bytes, str | None]:
+    """A valid order_placed or customer_updated, with one contract key repeated (at the top, in an
+    item, in attributes or custom) or none; unknown fields and null optionals on the side; keys
+    spelled with escapes or whitespace before the colon sometimes. Returns (bytes, repeated key)."""
+    spacing = draw(st.sampled_from(["", " ", "\n\t "]))
+    repeat = draw(st.sampled_from([None, None, "top", "nested"]))
+    kind = draw(st.sampled_from(["order_placed", "customer_updated"]))
+    top = [("type", json.dumps(kind)), ("event_id", '"e"'), ("customer_id", '"c"'),
+           ("occurred_at", '"2025-01-01T00:00:00Z"')]
+    if kind == "order_placed":
+        items = [[("product_id", '"p"'), ("quantity", "1"), ("price", "2")] for _ in range(draw(st.integers(1, 3)))]
+        if draw(st.booleans()):
+            items[0].append(("category", draw(st.sampled_from(['"books"', "null"]))))
+        top += [("order_id", '"o"'), ("total", "1"), ("currency", '"USD"'), ("city", draw(st.sampled_from(['"Lyon"', "null"])))]
+        nested, where = items[draw(st.integers(0, len(items) - 1))], "item"
+    else:
+        attributes = [("city", '"Lyon"'), ("custom", None)]
+        custom = [(f"k{i}", '"v"') for i in range(draw(st.integers(1, 3)))]
+        nested, where = draw(st.sampled_from([attributes, custom])), "attributes"
+    if draw(st.booleans()):
+        top.append(("unknown", _obj([("x", "1"), ("x", "2"), ("type", '"y"')], spacing)))   # repeats nobody reads
+    repeated = None
+    if repeat == "top":
+        name, value = draw(st.sampled_from(top[:4]))
+        top.append((name, value))
+        repeated = name
+    elif repeat == "nested":
+        name, value = draw(st.sampled_from([p for p in nested if p[1] is not None]))
+        nested.append((name, value))
+        repeated = name
+    if kind == "order_placed":
+        top.append(("items", "[" + ",".join(_obj(i, spacing) for i in items) + "]"))
+    else:
+        attributes = [(k, _obj(custom, spacing) if v is None else v) for k, v in attributes]
+        top.append(("attributes", _obj(attributes, spacing)))
+    text = _obj(draw(st.permutations(top)), spacing)
+    if repeated is not None and spacing == "" and draw(st.booleans()):
+        # only the repeat spaced out before its colon, so a count of `":` alone would miss it
+        at = text.rfind(f'"{repeated}":') + len(repeated) + 2
+        text = text[:at] + draw(st.sampled_from([" ", "\n", "\t\r "])) + text[at:]
+    elif repeated is not None and draw(st.booleans()):
+        # the repeated name spelled with an escape, as parsers read it the same
+        first = f'"{repeated}"'
+        escaped = '"\\u' + format(ord(repeated[0]), "04x") + repeated[1:] + '"'
+        at = text.rfind(first)
+        text = text[:at] + escaped + text[at + len(first):]
+    return text.encode(), repeated
+
+
+@settings(max_examples=500, deadline=None)
+@given(events_maybe_repeating())
+def test_a_repeated_contract_key_is_always_caught(case):
+    raw, repeated = case
+    got = DECODER.decode(raw)
+    if repeated is None:
+        assert not isinstance(got, DeadLetter), got
+    else:
+        assert isinstance(got, DeadLetter) and f"duplicate key `{repeated}`" in got.reason, (raw, got)
