@@ -286,8 +286,8 @@ _OPTIONS: dict[str, _Option] = {
                                  metavar="BYTES"),
     "max_future_skew_ms": _Option(_INT, "an event whose occurred_at is more than this many milliseconds ahead of "
                                         "the wall clock goes to the dead-letter topic (it would move stream time "
-                                        "past every timer); 0: no bound", _disable_with_zero, nullable=True,
-                                  zero_disables=True),
+                                        "past every timer); 0: no bound", _disable_with_zero, metavar="MS",
+                                  nullable=True, zero_disables=True),
     "metrics_port": _Option(_INT, "port of the Prometheus metrics endpoint; 0: none", _port, metavar="PORT",
                             nullable=True, zero_disables=True),
     "session_timeout_ms": _Option(_INT, "consumer group session timeout in milliseconds", _positive),
