@@ -62,7 +62,7 @@ from .events import DeadLetter, Decoder
 from .partition_ends import Key, consume_ready, partition_ends, peek
 from .replay import ReplaySummary, write_changes
 from .rules import Catalog
-from .runtime import PRODUCER_BATCH_BYTES, worker_topics
+from .runtime import PRODUCER_BATCH_BYTES, too_far_ahead, worker_topics
 from .state import dump_state
 from .store import stream_time_record
 from .timeutil import SECOND, format_rfc3339, from_datetime, parse_duration, parse_rfc3339
@@ -72,7 +72,8 @@ log = logging.getLogger("segments.backfill")
 # The worker's settings a backfill reads: where the input is, how it is decoded and evaluated, and
 # which names belong to the live workers (so that a backfill never writes into them).
 WORKER_SETTINGS = ("bootstrap_servers", "input_topics", "routed_topics", "changes_topic", "membership_topic",
-                   "dead_letter_topic", "group_id", "segments_file", "max_message_bytes", "definitions_topic")
+                   "dead_letter_topic", "group_id", "segments_file", "max_message_bytes", "max_future_skew_ms",
+                   "definitions_topic")
 KAFKA_OUTPUT = "kafka:"
 _FLUSH_EVERY = 4096
 _PAUSE_ABOVE = 20_000        # messages buffered for one partition before its fetching pauses
@@ -390,6 +391,11 @@ class MergedHistory:
         self.on_dead = on_dead
         self.counts = Counts()
         self._decode = Decoder(request.config.max_message_bytes).decode
+        # Events too far ahead of the clock are dead letters, as on a worker: ahead of the wall
+        # clock when the backfill started (fixed for the run, so its order stays reproducible).
+        skew = request.config.max_future_skew_ms
+        self._skew = None if skew is None else skew * 1000
+        self._clock = int(time.time() * SECOND)
         self._consumer = Consumer(_client(request.config, "read_committed" if request.read_committed
                                           else "read_uncommitted"))
         self.on_fetch: Callable[[], None] | None = None   # progress display
@@ -425,6 +431,8 @@ class MergedHistory:
             offset, value = source.buffer.popleft()
             source.position = offset + 1
             event = self._decode(value)
+            if self._skew is not None and type(event) is not DeadLetter:
+                event = too_far_ahead(event, value, self._clock, self._skew)
             if type(event) is DeadLetter:
                 # Before the first event of the window a bad message is left out with the events
                 # around it, so what is reported does not depend on where reading started.

@@ -5,10 +5,11 @@ import argparse
 import contextlib
 import os
 import sys
+import time
 from typing import BinaryIO, Iterator
 
-from .config import add_worker_arguments
-from .timeutil import parse_rfc3339
+from .config import WorkerConfig, add_worker_arguments
+from .timeutil import SECOND, parse_rfc3339
 
 
 def _timestamp(text: str) -> int:
@@ -16,6 +17,23 @@ def _timestamp(text: str) -> int:
         return parse_rfc3339(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    value = _not_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be positive, got 0")
+    return value
+
+
+def _not_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--until", type=_timestamp, metavar="TIME",
                     help="after the input, advance stream time to TIME (RFC 3339), firing every timer due by then")
     rp.add_argument("--segments", metavar="FILE", help="segment definitions (YAML); default: the built-in catalog")
+    rp.add_argument("--max-message-bytes", type=_positive, default=WorkerConfig.max_message_bytes, metavar="BYTES",
+                    help="longer lines are dead letters, never held whole (as in the worker; "
+                         f"default: {WorkerConfig.max_message_bytes})")
+    rp.add_argument("--max-future-skew-ms", type=_not_negative, default=WorkerConfig.max_future_skew_ms, metavar="MS",
+                    help="an event more than MS milliseconds ahead of the wall clock when the replay started is a dead "
+                         f"letter (as in the worker); 0: no bound (default: {WorkerConfig.max_future_skew_ms})")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     rp.set_defaults(run=_replay)
 
@@ -184,7 +208,9 @@ def _replay(args: argparse.Namespace) -> int:
             progress = None
             if not args.no_progress and err.is_terminal and args.input != "-":
                 progress = stack.enter_context(_progress_bar(err, os.path.getsize(args.input)))
-            summary = replay(source, engine, output, dead, until=args.until, on_line=progress)
+            skew = args.max_future_skew_ms * 1000 if args.max_future_skew_ms else None
+            summary = replay(source, engine, output, dead, until=args.until, on_line=progress,
+                             max_bytes=args.max_message_bytes, clock=int(time.time() * SECOND), skew=skew)
     except OSError as exc:
         where = exc.filename or args.output   # a failed write names no file
         err.print(f"segments replay: {where}: {exc.strerror or exc}", markup=False)

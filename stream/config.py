@@ -60,6 +60,7 @@ class WorkerConfig:
     commit_interval_ms: int = 100
     idle_advance_ms: int | None = 1000            # None: an idle partition's stream time stays put
     max_message_bytes: int = 1048576              # larger messages go to dead letters
+    max_future_skew_ms: int | None = 21600000     # events further ahead of the clock go to dead letters; None: no bound
     metrics_port: int | None = 9308               # None: no metrics endpoint
     session_timeout_ms: int = 10000
     max_poll_interval_ms: int = 60000
@@ -322,6 +323,10 @@ _OPTIONS: dict[str, _Option] = {
                                nullable=True, zero_disables=True),
     "max_message_bytes": _Option(_INT, "larger input messages go to the dead-letter topic", _positive,
                                  metavar="BYTES"),
+    "max_future_skew_ms": _Option(_INT, "an event whose occurred_at is more than this many milliseconds ahead of "
+                                        "the wall clock goes to the dead-letter topic (it would move stream time "
+                                        "past every timer); 0: no bound", _disable_with_zero, metavar="MS",
+                                  nullable=True, zero_disables=True),
     "metrics_port": _Option(_INT, "port of the Prometheus metrics endpoint; 0: none", _port, metavar="PORT",
                             nullable=True, zero_disables=True),
     "session_timeout_ms": _Option(_INT, "consumer group session timeout in milliseconds", _positive),

@@ -78,14 +78,15 @@ from .clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_count
 from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
 from .engine import Engine
-from .events import DeadLetter, Decoder
+from .events import DeadLetter
 from .rules import Catalog
-from .runtime import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, CatchUp, Spec, advance_idle,
-                      apply_counted, changelog_configs, dead_letter, idle, membership, outlived_tombstones, output_topics)
+from .runtime import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, CatchUp, Intake, Spec, advance_idle,
+                      apply_counted, changelog_configs, dead_letter, idle, membership, outlived_tombstones,
+                      output_topics)
 from .state import CustomerState, dump_state, load_state
 from .store import (META, STREAM_TIME_KEY, ErasureCompaction, idle_ms_at, stamp_written, stream_time_record,
                     unpack_time)
-from .timeutil import EARLIEST, format_rfc3339
+from .timeutil import EARLIEST, SECOND, format_rfc3339
 
 log = logging.getLogger("segments.faust")
 
@@ -306,7 +307,7 @@ class FaustWorker:
         self.positions: dict[TP, int] = {}     # next offset to apply, per input partition
         self.catch_ups: dict[int, CatchUp] = {}   # per partition number: its keyed topic-partitions
         self.routed_catch_up = CatchUp()       # the routed topic-partitions: any can feed every engine
-        self._decode = Decoder(config.max_message_bytes).decode
+        self._admit = Intake(config).admit
         self.app = self._app()
 
     def _app(self) -> faust.App:
@@ -420,8 +421,9 @@ class FaustWorker:
 
     def _apply(self, part: Partition, share: list[EventT], out: list[SegmentChange],
                outcomes: Outcomes, output: list[Record], caused: list[float]) -> None:
-        engine, decode = part.engine, self._decode
+        engine, admit = part.engine, self._admit
         ticks = self.ticks.get_topic_name()
+        wall = int(time.time() * SECOND)
         for event in share:
             msg = event.message
             if msg.topic == ticks:
@@ -431,7 +433,7 @@ class FaustWorker:
                 continue
             self.positions[msg.tp] = msg.offset + 1
             self._catch_ups(part.number)[0].read(msg.tp)
-            decoded = decode(msg.value or b"")
+            decoded = admit(msg.topic, msg.key, msg.value, wall)
             if type(decoded) is DeadLetter:
                 output.append(self._dead_letter(msg, decoded))
                 outcomes[(msg.topic, "invalid", "dead_letter")] += 1
@@ -518,11 +520,12 @@ class FaustWorker:
         async for events in self._batches(stream):
             outcomes: Outcomes = Tally()
             output: list[Record] = []
+            wall = int(time.time() * SECOND)
             for event in events:
                 msg = event.message
                 self.positions[msg.tp] = msg.offset + 1
                 self.routed_catch_up.read(msg.tp)
-                decoded = self._decode(msg.value or b"")
+                decoded = self._admit(msg.topic, msg.key, msg.value, wall)
                 if type(decoded) is DeadLetter:
                     output.append(self._dead_letter(msg, decoded))
                     outcomes[(msg.topic, "invalid", "dead_letter")] += 1

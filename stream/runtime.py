@@ -1,6 +1,7 @@
 """What both worker runtimes (the native one, stream/worker.py, and Faust's, stream/faust_app.py)
-do the same way: the topics they create, the records they publish besides the changes, how an
-applied event is counted, and the idle clock. One place, so the runtimes cannot drift apart.
+do the same way: what an input message becomes (Intake), the topics they create, the records they
+publish besides the changes, how an applied event is counted, and the idle clock. One place, so the
+runtimes cannot drift apart.
 """
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import msgspec
 from .changes import SegmentChange
 from .config import WorkerConfig
 from .engine import Engine
-from .events import EVENT_TYPES, DeadLetter, Event
+from .events import EVENT_TYPES, DeadLetter, Decoder, Event
 from .live_definitions import TOPIC_CONFIG as DEFINITIONS_CONFIG
 from .state import CustomerState
-from .timeutil import SECOND, format_rfc3339
+from .timeutil import SECOND, format_rfc3339, from_datetime
 
 # Dead letters carry input messages back out whole, oversized ones included, up to this much.
 DEAD_LETTER_BYTES = 16 << 20
@@ -63,6 +64,56 @@ def kept(config: WorkerConfig, retention_ms: int) -> dict[str, str | int]:
     return {"cleanup.policy": "delete", "retention.ms": retention_ms, "segment.ms": config.erasure_max_lag_ms}
 
 
+class Intake:
+    """What one input message becomes, decided alike by both runtimes (and callable without a
+    broker): an event to apply (or, from a routed topic, to re-key), or a dead letter with its
+    reason. Never raises."""
+
+    def __init__(self, config: WorkerConfig):
+        self._decode = Decoder(config.max_message_bytes).decode
+        self._keyed = frozenset(config.keyed_topics)
+        self._skew = None if config.max_future_skew_ms is None else config.max_future_skew_ms * 1000
+
+    def admit(self, topic: str, key: bytes | None, value: bytes | None, wall: int) -> Event | DeadLetter:
+        """`wall`: the wall clock in microseconds (taken once per batch)."""
+        raw = value or b""
+        event = self._decode(raw)
+        if type(event) is DeadLetter:
+            return event
+        if topic in self._keyed:
+            letter = wrong_key(event, key, raw)
+            if letter is not None:
+                return letter
+        return event if self._skew is None else too_far_ahead(event, raw, wall, self._skew)
+
+
+def wrong_key(event: Event, key: bytes | None, raw: bytes) -> DeadLetter | None:
+    """On a keyed topic the key picked the partition, and so the engine and state: a key that is
+    not the customer id would give the customer a second state on another partition. (Routed
+    topics are keyed otherwise and re-keyed by customer id; the repartition topic is keyed so.)"""
+    customer_id = event.customer_id
+    if key is not None and key == customer_id.encode():
+        return None
+    said = "no key" if key is None else f"key {_shown(key.decode('utf-8', 'replace'))}"
+    return DeadLetter(f"{said} on a topic keyed by customer id, but customer_id {_shown(customer_id)}: "
+                      f"the key must be the customer id", raw)
+
+
+def too_far_ahead(event: Event, raw: bytes, reference: int, skew: int) -> Event | DeadLetter:
+    """The event, or a dead letter if it occurred more than `skew` (microseconds) after
+    `reference`: an event from a wrong clock would move stream time past every timer for good."""
+    t = from_datetime(event.occurred_at)
+    if t - reference <= skew:
+        return event
+    return DeadLetter(f"occurred_at {format_rfc3339(t)} is more than {skew // 1000} ms (max_future_skew_ms) "
+                      f"ahead of the clock, {format_rfc3339(reference)}", raw)
+
+
+def _shown(text: str) -> str:
+    """A key or id in a reason: quoted, and cut short (either may be anything a producer sent)."""
+    return repr(text if len(text) <= 64 else text[:64] + "...")
+
+
 def output_topics(config: WorkerConfig) -> list[Spec]:
     """The keyed input topics and the outputs, with the worker's partition count and explicit
     configs (routed input topics are the producers')."""
@@ -98,10 +149,10 @@ def dead_letter(letter: DeadLetter, topic: str, partition: int, offset: int) -> 
     """The dead-letter record's value (the original bytes) and headers (why, and where from)."""
     headers = [("reason", letter.reason.encode()), ("source.topic", topic.encode()),
                ("source.partition", str(partition).encode()), ("source.offset", str(offset).encode())]
-    value = letter.raw
-    if len(value) > DEAD_LETTER_BYTES:
-        # Beyond what the topic takes: keep the head and say how large the whole was.
-        headers.append(("truncated.from.bytes", str(len(value)).encode()))
+    value, size = letter.raw, letter.size if letter.size is not None else len(letter.raw)
+    if size > DEAD_LETTER_BYTES or letter.size is not None:
+        # Beyond what the topic takes (or held only in part): keep the head, say how large the whole was.
+        headers.append(("truncated.from.bytes", str(size).encode()))
         value = value[:DEAD_LETTER_BYTES]
     return value, headers
 

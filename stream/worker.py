@@ -33,15 +33,15 @@ from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
 from .definitions import file_definitions
 from .engine import Engine
-from .events import DeadLetter, Decoder
+from .events import DeadLetter
 from .inspect_http import segment_routes
 from .live_definitions import DefinitionsFeed, LiveDefinitions
 from .partition_ends import partition_ends
 from .rules import Catalog
-from .runtime import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, CatchUp, Source, Spec, advance_idle,
-                      apply_counted, dead_letter, membership, outlived_tombstones, worker_topics)
+from .runtime import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, CatchUp, Intake, Source, Spec,
+                      advance_idle, apply_counted, dead_letter, membership, outlived_tombstones, worker_topics)
 from .store import PartitionStore
-from .timeutil import format_rfc3339
+from .timeutil import SECOND, format_rfc3339
 
 log = logging.getLogger("segments.worker")
 
@@ -100,7 +100,7 @@ class Worker:
         self.catalog = catalog
         self.on_batch = on_batch          # (events, changes) after each committed batch
         self.tasks: dict[int, PartitionTask] = {}
-        self._decode = Decoder(config.max_message_bytes).decode
+        self._admit = Intake(config).admit
         self._changelog_next: dict[int, int] = {}
         self.health = metrics.Health()
         self._next_observe = 0.0
@@ -284,7 +284,7 @@ class Worker:
         outcomes: TallyCounter[tuple[str, str, str]] = TallyCounter()
         caused: list[float] = []          # event times (s) of events whose changes this batch commits
         fired_before = self._timers_fired()
-        now = time.monotonic()
+        now, wall = time.monotonic(), int(time.time() * SECOND)
         reading: dict[Source, bool] = {}  # per topic-partition: False once its EOF came last
         ends = 0
         for msg in messages:
@@ -297,14 +297,14 @@ class Worker:
                     log.warning("consume: %s", error)
                 continue
             reading[(msg.topic(), msg.partition())] = True
-            raw = msg.value() or b""
-            event = self._decode(raw)
+            event = self._admit(msg.topic(), msg.key(), msg.value(), wall)
             if type(event) is DeadLetter:
                 dead.append((msg, event))
                 outcomes[(msg.topic(), "invalid", "dead_letter")] += 1
                 continue
             if msg.topic() in routed_topics:
-                routed.append((event.customer_id.encode(), raw))
+                # Keyed by customer id, as the repartition topic's reader (Intake) requires.
+                routed.append((event.customer_id.encode(), msg.value()))
                 outcomes[(msg.topic(), TYPE_OF[type(event)], "routed")] += 1
                 continue
             task = self.tasks.get(msg.partition())

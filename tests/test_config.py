@@ -53,7 +53,8 @@ FLAGS = {
     "state_dir": "--state-dir", "guarantee": "--guarantee", "segments_file": "--segments",
     "partitions": "--partitions", "replication_factor": "--replication-factor", "batch_size": "--batch-size",
     "commit_interval_ms": "--commit-interval-ms", "idle_advance_ms": "--idle-advance-ms",
-    "max_message_bytes": "--max-message-bytes", "metrics_port": "--metrics-port",
+    "max_message_bytes": "--max-message-bytes", "max_future_skew_ms": "--max-future-skew-ms",
+    "metrics_port": "--metrics-port",
     "session_timeout_ms": "--session-timeout-ms", "max_poll_interval_ms": "--max-poll-interval-ms",
     "runtime": "--runtime", "http_host": "--http-host", "http_token_file": "--http-token-file",
 }
@@ -81,6 +82,7 @@ SAMPLES = {
     "commit_interval_ms": ("250", "250", 250),
     "idle_advance_ms": ("5000", "5000", 5000),
     "max_message_bytes": ("2048", "2048", 2048),
+    "max_future_skew_ms": ("60000", "60000", 60000),
     "metrics_port": ("9400", "9400", 9400),
     "session_timeout_ms": ("6000", "6000", 6000),
     "max_poll_interval_ms": ("70000", "70000", 70000),
@@ -99,8 +101,9 @@ def test_defaults():
         "group_id": "segments", "instance_id": None,
         "state_dir": "state", "guarantee": "exactly_once", "segments_file": None, "partitions": 8,
         "replication_factor": 1, "batch_size": 2000, "commit_interval_ms": 100, "idle_advance_ms": 1000,
-        "max_message_bytes": 1048576, "metrics_port": 9308, "session_timeout_ms": 10000,
-        "max_poll_interval_ms": 60000, "runtime": "native", "http_host": "0.0.0.0", "http_token_file": None,
+        "max_message_bytes": 1048576, "max_future_skew_ms": 21600000, "metrics_port": 9308,
+        "session_timeout_ms": 10000, "max_poll_interval_ms": 60000, "runtime": "native", "http_host": "0.0.0.0",
+        "http_token_file": None,
     }
     assert load() == WorkerConfig()
 
@@ -225,6 +228,13 @@ def test_env_zero_disables_metrics_and_idle_advance():
     assert cfg.metrics_port is None and cfg.idle_advance_ms is None
     cfg = load(["--metrics-port", "0", "--idle-advance-ms", "0"])
     assert cfg.metrics_port is None and cfg.idle_advance_ms is None
+
+
+def test_zero_disables_the_future_skew_bound_and_negative_is_refused():
+    assert load(env={"SEGMENTS_MAX_FUTURE_SKEW_MS": "0"}).max_future_skew_ms is None
+    assert load(["--max-future-skew-ms", "0"]).max_future_skew_ms is None
+    with pytest.raises(ConfigError, match="--max-future-skew-ms"):
+        load(["--max-future-skew-ms", "-1"])
 
 
 def test_env_passthrough_key_is_lowercased_with_dots():

@@ -26,7 +26,7 @@ from referencing import Registry, Resource
 from stream.changes import SegmentChange, encode_change, make_change
 from stream.events import (
     EVENT_TYPES, Attributes, CartAbandoned, CartUpdated, CustomerErased, CustomerUpdated, DeadLetter,
-    Decoder, OrderCancelled, OrderItem, OrderPaid, OrderPlaced, ProductViewed,
+    MAX_AMOUNT, Decoder, OrderCancelled, OrderItem, OrderPaid, OrderPlaced, ProductViewed,
 )
 from stream.timeutil import SECOND, from_datetime
 
@@ -227,8 +227,8 @@ def _sig_from_msgspec(t: mi.Type) -> dict:
         # custom values: a JSON Schema number cannot tell 2**63 from 9.3e18 (test_what_json_schema_cannot_say)
         return {"types": {"integer"}, "minimum": None}
     if isinstance(t, (mi.FloatType, mi.IntType)):
-        assert t.gt is None and t.lt is None and t.le is None and t.multiple_of is None
-        return {"types": {"number" if isinstance(t, mi.FloatType) else "integer"}, "minimum": t.ge}
+        assert t.gt is None and t.lt is None and t.multiple_of is None
+        return {"types": {"number" if isinstance(t, mi.FloatType) else "integer"}, "minimum": t.ge, "maximum": t.le}
     if isinstance(t, mi.DateTimeType):
         assert t.tz is True  # an offset is required
         return {"types": {"string"}, "format": "date-time"}
@@ -265,6 +265,7 @@ def _sig_from_schema(s: dict) -> dict:
             sig["max_length"] = s.get("maxLength")
     if types & {"number", "integer"}:
         sig["minimum"] = s.get("minimum")
+        sig["maximum"] = s.get("maximum")
     if "array" in types:
         sig["items"] = _sig_from_schema(s.get("items", {}))
     if "object" in types and isinstance(s.get("additionalProperties"), dict):
@@ -472,9 +473,9 @@ BAD_VALUES: dict[str, list[Any]] = {  # for every required field: values the con
     "product_id": ["", 7, None],
     "category": ["", 7, None],
     "cart_id": ["", 7, None],
-    "total": [-0.01, -1, "59.90", None, True],
-    "amount": [-0.01, -1, "59.90", None, False],
-    "value": [-0.01, -1, "59.90", None, [1]],
+    "total": [-0.01, -1, "59.90", None, True, 1e15 + 0.25, 10**16],
+    "amount": [-0.01, -1, "59.90", None, False, 1.7e308, 10**16],
+    "value": [-0.01, -1, "59.90", None, [1], 1e15 + 0.25, 1.7e308],
     "currency": ["usd", "Usd", "US", "USDX", "", "U$D", 978, None],
     "items": [None, {}, "sku-1", 3],
     "attributes": [None, [], "city=Lyon", 1],
@@ -486,7 +487,7 @@ OPTIONAL_BAD_VALUES = {  # optional top-level fields: absent and null are fine, 
 ITEM_BAD_VALUES = {
     "product_id": ["", 7, None],
     "quantity": [0, -1, 1.5, "1", None, True],
-    "price": [-0.01, -5, "9.99", None],
+    "price": [-0.01, -5, "9.99", None, 1.7e308],
     "category": ["", 7],
 }
 ATTRIBUTE_BAD_VALUES = {
@@ -645,13 +646,25 @@ def test_what_json_schema_cannot_say():
     """The decoder is stricter than any JSON Schema can be on these; schemas/README.md says so. If the decoder
     starts accepting them, update the README and move them to VALID."""
     two_point_oh = encode(ev("order_placed", items=[{**ITEM, "quantity": 2.0}]))
-    huge = encode(ev("order_paid")).replace(b'"amount": 0', b'"amount": 1e400')
     wide = encode(ev("customer_updated", attributes={"custom": {"n": 2**63}}))
-    for raw, where in ((two_point_oh, "`$.items[0].quantity`"), (huge, "`$.amount`"),
-                       (wide, "`$.attributes.custom[...]`")):
+    for raw, where in ((two_point_oh, "`$.items[0].quantity`"), (wide, "`$.attributes.custom[...]`")):
         assert EVENT_V.is_valid(strict_json(raw))
         got = DECODER.decode(raw)
         assert isinstance(got, DeadLetter) and where in got.reason, got
+
+
+def test_amounts_beyond_the_bound_are_refused_by_both():
+    """Amounts are bounded (MAX_AMOUNT), so no sum of them can overflow to infinity: a number beyond
+    what a double holds (1e400, which Python reads as inf) and one just above the bound alike."""
+    body = encode(ev("order_paid"))
+    for text in (b"1e400", b"-1e400", b"1.0000000000000002e15", b"1" + b"0" * 400):
+        raw = body.replace(b'"amount": 0', b'"amount": ' + text)
+        doc = strict_json(raw)
+        assert doc is not NOT_JSON and not EVENT_V.is_valid(doc), text
+        got = DECODER.decode(raw)
+        assert isinstance(got, DeadLetter) and "`$.amount`" in got.reason, (text, got)
+    at_bound = DECODER.decode(body.replace(b'"amount": 0', b'"amount": 1e15'))
+    assert isinstance(at_bound, OrderPaid) and at_bound.amount == MAX_AMOUNT
 
 
 # Every string the state keeps is bounded at the contract (README "State bounds"): each bound is
