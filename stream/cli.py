@@ -8,7 +8,7 @@ import sys
 import time
 from typing import BinaryIO, Iterator
 
-from .config import WorkerConfig, add_worker_arguments
+from .config import WorkerConfig, add_worker_arguments, parse_millis
 from .timeutil import SECOND, parse_rfc3339
 
 
@@ -23,6 +23,17 @@ def _positive(text: str) -> int:
     value = _not_negative(text)
     if value == 0:
         raise argparse.ArgumentTypeError("must be positive, got 0")
+    return value
+
+
+def _millis(text: str) -> int:
+    """Milliseconds or a duration with its unit (6h), as the worker's settings take them."""
+    try:
+        value = parse_millis(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
     return value
 
 
@@ -52,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--max-message-bytes", type=_positive, default=WorkerConfig.max_message_bytes, metavar="BYTES",
                     help="longer lines are dead letters, never held whole (as in the worker; "
                          f"default: {WorkerConfig.max_message_bytes})")
-    rp.add_argument("--max-future-skew-ms", type=_not_negative, default=WorkerConfig.max_future_skew_ms, metavar="MS",
-                    help="an event more than MS milliseconds ahead of the wall clock when the replay started is a dead "
+    rp.add_argument("--max-future-skew-ms", type=_millis, default=WorkerConfig.max_future_skew_ms, metavar="MS",
+                    help="an event more than MS milliseconds (or a duration such as 6h) ahead of the wall clock when the replay started is a dead "
                          f"letter (as in the worker); 0: no bound (default: {WorkerConfig.max_future_skew_ms})")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     rp.set_defaults(run=_replay)

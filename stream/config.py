@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from .timeutil import parse_duration
+
 GUARANTEES = ("exactly_once", "at_least_once")
 RUNTIMES = ("native", "faust")
 
@@ -226,6 +228,23 @@ def _parse_int(text: str) -> int:
         raise ValueError(f"expected an integer, got {text!r}") from None
 
 
+def parse_millis(text: str) -> int:
+    """Milliseconds: a whole number, or a duration with its unit (6h, 90m, 45s, 7d), which is how
+    people think of a skew bound or a retention."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        pass
+    try:
+        return parse_duration(text) // 1000
+    except ValueError:
+        raise ValueError(f"expected milliseconds or a duration such as 6h, 90m, 45s or 7d, got {text!r}") from None
+
+
+def _millis_from_file(value: Any) -> int:
+    return parse_millis(value) if isinstance(value, str) else _int_from_file(value)
+
+
 def _parse_topics(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(","))
 
@@ -265,6 +284,7 @@ class _Kind:
 
 _STR = _Kind(str.strip, _str_from_file, "NAME")
 _INT = _Kind(_parse_int, _int_from_file, "N")
+_MILLIS = _Kind(parse_millis, _millis_from_file, "MS")
 _TOPICS = _Kind(_parse_topics, _topics_from_file, "TOPIC[,TOPIC...]")
 # Paths stay text until loading is done, so an empty one can still be told from ".".
 _PATH = _Kind(str.strip, _str_from_file, "DIR")
@@ -295,14 +315,14 @@ _OPTIONS: dict[str, _Option] = {
     "definitions_topic": _Option(_STR, "compacted topic of segment definitions changed while running (key: "
                                        "segment name; they override the segments file); none: the file only",
                                  _topic, metavar="TOPIC", nullable=True),
-    "erasure_max_lag_ms": _Option(_INT, "longest an erased customer's records stay in the compacted topics the "
+    "erasure_max_lag_ms": _Option(_MILLIS, "longest an erased customer's records stay in the compacted topics the "
                                         "worker creates (changelog, membership; their segment.ms and "
                                         "max.compaction.lag.ms), and past retention in the others",
                                   _at_least_a_minute, metavar="MS"),
-    "changes_retention_ms": _Option(_INT, "retention.ms of the changes topic when the worker creates it "
+    "changes_retention_ms": _Option(_MILLIS, "retention.ms of the changes topic when the worker creates it "
                                           "(its records keep an erased customer's id this long)",
                                     _at_least_a_minute, metavar="MS"),
-    "dead_letter_retention_ms": _Option(_INT, "retention.ms of the dead-letter topic when the worker creates it "
+    "dead_letter_retention_ms": _Option(_MILLIS, "retention.ms of the dead-letter topic when the worker creates it "
                                               "(raw input: personal data, kept this long)",
                                         _at_least_a_minute, metavar="MS"),
     "group_id": _Option(_STR, "consumer group of the workers", _not_empty, metavar="GROUP"),
@@ -323,7 +343,7 @@ _OPTIONS: dict[str, _Option] = {
                                nullable=True, zero_disables=True),
     "max_message_bytes": _Option(_INT, "larger input messages go to the dead-letter topic", _positive,
                                  metavar="BYTES"),
-    "max_future_skew_ms": _Option(_INT, "an event whose occurred_at is more than this many milliseconds ahead of "
+    "max_future_skew_ms": _Option(_MILLIS, "an event whose occurred_at is more than this many milliseconds ahead of "
                                         "the wall clock goes to the dead-letter topic (it would move stream time "
                                         "past every timer); 0: no bound", _disable_with_zero, metavar="MS",
                                   nullable=True, zero_disables=True),

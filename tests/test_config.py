@@ -237,6 +237,19 @@ def test_zero_disables_the_future_skew_bound_and_negative_is_refused():
         load(["--max-future-skew-ms", "-1"])
 
 
+def test_durations_take_units_and_the_flag_its_short_name():
+    """--max-future-skew (the flag's unambiguous prefix) and the retention settings take 6h, 90m, 45s,
+    7d as well as milliseconds; anything else names what it expects."""
+    assert load(["--max-future-skew", "2h"]).max_future_skew_ms == 2 * 3600 * 1000
+    assert load(["--max-future-skew-ms", "90m"]).max_future_skew_ms == 90 * 60 * 1000
+    assert load(env={"SEGMENTS_MAX_FUTURE_SKEW_MS": "45s"}).max_future_skew_ms == 45_000
+    assert load(env={"SEGMENTS_CHANGES_RETENTION_MS": "7d"}).changes_retention_ms == 7 * 86_400_000
+    with pytest.raises(ConfigError, match="SEGMENTS_MAX_FUTURE_SKEW_MS: expected milliseconds or a duration"):
+        load(env={"SEGMENTS_MAX_FUTURE_SKEW_MS": "6 hours"})
+    with pytest.raises(ConfigError, match="--erasure-max-lag-ms"):
+        load(["--erasure-max-lag-ms", "30s"])      # under its minute minimum, however written
+
+
 def test_env_passthrough_key_is_lowercased_with_dots():
     cfg = load(env={"SEGMENTS_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "SEGMENTS_KAFKA_SASL_MECHANISMS": "PLAIN",
                     "SEGMENTS_KAFKA_SASL_PASSWORD": " pass word \n", "OTHER_KAFKA_X": "ignored",

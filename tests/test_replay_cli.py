@@ -328,7 +328,8 @@ def test_far_future_events_and_overlong_lines_are_dead_letters_by_default(tmp_pa
     --max-message-bytes is a dead letter keeping its size and a prefix."""
     future = event_bytes("order_paid", "c", "8999-01-01T00:00:00Z", "p-far", order_id="o-far", amount=1.0)
     good = event_bytes("order_paid", "c", "2025-03-01T00:00:00Z", "p-1", order_id="o", amount=1.0)
-    long = event_bytes("order_paid", "c", "2025-03-01T00:00:00Z", "p-2", order_id="o" * 5000, amount=1.0)
+    long = event_bytes("order_paid", "c", "2025-03-01T00:00:00Z", "p-2", order_id="o-long", amount=1.0,
+                       note="x" * 5000)   # an unknown field: only its size is wrong
     src = write_events(tmp_path / "in.jsonl", future, good, long)
     dead_file = tmp_path / "dead.jsonl"
     result = segments("--input", str(src), "--output", "-", "--dead-letter", str(dead_file),
