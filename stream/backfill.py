@@ -55,13 +55,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from .backfill_definitions import evaluated, handoff_record, summary
 from .broker import ensure_topics
 from .changes import SegmentChange, encode_change
+from .clients import kafka_problems, worker_client_config
 from .config import WorkerConfig, add_worker_arguments
 from .engine import Engine, MemoryStore
 from .events import DeadLetter, Decoder
 from .partition_ends import Key, consume_ready, partition_ends, peek
 from .replay import ReplaySummary, write_changes
 from .rules import Catalog
-from .runtime import worker_topics
+from .runtime import PRODUCER_BATCH_BYTES, too_far_ahead, worker_topics
 from .state import dump_state
 from .store import stream_time_record
 from .timeutil import SECOND, format_rfc3339, from_datetime, parse_duration, parse_rfc3339
@@ -71,7 +72,8 @@ log = logging.getLogger("segments.backfill")
 # The worker's settings a backfill reads: where the input is, how it is decoded and evaluated, and
 # which names belong to the live workers (so that a backfill never writes into them).
 WORKER_SETTINGS = ("bootstrap_servers", "input_topics", "routed_topics", "changes_topic", "membership_topic",
-                   "dead_letter_topic", "group_id", "segments_file", "max_message_bytes", "definitions_topic")
+                   "dead_letter_topic", "group_id", "segments_file", "max_message_bytes", "max_future_skew_ms",
+                   "definitions_topic")
 KAFKA_OUTPUT = "kafka:"
 _FLUSH_EVERY = 4096
 _PAUSE_ABOVE = 20_000        # messages buffered for one partition before its fetching pauses
@@ -306,9 +308,9 @@ def plan(request: Request, problems: list[str]) -> list[Span]:
 
 
 def _client(config: WorkerConfig, isolation: str) -> dict:
-    return {"bootstrap.servers": config.bootstrap_servers, "group.id": "segments-backfill",
-            "enable.auto.commit": False, "enable.partition.eof": True, "isolation.level": isolation,
-            "auto.offset.reset": "error", "fetch.wait.max.ms": 50, **config.kafka}
+    return {"group.id": "segments-backfill", "enable.auto.commit": False, "enable.partition.eof": True,
+            "isolation.level": isolation, "auto.offset.reset": "error", "fetch.wait.max.ms": 50,
+            **worker_client_config(config)}
 
 
 def _time_starts(probe: Consumer, lows: dict[Key, int], ends: dict[Key, int], target_ms: int) -> dict[Key, int]:
@@ -389,6 +391,11 @@ class MergedHistory:
         self.on_dead = on_dead
         self.counts = Counts()
         self._decode = Decoder(request.config.max_message_bytes).decode
+        # Events too far ahead of the clock are dead letters, as on a worker: ahead of the wall
+        # clock when the backfill started (fixed for the run, so its order stays reproducible).
+        skew = request.config.max_future_skew_ms
+        self._skew = None if skew is None else skew * 1000
+        self._clock = int(time.time() * SECOND)
         self._consumer = Consumer(_client(request.config, "read_committed" if request.read_committed
                                           else "read_uncommitted"))
         self.on_fetch: Callable[[], None] | None = None   # progress display
@@ -424,6 +431,8 @@ class MergedHistory:
             offset, value = source.buffer.popleft()
             source.position = offset + 1
             event = self._decode(value)
+            if self._skew is not None and type(event) is not DeadLetter:
+                event = too_far_ahead(event, value, self._clock, self._skew)
             if type(event) is DeadLetter:
                 # Before the first event of the window a bad message is left out with the events
                 # around it, so what is reported does not depend on where reading started.
@@ -493,11 +502,10 @@ class _TopicSink:
 
     def __init__(self, config: WorkerConfig, topic: str, partitions: int):
         shaped = dataclasses.replace(config, changes_topic=topic)
-        ensure_topics(config.bootstrap_servers, [_topic_spec(shaped, topic, partitions)])
+        ensure_topics(worker_client_config(config), [_topic_spec(shaped, topic, partitions)])
         self.topic, self.failed, self.error = topic, 0, None
-        self._producer = Producer({"bootstrap.servers": config.bootstrap_servers, "enable.idempotence": True,
-                                   "linger.ms": 20, "partitioner": "murmur2_random",
-                                   "on_delivery": self._delivered, **config.kafka})
+        self._producer = Producer({"enable.idempotence": True, "linger.ms": 20, "partitioner": "murmur2_random",
+                                   "on_delivery": self._delivered, **worker_client_config(config)})
 
     def _delivered(self, err, _msg) -> None:
         if err is not None:
@@ -554,12 +562,13 @@ def hand_off(config: WorkerConfig, group: str, states: MemoryStore, now: int | N
     the number of changelog records."""
     target = dataclasses.replace(config, group_id=group)
     topic = target.changelog_topic
-    ensure_topics(config.bootstrap_servers, [_topic_spec(target, topic, partitions)])
+    ensure_topics(worker_client_config(config), [_topic_spec(target, topic, partitions)])
     failures: list[KafkaError] = []
-    producer = Producer({"bootstrap.servers": config.bootstrap_servers, "transactional.id": f"{group}-backfill",
-                         "partitioner": "murmur2_random", "linger.ms": 20, "transaction.timeout.ms": 900_000,
+    producer = Producer({"transactional.id": f"{group}-backfill", "partitioner": "murmur2_random", "linger.ms": 20,
+                         "transaction.timeout.ms": 900_000,
+                         "batch.size": PRODUCER_BATCH_BYTES,     # within the changelog's max.message.bytes
                          "on_delivery": lambda err, _msg: err is not None and failures.append(err),
-                         **config.kafka})
+                         **worker_client_config(config)})
     member = Consumer({**_client(config, "read_uncommitted"), "group.id": group})
     try:
         producer.init_transactions(60)
@@ -637,7 +646,7 @@ def run(request: Request, catalog: Catalog, spans: list[Span], output: BinaryIO 
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .config import ConfigError, load_config
+    from .config import ConfigError, is_secret_key, load_config
     from .rules import DefinitionError, load_catalog
 
     # soft_wrap: a problem or a group name is one line, whatever the terminal's width
@@ -646,6 +655,7 @@ def main(args: argparse.Namespace) -> int:
     config = None
     try:
         config = load_config(args)
+        problems += kafka_problems(config.kafka, is_secret_key)    # as the worker checks them
     except ConfigError as exc:
         problems += exc.problems
     request = parse_request(args, config, problems)

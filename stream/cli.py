@@ -5,10 +5,11 @@ import argparse
 import contextlib
 import os
 import sys
+import time
 from typing import BinaryIO, Iterator
 
-from .config import add_worker_arguments
-from .timeutil import parse_rfc3339
+from .config import WorkerConfig, add_worker_arguments, parse_millis
+from .timeutil import SECOND, parse_rfc3339
 
 
 def _timestamp(text: str) -> int:
@@ -16,6 +17,34 @@ def _timestamp(text: str) -> int:
         return parse_rfc3339(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    value = _not_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be positive, got 0")
+    return value
+
+
+def _millis(text: str) -> int:
+    """Milliseconds or a duration with its unit (6h), as the worker's settings take them."""
+    try:
+        value = parse_millis(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return value
+
+
+def _not_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--until", type=_timestamp, metavar="TIME",
                     help="after the input, advance stream time to TIME (RFC 3339), firing every timer due by then")
     rp.add_argument("--segments", metavar="FILE", help="segment definitions (YAML); default: the built-in catalog")
+    rp.add_argument("--max-message-bytes", type=_positive, default=WorkerConfig.max_message_bytes, metavar="BYTES",
+                    help="longer lines are dead letters, never held whole (as in the worker; "
+                         f"default: {WorkerConfig.max_message_bytes})")
+    rp.add_argument("--max-future-skew-ms", type=_millis, default=WorkerConfig.max_future_skew_ms, metavar="MS",
+                    help="an event more than MS milliseconds (or a duration such as 6h) ahead of the wall clock when the replay started is a dead "
+                         f"letter (as in the worker); 0: no bound (default: {WorkerConfig.max_future_skew_ms})")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     rp.set_defaults(run=_replay)
 
@@ -56,8 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--simulated-time", action="store_true",
                     help="event times from a simulated clock from 2025-01-01 (reproducible) instead of now")
     pp.add_argument("--partitions", type=int, default=8, help="partitions if the topic must be created")
-    pp.add_argument("-X", dest="kafka", action="append", default=[], metavar="KEY=VALUE",
-                    help="librdkafka property, repeatable")
+    _add_kafka_arguments(pp)
     pp.set_defaults(run=_produce)
 
     dp = sub.add_parser("demo", help="embedded broker + worker + generator, with live segment sizes",
@@ -96,8 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         fp.add_argument("--definitions-topic", default="segment-definitions", metavar="TOPIC")
         fp.add_argument("--segments", metavar="FILE",
                         help="the segments file the workers run (its versions count); default: the built-in catalog")
-        fp.add_argument("-X", dest="kafka", action="append", default=[], metavar="KEY=VALUE",
-                        help="librdkafka property, repeatable")
+        _add_kafka_arguments(fp)
         fp.set_defaults(run=_define)
 
     bp = sub.add_parser("bench", help="measure speed and state size (prints a table)")
@@ -139,6 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
+    """The librdkafka properties of a command that talks to the workers' cluster: the workers' own
+    (SEGMENTS_KAFKA_<KEY>, the kafka: section of --config), so that security settings need not be
+    typed again (nor shown in the process list), and -X on top."""
+    parser.add_argument("--config", metavar="FILE",
+                        help="the workers' settings file: its kafka: properties apply (env SEGMENTS_CONFIG)")
+    parser.add_argument("-X", dest="kafka", action="append", default=[], metavar="KEY=VALUE",
+                        help="librdkafka property, repeatable; wins over SEGMENTS_KAFKA_<KEY> and the file")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return args.run(args)
@@ -176,7 +219,9 @@ def _replay(args: argparse.Namespace) -> int:
             progress = None
             if not args.no_progress and err.is_terminal and args.input != "-":
                 progress = stack.enter_context(_progress_bar(err, os.path.getsize(args.input)))
-            summary = replay(source, engine, output, dead, until=args.until, on_line=progress)
+            skew = args.max_future_skew_ms * 1000 if args.max_future_skew_ms else None
+            summary = replay(source, engine, output, dead, until=args.until, on_line=progress,
+                             max_bytes=args.max_message_bytes, clock=int(time.time() * SECOND), skew=skew)
     except OSError as exc:
         where = exc.filename or args.output   # a failed write names no file
         err.print(f"segments replay: {where}: {exc.strerror or exc}", markup=False)
@@ -208,15 +253,25 @@ def _worker(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from .broker import EmbeddedBroker
-    from .config import ConfigError, load_config
+    from .broker import EmbeddedBroker, TopicsNotAsExpected
+    from .config import ConfigError, is_secret_key, load_config
+    from .http_server import HttpSetupError, read_token
     from .rules import DefinitionError, load_catalog
     from .worker import Worker
 
+    from .clients import kafka_problems
     try:
         config = load_config(args)
         catalog = load_catalog(config.segments_file)
-    except (ConfigError, DefinitionError) as exc:
+        if config.metrics_port and config.http_token_file is not None:
+            read_token(config.http_token_file)     # an unusable token file stops the start before anything runs
+        # librdkafka judges its own properties (unknown key, bad value, a file it cannot read) now,
+        # not the first client built later. Here rather than in load_config: members and explain
+        # read the same settings without any Kafka client, maybe where those files are absent.
+        problems = kafka_problems(config.kafka, is_secret_key)
+        if problems:
+            raise ConfigError(problems)
+    except (ConfigError, DefinitionError, HttpSetupError) as exc:
         print(f"segments worker: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -236,9 +291,13 @@ def _worker(args: argparse.Namespace) -> int:
         worker = Worker(config, catalog)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: worker.stop())
-        if config.metrics_port:
-            log.info("metrics: http://127.0.0.1:%d/metrics", config.metrics_port)
-        worker.run()
+        try:
+            worker.run()
+        except TopicsNotAsExpected as exc:
+            # Exit 3: a restart (Kubernetes, compose) creates missing topics again at start-up.
+            log.error("stopping: %s. Every committed batch is in Kafka and in the local state; "
+                      "exit 3 so that the worker is restarted", exc)
+            return 3
         log.info("stopped: every committed batch is in Kafka and in the local state")
     return 0
 
@@ -263,15 +322,27 @@ def _instance_id(state_dir) -> str:
     return instance
 
 
-def _kafka_properties(command: str, items: list[str]) -> dict[str, str] | None:
-    kafka = {}
-    for item in items:
+def _kafka_properties(command: str, args: argparse.Namespace) -> dict[str, str] | None:
+    """The librdkafka properties as the workers take them (stream.config: file < SEGMENTS_KAFKA_*
+    < -X), checked by librdkafka itself; None after saying what is wrong."""
+    from .clients import kafka_problems
+    from .config import ConfigError, is_secret_key, load_config
+
+    pairs = []
+    for item in args.kafka:
         key, sep, value = item.partition("=")
         if not sep:
             print(f"segments {command}: -X takes KEY=VALUE, got {item!r}", file=sys.stderr)
             return None
-        kafka[key] = value
-    return kafka
+        pairs.append((key, value))
+    try:
+        kafka = load_config(argparse.Namespace(config=args.config, kafka=pairs)).kafka
+        problems = kafka_problems(kafka, is_secret_key)
+    except ConfigError as exc:
+        problems = exc.problems
+    for problem in problems:
+        print(f"segments {command}: {problem}", file=sys.stderr)
+    return None if problems else kafka
 
 
 def _define(args: argparse.Namespace) -> int:
@@ -280,7 +351,7 @@ def _define(args: argparse.Namespace) -> int:
     from .define import define, undefine
     from .rules import DefinitionError, load_catalog
 
-    kafka = _kafka_properties(args.command, args.kafka)
+    kafka = _kafka_properties(args.command, args)
     if kafka is None:
         return 2
     try:
@@ -297,7 +368,7 @@ def _produce(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .produce import produce
-    kafka = _kafka_properties("produce", args.kafka)
+    kafka = _kafka_properties("produce", args)
     if kafka is None:
         return 2
     return produce(args.bootstrap_servers, args.topic, rate=args.rate, events=args.events,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Collection, Mapping
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from .bounded_yaml import CONFIG_FILE, DocumentError, read_file
+
+from .timeutil import parse_duration
 
 GUARANTEES = ("exactly_once", "at_least_once")
 RUNTIMES = ("native", "faust")
@@ -42,6 +45,12 @@ class WorkerConfig:
     membership_topic: str = "segment-membership"
     dead_letter_topic: str = "segment-dead-letters"
     definitions_topic: str | None = "segment-definitions"   # None: the segments file only
+    # How long an erased customer's records may stay in the compacted topics (changelog, membership)
+    # and, beyond their retention, in the others: segment.ms and max.compaction.lag.ms of the topics
+    # the worker creates (README, "Erasure").
+    erasure_max_lag_ms: int = 24 * 3600 * 1000
+    changes_retention_ms: int = 7 * 24 * 3600 * 1000       # retention.ms of the changes topic
+    dead_letter_retention_ms: int = 7 * 24 * 3600 * 1000   # retention.ms of the dead letters (raw input)
     group_id: str = "segments"
     instance_id: str | None = None                # None: derive one persisted in the state dir
     state_dir: Path = Path("state")
@@ -53,10 +62,13 @@ class WorkerConfig:
     commit_interval_ms: int = 100
     idle_advance_ms: int | None = 1000            # None: an idle partition's stream time stays put
     max_message_bytes: int = 1048576              # larger messages go to dead letters
+    max_future_skew_ms: int | None = 21600000     # events further ahead of the clock go to dead letters; None: no bound
     metrics_port: int | None = 9308               # None: no metrics endpoint
     session_timeout_ms: int = 10000
     max_poll_interval_ms: int = 60000
     runtime: str = "native"                       # "faust": the same product as a Faust app (stream.faust_app)
+    http_host: str = "0.0.0.0"                    # bind address of --metrics-port (probes must reach it)
+    http_token_file: Path | None = None           # None: the personal-data HTTP routes are off
 
     @property
     def exactly_once(self) -> bool:
@@ -125,6 +137,7 @@ OWNED_KAFKA_KEYS: dict[str, str] = {
     "isolation.level": "the worker sets it to match --guarantee",
     "transactional.id": "the worker derives it from its instance id",
     "enable.idempotence": "the worker sets it to match --guarantee",
+    "allow.auto.create.topics": "the worker never lets a client create topics (see stream.clients)",
 }
 
 ENV_PREFIX = "SEGMENTS_"
@@ -133,6 +146,9 @@ CONFIG_ENV = "SEGMENTS_CONFIG"
 
 # Kafka's own rule for topic names; checked here so a typo fails at start-up with the others.
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+# A DNS host name: dot-separated labels of letters, digits and inner hyphens (RFC 1123).
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 # confluent-kafka's Consumer.consume() refuses more than this many messages per call.
 _MAX_BATCH = 1_000_000
 
@@ -141,6 +157,11 @@ _MAX_BATCH = 1_000_000
 
 def _positive(value: int) -> str | None:
     return None if value > 0 else f"must be positive, got {value}"
+
+
+def _at_least_a_minute(value: int) -> str | None:
+    # Below that, topics roll a segment file per few records and the log cleaner never rests.
+    return None if value >= 60_000 else f"must be at least 60000 (one minute), got {value}"
 
 
 def _disable_with_zero(value: int) -> str | None:
@@ -183,6 +204,17 @@ def _guarantee(value: str) -> str | None:
     return None if value in GUARANTEES else f"must be one of {', '.join(GUARANTEES)}, got {value!r}"
 
 
+def _host(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+        return None
+    except ValueError:
+        pass
+    if _HOSTNAME.fullmatch(value):
+        return None
+    return f"must be an IP address (such as 0.0.0.0, 127.0.0.1 or ::) or a host name, got {value!r}"
+
+
 def _runtime(value: str) -> str | None:
     return None if value in RUNTIMES else f"must be one of {', '.join(RUNTIMES)}, got {value!r}"
 
@@ -194,6 +226,23 @@ def _parse_int(text: str) -> int:
         return int(text.strip())
     except ValueError:
         raise ValueError(f"expected an integer, got {text!r}") from None
+
+
+def parse_millis(text: str) -> int:
+    """Milliseconds: a whole number, or a duration with its unit (6h, 90m, 45s, 7d), which is how
+    people think of a skew bound or a retention."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        pass
+    try:
+        return parse_duration(text) // 1000
+    except ValueError:
+        raise ValueError(f"expected milliseconds or a duration such as 6h, 90m, 45s or 7d, got {text!r}") from None
+
+
+def _millis_from_file(value: Any) -> int:
+    return parse_millis(value) if isinstance(value, str) else _int_from_file(value)
 
 
 def _parse_topics(text: str) -> tuple[str, ...]:
@@ -235,6 +284,7 @@ class _Kind:
 
 _STR = _Kind(str.strip, _str_from_file, "NAME")
 _INT = _Kind(_parse_int, _int_from_file, "N")
+_MILLIS = _Kind(parse_millis, _millis_from_file, "MS")
 _TOPICS = _Kind(_parse_topics, _topics_from_file, "TOPIC[,TOPIC...]")
 # Paths stay text until loading is done, so an empty one can still be told from ".".
 _PATH = _Kind(str.strip, _str_from_file, "DIR")
@@ -265,6 +315,16 @@ _OPTIONS: dict[str, _Option] = {
     "definitions_topic": _Option(_STR, "compacted topic of segment definitions changed while running (key: "
                                        "segment name; they override the segments file); none: the file only",
                                  _topic, metavar="TOPIC", nullable=True),
+    "erasure_max_lag_ms": _Option(_MILLIS, "longest an erased customer's records stay in the compacted topics the "
+                                        "worker creates (changelog, membership; their segment.ms and "
+                                        "max.compaction.lag.ms), and past retention in the others",
+                                  _at_least_a_minute, metavar="MS"),
+    "changes_retention_ms": _Option(_MILLIS, "retention.ms of the changes topic when the worker creates it "
+                                          "(its records keep an erased customer's id this long)",
+                                    _at_least_a_minute, metavar="MS"),
+    "dead_letter_retention_ms": _Option(_MILLIS, "retention.ms of the dead-letter topic when the worker creates it "
+                                              "(raw input: personal data, kept this long)",
+                                        _at_least_a_minute, metavar="MS"),
     "group_id": _Option(_STR, "consumer group of the workers", _not_empty, metavar="GROUP"),
     "instance_id": _Option(_STR, "stable id of this worker, such as the StatefulSet pod name; "
                                  "none: derive one and keep it in the state dir", _not_empty, metavar="ID",
@@ -283,6 +343,10 @@ _OPTIONS: dict[str, _Option] = {
                                nullable=True, zero_disables=True),
     "max_message_bytes": _Option(_INT, "larger input messages go to the dead-letter topic", _positive,
                                  metavar="BYTES"),
+    "max_future_skew_ms": _Option(_MILLIS, "an event whose occurred_at is more than this many milliseconds ahead of "
+                                        "the wall clock goes to the dead-letter topic (it would move stream time "
+                                        "past every timer); 0: no bound", _disable_with_zero, metavar="MS",
+                                  nullable=True, zero_disables=True),
     "metrics_port": _Option(_INT, "port of the Prometheus metrics endpoint; 0: none", _port, metavar="PORT",
                             nullable=True, zero_disables=True),
     "session_timeout_ms": _Option(_INT, "consumer group session timeout in milliseconds", _positive),
@@ -290,6 +354,11 @@ _OPTIONS: dict[str, _Option] = {
                                           "at least the session timeout", _positive),
     "runtime": _Option(_STR, "what runs the engine: native (confluent-kafka) or faust (a faust-streaming app, "
                              "which talks to Kafka through aiokafka)", _runtime, choices=RUNTIMES),
+    "http_host": _Option(_STR, "address the HTTP endpoint (--metrics-port) binds: 0.0.0.0 all IPv4 interfaces, "
+                               "127.0.0.1 this machine only, :: all IPv6", _host, metavar="ADDRESS"),
+    "http_token_file": _Option(_PATH, "file holding the bearer token that the personal-data HTTP routes "
+                                      "(/customers, /segments/<name>/members, /definitions) require; none: "
+                                      "those routes are off", _not_empty, metavar="FILE", nullable=True),
 }
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(WorkerConfig) if f.name != "kafka"}

@@ -18,6 +18,7 @@ from confluent_kafka import KafkaException
 
 from .bounded_yaml import DEFINITION, DocumentError, read_file
 from .broker import ensure_topics
+from .clients import client_config
 from .definitions import file_definitions, parse_record, version_of
 from .live_definitions import TOPIC_CONFIG, DefinitionsFeed, publish, read_topic
 from .rules import Catalog, DefinitionError, compile_catalog, shown
@@ -52,7 +53,7 @@ def _as_published(name: str, definition: dict[str, Any]) -> tuple[bytes, list[st
 def _read(command: str, bootstrap: str, kafka: dict[str, str], topic: str, err: TextIO) -> DefinitionsFeed | None:
     """The definitions topic (created when absent, as the worker does) read to its end."""
     try:
-        ensure_topics(bootstrap, [(topic, 1, TOPIC_CONFIG)])
+        ensure_topics(client_config(bootstrap, kafka), [(topic, 1, TOPIC_CONFIG)])
         return read_topic(bootstrap, kafka, topic)
     except KafkaException as exc:
         print(f"segments {command}: cannot read {topic!r}: {exc}", file=err)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import shutil
-import socket
 import signal
+import socket
+import sys
 import tempfile
 import threading
 import time
@@ -91,24 +93,34 @@ def run_demo(console: Any, *, rate: float = 200.0, customers: int = 2000, durati
 
     catalog = load_catalog()
     feed = _Feed([segment.name for segment in catalog.segments])
+    out = _Output(console)
     work = Path(tempfile.mkdtemp(prefix="segments-demo-"))
     parts = _Parts()
     failed: str | None = None
     interrupted = False
     started = time.monotonic()
     try:
-        failed = _run(console, parts, work, catalog, feed, rate=rate, customers=customers,
-                      duration=duration, seed=seed)
+        # Ctrl-C and SIGTERM stop it alike, on a terminal or not, and so does the end of a pipe
+        # its output goes to (`| head`): the summary on stderr then.
+        with _stop_signals():
+            failed = _run(out, parts, work, catalog, feed, rate=rate, customers=customers,
+                          duration=duration, seed=seed)
+        interrupted = out.closed
     except KeyboardInterrupt:
         interrupted = True
     except Exception as exc:        # noqa: BLE001 - said in one line; the demo owes no traceback
         failed = f"{type(exc).__name__}: {exc}"
-    finally:
-        with _sigint_ignored():
-            errors = parts.shut_down()
-    failed = failed or errors
-    elapsed = time.monotonic() - started
-    say = _say(console)
+    # A second signal while shutting down must not leave threads, clients, the broker or the
+    # temporary directory behind.
+    with _signals_ignored():
+        errors = parts.shut_down()
+        return _finish(out, parts, feed, work, failed or errors, interrupted, time.monotonic() - started)
+
+
+def _finish(out: _Output, parts: _Parts, feed: _Feed, work: Path, failed: str | None, interrupted: bool,
+            elapsed: float) -> int:
+    """The summary, and the temporary directory removed unless a part failed; the exit code."""
+    say = out.say
     if not parts.broker_started:
         if interrupted:
             say("stopped (interrupted) before the broker was up")
@@ -123,6 +135,45 @@ def run_demo(console: Any, *, rate: float = 200.0, customers: int = 2000, durati
         return 1
     shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+class _Output:
+    """The console, until the reader of stdout goes away (a pipe's other end closed): from then
+    on stderr, and `closed` tells the demo to stop."""
+
+    def __init__(self, console: Any):
+        self.console = console
+        self.closed = False
+        # rich's own answer to a closed pipe is SystemExit(1), from inside whatever printed: no
+        # summary, and the temporary directory left behind.
+        console.on_broken_pipe = self._stdout_gone
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.console.is_terminal
+
+    def say(self, text: str, style: str | None = None) -> None:
+        closed = self.closed
+        try:
+            self._print(text, style)
+        except BrokenPipeError:          # a rich that does not call on_broken_pipe
+            self._stdout_gone()
+        if self.closed and not closed:
+            self._print(text, style)     # it went nowhere: again, to stderr
+
+    def _print(self, text: str, style: str | None) -> None:
+        self.console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+
+    def _stdout_gone(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        # What is still buffered for stdout would fail again when Python flushes it at exit.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        self.console.file = sys.stderr
 
 
 class _Parts:
@@ -172,7 +223,7 @@ class _Parts:
         return "; ".join(self.errors) or None
 
 
-def _run(console: Any, parts: _Parts, work: Path, catalog: Any, feed: _Feed, *, rate: float,
+def _run(out: _Output, parts: _Parts, work: Path, catalog: Any, feed: _Feed, *, rate: float,
          customers: int, duration: float | None, seed: int) -> str | None:
     """Start everything and show the view until the time is up or a part fails (the message)."""
     from confluent_kafka import Consumer, TopicPartition
@@ -183,7 +234,7 @@ def _run(console: Any, parts: _Parts, work: Path, catalog: Any, feed: _Feed, *, 
     from .produce import produce
     from .worker import Worker
 
-    say = _say(console)
+    say = out.say
     say("starting the embedded broker (Tansu) ...")
     parts.broker = EmbeddedBroker(log_dir=work / "broker")
     try:
@@ -200,7 +251,8 @@ def _run(console: Any, parts: _Parts, work: Path, catalog: Any, feed: _Feed, *, 
     settings = WorkerConfig(
         bootstrap_servers=bootstrap, input_topics=(INPUT_TOPIC,), group_id="segments-demo", instance_id="demo",
         state_dir=work / "state", partitions=PARTITIONS, idle_advance_ms=1000,
-        session_timeout_ms=6000, max_poll_interval_ms=10000, metrics_port=metrics_port)
+        session_timeout_ms=6000, max_poll_interval_ms=10000, metrics_port=metrics_port,
+        http_host="127.0.0.1")   # a demo on this machine: nothing for the network to see
     parts.worker = Worker(settings, catalog, on_batch=feed.on_batch)
     ensure_topics(bootstrap, parts.worker.topics(), replication_factor=settings.replication_factor)
 
@@ -245,11 +297,11 @@ def _run(console: Any, parts: _Parts, work: Path, catalog: Any, feed: _Feed, *, 
         if not parts.worker_thread.is_alive():
             failed = "the worker stopped unexpectedly"
             return True
-        return deadline is not None and time.monotonic() >= deadline
+        return out.closed or deadline is not None and time.monotonic() >= deadline
 
-    if console.is_terminal:
+    if out.is_terminal:
         from rich.live import Live
-        with Live(_view(feed, info, 0.0, (0.0, 0.0)), console=console, auto_refresh=False,
+        with Live(_view(feed, info, 0.0, (0.0, 0.0)), console=out.console, auto_refresh=False,
                   transient=False, redirect_stdout=False, redirect_stderr=False) as live:
             next_draw = 0.0
             while not finished():
@@ -310,24 +362,34 @@ def _view(feed: _Feed, info: dict[str, Any], elapsed: float, rates: tuple[float,
                  title="segments demo", subtitle=until, border_style="blue")
 
 
-def _say(console: Any) -> Callable[..., None]:
-    def say(text: str, style: str | None = None) -> None:
-        console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
-    return say
-
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
-def _sigint_ignored():
-    """A second Ctrl-C while shutting down must not leave threads, clients or the broker behind."""
-    if threading.current_thread() is not threading.main_thread():
+def _stop_signals():
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread: a stop, summary included,
+    whether or not the demo runs on a terminal (SIGTERM would otherwise end it unannounced)."""
+    with _signal_handlers(signal.default_int_handler):
         yield
+
+
+@contextlib.contextmanager
+def _signals_ignored():
+    with _signal_handlers(signal.SIG_IGN):
+        yield
+
+
+@contextlib.contextmanager
+def _signal_handlers(handler: Any):
+    if threading.current_thread() is not threading.main_thread():
+        yield          # signal handlers can only be set there; run_demo runs there in the CLI
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {signum: signal.signal(signum, handler) for signum in _STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _port_free(port: int) -> bool:

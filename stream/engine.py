@@ -19,7 +19,7 @@ from .buckets import customer_hash
 from .changes import SegmentChange, make_change
 from .fold import Folder
 from .rules import Catalog, Segment
-from .state import DEDUP_WINDOW, CustomerState
+from .state import DEDUP_WINDOW, SEEN_KEEP, CustomerState
 from .timers import TimerIndex
 from .timeutil import from_datetime
 
@@ -190,7 +190,10 @@ class Engine:
             elif t < st.first_seen:
                 st.first_seen = t
             segments = self._affected[type(event)]
-        st.seen[event.event_id] = now
+        seen = st.seen
+        seen[event.event_id] = now
+        while len(seen) > SEEN_KEEP:         # (more than one only in a state stored before the bound)
+            del seen[next(iter(seen))]       # the oldest (see stream.state)
         self._folds[type(event)](st, event, t, now)
         self.stats.applied += 1
         if segments:

@@ -56,29 +56,37 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import sys
+import threading
 import time
 import weakref
 from collections import Counter as Tally
+from pathlib import Path
 from typing import Awaitable, Iterable, Iterator
 
 import faust
 import faust.streams
+from aiokafka.errors import IllegalStateError
 from confluent_kafka.admin import AdminClient
 from faust.types import TP, EventT
 
 from . import metrics
 from .broker import ensure_topics
+from .clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, until_reachable,
+                      worker_client_config)
 from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
 from .engine import Engine
-from .events import DeadLetter, Decoder
+from .events import DeadLetter
 from .rules import Catalog
-from .runtime import (COMPACT, DEAD_LETTER_BYTES, TYPE_OF, Spec, advance_idle, apply_counted, dead_letter, membership,
+from .runtime import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, CatchUp, Intake, Spec, advance_idle,
+                      apply_counted, changelog_configs, dead_letter, idle, membership, outlived_tombstones,
                       output_topics)
 from .state import CustomerState, dump_state, load_state
-from .store import META, STREAM_TIME_KEY, stream_time_record, unpack_time
-from .timeutil import EARLIEST, format_rfc3339
+from .store import (META, STREAM_TIME_KEY, ErasureCompaction, idle_ms_at, stamp_written, stream_time_record,
+                    unpack_time)
+from .timeutil import EARLIEST, SECOND, format_rfc3339
 
 log = logging.getLogger("segments.faust")
 
@@ -107,7 +115,7 @@ def topics(config: WorkerConfig) -> list[Spec]:
     this way)."""
     n = config.partitions
     ticks = {"cleanup.policy": "delete", "retention.ms": 3600 * 1000}
-    return [*output_topics(config), (changelog_topic(config), n, COMPACT), (ticks_topic(config), n, ticks)]
+    return [*output_topics(config), (changelog_topic(config), n, changelog_configs(config)), (ticks_topic(config), n, ticks)]
 
 
 @contextlib.contextmanager
@@ -160,6 +168,7 @@ class _App(faust.App):
         consumer = super()._new_consumer()
         resume = consumer.resume_partitions
         self._held: set[TP] = set()
+        self.fetched: dict[TP, int] = {}     # per partition, the offset after the last record handed to Faust
 
         def resume_partitions(tps: Iterable[TP]) -> None:
             tps = set(tps)
@@ -183,7 +192,11 @@ class _App(faust.App):
                 active_partitions = set(active_partitions)
                 if not active_partitions:
                     return {}
-            return await getmany(active_partitions, timeout)
+            records = await getmany(active_partitions, timeout)
+            for tp, batch in records.items():
+                if batch:
+                    self.fetched[tp] = batch[-1].offset + 1
+            return records
 
         consumer._getmany = _getmany
         return consumer
@@ -199,12 +212,15 @@ class BatchStore:
     batch writes each customer it touched once, however many of its events it applied. Reads and
     writes go to the table's store, under `_current` for this partition."""
 
-    def __init__(self, table: faust.Table, partition: int):
+    def __init__(self, table: faust.Table, partition: int, erasure_after_ms: int):
         self.table = table
         self.partition = partition
         self.dirty: dict[str, CustomerState | None] = {}     # None: erased
         self.saved_time: int | None = None
         self._written: list[tuple[bytes, bytes | None]] = []
+        # Faust's own restore deletes too: a database holding deletions is compacted at the first check.
+        self.erasure = ErasureCompaction(table.data._db_for_partition(partition), erasure_after_ms,
+                                         f"faust table partition {partition}")
 
     def get(self, customer_id: str) -> CustomerState | None:
         if customer_id in self.dirty:
@@ -242,18 +258,20 @@ class BatchStore:
         for key, value in self._written:
             if value is None:
                 del data[key]
+                self.erasure.erased()
             else:
                 data[key] = value
         self._written = []
         self.dirty.clear()
+        stamp_written(self.erasure.db)          # seen its changelog up to now (outlived_tombstones)
 
 
 class Partition:
     """Input partition p: its engine over the table's partition p, and its idle clock."""
 
-    def __init__(self, number: int, table: faust.Table, catalog: Catalog):
+    def __init__(self, number: int, table: faust.Table, catalog: Catalog, erasure_after_ms: int):
         self.number = number
-        self.store = BatchStore(table, number)
+        self.store = BatchStore(table, number, erasure_after_ms)
         self.engine = Engine(catalog, self.store)
         self.members: Tally[str] = Tally()
         # Faust's RocksDB store keeps one database per partition; reading it is the only way to
@@ -263,7 +281,6 @@ class Partition:
         if stream_time is not None:
             self.store.saved_time = unpack_time(stream_time)
         self.engine.restore(self._states(db), now=self.store.saved_time)
-        self.last_input = time.monotonic()
 
     def _states(self, db) -> Iterable[tuple[str, CustomerState]]:
         members = self.members
@@ -283,10 +300,14 @@ class FaustWorker:
         self.s = config
         self.catalog = catalog
         self.health = metrics.Health()
+        self.watch = BrokerWatch(config.bootstrap_servers)
+        self.probe: BrokerProbe | None = None
         self.partitions: dict[int, Partition] = {}
         self.ticking: set[int] = set()         # partitions with a tick on its way
         self.positions: dict[TP, int] = {}     # next offset to apply, per input partition
-        self._decode = Decoder(config.max_message_bytes).decode
+        self.catch_ups: dict[int, CatchUp] = {}   # per partition number: its keyed topic-partitions
+        self.routed_catch_up = CatchUp()       # the routed topic-partitions: any can feed every engine
+        self._admit = Intake(config).admit
         self.app = self._app()
 
     def _app(self) -> faust.App:
@@ -316,8 +337,9 @@ class FaustWorker:
             broker_commit_interval=s.commit_interval_ms / 1000,
             # aiokafka keeps one unsent batch per partition and makes a send wait once it is full:
             # with the default 16 KB, a batch's output waits on round trips.
-            producer_max_batch_size=1 << 20,
-            producer_max_request_size=DEAD_LETTER_BYTES + 65536,
+            # (Its batches also go to the table's changelog: stream.runtime.CHANGELOG_MESSAGE_BYTES.)
+            producer_max_batch_size=PRODUCER_BATCH_BYTES,
+            producer_max_request_size=PRODUCER_MESSAGE_BYTES,
             web_enabled=False,
         )
         self.table = app.Table(_TABLE, partitions=s.partitions, key_type=bytes, value_type=bytes)
@@ -361,7 +383,8 @@ class FaustWorker:
             with _current(share[-1]):
                 part = self.partitions.get(number)
                 if part is None:
-                    part = self.partitions[number] = Partition(number, self.table, self.catalog)
+                    part = self.partitions[number] = Partition(number, self.table, self.catalog,
+                                                               self.s.erasure_max_lag_ms)
                     self._set_members()         # counted from the restored state
                 parts.append((part, share[-1]))
                 before, out = part.engine.stats.timers_fired, []
@@ -398,16 +421,19 @@ class FaustWorker:
 
     def _apply(self, part: Partition, share: list[EventT], out: list[SegmentChange],
                outcomes: Outcomes, output: list[Record], caused: list[float]) -> None:
-        engine, decode = part.engine, self._decode
+        engine, admit = part.engine, self._admit
         ticks = self.ticks.get_topic_name()
+        wall = int(time.time() * SECOND)
         for event in share:
             msg = event.message
             if msg.topic == ticks:
                 self.ticking.discard(part.number)
                 if self.s.idle_advance_ms:
-                    advance_idle(engine, self.s.idle_advance_ms, part.last_input, time.monotonic(), out)
+                    advance_idle(engine, self.s.idle_advance_ms, self._catch_ups(part.number), time.monotonic(), out)
                 continue
-            decoded = decode(msg.value or b"")
+            self.positions[msg.tp] = msg.offset + 1
+            self._catch_ups(part.number)[0].read(msg.tp)
+            decoded = admit(msg.topic, msg.key, msg.value, wall)
             if type(decoded) is DeadLetter:
                 output.append(self._dead_letter(msg, decoded))
                 outcomes[(msg.topic, "invalid", "dead_letter")] += 1
@@ -417,8 +443,49 @@ class FaustWorker:
             outcomes[(msg.topic, TYPE_OF[type(decoded)], outcome)] += 1
             if len(out) != before:
                 caused.append(decoded.occurred_at.timestamp())
-            self.positions[msg.tp] = msg.offset + 1
-            part.last_input = time.monotonic()
+
+    def _catch_ups(self, number: int) -> tuple[CatchUp, CatchUp]:
+        """What the idle clock of engine `number` waits for: its own sources, and the routed ones."""
+        catch_up = self.catch_ups.get(number)
+        if catch_up is None:
+            # Behind until _note_caught_up has seen its sources at their ends: a tick still in
+            # flight from before a rebalance or restart must not find it idle.
+            catch_up = self.catch_ups[number] = CatchUp((topic, number) for topic in self.s.keyed_topics)
+        return catch_up, self.routed_catch_up
+
+    async def _note_caught_up(self, now: float) -> None:
+        """Which of the assigned input partitions are read to their end, by aiokafka's high watermark
+        (no EOF event in aiokafka): everything up to it handed to Faust and applied by the agents."""
+        keyed, routed = set(self.s.keyed_topics), set(self.s.routed_topics)
+        for tp in self.app.consumer.assignment():
+            if tp.topic in keyed:
+                catch_up = self._catch_ups(tp.partition)[0]
+            elif tp.topic in routed:
+                catch_up = self.routed_catch_up
+            else:
+                continue
+            if await self._caught_up(tp):
+                catch_up.reached_end(tp, now)
+            else:
+                catch_up.read(tp)
+
+    async def _caught_up(self, tp: TP) -> bool:
+        consumer = self.app.consumer
+        end = consumer.highwater(tp)          # None before the first fetch answered
+        if end is None:
+            return False
+        fetched = self.app.fetched.get(tp)
+        if fetched is not None:
+            # Tansu's high watermark can be short of the end (docs/embedded-broker.md): the records
+            # handed over count too, and all of them must have been applied.
+            return fetched >= end and self.positions.get(tp, -1) >= fetched
+        # Nothing handed to Faust since the assignment: aiokafka's position is where reading starts.
+        try:
+            position = await asyncio.wait_for(consumer.position(tp), 1.0)
+        except (asyncio.TimeoutError, IllegalStateError):   # seeking, or revoked meanwhile
+            return False
+        # (records handed over while the position was asked for are not known to be applied)
+        return position is not None and position >= end and tp not in self.app.fetched
 
     def _publish(self, part: Partition, out: list[SegmentChange], output: list[Record]) -> None:
         """Changes keyed by customer id, then each touched customer's membership record (with its
@@ -453,9 +520,12 @@ class FaustWorker:
         async for events in self._batches(stream):
             outcomes: Outcomes = Tally()
             output: list[Record] = []
+            wall = int(time.time() * SECOND)
             for event in events:
                 msg = event.message
-                decoded = self._decode(msg.value or b"")
+                self.positions[msg.tp] = msg.offset + 1
+                self.routed_catch_up.read(msg.tp)
+                decoded = self._admit(msg.topic, msg.key, msg.value, wall)
                 if type(decoded) is DeadLetter:
                     output.append(self._dead_letter(msg, decoded))
                     outcomes[(msg.topic, "invalid", "dead_letter")] += 1
@@ -471,30 +541,33 @@ class FaustWorker:
         """Beats the health check, and sends a tick to every idle partition (see the module
         docstring): the agent advances its clock when the tick arrives."""
         self.health.beat = time.monotonic()
-        idle = self.s.idle_advance_ms
-        if idle is None:
+        idle_ms = self.s.idle_advance_ms
+        if idle_ms is None:
             return
         ticks = self.ticks.get_topic_name()
         now = time.monotonic()
+        await self._note_caught_up(now)
         for tp in self.app.consumer.assignment():
             if tp.topic != ticks or tp.partition in self.ticking:
                 continue
-            part = self.partitions.get(tp.partition)
-            if part is None or (now - part.last_input) * 1000 >= idle:
+            if idle(self._catch_ups(tp.partition), idle_ms, now):
                 self.ticking.add(tp.partition)
                 await self.ticks.send(value=b"", partition=tp.partition)
 
     async def _observe(self) -> None:
-        """The native worker's gauges that need a look around: lag, store sizes, timers."""
+        """The native worker's gauges that need a look around: lag, store sizes, timers; and, as
+        there, the partition databases' erasure compaction when due."""
         consumer = self.app.consumer
         for tp, position in self.positions.items():
             high = consumer.highwater(tp)
             if high is not None:
                 metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(high - position, 0))
-        for number in self.partitions:
+        for number, part in self.partitions.items():
+            part.store.erasure.run_if_due()
             db = self.table.data._db_for_partition(number)
             metrics.STATE_CUSTOMERS.labels(str(number)).set(db.property_int_value("rocksdb.estimate-num-keys") or 0)
         metrics.observe_timers(part.engine.timers for part in self.partitions.values())
+        metrics.READY.set(1 if self.health.readiness()[0] else 0)
 
     async def _on_revoked(self, app: faust.App, revoked, **_) -> None:
         """A revoked partition's engine goes: if the partition comes back, it is rebuilt from the
@@ -502,9 +575,14 @@ class FaustWorker:
         metrics.REBALANCES.labels("revoke").inc()
         self.health.ready = False
         metrics.READY.set(0)
+        now = time.monotonic()
         for number in {tp.partition for tp in revoked}:
             self.partitions.pop(number, None)
+            self.catch_ups.pop(number, None)
         for tp in revoked:
+            self.app.fetched.pop(tp, None)
+            if tp.topic in self.s.routed_topics:
+                self.routed_catch_up.revoked(tp, now)
             if self.positions.pop(tp, None) is not None:
                 metrics.LAG.remove(tp.topic, str(tp.partition))
         self.ticking.clear()
@@ -528,19 +606,49 @@ class FaustWorker:
         """Partition p of every keyed input topic must feed engine p, and Faust reads the topics as
         they are: each needs the worker's partition count (the co-partitioning of the ticks and
         changelog topics with the input rests on it too)."""
-        admin = AdminClient({"bootstrap.servers": self.s.bootstrap_servers})
-        found = admin.list_topics(timeout=30).topics
+        admin = AdminClient(worker_client_config(self.s, self.watch))
+        found = admin.list_topics(timeout=ATTEMPT_SECONDS).topics
         wrong = {t: len(found[t].partitions) for t in self.s.keyed_topics
                  if len(found[t].partitions) != self.s.partitions}
         if wrong:
             raise SystemExit(f"segments worker: input topics must have {self.s.partitions} partitions "
                              f"(--partitions): {', '.join(f'{t} has {n}' for t, n in sorted(wrong.items()))}")
 
+    def _drop_stale_partitions(self) -> None:
+        """As the native worker: a partition database that has not seen its changelog for longer
+        than the changelog keeps tombstones is deleted before Faust opens it, so Faust restores it
+        whole rather than catching it up (and keeping a customer erased meanwhile)."""
+        for path in sorted(Path(self.app.conf.tabledir).glob(f"{_TABLE}-*.db")):
+            idle = idle_ms_at(path)
+            if outlived_tombstones(idle):
+                log.warning("%s was last written %.1f days ago, longer than the changelog keeps erasure "
+                            "tombstones; Faust restores it from the changelog", path, idle / 86_400_000)
+                shutil.rmtree(path)
+
+    def _blocked(self) -> str | None:
+        """The native worker's readiness faults (stream.worker.Worker._blocked): brokers out of
+        reach, topics not as at start. Faust's own recovery tells the rest."""
+        return self.watch.problem() or (self.probe.topics_problem if self.probe is not None else None)
+
+    def _start_up(self) -> dict[str, int]:
+        client = worker_client_config(self.s, self.watch)
+        ensure_topics(client, topics(self.s), replication_factor=self.s.replication_factor,
+                      timeout=ATTEMPT_SECONDS)
+        self._check_partitions()
+        return partition_counts(client, [name for name, _, _ in topics(self.s)], timeout=ATTEMPT_SECONDS)
+
     def run(self) -> int:
         s = self.s
-        ensure_topics(s.bootstrap_servers, topics(s), replication_factor=s.replication_factor)
-        self._check_partitions()
-        http = metrics.serve(s.metrics_port, self.health) if s.metrics_port else None
+        self.health.blocked = self._blocked
+        # Served first, so that /readyz says why while the brokers cannot be reached yet. The same
+        # server as the native worker's; this runtime's state is a Faust table, which the
+        # personal-data routes (stream.inspect_http) do not read: it serves the open routes only.
+        http = metrics.serve(s.metrics_port, self.health, (), s.http_host, s.http_token_file) \
+            if s.metrics_port else None
+        # Waited out, said at a bounded rate; SIGINT / SIGTERM end the wait (Faust's handlers come later).
+        counts = until_reachable(self._start_up, self.watch, threading.Event())
+        self.probe = BrokerProbe(worker_client_config(s, self.watch), self.watch, topics(s), counts).start()
+        self._drop_stale_partitions()
         worker = faust.Worker(self.app, loglevel="info", quiet=True, redirect_stdouts=False,
                               override_logging=False)
         worker.spinner = None           # it writes terminal escapes to stdout, quiet or not
@@ -549,6 +657,7 @@ class FaustWorker:
         except SystemExit as exc:       # mode's Worker always leaves through sys.exit
             return exc.code if isinstance(exc.code, int) else 1
         finally:
+            self.probe.close()
             if http is not None:
                 metrics.stop(http)
         return 0

@@ -1,7 +1,6 @@
 """Folding events into customer state. Each fold keeps the state's bounds (see stream.state)."""
 from __future__ import annotations
 
-import math
 from bisect import insort
 from typing import Callable
 
@@ -9,7 +8,8 @@ import msgspec
 
 from . import events as ev
 from .rules import Stream
-from .state import CANCELLED_KEEP, CATEGORIES_KEEP, ITEMS_KEEP, PAID_KEEP, CustomerState
+from .state import (CANCELLED_KEEP, CATEGORIES_KEEP, CUSTOM_KEEP, ITEMS_KEEP, PAID_KEEP, CustomerState,
+                    fold_oldest_paid, note_truncated, recount)
 
 Fold = Callable[[CustomerState, ev.Event, int, int], None]
 
@@ -39,22 +39,6 @@ def record_time(tables: dict[str, dict[str, list[int]]], name: str, key: str, t:
         # Rebuild only once the stalest key is an eighth of a window past expiry, so a steady
         # stream of events prunes now and then, not on every event.
         tables[name] = {k: v for k, v in table.items() if now - v[-1] < horizon}
-
-
-def _recount(st: CustomerState) -> None:
-    """Aggregates over counted payments; fsum makes the total independent of payment order."""
-    times = [p[0] for p in st.paid.values()]
-    amounts = [p[1] for p in st.paid.values()]
-    count = len(times)
-    if st.folded is not None:
-        folded_count, folded_total, first, last = st.folded
-        count += folded_count
-        amounts.append(folded_total)
-        times += (first, last)
-    st.paid_count = count
-    st.paid_total = math.fsum(amounts)
-    st.first_paid = min(times) if times else None
-    st.last_paid = max(times) if times else None
 
 
 class Folder:
@@ -108,14 +92,8 @@ class Folder:
         paid = st.paid
         paid[order_id] = (t, e.amount)
         if len(paid) > PAID_KEEP:
-            oldest = min(paid, key=lambda k: paid[k][0])
-            at, amount = paid.pop(oldest)
-            if st.folded is None:
-                st.folded = (1, amount, at, at)
-            else:
-                count, total, first, last = st.folded
-                st.folded = (count + 1, math.fsum((total, amount)), min(first, at), max(last, at))
-        _recount(st)
+            fold_oldest_paid(st)
+        recount(st)
 
     def order_cancelled(self, st: CustomerState, e: ev.OrderCancelled, t: int, now: int) -> None:
         cancelled = st.cancelled
@@ -124,7 +102,7 @@ class Folder:
         if len(cancelled) > CANCELLED_KEEP:
             del cancelled[next(iter(cancelled))]
         if st.paid.pop(e.order_id, None) is not None:
-            _recount(st)
+            recount(st)
 
     def cart_updated(self, st: CustomerState, e: ev.CartUpdated, t: int, now: int) -> None:
         if st.cart_updated_at is None or t >= st.cart_updated_at:
@@ -150,4 +128,12 @@ class Folder:
         if a.custom is None:
             st.custom = {}
         elif a.custom is not unset:
-            st.custom.update(a.custom)
+            custom = st.custom
+            custom.update(a.custom)
+            if len(custom) > CUSTOM_KEEP:
+                # Only new names were appended (updated ones keep their place), the last of them
+                # last: those over the bound go, so the names the customer had stay.
+                excess = len(custom) - CUSTOM_KEEP
+                for _ in range(excess):
+                    custom.popitem()
+                note_truncated("custom_names", f"{excess} new custom attribute names dropped at the bound of {CUSTOM_KEEP}")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from . import metrics
+from .clients import client_config
 from .definitions import (Rejection, Resolution, Running, TopicRecord, decode_running, encode_running,
                           parse_record, redefine, resolve, still_incomplete)
 from .engine import Redefinition
@@ -243,7 +244,7 @@ class LiveDefinitions:
 
 
 def publish(bootstrap: str, kafka: dict[str, str], topic: str, name: str, value: bytes | None) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, **kafka})
+    producer = Producer({**client_config(bootstrap, kafka), "enable.idempotence": True})
     failed: list[KafkaError] = []
     producer.produce(topic, key=name.encode(), value=value,
                      on_delivery=lambda err, msg: failed.append(err) if err is not None else None)
@@ -256,7 +257,7 @@ def publish(bootstrap: str, kafka: dict[str, str], topic: str, name: str, value:
 
 def read_topic(bootstrap: str, kafka: dict[str, str], topic: str) -> DefinitionsFeed:
     """The definitions topic read to its end, once (for segments define / undefine)."""
-    feed = DefinitionsFeed({"bootstrap.servers": bootstrap, **kafka}, topic)
+    feed = DefinitionsFeed(client_config(bootstrap, kafka), topic)
     try:
         feed.catch_up(30)
     finally:

@@ -5,19 +5,21 @@ bounded: topics, partitions, event types, outcomes and segment names, never a cu
 """
 from __future__ import annotations
 
-import threading
+import logging
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 from collections import Counter as Tally
+from pathlib import Path
 from typing import Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from .changes import SegmentChange
+from .http_server import App, HttpSetupError, Request, Response, Route, Server, read_token
 from .timers import TimerIndex
 from .timeutil import SECOND
 
+log = logging.getLogger("segments.http")
+_TEXT = "text/plain; charset=utf-8"
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 EVENTS = Counter("segments_events", "Input events by topic, type and outcome", ["topic", "type", "outcome"])
@@ -44,6 +46,7 @@ RESTORING = Gauge("segments_partitions_restoring", "Partitions being restored fr
 ASSIGNED = Gauge("segments_assigned_partitions", "Input partitions this worker owns")
 READY = Gauge("segments_ready", "1 once every assigned partition is restored and the worker is in its group")
 UP = Gauge("segments_up", "1 while the worker runs")
+BROKER_UP = Gauge("segments_broker_up", "1 while the brokers answer, 0 while none does (stream.clients.BrokerWatch)")
 # Segment definitions changed while running (stream.live_definitions)
 DEFINITION_VERSION = Gauge("segments_definition_version", "Running version of each segment's definition",
                            ["segment"])
@@ -53,6 +56,9 @@ DEFINITION_INCOMPLETE = Gauge("segments_definition_needs_backfill", "1 while a s
                               "did not keep when it was defined", ["segment"])
 REEVALUATIONS_RUNNING = Gauge("segments_reevaluations_running", "Partitions re-evaluating stored customers "
                               "after a definition change")
+# Customer states that hit a bound and lost something (stream.state): reason is one of a fixed set.
+STATE_TRUNCATED = Counter("segments_state_truncated", "Customer states that dropped data to stay within a "
+                          "bound, by what was dropped", ["reason"])
 REEVALUATED = Counter("segments_reevaluated_customers", "Stored customers re-evaluated after definition changes")
 
 
@@ -63,51 +69,58 @@ class Health:
         self.stale_after = stale_after
         self.beat = time.monotonic()
         self.ready = False
+        # Why the worker is not ready although `ready` may say so (brokers unreachable, topics not
+        # as expected, no partition owned): None when nothing is wrong. Set by the runtime.
+        self.blocked: Callable[[], str | None] = lambda: None
 
     def alive(self) -> bool:
         return time.monotonic() - self.beat < self.stale_after
 
+    def readiness(self) -> tuple[bool, str]:
+        """What /readyz answers: ready or not, and why not."""
+        reason = self.blocked()
+        if reason is not None:
+            return False, reason
+        return (True, "ready") if self.ready else (False, "restoring or not in a group yet")
 
-def serve(port: int, health: Health,
-          route: Callable[[BaseHTTPRequestHandler], bool] | None = None) -> ThreadingHTTPServer:
-    """`route` answers further paths (stream.inspect_http), returning False for those it does not know."""
+
+def serve(port: int, health: Health, routes: Iterable[Route] = (), host: str = "0.0.0.0",
+          token_file: Path | None = None) -> Server:
+    """/metrics and the probes (open, for Prometheus and Kubernetes) and `routes` (stream.inspect_http:
+    personal data, served only with the bearer token in `token_file`; off without one), on host:port.
+    Raises SystemExit naming the problem when the token file or the address is unusable."""
+    try:
+        token = read_token(token_file) if token_file is not None else None
+        server = Server(App([*_probes(health), *routes], token), host, port)
+    except HttpSetupError as exc:
+        raise SystemExit(f"segments worker: {exc}") from None
     UP.set(1)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._answer(200, generate_latest(), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                alive = health.alive()
-                self._answer(200 if alive else 503, b"ok\n" if alive else b"processing loop stalled\n")
-            elif path == "/readyz":
-                ready = health.ready
-                self._answer(200 if ready else 503, b"ready\n" if ready else b"restoring or not in a group yet\n")
-            elif route is None or not route(self):
-                self._answer(404, b"not found: try /metrics, /healthz or /readyz\n")
-
-        def _answer(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass          # a scrape every few seconds is not news
-
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    private = [r.path for r in server.app.routes if not r.public]
+    exposure = ("none on this runtime" if not private else
+                f"{', '.join(private)} with the bearer token" if token else "off (no http_token_file)")
+    log.info("http: %s (/metrics, /healthz, /readyz open; personal-data routes: %s)", server.url, exposure)
     return server
 
 
-def stop(server: ThreadingHTTPServer) -> None:
+def _probes(health: Health) -> list[Route]:
+    def healthz(_: Request) -> Response:
+        alive = health.alive()
+        return Response(200 if alive else 503, b"ok\n" if alive else b"processing loop stalled\n", _TEXT)
+
+    def readyz(_: Request) -> Response:
+        ready, why = health.readiness()
+        return Response(200 if ready else 503, why.encode() + b"\n", _TEXT)
+
+    return [Route("/metrics", "Prometheus metrics", lambda _: Response(200, generate_latest(), CONTENT_TYPE_LATEST),
+                  public=True),
+            Route("/healthz", "200 while the processing loop runs", healthz, public=True),
+            Route("/readyz", "200 once in the group with every assigned partition restored", readyz, public=True)]
+
+
+def stop(server: Server) -> None:
     UP.set(0)
     READY.set(0)
-    server.shutdown()
-    server.server_close()
+    server.stop()
 
 
 def set_labelled(gauge: Gauge, values: dict[str, float]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 
 from .broker import ensure_topics
+from .clients import client_config
 from .synth import shop_records
 
 _RETENTION_MS = 7 * 24 * 3600 * 1000          # as the worker creates its input topics
@@ -48,15 +49,15 @@ def produce(bootstrap: str, topic: str, *, rate: float | None = None, events: in
         return 2
 
     try:
-        ensure_topics(bootstrap, [(topic, partitions, {"cleanup.policy": "delete", "retention.ms": _RETENTION_MS})],
+        ensure_topics(client_config(bootstrap, kafka or {}), [(topic, partitions, {"cleanup.policy": "delete", "retention.ms": _RETENTION_MS})],
                       timeout=15)
     except (KafkaException, TimeoutError) as exc:
         console.print(f"segments produce: cannot use topic {topic!r} at {bootstrap}: {_reason(exc)}", markup=False, soft_wrap=True)
         return 1
 
     # murmur2_random: the Java client's partitioner, which the worker requires of keyed input.
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 10,
-                         "partitioner": "murmur2_random", **(kafka or {})})
+    producer = Producer({"enable.idempotence": True, "linger.ms": 10, "partitioner": "murmur2_random",
+                         **client_config(bootstrap, kafka or {})})
     tally = {"delivered": 0, "failed": 0, "error": None}
 
     def delivered(err, _msg) -> None:

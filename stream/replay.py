@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable, Iterator
 
 from .changes import SegmentChange, encode_change
 from .engine import Engine, Stats
-from .events import DeadLetter, Decoder
+from .events import DeadLetter, Decoder, oversized
+from .runtime import too_far_ahead
 
 _FLUSH_EVERY = 4096
+# What a dead letter keeps of a line over the size limit: enough to tell what it was (the input
+# file has the rest, at the line number the dead letter names).
+PREFIX_BYTES = 4096
+_CHUNK = 1 << 20
 
 
 @dataclass
@@ -32,22 +37,31 @@ class ReplaySummary:
         ]
 
 
-def replay(lines: Iterable[bytes], engine: Engine, output: BinaryIO, dead_letters: BinaryIO,
-           until: int | None = None, on_line: Callable[[int], None] | None = None) -> ReplaySummary:
+def replay(source: BinaryIO, engine: Engine, output: BinaryIO, dead_letters: BinaryIO,
+           until: int | None = None, on_line: Callable[[int], None] | None = None,
+           max_bytes: int = 1 << 20, clock: int | None = None, skew: int | None = None) -> ReplaySummary:
     """Apply every line; write changes and dead letters as JSON lines. `on_line(n_bytes)` reports
-    progress. Bad lines never stop the replay: they become dead letters with their line number."""
-    decode = Decoder().decode
+    progress. Bad lines never stop the replay: they become dead letters with their line number.
+    A line over `max_bytes` is never held whole; an event more than `skew` microseconds after
+    `clock` (the wall clock when the replay started, as a worker checks it) is a dead letter."""
+    decode = Decoder(max_bytes).decode
     apply = engine.apply
     events = dead = 0
     started = time.perf_counter()
     changes: list[SegmentChange] = []
-    for number, line in enumerate(lines, 1):
+    for number, (line, size) in enumerate(bounded_lines(source, max_bytes), 1):
         if on_line is not None:
-            on_line(len(line))
+            on_line(size)
+        if size > len(line):
+            dead += 1
+            dead_letters.write(oversized(line, size, max_bytes).to_json_line(line=number))
+            continue
         raw = line.rstrip(b"\r\n")
         if not raw:
             continue                 # a blank line carries no event (e.g. a trailing newline)
         event = decode(raw)
+        if skew is not None and clock is not None and type(event) is not DeadLetter:
+            event = too_far_ahead(event, raw, clock, skew)
         if type(event) is DeadLetter:
             dead += 1
             dead_letters.write(event.to_json_line(line=number))
@@ -62,6 +76,27 @@ def replay(lines: Iterable[bytes], engine: Engine, output: BinaryIO, dead_letter
     output.flush()
     dead_letters.flush()
     return ReplaySummary(events, dead, time.perf_counter() - started, engine.stats)
+
+
+def bounded_lines(source: BinaryIO, limit: int) -> Iterator[tuple[bytes, int]]:
+    """Each line with its size in bytes. A line longer than `limit` (its line ending aside) comes
+    as its first PREFIX_BYTES with the size of the line without its ending; the rest is read past
+    in chunks, never held whole."""
+    readline = source.readline
+    while True:
+        line = readline(limit + 2)              # the longest line allowed, with \r\n
+        if not line:
+            return
+        if len(line) < limit + 2 or line.endswith(b"\n"):
+            yield line, len(line)
+            continue
+        head, size = line[:PREFIX_BYTES], len(line)
+        while not line.endswith(b"\n"):
+            line = readline(_CHUNK)
+            if not line:
+                break
+            size += len(line)
+        yield head, size - (len(line) - len(line.rstrip(b"\r\n")))
 
 
 def write_changes(output: BinaryIO, changes: list[SegmentChange]) -> None:

@@ -22,17 +22,25 @@ UTF-8, so they cannot collide with any customer id (a 0x00 prefix could: the eve
                    signed microseconds), so a restored partition resumes its clock;
   CHECKPOINT_KEY   local only, never produced: the next changelog offset to read on restore;
   DEFINITIONS_KEY  the segment definitions the partition's state was evaluated under, and the
-                   progress of a re-evaluation (stream.definitions.Running), in the changelog too.
+                   progress of a re-evaluation (stream.definitions.Running), in the changelog too;
+  WRITTEN_AT_KEY   local only: the wall-clock time (ms) until which the store is known to have
+                   seen its changelog (its last commit, restore batch or close), so a store too old
+                   to trust with erasures (the changelog's tombstones may be gone) is rebuilt
+                   rather than caught up.
 """
 from __future__ import annotations
 
+import logging
 import shutil
+import threading
+import time
 from collections import OrderedDict
 from operator import itemgetter
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch
+from rocksdict import (AccessType, BlockBasedOptions, BottommostLevelCompaction, CompactOptions, Options, Rdict,
+                       WriteBatch)
 
 from .state import CustomerState, dump_state, load_state
 
@@ -40,9 +48,13 @@ META = b"\xff"
 STREAM_TIME_KEY = META + b"meta:stream_time"
 CHECKPOINT_KEY = META + b"meta:changelog_checkpoint"
 DEFINITIONS_KEY = META + b"meta:definitions"
+WRITTEN_AT_KEY = META + b"meta:written_at"
 _KEPT_META = (DEFINITIONS_KEY,)       # meta records restored as they are (besides the stream time)
 
+log = logging.getLogger("segments.store")
+
 Record = tuple[bytes, bytes | None]
+DEFAULT_ERASURE_AFTER_MS = 24 * 3600 * 1000     # the default of WorkerConfig.erasure_max_lag_ms
 
 
 def pack_time(value: int) -> bytes:
@@ -74,6 +86,99 @@ def _options() -> Options:
     return options
 
 
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def stamp_written(db: Rdict) -> None:
+    """WRITTEN_AT_KEY: the database has seen its changelog up to now (PartitionStore, and the
+    Faust runtime's partition databases)."""
+    db.put(WRITTEN_AT_KEY, pack_time(_wall_ms()))
+
+
+def _idle_ms(db: Rdict) -> int | None:
+    written = db.get(WRITTEN_AT_KEY)
+    return None if written is None else _wall_ms() - unpack_time(written)
+
+
+def idle_ms_at(path: Path) -> int | None:
+    """As PartitionStore.idle_ms, for a database not open (read only, no lock taken)."""
+    db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+    try:
+        return _idle_ms(db)
+    finally:
+        db.close()
+
+
+class ErasureCompaction:
+    """Erasure reaching a RocksDB database's files. A delete writes a tombstone; the customer's
+    old values stay in the SST files (and in the write-ahead log until the memtable is flushed)
+    until a compaction rewrites them, which RocksDB alone may put off indefinitely. So once a
+    delete is committed, the whole database is compacted within `after_ms`, down to the bottom
+    level (where the tombstones go too). One compaction per period, however many erasures: its cost
+    is a rewrite of the database, not one per erased customer. A database opened with deletions
+    not yet compacted (the process stopped before) is compacted at the first check.
+
+    The compaction runs in a thread of its own (rocksdict releases the GIL meanwhile, and RocksDB
+    takes reads and writes during it), so the partition is not stalled for the seconds a large
+    database takes. Both runtimes use it: PartitionStore for the native worker, stream.faust_app
+    for the Faust table's partition databases. Their loops call run_if_due() every few seconds."""
+
+    def __init__(self, db: Rdict, after_ms: int, name: str):
+        self.db, self.name = db, name         # name: for the log
+        self.after = after_ms / 1000
+        self.due: float | None = time.monotonic() if _holds_deletions(db) else None
+        self._thread: threading.Thread | None = None
+
+    def erased(self) -> None:
+        """A committed write deleted keys: compact within the period (from the first of them)."""
+        if self.due is None:
+            self.due = time.monotonic() + self.after
+
+    def run_if_due(self, now: float | None = None) -> bool:
+        """Start the compaction if a deletion has waited its period (`now`: monotonic seconds) and
+        none is running; whether it started."""
+        if self.due is None or (time.monotonic() if now is None else now) < self.due or self.running():
+            return False
+        self.due = None              # deletions from now on wait for the next one
+        self._thread = threading.Thread(target=self._compact, name=f"compact {self.name}", daemon=True)
+        self._thread.start()
+        return True
+
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self) -> None:
+        """Until a running compaction ends: before the database is closed."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def _compact(self) -> None:
+        started = time.monotonic()
+        options = CompactOptions()
+        # Force the bottom level too: otherwise a database whose files all sit in level 0 can be
+        # left as it is, old values and tombstones included.
+        options.set_bottommost_level_compaction(BottommostLevelCompaction.force())
+        try:
+            self.db.compact_range(None, None, options)
+        except Exception:          # noqa: BLE001 - logged, and tried again next period
+            log.exception("%s: compaction for erasure failed; trying again in %.0f s", self.name, self.after)
+            self.erased()
+            return
+        log.info("%s: compacted, erased customers' values are gone from its files (%.2f s)",
+                 self.name, time.monotonic() - started)
+
+
+def _holds_deletions(db: Rdict) -> bool:
+    """Tombstones in the memtables or in any SST file (RocksDB's own counts; no scan)."""
+    in_memory = sum(db.property_int_value(f"rocksdb.num-deletes-{table}") or 0
+                    for table in ("active-mem-table", "imm-mem-tables"))
+    tables = db.property_value("rocksdb.aggregated-table-properties") or ""
+    in_files = next((int(part.split("=")[1]) for part in tables.split(";")
+                     if part.strip().startswith("# deletions=")), 0)
+    return in_memory + in_files > 0
+
+
 class PartitionStore:
     """The engine's StateStore for one input partition (see stream.engine.StateStore).
 
@@ -84,15 +189,17 @@ class PartitionStore:
     marketplace workload (342 B serialized), so the default 50k is about 170 MB per partition.
     """
 
-    def __init__(self, path: str | Path, cache_size: int = 50_000):
+    def __init__(self, path: str | Path, cache_size: int = 50_000, erasure_after_ms: int = DEFAULT_ERASURE_AFTER_MS):
         self.path = Path(path)
         self.cache_size = cache_size
+        self.erasure_after_ms = erasure_after_ms
         self.hits = self.misses = 0          # cache lookups, for the hit-ratio metric
         self._open()
 
     def _open(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         self._db = Rdict(str(self.path), _options())
+        self.erasure = ErasureCompaction(self._db, self.erasure_after_ms, str(self.path))
         self._cache: OrderedDict[str, CustomerState] = OrderedDict()
         self._dirty: set[str] = set()
         self._deleted: set[str] = set()
@@ -171,6 +278,11 @@ class PartitionStore:
         """The last stream time set (or committed, or restored); None for a new partition."""
         return self._stream_time
 
+    def idle_ms(self) -> int | None:
+        """Milliseconds since the store was last known to have seen its changelog (WRITTEN_AT_KEY);
+        None if it never kept the time."""
+        return _idle_ms(self._db)
+
     def checkpoint(self) -> int | None:
         """The changelog offset to restore from; None: the store is empty, restore from the start."""
         return self._checkpoint
@@ -200,7 +312,10 @@ class PartitionStore:
             else:
                 batch.put(key, value)
         batch.put(CHECKPOINT_KEY, pack_time(changelog_next_offset))
+        batch.put(WRITTEN_AT_KEY, pack_time(_wall_ms()))
         self._db.write(batch)
+        if self._deleted:
+            self.erasure.erased()
         self._checkpoint = changelog_next_offset
         self._committed_time = self._stream_time
         self._dirty.clear()
@@ -254,6 +369,7 @@ class PartitionStore:
                         batch.put(key, value)
                 elif value is None:
                     batch.delete(key)
+                    self.erasure.erased()       # an erasure this store may still hold
                 else:
                     key.decode()
                     load_state(value)
@@ -269,6 +385,7 @@ class PartitionStore:
 
     def _write_restored(self, batch: WriteBatch, checkpoint: int, stream_time: int | None) -> None:
         batch.put(CHECKPOINT_KEY, pack_time(checkpoint))
+        batch.put(WRITTEN_AT_KEY, pack_time(_wall_ms()))
         self._db.write(batch)
         self._checkpoint = checkpoint
         self._stream_time = self._committed_time = stream_time
@@ -286,6 +403,10 @@ class PartitionStore:
             customer_id = key.decode()
             yield customer_id, load_state(value, customer_id)
 
+    def compact_erased(self, now: float | None = None) -> bool:
+        """Start compacting away erased customers' old values once due (see ErasureCompaction)."""
+        return self.erasure.run_if_due(now)
+
     def approximate_customers(self) -> int:
         """RocksDB's own estimate of stored keys (cheap; exact counting would scan the store)."""
         return self._db.property_int_value("rocksdb.estimate-num-keys") or 0
@@ -293,9 +414,13 @@ class PartitionStore:
     def wipe(self) -> None:
         """Delete the store and start empty (checkpoint None): for a checkpoint that cannot be
         trusted, e.g. beyond the changelog's end after the topic was recreated."""
+        self.erasure.wait()
         self._db.close()
         shutil.rmtree(self.path)
         self._open()
 
     def close(self) -> None:
+        # Its owner has read (written) every changelog record of the partition up to now.
+        stamp_written(self._db)
+        self.erasure.wait()
         self._db.close()

@@ -23,30 +23,33 @@ from collections import Counter as TallyCounter
 from typing import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from . import metrics
-from .broker import ensure_topics
+from .broker import TopicsNotAsExpected, ensure_topics, topic_problems
+from .clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, unreachable,
+                      until_reachable, worker_client_config)
 from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
 from .definitions import file_definitions
 from .engine import Engine
-from .events import DeadLetter, Decoder
+from .events import DeadLetter
 from .inspect_http import segment_routes
 from .live_definitions import DefinitionsFeed, LiveDefinitions
 from .partition_ends import partition_ends
 from .rules import Catalog
-from .runtime import (DEAD_LETTER_BYTES, TYPE_OF, Spec, advance_idle, apply_counted, dead_letter, membership,
-                      worker_topics)
+from .runtime import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, CatchUp, Intake, Source, Spec,
+                      advance_idle, apply_counted, dead_letter, membership, outlived_tombstones, worker_topics)
 from .store import PartitionStore
-from .timeutil import format_rfc3339
+from .timeutil import SECOND, format_rfc3339
 
 log = logging.getLogger("segments.worker")
 
 _OBSERVE_EVERY = 5.0              # seconds between updates of the gauges that cost a look around
 
 
-def _log_client_error(error: KafkaError) -> None:
-    log.warning("kafka client: %s", error)
+class _Stopping(Exception):
+    """stop() came while a partition's restore waited for the brokers (raised out of consume())."""
 
 
 class PartitionTask:
@@ -57,7 +60,7 @@ class PartitionTask:
         self.store = store
         self.catalog = catalog
         self.changes: list[SegmentChange] = []
-        self.last_input = time.monotonic()
+        self.catch_up = CatchUp()         # its keyed topic-partitions (the idle clock's rule)
         self.hits_reported = self.misses_reported = 0
         self.engine = self._fresh_engine()
 
@@ -85,6 +88,7 @@ class PartitionTask:
         self.store.abort()
         self.changes.clear()
         self.engine = self._fresh_engine()
+        self.catch_up.rewind()            # its input is read again from the committed offsets
 
 
 class Worker:
@@ -96,7 +100,7 @@ class Worker:
         self.catalog = catalog
         self.on_batch = on_batch          # (events, changes) after each committed batch
         self.tasks: dict[int, PartitionTask] = {}
-        self._decode = Decoder(config.max_message_bytes).decode
+        self._admit = Intake(config).admit
         self._changelog_next: dict[int, int] = {}
         self.health = metrics.Health()
         self._next_observe = 0.0
@@ -104,6 +108,10 @@ class Worker:
         self._failures = 0                # batches in a row that could not be committed
         self._stop = threading.Event()
         self.live = LiveDefinitions(file_definitions(catalog), None)
+        # The routed topic-partitions this worker reads: any of them can feed every engine.
+        self._routed = CatchUp()
+        self.watch = BrokerWatch(config.bootstrap_servers)
+        self.probe: BrokerProbe | None = None      # from the end of start-up on
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -112,9 +120,9 @@ class Worker:
         return worker_topics(self.s)
 
     def _common(self) -> dict[str, object]:
-        # error_cb: the worker's own log says when the brokers cannot be reached (and when they
-        # can again), not only librdkafka's.
-        return {"bootstrap.servers": self.s.bootstrap_servers, "error_cb": _log_client_error, **self.s.kafka}
+        # The one client configuration (security settings included); the watch hears every client's
+        # errors, so the log says once, at a bounded rate, when the brokers cannot be reached.
+        return worker_client_config(self.s, self.watch)
 
     def stop(self) -> None:
         self._stop.set()
@@ -122,14 +130,57 @@ class Worker:
     # -- the loop --------------------------------------------------------------------------------
 
     def run(self) -> None:
+        """Until stop(). Raises TopicsNotAsExpected when the topics are missing or changed (at start,
+        or found so while running: a wiped broker), so that the process exits and is restarted."""
         s = self.s
-        ensure_topics(s.bootstrap_servers, self.topics(), replication_factor=s.replication_factor)
+        self.health.blocked = self._blocked
+        # list(dict) copies the keys in one step under the GIL: safe from the HTTP threads.
+        routes = segment_routes(s.state_dir, s.group_id, lambda: self.catalog, lambda: list(self.tasks),
+                                self.live.describe)
+        # Served from the start, so that /readyz tells why while the brokers cannot be reached yet.
+        http = metrics.serve(s.metrics_port, self.health, routes, s.http_host, s.http_token_file) \
+            if s.metrics_port else None
+        try:
+            if not self._start_up():
+                return                      # stopped while waiting for the brokers
+            self.consumer.subscribe([*s.keyed_topics, *s.routed_topics], on_assign=self._on_assign,
+                                    on_revoke=self._on_revoke, on_lost=self._on_revoke)
+            while not self._stop.is_set():
+                self.health.beat = time.monotonic()
+                self._process(self._next_batch())
+                if time.monotonic() >= self._next_observe:
+                    self._observe()
+                    self._check_faults()
+        except _Stopping:
+            pass                            # stopped while a restore waited for the brokers
+        finally:
+            self._close(http)
+
+    def _start_up(self) -> bool:
+        """Topics, definitions feed, producer and consumer; each step waited out (with backoff, said
+        at a bounded rate) while the brokers cannot be reached. False when stopped meanwhile."""
+        client = self._common()
+        s, specs = self.s, self.topics()
+        names = [name for name, _, _ in specs]
+
+        def topics() -> dict[str, int]:
+            ensure_topics(client, specs, replication_factor=s.replication_factor, timeout=ATTEMPT_SECONDS)
+            # Partition p of every keyed topic feeds engine p and restores from changelog partition p.
+            exact = {name: s.partitions for name in (*s.keyed_topics, s.changelog_topic)}
+            problems = topic_problems(AdminClient(dict(client)), specs, exact, timeout=ATTEMPT_SECONDS)
+            if problems:
+                raise TopicsNotAsExpected(problems)
+            return partition_counts(client, names, timeout=ATTEMPT_SECONDS)
+        counts = until_reachable(topics, self.watch, self._stop, self._waiting)
+        if counts is None:
+            return False
         if s.definitions_topic is not None:
-            self.live.feed = DefinitionsFeed(self._common(), s.definitions_topic)
-            self.live.feed.catch_up()
+            self.live.feed = until_reachable(self._caught_up_feed, self.watch, self._stop, self._waiting)
+            if self.live.feed is None:
+                return False
         self.producer = self._new_producer()
         self.consumer = Consumer({
-            **self._common(),
+            **client,
             "group.id": s.group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -138,29 +189,63 @@ class Worker:
             "session.timeout.ms": s.session_timeout_ms,
             "max.poll.interval.ms": s.max_poll_interval_ms,
             "fetch.wait.max.ms": 50,
+            # A partition's EOF says it has been read to its end: only then is it idle (CatchUp).
+            "enable.partition.eof": True,
         })
-        # list(dict) copies the keys in one step under the GIL: safe from the HTTP threads.
-        route = segment_routes(s.state_dir, s.group_id, lambda: self.catalog, lambda: list(self.tasks),
-                               self.live.describe)
-        http = metrics.serve(s.metrics_port, self.health, route) if s.metrics_port else None
-        self.consumer.subscribe([*s.keyed_topics, *s.routed_topics], on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        self.probe = BrokerProbe(client, self.watch, specs, counts).start()
+        return not self._stop.is_set()
+
+    def _caught_up_feed(self) -> DefinitionsFeed:
+        feed = DefinitionsFeed(self._common(), self.s.definitions_topic)
         try:
-            while not self._stop.is_set():
-                self.health.beat = time.monotonic()
-                self._process(self._next_batch())
-                if time.monotonic() >= self._next_observe:
-                    self._observe()
-        finally:
-            self.consumer.close()
-            self.producer.close()     # a connection left open makes the broker wait at shutdown
-            if http is not None:
-                metrics.stop(http)
-            if self.live.feed is not None:
-                self.live.feed.close()
-            for task in self.tasks.values():
-                task.store.close()
-            self.tasks.clear()
+            feed.catch_up()
+        except BaseException:
+            feed.close()
+            raise
+        return feed
+
+    def _waiting(self, pause: float) -> None:
+        self.health.beat = time.monotonic() + pause     # waiting on purpose is not a stall
+
+    def _close(self, http) -> None:
+        if self.probe is not None:
+            self.probe.close()
+        for client in (getattr(self, "consumer", None), getattr(self, "producer", None)):
+            if client is not None:
+                client.close()       # a connection left open makes the broker wait at shutdown
+        if http is not None:
+            metrics.stop(http)
+        if self.live.feed is not None:
+            self.live.feed.close()
+        for task in self.tasks.values():
+            task.store.close()
+        self.tasks.clear()
+
+    # -- readiness and faults ----------------------------------------------------------------------
+
+    def _blocked(self) -> str | None:
+        """Why the worker is not ready, whatever its partitions' restore says (stream.metrics.Health):
+        brokers out of reach, topics not as expected, or no partition owned."""
+        problem = self.watch.problem() or (self.probe.topics_problem if self.probe is not None else None)
+        if problem is not None:
+            return problem
+        if self.probe is not None and not self.tasks:
+            return ("owns no partition: joining the consumer group, or the group has no partition left "
+                    "for it (more workers than partitions)")
+        return None
+
+    def _show_ready(self) -> None:
+        metrics.READY.set(1 if self.health.readiness()[0] else 0)
+
+    def _check_faults(self) -> None:
+        """The topics lost or changed (a wiped broker, a deleted topic): the worker cannot go on
+        with them, and recreating them under a running group would mix old offsets and state with
+        new topics. It stops with the reason; restarted (Kubernetes, compose), it creates them
+        again at start-up and restores from what the changelog holds."""
+        self._show_ready()
+        problem = self.probe.topics_problem
+        if problem is not None:
+            raise TopicsNotAsExpected([problem])
 
     def _next_batch(self) -> list[Message]:
         """Whatever is already fetched, without waiting; only when nothing is, wait for the first
@@ -178,14 +263,16 @@ class Worker:
     def _new_producer(self) -> Producer:
         s = self.s
         config = {**self._common(), "enable.idempotence": True, "linger.ms": 5, "on_delivery": self._delivered,
-                  "partitioner": "murmur2_random", "message.max.bytes": DEAD_LETTER_BYTES + 65536}
+                  "partitioner": "murmur2_random", "message.max.bytes": PRODUCER_MESSAGE_BYTES,
+                  "batch.size": PRODUCER_BATCH_BYTES}
         if s.exactly_once:
             config["transactional.id"] = f"{s.group_id}-{s.instance_id}"
         producer = Producer(config)
         if s.exactly_once:
             # Fences a previous incarnation of this instance and aborts its open transaction, which
-            # would otherwise hold back every read_committed reader of its partitions.
-            producer.init_transactions(30)
+            # would otherwise hold back every read_committed reader of its partitions. Waited out
+            # while the brokers cannot be reached: after a timeout it may be called again.
+            until_reachable(lambda: producer.init_transactions(30), self.watch, self._stop, self._waiting)
         return producer
 
     def _process(self, messages: list[Message]) -> None:
@@ -197,21 +284,27 @@ class Worker:
         outcomes: TallyCounter[tuple[str, str, str]] = TallyCounter()
         caused: list[float] = []          # event times (s) of events whose changes this batch commits
         fired_before = self._timers_fired()
-        now = time.monotonic()
+        now, wall = time.monotonic(), int(time.time() * SECOND)
+        reading: dict[Source, bool] = {}  # per topic-partition: False once its EOF came last
+        ends = 0
         for msg in messages:
             error = msg.error()
             if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    reading[(msg.topic(), msg.partition())] = False
+                    ends += 1
+                else:
                     log.warning("consume: %s", error)
                 continue
-            raw = msg.value() or b""
-            event = self._decode(raw)
+            reading[(msg.topic(), msg.partition())] = True
+            event = self._admit(msg.topic(), msg.key(), msg.value(), wall)
             if type(event) is DeadLetter:
                 dead.append((msg, event))
                 outcomes[(msg.topic(), "invalid", "dead_letter")] += 1
                 continue
             if msg.topic() in routed_topics:
-                routed.append((event.customer_id.encode(), raw))
+                # Keyed by customer id, as the repartition topic's reader (Intake) requires.
+                routed.append((event.customer_id.encode(), msg.value()))
                 outcomes[(msg.topic(), TYPE_OF[type(event)], "routed")] += 1
                 continue
             task = self.tasks.get(msg.partition())
@@ -222,11 +315,12 @@ class Worker:
             outcomes[(msg.topic(), TYPE_OF[type(event)], outcome)] += 1
             if len(task.changes) != before:
                 caused.append(event.occurred_at.timestamp())
-            task.last_input = now
             events += 1
+        self._note_reading(reading, now)
         self._advance_idle(now)
         redefining = self.live.step(self.tasks.values())
-        if messages or redefining or any(t.changes for t in self.tasks.values()):
+        # A batch of EOFs alone moved no offset: a transaction only if the idle clock fired something.
+        if len(messages) > ends or redefining or any(t.changes for t in self.tasks.values()):
             if self._publish(dead, routed, events):
                 committed = time.time()
                 for labels, count in outcomes.items():
@@ -241,8 +335,8 @@ class Worker:
         return sum(task.engine.stats.timers_fired for task in self.tasks.values())
 
     def _observe(self) -> None:
-        """Gauges that need a look around (offsets, RocksDB, timer heaps): every few seconds, not
-        every batch."""
+        """Gauges that need a look around (offsets, RocksDB, timer heaps), and the stores' erasure
+        compaction when due: every few seconds, not every batch."""
         self._next_observe = time.monotonic() + _OBSERVE_EVERY
         assignment = self.consumer.assignment()
         for tp in self.consumer.position(assignment) if assignment else ():
@@ -251,6 +345,7 @@ class Worker:
             metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(high - position, 0))
         for task in self.tasks.values():
             store = task.store
+            store.compact_erased()
             metrics.STATE_CUSTOMERS.labels(str(task.partition)).set(store.approximate_customers())
             metrics.CACHE_HITS.inc(store.hits - task.hits_reported)
             metrics.CACHE_MISSES.inc(store.misses - task.misses_reported)
@@ -263,11 +358,28 @@ class Worker:
         for segment in sorted(names):
             metrics.MEMBERS.labels(segment).set(sum(task.members[segment] for task in self.tasks.values()))
 
+    def _catch_up_of(self, source: Source) -> CatchUp | None:
+        if source[0] in self.s.routed_topics:
+            return self._routed
+        task = self.tasks.get(source[1])
+        return None if task is None else task.catch_up
+
+    def _note_reading(self, reading: dict[Source, bool], now: float) -> None:
+        """What the batch showed of each topic-partition: input read, or its end reached after it."""
+        for source, more in reading.items():
+            catch_up = self._catch_up_of(source)
+            if catch_up is None:
+                continue                  # revoked within this batch
+            if more:
+                catch_up.read(source)
+            else:
+                catch_up.reached_end(source, now)
+
     def _advance_idle(self, now: float) -> None:
         idle = self.s.idle_advance_ms
         if idle:
             for task in self.tasks.values():
-                advance_idle(task.engine, idle, task.last_input, now, task.changes)
+                advance_idle(task.engine, idle, (task.catch_up, self._routed), now, task.changes)
 
     def _publish(self, dead: list[tuple[Message, DeadLetter]], routed: list[tuple[bytes, bytes]],
                  events: int) -> bool:
@@ -359,6 +471,7 @@ class Worker:
                 self.producer = self._new_producer()
         self._changelog_next.clear()
         self._undelivered = None
+        self._routed.rewind()
         for task in self.tasks.values():
             task.reset()
             self.live.attach(task)
@@ -369,7 +482,12 @@ class Worker:
                 committed = self.consumer.committed(assignment, timeout=10)
                 break
             except KafkaException as offsets_error:
-                log.warning("committed offsets unavailable (%s); asking again", offsets_error.args[0])
+                reason = unreachable(offsets_error)
+                if reason is None:
+                    log.warning("committed offsets unavailable (%s); asking again", offsets_error.args[0])
+                else:
+                    self.watch.down(reason)       # said at the watch's bounded rate
+                self._waiting(pause)
         else:
             return                  # stopping: nothing of the failed batch was committed
         for tp in committed:
@@ -382,9 +500,11 @@ class Worker:
         for number in sorted({tp.partition for tp in partitions} - set(self.tasks)):
             self.tasks[number] = self.open_partition(number)
             metrics.ASSIGNED.set(len(self.tasks))
+        for tp in partitions:             # read from the committed offsets: behind until their EOF
+            self._catch_up_of((tp.topic, tp.partition)).assigned((tp.topic, tp.partition))
         self._set_members()
         self.health.ready = True          # in the group, every assigned partition restored
-        metrics.READY.set(1)
+        self._show_ready()
 
     def open_partition(self, number: int) -> PartitionTask:
         """The local store brought up to its changelog's end, and an engine over it."""
@@ -393,8 +513,11 @@ class Worker:
         metrics.READY.set(0)
         metrics.RESTORING.inc()
         try:
-            store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}")
-            restored = self._restore(store, number)
+            # Waited out while the brokers cannot be reached (they may go in the middle of a restore).
+            opened = until_reachable(lambda: self._restored_store(number), self.watch, self._stop, self._waiting)
+            if opened is None:
+                raise _Stopping
+            store, restored = opened
             task = PartitionTask(number, store, self.catalog)
             self.live.attach(task)
         finally:
@@ -404,12 +527,28 @@ class Worker:
                  number, restored, len(task.engine.timers), time.monotonic() - started)
         return task
 
+    def _restored_store(self, number: int) -> tuple[PartitionStore, int]:
+        # A changelog the broker lost fails the restore like an outage would; once the probe has
+        # seen the topics gone, waiting on would never end: stop with the reason instead.
+        if self.probe is not None and self.probe.topics_problem is not None:
+            raise TopicsNotAsExpected([self.probe.topics_problem])
+        store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}",
+                               erasure_after_ms=self.s.erasure_max_lag_ms)
+        try:
+            return store, self._restore(store, number)
+        except BaseException:
+            store.close()             # opened again on the next attempt
+            raise
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called from inside consume(): the previous batch is committed, no transaction is open.
         metrics.REBALANCES.labels("revoke").inc()
+        now = time.monotonic()
         for tp in partitions:
             with contextlib.suppress(KeyError):
                 metrics.LAG.remove(tp.topic, str(tp.partition))
+            if tp.topic in self.s.routed_topics:
+                self._routed.revoked((tp.topic, tp.partition), now)
         for number in {tp.partition for tp in partitions}:
             task = self.tasks.pop(number, None)
             self.live.forget(number)
@@ -419,6 +558,7 @@ class Worker:
                     metrics.STATE_CUSTOMERS.remove(str(number))
         metrics.ASSIGNED.set(len(self.tasks))
         self._set_members()
+        self._show_ready()
 
     def _changelog_end(self, partition: int) -> tuple[int, int]:
         """The changelog partition's offsets, records of open transactions included. Asked of a
@@ -451,6 +591,11 @@ class Worker:
             if start > high:
                 log.warning("partition %d: local checkpoint %d is past the changelog end %d "
                             "(topic recreated?); rebuilding the store", partition, start, high)
+                store.wipe()
+                start = 0
+            elif start and outlived_tombstones(store.idle_ms()):
+                log.warning("partition %d: the store was last written %.1f days ago, longer than the changelog "
+                            "keeps erasure tombstones; rebuilding it", partition, store.idle_ms() / 86_400_000)
                 store.wipe()
                 start = 0
             if start >= high:

@@ -3,7 +3,10 @@
 Nothing here is shared with the engine: no compiled predicates (stream.rules), no folds
 (stream.fold), no engine. It reads the decoded event classes (stream.events) and the time helpers
 (stream.timeutil), interprets the raw YAML definition dicts itself, and recomputes everything from
-the full history on every question. It is slow and unbounded on purpose; it is the specification.
+the full history on every question. It is slow and unbounded on purpose; it is the specification
+within the state's bounds (README "State bounds": 32 paid orders one by one, 1024 dedup ids, 64
+custom names, 64 KiB per state...), which the histories generated against it stay inside;
+tests/test_state_bounds.py checks what happens beyond them.
 
     history = History(events)              # every event so far, in arrival order, decoded
     history.memberships(now, definitions)  # {customer_id: frozenset(segment names)} at `now`

@@ -47,13 +47,16 @@ FLAGS = {
     "bootstrap_servers": "--bootstrap-servers", "kafka": "-X", "input_topics": "--input-topics",
     "routed_topics": "--routed-topics",
     "changes_topic": "--changes-topic", "membership_topic": "--membership-topic",
-    "dead_letter_topic": "--dead-letter-topic", "definitions_topic": "--definitions-topic", "group_id": "--group-id", "instance_id": "--instance-id",
+    "dead_letter_topic": "--dead-letter-topic", "definitions_topic": "--definitions-topic",
+    "erasure_max_lag_ms": "--erasure-max-lag-ms", "changes_retention_ms": "--changes-retention-ms",
+    "dead_letter_retention_ms": "--dead-letter-retention-ms", "group_id": "--group-id", "instance_id": "--instance-id",
     "state_dir": "--state-dir", "guarantee": "--guarantee", "segments_file": "--segments",
     "partitions": "--partitions", "replication_factor": "--replication-factor", "batch_size": "--batch-size",
     "commit_interval_ms": "--commit-interval-ms", "idle_advance_ms": "--idle-advance-ms",
-    "max_message_bytes": "--max-message-bytes", "metrics_port": "--metrics-port",
+    "max_message_bytes": "--max-message-bytes", "max_future_skew_ms": "--max-future-skew-ms",
+    "metrics_port": "--metrics-port",
     "session_timeout_ms": "--session-timeout-ms", "max_poll_interval_ms": "--max-poll-interval-ms",
-    "runtime": "--runtime",
+    "runtime": "--runtime", "http_host": "--http-host", "http_token_file": "--http-token-file",
 }
 
 # field -> (text for a flag or env var, the same as YAML, the resulting value); none is the default.
@@ -65,6 +68,9 @@ SAMPLES = {
     "membership_topic": ("mem", "mem", "mem"),
     "dead_letter_topic": ("dlq", "dlq", "dlq"),
     "definitions_topic": ("defs", "defs", "defs"),
+    "erasure_max_lag_ms": ("3600000", "3600000", 3600000),
+    "changes_retention_ms": ("86400000", "86400000", 86400000),
+    "dead_letter_retention_ms": ("172800000", "172800000", 172800000),
     "group_id": ("g2", "g2", "g2"),
     "instance_id": ("segments-0", "segments-0", "segments-0"),
     "state_dir": ("/var/lib/segments", "/var/lib/segments", Path("/var/lib/segments")),
@@ -76,10 +82,13 @@ SAMPLES = {
     "commit_interval_ms": ("250", "250", 250),
     "idle_advance_ms": ("5000", "5000", 5000),
     "max_message_bytes": ("2048", "2048", 2048),
+    "max_future_skew_ms": ("60000", "60000", 60000),
     "metrics_port": ("9400", "9400", 9400),
     "session_timeout_ms": ("6000", "6000", 6000),
     "max_poll_interval_ms": ("70000", "70000", 70000),
     "runtime": ("faust", "faust", "faust"),
+    "http_host": ("127.0.0.1", "127.0.0.1", "127.0.0.1"),
+    "http_token_file": ("/run/secrets/http-token", "/run/secrets/http-token", Path("/run/secrets/http-token")),
 }
 
 
@@ -88,11 +97,13 @@ def test_defaults():
         "bootstrap_servers": None, "kafka": {}, "input_topics": ["shop-events"], "routed_topics": [],
         "changes_topic": "segment-changes", "membership_topic": "segment-membership",
         "dead_letter_topic": "segment-dead-letters", "definitions_topic": "segment-definitions",
+        "erasure_max_lag_ms": 86400000, "changes_retention_ms": 604800000, "dead_letter_retention_ms": 604800000,
         "group_id": "segments", "instance_id": None,
         "state_dir": "state", "guarantee": "exactly_once", "segments_file": None, "partitions": 8,
         "replication_factor": 1, "batch_size": 2000, "commit_interval_ms": 100, "idle_advance_ms": 1000,
-        "max_message_bytes": 1048576, "metrics_port": 9308, "session_timeout_ms": 10000,
-        "max_poll_interval_ms": 60000, "runtime": "native",
+        "max_message_bytes": 1048576, "max_future_skew_ms": 21600000, "metrics_port": 9308,
+        "session_timeout_ms": 10000, "max_poll_interval_ms": 60000, "runtime": "native", "http_host": "0.0.0.0",
+        "http_token_file": None,
     }
     assert load() == WorkerConfig()
 
@@ -217,6 +228,26 @@ def test_env_zero_disables_metrics_and_idle_advance():
     assert cfg.metrics_port is None and cfg.idle_advance_ms is None
     cfg = load(["--metrics-port", "0", "--idle-advance-ms", "0"])
     assert cfg.metrics_port is None and cfg.idle_advance_ms is None
+
+
+def test_zero_disables_the_future_skew_bound_and_negative_is_refused():
+    assert load(env={"SEGMENTS_MAX_FUTURE_SKEW_MS": "0"}).max_future_skew_ms is None
+    assert load(["--max-future-skew-ms", "0"]).max_future_skew_ms is None
+    with pytest.raises(ConfigError, match="--max-future-skew-ms"):
+        load(["--max-future-skew-ms", "-1"])
+
+
+def test_durations_take_units_and_the_flag_its_short_name():
+    """--max-future-skew (the flag's unambiguous prefix) and the retention settings take 6h, 90m, 45s,
+    7d as well as milliseconds; anything else names what it expects."""
+    assert load(["--max-future-skew", "2h"]).max_future_skew_ms == 2 * 3600 * 1000
+    assert load(["--max-future-skew-ms", "90m"]).max_future_skew_ms == 90 * 60 * 1000
+    assert load(env={"SEGMENTS_MAX_FUTURE_SKEW_MS": "45s"}).max_future_skew_ms == 45_000
+    assert load(env={"SEGMENTS_CHANGES_RETENTION_MS": "7d"}).changes_retention_ms == 7 * 86_400_000
+    with pytest.raises(ConfigError, match="SEGMENTS_MAX_FUTURE_SKEW_MS: expected milliseconds or a duration"):
+        load(env={"SEGMENTS_MAX_FUTURE_SKEW_MS": "6 hours"})
+    with pytest.raises(ConfigError, match="--erasure-max-lag-ms"):
+        load(["--erasure-max-lag-ms", "30s"])      # under its minute minimum, however written
 
 
 def test_env_passthrough_key_is_lowercased_with_dots():
@@ -361,6 +392,9 @@ VALUE_PROBLEMS = [   # (field, value, words expected) for each range or emptines
     ("max_message_bytes", "-1", ["must be positive"]),
     ("session_timeout_ms", "0", ["must be positive"]),
     ("max_poll_interval_ms", "0", ["must be positive"]),
+    ("erasure_max_lag_ms", "59999", ["must be at least 60000 (one minute), got 59999"]),
+    ("changes_retention_ms", "0", ["must be at least 60000 (one minute), got 0"]),
+    ("dead_letter_retention_ms", "-1", ["must be at least 60000"]),
     ("replication_factor", "0", ["must be positive, or -1 for the broker default, got 0"]),
     ("replication_factor", "-2", ["or -1 for the broker default, got -2"]),
     ("idle_advance_ms", "-1", ["must be positive (or 0 to disable), got -1"]),
@@ -377,7 +411,17 @@ VALUE_PROBLEMS = [   # (field, value, words expected) for each range or emptines
     ("bootstrap_servers", "", ["must not be empty"]),
     ("state_dir", "", ["must not be empty"]),
     ("segments_file", "", ["must not be empty"]),
+    ("http_host", "127.0.0.1:9308", ["must be an IP address", "or a host name, got '127.0.0.1:9308'"]),
+    ("http_host", "[::1]", ["must be an IP address"]),
+    ("http_host", "http://localhost", ["must be an IP address"]),
+    ("http_host", "bad_host.example", ["or a host name"]),
+    ("http_token_file", "", ["must not be empty"]),
 ]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1", "::", "::1", "localhost", "worker-1.segments.svc"])
+def test_http_host_takes_addresses_and_host_names(host):
+    assert load(["--http-host", host]).http_host == host
 
 
 @pytest.mark.parametrize("name, text, words", VALUE_PROBLEMS, ids=[f"{n}={t[:10]}" for n, t, _ in VALUE_PROBLEMS])

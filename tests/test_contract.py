@@ -26,7 +26,7 @@ from referencing import Registry, Resource
 from stream.changes import SegmentChange, encode_change, make_change
 from stream.events import (
     EVENT_TYPES, Attributes, CartAbandoned, CartUpdated, CustomerErased, CustomerUpdated, DeadLetter,
-    Decoder, OrderCancelled, OrderItem, OrderPaid, OrderPlaced, ProductViewed,
+    MAX_AMOUNT, Decoder, OrderCancelled, OrderItem, OrderPaid, OrderPlaced, ProductViewed,
 )
 from stream.timeutil import SECOND, from_datetime
 
@@ -221,10 +221,14 @@ def _sig_from_msgspec(t: mi.Type) -> dict:
             types.discard("integer")
         return {**merged, "types": types}
     if isinstance(t, mi.StrType):
-        return {"types": {"string"}, "pattern": t.pattern, "accepts_empty": _accepts_empty(t.pattern, t.min_length)}
+        return {"types": {"string"}, "pattern": t.pattern, "accepts_empty": _accepts_empty(t.pattern, t.min_length),
+                "max_length": t.max_length}
+    if isinstance(t, mi.IntType) and (t.ge, t.le) == (-(2**63), 2**63 - 1):
+        # custom values: a JSON Schema number cannot tell 2**63 from 9.3e18 (test_what_json_schema_cannot_say)
+        return {"types": {"integer"}, "minimum": None}
     if isinstance(t, (mi.FloatType, mi.IntType)):
-        assert t.gt is None and t.lt is None and t.le is None and t.multiple_of is None
-        return {"types": {"number" if isinstance(t, mi.FloatType) else "integer"}, "minimum": t.ge}
+        assert t.gt is None and t.lt is None and t.multiple_of is None
+        return {"types": {"number" if isinstance(t, mi.FloatType) else "integer"}, "minimum": t.ge, "maximum": t.le}
     if isinstance(t, mi.DateTimeType):
         assert t.tz is True  # an offset is required
         return {"types": {"string"}, "format": "date-time"}
@@ -238,7 +242,8 @@ def _sig_from_msgspec(t: mi.Type) -> dict:
         return {"types": {"array"}, "items": _sig_from_msgspec(t.item_type)}
     if isinstance(t, mi.DictType):
         assert isinstance(t.key_type, mi.StrType)
-        return {"types": {"object"}, "values": _sig_from_msgspec(t.value_type)}
+        return {"types": {"object"}, "values": _sig_from_msgspec(t.value_type), "max_properties": t.max_length,
+                "key_max_length": t.key_type.max_length}
     if isinstance(t, mi.StructType):
         return {"types": {"object"}}
     if isinstance(t, mi.AnyType):
@@ -257,12 +262,16 @@ def _sig_from_schema(s: dict) -> dict:
         else:
             sig["pattern"] = s.get("pattern")
             sig["accepts_empty"] = _accepts_empty(s.get("pattern"), s.get("minLength"))
+            sig["max_length"] = s.get("maxLength")
     if types & {"number", "integer"}:
         sig["minimum"] = s.get("minimum")
+        sig["maximum"] = s.get("maximum")
     if "array" in types:
         sig["items"] = _sig_from_schema(s.get("items", {}))
     if "object" in types and isinstance(s.get("additionalProperties"), dict):
         sig["values"] = _sig_from_schema(s["additionalProperties"])
+        sig["max_properties"] = s.get("maxProperties")
+        sig["key_max_length"] = s.get("propertyNames", {}).get("maxLength")
     return sig
 
 
@@ -464,9 +473,9 @@ BAD_VALUES: dict[str, list[Any]] = {  # for every required field: values the con
     "product_id": ["", 7, None],
     "category": ["", 7, None],
     "cart_id": ["", 7, None],
-    "total": [-0.01, -1, "59.90", None, True],
-    "amount": [-0.01, -1, "59.90", None, False],
-    "value": [-0.01, -1, "59.90", None, [1]],
+    "total": [-0.01, -1, "59.90", None, True, 1e15 + 0.25, 10**16],
+    "amount": [-0.01, -1, "59.90", None, False, 1.7e308, 10**16],
+    "value": [-0.01, -1, "59.90", None, [1], 1e15 + 0.25, 1.7e308],
     "currency": ["usd", "Usd", "US", "USDX", "", "U$D", 978, None],
     "items": [None, {}, "sku-1", 3],
     "attributes": [None, [], "city=Lyon", 1],
@@ -478,7 +487,7 @@ OPTIONAL_BAD_VALUES = {  # optional top-level fields: absent and null are fine, 
 ITEM_BAD_VALUES = {
     "product_id": ["", 7, None],
     "quantity": [0, -1, 1.5, "1", None, True],
-    "price": [-0.01, -5, "9.99", None],
+    "price": [-0.01, -5, "9.99", None, 1.7e308],
     "category": ["", 7],
 }
 ATTRIBUTE_BAD_VALUES = {
@@ -637,11 +646,85 @@ def test_what_json_schema_cannot_say():
     """The decoder is stricter than any JSON Schema can be on these; schemas/README.md says so. If the decoder
     starts accepting them, update the README and move them to VALID."""
     two_point_oh = encode(ev("order_placed", items=[{**ITEM, "quantity": 2.0}]))
-    huge = encode(ev("order_paid")).replace(b'"amount": 0', b'"amount": 1e400')
-    for raw, where in ((two_point_oh, "`$.items[0].quantity`"), (huge, "`$.amount`")):
+    wide = encode(ev("customer_updated", attributes={"custom": {"n": 2**63}}))
+    for raw, where in ((two_point_oh, "`$.items[0].quantity`"), (wide, "`$.attributes.custom[...]`")):
         assert EVENT_V.is_valid(strict_json(raw))
         got = DECODER.decode(raw)
         assert isinstance(got, DeadLetter) and where in got.reason, got
+
+
+def test_amounts_beyond_the_bound_are_refused_by_both():
+    """Amounts are bounded (MAX_AMOUNT), so no sum of them can overflow to infinity: a number beyond
+    what a double holds (1e400, which Python reads as inf) and one just above the bound alike."""
+    body = encode(ev("order_paid"))
+    for text in (b"1e400", b"-1e400", b"1.0000000000000002e15", b"1" + b"0" * 400):
+        raw = body.replace(b'"amount": 0', b'"amount": ' + text)
+        doc = strict_json(raw)
+        assert doc is not NOT_JSON and not EVENT_V.is_valid(doc), text
+        got = DECODER.decode(raw)
+        assert isinstance(got, DeadLetter) and "`$.amount`" in got.reason, (text, got)
+    at_bound = DECODER.decode(body.replace(b'"amount": 0', b'"amount": 1e15'))
+    assert isinstance(at_bound, OrderPaid) and at_bound.amount == MAX_AMOUNT
+
+
+# Every string the state keeps is bounded at the contract (README "State bounds"): each bound is
+# accepted at its limit and a dead letter one past it, by the schema and the decoder alike.
+_WIDE = "\U0001F600"           # four bytes in UTF-8: the limits count characters, not bytes
+LENGTH_BOUNDS = [  # (type, path to the string, limit)
+    *((t, (f,), 128) for t in TYPES for f in ("event_id", "customer_id")),
+    *((t, ("order_id",), 128) for t in ("order_placed", "order_paid", "order_cancelled")),
+    ("order_placed", ("items", 0, "product_id"), 128), ("order_placed", ("items", 0, "category"), 128),
+    ("order_placed", ("city",), 128), ("order_placed", ("country",), 64),
+    ("product_viewed", ("product_id",), 128), ("product_viewed", ("category",), 128),
+    ("product_viewed", ("session_id",), 128),
+    ("cart_updated", ("cart_id",), 128), ("cart_abandoned", ("cart_id",), 128),
+    ("customer_updated", ("attributes", "city"), 128), ("customer_updated", ("attributes", "country"), 64),
+    ("customer_updated", ("attributes", "gender"), 64),
+    ("customer_updated", ("attributes", "custom", "tier"), 256),
+]
+
+
+def _with(t: str, path: tuple, value: Any) -> dict:
+    doc = json.loads(json.dumps(ev(t, items=[ITEM]) if t == "order_placed" else ev(t)))  # a deep copy
+    parent = doc
+    for p in path[:-1]:
+        parent = parent[p] if isinstance(parent, list) else parent.setdefault(p, {})
+    parent[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize("t, path, limit", LENGTH_BOUNDS, ids=lambda v: ".".join(map(str, v)) if isinstance(v, tuple) else str(v))
+def test_string_length_bounds(t, path, limit):
+    for char in ("x", _WIDE):
+        at_limit = encode(_with(t, path, char * limit))
+        assert EVENT_V.is_valid(strict_json(at_limit))
+        assert not isinstance(DECODER.decode(at_limit), DeadLetter)
+        over = encode(_with(t, path, char * (limit + 1)))
+        assert not EVENT_V.is_valid(strict_json(over))
+        got = DECODER.decode(over)
+        where = _json_path(path[:-1]) + "[...]" if path[-2:-1] == ("custom",) else _json_path(path)
+        assert isinstance(got, DeadLetter) and f"length <= {limit} - at `{where}`" in got.reason, got
+
+
+def test_custom_map_bounds():
+    """At most 64 names per event, each at most 64 characters."""
+    def custom(mapping: dict) -> bytes:
+        return encode(ev("customer_updated", attributes={"custom": mapping}))
+    for ok in (custom({f"k{i}": i for i in range(64)}), custom({"k" * 64: 1})):
+        assert EVENT_V.is_valid(strict_json(ok)) and not isinstance(DECODER.decode(ok), DeadLetter)
+    for bad, reason in ((custom({f"k{i}": i for i in range(65)}), "`object` of length <= 64 - at `$.attributes.custom`"),
+                        (custom({"k" * 65: 1}), "length <= 64 - at `key` in `$.attributes.custom`")):
+        assert not EVENT_V.is_valid(strict_json(bad))
+        got = DECODER.decode(bad)
+        assert isinstance(got, DeadLetter) and reason in got.reason, got
+
+
+def test_a_megabyte_of_custom_attributes_is_a_dead_letter():
+    """The finding: one customer_updated under 1 MiB carrying ~0.7 MB of custom values."""
+    raw = encode(ev("customer_updated", attributes={"custom": {f"k{i}": "v" * 12_000 for i in range(60)}}))
+    assert 700_000 < len(raw) < DECODER.max_bytes
+    got = DECODER.decode(raw)
+    assert isinstance(got, DeadLetter) and "`$.attributes.custom[...]`" in got.reason, got
 
 
 # --------------------------------------------------------------------------------------------------

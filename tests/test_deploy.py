@@ -51,13 +51,14 @@ CONTRACT_METRICS = {
     "segments_assigned_partitions": "gauge",
     "segments_ready": "gauge",
     "segments_up": "gauge",
+    "segments_broker_up": "gauge",
 }
 # Series Prometheus itself records for every scrape target.
 PROMETHEUS_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 
 EXPECTED_ALERTS = {
     "SegmentsWorkerDown", "SegmentsConsumerLagGrowing", "SegmentsDeadLettersRising",
-    "SegmentsNoEvents", "SegmentsRestoreStuck", "SegmentsTimersOverdue",
+    "SegmentsNoEvents", "SegmentsRestoreStuck", "SegmentsTimersOverdue", "SegmentsBrokerUnreachable",
 }
 SEVERITIES = {"critical", "warning", "info"}
 WORKER_SERVICES = ("worker-1", "worker-2")
@@ -456,6 +457,38 @@ def test_compose_worker_settings_are_valid():
         assert config.metrics_port == 9308
 
 
+def _gitignored(path: str) -> bool:
+    done = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT, timeout=30)
+    return done.returncode == 0
+
+
+def _token_variables(env: dict) -> list[str]:
+    """Variables that would put an HTTP token itself (not its file's path) in the environment."""
+    return [k for k in env if "TOKEN" in k.upper() and k != "SEGMENTS_HTTP_TOKEN_FILE"]
+
+
+def test_compose_workers_publish_http_on_loopback_only_with_the_token_from_a_secret_file():
+    doc = compose()
+    for name in WORKER_SERVICES:
+        worker = doc["services"][name]
+        for port in worker["ports"]:
+            host, _, _ = str(port).rpartition(":")[0].rpartition(":")
+            assert host == "127.0.0.1", f"{name}: {port} publishes the worker's HTTP port beyond this machine"
+        env = worker["environment"]
+        config = worker_config(env)
+        # Prometheus scrapes over the compose network: the container binds every interface.
+        assert config.http_host == "0.0.0.0"
+        assert not _token_variables(env), f"{name}: a token in the environment"
+        (secret,) = [s if isinstance(s, str) else s["source"] for s in worker["secrets"]]
+        target = f"/run/secrets/{secret}"
+        assert config.http_token_file == Path(target), f"{name}: SEGMENTS_HTTP_TOKEN_FILE is not the secret's file"
+        source = doc["secrets"][secret]["file"]
+        assert _gitignored(source), f"{source} holds a secret: it must be ignored by git"
+    scraped = load_yaml(PROMETHEUS / "prometheus.yml")["scrape_configs"]
+    targets = {t for job in scraped for c in job.get("static_configs", []) for t in c["targets"]}
+    assert {f"{name}:9308" for name in WORKER_SERVICES} <= targets, "Prometheus scrapes the workers by name"
+
+
 def test_compose_topics_match_what_the_worker_creates():
     """The topics service creates every topic the worker would, with its partitions and configs."""
     from stream.worker import Worker
@@ -572,6 +605,31 @@ def test_k8s_configmap_settings_are_valid():
     data = k8s("ConfigMap")["data"]
     config = worker_config({**data, "SEGMENTS_INSTANCE_ID": "segments-worker-0"})
     assert config.bootstrap_servers and config.metrics_port == 9308
+
+
+def test_k8s_token_is_a_mounted_secret_file_and_the_probes_reach_the_pod():
+    data = k8s("ConfigMap")["data"]
+    config = worker_config({**data, "SEGMENTS_INSTANCE_ID": "segments-worker-0"})
+    assert config.http_host == "0.0.0.0", "the kubelet probes and Prometheus scrape the pod's IP"
+    assert not _token_variables(data)
+    pod = statefulset()["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert not _token_variables({e["name"]: e for e in container.get("env", [])})
+    token = config.http_token_file
+    (mount,) = [m for m in container["volumeMounts"] if token.is_relative_to(m["mountPath"])]
+    assert mount.get("readOnly") is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    secret = volume["secret"]
+    # The files belong to root and the fsGroup: the worker (runAsUser, in that group) reads them
+    # through the group bits, and nobody else can.
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    assert secret["defaultMode"] & 0o040 and not secret["defaultMode"] & 0o007
+    kustomization = load_yaml(K8S / "kustomization.yaml")
+    (generator,) = [g for g in kustomization["secretGenerator"] if g["name"] == secret["secretName"]]
+    keys = {f.split("=", 1)[0] if "=" in f else Path(f).name: f.split("=", 1)[-1] for f in generator["files"]}
+    key = str(token.relative_to(mount["mountPath"]))
+    assert key in keys, f"the Secret has no key {key}"
+    assert _gitignored(str(Path("deploy/k8s") / keys[key])), "the token file must be ignored by git"
 
 
 # ---- Dockerfile, install script --------------------------------------------------------------------

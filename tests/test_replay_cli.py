@@ -320,3 +320,26 @@ def test_replay_equals_engine(tmp_path):
     expected = run([decode(line) for line in lines], until=until)
     assert len(expected) == 5
     assert jsonl(result.stdout) == [msgspec.structs.asdict(c) for c in expected]
+
+
+def test_far_future_events_and_overlong_lines_are_dead_letters_by_default(tmp_path):
+    """The worker's limits, with the worker's defaults: a year-8999 event (more than 6 h ahead of the
+    clock) would fire every timer; `--max-future-skew-ms 0` lifts the bound. A line over
+    --max-message-bytes is a dead letter keeping its size and a prefix."""
+    future = event_bytes("order_paid", "c", "8999-01-01T00:00:00Z", "p-far", order_id="o-far", amount=1.0)
+    good = event_bytes("order_paid", "c", "2025-03-01T00:00:00Z", "p-1", order_id="o", amount=1.0)
+    long = event_bytes("order_paid", "c", "2025-03-01T00:00:00Z", "p-2", order_id="o-long", amount=1.0,
+                       note="x" * 5000)   # an unknown field: only its size is wrong
+    src = write_events(tmp_path / "in.jsonl", future, good, long)
+    dead_file = tmp_path / "dead.jsonl"
+    result = segments("--input", str(src), "--output", "-", "--dead-letter", str(dead_file),
+                      "--max-message-bytes", "4096")
+    assert result.returncode == 0, result.stderr[-300:]
+    dead = jsonl(dead_file.read_bytes())
+    assert [d["line"] for d in dead] == [1, 3]
+    assert "max_future_skew_ms" in dead[0]["reason"]
+    assert dead[1]["bytes"] == len(long) and dead[1]["truncated"] is True and long.startswith(dead[1]["raw"].encode())
+    assert {c["event_id"] for c in jsonl(result.stdout)} == {"p-1"}
+    lifted = segments("--input", str(src), "--output", "-", "--dead-letter", str(dead_file), "--max-future-skew-ms", "0")
+    assert [d["line"] for d in jsonl(dead_file.read_bytes())] == []
+    assert "p-far" in {c["event_id"] for c in jsonl(lifted.stdout)}

@@ -90,15 +90,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+HTTP_TOKEN = "definitions-test-token-0123456789"
+
+
 def get_json(port: int, path: str) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     headers={"Authorization": f"Bearer {HTTP_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
         return json.loads(answer.read())
 
 
 def test_add_change_remove_and_reject_while_running(kafka_bootstrap, unique_topic, tmp_path):
     port = free_port()
+    (tmp_path / "http-token").write_text(HTTP_TOKEN)
     config = settings(kafka_bootstrap, unique_topic, tmp_path / "state", metrics_port=port,
-                      definitions_topic=f"{unique_topic}-definitions")
+                      definitions_topic=f"{unique_topic}-definitions", http_host="127.0.0.1",
+                      http_token_file=tmp_path / "http-token")
     defs = config.definitions_topic
     lines = list(shopper_events(600, 6000, seed=11))
     worker = Worker(config, load_catalog())

@@ -22,9 +22,13 @@ from . import conformance
 from .test_worker import PARTITIONS, Running, settings
 
 
-def _get(url: str) -> tuple[int, str, bytes]:
+TOKEN = "inspect-test-token-0123456789abcdef"
+
+
+def _get(url: str, token: str | None = TOKEN) -> tuple[int, str, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.headers["Content-Type"], response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers["Content-Type"], exc.read()
@@ -41,7 +45,9 @@ def _published(bootstrap: str, topic: str) -> dict[str, dict[str, str]]:
 def test_http_and_commands_agree_with_the_membership_topic(kafka_bootstrap, unique_topic, tmp_path):
     lines = list(shopper_events(300, 4000, seed=5))
     port = free_port()
-    s = settings(kafka_bootstrap, unique_topic, tmp_path / "state", metrics_port=port)
+    (tmp_path / "http-token").write_text(TOKEN + "\n")
+    s = settings(kafka_bootstrap, unique_topic, tmp_path / "state", metrics_port=port, http_host="127.0.0.1",
+                 http_token_file=tmp_path / "http-token")
     catalog = load_catalog()
     worker = Worker(s, catalog)
     ensure_topics(kafka_bootstrap, worker.topics())
@@ -86,3 +92,34 @@ def test_http_and_commands_agree_with_the_membership_topic(kafka_bootstrap, uniq
         status, _, body = _get(f"{base}/segments/loyal/members?format=xml")
         assert status == 400 and "format" in json.loads(body)["error"]
         assert _get(f"{base}/metrics")[0] == 200 and _get(f"{base}/nothing")[0] == 404
+
+        # Every personal-data route of the real worker: nothing without this worker's token.
+        for path in (f"/customers/{member}", "/segments/loyal/members", "/segments/loyal/members?format=csv",
+                     "/definitions", "/customers/no-such-customer", "/segments/no-such-segment/members"):
+            for token in (None, "wrong-token-0123456789abcdef", TOKEN[:-1]):
+                status, kind, body = _get(base + path, token)
+                assert (status, kind) == (401, "application/json"), (path, token)
+                assert member.encode() not in body and b"customer_id" not in body
+            assert _get(base + path)[0] in (200, 404), path
+        for path in ("/metrics", "/healthz", "/readyz"):
+            assert _get(base + path, None)[0] == 200, path
+
+
+def test_personal_routes_are_off_by_default_on_a_real_worker(kafka_bootstrap, unique_topic, tmp_path):
+    """No http_token_file: the routes answer 403 saying how to enable them, even to a token; the
+    probes and /metrics answer; the worker logs the address it really bound."""
+    port = free_port()
+    s = settings(kafka_bootstrap, unique_topic, tmp_path / "state", metrics_port=port, http_host="127.0.0.1")
+    worker = Worker(s, load_catalog())
+    ensure_topics(kafka_bootstrap, worker.topics())
+    lines = list(shopper_events(20, 200, seed=3))
+    conformance.produce(kafka_bootstrap, s.input_topics[0], lines)
+    base = f"http://127.0.0.1:{port}"
+    with Running(worker) as running:
+        running.wait_for(len(lines))
+        for path in ("/customers/c1", "/segments/loyal/members", "/definitions"):
+            status, kind, body = _get(base + path)
+            assert (status, kind) == (403, "application/json")
+            assert "http_token_file" in json.loads(body)["error"]
+        for path in ("/metrics", "/healthz", "/readyz"):
+            assert _get(base + path, None)[0] == 200, path

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 import re
+import select
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from rich.console import Console
 
@@ -189,3 +194,47 @@ def test_demo_runs_and_shows_segment_sizes():
     assert re.search(r"events [\d,]+ \(\d+/s\)\s+changes [\d,]+ \(\d+/s\)", done.stdout), output
     assert "the embedded broker is stopped" in done.stdout
 
+
+
+_DEMO_CLI = "import sys; from stream.cli import main; sys.exit(main())"
+
+
+def _piped_demo(tmp_path: Path) -> subprocess.Popen:
+    """`segments demo` with stdout and stderr pipes (not a terminal), its temporary directory under
+    tmp_path, once it runs (its first periodic line is out)."""
+    proc = subprocess.Popen([sys.executable, "-c", _DEMO_CLI, "demo", "--duration", "120", "--rate", "300"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})
+    deadline = time.monotonic() + 60
+    while True:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        line = proc.stdout.readline() if ready else b""
+        if line.startswith(b"["):
+            return proc
+        if not line or time.monotonic() >= deadline:
+            proc.kill()
+            raise AssertionError(f"the demo did not start: {proc.communicate()}")
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGINT, reader gone", "reader gone"])
+def test_piped_demo_stops_cleanly(tmp_path, how):
+    """Ctrl-C under a pipe (`segments demo | cat`: the reader may die with it), SIGTERM, or the
+    reader closing alone (`| head`): a clean stop, rc 0 as on a terminal, the summary (on stderr
+    when stdout is gone), nothing left in the temporary directory."""
+    proc = _piped_demo(tmp_path)
+    try:
+        if "reader gone" in how:
+            proc.stdout.close()
+        if how.startswith("SIG"):
+            proc.send_signal(getattr(signal, how.split(",")[0]))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = ((out or b"") + err).decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert "Traceback" not in text and "Exception ignored" not in text, text
+    assert re.search(r"stopped after [\d.]+ s \(interrupted\): [\d,]+ events applied", text), text
+    assert "sizes: " in text and "the embedded broker is stopped" in text, text
+    assert list(tmp_path.glob("segments-demo-*")) == [], "the demo left its temporary directory"
