@@ -238,13 +238,15 @@ def test_poisoned_records_are_rejected_by_a_running_worker_that_keeps_processing
     create_topics(config)
     ensure_topics(kafka_bootstrap, [(defs, 1, TOPIC_CONFIG)])
     port = free_port()
+    token = tmp_path / "http-token"          # /definitions is a personal-data route: behind the token
+    token.write_text(HTTP_TOKEN)
     worker = workers("w0", config, instance_id="w0")
     worker.args[worker.args.index("--metrics-port") + 1] = str(port)
     # The worker may grow to 2 GiB of address space: one that expands a poisoned record dies of it
     # (and fails this test) instead of taking the machine's memory.
     worker.args = [sys.executable, "-c", "import os, resource, sys; "
                    "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); os.execv(sys.argv[1], sys.argv[1:])",
-                   *worker.args, "--definitions-topic", defs]
+                   *worker.args, "--definitions-topic", defs, "--http-token-file", str(token)]
     worker.start().wait_ready(PARTITIONS, timeout=60)
     good = tmp_path / "loyal.yaml"
     good.write_text(yaml.safe_dump(LOYAL3))
