@@ -267,13 +267,34 @@ def test_backfill_dead_letters_events_too_far_ahead_of_its_clock():
     try:
         source = history.sources[0]
         now = _at(int(time.time() * SECOND))
-        source.buffer.extend([(0, paid("c-1", "8999-01-01T00:00:00Z")), (1, paid("c-1", now))])
+        source.buffer.extend([(0, b"c-1", paid("c-1", "8999-01-01T00:00:00Z")), (1, b"c-1", paid("c-1", now))])
         heap: list = []
         history._push_next(source, heap)
     finally:
         history.close()
     assert [offset for offset, _ in dead] == [0] and "max_future_skew_ms" in dead[0][1].reason
     assert len(heap) == 1 and heap[0][2] == 1
+
+
+def test_backfill_dead_letters_an_event_keyed_otherwise_than_its_customer_as_a_worker_does():
+    from stream.backfill import MergedHistory, Span
+    config = dataclasses.replace(CONFIG, bootstrap_servers="localhost:1")
+    request = SimpleNamespace(config=config, from_time=None, until=None, read_committed=True)
+    dead = []
+    history = MergedHistory(request, [Span(KEYED, 0, 0, 0)], lambda span, offset, letter: dead.append((offset, letter)))
+    try:
+        source = history.sources[0]
+        event = paid("c-1", "2026-06-01T11:30:00Z")
+        source.buffer.extend([(0, b"c-2", event), (1, None, event), (2, b"c-1", event)])
+        heap: list = []
+        history._push_next(source, heap)
+    finally:
+        history.close()
+    intake = Intake(CONFIG)
+    assert [(offset, letter.reason) for offset, letter in dead] == [
+        (0, intake.admit(KEYED, b"c-2", event, 0).reason), (1, intake.admit(KEYED, None, event, 0).reason)]
+    assert "'c-2'" in dead[0][1].reason and "'c-1'" in dead[0][1].reason
+    assert len(heap) == 1 and heap[0][2] == 2
 
 
 def test_worker_dead_letter_records_keep_at_most_the_topic_limit_and_say_the_whole_size():
