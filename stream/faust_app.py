@@ -502,8 +502,8 @@ class FaustWorker:
                 output.append((topic, customer_id.encode(), membership(customer_id, get(customer_id), at), None, None))
 
     def _dead_letter(self, msg, letter: DeadLetter) -> Record:
-        value, headers = dead_letter(letter, msg.topic, msg.partition, msg.offset)
-        return (self.s.dead_letter_topic, msg.key, value, None, headers)
+        key, value, headers = dead_letter(letter, msg.key, msg.topic, msg.partition, msg.offset)
+        return (self.s.dead_letter_topic, key, value, None, headers)
 
     def _persisted(self, delivered: list) -> None:
         """Move each changelog partition's restore checkpoint to its last delivered record, as

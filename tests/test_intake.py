@@ -299,13 +299,30 @@ def test_backfill_dead_letters_an_event_keyed_otherwise_than_its_customer_as_a_w
 
 def test_worker_dead_letter_records_keep_at_most_the_topic_limit_and_say_the_whole_size():
     from stream.events import oversized
-    from stream.runtime import DEAD_LETTER_BYTES, dead_letter
+    from stream.runtime import DEAD_LETTER_BYTES, DEAD_LETTER_ROOM, dead_letter
     small = DeadLetter("why", b"abc")
-    value, headers = dead_letter(small, "t", 1, 7)
-    assert value == b"abc" and dict(headers) == {"reason": b"why", "source.topic": b"t", "source.partition": b"1",
-                                                  "source.offset": b"7"}
+    key, value, headers = dead_letter(small, b"k", "t", 1, 7)
+    assert key == b"k" and value == b"abc" and dict(headers) == {
+        "reason": b"why", "source.topic": b"t", "source.partition": b"1", "source.offset": b"7"}
     big = b"x" * (DEAD_LETTER_BYTES + 5)
-    value, headers = dead_letter(DeadLetter("why", big), "t", 1, 7)
-    assert value == big[:DEAD_LETTER_BYTES] and dict(headers)["truncated.from.bytes"] == str(len(big)).encode()
-    value, headers = dead_letter(oversized(b"head", 10_000, 100), "t", 1, 7)   # held in part only
+    key, value, headers = dead_letter(DeadLetter("why", big), None, "t", 1, 7)
+    assert value == big[:DEAD_LETTER_BYTES - DEAD_LETTER_ROOM]
+    assert dict(headers)["truncated.from.bytes"] == str(len(big)).encode()
+    key, value, headers = dead_letter(oversized(b"head", 10_000, 100), None, "t", 1, 7)   # held in part only
     assert value == b"head" and dict(headers)["truncated.from.bytes"] == b"10000"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=st.integers(0, (16 << 20) + 100), key=st.one_of(st.none(), st.integers(0, 4 << 20)),
+       reason=st.integers(0, 1 << 20), wide=st.booleans())
+def test_a_dead_letter_record_as_a_whole_fits_the_dead_letter_topic(value, key, reason, wide):
+    """The broker checks the topic's max.message.bytes against the whole record (key, value,
+    headers): one over it would fail its batch on every retry, and the partition would stop."""
+    from stream.runtime import DEAD_LETTER_BYTES, dead_letter
+    letter = DeadLetter(("\u00e9" if wide else "r") * reason, b"v" * value)
+    k, v, headers = dead_letter(letter, None if key is None else b"k" * key, "t" * 249, 2**31 - 1, 2**63 - 1)
+    framing = 1024                 # a record batch's header and each field's length prefix, generously
+    assert (len(k or b"") + len(v) + sum(len(n) + len(h) for n, h in headers) + framing) <= DEAD_LETTER_BYTES
+    assert v == letter.raw[:len(v)] and (k is None or k == b"k" * len(k))
+    assert (len(v) < value) == ("truncated.from.bytes" in dict(headers))
+    assert (key is not None and len(k) < key) == ("truncated.key.from.bytes" in dict(headers))
