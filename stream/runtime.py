@@ -126,9 +126,21 @@ def output_topics(config: WorkerConfig) -> list[Spec]:
     configs (routed input topics are the producers')."""
     n = config.partitions
     dead = {**kept(config, config.dead_letter_retention_ms), "max.message.bytes": DEAD_LETTER_BYTES}
-    return [*[(t, n, kept(config, INPUT_RETENTION_MS)) for t in config.keyed_topics],
+    keyed = [(t, n, kept(config, INPUT_RETENTION_MS)) for t in config.input_topics]
+    if config.routed_topics:
+        keyed.append((config.repartition_topic, n, {**kept(config, INPUT_RETENTION_MS),
+                                                    "max.message.bytes": repartition_message_bytes(config)}))
+    return [*keyed,
             (config.changes_topic, n, kept(config, config.changes_retention_ms)), (config.dead_letter_topic, n, dead),
             (config.membership_topic, n, compacted(config))]
+
+
+def repartition_message_bytes(config: WorkerConfig) -> int:
+    """The repartition topic's max.message.bytes: a routed event goes there whole (up to
+    max_message_bytes), re-keyed by a customer id that may be longer than its key, so a broker
+    default (Kafka's 1 MiB) would refuse some, and the batch holding one would fail on every retry.
+    A producer batch is at most PRODUCER_BATCH_BYTES, or one larger record alone."""
+    return max(PRODUCER_BATCH_BYTES, config.max_message_bytes) + DEAD_LETTER_ROOM
 
 
 def worker_topics(config: WorkerConfig) -> list[Spec]:

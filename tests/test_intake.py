@@ -326,3 +326,32 @@ def test_a_dead_letter_record_as_a_whole_fits_the_dead_letter_topic(value, key, 
     assert v == letter.raw[:len(v)] and (k is None or k == b"k" * len(k))
     assert (len(v) < value) == ("truncated.from.bytes" in dict(headers))
     assert (key is not None and len(k) < key) == ("truncated.key.from.bytes" in dict(headers))
+
+
+# ---- what the worker re-publishes or dead-letters fits where it goes -----------------------------------
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, (16 << 20) - (64 << 10)))
+def test_a_routed_event_always_fits_the_repartition_topic(max_message_bytes):
+    """A routed event is re-published whole, keyed by its customer id (longer than its own key,
+    maybe): a broker default max.message.bytes (Kafka's 1 MiB) would refuse one near the input
+    limit, and its batch would fail on every retry."""
+    from stream import events as ev
+    from stream.faust_app import topics as faust_topics
+    from stream.runtime import PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, worker_topics
+    config = dataclasses.replace(CONFIG, max_message_bytes=max_message_bytes)
+    largest_record = max_message_bytes + 4 * ev.MAX_ID_CHARS + 1024          # key and record framing
+    for specs in (worker_topics(config), faust_topics(config)):
+        limit = next(c for t, _, c in specs if t == REPARTITION)["max.message.bytes"]
+        assert max(PRODUCER_BATCH_BYTES, largest_record) <= limit <= PRODUCER_MESSAGE_BYTES
+
+
+def test_the_input_limit_stays_within_what_the_producers_send_whole():
+    """A larger one could not be re-published (a routed event) nor dead-lettered whole."""
+    from stream.config import MAX_MESSAGE_BYTES_LIMIT
+    from stream.runtime import DEAD_LETTER_BYTES, DEAD_LETTER_ROOM
+    from tests.test_config import load, problems_of
+    assert MAX_MESSAGE_BYTES_LIMIT == DEAD_LETTER_BYTES - DEAD_LETTER_ROOM
+    assert load(["--max-message-bytes", str(MAX_MESSAGE_BYTES_LIMIT)]).max_message_bytes == MAX_MESSAGE_BYTES_LIMIT
+    problems = problems_of(["--max-message-bytes", str(MAX_MESSAGE_BYTES_LIMIT + 1)])
+    assert len(problems) == 1 and "must be at most 16711680" in problems[0]
