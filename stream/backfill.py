@@ -58,11 +58,11 @@ from .changes import SegmentChange, encode_change
 from .clients import kafka_problems, worker_client_config
 from .config import WorkerConfig, add_worker_arguments
 from .engine import Engine, MemoryStore
-from .events import DeadLetter, Decoder
+from .events import DeadLetter
 from .partition_ends import Key, consume_ready, partition_ends, peek
 from .replay import ReplaySummary, write_changes
 from .rules import Catalog
-from .runtime import PRODUCER_BATCH_BYTES, too_far_ahead, worker_topics
+from .runtime import PRODUCER_BATCH_BYTES, Intake, worker_topics
 from .state import dump_state
 from .store import stream_time_record
 from .timeutil import SECOND, format_rfc3339, from_datetime, parse_duration, parse_rfc3339
@@ -390,11 +390,11 @@ class MergedHistory:
         self.by_key = {s.span.key: s for s in self.sources}
         self.on_dead = on_dead
         self.counts = Counts()
-        self._decode = Decoder(request.config.max_message_bytes).decode
-        # Events too far ahead of the clock are dead letters, as on a worker: ahead of the wall
-        # clock when the backfill started (fixed for the run, so its order stays reproducible).
-        skew = request.config.max_future_skew_ms
-        self._skew = None if skew is None else skew * 1000
+        # What a worker would make of each message (Intake: the decoder, the key of a keyed topic,
+        # the clock), so a hand-off holds no event the workers refuse. Events too far ahead are
+        # judged against the wall clock when the backfill started (fixed for the run, so its
+        # order stays reproducible).
+        self._admit = Intake(request.config).admit
         self._clock = int(time.time() * SECOND)
         self._consumer = Consumer(_client(request.config, "read_committed" if request.read_committed
                                           else "read_uncommitted"))
@@ -428,11 +428,9 @@ class MergedHistory:
                     return
                 self._fetch(source)
                 continue
-            offset, value = source.buffer.popleft()
+            offset, key, value = source.buffer.popleft()
             source.position = offset + 1
-            event = self._decode(value)
-            if self._skew is not None and type(event) is not DeadLetter:
-                event = too_far_ahead(event, value, self._clock, self._skew)
+            event = self._admit(source.span.topic, key, value, self._clock)
             if type(event) is DeadLetter:
                 # Before the first event of the window a bad message is left out with the events
                 # around it, so what is reported does not depend on where reading started.
@@ -476,7 +474,7 @@ class MergedHistory:
                 if source.done or offset >= source.span.end:
                     self._finish(source)
                     continue
-                source.buffer.append((offset, msg.value() or b""))
+                source.buffer.append((offset, msg.key(), msg.value() or b""))
                 source.received = offset + 1
                 if source.received >= source.span.end:
                     self._finish(source)

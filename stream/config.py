@@ -159,6 +159,17 @@ def _positive(value: int) -> str | None:
     return None if value > 0 else f"must be positive, got {value}"
 
 
+# The largest input message a worker takes: one it re-publishes (a routed event) or dead-letters
+# whole must fit its producers' records (stream.runtime: DEAD_LETTER_BYTES less DEAD_LETTER_ROOM).
+MAX_MESSAGE_BYTES_LIMIT = (16 << 20) - (64 << 10)
+
+
+def _message_bytes(value: int) -> str | None:
+    if value > MAX_MESSAGE_BYTES_LIMIT:
+        return f"must be at most {MAX_MESSAGE_BYTES_LIMIT} (16 MiB less 64 KiB), got {value}"
+    return _positive(value)
+
+
 def _at_least_a_minute(value: int) -> str | None:
     # Below that, topics roll a segment file per few records and the log cleaner never rests.
     return None if value >= 60_000 else f"must be at least 60000 (one minute), got {value}"
@@ -341,7 +352,7 @@ _OPTIONS: dict[str, _Option] = {
     "idle_advance_ms": _Option(_INT, "advance an idle partition's stream time by the wall clock after this "
                                      "many milliseconds without input; 0: never", _disable_with_zero,
                                nullable=True, zero_disables=True),
-    "max_message_bytes": _Option(_INT, "larger input messages go to the dead-letter topic", _positive,
+    "max_message_bytes": _Option(_INT, "larger input messages go to the dead-letter topic", _message_bytes,
                                  metavar="BYTES"),
     "max_future_skew_ms": _Option(_MILLIS, "an event whose occurred_at is more than this many milliseconds ahead of "
                                         "the wall clock goes to the dead-letter topic (it would move stream time "

@@ -478,14 +478,20 @@ class FaustWorker:
         if fetched is not None:
             # Tansu's high watermark can be short of the end (docs/embedded-broker.md): the records
             # handed over count too, and all of them must have been applied.
-            return fetched >= end and self.positions.get(tp, -1) >= fetched
-        # Nothing handed to Faust since the assignment: aiokafka's position is where reading starts.
+            if self.positions.get(tp, -1) < fetched:
+                return False
+            if fetched >= end:
+                return True
+        # Nothing handed to Faust since the assignment (aiokafka's position is where reading
+        # starts), or the end is past the last record handed over: a transaction's marker, a
+        # control record aiokafka reads past but never hands over, ends a transactional producer's
+        # partition. Whether reading got to the end, aiokafka's position says.
         try:
             position = await asyncio.wait_for(consumer.position(tp), 1.0)
         except (asyncio.TimeoutError, IllegalStateError):   # seeking, or revoked meanwhile
             return False
         # (records handed over while the position was asked for are not known to be applied)
-        return position is not None and position >= end and tp not in self.app.fetched
+        return position is not None and position >= end and self.app.fetched.get(tp) == fetched
 
     def _publish(self, part: Partition, out: list[SegmentChange], output: list[Record]) -> None:
         """Changes keyed by customer id, then each touched customer's membership record (with its
@@ -502,8 +508,8 @@ class FaustWorker:
                 output.append((topic, customer_id.encode(), membership(customer_id, get(customer_id), at), None, None))
 
     def _dead_letter(self, msg, letter: DeadLetter) -> Record:
-        value, headers = dead_letter(letter, msg.topic, msg.partition, msg.offset)
-        return (self.s.dead_letter_topic, msg.key, value, None, headers)
+        key, value, headers = dead_letter(letter, msg.key, msg.topic, msg.partition, msg.offset)
+        return (self.s.dead_letter_topic, key, value, None, headers)
 
     def _persisted(self, delivered: list) -> None:
         """Move each changelog partition's restore checkpoint to its last delivered record, as

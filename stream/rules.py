@@ -428,11 +428,12 @@ class _Compiler:
     def literal(self, attr: Attr, value: Any, where: str) -> Any:
         kind = attr.kind
         ok = {
-            # NaN and infinities: JSON (the partition's record of its definitions) has neither
-            "number": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+            # NaN and infinities: JSON (the partition's record of its definitions) has neither. An
+            # int is finite whatever its size (math.isfinite would overflow past float's range).
+            "number": isinstance(value, int) and not isinstance(value, bool) or _finite_float(value),
             "string": isinstance(value, str),
             "bool": isinstance(value, bool),
-            "any": isinstance(value, (str, int, bool)) or isinstance(value, float) and math.isfinite(value),
+            "any": isinstance(value, (str, int, bool)) or _finite_float(value),
         }
         if kind == "time":
             if not isinstance(value, str):
@@ -696,3 +697,7 @@ def _not(inner: Test) -> Test:
         value, flip = inner(st, now)
         return not value, flip
     return test
+
+
+def _finite_float(value: Any) -> bool:
+    return isinstance(value, float) and math.isfinite(value)

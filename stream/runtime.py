@@ -18,8 +18,15 @@ from .live_definitions import TOPIC_CONFIG as DEFINITIONS_CONFIG
 from .state import CustomerState
 from .timeutil import SECOND, format_rfc3339, from_datetime
 
-# Dead letters carry input messages back out whole, oversized ones included, up to this much.
+# Dead letters carry input messages back out whole, oversized ones included, up to this much: the
+# dead-letter topic's max.message.bytes, which the broker checks against the whole record batch
+# (value, key, headers and framing), so the value kept leaves DEAD_LETTER_ROOM for the rest; the
+# key (anything a producer sent) and the reason are cut to fit in it. A record over the topic's
+# limit would fail its batch on every retry: the partition would stop.
 DEAD_LETTER_BYTES = 16 << 20
+DEAD_LETTER_ROOM = 64 << 10
+DEAD_LETTER_KEY_BYTES = 16 << 10
+_REASON_CHARS = 4096                     # at most 16 KiB of UTF-8
 # The state changelogs' max.message.bytes, set on the topic so a broker default (Kafka's 1 MiB)
 # cannot decide it. The broker checks it per record batch: every producer writing a changelog
 # batches at most PRODUCER_BATCH_BYTES (librdkafka batch.size, aiokafka max_batch_size), and a
@@ -119,9 +126,21 @@ def output_topics(config: WorkerConfig) -> list[Spec]:
     configs (routed input topics are the producers')."""
     n = config.partitions
     dead = {**kept(config, config.dead_letter_retention_ms), "max.message.bytes": DEAD_LETTER_BYTES}
-    return [*[(t, n, kept(config, INPUT_RETENTION_MS)) for t in config.keyed_topics],
+    keyed = [(t, n, kept(config, INPUT_RETENTION_MS)) for t in config.input_topics]
+    if config.routed_topics:
+        keyed.append((config.repartition_topic, n, {**kept(config, INPUT_RETENTION_MS),
+                                                    "max.message.bytes": repartition_message_bytes(config)}))
+    return [*keyed,
             (config.changes_topic, n, kept(config, config.changes_retention_ms)), (config.dead_letter_topic, n, dead),
             (config.membership_topic, n, compacted(config))]
+
+
+def repartition_message_bytes(config: WorkerConfig) -> int:
+    """The repartition topic's max.message.bytes: a routed event goes there whole (up to
+    max_message_bytes), re-keyed by a customer id that may be longer than its key, so a broker
+    default (Kafka's 1 MiB) would refuse some, and the batch holding one would fail on every retry.
+    A producer batch is at most PRODUCER_BATCH_BYTES, or one larger record alone."""
+    return max(PRODUCER_BATCH_BYTES, config.max_message_bytes) + DEAD_LETTER_ROOM
 
 
 def worker_topics(config: WorkerConfig) -> list[Spec]:
@@ -145,16 +164,21 @@ def outlived_tombstones(idle_ms: int | None) -> bool:
     return idle_ms is not None and idle_ms >= TOMBSTONE_RETENTION_MS - _CLOCK_SKEW_MS
 
 
-def dead_letter(letter: DeadLetter, topic: str, partition: int, offset: int) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """The dead-letter record's value (the original bytes) and headers (why, and where from)."""
-    headers = [("reason", letter.reason.encode()), ("source.topic", topic.encode()),
+def dead_letter(letter: DeadLetter, key: bytes | None, topic: str, partition: int,
+                offset: int) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """The dead-letter record's key and value (the original bytes) and headers (why, and where
+    from); all of it within the topic's DEAD_LETTER_BYTES."""
+    headers = [("reason", letter.reason[:_REASON_CHARS].encode()), ("source.topic", topic.encode()),
                ("source.partition", str(partition).encode()), ("source.offset", str(offset).encode())]
+    if key is not None and len(key) > DEAD_LETTER_KEY_BYTES:
+        headers.append(("truncated.key.from.bytes", str(len(key)).encode()))
+        key = key[:DEAD_LETTER_KEY_BYTES]
     value, size = letter.raw, letter.size if letter.size is not None else len(letter.raw)
-    if size > DEAD_LETTER_BYTES or letter.size is not None:
+    if size > DEAD_LETTER_BYTES - DEAD_LETTER_ROOM or letter.size is not None:
         # Beyond what the topic takes (or held only in part): keep the head, say how large the whole was.
         headers.append(("truncated.from.bytes", str(size).encode()))
-        value = value[:DEAD_LETTER_BYTES]
-    return value, headers
+        value = value[:DEAD_LETTER_BYTES - DEAD_LETTER_ROOM]
+    return key, value, headers
 
 
 def membership(customer_id: str, state: CustomerState | None, at: str) -> bytes | None:

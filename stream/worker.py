@@ -435,8 +435,8 @@ class Worker:
             for key, value in task.store.pending():
                 produce(s.changelog_topic, key=key, value=value, partition=partition)
         for msg, letter in dead:
-            value, headers = dead_letter(letter, msg.topic(), msg.partition(), msg.offset())
-            produce(s.dead_letter_topic, key=msg.key(), value=value, headers=headers)
+            key, value, headers = dead_letter(letter, msg.key(), msg.topic(), msg.partition(), msg.offset())
+            produce(s.dead_letter_topic, key=key, value=value, headers=headers)
         return count
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:

@@ -267,7 +267,7 @@ def test_backfill_dead_letters_events_too_far_ahead_of_its_clock():
     try:
         source = history.sources[0]
         now = _at(int(time.time() * SECOND))
-        source.buffer.extend([(0, paid("c-1", "8999-01-01T00:00:00Z")), (1, paid("c-1", now))])
+        source.buffer.extend([(0, b"c-1", paid("c-1", "8999-01-01T00:00:00Z")), (1, b"c-1", paid("c-1", now))])
         heap: list = []
         history._push_next(source, heap)
     finally:
@@ -276,15 +276,82 @@ def test_backfill_dead_letters_events_too_far_ahead_of_its_clock():
     assert len(heap) == 1 and heap[0][2] == 1
 
 
+def test_backfill_dead_letters_an_event_keyed_otherwise_than_its_customer_as_a_worker_does():
+    from stream.backfill import MergedHistory, Span
+    config = dataclasses.replace(CONFIG, bootstrap_servers="localhost:1")
+    request = SimpleNamespace(config=config, from_time=None, until=None, read_committed=True)
+    dead = []
+    history = MergedHistory(request, [Span(KEYED, 0, 0, 0)], lambda span, offset, letter: dead.append((offset, letter)))
+    try:
+        source = history.sources[0]
+        event = paid("c-1", "2026-06-01T11:30:00Z")
+        source.buffer.extend([(0, b"c-2", event), (1, None, event), (2, b"c-1", event)])
+        heap: list = []
+        history._push_next(source, heap)
+    finally:
+        history.close()
+    intake = Intake(CONFIG)
+    assert [(offset, letter.reason) for offset, letter in dead] == [
+        (0, intake.admit(KEYED, b"c-2", event, 0).reason), (1, intake.admit(KEYED, None, event, 0).reason)]
+    assert "'c-2'" in dead[0][1].reason and "'c-1'" in dead[0][1].reason
+    assert len(heap) == 1 and heap[0][2] == 2
+
+
 def test_worker_dead_letter_records_keep_at_most_the_topic_limit_and_say_the_whole_size():
     from stream.events import oversized
-    from stream.runtime import DEAD_LETTER_BYTES, dead_letter
+    from stream.runtime import DEAD_LETTER_BYTES, DEAD_LETTER_ROOM, dead_letter
     small = DeadLetter("why", b"abc")
-    value, headers = dead_letter(small, "t", 1, 7)
-    assert value == b"abc" and dict(headers) == {"reason": b"why", "source.topic": b"t", "source.partition": b"1",
-                                                  "source.offset": b"7"}
+    key, value, headers = dead_letter(small, b"k", "t", 1, 7)
+    assert key == b"k" and value == b"abc" and dict(headers) == {
+        "reason": b"why", "source.topic": b"t", "source.partition": b"1", "source.offset": b"7"}
     big = b"x" * (DEAD_LETTER_BYTES + 5)
-    value, headers = dead_letter(DeadLetter("why", big), "t", 1, 7)
-    assert value == big[:DEAD_LETTER_BYTES] and dict(headers)["truncated.from.bytes"] == str(len(big)).encode()
-    value, headers = dead_letter(oversized(b"head", 10_000, 100), "t", 1, 7)   # held in part only
+    key, value, headers = dead_letter(DeadLetter("why", big), None, "t", 1, 7)
+    assert value == big[:DEAD_LETTER_BYTES - DEAD_LETTER_ROOM]
+    assert dict(headers)["truncated.from.bytes"] == str(len(big)).encode()
+    key, value, headers = dead_letter(oversized(b"head", 10_000, 100), None, "t", 1, 7)   # held in part only
     assert value == b"head" and dict(headers)["truncated.from.bytes"] == b"10000"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=st.integers(0, (16 << 20) + 100), key=st.one_of(st.none(), st.integers(0, 4 << 20)),
+       reason=st.integers(0, 1 << 20), wide=st.booleans())
+def test_a_dead_letter_record_as_a_whole_fits_the_dead_letter_topic(value, key, reason, wide):
+    """The broker checks the topic's max.message.bytes against the whole record (key, value,
+    headers): one over it would fail its batch on every retry, and the partition would stop."""
+    from stream.runtime import DEAD_LETTER_BYTES, dead_letter
+    letter = DeadLetter(("\u00e9" if wide else "r") * reason, b"v" * value)
+    k, v, headers = dead_letter(letter, None if key is None else b"k" * key, "t" * 249, 2**31 - 1, 2**63 - 1)
+    framing = 1024                 # a record batch's header and each field's length prefix, generously
+    assert (len(k or b"") + len(v) + sum(len(n) + len(h) for n, h in headers) + framing) <= DEAD_LETTER_BYTES
+    assert v == letter.raw[:len(v)] and (k is None or k == b"k" * len(k))
+    assert (len(v) < value) == ("truncated.from.bytes" in dict(headers))
+    assert (key is not None and len(k) < key) == ("truncated.key.from.bytes" in dict(headers))
+
+
+# ---- what the worker re-publishes or dead-letters fits where it goes -----------------------------------
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, (16 << 20) - (64 << 10)))
+def test_a_routed_event_always_fits_the_repartition_topic(max_message_bytes):
+    """A routed event is re-published whole, keyed by its customer id (longer than its own key,
+    maybe): a broker default max.message.bytes (Kafka's 1 MiB) would refuse one near the input
+    limit, and its batch would fail on every retry."""
+    from stream import events as ev
+    from stream.faust_app import topics as faust_topics
+    from stream.runtime import PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, worker_topics
+    config = dataclasses.replace(CONFIG, max_message_bytes=max_message_bytes)
+    largest_record = max_message_bytes + 4 * ev.MAX_ID_CHARS + 1024          # key and record framing
+    for specs in (worker_topics(config), faust_topics(config)):
+        limit = next(c for t, _, c in specs if t == REPARTITION)["max.message.bytes"]
+        assert max(PRODUCER_BATCH_BYTES, largest_record) <= limit <= PRODUCER_MESSAGE_BYTES
+
+
+def test_the_input_limit_stays_within_what_the_producers_send_whole():
+    """A larger one could not be re-published (a routed event) nor dead-lettered whole."""
+    from stream.config import MAX_MESSAGE_BYTES_LIMIT
+    from stream.runtime import DEAD_LETTER_BYTES, DEAD_LETTER_ROOM
+    from tests.test_config import load, problems_of
+    assert MAX_MESSAGE_BYTES_LIMIT == DEAD_LETTER_BYTES - DEAD_LETTER_ROOM
+    assert load(["--max-message-bytes", str(MAX_MESSAGE_BYTES_LIMIT)]).max_message_bytes == MAX_MESSAGE_BYTES_LIMIT
+    problems = problems_of(["--max-message-bytes", str(MAX_MESSAGE_BYTES_LIMIT + 1)])
+    assert len(problems) == 1 and "must be at most 16711680" in problems[0]

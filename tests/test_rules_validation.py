@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helpers import (DAY, HOUR, cart_abandoned, cart_updated, customer_updated, default_catalog, instant, iso,
                      moves, order_paid, order_placed, product_viewed, run, segments_of)
@@ -317,3 +319,27 @@ def test_repeated_orders_per_category():
     assert moves(changes, "c", "phone-fan") == [
         ("phone-fan", "entered", iso(P + 2 * DAY), "event", "o-3"),
         ("phone-fan", "exited", iso(P + 30 * DAY), "time", None)]   # the 2nd-newest phones order is P
+
+
+# ------------------------------------------------------------------------------------------------
+# integers of any size YAML reads (up to Python's 4,300 digits) are compared exactly, never turned into
+# floats: one past float's range (1.8e308) raised OverflowError out of the compiler, a traceback from
+# `segments replay` and a crash of every worker reading such a definitions-topic record
+
+_HUGE = st.builds(lambda sign, digits, low: sign * (10 ** digits + low), st.sampled_from([1, -1]),
+                  st.integers(300, 4299), st.integers(0, 10**6))
+
+
+@settings(max_examples=60, deadline=None)
+@given(_HUGE, st.sampled_from(["paid_total", "paid_orders", "cart_value", "custom.tier"]),
+       st.sampled_from(["eq", "ne", "gt", "gte", "lt", "lte"]))
+def test_an_integer_past_floats_range_is_a_literal_like_any_other(value, attr, op):
+    catalog = parse_catalog(one_condition(f"{{{attr}: {{{op}: {value}}}}}"), source="segs.yaml")
+    assert [s.name for s in catalog.segments] == ["seg-a"]
+
+
+def test_a_topic_record_with_an_integer_past_floats_range_resolves_without_raising():
+    from stream.definitions import file_definitions, parse_record, resolve
+    record = parse_record(b"big", b"version: 2\nwhen: {paid_total: {gte: " + b"9" * 400 + b"}}\n", 3)
+    resolution = resolve(file_definitions(default_catalog()), {"big": record}, None)
+    assert resolution.definitions["big"]["when"] == {"paid_total": {"gte": int("9" * 400)}}

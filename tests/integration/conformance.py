@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+import uuid
 from collections import defaultdict
 from typing import Callable
 
@@ -47,13 +48,20 @@ def replay_by_partition(lines: list[bytes], partition_of: dict[str, int]) -> lis
 
 
 def produce(bootstrap: str, topic: str, lines: list[bytes],
-            partition_of: dict[str, int] | None = None) -> dict[str, str]:
+            partition_of: dict[str, int] | None = None, transactional: bool = False) -> dict[str, str]:
     """Produce lines keyed by customer id; returns each customer's comparison cut: the newest
     event time on that customer's partition, as RFC 3339. `partition_of`, when given, is filled
-    with each customer's partition."""
+    with each customer's partition. `transactional`: in one committed transaction, so that each
+    partition written ends with the transaction's marker (a control record, never handed over)."""
     # murmur2: the partitioner the worker expects of every producer of customer-keyed topics
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 4 << 20,
-                         "partitioner": "murmur2_random"})
+    config = {"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 4 << 20,
+              "partitioner": "murmur2_random"}
+    if transactional:
+        config["transactional.id"] = f"conformance-{uuid.uuid4().hex[:8]}"
+    producer = Producer(config)
+    if transactional:
+        producer.init_transactions(30)
+        producer.begin_transaction()
     partition_of = {} if partition_of is None else partition_of
     newest: dict[int, int] = defaultdict(lambda: -(1 << 62))
     decode = Decoder().decode
@@ -70,6 +78,8 @@ def produce(bootstrap: str, topic: str, lines: list[bytes],
         key = event.customer_id.encode() if isinstance(event, Event) else b"bad"
         producer.produce(topic, key=key, value=line, on_delivery=delivered)
         producer.poll(0)
+    if transactional:
+        producer.commit_transaction(30)
     producer.flush()
     return {customer: format_rfc3339(newest[p]) for customer, p in partition_of.items()}
 
@@ -208,7 +218,7 @@ RECENTLY_VIEWED = "segments:\n  recently-viewed:\n    when:\n      last_viewed_a
 
 
 def check_idle_clock(bootstrap: str, input_topic: str, changes_topic: str, partitions: int, within: float,
-                     describe: Callable[[], str]) -> float:
+                     describe: Callable[[], str], transactional: bool = False) -> float:
     """For a ready, idle worker running RECENTLY_VIEWED: a customer who views something now must
     leave the segment with no further input, caused by time, at exactly occurred_at + 3 s, and
     not before the wall clock got there. `describe` says what the worker logged, on failure.
@@ -221,7 +231,7 @@ def check_idle_clock(bootstrap: str, input_topic: str, changes_topic: str, parti
         occurred = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=time.time_ns() // 1000)
         event = {"type": "product_viewed", "event_id": "v-idle", "customer_id": "c-idle",
                  "occurred_at": occurred.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "product_id": "p1", "category": "books"}
-        produce(bootstrap, input_topic, [msgspec.json.encode(event)])
+        produce(bootstrap, input_topic, [msgspec.json.encode(event)], transactional=transactional)
         changes, exited, deadline = [], None, time.monotonic() + within
         while exited is None and time.monotonic() < deadline:
             for msg in reader.consume(100, 0.1):

@@ -298,3 +298,24 @@ def test_segments_defined_through_the_topic_are_backfilled_and_handed_off(kafka_
         newest[partition_of[customer]] = max(newest.get(partition_of[customer], ""), at)
     cuts = {customer: newest[p] for customer, p in partition_of.items()}
     conformance.assert_conforms(conformance.replay(lines, catalog), backfilled + later, cuts)
+
+
+def test_an_event_keyed_otherwise_than_its_customer_is_a_dead_letter_as_on_a_worker(
+        kafka_bootstrap, unique_topic, tmp_path, capsys):
+    """A worker refuses an event whose key is not its customer id (Intake): a backfill must too,
+    or its output and hand-off would hold an event the workers never apply."""
+    topic = f"{unique_topic}-in"
+    ensure_topics(kafka_bootstrap, [(topic, 1, {})])
+    good, stray, keyless = (next(shopper_events(1, 1, seed=s)) for s in (1, 2, 3))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(topic, key=_decode(good).customer_id.encode(), value=good)
+    producer.produce(topic, key=b"someone-else", value=stray)
+    producer.produce(topic, value=keyless)
+    producer.flush()
+    out, summary = backfill(kafka_bootstrap, [topic], tmp_path, capsys)
+    assert out == replayed(tmp_path, [good])
+    dead = {d["raw"]: d["reason"] for d in (msgspec.json.decode(line) for line in summary.splitlines()
+                                           if line.startswith("{"))}
+    assert count(summary, "dead letters") == 2 and count(summary, "events") == 1
+    assert "key 'someone-else'" in dead[stray.decode()] and _decode(stray).customer_id in dead[stray.decode()]
+    assert dead[keyless.decode()].startswith("no key on a topic keyed by customer id")

@@ -341,7 +341,9 @@ def test_faust_runtime_restart_with_idle_clock_applies_and_commits_everything(ka
         feeder.rush()
 
 
-def test_faust_runtime_idle_clock_moves_customers_without_input(kafka_bootstrap, unique_topic, start, tmp_path):
+@pytest.mark.parametrize("transactional", [False, True], ids=["plain", "transactional-producer"])
+def test_faust_runtime_idle_clock_moves_customers_without_input(kafka_bootstrap, unique_topic, start, tmp_path,
+                                                                 transactional):
     """With --idle-advance-ms, an idle partition's stream time follows the wall clock (through the
     timer's ticks): a customer who viewed something now leaves `recently-viewed` (within 3s) 3 s
     later with no further input, caused by time, at exactly occurred_at + 3 s.
@@ -349,7 +351,11 @@ def test_faust_runtime_idle_clock_moves_customers_without_input(kafka_bootstrap,
     The clock lags the wall clock by 1.5 s here (the native worker's test: 0.5 s): Faust's consumer
     asks for fetches that wait up to 1.5 s for data, and Tansu holds each such fetch for half of
     that even when data arrives, so the view can reach the worker 0.75 s after it happened; with a
-    shorter lag the clock would already be past it, and it would be applied late."""
+    shorter lag the clock would already be past it, and it would be applied late.
+
+    From a transactional producer, the partition ends with the transaction's marker, past the
+    last record handed over: the partition is still caught up (it once never was, and its clock
+    stopped for good)."""
     segments = tmp_path / "segments.yaml"
     segments.write_text(conformance.RECENTLY_VIEWED)
     load_catalog(segments)                      # valid, or the worker would exit 2
@@ -357,7 +363,8 @@ def test_faust_runtime_idle_clock_moves_customers_without_input(kafka_bootstrap,
     ensure_topics(kafka_bootstrap, faust_app.topics(s))
     worker = start(s, "--idle-advance-ms", "1500", "--segments", str(segments))
     worker.wait_ready()
-    conformance.check_idle_clock(kafka_bootstrap, s.input_topics[0], s.changes_topic, PARTITIONS, 10.0, worker.tail)
+    conformance.check_idle_clock(kafka_bootstrap, s.input_topics[0], s.changes_topic, PARTITIONS, 10.0, worker.tail,
+                                 transactional)
     worker.terminate()
 
 

@@ -511,10 +511,12 @@ def test_frozen_broker_is_survived(unique_topic, tmp_path, workers):
 
 
 @pytest.mark.timeout(60)
-def test_idle_clock_moves_customers_without_input(kafka_bootstrap, unique_topic, tmp_path, workers):
+@pytest.mark.parametrize("transactional", [False, True], ids=["plain", "transactional-producer"])
+def test_idle_clock_moves_customers_without_input(kafka_bootstrap, unique_topic, tmp_path, workers, transactional):
     """With --idle-advance-ms, an idle partition's stream time follows the wall clock: a customer
     who viewed something now leaves `recently-viewed` (within 3s) 3 s later with no further input,
-    caused by time, at exactly occurred_at + 3 s."""
+    caused by time, at exactly occurred_at + 3 s; also when the partition ends with a transaction's
+    marker (the end-of-partition event comes after it)."""
     segments = tmp_path / "segments.yaml"
     segments.write_text(conformance.RECENTLY_VIEWED)
     load_catalog(segments)                      # valid, or the worker would exit 2
@@ -524,7 +526,7 @@ def test_idle_clock_moves_customers_without_input(kafka_bootstrap, unique_topic,
     worker.start()
     worker.wait_ready(PARTITIONS)
     seen = conformance.check_idle_clock(kafka_bootstrap, config.input_topics[0], config.changes_topic, PARTITIONS,
-                                        6.0, worker.tail)
+                                        6.0, worker.tail, transactional)
     assert worker.alive
     assert worker.terminate() == 0, worker.tail()
     report("idle clock", exit_seen_s_after_view=round(seen, 2))
