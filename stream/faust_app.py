@@ -57,6 +57,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -630,6 +631,21 @@ class FaustWorker:
         reach, topics not as at start. Faust's own recovery tells the rest."""
         return self.watch.problem() or (self.probe.topics_problem if self.probe is not None else None)
 
+    def _wait_for_brokers(self) -> dict[str, int] | None:
+        """The start-up steps, waited out while no broker answers (said at a bounded rate); None
+        when SIGINT or SIGTERM came first, as they end the native worker's wait. Faust's own
+        handlers come only with its Worker, so until then these are ours."""
+        stop = threading.Event()
+        if threading.current_thread() is not threading.main_thread():      # no handlers there
+            return until_reachable(self._start_up, self.watch, stop)
+        previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            counts = until_reachable(self._start_up, self.watch, stop)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return None if stop.is_set() else counts
+
     def _start_up(self) -> dict[str, int]:
         client = worker_client_config(self.s, self.watch)
         ensure_topics(client, topics(self.s), replication_factor=self.s.replication_factor,
@@ -645,8 +661,11 @@ class FaustWorker:
         # personal-data routes (stream.inspect_http) do not read: it serves the open routes only.
         http = metrics.serve(s.metrics_port, self.health, (), s.http_host, s.http_token_file) \
             if s.metrics_port else None
-        # Waited out, said at a bounded rate; SIGINT / SIGTERM end the wait (Faust's handlers come later).
-        counts = until_reachable(self._start_up, self.watch, threading.Event())
+        counts = self._wait_for_brokers()
+        if counts is None:
+            if http is not None:
+                metrics.stop(http)
+            return 0
         self.probe = BrokerProbe(worker_client_config(s, self.watch), self.watch, topics(s), counts).start()
         self._drop_stale_partitions()
         worker = faust.Worker(self.app, loglevel="info", quiet=True, redirect_stdouts=False,
