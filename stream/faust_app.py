@@ -66,9 +66,12 @@ from collections import Counter as Tally
 from pathlib import Path
 from typing import Awaitable, Iterable, Iterator
 
+import aiokafka.admin.client
+import aiokafka.client
 import faust
 import faust.streams
 from aiokafka.errors import IllegalStateError
+from aiokafka.protocol.metadata import MetadataRequest
 from confluent_kafka.admin import AdminClient
 from faust.types import TP, EventT
 
@@ -292,6 +295,23 @@ class Partition:
             state = load_state(value, customer_id)
             members.update(state.member.keys())
             yield customer_id, state
+
+
+class _NoAutoCreation(MetadataRequest):
+    """A metadata request that never asks the broker to create the topics it names."""
+
+    def __init__(self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = None):
+        super().__init__(topics, allow_auto_topic_creation=False)
+
+
+def refuse_auto_creation() -> None:
+    """Have this process's aiokafka clients look topics up without creating them, as
+    allow.auto.create.topics=false does for the librdkafka ones. aiokafka 0.14 asks the broker to
+    create every missing topic it looks up (its MetadataRequest defaults to it, with no setting):
+    a broker that allows it (Kafka's default, Tansu) would recreate a deleted or wiped topic under
+    the running group with its default partition count and no compaction."""
+    for module in (aiokafka.client, aiokafka.admin.client):
+        module.MetadataRequest = _NoAutoCreation
 
 
 class FaustWorker:
@@ -655,6 +675,7 @@ class FaustWorker:
 
     def run(self) -> int:
         s = self.s
+        refuse_auto_creation()
         self.health.blocked = self._blocked
         # Served first, so that /readyz says why while the brokers cannot be reached yet. The same
         # server as the native worker's; this runtime's state is a Faust table, which the
