@@ -77,7 +77,7 @@ from faust.types import TP, EventT
 
 from . import metrics
 from .broker import ensure_topics
-from .clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, until_reachable,
+from .clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, LibraryLogBound, partition_counts, until_reachable,
                       worker_client_config)
 from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
@@ -676,6 +676,8 @@ class FaustWorker:
     def run(self) -> int:
         s = self.s
         refuse_auto_creation()
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(LibraryLogBound())
         self.health.blocked = self._blocked
         # Served first, so that /readyz says why while the brokers cannot be reached yet. The same
         # server as the native worker's; this runtime's state is a Faust table, which the
