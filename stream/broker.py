@@ -6,14 +6,18 @@ in memory: whatever was written is gone once the process stops.
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
@@ -25,6 +29,27 @@ TopicSpec = tuple[str, int, Mapping[str, str | int]]
 # these two have no flag there and would turn on schema validation of every record, or span export
 # to whatever collector the caller's own environment names.
 _UNWANTED_ENV = ("SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
+_PR_SET_PDEATHSIG = 1           # <linux/prctl.h>
+
+
+def _dies_with_us() -> Callable[[], None] | None:
+    """For Linux, a preexec_fn that has the kernel kill the broker once we are gone. stop() is never
+    called when we are killed outright (SIGKILL, the OOM killer), and its own session keeps the
+    broker out of our process group: it would hold its port and memory for good. Only when started
+    from the main thread: the signal comes when the starting thread ends, which for the main thread
+    is the end of the process."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl      # looked up before the fork, not in the child
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:         # we died before prctl took effect: nobody would stop it
+            os._exit(1)
+    return preexec
 
 
 class BrokerStartError(RuntimeError):
@@ -91,7 +116,7 @@ class EmbeddedBroker:
                 # A session of its own: in the terminal's process group Tansu would take the Ctrl-C
                 # meant for us and exit at once, leaving the worker's last commit to a dead broker.
                 # Our caller stops it last.
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_dies_with_us(),
             )
         try:
             self._wait_ready()

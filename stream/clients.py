@@ -49,17 +49,42 @@ class RateBound:
 
     def log(self, level: int, fmt: str, *args: object) -> None:
         """The logging.Logger.log signature confluent-kafka calls: (level, "%s [%s] %s", facility, client, text)."""
-        key = f"{level}:{args[0] if args else fmt}"
+        suffix = self.admit(f"{level}:{args[0] if args else fmt}")
+        if suffix is not None:
+            self.target.log(level, fmt + suffix, *args)
+
+    def admit(self, key: str) -> str | None:
+        """None: hold this line of kind `key` back; else what to add to it (the count held back)."""
         now = self.clock()
         with self._lock:
             if now < self._next.get(key, float("-inf")):
                 self._held[key] = self._held.get(key, 0) + 1
-                return
+                return None
             self._next[key] = now + self.every
             held = self._held.pop(key, 0)
-        if held:
-            fmt += f" ({held} similar lines in the last {self.every:.0f} s not shown)"
-        self.target.log(level, fmt, *args)
+        return f" ({held} similar lines in the last {self.every:.0f} s not shown)" if held else ""
+
+
+class LibraryLogBound(logging.Filter):
+    """For a log handler: the warnings and errors of libraries that log every failed retry (the
+    Faust runtime's aiokafka, Faust and mode: hundreds of "OffsetCommit failed" lines a minute
+    while a topic is missing), each kind (logger, level, message template) at most once per
+    `every` seconds, as RateBound does for librdkafka. Other lines pass untouched."""
+
+    def __init__(self, libraries: tuple[str, ...] = ("aiokafka", "faust", "mode"), every: float = REPORT_EVERY,
+                 clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.libraries = libraries
+        self._bound = RateBound(every=every, clock=clock)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        root = record.name.partition(".")[0]
+        if record.levelno < logging.WARNING or root not in self.libraries:
+            return True
+        suffix = self._bound.admit(f"{record.name}:{record.levelno}:{record.msg}")
+        if suffix:
+            record.msg = f"{record.msg}{suffix}"
+        return suffix is not None
 
 
 class BrokerWatch:

@@ -57,6 +57,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -65,15 +66,18 @@ from collections import Counter as Tally
 from pathlib import Path
 from typing import Awaitable, Iterable, Iterator
 
+import aiokafka.admin.client
+import aiokafka.client
 import faust
 import faust.streams
 from aiokafka.errors import IllegalStateError
+from aiokafka.protocol.metadata import MetadataRequest
 from confluent_kafka.admin import AdminClient
 from faust.types import TP, EventT
 
 from . import metrics
 from .broker import ensure_topics
-from .clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, until_reachable,
+from .clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, LibraryLogBound, partition_counts, until_reachable,
                       worker_client_config)
 from .changes import SegmentChange, encode_change
 from .config import WorkerConfig
@@ -291,6 +295,23 @@ class Partition:
             state = load_state(value, customer_id)
             members.update(state.member.keys())
             yield customer_id, state
+
+
+class _NoAutoCreation(MetadataRequest):
+    """A metadata request that never asks the broker to create the topics it names."""
+
+    def __init__(self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = None):
+        super().__init__(topics, allow_auto_topic_creation=False)
+
+
+def refuse_auto_creation() -> None:
+    """Have this process's aiokafka clients look topics up without creating them, as
+    allow.auto.create.topics=false does for the librdkafka ones. aiokafka 0.14 asks the broker to
+    create every missing topic it looks up (its MetadataRequest defaults to it, with no setting):
+    a broker that allows it (Kafka's default, Tansu) would recreate a deleted or wiped topic under
+    the running group with its default partition count and no compaction."""
+    for module in (aiokafka.client, aiokafka.admin.client):
+        module.MetadataRequest = _NoAutoCreation
 
 
 class FaustWorker:
@@ -636,6 +657,21 @@ class FaustWorker:
         reach, topics not as at start. Faust's own recovery tells the rest."""
         return self.watch.problem() or (self.probe.topics_problem if self.probe is not None else None)
 
+    def _wait_for_brokers(self) -> dict[str, int] | None:
+        """The start-up steps, waited out while no broker answers (said at a bounded rate); None
+        when SIGINT or SIGTERM came first, as they end the native worker's wait. Faust's own
+        handlers come only with its Worker, so until then these are ours."""
+        stop = threading.Event()
+        if threading.current_thread() is not threading.main_thread():      # no handlers there
+            return until_reachable(self._start_up, self.watch, stop)
+        previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            counts = until_reachable(self._start_up, self.watch, stop)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return None if stop.is_set() else counts
+
     def _start_up(self) -> dict[str, int]:
         client = worker_client_config(self.s, self.watch)
         ensure_topics(client, topics(self.s), replication_factor=self.s.replication_factor,
@@ -645,14 +681,20 @@ class FaustWorker:
 
     def run(self) -> int:
         s = self.s
+        refuse_auto_creation()
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(LibraryLogBound())
         self.health.blocked = self._blocked
         # Served first, so that /readyz says why while the brokers cannot be reached yet. The same
         # server as the native worker's; this runtime's state is a Faust table, which the
         # personal-data routes (stream.inspect_http) do not read: it serves the open routes only.
         http = metrics.serve(s.metrics_port, self.health, (), s.http_host, s.http_token_file) \
             if s.metrics_port else None
-        # Waited out, said at a bounded rate; SIGINT / SIGTERM end the wait (Faust's handlers come later).
-        counts = until_reachable(self._start_up, self.watch, threading.Event())
+        counts = self._wait_for_brokers()
+        if counts is None:
+            if http is not None:
+                metrics.stop(http)
+            return 0
         self.probe = BrokerProbe(worker_client_config(s, self.watch), self.watch, topics(s), counts).start()
         self._drop_stale_partitions()
         worker = faust.Worker(self.app, loglevel="info", quiet=True, redirect_stdouts=False,

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import re
 import socket
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -46,6 +48,7 @@ STOP_SECONDS = 5.0           # stop() waits at most this long for answers in pro
 # RFC 6750's b64token: what may follow "Bearer " in an Authorization header.
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 MIN_TOKEN_CHARS = 16
+MAX_TOKEN_FILE_BYTES = 4096  # a token is one short line; more is the wrong file
 REALM = 'Bearer realm="segments"'
 
 
@@ -57,9 +60,18 @@ def read_token(path: Path) -> bytes:
     """The bearer token in `path` (one line; surrounding whitespace dropped). Errors never quote
     the file's content: it is a secret, and errors are logged."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # A regular file only, and read boundedly: a wrong path (/dev/zero, a named pipe) would
+        # otherwise be read without end or wait for a writer for ever.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise HttpSetupError(f"http_token_file {path}: not a regular file")
+        with open(path, "rb") as file:
+            data = file.read(MAX_TOKEN_FILE_BYTES + 1)
     except OSError as exc:
         raise HttpSetupError(f"http_token_file {path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_TOKEN_FILE_BYTES:
+        raise HttpSetupError(f"http_token_file {path}: over {MAX_TOKEN_FILE_BYTES} bytes, not a token file")
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise HttpSetupError(f"http_token_file {path}: not UTF-8 text") from None
     token = text.strip()

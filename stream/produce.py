@@ -16,9 +16,9 @@ from confluent_kafka import KafkaException, Producer
 
 from .broker import ensure_topics
 from .clients import client_config
+from .config import WorkerConfig
+from .runtime import input_configs
 from .synth import shop_records
-
-_RETENTION_MS = 7 * 24 * 3600 * 1000          # as the worker creates its input topics
 
 
 def produce(bootstrap: str, topic: str, *, rate: float | None = None, events: int | None = None,
@@ -49,7 +49,9 @@ def produce(bootstrap: str, topic: str, *, rate: float | None = None, events: in
         return 2
 
     try:
-        ensure_topics(client_config(bootstrap, kafka or {}), [(topic, partitions, {"cleanup.policy": "delete", "retention.ms": _RETENTION_MS})],
+        # Created as a worker would create it (with the default erasure bound): a topic that exists
+        # keeps its configs, so the first creator sets how long an erased customer's events stay.
+        ensure_topics(client_config(bootstrap, kafka or {}), [(topic, partitions, input_configs(WorkerConfig()))],
                       timeout=15)
     except (KafkaException, TimeoutError) as exc:
         console.print(f"segments produce: cannot use topic {topic!r} at {bootstrap}: {_reason(exc)}", markup=False, soft_wrap=True)

@@ -71,6 +71,12 @@ def kept(config: WorkerConfig, retention_ms: int) -> dict[str, str | int]:
     return {"cleanup.policy": "delete", "retention.ms": retention_ms, "segment.ms": config.erasure_max_lag_ms}
 
 
+def input_configs(config: WorkerConfig) -> dict[str, str | int]:
+    """A keyed input topic's configs, whoever creates it first (a worker, `segments produce`): its
+    events are personal data, gone within INPUT_RETENTION_MS + erasure_max_lag_ms."""
+    return kept(config, INPUT_RETENTION_MS)
+
+
 class Intake:
     """What one input message becomes, decided alike by both runtimes (and callable without a
     broker): an event to apply (or, from a routed topic, to re-key), or a dead letter with its
@@ -126,9 +132,9 @@ def output_topics(config: WorkerConfig) -> list[Spec]:
     configs (routed input topics are the producers')."""
     n = config.partitions
     dead = {**kept(config, config.dead_letter_retention_ms), "max.message.bytes": DEAD_LETTER_BYTES}
-    keyed = [(t, n, kept(config, INPUT_RETENTION_MS)) for t in config.input_topics]
+    keyed = [(t, n, input_configs(config)) for t in config.input_topics]
     if config.routed_topics:
-        keyed.append((config.repartition_topic, n, {**kept(config, INPUT_RETENTION_MS),
+        keyed.append((config.repartition_topic, n, {**input_configs(config),
                                                     "max.message.bytes": repartition_message_bytes(config)}))
     return [*keyed,
             (config.changes_topic, n, kept(config, config.changes_retention_ms)), (config.dead_letter_topic, n, dead),

@@ -229,6 +229,32 @@ def test_librdkafka_lines_are_bounded_per_kind(caplog):
     assert "(599 similar lines in the last 30 s not shown)" in lines[1]
 
 
+def test_library_warnings_are_bounded_per_kind_and_other_lines_pass():
+    """The Faust runtime's aiokafka wrote ~17 "OffsetCommit failed" lines a second while its topics
+    were missing; each kind of warning or error at most once per 30 s, with the count held back."""
+    clock = _Clock()
+    bound = clients.LibraryLogBound(every=30, clock=clock)
+
+    def passes(name: str, level: int, msg: str, *args: object) -> str | None:
+        record = logging.LogRecord(name, level, __file__, 1, msg, args, None)
+        return record.getMessage() if bound.filter(record) else None
+
+    shown = []
+    for second in range(90):
+        clock.now = 1000.0 + second
+        for partition in range(17):
+            shown.append(passes("aiokafka.consumer.group_coordinator", logging.ERROR,
+                                "OffsetCommit failed for group %s on partition %s", "g", partition))
+    shown = [line for line in shown if line is not None]
+    assert len(shown) == 3, shown               # at 0, 30 and 60 s
+    assert shown[1].endswith("(509 similar lines in the last 30 s not shown)"), shown[1]
+    assert passes("aiokafka.conn", logging.ERROR, "Unable connect to node %s", 1) is not None   # another kind
+    assert passes("aiokafka.conn", logging.INFO, "connected") is not None                       # info: untouched
+    for _ in range(3):                          # our own lines: never held back
+        assert passes("segments.faust", logging.ERROR, "a problem") == "a problem"
+        assert passes("modest.thing", logging.ERROR, "not mode's") == "not mode's"
+
+
 def test_broker_watch_says_it_once_per_bound_and_once_when_back(caplog):
     clock, target = _Clock(), logging.getLogger("test.watch")
     watch = clients.BrokerWatch("kafka:9092", target, every=30, clock=clock)

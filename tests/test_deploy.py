@@ -426,6 +426,17 @@ def test_compose_ports():
     assert "9090:9090" in published("prometheus")
 
 
+def test_compose_publishes_every_port_on_loopback_only():
+    """Kafka's host listener has no authentication and holds every event (personal data), Prometheus
+    runs with --web.enable-lifecycle (any caller may stop it), Grafana lets anonymous viewers in:
+    none of them may be reachable from beyond this machine, as the workers' ports are not."""
+    for name, service in compose()["services"].items():
+        for port in service.get("ports", []):
+            spec = port if isinstance(port, dict) else {"host_ip": str(port).rsplit(":", 2)[0]
+                                                        if str(port).count(":") == 2 else None}
+            assert spec.get("host_ip") == "127.0.0.1", f"{name}: {port} is published on every interface"
+
+
 def test_compose_mounts_exist():
     for name, service in compose()["services"].items():
         for spec in service.get("volumes", []):

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -196,6 +197,33 @@ def test_unusable_token_files_stop_the_start_naming_the_problem_not_the_content(
 def test_a_missing_token_file_stops_the_start(tmp_path):
     with pytest.raises(SystemExit, match="cannot read"):
         metrics.serve(free_port(), metrics.Health(), personal(), LOOPBACK, tmp_path / "absent")
+
+
+@pytest.mark.parametrize("kind", ["endless", "fifo", "huge"])
+def test_a_token_file_that_is_no_small_file_is_refused_at_once(tmp_path, kind):
+    """A wrong path (/dev/zero, a named pipe, a large file) must stop the start with the reason,
+    not read without end (memory) or wait for a writer forever."""
+    import os
+    path = tmp_path / "token"
+    if kind == "endless":
+        path = Path("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_bytes(b"a" * (http_server.MAX_TOKEN_FILE_BYTES + 1))
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            http_server.read_token(path)
+        except BaseException as exc:          # noqa: BLE001 - what it raised is the result
+            outcome.append(exc)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(5)
+    assert not reader.is_alive(), f"read_token({path}) still reading after 5 s"
+    (error,) = outcome
+    assert isinstance(error, http_server.HttpSetupError) and str(path) in str(error), error
 
 
 def test_segments_worker_refuses_an_unusable_token_file_before_starting_anything(tmp_path):

@@ -221,3 +221,32 @@ def test_start_gives_up_with_the_log_when_the_broker_never_answers(tmp_path):
     with pytest.raises(BrokerStartError, match=r"did not answer(.|\n)*pretending to start"):
         broker.start()
     assert not broker.running
+
+
+def test_the_broker_goes_when_its_owner_is_killed_outright(tmp_path):
+    """SIGKILL (or the OOM killer) leaves no time for stop(): the broker, in a session of its own,
+    must not outlive its owner holding a port and memory (`segments demo`, a worker with no brokers)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    owner = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom stream.broker import EmbeddedBroker\n"
+         f"b = EmbeddedBroker(log_dir={str(tmp_path)!r}).start()\nprint(b._proc.pid, flush=True)\ntime.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(owner.stdout.readline())
+        os.kill(pid, 0)                                       # running
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail(f"the broker (pid {pid}) outlived its killed owner")

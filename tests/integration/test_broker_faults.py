@@ -9,8 +9,10 @@ creates its topics again).
 from __future__ import annotations
 
 import re
+import signal
 import time
 
+import pytest
 from confluent_kafka.admin import AdminClient
 
 from stream.broker import EmbeddedBroker, ensure_topics, free_port, topic_problems
@@ -172,5 +174,26 @@ def test_faust_runtime_says_the_same_while_no_broker_answers(unique_topic, tmp_p
             worker.wait_ready(timeout=60)
             assert _broker_up(base) == 1
             worker.terminate()
+    finally:
+        worker.close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_faust_runtime_stops_cleanly_while_no_broker_answers(unique_topic, tmp_path, signum):
+    """Ctrl-C, or a stop from Kubernetes or compose, while the start-up waits for the brokers: the
+    native worker stops at once with exit 0; so must the Faust runtime (before: a KeyboardInterrupt
+    traceback, or killed by SIGTERM), whose own handlers come only once Faust runs."""
+    from .test_faust import FaustProcess, names
+
+    worker = FaustProcess(f"127.0.0.1:{free_port()}", names(unique_topic), tmp_path / "state", tmp_path / "faust.log")
+    try:
+        base = f"http://127.0.0.1:{worker.metrics_port}"
+        deadline = time.monotonic() + 30
+        while "unreachable" not in _get(base + "/readyz")[1]:
+            assert worker.proc.poll() is None and time.monotonic() < deadline, worker.tail()
+            time.sleep(0.2)
+        worker.proc.send_signal(signum)
+        assert worker.proc.wait(timeout=20) == 0, worker.tail()
+        assert "Traceback" not in worker.tail(200), worker.tail()
     finally:
         worker.close()

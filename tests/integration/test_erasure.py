@@ -192,3 +192,17 @@ def test_a_faust_table_away_longer_than_tombstones_live_is_restored_whole(kafka_
     second.wait_ready(timeout=60)
     second.terminate()
     _assert_rebuilt(state, rebuilt)
+
+
+def test_an_input_topic_segments_produce_creates_has_the_workers_erasure_bound(kafka_bootstrap, unique_topic):
+    """`segments produce` before any worker creates the input topic; a topic that exists keeps its
+    configs, so without the worker's segment.ms its events would outlive the README's bound."""
+    from rich.console import Console
+
+    from stream.produce import produce
+    assert produce(kafka_bootstrap, unique_topic, events=1, partitions=2, console=Console(quiet=True)) == 0
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    future = admin.describe_configs([ConfigResource(ResourceType.TOPIC, unique_topic)])
+    held = {key: entry.value for key, entry in next(iter(future.values())).result(timeout=30).items()}
+    bound = expected(WorkerConfig(input_topics=(unique_topic,)), unique_topic)
+    assert {key: held.get(key) for key in bound} == {k: str(v) for k, v in bound.items()}

@@ -415,3 +415,33 @@ def test_faust_runtime_restart_with_backlog_applies_it_at_its_own_times(kafka_bo
     # under two change_ids (once late, once not) is not
     conformance.assert_conforms(reference, observed, cuts, allow_identical_duplicates=True)
     assert late == 0, f"{late} backlog events applied as late"
+
+
+def test_the_faust_runtimes_clients_create_no_topic_by_looking_it_up(kafka_bootstrap, unique_topic, monkeypatch):
+    """aiokafka asks the broker to create a missing topic it looks up; the embedded broker (and
+    Kafka by default) does. The Faust runtime's clients must not: a wiped or deleted topic would
+    come back under the running group with the broker's defaults (no compaction)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+    from confluent_kafka.admin import AdminClient
+
+    import aiokafka.admin.client
+    import aiokafka.client
+
+    from stream.faust_app import refuse_auto_creation
+
+    for module in (aiokafka.client, aiokafka.admin.client):      # restored after the test
+        monkeypatch.setattr(module, "MetadataRequest", module.MetadataRequest)
+    refuse_auto_creation()
+
+    async def look_up() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(producer.client._wait_on_metadata(unique_topic), 3)
+        finally:
+            await producer.stop()
+    asyncio.run(look_up())
+    assert unique_topic not in AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
