@@ -60,14 +60,19 @@ def _read(command: str, bootstrap: str, kafka: dict[str, str], topic: str, err: 
         return None
 
 
+def _refused(what: str, problems: list[str], err: TextIO) -> int:
+    """Exit 2 with every problem listed: nothing was published."""
+    print(f"segments define: {what}; nothing published:", file=err)
+    for problem in problems:
+        print(f"  - {problem}", file=err)
+    return 2
+
+
 def define(name: str, path: Path, bootstrap: str, kafka: dict[str, str], topic: str, file_catalog: Catalog,
            out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     definition, problems = read_definition(name, path)
     if problems:
-        print(f"segments define: {name}: invalid definition, nothing published:", file=err)
-        for problem in problems:
-            print(f"  - {problem}", file=err)
-        return 2
+        return _refused(f"{name}: invalid definition", problems, err)
     feed = _read("define", bootstrap, kafka, topic, err)
     if feed is None:
         return 1
@@ -88,10 +93,7 @@ def define(name: str, path: Path, bootstrap: str, kafka: dict[str, str], topic: 
         return 0
     value, problems = _as_published(name, definition)
     if problems:
-        print(f"segments define: {name}: as published, the definition would be rejected; nothing published:", file=err)
-        for problem in problems:
-            print(f"  - {problem}", file=err)
-        return 2
+        return _refused(f"{name}: as published, the definition would be rejected", problems, err)
     try:
         publish(bootstrap, kafka, topic, name, value)
     except KafkaException as exc:

@@ -258,12 +258,17 @@ def test_replay_dead_letters_events_too_far_ahead_of_its_clock():
 
 # ---- backfill: the same rule, through the same function ----------------------------------------------
 
-def test_backfill_dead_letters_events_too_far_ahead_of_its_clock():
+def _backfill_history(dead: list):
+    """A backfill's merged reader over one keyed partition, its dead letters collected in `dead`."""
     from stream.backfill import MergedHistory, Span
     config = dataclasses.replace(CONFIG, bootstrap_servers="localhost:1")
     request = SimpleNamespace(config=config, from_time=None, until=None, read_committed=True)
-    dead = []
-    history = MergedHistory(request, [Span(KEYED, 0, 0, 0)], lambda span, offset, letter: dead.append((offset, letter)))
+    return MergedHistory(request, [Span(KEYED, 0, 0, 0)], lambda span, offset, letter: dead.append((offset, letter)))
+
+
+def test_backfill_dead_letters_events_too_far_ahead_of_its_clock():
+    dead: list = []
+    history = _backfill_history(dead)
     try:
         source = history.sources[0]
         now = _at(int(time.time() * SECOND))
@@ -277,11 +282,8 @@ def test_backfill_dead_letters_events_too_far_ahead_of_its_clock():
 
 
 def test_backfill_dead_letters_an_event_keyed_otherwise_than_its_customer_as_a_worker_does():
-    from stream.backfill import MergedHistory, Span
-    config = dataclasses.replace(CONFIG, bootstrap_servers="localhost:1")
-    request = SimpleNamespace(config=config, from_time=None, until=None, read_committed=True)
-    dead = []
-    history = MergedHistory(request, [Span(KEYED, 0, 0, 0)], lambda span, offset, letter: dead.append((offset, letter)))
+    dead: list = []
+    history = _backfill_history(dead)
     try:
         source = history.sources[0]
         event = paid("c-1", "2026-06-01T11:30:00Z")
