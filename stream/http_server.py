@@ -260,7 +260,12 @@ class Server:
         server = self._server
         # The event loop is not thread-safe: its own thread closes every connection (which wakes
         # answers waiting for a slow reader) and the listening socket; the loop then ends.
-        server.trigger.pull_trigger(lambda: _close_all(server._map))
+        try:
+            server.trigger.pull_trigger(lambda: _close_all(server._map))
+        except OSError:
+            # The trigger is gone already (seen once on a loaded machine: EBADF), so the loop can
+            # no longer be woken: close what is left from here, so that stop() still stops.
+            _close_all(server._map)
         self._thread.join(STOP_SECONDS)
         server.task_dispatcher.shutdown(timeout=STOP_SECONDS)
 
