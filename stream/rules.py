@@ -436,12 +436,7 @@ class _Compiler:
             "any": isinstance(value, (str, int, bool)) or _finite_float(value),
         }
         if kind == "time":
-            if not isinstance(value, str):
-                raise DefinitionError([f"{where}: expected an RFC 3339 timestamp with offset, got {brief(value)}"])
-            try:
-                return parse_rfc3339(value)
-            except ValueError as exc:
-                raise DefinitionError([f"{where}: {clip(str(exc), 200)}"]) from None
+            return _parsed(parse_rfc3339, value, where, "expected an RFC 3339 timestamp with offset")
         if kind == "date":
             try:
                 _dt.date.fromisoformat(value)
@@ -460,11 +455,15 @@ class _Compiler:
 
 
 def _duration(value: Any, where: str) -> int:
-    """A duration, with timeutil's reasons; a value that is no text at all is shown briefly."""
+    return _parsed(parse_duration, value, where, "a duration is a string like 30d, 24h, 90m or 45s")
+
+
+def _parsed(parse: Callable[[str], int], value: Any, where: str, expected: str) -> int:
+    """`parse(value)` with timeutil's reasons, clipped; a value that is no text at all is shown briefly."""
     if not isinstance(value, str):
-        raise DefinitionError([f"{where}: a duration is a string like 30d, 24h, 90m or 45s, got {brief(value)}"])
+        raise DefinitionError([f"{where}: {expected}, got {brief(value)}"])
     try:
-        return parse_duration(value)
+        return parse(value)
     except ValueError as exc:
         raise DefinitionError([f"{where}: {clip(str(exc), 200)}"]) from None
 

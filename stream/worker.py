@@ -296,23 +296,24 @@ class Worker:
                 else:
                     log.warning("consume: %s", error)
                 continue
-            reading[(msg.topic(), msg.partition())] = True
-            event = self._admit(msg.topic(), msg.key(), msg.value(), wall)
+            topic = msg.topic()          # each call makes a new str: once per message
+            reading[(topic, msg.partition())] = True
+            event = self._admit(topic, msg.key(), msg.value(), wall)
             if type(event) is DeadLetter:
                 dead.append((msg, event))
-                outcomes[(msg.topic(), "invalid", "dead_letter")] += 1
+                outcomes[(topic, "invalid", "dead_letter")] += 1
                 continue
-            if msg.topic() in routed_topics:
+            if topic in routed_topics:
                 # Keyed by customer id, as the repartition topic's reader (Intake) requires.
                 routed.append((event.customer_id.encode(), msg.value()))
-                outcomes[(msg.topic(), TYPE_OF[type(event)], "routed")] += 1
+                outcomes[(topic, TYPE_OF[type(event)], "routed")] += 1
                 continue
             task = self.tasks.get(msg.partition())
             if task is None:
                 continue            # a record of a partition revoked within this batch
             before = len(task.changes)
             outcome = apply_counted(task.engine, event, task.changes)
-            outcomes[(msg.topic(), TYPE_OF[type(event)], outcome)] += 1
+            outcomes[(topic, TYPE_OF[type(event)], outcome)] += 1
             if len(task.changes) != before:
                 caused.append(event.occurred_at.timestamp())
             events += 1
