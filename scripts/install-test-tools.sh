@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent: installs the tools tests/test_deploy.py runs that pip cannot provide.
+# Idempotent: installs the tools tests/deploy/test_deploy.py runs that pip cannot provide.
 #   promtool (with the prometheus server): Debian's `prometheus` package.
 # Does nothing when promtool is already on PATH. Needs root (as on CI) or passwordless sudo.
 set -euo pipefail
@@ -10,7 +10,7 @@ fi
 
 die() {
   echo "install-test-tools: $*" >&2
-  echo "install-test-tools: promtool is needed by tests/test_deploy.py; install Debian's 'prometheus'" \
+  echo "install-test-tools: promtool is needed by tests/deploy/test_deploy.py; install Debian's 'prometheus'" \
        "package (or put a promtool binary on PATH) and run again" >&2
   exit 1
 }

@@ -1,6 +1,6 @@
 """Small builders shared by the tests.
 
-Events are written as JSON bytes and decoded through `stream.events.Decoder`, so every test goes
+Events are written as JSON bytes and decoded through `stream.model.events.Decoder`, so every test goes
 through the real input contract. Instants are integer microseconds since the Unix epoch (UTC), the
 engine's own unit; `instant()` and `iso()` convert with the standard library only, so the tests do
 not check the engine's time handling against itself.
@@ -13,10 +13,10 @@ import json
 from functools import lru_cache
 from typing import Any, Iterable
 
-from stream.changes import SegmentChange
-from stream.engine import Engine
-from stream.events import DeadLetter, Decoder, Event
-from stream.rules import Catalog, load_catalog, parse_catalog
+from stream.model.changes import SegmentChange
+from stream.engine.core import Engine
+from stream.model.events import DeadLetter, Decoder, Event
+from stream.rules.compiler import Catalog, load_catalog, parse_catalog
 
 US = 1
 SECOND = 1_000_000

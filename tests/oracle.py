@@ -1,12 +1,12 @@
 """A from-scratch reference for segment membership: README "Semantics", written as plainly as possible.
 
-Nothing here is shared with the engine: no compiled predicates (stream.rules), no folds
-(stream.fold), no engine. It reads the decoded event classes (stream.events) and the time helpers
-(stream.timeutil), interprets the raw YAML definition dicts itself, and recomputes everything from
+Nothing here is shared with the engine: no compiled predicates (stream.rules.compiler), no folds
+(stream.engine.fold), no engine. It reads the decoded event classes (stream.model.events) and the time helpers
+(stream.model.time), interprets the raw YAML definition dicts itself, and recomputes everything from
 the full history on every question. It is slow and unbounded on purpose; it is the specification
 within the state's bounds (README "State bounds": 32 paid orders one by one, 1024 dedup ids, 64
 custom names, 64 KiB per state...), which the histories generated against it stay inside;
-tests/test_state_bounds.py checks what happens beyond them.
+tests/model/test_state_bounds.py checks what happens beyond them.
 
     history = History(events)              # every event so far, in arrival order, decoded
     history.memberships(now, definitions)  # {customer_id: frozenset(segment names)} at `now`
@@ -44,11 +44,11 @@ from typing import Any
 import msgspec
 import yaml
 
-from stream import events as ev
-from stream.timeutil import DAY, from_datetime, parse_duration, parse_rfc3339, to_datetime
+from stream.model import events as ev
+from stream.model.time import DAY, from_datetime, parse_duration, parse_rfc3339, to_datetime
 
 DEDUP_WINDOW = 7 * DAY
-CATALOG_PATH = Path(__file__).resolve().parent.parent / "stream" / "catalog.yaml"
+CATALOG_PATH = Path(__file__).resolve().parent.parent / "stream" / "rules" / "catalog.yaml"
 
 TIME_ATTRIBUTES = {
     "first_paid_at", "last_paid_at", "last_order_placed_at", "cart_updated_at",

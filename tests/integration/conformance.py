@@ -17,11 +17,11 @@ from typing import Callable
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from stream.changes import encode_change
-from stream.engine import Engine
-from stream.events import Decoder, Event
-from stream.rules import Catalog, load_catalog
-from stream.timeutil import format_rfc3339, from_datetime
+from stream.model.changes import encode_change
+from stream.engine.core import Engine
+from stream.model.events import Decoder, Event
+from stream.rules.compiler import Catalog, load_catalog
+from stream.model.time import format_rfc3339, from_datetime
 
 
 def replay(lines: list[bytes], catalog: Catalog | None = None) -> list[dict]:

@@ -1,7 +1,7 @@
 """`segments backfill` against a real broker: the same bytes as `segments replay` over the events
 in merged order, reproducibly, for every kind of window, and a hand-off the workers continue from.
 
-The reference order is built here independently of stream.backfill: every partition read whole,
+The reference order is built here independently of stream.backfill.command: every partition read whole,
 filtered by the window, then merged with heapq.merge by (occurred_at, topic, partition, offset).
 """
 from __future__ import annotations
@@ -16,15 +16,15 @@ import pytest
 import yaml
 from confluent_kafka import Consumer, Producer
 
-from stream.broker import ensure_topics
-from stream.cli import main
-from stream.definitions import decode_running, file_definitions
-from stream.events import Decoder, Event
-from stream.rules import compile_catalog, load_catalog
-from stream.store import DEFINITIONS_KEY
-from stream.synth import shopper_events
-from stream.timeutil import format_rfc3339, from_datetime, parse_rfc3339
-from stream.worker import Worker
+from stream.kafka.broker import ensure_topics
+from stream.cli.main import main
+from stream.definitions.resolution import decode_running, file_definitions
+from stream.model.events import Decoder, Event
+from stream.rules.compiler import compile_catalog, load_catalog
+from stream.storage.rocksdb_store import DEFINITIONS_KEY
+from stream.tools.synth import shopper_events
+from stream.model.time import format_rfc3339, from_datetime, parse_rfc3339
+from stream.worker.loop import Worker
 
 from . import conformance
 from .test_worker import Running, settings

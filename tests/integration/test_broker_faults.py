@@ -15,13 +15,13 @@ import time
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from stream.broker import EmbeddedBroker, ensure_topics, free_port, topic_problems
+from stream.kafka.broker import EmbeddedBroker, ensure_topics, free_port, topic_problems
 
 from . import conformance
 from .test_metrics import get, paid, series
 from .test_reliability import PARTITIONS, topic_config, workers  # noqa: F401 (a fixture)
 
-REPORT_EVERY = 30.0         # stream.clients.REPORT_EVERY
+REPORT_EVERY = 30.0         # stream.kafka.clients.REPORT_EVERY
 
 
 def _start(workers, name, config, metrics_port):

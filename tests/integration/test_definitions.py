@@ -4,7 +4,7 @@ while the previous version keeps running; a worker killed with SIGKILL during a 
 
 The reference for every check is the engine itself run per partition (as conformance.replay_by_
 partition does) and then redefined over its whole store at once (Engine.redefine/reevaluate; their
-equality with a from-scratch evaluation is tests/test_redefine.py's). Change ids are deterministic,
+equality with a from-scratch evaluation is tests/engine/test_redefine.py's). Change ids are deterministic,
 so the worker's definition moves must be exactly the reference's, id for id.
 """
 from __future__ import annotations
@@ -18,18 +18,18 @@ from collections import defaultdict
 
 import yaml
 
-from stream.broker import ensure_topics
-from stream.changes import SegmentChange
-from stream.definitions import file_definitions
-from stream.define import define, undefine
-from stream.engine import Engine, Redefinition
-from stream.events import Decoder, Event
-from stream.live_definitions import TOPIC_CONFIG, publish, read_topic
-from stream.rules import compile_catalog, load_catalog
-from stream.synth import shopper_events
-from stream.worker import Worker
+from stream.kafka.broker import ensure_topics
+from stream.model.changes import SegmentChange
+from stream.definitions.resolution import file_definitions
+from stream.cli.define import define, undefine
+from stream.engine.core import Engine, Redefinition
+from stream.model.events import Decoder, Event
+from stream.definitions.live import TOPIC_CONFIG, publish, read_topic
+from stream.rules.compiler import compile_catalog, load_catalog
+from stream.tools.synth import shopper_events
+from stream.worker.loop import Worker
 
-from hostile_definitions import POISONS, oversized, run_bounded, segments_cli
+from tests.hostile_definitions import POISONS, oversized, run_bounded, segments_cli
 
 from . import conformance
 from .test_reliability import create_topics, topic_config, workers  # noqa: F401 (fixture)

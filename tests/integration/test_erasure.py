@@ -15,15 +15,15 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from rocksdict import AccessType, Options, Rdict
 
-from stream import faust_app
-from stream.broker import ensure_topics
-from stream.config import WorkerConfig
-from stream.rules import load_catalog
-from stream.runtime import worker_topics
-from stream.state import CustomerState, dump_state, load_state
-from stream.store import META, WRITTEN_AT_KEY, pack_time
-from stream.worker import Worker
-from tests.test_erasure import expected, personal_topics
+from stream.faust_runtime import app as faust_app
+from stream.kafka.broker import ensure_topics
+from stream.runtime.settings import WorkerConfig
+from stream.rules.compiler import load_catalog
+from stream.runtime.intake import worker_topics
+from stream.model.state import CustomerState, dump_state, load_state
+from stream.storage.rocksdb_store import META, WRITTEN_AT_KEY, pack_time
+from stream.worker.loop import Worker
+from tests.storage.test_erasure import expected, personal_topics
 
 from . import conformance
 from .test_faust import names, start  # noqa: F401 - start: the fixture that runs Faust workers
@@ -199,7 +199,7 @@ def test_an_input_topic_segments_produce_creates_has_the_workers_erasure_bound(k
     configs, so without the worker's segment.ms its events would outlive the README's bound."""
     from rich.console import Console
 
-    from stream.produce import produce
+    from stream.tools.produce import produce
     assert produce(kafka_bootstrap, unique_topic, events=1, partitions=2, console=Console(quiet=True)) == 0
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     future = admin.describe_configs([ConfigResource(ResourceType.TOPIC, unique_topic)])

@@ -31,12 +31,12 @@ import msgspec
 import pytest
 from confluent_kafka import Producer
 
-from stream import faust_app
-from stream.broker import ensure_topics, free_port
-from stream.cli import build_parser
-from stream.config import ConfigError, WorkerConfig, load_config
-from stream.rules import load_catalog
-from stream.synth import shopper_events
+from stream.faust_runtime import app as faust_app
+from stream.kafka.broker import ensure_topics, free_port
+from stream.cli.main import build_parser
+from stream.runtime.settings import ConfigError, WorkerConfig, load_config
+from stream.rules.compiler import load_catalog
+from stream.tools.synth import shopper_events
 
 from . import conformance
 from .test_restart_backlog import BULK_CUSTOMERS, bulk_views
@@ -432,7 +432,7 @@ def test_the_faust_runtimes_clients_create_no_topic_by_looking_it_up(kafka_boots
     import aiokafka.admin.client
     import aiokafka.client
 
-    from stream.faust_app import refuse_auto_creation
+    from stream.faust_runtime.app import refuse_auto_creation
 
     for module in (aiokafka.client, aiokafka.admin.client):      # restored after the test
         monkeypatch.setattr(module, "MetadataRequest", module.MetadataRequest)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import msgspec
 from confluent_kafka import Producer
 
-from stream import faust_app
-from stream.broker import ensure_topics
-from stream.rules import load_catalog
-from stream.worker import Worker
+from stream.faust_runtime import app as faust_app
+from stream.kafka.broker import ensure_topics
+from stream.rules.compiler import load_catalog
+from stream.worker.loop import Worker
 
 from . import conformance
 from .test_faust import names, start  # noqa: F401  (start: the fixture that runs Faust processes)

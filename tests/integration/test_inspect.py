@@ -13,10 +13,10 @@ import urllib.request
 
 import msgspec
 
-from stream.broker import ensure_topics, free_port
-from stream.rules import load_catalog
-from stream.synth import shopper_events
-from stream.worker import Worker
+from stream.kafka.broker import ensure_topics, free_port
+from stream.rules.compiler import load_catalog
+from stream.tools.synth import shopper_events
+from stream.worker.loop import Worker
 
 from . import conformance
 from .test_worker import PARTITIONS, Running, settings

@@ -13,9 +13,9 @@ import urllib.request
 import msgspec
 import pytest
 
-from stream.broker import ensure_topics, free_port
-from stream.rules import load_catalog
-from stream.worker import Worker
+from stream.kafka.broker import ensure_topics, free_port
+from stream.rules.compiler import load_catalog
+from stream.worker.loop import Worker
 
 from . import conformance
 from .test_worker import Running, settings

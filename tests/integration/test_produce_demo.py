@@ -1,4 +1,4 @@
-"""The synthetic shop stream (stream.synth.shop_records), `produce()` against the session broker,
+"""The synthetic shop stream (stream.tools.synth.shop_records), `produce()` against the session broker,
 and `run_demo()` end to end in a subprocess."""
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from rich.console import Console
 
-from stream.engine import Engine
-from stream.events import EVENT_TYPES, DeadLetter, Decoder, Event
-from stream.produce import produce
-from stream.rules import load_catalog
-from stream.synth import shop_records
-from stream.timeutil import SECOND, format_rfc3339, from_datetime
+from stream.engine.core import Engine
+from stream.model.events import EVENT_TYPES, DeadLetter, Decoder, Event
+from stream.tools.produce import produce
+from stream.rules.compiler import load_catalog
+from stream.tools.synth import shop_records
+from stream.model.time import SECOND, format_rfc3339, from_datetime
 
 N = 30_000
 
@@ -179,7 +179,7 @@ def test_produce_realtime_paced_and_stopped(kafka_bootstrap, unique_topic):
 
 
 def test_demo_runs_and_shows_segment_sizes():
-    script = ("import sys; from rich.console import Console; from stream.demo import run_demo; "
+    script = ("import sys; from rich.console import Console; from stream.tools.demo import run_demo; "
               "sys.exit(run_demo(Console(), rate=300, customers=1500, duration=14))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
     output = done.stdout + done.stderr

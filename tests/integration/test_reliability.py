@@ -36,11 +36,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from stream.broker import EmbeddedBroker, ensure_topics
-from stream.config import WorkerConfig
-from stream.rules import load_catalog
-from stream.synth import shopper_events
-from stream.worker import Worker
+from stream.kafka.broker import EmbeddedBroker, ensure_topics
+from stream.runtime.settings import WorkerConfig
+from stream.rules.compiler import load_catalog
+from stream.tools.synth import shopper_events
+from stream.worker.loop import Worker
 
 from . import conformance
 

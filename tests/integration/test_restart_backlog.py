@@ -22,14 +22,14 @@ import pytest
 
 from confluent_kafka import Producer
 
-from stream import metrics
-from stream.broker import ensure_topics
-from stream.engine import Engine
-from stream.events import Decoder
-from stream.rules import load_catalog
-from stream.synth import START, shopper_events
-from stream.timeutil import SECOND, format_rfc3339, parse_rfc3339
-from stream.worker import Worker
+from stream.runtime import metrics
+from stream.kafka.broker import ensure_topics
+from stream.engine.core import Engine
+from stream.model.events import Decoder
+from stream.rules.compiler import load_catalog
+from stream.tools.synth import START, shopper_events
+from stream.model.time import SECOND, format_rfc3339, parse_rfc3339
+from stream.worker.loop import Worker
 
 from . import conformance
 from .test_worker import PARTITIONS, Running, settings

@@ -7,14 +7,14 @@ import json
 
 from prometheus_client import REGISTRY
 
-from stream import faust_app
-from stream.broker import ensure_topics
-from stream.config import WorkerConfig
-from stream.events import MAX_CUSTOM_KEY_CHARS, MAX_CUSTOM_KEYS, MAX_CUSTOM_TEXT_CHARS
-from stream.rules import load_catalog
-from stream.state import MAX_STATE_BYTES, load_state
-from stream.store import META
-from stream.worker import Worker
+from stream.faust_runtime import app as faust_app
+from stream.kafka.broker import ensure_topics
+from stream.runtime.settings import WorkerConfig
+from stream.model.events import MAX_CUSTOM_KEY_CHARS, MAX_CUSTOM_KEYS, MAX_CUSTOM_TEXT_CHARS
+from stream.rules.compiler import load_catalog
+from stream.model.state import MAX_STATE_BYTES, load_state
+from stream.storage.rocksdb_store import META
+from stream.worker.loop import Worker
 
 from . import conformance
 from .test_faust import names, start  # noqa: F401 - start is a fixture

@@ -1,0 +1,60 @@
+"""Which segment definitions a backfill evaluates, and what its hand-off tells the workers of them.
+
+A backfill evaluates what a worker with the same settings runs: the segments file (--segments, or
+the built-in catalog) and the definitions topic (--definitions-topic), read and resolved by the
+workers' own code (stream.definitions.live: the topic read to its end, then resolved as for a
+partition whose store has no definitions record yet). So a segment defined through the topic is
+backfilled under its topic version, and its changes carry that version. --ignore-definitions-topic
+evaluates the file alone (a rebuild under another file, say).
+
+The hand-off writes the definitions the backfill evaluated into every partition of the new
+changelog as the partition's record (stream.definitions.resolution.Running): no pass pending, no segment
+flagged as lacking history, since the backfill folded the history those definitions read. Workers
+started on the new group diff that record with what they run, as after any restart: nothing to do
+when they run the same; exactly the difference (passes, flags) when not.
+"""
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, KafkaException
+
+from stream.runtime.settings import WorkerConfig
+from stream.definitions.resolution import Resolution, Running, encode_running, file_definitions, version_of
+from stream.definitions.live import LiveDefinitions, read_topic
+from stream.rules.compiler import Catalog
+from stream.storage.rocksdb_store import DEFINITIONS_KEY, Record
+
+
+def evaluated(config: WorkerConfig, file: Catalog, use_topic: bool) -> tuple[Resolution, str]:
+    """The definitions a worker with `config` runs on a fresh store (the file alone without
+    `use_topic`), and where they came from, for the summary."""
+    where = f"{config.segments_file or 'the built-in catalog'}"
+    topic = config.definitions_topic if use_topic else None
+    feed = None
+    if topic is None:
+        where += " alone" + (" (--ignore-definitions-topic)" if config.definitions_topic else "")
+    else:
+        try:
+            feed = read_topic(config.bootstrap_servers, config.kafka, topic)
+            where += f" + topic {topic!r}"
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
+            # Every worker creates the topic when it starts: none ran with it, so it defines nothing.
+            where += f" alone (topic {topic!r} does not exist)"
+    live = LiveDefinitions(file_definitions(file), feed)
+    return live.resolve(live.assumed()), where
+
+
+def summary(resolution: Resolution, where: str) -> list[str]:
+    lines = [f"definitions   {where}: " + (", ".join(
+        f"{name} v{version_of(definition)} ({resolution.sources[name]})"
+        for name, definition in sorted(resolution.definitions.items())) or "none")]
+    # The workers reject the same records and run what the backfill ran instead.
+    lines += [f"rejected      {r.name} from {r.source}: {'; '.join(r.problems)}" for r in resolution.rejected.values()]
+    return lines
+
+
+def handoff_record(catalog: Catalog) -> Record:
+    """The record each partition of a handed-off changelog starts with: `catalog`'s definitions,
+    nothing to re-evaluate, nothing lacking."""
+    return DEFINITIONS_KEY, encode_running(Running(file_definitions(catalog)))

@@ -1,0 +1,218 @@
+"""Which segment definitions a partition runs, when they can change while the worker runs.
+
+Two sources: the segments file (or the built-in catalog) and the compacted definitions topic, whose
+record key is a segment name and value one definition (the grammar of one entry under `segments:`,
+YAML or JSON, with a required `version`), a tombstone removing it. Precedence, per name: the topic's
+latest record wins over the file; a tombstone removes the topic's definition, so a name the file
+also defines falls back to the file's.
+
+A candidate is rejected, with every reason, when it does not compile, or when a topic record
+changes the running definition without a newer version (change ids and consumers rely on a version
+naming one definition, and on versions never going down). The file has no version discipline to
+enforce: a file definition that differs from the running one without a newer version (edited
+between restarts, or taken up again after a tombstone) runs as the running version + 1. A rejected name keeps its running definition: the one this partition's
+state was last evaluated under, which travels with the partition in its store and changelog
+(`Running`). That is also why every worker agrees on the outcome, after restarts and compaction
+too: it depends on the file, the topic's latest records and the partition's own record only, never
+on which older records a worker happened to read.
+
+A definition reading windowed history the state never kept (a `repeated` condition deeper or
+longer than the streams the previous definitions recorded) is accepted and flagged, not rejected:
+the state starts recording at once, so the answer is complete once its window has passed after the
+change (or once a backfill rebuilt the state); until then it is reported (log, metric, HTTP).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from stream.rules.bounded_yaml import DEFINITION, DocumentError, brief, load
+from stream.engine.core import Redefinition
+from stream.rules.compiler import Catalog, DefinitionError, compile_catalog, shown
+from stream.model.time import format_rfc3339
+
+_canonical = msgspec.json.Encoder(order="sorted").encode
+
+
+def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same definition, whatever its version."""
+    return _canonical({**a, "version": 0}) == _canonical({**b, "version": 0})
+
+
+def version_of(definition: dict[str, Any]) -> int:
+    return definition.get("version", 1)
+
+
+@dataclass(frozen=True)
+class TopicRecord:
+    """The latest record of one name in the definitions topic: a definition, a tombstone
+    (definition None, no problems), or an unusable value (problems)."""
+    name: str
+    definition: dict[str, Any] | None
+    offset: int
+    problems: tuple[str, ...] = ()
+
+
+def parse_record(key: bytes | None, value: bytes | None, offset: int) -> TopicRecord | None:
+    """One record of the definitions topic; None when it names no segment at all (no usable key).
+    Never raises: whatever the value holds is read within bounded_yaml.DEFINITION's limits."""
+    try:
+        name = key.decode() if key else None
+    except UnicodeDecodeError:
+        name = None
+    if not name:
+        return None
+    if value is None:
+        return TopicRecord(name, None, offset)
+    where = f"topic record {brief(name)} at offset {offset}"
+    try:
+        definition = load(value, DEFINITION)
+    except DocumentError as exc:
+        return TopicRecord(name, None, offset, (f"{where}: {exc}",))
+    if not isinstance(definition, dict):
+        return TopicRecord(name, None, offset, (f"{where}: expected one segment definition (a mapping with when:)",))
+    version = definition.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        return TopicRecord(name, definition, offset,
+                           (f"{where}: needs `version:`, a whole number >= 1 (segments define numbers it); got {brief(version)}",))
+    return TopicRecord(name, definition, offset)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    name: str
+    source: str                 # "file" or "topic offset N"
+    version: int | None
+    problems: tuple[str, ...]
+
+    def describe(self) -> dict[str, Any]:
+        return {"segment": self.name, "source": self.source, "version": self.version, "problems": list(self.problems)}
+
+
+@dataclass(frozen=True)
+class Resolution:
+    definitions: dict[str, dict[str, Any]]      # what runs: name -> definition (with its version)
+    sources: dict[str, str]
+    rejected: dict[str, Rejection]
+    catalog: Catalog
+
+
+def resolve(file: dict[str, dict[str, Any]], topic: dict[str, TopicRecord],
+            running: dict[str, dict[str, Any]] | None) -> Resolution:
+    """The definitions to run, per name: the topic's latest record, else the file's; a rejected one
+    keeps `running` (the partition's; None for a partition that has none: all valid ones are taken)."""
+    definitions: dict[str, dict[str, Any]] = {}
+    sources: dict[str, str] = {}
+    rejected: dict[str, Rejection] = {}
+    for name in sorted(file.keys() | topic.keys() | (running or {}).keys()):
+        record = topic.get(name)
+        if record is not None and (record.definition is not None or record.problems):
+            candidate, source, problems = record.definition, f"topic offset {record.offset}", list(record.problems)
+        elif name in file:
+            candidate, source, problems = file[name], "file", []
+        else:
+            continue                                  # removed (a tombstone, or gone from the file)
+        if not problems:
+            try:
+                compile_catalog({name: candidate}, source)
+            except DefinitionError as exc:
+                problems = exc.problems
+        before = (running or {}).get(name)
+        if not problems and before is not None and version_of(candidate) <= version_of(before):
+            if same(candidate, before):
+                candidate = before                    # unchanged: keeps its (higher) running version
+            elif source == "file":
+                # The file edited without a newer version, or taken up again after a tombstone: a
+                # version never goes down, so this one runs as the next.
+                candidate = {**candidate, "version": version_of(before) + 1}
+            else:
+                problems = [f"segment {name!r}: version {version_of(candidate)} differs from the running version "
+                            f"{version_of(before)} but is not newer; give it a higher version (segments define "
+                            f"numbers it)"]
+        if problems:
+            version = candidate.get("version") if isinstance(candidate, dict) else None
+            rejected[name] = Rejection(name, source, version if isinstance(version, int) else None,
+                                       tuple(shown(problems)))
+            if before is not None:
+                definitions[name], sources[name] = before, "running (kept)"
+            continue
+        definitions[name], sources[name] = candidate, source
+    return Resolution(definitions, sources, rejected, compile_catalog(definitions, "definitions"))
+
+
+# ------------------------------------------------------------------------------------------------
+# What a partition keeps about its definitions (in its store and changelog)
+
+
+class Incomplete(msgspec.Struct, frozen=True):
+    """A segment whose windowed history the state did not keep when it was (re)defined."""
+    stream: str                 # e.g. product_viewed:product
+    needs: tuple[int, int]      # (times per item, window in microseconds) the definition reads
+    kept: tuple[int, int]       # what the state had kept
+    complete_at: int            # stream time from which the answer is complete
+
+    def describe(self) -> dict[str, Any]:
+        return {"stream": self.stream, "needs": {"per_item": self.needs[0], "within_seconds": self.needs[1] // 10**6},
+                "kept": {"per_item": self.kept[0], "within_seconds": self.kept[1] // 10**6},
+                "complete_at": format_rfc3339(self.complete_at)}
+
+
+class Running(msgspec.Struct):
+    """The definitions a partition's state was evaluated under, the pass that brings stored
+    customers up to them (segment -> version, see engine.Redefinition; `after`: the last customer
+    id done), and which segments still lack history."""
+    definitions: dict[str, dict[str, Any]]
+    redefine: dict[str, int | None] = msgspec.field(default_factory=dict)
+    after: str | None = None
+    incomplete: dict[str, list[Incomplete]] = msgspec.field(default_factory=dict)
+
+
+encode_running = msgspec.json.Encoder(order="sorted").encode
+decode_running = msgspec.json.Decoder(Running).decode
+
+
+def redefine(running: Running, resolution: Resolution, now: int) -> Running:
+    """`running` moved to `resolution`'s definitions at stream time `now`: the changed segments
+    join the pass (which starts over, so every customer is seen under the newest definitions), and
+    the ones reading history that was not kept are flagged."""
+    old = compile_catalog(running.definitions, "running")
+    change = Redefinition.between(old, resolution.catalog)
+    if not change.segments:
+        return running
+    merged = Redefinition(running.redefine).then(change).segments if running.redefine else change.segments
+    kept = {s.name: (s.keep, s.horizon) for s in old.streams}
+    for flags in running.incomplete.values():        # history still missing from an earlier change
+        for flag in flags:
+            if flag.complete_at > now:
+                k, h = kept.get(flag.stream, (0, 0))
+                kept[flag.stream] = (min(k, flag.kept[0]), min(h, flag.kept[1]))
+    incomplete = {name: flags for name, flags in running.incomplete.items()
+                  if name in resolution.definitions and name not in change.segments}
+    for name, version in change.segments.items():
+        if version is None:                            # added or changed
+            flags = missing_history(name, resolution.definitions[name], kept, now)
+            if flags:
+                incomplete[name] = flags
+    return Running(resolution.definitions, merged, None, incomplete)
+
+
+def missing_history(name: str, definition: dict[str, Any], kept: dict[str, tuple[int, int]],
+                    now: int) -> list[Incomplete]:
+    flags = []
+    for stream in compile_catalog({name: definition}, name).streams:
+        have = kept.get(stream.name, (0, 0))
+        if stream.keep > have[0] or stream.horizon > have[1]:
+            flags.append(Incomplete(stream.name, (stream.keep, stream.horizon), have, now + stream.horizon))
+    return flags
+
+
+def still_incomplete(running: Running, now: int) -> dict[str, list[Incomplete]]:
+    return {name: [f for f in flags if f.complete_at > now] for name, flags in running.incomplete.items()
+            if any(f.complete_at > now for f in flags)}
+
+
+def file_definitions(catalog: Catalog) -> dict[str, dict[str, Any]]:
+    """The file's definitions as name -> definition, as compiled (so equal to what the file said)."""
+    return {s.name: s.definition for s in catalog.segments}

@@ -1,0 +1,139 @@
+"""Folding events into customer state. Each fold keeps the state's bounds (see stream.model.state)."""
+from __future__ import annotations
+
+from bisect import insort
+from typing import Callable
+
+import msgspec
+
+from stream.model import events as ev
+from stream.rules.compiler import Stream
+from stream.model.state import (CANCELLED_KEEP, CATEGORIES_KEEP, CUSTOM_KEEP, ITEMS_KEEP, PAID_KEEP, CustomerState,
+                    fold_oldest_paid, note_truncated, recount)
+
+Fold = Callable[[CustomerState, ev.Event, int, int], None]
+
+
+def record_time(tables: dict[str, dict[str, list[int]]], name: str, key: str, t: int,
+                keep: int, horizon: int, now: int) -> None:
+    """Remember that `key` had an event at `t`: at most `keep` newest times per key, and keys in the
+    order they were last touched, so the stalest key is always first (cheap to prune)."""
+    if now - t >= horizon:
+        return                       # a late event already outside every window that reads it
+    table = tables.get(name)
+    if table is None:
+        table = tables[name] = {}
+    times = table.pop(key, None)
+    if times is None:
+        times = [t]
+    elif t >= times[-1]:
+        times.append(t)
+    else:
+        insort(times, t)
+    if len(times) > keep:
+        del times[0]
+    table[key] = times
+    if len(table) > ITEMS_KEEP:
+        del table[next(iter(table))]
+    elif now - next(iter(table.values()))[-1] >= horizon + (horizon >> 3):
+        # Rebuild only once the stalest key is an eighth of a window past expiry, so a steady
+        # stream of events prunes now and then, not on every event.
+        tables[name] = {k: v for k, v in table.items() if now - v[-1] < horizon}
+
+
+class Folder:
+    """The fold for each event type, specialised to the windowed streams the catalog needs."""
+
+    def __init__(self, streams: list[Stream]):
+        self._view_streams = [(s.name, s.per == "product", s.keep, s.horizon)
+                              for s in streams if s.event == "product_viewed"]
+        self._order_streams = [(s.name, s.per == "product", s.keep, s.horizon)
+                               for s in streams if s.event == "order_placed"]
+        self.folds: dict[type, Fold] = {
+            ev.OrderPlaced: self.order_placed,
+            ev.OrderPaid: self.order_paid,
+            ev.OrderCancelled: self.order_cancelled,
+            ev.ProductViewed: self.product_viewed,
+            ev.CartUpdated: self.cart_updated,
+            ev.CartAbandoned: self.cart_abandoned,
+            ev.CustomerUpdated: self.customer_updated,
+        }
+
+    def product_viewed(self, st: CustomerState, e: ev.ProductViewed, t: int, now: int) -> None:
+        if st.last_viewed is None or t > st.last_viewed:
+            st.last_viewed = t
+        for name, per_product, keep, horizon in self._view_streams:
+            record_time(st.streams, name, e.product_id if per_product else e.category, t, keep, horizon, now)
+
+    def order_placed(self, st: CustomerState, e: ev.OrderPlaced, t: int, now: int) -> None:
+        st.orders_placed += 1
+        if st.last_placed is None or t > st.last_placed:
+            st.last_placed = t
+        bought = st.categories_bought
+        for item in e.items:
+            if item.category is not None and item.category not in bought and len(bought) < CATEGORIES_KEEP:
+                bought.append(item.category)
+        # The shipping address fills the profile only where the customer's own profile is silent.
+        if e.city is not None and st.city is None:
+            st.city = e.city
+        if e.country is not None and st.country is None:
+            st.country = e.country
+        for name, per_product, keep, horizon in self._order_streams:
+            # dict.fromkeys, not set(): item order must not depend on the hash seed.
+            keys = dict.fromkeys(i.product_id if per_product else i.category for i in e.items)
+            for key in keys:
+                if key is not None:
+                    record_time(st.streams, name, key, t, keep, horizon, now)
+
+    def order_paid(self, st: CustomerState, e: ev.OrderPaid, t: int, now: int) -> None:
+        order_id = e.order_id
+        if order_id in st.paid or order_id in st.cancelled:
+            return                   # only the first payment counts; none after a cancellation
+        paid = st.paid
+        paid[order_id] = (t, e.amount)
+        if len(paid) > PAID_KEEP:
+            fold_oldest_paid(st)
+        recount(st)
+
+    def order_cancelled(self, st: CustomerState, e: ev.OrderCancelled, t: int, now: int) -> None:
+        cancelled = st.cancelled
+        cancelled.pop(e.order_id, None)
+        cancelled[e.order_id] = t
+        if len(cancelled) > CANCELLED_KEEP:
+            del cancelled[next(iter(cancelled))]
+        if st.paid.pop(e.order_id, None) is not None:
+            recount(st)
+
+    def cart_updated(self, st: CustomerState, e: ev.CartUpdated, t: int, now: int) -> None:
+        if st.cart_updated_at is None or t >= st.cart_updated_at:
+            st.cart_updated_at, st.cart_value = t, e.value
+
+    def cart_abandoned(self, st: CustomerState, e: ev.CartAbandoned, t: int, now: int) -> None:
+        if st.abandoned_at is None or t >= st.abandoned_at:
+            st.abandoned_at, st.abandoned_value = t, e.value
+
+    def customer_updated(self, st: CustomerState, e: ev.CustomerUpdated, t: int, now: int) -> None:
+        a = e.attributes
+        unset = msgspec.UNSET
+        if a.city is not unset:
+            st.city = a.city
+        if a.country is not unset:
+            st.country = a.country
+        if a.gender is not unset:
+            st.gender = a.gender
+        if a.email_opt_in is not unset:
+            st.email_opt_in = a.email_opt_in
+        if a.birth_date is not unset:
+            st.birth_date = a.birth_date.isoformat() if a.birth_date is not None else None
+        if a.custom is None:
+            st.custom = {}
+        elif a.custom is not unset:
+            custom = st.custom
+            custom.update(a.custom)
+            if len(custom) > CUSTOM_KEEP:
+                # Only new names were appended (updated ones keep their place), the last of them
+                # last: those over the bound go, so the names the customer had stay.
+                excess = len(custom) - CUSTOM_KEEP
+                for _ in range(excess):
+                    custom.popitem()
+                note_truncated("custom_names", f"{excess} new custom attribute names dropped at the bound of {CUSTOM_KEEP}")

@@ -1,0 +1,1 @@
+"""Who is in a segment and why: members, explanations, their commands and HTTP routes."""

@@ -1,0 +1,136 @@
+"""`segments members` and `segments explain`: who is in a segment, and why, from the worker's stores.
+
+Both read the partition stores a worker keeps (stream.storage.committed), while it runs or not, and take
+the worker's own settings to find them: --state-dir, --group-id, --segments, the same SEGMENTS_*
+variables and --config file (stream.runtime.settings). Answers are as of each partition's last committed batch.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from stream.runtime.settings import ConfigError, add_worker_arguments, load_config
+
+_SETTINGS = ("state_dir", "group_id", "segments_file")
+_AS_OF = ("Reads the worker's RocksDB partition stores (also while the worker runs, without disturbing "
+          "it): the answer is as of each partition's last committed batch. Takes the worker's settings "
+          "(flags, SEGMENTS_* environment, --config file) to find them; of those, only the state dir, "
+          "group id and segments file matter here.")
+
+
+def add_inspect_commands(sub: Any) -> None:
+    mp = sub.add_parser("members", help="current members of a segment, as CSV or JSON lines",
+                        description="Current members of SEGMENT with customer_id, member_since, paid_orders, "
+                                    "paid_total, average_order_value, last_order_at, city and country, sorted by "
+                                    "customer id, streamed. " + _AS_OF)
+    mp.add_argument("segment", metavar="SEGMENT")
+    mp.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="default: csv (with a header)")
+    mp.add_argument("--output", metavar="PATH|-", default="-", help="where to write (default: stdout)")
+    add_worker_arguments(mp, names=_SETTINGS)
+    mp.set_defaults(run=_members)
+
+    ep = sub.add_parser("explain", help="a customer's state, segments, and why each condition holds or not",
+                        description="The customer's state, current segments with member-since, and for every "
+                                    "segment each condition with its value and verdict, and when the next "
+                                    "time-driven move is due. " + _AS_OF)
+    ep.add_argument("customer", metavar="CUSTOMER")
+    ep.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    add_worker_arguments(ep, names=_SETTINGS)
+    ep.set_defaults(run=_explain)
+
+
+def _settings(args: argparse.Namespace, command: str):
+    """(config, catalog), or None after printing every problem."""
+    from stream.rules.compiler import DefinitionError, load_catalog
+    try:
+        config = load_config(args)
+        return config, load_catalog(config.segments_file)
+    except (ConfigError, DefinitionError) as exc:
+        print(f"segments {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def _members(args: argparse.Namespace) -> int:
+    from stream.storage.committed import CommittedStores, NoStores
+    from stream.inspect.members import encode_rows, member_rows
+
+    settings = _settings(args, "members")
+    if settings is None:
+        return 2
+    config, catalog = settings
+    problems = []
+    if args.segment not in catalog.by_name:
+        problems.append(f"unknown segment {args.segment!r} in {catalog.source}; segments: "
+                        f"{', '.join(catalog.by_name)}")
+    stores = None
+    try:
+        stores = CommittedStores(config.state_dir, config.group_id)
+    except NoStores as exc:
+        problems.append(str(exc))
+    if problems:
+        for problem in problems:
+            print(f"segments members: {problem}", file=sys.stderr)
+        if stores is not None:
+            stores.close()
+        return 2
+    count = 0
+    with stores:
+        rows = member_rows(stores.items(), args.segment)
+
+        def counted():
+            nonlocal count
+            for row in rows:
+                count += 1
+                yield row
+        try:
+            output = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")
+        except OSError as exc:
+            print(f"segments members: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        try:
+            for chunk in encode_rows(counted(), args.format):
+                output.write(chunk)
+            output.flush()
+        except OSError as exc:
+            print(f"segments members: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        finally:
+            if output is not sys.stdout.buffer:
+                output.close()
+        print(f"{count} members of {args.segment}; " + _as_of(stores), file=sys.stderr)
+    return 0
+
+
+def _as_of(stores) -> str:
+    from stream.model.time import format_rfc3339
+    return "as of " + ", ".join(
+        f"p{p.number} {'nothing committed' if p.stream_time is None else format_rfc3339(p.stream_time)}"
+        for p in stores.partitions)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from stream.storage.committed import CommittedStores, NoStores
+    from stream.rules.explanation import explain, render
+
+    settings = _settings(args, "explain")
+    if settings is None:
+        return 2
+    config, catalog = settings
+    try:
+        stores = CommittedStores(config.state_dir, config.group_id)
+    except NoStores as exc:
+        print(f"segments explain: {exc}", file=sys.stderr)
+        return 2
+    with stores:
+        found = stores.find(args.customer)
+        if found is None:
+            print(f"segments explain: no customer {args.customer!r} in any store; " + _as_of(stores),
+                  file=sys.stderr)
+            return 2
+    partition, state = found
+    answer = explain(args.customer, state, catalog, partition.stream_time or 0, partition.number)
+    sys.stdout.write(render(answer) if args.format == "text" else msgspec.json.encode(answer).decode() + "\n")
+    return 0

@@ -1,0 +1,89 @@
+"""The worker's HTTP answers about segments, beside /metrics on --metrics-port, behind its bearer token
+(stream.runtime.http):
+
+    GET /segments/<name>/members[?format=jsonl|csv]   members, streamed (JSON lines by default)
+    GET /customers/<id>                               the explanation (stream.rules.explanation) as JSON
+    GET /definitions                                  the definitions running, rejected, being taken up
+
+Only the partitions the worker owns now (restored and assigned) are read, through the same
+secondary RocksDB instances as `segments members` and `explain` (stream.storage.committed): never the
+write-back cache the worker thread mutates, so the answer is as of each partition's last committed
+batch and reading cannot race the engine. Unknown segment or customer: 404 with {"error": ...}.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Generator, Iterable, Iterator
+
+import msgspec
+
+from stream.storage.committed import CommittedStores, NoStores
+from stream.rules.explanation import explain
+from stream.runtime.http import Request, Response, Route, json_error
+from stream.inspect.members import CONTENT_TYPES, FORMATS, encode_rows, member_rows
+from stream.rules.compiler import Catalog
+
+
+def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog],
+                   partitions: Callable[[], Iterable[int]], definitions: Callable[[], Any]) -> list[Route]:
+    """Routes for stream.runtime.metrics.serve, all personal data (behind the bearer token). `catalog`,
+    `partitions` and `definitions` (stream.definitions.live' description) are asked on every
+    request: all change while the worker runs."""
+
+    def stores() -> CommittedStores:
+        owned = list(partitions())
+        if not owned:
+            raise NoStores("this worker owns no partitions yet (not in a group, or restoring)")
+        return CommittedStores(state_dir, group_id, only=owned)
+
+    def members(request: Request) -> Response:
+        (segment,) = request.args
+        fmt = request.query.get("format", ["jsonl"])[-1]
+        current = catalog()
+        if segment not in current.by_name:
+            return json_error(404, f"unknown segment {segment!r}; segments: {', '.join(current.by_name)}")
+        if fmt not in FORMATS:
+            return json_error(400, f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        try:
+            opened = stores()
+        except NoStores as exc:
+            return json_error(503, str(exc))
+        # Streamed (chunked): memory does not grow with the segment; the stores close when the
+        # server closes the body, also when the client hangs up half-way.
+        return Response(200, _Rows(opened, encode_rows(member_rows(opened.items(), segment), fmt)),
+                        CONTENT_TYPES[fmt])
+
+    def customer(request: Request) -> Response:
+        (customer_id,) = request.args
+        try:
+            opened = stores()
+        except NoStores as exc:
+            return json_error(503, str(exc))
+        with opened:
+            found = opened.find(customer_id)
+        if found is None:
+            return json_error(404, f"no customer {customer_id!r} on this worker's partitions")
+        partition, state = found
+        answer = explain(customer_id, state, catalog(), partition.stream_time or 0, partition.number)
+        return Response(200, msgspec.json.encode(answer))
+
+    return [
+        Route("/segments/<name>/members", "members, streamed; ?format=jsonl (default) or csv", members),
+        Route("/customers/<id>", "why a customer is where it is (as `segments explain --format json`)", customer),
+        Route("/definitions", "the definitions running, rejected, being taken up",
+              lambda _: Response(200, msgspec.json.encode(definitions()))),
+    ]
+
+
+class _Rows:
+    """A members export that closes its stores when the server closes it."""
+
+    def __init__(self, opened: CommittedStores, chunks: Generator[bytes, None, None]):
+        self._opened, self._chunks = opened, chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        self._chunks.close()       # a generator: ends the iteration over the stores first
+        self._opened.close()

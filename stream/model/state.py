@@ -1,0 +1,246 @@
+"""Per-customer state: one bounded, compact record holding only what segment rules read.
+
+Bounds (why state stays small however long a history grows):
+- paid orders are kept one by one (so a cancellation can take its amount back out) for the newest
+  PAID_KEEP; older ones fold into counts and sums, where a cancellation can no longer reach them;
+- cancelled order ids: the newest CANCELLED_KEEP (a payment after its cancellation is ignored);
+- windowed event times: per item only as many times as the largest `at_least` needs, only for
+  items seen within the largest window, and at most ITEMS_KEEP items;
+- event ids for de-duplication: only those applied within DEDUP_WINDOW of stream time, at most
+  SEEN_KEEP (the newest);
+- custom attributes: at most CUSTOM_KEEP names; a new name beyond them is dropped (the names a
+  customer already has keep being updated: a flood of new names cannot push out established ones);
+- every string comes through the event contract's length bounds (stream.model.events);
+- and the whole record: dump_state never returns more than MAX_STATE_BYTES. A state over it (an
+  extreme customer: non-ASCII ids and values at every bound) sheds, in this order, the oldest half
+  of its dedup ids, the stalest half of each windowed table, the newest half of its custom names,
+  the later half of its categories, the oldest half of its cancelled ids, the oldest half of its
+  paid orders (folded into the aggregates), again and again until it fits: first only from the
+  parts holding over an eighth of the bound, then from any. Each shed is counted
+  (segments_state_truncated_total{reason}) and logged at most once a minute per reason, without
+  any value from the state. So a changelog record always fits the changelog topic's
+  max.message.bytes (stream.runtime.intake.CHANGELOG_MESSAGE_BYTES). The whole-record bound acts when a
+  state is written (each worker commit, a backfill's hand-off); a replay, which writes nothing,
+  keeps such a state whole.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Callable
+
+import msgspec
+
+from stream.runtime import metrics
+from stream.model.buckets import customer_hash
+from stream.model.time import DAY
+
+log = logging.getLogger("segments.state")
+
+STATE_FORMAT = 1          # first byte of every serialized record; bump and migrate on change
+PAID_KEEP = 32
+CANCELLED_KEEP = 32
+ITEMS_KEEP = 256
+CATEGORIES_KEEP = 64
+DEDUP_WINDOW = 7 * DAY
+# A shopper viewing a hundred products a day stays within it; duplicates (producer retries) come
+# soon after their original, so the newest ids are the ones worth remembering.
+SEEN_KEEP = 1024
+CUSTOM_KEEP = 64
+# The synthetic marketplace's states average under 1 KB; the bound is for the extreme customer.
+MAX_STATE_BYTES = 64 * 1024
+_LOG_EVERY = 60.0         # seconds between log lines per truncation reason
+
+
+class CustomerState(msgspec.Struct, array_like=True, gc=False):
+    # gc=False: these records hold only strings, numbers and containers of them, never cycles, and
+    # a million of them would otherwise make every garbage collection pass slow.
+    first_seen: int
+    last_seen: int
+    # paid orders: order_id -> (paid_at, amount) for the newest PAID_KEEP, plus folded aggregates
+    paid: dict[str, tuple[int, float]] = msgspec.field(default_factory=dict)
+    folded: tuple[int, float, int, int] | None = None   # count, total, first_at, last_at
+    cancelled: dict[str, int] = msgspec.field(default_factory=dict)
+    # aggregates over all counted payments, kept up to date by the fold (read on every evaluation)
+    paid_count: int = 0
+    paid_total: float = 0.0
+    first_paid: int | None = None
+    last_paid: int | None = None
+    orders_placed: int = 0
+    last_placed: int | None = None
+    categories_bought: list[str] = msgspec.field(default_factory=list)
+    cart_updated_at: int | None = None
+    cart_value: float | None = None
+    abandoned_at: int | None = None
+    abandoned_value: float | None = None
+    last_viewed: int | None = None
+    # windowed event times: stream name -> item key -> ascending times (see rules.Stream)
+    streams: dict[str, dict[str, list[int]]] = msgspec.field(default_factory=dict)
+    city: str | None = None
+    country: str | None = None
+    gender: str | None = None
+    birth_date: str | None = None
+    email_opt_in: bool | None = None
+    custom: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
+    # engine bookkeeping: applied event ids, current memberships, pending time-driven flips
+    seen: dict[str, int] = msgspec.field(default_factory=dict)
+    member: dict[str, int] = msgspec.field(default_factory=dict)      # segment -> member since
+    timers: dict[str, int] = msgspec.field(default_factory=dict)      # segment -> next flip
+    # blake2b of the customer id (stream.model.buckets), for `bucket:` conditions, which see the state
+    # only. Last and optional: a record written before it existed decodes with None, and
+    # load_state fills it in from the key.
+    id_hash: int | None = None
+
+    def deadline(self) -> int | None:
+        return min(self.timers.values()) if self.timers else None
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(CustomerState).decode
+_PREFIX = bytes([STATE_FORMAT])
+
+
+def dump_state(state: CustomerState) -> bytes:
+    """The stored bytes of `state`, at most MAX_STATE_BYTES: a state over the bound is first shed
+    in place (see the module docstring), so what the engine holds is what is stored."""
+    data = _PREFIX + _encode(state)
+    if len(data) <= MAX_STATE_BYTES:
+        return data
+    size, shed_from = len(data), []
+    # First only the parts that hold a real share of the record, in the order of least harm (a
+    # state swollen by custom values keeps its dedup ids); then, if need be, anything that is left.
+    for share in (MAX_STATE_BYTES // 8, 0):
+        for reason, field, shed in _SHEDS:
+            shed_any = False
+            while (len(data) > MAX_STATE_BYTES and len(_encode(getattr(state, field))) > share
+                   and shed(state)):
+                shed_any = True
+                data = _PREFIX + _encode(state)
+            if shed_any:
+                shed_from.append(reason)
+            if len(data) <= MAX_STATE_BYTES:
+                for reason in dict.fromkeys(shed_from):
+                    note_truncated(reason, f"a state of {size} bytes was over the {MAX_STATE_BYTES}-byte "
+                                           f"bound, now {len(data)}")
+                return data
+    # Only segment memberships and timers are left, and the catalog bounds those.
+    raise ValueError(f"customer state of {len(data)} bytes cannot be brought within {MAX_STATE_BYTES} bytes")
+
+
+_last_logged: dict[str, float] = {}
+_unlogged: dict[str, int] = {}
+
+
+def note_truncated(reason: str, what: str) -> None:
+    """Count a state bound that dropped something; log it, at most once a minute per reason.
+    `what` must never carry a value from the state (ids, attributes): only sizes and counts."""
+    metrics.STATE_TRUNCATED.labels(reason).inc()
+    now = time.monotonic()
+    last = _last_logged.get(reason)
+    if last is not None and now - last < _LOG_EVERY:
+        _unlogged[reason] = _unlogged.get(reason, 0) + 1
+        return
+    _last_logged[reason] = now
+    log.warning("customer state bound (%s): %s; %d more since the last such line",
+                reason, what, _unlogged.pop(reason, 0))
+
+
+def fold_oldest_paid(st: CustomerState) -> None:
+    """The oldest paid order leaves the one-by-one list for the folded aggregates (whose totals
+    do not change: recount() counts both)."""
+    paid = st.paid
+    oldest = min(paid, key=lambda k: paid[k][0])
+    at, amount = paid.pop(oldest)
+    if st.folded is None:
+        st.folded = (1, amount, at, at)
+    else:
+        count, total, first, last = st.folded
+        st.folded = (count + 1, math.fsum((total, amount)), min(first, at), max(last, at))
+
+
+def recount(st: CustomerState) -> None:
+    """Aggregates over counted payments; fsum makes the total independent of payment order."""
+    times = [p[0] for p in st.paid.values()]
+    amounts = [p[1] for p in st.paid.values()]
+    count = len(times)
+    if st.folded is not None:
+        folded_count, folded_total, first, last = st.folded
+        count += folded_count
+        amounts.append(folded_total)
+        times += (first, last)
+    st.paid_count = count
+    st.paid_total = math.fsum(amounts)
+    st.first_paid = min(times) if times else None
+    st.last_paid = max(times) if times else None
+
+
+def _halve(mapping: dict, newest: bool = False) -> dict:
+    """`mapping` without its newer half (by insertion order), or with only it: newest=True. The
+    half dropped is rounded up, so a single entry goes too."""
+    items = list(mapping.items())
+    drop = (len(items) + 1) // 2
+    return dict(items[drop:] if newest else items[:len(items) - drop])
+
+
+def _shed_seen(st: CustomerState) -> bool:
+    if not st.seen:
+        return False
+    st.seen = _halve(st.seen, newest=True)      # ids are inserted in stream-time order
+    return True
+
+
+def _shed_streams(st: CustomerState) -> bool:
+    if not any(st.streams.values()):
+        return False
+    # Items are kept in the order they were last touched: the stalest go first.
+    st.streams = {name: _halve(table, newest=True) for name, table in st.streams.items()}
+    return True
+
+
+def _shed_custom(st: CustomerState) -> bool:
+    if not st.custom:
+        return False
+    st.custom = _halve(st.custom)                # the names the customer has had longest stay
+    return True
+
+
+def _shed_categories(st: CustomerState) -> bool:
+    if not st.categories_bought:
+        return False
+    del st.categories_bought[len(st.categories_bought) // 2:]
+    return True
+
+
+def _shed_cancelled(st: CustomerState) -> bool:
+    if not st.cancelled:
+        return False
+    st.cancelled = _halve(st.cancelled, newest=True)
+    return True
+
+
+def _shed_paid(st: CustomerState) -> bool:
+    if not st.paid:
+        return False
+    for _ in range((len(st.paid) + 1) // 2):
+        fold_oldest_paid(st)
+    recount(st)
+    return True
+
+
+# Least harm first: an old duplicate applied twice, a stale item's window, rarely read profile
+# extras, then the order history (whose counts and sums survive in the aggregates).
+_SHEDS: tuple[tuple[str, str, Callable[[CustomerState], bool]], ...] = (
+    ("dedup_ids", "seen", _shed_seen), ("windowed_items", "streams", _shed_streams),
+    ("custom", "custom", _shed_custom), ("categories", "categories_bought", _shed_categories),
+    ("cancelled_orders", "cancelled", _shed_cancelled), ("paid_orders", "paid", _shed_paid))
+
+
+def load_state(data: bytes, customer_id: str | None = None) -> CustomerState:
+    """Decode a stored state; given its customer id, fill in an id_hash the record predates."""
+    if not data or data[0] != STATE_FORMAT:
+        raise ValueError(f"unknown customer state format {data[:1]!r}; this build reads format {STATE_FORMAT}")
+    state = _decode(memoryview(data)[1:])
+    if state.id_hash is None and customer_id is not None:
+        state.id_hash = customer_hash(customer_id)
+    return state

@@ -1,0 +1,1 @@
+"""The reference driver: the engine over JSON lines, in file order."""

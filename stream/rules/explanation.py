@@ -1,0 +1,107 @@
+"""Why a customer is (or is not) in each segment: the state, the memberships, and every condition.
+
+The explanation walks the nodes the compiler attached to each compiled condition (rules.Node):
+leaves are evaluated by their own compiled test; all / any / not combine their parts' verdicts
+here, independently of the compiled combinators (a property test holds the two to the same
+verdict). Every part is shown, also those the engine's short-circuit never looks at.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from stream.model.buckets import bucket_of
+from stream.rules.compiler import ATTRS, Attr, Catalog, Test
+from stream.model.state import CustomerState
+from stream.model.time import format_rfc3339
+
+
+def _instant(micros: int | None) -> str | None:
+    return None if micros is None else format_rfc3339(micros)
+
+
+def _shown(attr: Attr, value: Any) -> Any:
+    if attr.kind == "time" and value is not None:
+        return format_rfc3339(value)
+    if attr.kind == "set":
+        return sorted(value)
+    return value
+
+
+def condition(test: Test, st: CustomerState, now: int) -> dict[str, Any]:
+    """{condition, holds, value (leaves), changes_at (leaves whose value time alone will flip),
+    parts (composites)}."""
+    node = test.node  # type: ignore[attr-defined]
+    if node.combine is None:
+        holds, flip = test(st, now)
+        out: dict[str, Any] = {"condition": node.label, "holds": holds}
+        if node.attr is not None:
+            out["value"] = _shown(node.attr, node.attr.get(st))
+        if flip is not None:
+            out["changes_at"] = format_rfc3339(flip)
+        return out
+    parts = [condition(part, st, now) for part in node.parts]
+    verdicts = [p["holds"] for p in parts]
+    holds = (all(verdicts) if node.combine == "all" else any(verdicts) if node.combine == "any"
+             else not verdicts[0])
+    return {"condition": node.label, "holds": holds, "parts": parts}
+
+
+def attributes(st: CustomerState) -> dict[str, Any]:
+    """What definitions read, as they read it (instants in RFC 3339), plus the unsalted bucket."""
+    out = {name: _shown(attr, attr.get(st)) for name, attr in ATTRS.items()}
+    out.update({f"custom.{k}": v for k, v in sorted(st.custom.items())})
+    out["bucket"] = None if st.id_hash is None else bucket_of(st.id_hash)
+    return out
+
+
+def explain(customer_id: str, st: CustomerState, catalog: Catalog, now: int,
+            partition: int | None = None) -> dict[str, Any]:
+    """The whole answer, as JSON-able data, evaluated at `now` (the partition's stream time)."""
+    segments = []
+    for seg in catalog.segments:
+        tree = condition(seg.test, st, now)
+        segments.append({
+            "segment": seg.name, "version": seg.version, "member": seg.name in st.member,
+            "member_since": _instant(st.member.get(seg.name)), "holds": tree["holds"],
+            "next_move_due": _instant(st.timers.get(seg.name)), "when": tree})
+    due = min(st.timers.items(), key=lambda item: (item[1], item[0]), default=None)
+    return {
+        "customer_id": customer_id, "partition": partition, "as_of": _instant(now),
+        "segments": {name: format_rfc3339(since) for name, since in sorted(st.member.items())},
+        "next_move": None if due is None else {"segment": due[0], "due": format_rfc3339(due[1])},
+        "attributes": attributes(st),
+        # the stored record itself; its instants are microseconds since the epoch (stream.model.time)
+        "state": msgspec.to_builtins(msgspec.structs.asdict(st)),
+        "conditions": segments,
+    }
+
+
+def render(answer: dict[str, Any]) -> str:
+    """The explanation for a terminal: `paid_orders >= 2: true (5)`, indented by nesting."""
+    lines = [f"customer {answer['customer_id']} (partition {answer['partition']}, as of {answer['as_of']})"]
+    lines.append("segments: " + (", ".join(f"{n} since {s}" for n, s in answer["segments"].items()) or "none"))
+    move = answer["next_move"]
+    lines.append("next time-driven move: " + (f"{move['segment']} due {move['due']}" if move else "none"))
+    lines.append("attributes: " + msgspec.json.encode(answer["attributes"]).decode())
+    lines.append("state: " + msgspec.json.encode(answer["state"]).decode())
+    lines.append("conditions:")
+    for seg in answer["conditions"]:
+        head = f"  {seg['segment']}: {'member since ' + seg['member_since'] if seg['member'] else 'not a member'}"
+        if seg["next_move_due"]:
+            head += f"; re-evaluated by time at {seg['next_move_due']}"
+        lines.append(head)
+        _render(seg["when"], 2, lines)
+    return "\n".join(lines) + "\n"
+
+
+def _render(node: dict[str, Any], depth: int, lines: list[str]) -> None:
+    text = f"{'  ' * depth}{node['condition']}: {'true' if node['holds'] else 'false'}"
+    if "value" in node:
+        text += f" ({msgspec.json.encode(node['value']).decode()})"
+    if "changes_at" in node:
+        text += f", changes at {node['changes_at']}"
+    lines.append(text)
+    for part in node.get("parts", ()):
+        _render(part, depth + 1, lines)

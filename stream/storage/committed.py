@@ -1,0 +1,117 @@
+"""Read the worker's partition stores from outside the worker loop: what each partition committed.
+
+`segments members`, `segments explain` and the worker's HTTP routes read here. Each store is opened
+as a RocksDB *secondary* instance: it takes no lock (the worker keeps running and writing), it sees
+everything the worker's last committed batch wrote (the write-ahead log is replayed on open), and
+with every table file held open (rocksdict's default max_open_files=-1) a compaction of the worker
+deleting files cannot break an iteration under way. A secondary needs a directory of its own for
+its log: a fresh temporary one per open, removed on close.
+
+It never reads the worker's write-back cache: only what a committed transaction put in RocksDB, so
+every answer is as of each partition's last committed batch (its stream time is reported with it).
+
+Layout (stream.worker.loop / stream.storage.rocksdb_store): <state dir>/<group id>/p<N> per input partition N; keys
+are customer ids in UTF-8, meta keys start with 0xFF and sort after every customer.
+"""
+from __future__ import annotations
+
+import heapq
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from rocksdict import AccessType, Options, Rdict
+
+from stream.model.state import CustomerState, load_state
+from stream.storage.rocksdb_store import META, STREAM_TIME_KEY, unpack_time
+
+_PARTITION_DIR = re.compile(r"p(\d+)")
+
+
+class NoStores(LookupError):
+    """No partition store where the settings point."""
+
+
+def store_root(state_dir: Path, group_id: str) -> Path:
+    return Path(state_dir) / group_id
+
+
+def partition_paths(state_dir: Path, group_id: str) -> dict[int, Path]:
+    """Partition number -> store directory, for every store that RocksDB wrote (has CURRENT)."""
+    root = store_root(state_dir, group_id)
+    found = {}
+    if root.is_dir():
+        for child in root.iterdir():
+            match = _PARTITION_DIR.fullmatch(child.name)
+            if match and (child / "CURRENT").is_file():
+                found[int(match.group(1))] = child
+    return dict(sorted(found.items()))
+
+
+@dataclass
+class Partition:
+    number: int
+    db: Rdict
+    stream_time: int | None          # as of its last committed batch; None: nothing committed yet
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """(key, stored state) of every customer, in key order."""
+        for key, value in self.db.items():
+            if key[:1] == META:
+                break                               # meta keys sort after every customer
+            yield key, value
+
+
+class CommittedStores:
+    """Secondary instances of some partition stores; a context manager (closes and cleans up)."""
+
+    def __init__(self, state_dir: Path, group_id: str, only: Iterable[int] | None = None):
+        paths = partition_paths(state_dir, group_id)
+        if only is not None:
+            wanted = set(only)
+            paths = {n: p for n, p in paths.items() if n in wanted}
+        if not paths:
+            raise NoStores(f"no partition stores under {store_root(state_dir, group_id)} "
+                           f"(from the state dir and group id settings)")
+        self._scratch = Path(tempfile.mkdtemp(prefix="segments-read-"))
+        self.partitions: list[Partition] = []
+        try:
+            for number, path in paths.items():
+                db = Rdict(str(path), Options(raw_mode=True),
+                           access_type=AccessType.secondary(str(self._scratch / f"p{number}")))
+                time = db.get(STREAM_TIME_KEY)
+                self.partitions.append(Partition(number, db, None if time is None else unpack_time(time)))
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> CommittedStores:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for partition in self.partitions:
+            partition.db.close()
+        self.partitions = []
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every stored customer of every partition, merged into one key order (the bytes of the
+        UTF-8 ids), so the order does not depend on how customers are partitioned."""
+        return heapq.merge(*(p.items() for p in self.partitions))
+
+    def find(self, customer_id: str) -> tuple[Partition, CustomerState] | None:
+        """The customer's committed state and its partition. Stores of partitions this worker no
+        longer owns may be stale copies: of several, the one with the latest stream time wins."""
+        key = customer_id.encode()
+        found = None
+        for partition in self.partitions:
+            data = partition.db.get(key)
+            if data is not None and (found is None or (partition.stream_time or 0) > (found[0].stream_time or 0)):
+                found = partition, data
+        return None if found is None else (found[0], load_state(found[1], customer_id))

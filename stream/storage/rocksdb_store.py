@@ -1,0 +1,426 @@
+"""A partition's customer states: RocksDB (through rocksdict) behind an in-memory write-back cache,
+kept in step with a compacted changelog topic.
+
+The Kafka worker drives it around each transaction:
+
+    engine.apply(...) / advance(...)         get/put/delete: the cache learns what became dirty
+    store.set_stream_time(engine.now)
+    records = store.pending()                one changelog record per dirty customer (not per event)
+    ... produce records, segment changes and consumer offsets in one transaction, commit ...
+    store.commit(next_changelog_offset)      or store.abort() when the transaction failed
+
+The local store never holds state that Kafka did not commit: RocksDB is written only by commit(),
+after the transaction, as ONE write batch holding the changes and the checkpoint (the changelog
+offset up to which the store is complete). The batch is atomic, so data and checkpoint always
+agree; a crash before it (or an unsynced tail lost with the machine) only leaves the checkpoint
+behind, and restore() catches up from the changelog. Hence no fsync per commit.
+
+Keys are customer ids in UTF-8. Reserved meta keys start with 0xFF, a byte that never occurs in
+UTF-8, so they cannot collide with any customer id (a 0x00 prefix could: the event contract accepts
+"\\u0000" in ids). They also sort after every customer key, which lets items() stop at the first.
+  STREAM_TIME_KEY  the partition's stream time, locally and in the changelog (8-byte big-endian
+                   signed microseconds), so a restored partition resumes its clock;
+  CHECKPOINT_KEY   local only, never produced: the next changelog offset to read on restore;
+  DEFINITIONS_KEY  the segment definitions the partition's state was evaluated under, and the
+                   progress of a re-evaluation (stream.definitions.resolution.Running), in the changelog too;
+  WRITTEN_AT_KEY   local only: the wall-clock time (ms) until which the store is known to have
+                   seen its changelog (its last commit, restore batch or close), so a store too old
+                   to trust with erasures (the changelog's tombstones may be gone) is rebuilt
+                   rather than caught up.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from operator import itemgetter
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from rocksdict import (AccessType, BlockBasedOptions, BottommostLevelCompaction, CompactOptions, Options, Rdict,
+                       WriteBatch)
+
+from stream.model.state import CustomerState, dump_state, load_state
+
+META = b"\xff"
+STREAM_TIME_KEY = META + b"meta:stream_time"
+CHECKPOINT_KEY = META + b"meta:changelog_checkpoint"
+DEFINITIONS_KEY = META + b"meta:definitions"
+WRITTEN_AT_KEY = META + b"meta:written_at"
+_KEPT_META = (DEFINITIONS_KEY,)       # meta records restored as they are (besides the stream time)
+
+log = logging.getLogger("segments.store")
+
+Record = tuple[bytes, bytes | None]
+DEFAULT_ERASURE_AFTER_MS = 24 * 3600 * 1000     # the default of WorkerConfig.erasure_max_lag_ms
+
+
+def pack_time(value: int) -> bytes:
+    """Stream times and offsets as stored in meta records: 8 bytes, big-endian, signed."""
+    return value.to_bytes(8, "big", signed=True)
+
+
+def unpack_time(data: bytes) -> int:
+    if len(data) != 8:
+        raise ValueError(f"expected 8 bytes, got {len(data)}")
+    return int.from_bytes(data, "big", signed=True)
+
+
+def stream_time_record(now: int) -> Record:
+    """The changelog record that carries a partition's stream time (also written by a backfill
+    that hands its state to the workers)."""
+    return STREAM_TIME_KEY, pack_time(now)
+
+
+def _options() -> Options:
+    # raw mode: keys and values are stored as the bytes given (rocksdict would pickle otherwise)
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    table = BlockBasedOptions()
+    # most gets of a new customer miss: a bloom filter answers those without reading a block
+    table.set_bloom_filter(10, False)
+    options.set_block_based_table_factory(table)
+    options.set_keep_log_file_num(2)
+    return options
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def stamp_written(db: Rdict) -> None:
+    """WRITTEN_AT_KEY: the database has seen its changelog up to now (PartitionStore, and the
+    Faust runtime's partition databases)."""
+    db.put(WRITTEN_AT_KEY, pack_time(_wall_ms()))
+
+
+def _idle_ms(db: Rdict) -> int | None:
+    written = db.get(WRITTEN_AT_KEY)
+    return None if written is None else _wall_ms() - unpack_time(written)
+
+
+def idle_ms_at(path: Path) -> int | None:
+    """As PartitionStore.idle_ms, for a database not open (read only, no lock taken)."""
+    db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+    try:
+        return _idle_ms(db)
+    finally:
+        db.close()
+
+
+class ErasureCompaction:
+    """Erasure reaching a RocksDB database's files. A delete writes a tombstone; the customer's
+    old values stay in the SST files (and in the write-ahead log until the memtable is flushed)
+    until a compaction rewrites them, which RocksDB alone may put off indefinitely. So once a
+    delete is committed, the whole database is compacted within `after_ms`, down to the bottom
+    level (where the tombstones go too). One compaction per period, however many erasures: its cost
+    is a rewrite of the database, not one per erased customer. A database opened with deletions
+    not yet compacted (the process stopped before) is compacted at the first check.
+
+    The compaction runs in a thread of its own (rocksdict releases the GIL meanwhile, and RocksDB
+    takes reads and writes during it), so the partition is not stalled for the seconds a large
+    database takes. Both runtimes use it: PartitionStore for the native worker, stream.faust_runtime.app
+    for the Faust table's partition databases. Their loops call run_if_due() every few seconds."""
+
+    def __init__(self, db: Rdict, after_ms: int, name: str):
+        self.db, self.name = db, name         # name: for the log
+        self.after = after_ms / 1000
+        self.due: float | None = time.monotonic() if _holds_deletions(db) else None
+        self._thread: threading.Thread | None = None
+
+    def erased(self) -> None:
+        """A committed write deleted keys: compact within the period (from the first of them)."""
+        if self.due is None:
+            self.due = time.monotonic() + self.after
+
+    def run_if_due(self, now: float | None = None) -> bool:
+        """Start the compaction if a deletion has waited its period (`now`: monotonic seconds) and
+        none is running; whether it started."""
+        if self.due is None or (time.monotonic() if now is None else now) < self.due or self.running():
+            return False
+        self.due = None              # deletions from now on wait for the next one
+        self._thread = threading.Thread(target=self._compact, name=f"compact {self.name}", daemon=True)
+        self._thread.start()
+        return True
+
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self) -> None:
+        """Until a running compaction ends: before the database is closed."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def _compact(self) -> None:
+        started = time.monotonic()
+        options = CompactOptions()
+        # Force the bottom level too: otherwise a database whose files all sit in level 0 can be
+        # left as it is, old values and tombstones included.
+        options.set_bottommost_level_compaction(BottommostLevelCompaction.force())
+        try:
+            self.db.compact_range(None, None, options)
+        except Exception:          # noqa: BLE001 - logged, and tried again next period
+            log.exception("%s: compaction for erasure failed; trying again in %.0f s", self.name, self.after)
+            self.erased()
+            return
+        log.info("%s: compacted, erased customers' values are gone from its files (%.2f s)",
+                 self.name, time.monotonic() - started)
+
+
+def _holds_deletions(db: Rdict) -> bool:
+    """Tombstones in the memtables or in any SST file (RocksDB's own counts; no scan)."""
+    in_memory = sum(db.property_int_value(f"rocksdb.num-deletes-{table}") or 0
+                    for table in ("active-mem-table", "imm-mem-tables"))
+    tables = db.property_value("rocksdb.aggregated-table-properties") or ""
+    in_files = next((int(part.split("=")[1]) for part in tables.split(";")
+                     if part.strip().startswith("# deletions=")), 0)
+    return in_memory + in_files > 0
+
+
+class PartitionStore:
+    """The engine's StateStore for one input partition (see stream.engine.core.StateStore).
+
+    The cache holds at most `cache_size` customers after each commit, evicting the least recently
+    used; between commits it also holds every customer read or written since (dirty ones must stay
+    until committed), so its size is bounded by cache_size plus the customers of one transaction.
+    Misses are not cached. A decoded state takes about 3.4 KB of memory on the synthetic
+    marketplace workload (342 B serialized), so the default 50k is about 170 MB per partition.
+    """
+
+    def __init__(self, path: str | Path, cache_size: int = 50_000, erasure_after_ms: int = DEFAULT_ERASURE_AFTER_MS):
+        self.path = Path(path)
+        self.cache_size = cache_size
+        self.erasure_after_ms = erasure_after_ms
+        self.hits = self.misses = 0          # cache lookups, for the hit-ratio metric
+        self._open()
+
+    def _open(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._db = Rdict(str(self.path), _options())
+        self.erasure = ErasureCompaction(self._db, self.erasure_after_ms, str(self.path))
+        self._cache: OrderedDict[str, CustomerState] = OrderedDict()
+        self._dirty: set[str] = set()
+        self._deleted: set[str] = set()
+        self._records: list[Record] | None = None      # pending(), until the next change
+        self._meta: dict[bytes, bytes] = {}             # meta records set since the last commit
+        checkpoint = self._db.get(CHECKPOINT_KEY)
+        self._checkpoint = None if checkpoint is None else unpack_time(checkpoint)
+        stream_time = self._db.get(STREAM_TIME_KEY)
+        self._committed_time = None if stream_time is None else unpack_time(stream_time)
+        self._stream_time = self._committed_time
+
+    # -- StateStore ------------------------------------------------------------------------------
+
+    def get(self, customer_id: str) -> CustomerState | None:
+        cache = self._cache
+        state = cache.get(customer_id)
+        if state is not None:
+            cache.move_to_end(customer_id)
+            self.hits += 1
+            return state
+        self.misses += 1
+        if customer_id in self._deleted:          # RocksDB still has the committed state
+            return None
+        data = self._db.get(customer_id.encode())
+        if data is None:
+            return None
+        state = cache[customer_id] = load_state(data, customer_id)
+        return state
+
+    def put(self, customer_id: str, state: CustomerState) -> None:
+        self._cache[customer_id] = state
+        self._dirty.add(customer_id)
+        self._deleted.discard(customer_id)
+        self._records = None
+
+    def delete(self, customer_id: str) -> None:
+        self._cache.pop(customer_id, None)
+        self._dirty.discard(customer_id)
+        self._deleted.add(customer_id)
+        self._records = None
+
+    # -- transactions ----------------------------------------------------------------------------
+
+    def set_stream_time(self, now: int) -> None:
+        if now != self._stream_time:
+            self._stream_time = now
+            self._records = None
+
+    def set_meta(self, key: bytes, value: bytes) -> None:
+        """A meta record (one of _KEPT_META) to commit with the next transaction, changelog included."""
+        self._meta[key] = value
+        self._records = None
+
+    def meta(self, key: bytes) -> bytes | None:
+        """A meta record as last set, or as committed."""
+        value = self._meta.get(key)
+        return value if value is not None else self._db.get(key)
+
+    def scan(self, after: str | None, limit: int) -> Iterator[tuple[str, CustomerState]]:
+        """Up to `limit` customers after `after` in key order, as they are now (the cache's state
+        where it has one; an erased one is skipped). A customer read from RocksDB is not cached, so
+        a walk over the whole store does not fill memory; put() what changed."""
+        start = after.encode() + b"\x00" if after is not None else b""     # the next key after `after`
+        cache, deleted, count = self._cache, self._deleted, 0
+        for key, value in self._db.items(from_key=start):
+            if key[:1] == META or count >= limit:
+                break
+            customer_id = key.decode()
+            if customer_id in deleted:
+                continue
+            state = cache.get(customer_id)
+            count += 1
+            yield customer_id, state if state is not None else load_state(value)
+
+    def stream_time(self) -> int | None:
+        """The last stream time set (or committed, or restored); None for a new partition."""
+        return self._stream_time
+
+    def idle_ms(self) -> int | None:
+        """Milliseconds since the store was last known to have seen its changelog (WRITTEN_AT_KEY);
+        None if it never kept the time."""
+        return _idle_ms(self._db)
+
+    def checkpoint(self) -> int | None:
+        """The changelog offset to restore from; None: the store is empty, restore from the start."""
+        return self._checkpoint
+
+    def pending(self) -> list[Record]:
+        """The changelog records for everything changed since the last commit: (customer id,
+        dump_state) or (customer id, None) for a tombstone, sorted by key, then the stream time if
+        it moved. These exact bytes are what commit() writes locally."""
+        if self._records is None:
+            cache = self._cache
+            records: list[Record] = [(cid.encode(), dump_state(cache[cid])) for cid in self._dirty]
+            records += [(cid.encode(), None) for cid in self._deleted]
+            records.sort(key=itemgetter(0))
+            if self._stream_time != self._committed_time:
+                records.append(stream_time_record(self._stream_time))
+            records += sorted(self._meta.items())
+            self._records = records
+        return list(self._records)
+
+    def commit(self, changelog_next_offset: int) -> None:
+        """The transaction carrying pending() committed; `changelog_next_offset` is the offset after
+        its last changelog record. Writes the changes and the checkpoint in one batch."""
+        batch = WriteBatch(raw_mode=True)
+        for key, value in self.pending():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(CHECKPOINT_KEY, pack_time(changelog_next_offset))
+        batch.put(WRITTEN_AT_KEY, pack_time(_wall_ms()))
+        self._db.write(batch)
+        if self._deleted:
+            self.erasure.erased()
+        self._checkpoint = changelog_next_offset
+        self._committed_time = self._stream_time
+        self._dirty.clear()
+        self._deleted.clear()
+        self._meta.clear()
+        self._records = None
+        cache = self._cache
+        while len(cache) > self.cache_size:
+            cache.popitem(last=False)
+
+    def abort(self) -> None:
+        """The transaction failed: forget every uncommitted change. The engine mutated the cached
+        states in place, so they are dropped and the next get re-reads RocksDB. The engine's own
+        timers and clock are stale too: rebuild it from items() and stream_time()."""
+        for customer_id in self._dirty:
+            del self._cache[customer_id]
+        self._dirty.clear()
+        self._deleted.clear()
+        self._meta.clear()
+        self._stream_time = self._committed_time
+        self._records = None
+
+    # -- recovery --------------------------------------------------------------------------------
+
+    def restore(self, records: Iterable[tuple[bytes, bytes | None, int]], batch_size: int = 10_000) -> None:
+        """Apply changelog records (key, value, offset) in offset order, as read from checkpoint()
+        to the end of the changelog partition. Records before the checkpoint are skipped, so a
+        reader that starts earlier cannot move the store back. Each batch of `batch_size` records
+        is written with its checkpoint, so an interrupted restore resumes where it stopped.
+
+        A value that is not a customer state stops the restore with a ValueError naming its key and
+        offset: skipping it would silently lose that customer's segment memberships. The batches
+        before it stay written; the checkpoint points at the bad record.
+        Other meta keys than the stream time and _KEPT_META (from a newer version) are ignored."""
+        if self._dirty or self._deleted or self._meta:
+            raise RuntimeError("restore() with uncommitted changes; commit or abort first")
+        self._cache.clear()         # restored records supersede anything cached
+        start = self._checkpoint or 0
+        batch = WriteBatch(raw_mode=True)
+        last = None
+        stream_time = self._stream_time
+        for key, value, offset in records:
+            if offset < start:
+                continue
+            try:
+                if key[:1] == META:
+                    if key == STREAM_TIME_KEY:
+                        stream_time = unpack_time(value)
+                        batch.put(key, value)
+                    elif key in _KEPT_META:
+                        batch.put(key, value)
+                elif value is None:
+                    batch.delete(key)
+                    self.erasure.erased()       # an erasure this store may still hold
+                else:
+                    key.decode()
+                    load_state(value)
+                    batch.put(key, value)
+            except (ValueError, TypeError) as e:      # TypeError: a None stream time
+                raise ValueError(f"changelog record {key!r} at offset {offset} is corrupt: {e}") from e
+            last = offset
+            if len(batch) >= batch_size:
+                self._write_restored(batch, last + 1, stream_time)
+                batch = WriteBatch(raw_mode=True)
+        if last is not None:
+            self._write_restored(batch, last + 1, stream_time)
+
+    def _write_restored(self, batch: WriteBatch, checkpoint: int, stream_time: int | None) -> None:
+        batch.put(CHECKPOINT_KEY, pack_time(checkpoint))
+        batch.put(WRITTEN_AT_KEY, pack_time(_wall_ms()))
+        self._db.write(batch)
+        self._checkpoint = checkpoint
+        self._stream_time = self._committed_time = stream_time
+
+    def items(self) -> Iterator[tuple[str, CustomerState]]:
+        """Every committed customer, from RocksDB (to rebuild the engine's timer index)."""
+        if self._dirty or self._deleted or self._meta:
+            raise RuntimeError("items() reads committed state only; commit or abort first")
+        return self._committed_items()
+
+    def _committed_items(self) -> Iterator[tuple[str, CustomerState]]:
+        for key, value in self._db.items():
+            if key[:1] == META:
+                break                               # meta keys sort after every customer
+            customer_id = key.decode()
+            yield customer_id, load_state(value, customer_id)
+
+    def compact_erased(self, now: float | None = None) -> bool:
+        """Start compacting away erased customers' old values once due (see ErasureCompaction)."""
+        return self.erasure.run_if_due(now)
+
+    def approximate_customers(self) -> int:
+        """RocksDB's own estimate of stored keys (cheap; exact counting would scan the store)."""
+        return self._db.property_int_value("rocksdb.estimate-num-keys") or 0
+
+    def wipe(self) -> None:
+        """Delete the store and start empty (checkpoint None): for a checkpoint that cannot be
+        trusted, e.g. beyond the changelog's end after the topic was recreated."""
+        self.erasure.wait()
+        self._db.close()
+        shutil.rmtree(self.path)
+        self._open()
+
+    def close(self) -> None:
+        # Its owner has read (written) every changelog record of the partition up to now.
+        stamp_written(self._db)
+        self.erasure.wait()
+        self._db.close()

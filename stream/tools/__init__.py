@@ -1,0 +1,1 @@
+"""Synthetic shoppers, the demo and the benchmarks."""

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its raw ceiling measured in the same run beside the figure."""

@@ -1,0 +1,62 @@
+"""`segments bench backfill`: the backfill over a pre-loaded input topic on a fresh embedded broker,
+beside what bounds it, all measured in the same run over the same records:
+- the raw ceiling: confluent-kafka consume by assign + msgspec decode, nothing else;
+- the merged read: the backfill's reading, decoding and heap merge, without the engine;
+- the engine alone over the same events, pre-decoded, in merged order (one core);
+- the backfill end to end (changes written to /dev/null).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from stream.backfill.command import MergedHistory, Request, plan, run
+from stream.tools.bench.worker import PARTITIONS, _consume_decode_rate, _fresh, _produce
+from stream.engine.core import Engine
+from stream.rules.compiler import load_catalog
+from stream.tools.synth import shopper_events
+
+
+def run_backfill_bench(events: int, customers: int, seed: int) -> int:
+    console = Console(highlight=False)
+    table = Table(title=f"backfill, embedded broker, {PARTITIONS} partitions, {events:,} events over "
+                        f"{customers:,} customers")
+    for column in ("measure", "events/s", "x ceiling"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    console.print(f"producing {events:,} events ...")
+    with _fresh("bf") as config:
+        lines = list(shopper_events(customers, events, seed))
+        _produce(config.bootstrap_servers, config.input_topics[0], lines)
+        request = Request(config=config, output=os.devnull, progress=False)
+        problems: list[str] = []
+        spans = plan(request, problems)
+        assert not problems, problems
+
+        console.print("measuring ...")
+        ceiling = _consume_decode_rate(config.bootstrap_servers, config.input_topics[0], len(lines))
+        started = time.perf_counter()
+        history = MergedHistory(request, spans, on_dead=lambda *_: None)
+        try:
+            merged = list(history)
+        finally:
+            history.close()
+        read_rate = len(merged) / (time.perf_counter() - started)
+        engine, out = Engine(load_catalog()), []
+        started = time.perf_counter()
+        for event in merged:
+            engine.apply(event, out)
+        engine_rate = len(merged) / (time.perf_counter() - started)
+        del merged, engine, out
+        with open(os.devnull, "wb") as sink, open(os.devnull, "wb") as dead:
+            started = time.perf_counter()
+            run(request, load_catalog(), spans, sink, dead)
+            total_rate = len(lines) / (time.perf_counter() - started)
+    for name, rate in (("consume + decode (ceiling)", ceiling), ("merged read: consume, decode, heap merge", read_rate),
+                       ("engine alone, pre-decoded, merged order", engine_rate),
+                       ("backfill end to end", total_rate)):
+        table.add_row(name, f"{rate:,.0f}", f"{rate / ceiling:.2f}")
+    console.print(table)
+    return 0

@@ -1,0 +1,623 @@
+"""`segments worker`: the engine behind a Kafka consumer group, one engine per input partition.
+
+Each loop turn consumes a batch, applies it to the partitions' engines, and publishes in ONE
+Kafka transaction (exactly_once): segment changes, membership records, dead letters, one
+changelog record per dirty customer, and the consumer offsets. Only after that transaction
+commits does the partition's local RocksDB store take the same records (stream.storage.rocksdb_store), so the
+local state is never ahead of Kafka. A crash anywhere loses nothing: the input is read again from
+the committed offsets and the state restored from the store plus the changelog.
+
+Topics keyed by customer id must all have the worker's number of partitions: partition p of each
+feeds engine p (the range assignor gives them to the same worker), so their producers must use the
+Java client's partitioner (murmur2, librdkafka's `murmur2_random`), as the worker does itself.
+Topics keyed otherwise (orders by order_id) are "routed": their events are re-published, keyed by
+customer id, to an internal repartition topic that the worker then reads like any keyed input.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter as TallyCounter
+from typing import Callable
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from stream.runtime import metrics
+from stream.kafka.broker import TopicsNotAsExpected, ensure_topics, topic_problems
+from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, unreachable,
+                      until_reachable, worker_client_config)
+from stream.model.changes import SegmentChange, encode_change
+from stream.runtime.settings import WorkerConfig
+from stream.definitions.resolution import file_definitions
+from stream.engine.core import Engine
+from stream.model.events import DeadLetter
+from stream.inspect.routes import segment_routes
+from stream.definitions.live import DefinitionsFeed, LiveDefinitions
+from stream.kafka.partition_ends import partition_ends
+from stream.rules.compiler import Catalog
+from stream.runtime.intake import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, CatchUp, Intake, Source, Spec,
+                      advance_idle, apply_counted, dead_letter, membership, outlived_tombstones, worker_topics)
+from stream.storage.rocksdb_store import PartitionStore
+from stream.model.time import SECOND, format_rfc3339
+
+log = logging.getLogger("segments.worker")
+
+_OBSERVE_EVERY = 5.0              # seconds between updates of the gauges that cost a look around
+
+
+class _Stopping(Exception):
+    """stop() came while a partition's restore waited for the brokers (raised out of consume())."""
+
+
+class PartitionTask:
+    """Input partition p: its store, its engine, and what the current batch produced."""
+
+    def __init__(self, partition: int, store: PartitionStore, catalog: Catalog):
+        self.partition = partition
+        self.store = store
+        self.catalog = catalog
+        self.changes: list[SegmentChange] = []
+        self.catch_up = CatchUp()         # its keyed topic-partitions (the idle clock's rule)
+        self.hits_reported = self.misses_reported = 0
+        self.engine = self._fresh_engine()
+
+    def _fresh_engine(self) -> Engine:
+        """An engine over the committed state. The same pass counts members per segment, so the
+        members gauge is right from the start, not counted since the worker started."""
+        members: TallyCounter[str] = TallyCounter()
+
+        def counted():
+            for customer_id, state in self.store.items():
+                members.update(state.member.keys())
+                yield customer_id, state
+        engine = Engine(self.catalog, self.store)
+        engine.restore(counted(), now=self.store.stream_time())
+        self.members = members
+        return engine
+
+    def count_members(self) -> None:
+        """Fold the batch's changes into the member counts (before they are cleared)."""
+        for change in self.changes:
+            self.members[change.segment] += 1 if change.change == "entered" else -1
+
+    def reset(self) -> None:
+        """The transaction failed: back to the last committed state."""
+        self.store.abort()
+        self.changes.clear()
+        self.engine = self._fresh_engine()
+        self.catch_up.rewind()            # its input is read again from the committed offsets
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig, catalog: Catalog,
+                 on_batch: Callable[[int, int], None] | None = None):
+        if config.bootstrap_servers is None or config.instance_id is None:
+            raise ValueError("the worker needs resolved bootstrap servers and instance id (see stream.cli)")
+        self.s = config
+        self.catalog = catalog
+        self.on_batch = on_batch          # (events, changes) after each committed batch
+        self.tasks: dict[int, PartitionTask] = {}
+        self._admit = Intake(config).admit
+        self._changelog_next: dict[int, int] = {}
+        self.health = metrics.Health()
+        self._next_observe = 0.0
+        self._undelivered: KafkaError | None = None
+        self._failures = 0                # batches in a row that could not be committed
+        self._stop = threading.Event()
+        self.live = LiveDefinitions(file_definitions(catalog), None)
+        # The routed topic-partitions this worker reads: any of them can feed every engine.
+        self._routed = CatchUp()
+        self.watch = BrokerWatch(config.bootstrap_servers)
+        self.probe: BrokerProbe | None = None      # from the end of start-up on
+
+    # -- set-up ----------------------------------------------------------------------------------
+
+    def topics(self) -> list[Spec]:
+        """The topics the worker creates when absent (routed input topics are the producers')."""
+        return worker_topics(self.s)
+
+    def _common(self) -> dict[str, object]:
+        # The one client configuration (security settings included); the watch hears every client's
+        # errors, so the log says once, at a bounded rate, when the brokers cannot be reached.
+        return worker_client_config(self.s, self.watch)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Until stop(). Raises TopicsNotAsExpected when the topics are missing or changed (at start,
+        or found so while running: a wiped broker), so that the process exits and is restarted."""
+        s = self.s
+        self.health.blocked = self._blocked
+        # list(dict) copies the keys in one step under the GIL: safe from the HTTP threads.
+        routes = segment_routes(s.state_dir, s.group_id, lambda: self.catalog, lambda: list(self.tasks),
+                                self.live.describe)
+        # Served from the start, so that /readyz tells why while the brokers cannot be reached yet.
+        http = metrics.serve(s.metrics_port, self.health, routes, s.http_host, s.http_token_file) \
+            if s.metrics_port else None
+        try:
+            if not self._start_up():
+                return                      # stopped while waiting for the brokers
+            self.consumer.subscribe([*s.keyed_topics, *s.routed_topics], on_assign=self._on_assign,
+                                    on_revoke=self._on_revoke, on_lost=self._on_revoke)
+            while not self._stop.is_set():
+                self.health.beat = time.monotonic()
+                self._process(self._next_batch())
+                if time.monotonic() >= self._next_observe:
+                    self._observe()
+                    self._check_faults()
+        except _Stopping:
+            pass                            # stopped while a restore waited for the brokers
+        finally:
+            self._close(http)
+
+    def _start_up(self) -> bool:
+        """Topics, definitions feed, producer and consumer; each step waited out (with backoff, said
+        at a bounded rate) while the brokers cannot be reached. False when stopped meanwhile."""
+        client = self._common()
+        s, specs = self.s, self.topics()
+        names = [name for name, _, _ in specs]
+
+        def topics() -> dict[str, int]:
+            ensure_topics(client, specs, replication_factor=s.replication_factor, timeout=ATTEMPT_SECONDS)
+            # Partition p of every keyed topic feeds engine p and restores from changelog partition p.
+            exact = {name: s.partitions for name in (*s.keyed_topics, s.changelog_topic)}
+            problems = topic_problems(AdminClient(dict(client)), specs, exact, timeout=ATTEMPT_SECONDS)
+            if problems:
+                raise TopicsNotAsExpected(problems)
+            return partition_counts(client, names, timeout=ATTEMPT_SECONDS)
+        counts = until_reachable(topics, self.watch, self._stop, self._waiting)
+        if counts is None:
+            return False
+        if s.definitions_topic is not None:
+            self.live.feed = until_reachable(self._caught_up_feed, self.watch, self._stop, self._waiting)
+            if self.live.feed is None:
+                return False
+        self.producer = self._new_producer()
+        self.consumer = Consumer({
+            **client,
+            "group.id": s.group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "partition.assignment.strategy": "range",
+            "session.timeout.ms": s.session_timeout_ms,
+            "max.poll.interval.ms": s.max_poll_interval_ms,
+            "fetch.wait.max.ms": 50,
+            # A partition's EOF says it has been read to its end: only then is it idle (CatchUp).
+            "enable.partition.eof": True,
+        })
+        self.probe = BrokerProbe(client, self.watch, specs, counts).start()
+        return not self._stop.is_set()
+
+    def _caught_up_feed(self) -> DefinitionsFeed:
+        feed = DefinitionsFeed(self._common(), self.s.definitions_topic)
+        try:
+            feed.catch_up()
+        except BaseException:
+            feed.close()
+            raise
+        return feed
+
+    def _waiting(self, pause: float) -> None:
+        self.health.beat = time.monotonic() + pause     # waiting on purpose is not a stall
+
+    def _close(self, http) -> None:
+        if self.probe is not None:
+            self.probe.close()
+        for client in (getattr(self, "consumer", None), getattr(self, "producer", None)):
+            if client is not None:
+                client.close()       # a connection left open makes the broker wait at shutdown
+        if http is not None:
+            metrics.stop(http)
+        if self.live.feed is not None:
+            self.live.feed.close()
+        for task in self.tasks.values():
+            task.store.close()
+        self.tasks.clear()
+
+    # -- readiness and faults ----------------------------------------------------------------------
+
+    def _blocked(self) -> str | None:
+        """Why the worker is not ready, whatever its partitions' restore says (stream.runtime.metrics.Health):
+        brokers out of reach, topics not as expected, or no partition owned."""
+        problem = self.watch.problem() or (self.probe.topics_problem if self.probe is not None else None)
+        if problem is not None:
+            return problem
+        if self.probe is not None and not self.tasks:
+            return ("owns no partition: joining the consumer group, or the group has no partition left "
+                    "for it (more workers than partitions)")
+        return None
+
+    def _show_ready(self) -> None:
+        metrics.READY.set(1 if self.health.readiness()[0] else 0)
+
+    def _check_faults(self) -> None:
+        """The topics lost or changed (a wiped broker, a deleted topic): the worker cannot go on
+        with them, and recreating them under a running group would mix old offsets and state with
+        new topics. It stops with the reason; restarted (Kubernetes, compose), it creates them
+        again at start-up and restores from what the changelog holds."""
+        self._show_ready()
+        problem = self.probe.topics_problem
+        if problem is not None:
+            raise TopicsNotAsExpected([problem])
+
+    def _next_batch(self) -> list[Message]:
+        """Whatever is already fetched, without waiting; only when nothing is, wait for the first
+        message. consume(n, timeout) alone would wait for n messages or the whole timeout even with
+        messages at hand: latency at moderate load. This way batches grow with the load by
+        themselves (what arrives during one commit is the next batch)."""
+        consumer, size = self.consumer, self.s.batch_size
+        messages = consumer.consume(size, 0)
+        if not messages:
+            first = consumer.poll(self.s.commit_interval_ms / 1000)
+            if first is not None:
+                messages = [first, *consumer.consume(size - 1, 0)]
+        return messages
+
+    def _new_producer(self) -> Producer:
+        s = self.s
+        config = {**self._common(), "enable.idempotence": True, "linger.ms": 5, "on_delivery": self._delivered,
+                  "partitioner": "murmur2_random", "message.max.bytes": PRODUCER_MESSAGE_BYTES,
+                  "batch.size": PRODUCER_BATCH_BYTES}
+        if s.exactly_once:
+            config["transactional.id"] = f"{s.group_id}-{s.instance_id}"
+        producer = Producer(config)
+        if s.exactly_once:
+            # Fences a previous incarnation of this instance and aborts its open transaction, which
+            # would otherwise hold back every read_committed reader of its partitions. Waited out
+            # while the brokers cannot be reached: after a timeout it may be called again.
+            until_reachable(lambda: producer.init_transactions(30), self.watch, self._stop, self._waiting)
+        return producer
+
+    def _process(self, messages: list[Message]) -> None:
+        started = time.perf_counter()
+        events = 0
+        dead: list[tuple[Message, DeadLetter]] = []
+        routed: list[tuple[bytes, bytes]] = []
+        routed_topics = self.s.routed_topics
+        outcomes: TallyCounter[tuple[str, str, str]] = TallyCounter()
+        caused: list[float] = []          # event times (s) of events whose changes this batch commits
+        fired_before = self._timers_fired()
+        now, wall = time.monotonic(), int(time.time() * SECOND)
+        reading: dict[Source, bool] = {}  # per topic-partition: False once its EOF came last
+        ends = 0
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    reading[(msg.topic(), msg.partition())] = False
+                    ends += 1
+                else:
+                    log.warning("consume: %s", error)
+                continue
+            topic = msg.topic()          # each call makes a new str: once per message
+            reading[(topic, msg.partition())] = True
+            event = self._admit(topic, msg.key(), msg.value(), wall)
+            if type(event) is DeadLetter:
+                dead.append((msg, event))
+                outcomes[(topic, "invalid", "dead_letter")] += 1
+                continue
+            if topic in routed_topics:
+                # Keyed by customer id, as the repartition topic's reader (Intake) requires.
+                routed.append((event.customer_id.encode(), msg.value()))
+                outcomes[(topic, TYPE_OF[type(event)], "routed")] += 1
+                continue
+            task = self.tasks.get(msg.partition())
+            if task is None:
+                continue            # a record of a partition revoked within this batch
+            before = len(task.changes)
+            outcome = apply_counted(task.engine, event, task.changes)
+            outcomes[(topic, TYPE_OF[type(event)], outcome)] += 1
+            if len(task.changes) != before:
+                caused.append(event.occurred_at.timestamp())
+            events += 1
+        self._note_reading(reading, now)
+        self._advance_idle(now)
+        redefining = self.live.step(self.tasks.values())
+        # A batch of EOFs alone moved no offset: a transaction only if the idle clock fired something.
+        if len(messages) > ends or redefining or any(t.changes for t in self.tasks.values()):
+            if self._publish(dead, routed, events):
+                committed = time.time()
+                for labels, count in outcomes.items():
+                    metrics.EVENTS.labels(*labels).inc(count)
+                for at in caused:
+                    metrics.EVENT_TO_CHANGE.observe(committed - at)
+                metrics.TIMERS_FIRED.inc(self._timers_fired() - fired_before)
+                metrics.BATCH_MESSAGES.observe(len(messages))
+                metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def _timers_fired(self) -> int:
+        return sum(task.engine.stats.timers_fired for task in self.tasks.values())
+
+    def _observe(self) -> None:
+        """Gauges that need a look around (offsets, RocksDB, timer heaps), and the stores' erasure
+        compaction when due: every few seconds, not every batch."""
+        self._next_observe = time.monotonic() + _OBSERVE_EVERY
+        assignment = self.consumer.assignment()
+        for tp in self.consumer.position(assignment) if assignment else ():
+            low, high = self.consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
+            position = tp.offset if tp.offset >= 0 else low
+            metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(high - position, 0))
+        for task in self.tasks.values():
+            store = task.store
+            store.compact_erased()
+            metrics.STATE_CUSTOMERS.labels(str(task.partition)).set(store.approximate_customers())
+            metrics.CACHE_HITS.inc(store.hits - task.hits_reported)
+            metrics.CACHE_MISSES.inc(store.misses - task.misses_reported)
+            task.hits_reported, task.misses_reported = store.hits, store.misses
+        metrics.observe_timers(task.engine.timers for task in self.tasks.values())
+
+    def _set_members(self) -> None:
+        # Segments of every partition's catalog, and removed ones until their members have exited.
+        names = set(self.catalog.by_name).union(*(t.catalog.by_name.keys() | t.members.keys() for t in self.tasks.values()))
+        for segment in sorted(names):
+            metrics.MEMBERS.labels(segment).set(sum(task.members[segment] for task in self.tasks.values()))
+
+    def _catch_up_of(self, source: Source) -> CatchUp | None:
+        if source[0] in self.s.routed_topics:
+            return self._routed
+        task = self.tasks.get(source[1])
+        return None if task is None else task.catch_up
+
+    def _note_reading(self, reading: dict[Source, bool], now: float) -> None:
+        """What the batch showed of each topic-partition: input read, or its end reached after it."""
+        for source, more in reading.items():
+            catch_up = self._catch_up_of(source)
+            if catch_up is None:
+                continue                  # revoked within this batch
+            if more:
+                catch_up.read(source)
+            else:
+                catch_up.reached_end(source, now)
+
+    def _advance_idle(self, now: float) -> None:
+        idle = self.s.idle_advance_ms
+        if idle:
+            for task in self.tasks.values():
+                advance_idle(task.engine, idle, (task.catch_up, self._routed), now, task.changes)
+
+    def _publish(self, dead: list[tuple[Message, DeadLetter]], routed: list[tuple[bytes, bytes]],
+                 events: int) -> bool:
+        """One transaction for everything the batch produced; False when it had to be read again."""
+        s, producer = self.s, self.producer
+        try:
+            if s.exactly_once:
+                producer.begin_transaction()
+            changes = self._produce_all(dead, routed)
+            producer.flush()                  # serves every delivery report of the batch
+            if self._undelivered is not None:
+                raise KafkaException(self._undelivered)
+            offsets = [tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0]
+            if s.exactly_once:
+                producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata())
+                producer.commit_transaction()
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            self._recover(exc)
+            return False
+        self._failures = 0
+        for task in self.tasks.values():
+            if task.partition in self._changelog_next:
+                task.store.commit(self._changelog_next[task.partition])
+            metrics.count_changes(task.changes)
+            task.count_members()
+            task.changes.clear()
+        self._set_members()
+        self._changelog_next.clear()
+        if self.on_batch is not None:
+            self.on_batch(events, changes)
+        return True
+
+    def _produce_all(self, dead: list[tuple[Message, DeadLetter]], routed: list[tuple[bytes, bytes]]) -> int:
+        s, produce = self.s, self.producer.produce
+        for key, raw in routed:
+            produce(s.repartition_topic, key=key, value=raw)
+        count = 0
+        for task in self.tasks.values():
+            touched: dict[str, None] = {}
+            for change in task.changes:
+                produce(s.changes_topic, key=change.customer_id.encode(), value=encode_change(change))
+                touched[change.customer_id] = None
+            count += len(task.changes)
+            if touched:
+                at, get = format_rfc3339(task.engine.now), task.store.get
+                for customer_id in touched:
+                    produce(s.membership_topic, key=customer_id.encode(),
+                            value=membership(customer_id, get(customer_id), at))
+            task.store.set_stream_time(task.engine.now)
+            partition = task.partition
+            for key, value in task.store.pending():
+                produce(s.changelog_topic, key=key, value=value, partition=partition)
+        for msg, letter in dead:
+            key, value, headers = dead_letter(letter, msg.key(), msg.topic(), msg.partition(), msg.offset())
+            produce(s.dead_letter_topic, key=key, value=value, headers=headers)
+        return count
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        """Every produced message reports here: a failure fails the batch (at_least_once would
+        otherwise commit offsets past output that never arrived), and changelog offsets become the
+        stores' checkpoints."""
+        if err is not None:
+            self._undelivered = err
+        elif msg.topic() == self.s.changelog_topic:
+            partition = msg.partition()
+            self._changelog_next[partition] = max(self._changelog_next.get(partition, 0), msg.offset() + 1)
+
+    def _recover(self, exc: KafkaException) -> None:
+        """A failed batch: abort, go back to the committed state and offsets, read again."""
+        error = exc.args[0]
+        if error.fatal():
+            raise exc                # e.g. fenced by a newer instance with our id: this one must stop
+        # Backoff doubles with each failure in a row (a broker down for a while), up to 30 s.
+        pause = min(0.5 * 2 ** self._failures, 30.0)
+        self._failures += 1
+        log.warning("batch not committed (%s); failure %d in a row, reading it again in %.1f s",
+                    error, self._failures, pause)
+        if self.s.exactly_once:
+            try:
+                self.producer.abort_transaction(10)
+            except KafkaException as abort_error:
+                if abort_error.args[0].fatal():
+                    raise
+                # The transaction cannot be ended (e.g. the broker lost it): a new producer with the
+                # same transactional id aborts it on initialisation.
+                log.warning("abort failed (%s); starting a new producer", abort_error.args[0])
+                self.producer = self._new_producer()
+        self._changelog_next.clear()
+        self._undelivered = None
+        self._routed.rewind()
+        for task in self.tasks.values():
+            task.reset()
+            self.live.attach(task)
+        assignment = self.consumer.assignment()
+        self.health.beat = time.monotonic() + pause     # waiting on purpose is not a stall
+        while not self._stop.wait(pause):
+            try:
+                committed = self.consumer.committed(assignment, timeout=10)
+                break
+            except KafkaException as offsets_error:
+                reason = unreachable(offsets_error)
+                if reason is None:
+                    log.warning("committed offsets unavailable (%s); asking again", offsets_error.args[0])
+                else:
+                    self.watch.down(reason)       # said at the watch's bounded rate
+                self._waiting(pause)
+        else:
+            return                  # stopping: nothing of the failed batch was committed
+        for tp in committed:
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else 0))
+
+    # -- rebalance -------------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        metrics.REBALANCES.labels("assign").inc()
+        for number in sorted({tp.partition for tp in partitions} - set(self.tasks)):
+            self.tasks[number] = self.open_partition(number)
+            metrics.ASSIGNED.set(len(self.tasks))
+        for tp in partitions:             # read from the committed offsets: behind until their EOF
+            self._catch_up_of((tp.topic, tp.partition)).assigned((tp.topic, tp.partition))
+        self._set_members()
+        self.health.ready = True          # in the group, every assigned partition restored
+        self._show_ready()
+
+    def open_partition(self, number: int) -> PartitionTask:
+        """The local store brought up to its changelog's end, and an engine over it."""
+        started = time.monotonic()
+        self.health.ready = False
+        metrics.READY.set(0)
+        metrics.RESTORING.inc()
+        try:
+            # Waited out while the brokers cannot be reached (they may go in the middle of a restore).
+            opened = until_reachable(lambda: self._restored_store(number), self.watch, self._stop, self._waiting)
+            if opened is None:
+                raise _Stopping
+            store, restored = opened
+            task = PartitionTask(number, store, self.catalog)
+            self.live.attach(task)
+        finally:
+            metrics.RESTORING.dec()
+        metrics.RESTORED.inc(restored)
+        log.info("partition %d ready: %d changelog records restored, %d timers, in %.2fs",
+                 number, restored, len(task.engine.timers), time.monotonic() - started)
+        return task
+
+    def _restored_store(self, number: int) -> tuple[PartitionStore, int]:
+        # A changelog the broker lost fails the restore like an outage would; once the probe has
+        # seen the topics gone, waiting on would never end: stop with the reason instead.
+        if self.probe is not None and self.probe.topics_problem is not None:
+            raise TopicsNotAsExpected([self.probe.topics_problem])
+        store = PartitionStore(self.s.state_dir / self.s.group_id / f"p{number}",
+                               erasure_after_ms=self.s.erasure_max_lag_ms)
+        try:
+            return store, self._restore(store, number)
+        except BaseException:
+            store.close()             # opened again on the next attempt
+            raise
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Called from inside consume(): the previous batch is committed, no transaction is open.
+        metrics.REBALANCES.labels("revoke").inc()
+        now = time.monotonic()
+        for tp in partitions:
+            with contextlib.suppress(KeyError):
+                metrics.LAG.remove(tp.topic, str(tp.partition))
+            if tp.topic in self.s.routed_topics:
+                self._routed.revoked((tp.topic, tp.partition), now)
+        for number in {tp.partition for tp in partitions}:
+            task = self.tasks.pop(number, None)
+            self.live.forget(number)
+            if task is not None:
+                task.store.close()
+                with contextlib.suppress(KeyError):
+                    metrics.STATE_CUSTOMERS.remove(str(number))
+        metrics.ASSIGNED.set(len(self.tasks))
+        self._set_members()
+        self._show_ready()
+
+    def _changelog_end(self, partition: int) -> tuple[int, int]:
+        """The changelog partition's offsets, records of open transactions included. Asked of a
+        read_uncommitted client: a read_committed one may answer the last stable offset instead
+        (Tansu answers 0 while any transaction is open), which would make a store look ahead of
+        its changelog and be wiped, or look complete while it is behind."""
+        probe = Consumer({**self._common(), "group.id": f"{self.s.group_id}-restore",
+                          "isolation.level": "read_uncommitted", "enable.partition.eof": True})
+        key = (self.s.changelog_topic, partition)
+        try:
+            # Read, not only asked: Tansu's high watermark can be short of the last record batch's
+            # end, which made an at_least_once store (its changelog written in multi-record
+            # batches) look past the end and be rebuilt from scratch on every restart.
+            lows, ends = partition_ends(probe, [key])
+            return lows[key], ends[key]
+        finally:
+            probe.close()
+
+    def _restore(self, store: PartitionStore, partition: int) -> int:
+        """Bring the local store up to the end of its changelog partition."""
+        topic = self.s.changelog_topic
+        # EOF, not the high watermark, ends the read: the last offsets may be transaction markers,
+        # which are never delivered, and an open transaction stops a read_committed reader early.
+        reader = Consumer({**self._common(), "group.id": f"{self.s.group_id}-restore",
+                           "enable.auto.commit": False, "isolation.level": "read_committed",
+                           "auto.offset.reset": "earliest", "enable.partition.eof": True})
+        try:
+            low, high = self._changelog_end(partition)
+            start = store.checkpoint() or 0
+            if start > high:
+                log.warning("partition %d: local checkpoint %d is past the changelog end %d "
+                            "(topic recreated?); rebuilding the store", partition, start, high)
+                store.wipe()
+                start = 0
+            elif start and outlived_tombstones(store.idle_ms()):
+                log.warning("partition %d: the store was last written %.1f days ago, longer than the changelog "
+                            "keeps erasure tombstones; rebuilding it", partition, store.idle_ms() / 86_400_000)
+                store.wipe()
+                start = 0
+            if start >= high:
+                return 0
+            reader.assign([TopicPartition(topic, partition, max(start, low))])
+            count = 0
+
+            def records():
+                nonlocal count
+                while True:
+                    for msg in reader.consume(10000, 0.2):
+                        error = msg.error()
+                        if error is not None:
+                            if error.code() == KafkaError._PARTITION_EOF:
+                                return
+                            raise KafkaException(error)
+                        count += 1
+                        if count % 10000 == 0:
+                            self.health.beat = time.monotonic()   # a long restore is not a stall
+                        yield msg.key(), msg.value(), msg.offset()
+            store.restore(records())
+            return count
+        finally:
+            reader.close()

@@ -1,0 +1,155 @@
+"""segments backfill without a broker: the offset verification and argument checks."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.helpers import DAY, product_viewed
+from stream.backfill.command import ArgumentProblems, parse_offsets, trusted_start
+from stream.backfill.definitions import handoff_record, summary
+from stream.cli.main import main
+from stream.definitions.resolution import file_definitions, parse_record
+from stream.engine.core import Engine
+from stream.definitions.live import LiveDefinitions
+from stream.rules.compiler import load_catalog
+from stream.storage.rocksdb_store import PartitionStore, Record
+from stream.worker.loop import PartitionTask
+
+
+@given(st.lists(st.integers(0, 50), max_size=30), st.integers(0, 5), st.integers(-1, 60), st.integers(-1, 40))
+def test_a_verified_start_never_skips_a_record_at_or_after_the_target(stamps, low, target, answer):
+    """Record timestamps ascending (as with LogAppendTime) from offset `low`; whatever the broker
+    answers, no record stamped at or after the target lies before the start, and a right answer
+    is kept (the fast path on Kafka)."""
+    stamps.sort()
+    end = low + len(stamps)
+    asked = end if answer < 0 or answer > end else answer     # -1: no record that late, i.e. the end
+    before = stamps[asked - 1 - low] if asked > low else None
+    start = trusted_start(answer, low, end, before, target)
+    assert low <= start <= end
+    assert all(ts < target for ts in stamps[:start - low])
+    right = next((low + i for i, ts in enumerate(stamps) if ts >= target), end)
+    if answer == right or (answer == -1 and right == end):
+        assert start == right
+
+
+@pytest.mark.parametrize("answer, before, expected", [
+    (0, None, 3),            # the embedded broker's 0, below the first offset: read from the first
+    (3, None, 3),
+    (7, 999, 7),             # the record before is older than the target: trusted
+    (7, 1000, 3),            # as old as the target: the answer may skip records, read from the first
+    (7, None, 3),            # nothing readable before it (a transaction marker): not trusted
+    (-1, 999, 10),           # no record that late, and the last one is older: start at the end
+    (-1, 1000, 3),
+    (12, 999, 10),           # past the end: the end, verified like any answer
+])
+def test_trusted_start(answer, before, expected):
+    assert trusted_start(answer, low=3, end=10, before_ms=before, target_ms=1000) == expected
+
+
+def test_offsets_parse_topics_with_colons_and_dots():
+    assert parse_offsets("a.b:0=5, a.b:1=0,c-d:12=7") == {("a.b", 0): 5, ("a.b", 1): 0, ("c-d", 12): 7}
+
+
+def test_every_bad_offset_item_is_named():
+    with pytest.raises(ArgumentProblems) as caught:
+        parse_offsets("a:0=5,a:x=1,b=3,a:0=6,:1=2,a:1=-4")
+    assert len(caught.value.problems) == 5
+    text = "\n".join(caught.value.problems)
+    for item in ("'a:x=1'", "'b=3'", "a:0 is given more than once", "':1=2'", "'a:1=-4'"):
+        assert item in text
+
+
+def test_unusable_arguments_exit_2_with_every_problem_listed(capsys):
+    code = main(["backfill", "--output", "out.jsonl", "--from", "yesterday", "--until", "2025-13-01",
+                 "--seek-margin", "0", "--max-message-bytes", "0"])
+    err = capsys.readouterr().err
+    assert code == 2
+    for expected in ("--max-message-bytes: must be positive", "--from: not an RFC 3339 timestamp: 'yesterday'",
+                     "--until: not an RFC 3339 timestamp: '2025-13-01'", "--seek-margin: a duration is"):
+        assert expected in err, err
+
+
+def test_the_live_namespace_is_never_written(capsys):
+    code = main(["backfill", "--until", "2025-02-01T00:00:00Z", "--from", "2025-03-01T00:00:00Z",
+                 "--handoff", "segments", "--output", "kafka:segment-changes"])
+    err = capsys.readouterr().err
+    assert code == 2
+    for expected in ("--bootstrap-servers: a backfill reads the history of an existing cluster",
+                     "--handoff needs --until now", "is not after --from",
+                     "--handoff segments: that is the live workers' group",
+                     "'segment-changes' is an input or a live worker topic"):
+        assert expected in err, err
+    code = main(["backfill", "--bootstrap-servers", "127.0.0.1:1", "--handoff", "new",
+                 "--output", "kafka:new-state-changelog"])
+    assert code == 2
+    assert "'new-state-changelog' is an input or a live worker topic" in capsys.readouterr().err
+    code = main(["backfill", "--bootstrap-servers", "127.0.0.1:1", "--output", "kafka:segment-definitions"])
+    assert code == 2
+    assert "'segment-definitions' is an input or a live worker topic" in capsys.readouterr().err
+
+
+# ---- the definitions a backfill evaluates and hands off ----------------------------------------------
+
+DEEPER = {"version": 2, "when": {"repeated": {"event": "product_viewed", "per": "product", "at_least": 5,
+                                             "within": "14d"}}}
+ADDED = {"version": 4, "when": {"orders_placed": {"gte": 2}}}
+
+
+def read_topic(records: dict) -> SimpleNamespace:
+    """The definitions topic as read to its end (stream.definitions.live.DefinitionsFeed's records),
+    not changing since."""
+    return SimpleNamespace(records=records, poll=lambda: False)
+
+
+def _partition(path: Path, record: Record | None) -> PartitionTask:
+    """A partition whose store (one customer, as handed off) holds `record` as committed."""
+    store = PartitionStore(path)
+    engine = Engine(load_catalog(), store)
+    engine.apply(product_viewed("c1", 10 * DAY, "p1"))
+    store.set_stream_time(engine.now)
+    if record is not None:
+        store.set_meta(*record)
+    store.pending()
+    store.commit(1)
+    return PartitionTask(0, store, load_catalog())
+
+
+def test_a_handed_off_partition_runs_the_backfills_definitions_with_no_pass_and_no_flag(tmp_path):
+    """What the backfill resolves (file + topic, as a fresh worker does) is what the partition's
+    record says: a worker attaching it moves nothing, flags nothing, and runs the topic versions.
+    Without the record the same worker re-evaluates and flags the deeper window (the case the
+    hand-off record exists for)."""
+    topic = read_topic({"window-shopper": parse_record(b"window-shopper", yaml.safe_dump(DEEPER).encode(), 3),
+                        "added": parse_record(b"added", yaml.safe_dump(ADDED).encode(), 4)})
+    live = LiveDefinitions(file_definitions(load_catalog()), topic)
+    resolution = live.resolve(live.assumed())
+    assert resolution.definitions["window-shopper"] == DEEPER and resolution.definitions["added"] == ADDED
+    lines = summary(resolution, "catalog + topic 't'")
+    assert "added v4 (topic offset 4)" in lines[0] and "window-shopper v2 (topic offset 3)" in lines[0]
+
+    task = _partition(tmp_path / "handed", handoff_record(resolution.catalog))
+    live.attach(task)
+    assert (live.running[0].redefine, live.running[0].incomplete) == ({}, {})
+    assert not live.step([task]) and task.changes == []
+    assert {s.name: s.version for s in task.catalog.segments}["added"] == 4
+    assert {s.name: s.version for s in task.catalog.segments}["window-shopper"] == 2
+
+    bare = LiveDefinitions(file_definitions(load_catalog()), topic)
+    bare.attach(_partition(tmp_path / "bare", None))
+    assert set(bare.running[0].redefine) == {"added", "window-shopper"}
+    assert set(bare.running[0].incomplete) == {"window-shopper"}
+
+
+def test_a_rejected_topic_record_is_named_and_the_file_definition_evaluated():
+    bad = parse_record(b"loyal", b"version: 1\nwhen: {paid_orders: {gte: 9}}\n", 7)
+    live = LiveDefinitions(file_definitions(load_catalog()), read_topic({"loyal": bad}))
+    resolution = live.resolve(live.assumed())
+    assert resolution.definitions["loyal"] == file_definitions(load_catalog())["loyal"]
+    (line,) = summary(resolution, "w")[1:]
+    assert line.startswith("rejected      loyal from topic offset 7: ") and "not newer" in line

@@ -1,0 +1,187 @@
+"""`segments members` and `segments explain` over real partition stores, and the explanation's
+verdicts against the compiled conditions."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.helpers import (DAY, customer_updated, instant, iso, order_paid, order_placed, product_viewed)
+from stream.cli.main import main
+from stream.engine.core import Engine
+from stream.rules.explanation import condition, explain
+from stream.inspect.members import FIELDS
+from stream.rules.compiler import load_catalog, parse_catalog
+from stream.model.state import CustomerState
+from stream.storage.rocksdb_store import PartitionStore
+from tests.engine.test_incremental_equals_scratch import CUSTOM_YAML
+
+CATALOGS = [load_catalog(), parse_catalog(CUSTOM_YAML)]
+T0 = instant("2025-01-01T00:00:00Z")
+
+# ------------------------------------------------------------------------------------------------
+# the explanation agrees with the compiled conditions
+
+times = st.one_of(st.none(), st.integers(-200, 10).map(lambda d: T0 + d * DAY // 2))
+amounts = st.sampled_from((0.0, 10.0, 20000.0, 50000.0, 100000.0))
+
+
+@st.composite
+def states(draw) -> CustomerState:
+    seen = draw(st.integers(-400, 0)) * DAY // 2 + T0
+    count = draw(st.integers(0, 6))
+    views = draw(st.dictionaries(st.sampled_from(("p0", "p1", "phones")), st.lists(
+        st.integers(-30, 0).map(lambda d: T0 + d * DAY // 4), max_size=4).map(sorted), max_size=2))
+    return CustomerState(
+        first_seen=seen, last_seen=draw(times) or seen, paid_count=count,
+        paid_total=draw(amounts) * count, first_paid=draw(times) if count else None,
+        last_paid=draw(times) if count else None, orders_placed=draw(st.integers(0, 3)),
+        last_placed=draw(times), categories_bought=draw(st.lists(st.sampled_from(("phones", "books", "laptops")),
+                                                                 unique=True)),
+        cart_value=draw(st.sampled_from((None, 50.5, 99.0, 250.0))), abandoned_at=draw(times),
+        abandoned_value=draw(st.sampled_from((None, 0.0, 50.5))), last_viewed=draw(times),
+        streams={"product_viewed:product": views, "product_viewed:category": views,
+                 "order_placed:category": draw(st.dictionaries(st.sampled_from(("phones", "p0")),
+                                                               st.lists(times.filter(bool), min_size=1, max_size=2)
+                                                               .map(sorted), max_size=1))},
+        city=draw(st.sampled_from((None, "Almaty", "Astana"))), country=draw(st.sampled_from((None, "KZ", "RU"))),
+        gender=draw(st.sampled_from((None, "f", "x"))),
+        birth_date=draw(st.sampled_from((None, "1992-02-29", "1990-01-03", "1999-12-30"))),
+        email_opt_in=draw(st.sampled_from((None, True, False))),
+        custom=draw(st.dictionaries(st.sampled_from(("tier", "score")), st.sampled_from(("gold", 1, True, 2.5, 10)))),
+        id_hash=draw(st.integers(0, 2**64 - 1)))
+
+
+def leaves_agree(test, st_, now) -> None:
+    node = test.node
+    for part in node.parts:
+        assert condition(part, st_, now)["holds"] == part(st_, now)[0], part.node.label
+        leaves_agree(part, st_, now)
+
+
+@settings(max_examples=400, deadline=None)
+@given(states(), st.integers(-10, 400).map(lambda h: T0 + h * DAY // 8))
+def test_explanation_verdicts_equal_the_compiled_tests(state, now):
+    for catalog in CATALOGS:
+        for seg in catalog.segments:
+            assert condition(seg.test, state, now)["holds"] == seg.test(state, now)[0], seg.name
+            leaves_agree(seg.test, state, now)
+
+
+# ------------------------------------------------------------------------------------------------
+# the commands over stores a worker left (or keeps open)
+
+CITY = 'Almaty, "centre"\nblock 2'          # a comma, quotes and a line break: CSV must quote it
+
+
+def build_stores(state_dir: Path) -> list[PartitionStore]:
+    """Two partitions under <state_dir>/grp, committed; plus an uncommitted member in p0."""
+    stores = [PartitionStore(state_dir / "grp" / f"p{n}") for n in (0, 1)]
+    engines = [Engine(load_catalog(), store) for store in stores]
+    plan = {"c-b": 0, "c-a": 1, "c-c": 0, "c-d": 1}
+    for cid, p in plan.items():
+        engines[p].apply(order_placed(cid, T0, f"{cid}-o1", city=CITY if cid == "c-b" else None, country="KZ"))
+        engines[p].apply(order_paid(cid, T0 + 1, f"{cid}-o1", 100.0))
+        if cid != "c-d":
+            engines[p].apply(order_paid(cid, T0 + DAY, f"{cid}-o2", 50.5))
+    engines[0].apply(product_viewed("c-view", T0 + DAY, "p1"))
+    for store, engine in zip(stores, engines):
+        store.set_stream_time(engine.now)
+        store.commit(1)
+    # not committed: a reader must not see it
+    engines[0].apply(order_paid("c-0-uncommitted", T0 + 2 * DAY, "x1", 1.0))
+    engines[0].apply(order_paid("c-0-uncommitted", T0 + 2 * DAY, "x2", 1.0))
+    return stores
+
+
+def settings_flags(tmp_path: Path) -> list[str]:
+    return ["--state-dir", str(tmp_path / "state"), "--group-id", "grp"]
+
+
+def test_members_csv_and_jsonl_while_the_stores_are_open(tmp_path):
+    stores = build_stores(tmp_path / "state")
+    out_csv, out_jsonl = tmp_path / "m.csv", tmp_path / "m.jsonl"
+    assert main(["members", "repeat-buyer", "--format", "csv", "--output", str(out_csv), *settings_flags(tmp_path)]) == 0
+    assert main(["members", "repeat-buyer", "--format", "jsonl", "--output", str(out_jsonl),
+                 *settings_flags(tmp_path)]) == 0
+    with open(out_csv, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == list(FIELDS)
+    since = iso(T0 + DAY)
+    assert rows[1:] == [
+        ["c-a", since, "2", "150.5", "75.25", iso(T0), "", "KZ"],      # sorted by id across partitions
+        ["c-b", since, "2", "150.5", "75.25", iso(T0), CITY, "KZ"],
+        ["c-c", since, "2", "150.5", "75.25", iso(T0), "", "KZ"],
+    ]
+    objects = [json.loads(line) for line in out_jsonl.read_text(encoding="utf-8").splitlines()]
+    assert [o["customer_id"] for o in objects] == ["c-a", "c-b", "c-c"]
+    assert objects[0] == {"customer_id": "c-a", "member_since": since, "paid_orders": 2, "paid_total": 150.5,
+                          "average_order_value": 75.25, "last_order_at": iso(T0), "city": None, "country": "KZ"}
+    assert objects[1]["city"] == CITY
+    for store in stores:
+        store.close()
+
+
+def test_members_of_an_empty_segment_is_a_header(tmp_path, capsysbinary):
+    build_stores(tmp_path / "state")
+    assert main(["members", "champion", *settings_flags(tmp_path)]) == 0
+    out = capsysbinary.readouterr()
+    assert out.out == b"customer_id,member_since,paid_orders,paid_total,average_order_value,last_order_at,city,country\r\n"
+    assert b"0 members of champion; as of p0 " in out.err
+
+
+def test_unknown_segment_and_missing_stores_are_both_named(tmp_path, capsys):
+    assert main(["members", "repeat-buyers", *settings_flags(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown segment 'repeat-buyers'" in err and "repeat-buyer," in err
+    assert f"no partition stores under {tmp_path / 'state' / 'grp'}" in err
+    assert main(["explain", "c-a", *settings_flags(tmp_path)]) == 2
+    assert "no partition stores" in capsys.readouterr().err
+    assert not (tmp_path / "state").exists(), "looking must not create the state dir"
+
+
+def test_bad_settings_exit_2(tmp_path, capsys):
+    assert main(["members", "loyal", "--state-dir", "", "--group-id", "grp"]) == 2
+    assert "--state-dir: must not be empty" in capsys.readouterr().err
+
+
+def test_explain_shows_state_segments_conditions_and_the_next_move(tmp_path, capsys):
+    build_stores(tmp_path / "state")
+    assert main(["explain", "c-a", "--format", "json", *settings_flags(tmp_path)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["customer_id"] == "c-a" and answer["partition"] == 1 and answer["as_of"] == iso(T0 + DAY)
+    assert answer["segments"] == {"repeat-buyer": iso(T0 + DAY)}
+    assert answer["next_move"] == {"segment": "at-risk", "due": iso(T0 + DAY + 60 * DAY)}
+    assert answer["attributes"]["paid_orders"] == 2 and answer["attributes"]["city"] is None
+    assert answer["state"]["paid_count"] == 2
+    by_name = {c["segment"]: c for c in answer["conditions"]}
+    assert set(by_name) == {s.name for s in load_catalog().segments}
+    assert all(c["holds"] == c["member"] for c in answer["conditions"])
+    repeat = by_name["repeat-buyer"]
+    assert repeat["member_since"] == iso(T0 + DAY) and repeat["next_move_due"] == iso(T0 + 61 * DAY)
+    assert repeat["when"] == {"condition": "all", "holds": True, "parts": [
+        {"condition": "paid_orders >= 2", "holds": True, "value": 2},
+        {"condition": "last_paid_at within 60d", "holds": True, "value": iso(T0 + DAY),
+         "changes_at": iso(T0 + 61 * DAY)}]}
+
+    assert main(["explain", "c-a", *settings_flags(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "segments: repeat-buyer since 2025-01-02T00:00:00Z" in text
+    assert "      paid_orders >= 2: true (2)\n" in text
+    assert "not a member; re-evaluated by time at" in text
+
+
+def test_explain_of_an_unknown_or_uncommitted_customer_exits_2(tmp_path, capsys):
+    stores = build_stores(tmp_path / "state")
+    assert main(["explain", "c-0-uncommitted", *settings_flags(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no customer 'c-0-uncommitted' in any store; as of p0 2025-01-02T00:00:00Z, p1 2025-01-02T00:00:00Z" in err
+    stores[0].set_stream_time(T0 + 2 * DAY)
+    stores[0].commit(2)
+    assert main(["explain", "c-0-uncommitted", "--format", "json", *settings_flags(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["segments"] == {"repeat-buyer": iso(T0 + 2 * DAY)}

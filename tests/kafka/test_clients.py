@@ -1,0 +1,368 @@
+"""Every Kafka client the product creates takes the configured security settings (stream.kafka.clients),
+librdkafka properties are checked at start, and broker trouble is said at a bounded rate."""
+from __future__ import annotations
+
+import ast
+import logging
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from stream.backfill import command as backfill
+
+from stream.kafka import broker
+
+from stream.kafka import clients
+
+from stream.definitions import live as live_definitions
+
+from stream.runtime import metrics
+
+from stream.tools import produce
+
+from stream.worker import loop as worker
+from stream.cli.main import main
+from stream.runtime.settings import WorkerConfig
+from stream.rules.compiler import load_catalog
+
+SECURE = {"security.protocol": "SASL_SSL", "sasl.mechanisms": "PLAIN", "sasl.username": "worker",
+          "sasl.password": "hunter2"}
+STREAM = Path(__file__).resolve().parents[2] / "stream"
+_BUILDERS = {"client_config", "worker_client_config", "_common", "_client"}
+_CONFIG_PARAMS = {"client", "common"}
+# Sites that may build a client from something else: the embedded broker's own start-up probe
+# (it has no security settings to take), the throwaway clients that check the properties, and
+# the benchmarks and demo, which run only against the embedded broker they start.
+_EXEMPT = {("kafka/broker.py", "_wait_ready"), ("kafka/clients.py", "kafka_problems"),
+           ("kafka/broker.py", "_admin")}       # dict(client), or a bare bootstrap string (see the ensure_topics test)
+_EXEMPT_FILES = {"tools/demo.py", "tools/bench"}
+
+
+def _functions(tree: ast.Module):
+    """Module-level functions and methods (nested functions are walked as part of them)."""
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node
+        elif isinstance(node, ast.ClassDef):
+            yield from (n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+
+# The client constructors, and the product's classes that take a client config to build theirs.
+_CLIENTS = ("Consumer", "Producer", "AdminClient", "DefinitionsFeed", "BrokerProbe")
+
+
+def _sites(names=_CLIENTS) -> list[tuple[str, ast.FunctionDef, ast.Call]]:
+    """Every call of `names` (the client constructors; ensure_topics) in the product's code."""
+    found = []
+    for path in sorted(STREAM.rglob("*.py")):
+        name = path.relative_to(STREAM).as_posix()
+        if name in _EXEMPT_FILES or path.parent.relative_to(STREAM).as_posix() in _EXEMPT_FILES:
+            continue
+        for function in _functions(ast.parse(path.read_text())):
+            for node in ast.walk(function):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names:
+                    found.append((name, function, node))
+    return found
+
+
+def _built_from_client_config(expr: ast.expr, params: set[str]) -> bool:
+    """The config is a client-config builder's result, a dict that unpacks one, or dict(p) of a
+    parameter p that callers fill with one (checked at their own sites)."""
+    if isinstance(expr, ast.Call):
+        name = expr.func.attr if isinstance(expr.func, ast.Attribute) else getattr(expr.func, "id", None)
+        if name in _BUILDERS:
+            return True
+        if name == "dict" and len(expr.args) == 1:
+            return isinstance(expr.args[0], ast.Name) and expr.args[0].id in params
+        return False
+    if isinstance(expr, ast.Dict):
+        return any(key is None and _built_from_client_config(value, params)
+                   for key, value in zip(expr.keys, expr.values))
+    if isinstance(expr, ast.Name):
+        return expr.id in params
+    return False
+
+
+def _wrong_sites(sites) -> list[str]:
+    wrong = []
+    for file, function, call in sites:
+        if (file, function.name) in _EXEMPT:
+            continue
+        # Parameters named so carry a client config by convention (their callers are sites too).
+        params = {a.arg for a in function.args.args + function.args.kwonlyargs} & _CONFIG_PARAMS
+        # A local built from a builder first (client = self._common()) counts too.
+        for node in ast.walk(function):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                    and _built_from_client_config(node.value, params):
+                params.add(node.targets[0].id)
+        if not call.args or not _built_from_client_config(call.args[0], params):
+            wrong.append(f"{file}:{call.lineno} in {function.name}: {ast.unparse(call)[:100]}")
+    return wrong
+
+
+def test_every_client_construction_site_takes_the_common_client_config():
+    sites = _sites()
+    assert len(sites) >= 15, "the enumeration lost sites"
+    wrong = _wrong_sites(sites)
+    assert not wrong, "clients built without stream.kafka.clients.client_config:\n" + "\n".join(wrong)
+
+
+def test_every_topic_set_up_takes_the_common_client_config():
+    # ensure_topics takes a plain bootstrap string too (the embedded broker, tests): the product's
+    # own calls must give it the whole client configuration.
+    sites = _sites(("ensure_topics",))
+    assert len(sites) >= 6, "the enumeration lost sites"
+    wrong = _wrong_sites(sites)
+    assert not wrong, "topic set-up without stream.kafka.clients.client_config:\n" + "\n".join(wrong)
+
+
+def test_the_enumeration_sees_the_sites_that_used_to_ignore_the_settings():
+    named = {(f, fn.name) for f, fn, _ in _sites()}
+    assert {("kafka/broker.py", "_admin"), ("tools/produce.py", "produce"), ("definitions/live.py", "publish"),
+            ("worker/loop.py", "_new_producer"), ("backfill/command.py", "hand_off")} <= named
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.fixture
+def built(monkeypatch):
+    """Every client constructor of the product replaced by one that records its config and stops."""
+    configs: list[dict] = []
+
+    def record(config, *args, **kwargs):
+        configs.append(dict(config))
+        raise _Stop
+    for module in (broker, clients, worker, backfill, live_definitions, produce):
+        for name in ("Consumer", "Producer", "AdminClient"):
+            # (stream.kafka.clients' own Consumer and Producer are the throwaway ones of kafka_problems)
+            if hasattr(module, name) and not (module is clients and name != "AdminClient"):
+                monkeypatch.setattr(module, name, record)
+    return configs
+
+
+def _has_settings(config: dict) -> bool:
+    return all(config.get(k) == v for k, v in SECURE.items()) and config.get("allow.auto.create.topics") == "false"
+
+
+def _config() -> WorkerConfig:
+    return WorkerConfig(bootstrap_servers="kafka:9092", kafka=dict(SECURE), instance_id="w")
+
+
+def _reach(call) -> None:
+    with pytest.raises(_Stop):
+        call()
+
+
+def test_topic_set_up_takes_the_security_settings(built):
+    # Before: ensure_topics built its AdminClient from the bootstrap servers alone.
+    _reach(lambda: broker.ensure_topics(clients.worker_client_config(_config()), [("t", 1, {})]))
+    assert _has_settings(built[-1])
+
+
+def test_worker_clients_take_the_security_settings(built, tmp_path):
+    w = worker.Worker(_config(), load_catalog())
+    for call in (w._new_producer, lambda: w._changelog_end(0), w._caught_up_feed, w._start_up,
+                 lambda: clients.BrokerProbe(w._common(), w.watch, [], {})):
+        _reach(call)
+        assert _has_settings(built[-1]), built[-1]
+
+
+def test_commands_clients_take_the_security_settings(built, monkeypatch):
+    _reach(lambda: live_definitions.publish("kafka:9092", SECURE, "defs", "x", None))
+    _reach(lambda: live_definitions.read_topic("kafka:9092", SECURE, "defs"))
+    _reach(lambda: produce.produce("kafka:9092", "t", events=1, kafka=SECURE))          # its topic set-up
+    monkeypatch.setattr(produce, "ensure_topics", lambda *a, **k: None)
+    _reach(lambda: produce.produce("kafka:9092", "t", events=1, kafka=SECURE))          # its producer
+    config = _config()
+    assert _has_settings(backfill._client(config, "read_committed"))
+    monkeypatch.setattr(backfill, "ensure_topics", lambda *a, **k: None)
+    _reach(lambda: backfill._TopicSink(config, "out", 3))
+    _reach(lambda: backfill.hand_off(config, "g2", {}, None, [], 3, load_catalog()))
+    assert len(built) == 6 and all(map(_has_settings, built)), built
+
+
+# ---- librdkafka properties checked at start --------------------------------------------------------
+
+@pytest.mark.parametrize("prop, named", [
+    ("no.such.property=1", '"no.such.property"'),
+    ("security.protocol=bogus", '"security.protocol"'),
+    ("linger.ms=-5", '"queue.buffering.max.ms"'),      # librdkafka names linger.ms by its alias
+])
+def test_an_invalid_property_is_a_configuration_error_at_start(prop, named, capsys, tmp_path):
+    # Before: accepted, then a KafkaException traceback from the first client built.
+    for argv in (["worker", "--bootstrap-servers", "127.0.0.1:1", "--state-dir", str(tmp_path), "-X", prop],
+                 ["produce", "--bootstrap-servers", "127.0.0.1:1", "-X", prop, "--events", "1"],
+                 ["undefine", "x", "--bootstrap-servers", "127.0.0.1:1", "-X", prop],
+                 ["backfill", "--bootstrap-servers", "127.0.0.1:1", "--output", "-", "-X", prop]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert named in err and "Traceback" not in err, (argv, err)
+
+
+def test_a_problem_never_shows_a_secret_value():
+    problems = clients.kafka_problems({"sasl.password": "hunter2", "security.protocol": "hunter2"},
+                                      lambda key: "password" in key)
+    assert problems and all("hunter2" not in p for p in problems), problems
+    assert any('"security.protocol"' in p for p in problems)
+
+
+def test_valid_properties_pass():
+    assert clients.kafka_problems(SECURE, lambda key: False) == []
+    assert clients.kafka_problems({}, lambda key: False) == []
+
+
+# ---- bounded reports ------------------------------------------------------------------------------
+
+class _Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _lines(caplog, name: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == name]
+
+
+def test_librdkafka_lines_are_bounded_per_kind(caplog):
+    clock, target = _Clock(), logging.getLogger("test.kafka")
+    bound = clients.RateBound(target, every=30, clock=clock)
+    with caplog.at_level(logging.INFO, "test.kafka"):
+        for second in range(90):           # 20 refused connections a second for 90 s
+            clock.now = 1000.0 + second
+            for _ in range(20):
+                bound.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-1", "Connection refused")
+        bound.log(logging.INFO, "%s [%s] %s", "CLUSTERID", "rdkafka#consumer-1", "other cluster")
+    lines = _lines(caplog, "test.kafka")
+    assert len(lines) == 4, lines          # FAIL at 0, 30, 60 s; one CLUSTERID
+    assert "(599 similar lines in the last 30 s not shown)" in lines[1]
+
+
+def test_library_warnings_are_bounded_per_kind_and_other_lines_pass():
+    """The Faust runtime's aiokafka wrote ~17 "OffsetCommit failed" lines a second while its topics
+    were missing; each kind of warning or error at most once per 30 s, with the count held back."""
+    clock = _Clock()
+    bound = clients.LibraryLogBound(every=30, clock=clock)
+
+    def passes(name: str, level: int, msg: str, *args: object) -> str | None:
+        record = logging.LogRecord(name, level, __file__, 1, msg, args, None)
+        return record.getMessage() if bound.filter(record) else None
+
+    shown = []
+    for second in range(90):
+        clock.now = 1000.0 + second
+        for partition in range(17):
+            shown.append(passes("aiokafka.consumer.group_coordinator", logging.ERROR,
+                                "OffsetCommit failed for group %s on partition %s", "g", partition))
+    shown = [line for line in shown if line is not None]
+    assert len(shown) == 3, shown               # at 0, 30 and 60 s
+    assert shown[1].endswith("(509 similar lines in the last 30 s not shown)"), shown[1]
+    assert passes("aiokafka.conn", logging.ERROR, "Unable connect to node %s", 1) is not None   # another kind
+    assert passes("aiokafka.conn", logging.INFO, "connected") is not None                       # info: untouched
+    for _ in range(3):                          # our own lines: never held back
+        assert passes("segments.faust", logging.ERROR, "a problem") == "a problem"
+        assert passes("modest.thing", logging.ERROR, "not mode's") == "not mode's"
+
+
+def test_broker_watch_says_it_once_per_bound_and_once_when_back(caplog):
+    clock, target = _Clock(), logging.getLogger("test.watch")
+    watch = clients.BrokerWatch("kafka:9092", target, every=30, clock=clock)
+    with caplog.at_level(logging.WARNING, "test.watch"):
+        for second in range(0, 75, 5):
+            clock.now = 1000.0 + second
+            watch.down("Failed to get metadata: Local: Broker transport failure")
+            assert metrics.BROKER_UP._value.get() == 0
+        assert "unreachable for 70 s" in watch.problem()
+        watch.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+        assert "1/1 brokers are down" in watch.problem()
+        assert watch.suspect.is_set()          # the probe checks at once
+        watch.up()
+        watch.up()
+    assert watch.problem() is None and metrics.BROKER_UP._value.get() == 1
+    lines = _lines(caplog, "test.watch")
+    assert len(lines) == 4, lines          # at 0, 30 and 60 s, and once back
+    assert "unreachable" in lines[0] and "still unreachable after 30 s" in lines[1]
+    assert "answer again, after 70 s" in lines[3]
+
+
+def test_a_flapping_broker_is_still_said_at_most_once_per_bound(caplog):
+    clock, target = _Clock(), logging.getLogger("test.flap")
+    watch = clients.BrokerWatch("kafka:9092", target, every=30, clock=clock)
+    with caplog.at_level(logging.WARNING, "test.flap"):
+        for second in range(0, 60, 2):      # down and up again every 2 s for a minute
+            clock.now = 1000.0 + second
+            watch.down("refused")
+            clock.now += 1
+            watch.up()
+    assert len([line for line in _lines(caplog, "test.flap") if "unreachable (" in line]) == 2, \
+        _lines(caplog, "test.flap")
+
+
+def test_commands_take_the_workers_properties_from_env_and_file(built, monkeypatch, tmp_path):
+    # A pod's SEGMENTS_KAFKA_* settings (and a worker's config file) serve segments define and
+    # produce too: secrets need not go on a command line, where the process list shows them.
+    path = tmp_path / "worker.yaml"
+    path.write_text("kafka: {security.protocol: SASL_SSL, sasl.mechanisms: PLAIN}\n")
+    monkeypatch.setenv("SEGMENTS_KAFKA_SASL_USERNAME", "worker")
+    monkeypatch.setenv("SEGMENTS_KAFKA_SASL_PASSWORD", "hunter2")
+    _reach(lambda: main(["undefine", "x", "--bootstrap-servers", "kafka:9092", "--config", str(path)]))
+    _reach(lambda: main(["produce", "--bootstrap-servers", "kafka:9092", "--config", str(path), "--events", "1",
+                         "-X", "client.id=p"]))
+    assert len(built) == 2, built
+    for config in built:
+        assert _has_settings(config), {k: v for k, v in config.items() if k not in ("logger", "error_cb")}
+    assert built[1]["client.id"] == "p"
+
+
+def test_commands_refuse_what_the_workers_refuse(capsys):
+    assert main(["produce", "--bootstrap-servers", "kafka:9092", "-X", "allow.auto.create.topics=true"]) == 2
+    assert "allow.auto.create.topics is set by the worker" in capsys.readouterr().err
+
+
+# ---- readiness ------------------------------------------------------------------------------------
+
+def test_ready_needs_a_partition_answering_brokers_and_the_topics_as_at_start():
+    # Before: /readyz 200 with no partition owned (after a wiped broker), or with no broker answering.
+    w = worker.Worker(_config(), load_catalog())
+    w.health.blocked, w.health.ready = w._blocked, True
+    w.probe = type("Probe", (), {"topics_problem": None})()
+    ready, why = w.health.readiness()
+    assert not ready and "owns no partition" in why
+    w.tasks[0] = object()
+    assert w.health.readiness() == (True, "ready")
+    w.probe.topics_problem = "topics not as the worker needs them (topic 'x' does not exist)"
+    assert w.health.readiness() == (False, w.probe.topics_problem)
+    w.probe.topics_problem = None
+    w.watch.down("Connection refused")
+    ready, why = w.health.readiness()
+    assert not ready and "unreachable" in why and "Connection refused" in why
+    w.watch.up()
+    assert w.health.readiness() == (True, "ready")
+    w.tasks.clear()
+
+
+def test_probe_takes_a_topic_problem_only_when_seen_twice_in_a_row(monkeypatch):
+    missing = ["topic 't' does not exist"]
+    answers = iter([missing, [], missing, KafkaException(KafkaError(KafkaError._TRANSPORT, "refused")), missing])
+    watch = clients.BrokerWatch("kafka:9092")
+
+    def problems(*args, **kwargs):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+    monkeypatch.setattr(clients, "topic_problems", problems)
+    monkeypatch.setattr(clients, "AdminClient", lambda config: None)
+    probe = clients.BrokerProbe({}, watch, [], {})
+    for _ in range(3):          # missing, fine, missing: a broker still loading its metadata
+        probe.check()
+        assert probe.topics_problem is None and watch.problem() is None
+    probe.check()               # no answer: the brokers, not the topics
+    assert probe.topics_problem is None and "refused" in watch.problem()
+    probe.check()               # missing again, the second time in a row with an answer
+    assert watch.problem() is None
+    assert "topic 't' does not exist" in probe.topics_problem and "wiped" in probe.topics_problem
