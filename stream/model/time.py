@@ -12,6 +12,10 @@ SECOND = 1_000_000
 MINUTE = 60 * SECOND
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
+# Instants outside any event's time: a clock that has seen no event yet, and "no upper bound".
+# Far from the int64 ends so that adding a duration to them cannot overflow a C int64.
+BEFORE_TIME = -(1 << 62)
+AFTER_TIME = 1 << 62
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _UTC = _dt.timezone.utc
