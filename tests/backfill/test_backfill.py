@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.helpers import DAY, product_viewed
-from stream.backfill.command import ArgumentProblems, parse_offsets, trusted_start
+from stream.backfill.plan import trusted_start
+from stream.backfill.request import ArgumentProblems, parse_offsets
 from stream.backfill.definitions import handoff_record, summary
 from stream.cli.main import main
 from stream.definitions.resolution import file_definitions, parse_record
