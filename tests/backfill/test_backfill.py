@@ -1,6 +1,7 @@
 """segments backfill without a broker: the offset verification and argument checks."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ from tests.helpers import DAY, product_viewed
 from stream.backfill.plan import trusted_start
 from stream.backfill.request import ArgumentProblems, parse_offsets
 from stream.backfill.definitions import handoff_record, summary
+from stream.cli.backfill import add_parser
 from stream.cli.main import main
 from stream.definitions.resolution import file_definitions, parse_record
 from stream.engine.core import Engine
@@ -93,6 +95,17 @@ def test_the_live_namespace_is_never_written(capsys):
     code = main(["backfill", "--bootstrap-servers", "127.0.0.1:1", "--output", "kafka:segment-definitions"])
     assert code == 2
     assert "'segment-definitions' is an input or a live worker topic" in capsys.readouterr().err
+
+
+def test_the_backfill_subcommand_runs_the_backfill(capsys):
+    """What `segments` registers through stream.cli.backfill.add_parser: the flags' defaults, and
+    the command the parsed flags run (here it refuses them, as `segments backfill` does)."""
+    parser = argparse.ArgumentParser(prog="segments")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["backfill", "--output", "out.jsonl", "--from", "yesterday"])
+    assert (args.until, args.seek_margin, args.isolation, args.handoff) == ("now", "1h", "read_committed", None)
+    assert args.func(args) == 2
+    assert "--from: not an RFC 3339 timestamp: 'yesterday'" in capsys.readouterr().err
 
 
 # ---- the definitions a backfill evaluates and hands off ----------------------------------------------
