@@ -51,7 +51,7 @@ from stream.backfill.definitions import evaluated, summary
 from stream.backfill.handoff import hand_off
 from stream.backfill.plan import Span, plan
 from stream.backfill.reader import MergedHistory
-from stream.backfill.request import Request, parse_request
+from stream.backfill.request import ArgumentProblems, Request, parse_request
 from stream.backfill.sinks import FileSink, TopicSink
 from stream.engine.core import Engine
 from stream.kafka.clients import kafka_problems
@@ -140,8 +140,7 @@ def main(args: argparse.Namespace) -> int:
             err.print(f"segments backfill: {config.bootstrap_servers}: {reason}", markup=False)
             return 1
     if problems:
-        err.print("segments backfill: unusable arguments:\n" + "\n".join(f"  - {p}" for p in problems),
-                  markup=False)
+        err.print(f"segments backfill: {ArgumentProblems.listed(problems)}", markup=False)
         return 2
     # Said first: what a long backfill evaluates is known before it starts.
     err.print("\n".join(summary(resolution, where)), markup=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from stream.errors import Problems
 from stream.kafka.partition_ends import Key
 from stream.model.time import SECOND, parse_duration, parse_rfc3339
 from stream.runtime.settings import WorkerConfig
@@ -12,10 +13,14 @@ from stream.runtime.settings import WorkerConfig
 KAFKA_OUTPUT = "kafka:"
 
 
-class ArgumentProblems(ValueError):
+class ArgumentProblems(Problems):
+    """Every unusable argument of a backfill, each naming its flag. Its text is the problems alone,
+    one a line, as it always was; `listed` gives them under the heading the command prints."""
+
+    heading = "unusable arguments"
+
     def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
+        super().__init__(problems, message="\n".join(problems))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from stream.cli.backfill import add_parser
 from stream.cli.main import main
 from stream.definitions.resolution import file_definitions, parse_record
 from stream.engine.core import Engine
+from stream.errors import Problems
 from stream.definitions.live import LiveDefinitions
 from stream.rules.compiler import load_catalog
 from stream.storage.rocksdb_store import PartitionStore, Record
@@ -64,6 +65,7 @@ def test_every_bad_offset_item_is_named():
         parse_offsets("a:0=5,a:x=1,b=3,a:0=6,:1=2,a:1=-4")
     assert len(caught.value.problems) == 5
     text = "\n".join(caught.value.problems)
+    assert str(caught.value) == text and isinstance(caught.value, Problems)
     for item in ("'a:x=1'", "'b=3'", "a:0 is given more than once", "':1=2'", "'a:1=-4'"):
         assert item in text
 
@@ -72,7 +74,7 @@ def test_unusable_arguments_exit_2_with_every_problem_listed(capsys):
     code = main(["backfill", "--output", "out.jsonl", "--from", "yesterday", "--until", "2025-13-01",
                  "--seek-margin", "0", "--max-message-bytes", "0"])
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 2 and err.startswith("segments backfill: unusable arguments:\n  - "), err
     for expected in ("--max-message-bytes: must be positive", "--from: not an RFC 3339 timestamp: 'yesterday'",
                      "--until: not an RFC 3339 timestamp: '2025-13-01'", "--seek-margin: a duration is"):
         assert expected in err, err
