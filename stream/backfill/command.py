@@ -57,7 +57,7 @@ from stream.engine.core import Engine
 from stream.kafka.clients import kafka_problems
 from stream.model.changes import SegmentChange
 from stream.model.events import DeadLetter
-from stream.model.time import format_rfc3339
+from stream.model.time import BEFORE_TIME, format_rfc3339
 from stream.replay.driver import ReplaySummary
 from stream.rules.compiler import Catalog
 
@@ -96,7 +96,7 @@ def run(request: Request, catalog: Catalog, spans: list[Span], output: BinaryIO 
     lines = ReplaySummary(counts.events, counts.dead_letters, time.perf_counter() - started, engine.stats).lines()
     lines.insert(2, f"outside       {counts.outside} (before --from or from --until on)")
     lines.append(f"partitions    {len(spans)} ({sum(s.end - s.start for s in spans):,} records)")
-    if engine.now > -(1 << 61):
+    if engine.now > BEFORE_TIME:         # the clock has moved: an event, or --until
         lines.append(f"stream time   {format_rfc3339(engine.now)}")
     if request.handoff is not None:
         records = hand_off(config, request.handoff, engine.store, engine.now if engine.stats.applied else None,

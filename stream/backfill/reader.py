@@ -16,7 +16,7 @@ from stream.backfill.plan import Span, consumer_config
 from stream.backfill.request import Request
 from stream.kafka.partition_ends import consume_ready
 from stream.model.events import DeadLetter
-from stream.model.time import SECOND, from_datetime
+from stream.model.time import AFTER_TIME, BEFORE_TIME, SECOND, from_datetime
 from stream.runtime.intake import Intake
 
 _PAUSE_ABOVE = 20_000        # messages buffered for one partition before its fetching pauses
@@ -84,8 +84,8 @@ class MergedHistory:
     def _push_next(self, source: _Source, heap: list) -> None:
         """Put the source's next event inside the window on the heap (none when it has no more)."""
         request, counts = self.request, self.counts
-        since = request.from_time if request.from_time is not None else -(1 << 62)
-        until = request.until if request.until is not None else 1 << 62
+        since = request.from_time if request.from_time is not None else BEFORE_TIME
+        until = request.until if request.until is not None else AFTER_TIME
         while True:
             if not source.buffer:
                 if source.done:
