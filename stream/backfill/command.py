@@ -1,42 +1,6 @@
-"""`segments backfill`: the engine over the history of the input topics, in one reproducible order.
-
-Every partition of the input topics (keyed and routed) is assigned directly, without a consumer
-group, and read from its start (the beginning, a time, or given offsets) to its end (the end it had
-when the backfill started, so a backfill ends while producers keep writing). Partitions are merged
-by a heap over their next events keyed (occurred_at, topic, partition, offset): within a partition
-the log order stays, across partitions the earliest event goes first. The order depends only on
-what the topics hold, never on how fetches interleave, so two runs give the same bytes, and the
-segment changes are exactly those of `segments replay` over the events in that order: one engine,
-one clock, as replay keeps.
-
-The window filters by `occurred_at` (event time), each partition on its own before the merge:
---from TIME drops events that occurred before TIME, --until TIME those at or after it (and then
-advances stream time to TIME, firing every timer due by then, as `replay --until` does). Record
-timestamps serve only to find where to start reading: offsets_for_times(TIME - margin), trusted
-only when the record before the answer is older (the embedded broker answers 0 for every time,
-which is safe but slow; an answer that is too late would silently skip events, so an untrusted one
-is replaced by the partition's beginning). Events before --from do not fold into the state: a
-backfill from a time starts from nothing at that time.
-
-With --handoff GROUP the rebuilt state goes to a fresh namespace for the workers: each customer's
-state into partition murmur2(customer id) of `<GROUP>-state-changelog`, the stream time into every
-partition, and GROUP's input offsets at where the backfill stopped, all in ONE Kafka transaction
-(so the namespace is either complete or absent). `segments worker --group-id GROUP` then restores
-from that changelog and continues from those offsets. The segments evaluated are those a worker
-with the same settings runs (segments file + definitions topic, stream.backfill.definitions), and
-the hand-off tells the workers so: each changelog partition starts with their definitions record.
-
-Speed: one engine on one core bounds a backfill (README, `segments bench backfill`). Engines over
-disjoint partition sets in separate processes can give the very same bytes, though not by simply
-splitting the input: one clock per engine evaluates a late event at a different "now". What keeps
-them identical (designed, not built: this machine has no cores to spare for it): the merging
-process sends each event with G, the global stream time before it; its engine first calls
-advance(G), then apply(event), so every evaluation sees the global clock. Each change then carries
-a key that orders it as one engine would have: (G after its event, 1, event's merge index) for an
-event's changes, (deadline, 0, customer id) for a timer's, since one engine fires timers in
-(deadline, customer id) order right before the first event that moves the clock to the deadline.
-Every engine's output is sorted by that key, so a heap merge of their outputs gives one engine's.
-"""
+"""`segments backfill`: the checks (arguments, then the broker), the run (the engine over the merged
+history into a sink, then the hand-off) and its progress display and summary. How it works:
+docs/backfill.md."""
 from __future__ import annotations
 
 import argparse
