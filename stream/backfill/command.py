@@ -7,7 +7,8 @@ import argparse
 import contextlib
 import sys
 import time
-from typing import BinaryIO, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 from confluent_kafka import KafkaException
 
@@ -17,7 +18,7 @@ from stream.backfill.plan import Span, plan
 from stream.backfill.reader import MergedHistory
 from stream.backfill.request import ArgumentProblems, Request, parse_request
 from stream.backfill.sinks import FileSink, TopicSink
-from stream.engine.core import Engine
+from stream.engine.core import Engine, MemoryStore
 from stream.kafka.clients import kafka_problems
 from stream.model.changes import SegmentChange
 from stream.model.events import DeadLetter
@@ -34,8 +35,14 @@ def run(request: Request, catalog: Catalog, spans: list[Span], output: BinaryIO 
     started = time.perf_counter()
     config = request.config
     partitions = max((s.partition for s in spans if s.topic in config.input_topics), default=0) + 1
-    sink = TopicSink(config, request.output_topic, partitions) if output is None else FileSink(output)
-    engine = Engine(catalog)
+    sink: TopicSink | FileSink
+    if output is None:
+        assert request.output_topic is not None, "without an output file the request names a topic"
+        sink = TopicSink(config, request.output_topic, partitions)
+    else:
+        sink = FileSink(output)
+    store = MemoryStore()
+    engine = Engine(catalog, store)
 
     def dead_letter(span: Span, offset: int, letter: DeadLetter) -> None:
         dead.write(letter.to_json_line(topic=span.topic, partition=span.partition, offset=offset))
@@ -63,9 +70,9 @@ def run(request: Request, catalog: Catalog, spans: list[Span], output: BinaryIO 
     if engine.now > BEFORE_TIME:         # the clock has moved: an event, or --until
         lines.append(f"stream time   {format_rfc3339(engine.now)}")
     if request.handoff is not None:
-        records = hand_off(config, request.handoff, engine.store, engine.now if engine.stats.applied else None,
+        records = hand_off(config, request.handoff, store, engine.now if engine.stats.applied else None,
                            spans, partitions, catalog)
-        lines.append(f"handed off    {len(engine.store):,} customers ({records:,} records) to group "
+        lines.append(f"handed off    {len(store):,} customers ({records:,} records) to group "
                      f"{request.handoff}: start the workers with --group-id {request.handoff}")
     return lines
 
@@ -94,16 +101,16 @@ def main(args: argparse.Namespace) -> int:
             problems.append(str(exc))
     spans: list[Span] = []
     # The broker's checks (topics, offsets, a fresh hand-off group) need usable arguments.
-    if not problems:
+    if request is not None and catalog is not None and not problems:
         try:
             spans = plan(request, problems)
             if not problems:
-                resolution, where = evaluated(config, catalog, not args.ignore_definitions_topic)
+                resolution, where = evaluated(request.config, catalog, not args.ignore_definitions_topic)
         except (KafkaException, TimeoutError) as exc:
             reason = exc.args[0] if isinstance(exc, KafkaException) else exc
-            err.print(f"segments backfill: {config.bootstrap_servers}: {reason}", markup=False)
+            err.print(f"segments backfill: {request.config.bootstrap_servers}: {reason}", markup=False)
             return 1
-    if problems:
+    if problems or request is None:      # no request: the settings' problems are listed
         err.print(f"segments backfill: {ArgumentProblems.listed(problems)}", markup=False)
         return 2
     # Said first: what a long backfill evaluates is known before it starts.
@@ -116,7 +123,7 @@ def main(args: argparse.Namespace) -> int:
             dead = stack.enter_context(open(request.dead_letter, "wb")) if request.dead_letter else sys.stderr.buffer
             show = request.progress and err.is_terminal
             lines = run(request, resolution.catalog, spans, output, dead,
-                              progress=(lambda history: _progress(err, history)) if show else None)
+                        progress=(lambda history: _progress(err, history)) if show else None)
     except OSError as exc:
         err.print(f"segments backfill: {exc.filename or request.output}: {exc.strerror or exc}", markup=False)
         return 1

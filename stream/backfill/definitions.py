@@ -22,6 +22,7 @@ def evaluated(config: WorkerConfig, file: Catalog, use_topic: bool) -> tuple[Res
         where += " alone" + (" (--ignore-definitions-topic)" if config.definitions_topic else "")
     else:
         try:
+            assert config.bootstrap_servers is not None, "a backfill names them (parse_request)"
             feed = read_topic(config.bootstrap_servers, config.kafka, topic)
             where += f" + topic {topic!r}"
         except KafkaException as exc:

@@ -29,10 +29,15 @@ def hand_off(config: WorkerConfig, group: str, states: MemoryStore, now: int | N
     topic = target.changelog_topic
     ensure_topics(worker_client_config(config), [topic_spec(target, topic, partitions)])
     failures: list[KafkaError] = []
+
+    def delivered(err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            failures.append(err)
+
     producer = Producer({"transactional.id": f"{group}-backfill", "partitioner": "murmur2_random", "linger.ms": 20,
                          "transaction.timeout.ms": 900_000,
                          "batch.size": PRODUCER_BATCH_BYTES,     # within the changelog's max.message.bytes
-                         "on_delivery": lambda err, _msg: err is not None and failures.append(err),
+                         "on_delivery": delivered,
                          **worker_client_config(config)})
     member = Consumer({**consumer_config(config, "read_uncommitted"), "group.id": group})
     try:
@@ -41,12 +46,11 @@ def hand_off(config: WorkerConfig, group: str, states: MemoryStore, now: int | N
         # Keyed by customer id with the workers' partitioner: each state lands in the partition of
         # the changelog that the worker owning the customer's input partition restores.
         for customer_id in sorted(states):
-            produce(producer, lambda: producer.produce(topic, key=customer_id.encode(),
-                                                        value=dump_state(states[customer_id])))
+            produce(producer, topic, customer_id.encode(), dump_state(states[customer_id]))
         meta = [handoff_record(catalog), *([stream_time_record(now)] if now is not None else [])]
         for partition in range(partitions):
             for key, value in meta:
-                produce(producer, lambda: producer.produce(topic, key=key, value=value, partition=partition))
+                produce(producer, topic, key, value, partition)
         producer.flush()
         if failures:
             raise KafkaException(failures[0])

@@ -8,7 +8,7 @@ import heapq
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -96,7 +96,7 @@ class MergedHistory:
             offset, key, value = source.buffer.popleft()
             source.position = offset + 1
             event = self._admit(source.span.topic, key, value, self._clock)
-            if type(event) is DeadLetter:
+            if isinstance(event, DeadLetter):
                 # Before the first event of the window a bad message is left out with the events
                 # around it, so what is reported does not depend on where reading started.
                 if source.opened or request.from_time is None:

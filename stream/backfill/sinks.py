@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -30,10 +30,8 @@ class TopicSink:
             self.error = self.error or err
 
     def write(self, changes: list[SegmentChange]) -> None:
-        send = self._producer.produce
         for change in changes:
-            produce(self._producer, lambda: send(self.topic, key=change.customer_id.encode(),
-                                                 value=encode_change(change)))
+            produce(self._producer, self.topic, change.customer_id.encode(), encode_change(change))
         changes.clear()
 
     def close(self) -> None:
@@ -44,6 +42,8 @@ class TopicSink:
 
 
 class FileSink:
+    """Changes as JSON lines to an open file (stdout for '-'), as `segments replay` writes them."""
+
     def __init__(self, handle: BinaryIO):
         self.handle = handle
 
@@ -54,10 +54,12 @@ class FileSink:
         self.handle.flush()
 
 
-def produce(producer: Producer, send: Callable[[], None]) -> None:
+def produce(producer: Producer, topic: str, key: bytes, value: bytes | None, partition: int = -1) -> None:
+    """One record, waiting while librdkafka's local queue is full. Partition -1 (librdkafka's
+    default): the producer's partitioner picks it from the key."""
     while True:
         try:
-            send()
+            producer.produce(topic, key=key, value=value, partition=partition)
             producer.poll(0)
             return
         except BufferError:              # the local queue is full: let it drain
