@@ -1,18 +1,6 @@
-"""Which segment definitions a backfill evaluates, and what its hand-off tells the workers of them.
-
-A backfill evaluates what a worker with the same settings runs: the segments file (--segments, or
-the built-in catalog) and the definitions topic (--definitions-topic), read and resolved by the
-workers' own code (stream.definitions.live: the topic read to its end, then resolved as for a
-partition whose store has no definitions record yet). So a segment defined through the topic is
-backfilled under its topic version, and its changes carry that version. --ignore-definitions-topic
-evaluates the file alone (a rebuild under another file, say).
-
-The hand-off writes the definitions the backfill evaluated into every partition of the new
-changelog as the partition's record (stream.definitions.resolution.Running): no pass pending, no segment
-flagged as lacking history, since the backfill folded the history those definitions read. Workers
-started on the new group diff that record with what they run, as after any restart: nothing to do
-when they run the same; exactly the difference (passes, flags) when not.
-"""
+"""Which segment definitions a backfill evaluates (those a worker with the same settings runs: the
+segments file and the definitions topic, resolved by the workers' own code), and the definitions
+record its hand-off writes for the workers. See docs/backfill.md, "Definitions"."""
 from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException
@@ -34,6 +22,7 @@ def evaluated(config: WorkerConfig, file: Catalog, use_topic: bool) -> tuple[Res
         where += " alone" + (" (--ignore-definitions-topic)" if config.definitions_topic else "")
     else:
         try:
+            assert config.bootstrap_servers is not None, "a backfill names them (parse_request)"
             feed = read_topic(config.bootstrap_servers, config.kafka, topic)
             where += f" + topic {topic!r}"
         except KafkaException as exc:

@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "replay` over those events in that order. Reads the worker's settings (flags, "
                                     "SEGMENTS_* environment, --config file) for where the input is. Optionally hands "
                                     "the rebuilt state to the workers of a new consumer group (--handoff).")
-    from stream.backfill.command import add_backfill_arguments
+    from stream.cli.backfill import add_arguments as add_backfill_arguments
     add_backfill_arguments(fp)
     fp.set_defaults(run=_backfill)
     for command, help_text in (("define", "publish a segment definition the running workers take up"),

@@ -1,6 +1,7 @@
 """segments backfill without a broker: the offset verification and argument checks."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,11 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.helpers import DAY, product_viewed
-from stream.backfill.command import ArgumentProblems, parse_offsets, trusted_start
+from stream.backfill.plan import trusted_start
+from stream.backfill.request import ArgumentProblems, parse_offsets
 from stream.backfill.definitions import handoff_record, summary
+from stream.cli.backfill import add_parser
 from stream.cli.main import main
 from stream.definitions.resolution import file_definitions, parse_record
 from stream.engine.core import Engine
+from stream.errors import Problems
 from stream.definitions.live import LiveDefinitions
 from stream.rules.compiler import load_catalog
 from stream.storage.rocksdb_store import PartitionStore, Record
@@ -61,6 +65,7 @@ def test_every_bad_offset_item_is_named():
         parse_offsets("a:0=5,a:x=1,b=3,a:0=6,:1=2,a:1=-4")
     assert len(caught.value.problems) == 5
     text = "\n".join(caught.value.problems)
+    assert str(caught.value) == text and isinstance(caught.value, Problems)
     for item in ("'a:x=1'", "'b=3'", "a:0 is given more than once", "':1=2'", "'a:1=-4'"):
         assert item in text
 
@@ -69,7 +74,7 @@ def test_unusable_arguments_exit_2_with_every_problem_listed(capsys):
     code = main(["backfill", "--output", "out.jsonl", "--from", "yesterday", "--until", "2025-13-01",
                  "--seek-margin", "0", "--max-message-bytes", "0"])
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 2 and err.startswith("segments backfill: unusable arguments:\n  - "), err
     for expected in ("--max-message-bytes: must be positive", "--from: not an RFC 3339 timestamp: 'yesterday'",
                      "--until: not an RFC 3339 timestamp: '2025-13-01'", "--seek-margin: a duration is"):
         assert expected in err, err
@@ -92,6 +97,17 @@ def test_the_live_namespace_is_never_written(capsys):
     code = main(["backfill", "--bootstrap-servers", "127.0.0.1:1", "--output", "kafka:segment-definitions"])
     assert code == 2
     assert "'segment-definitions' is an input or a live worker topic" in capsys.readouterr().err
+
+
+def test_the_backfill_subcommand_runs_the_backfill(capsys):
+    """What `segments` registers through stream.cli.backfill.add_parser: the flags' defaults, and
+    the command the parsed flags run (here it refuses them, as `segments backfill` does)."""
+    parser = argparse.ArgumentParser(prog="segments")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["backfill", "--output", "out.jsonl", "--from", "yesterday"])
+    assert (args.until, args.seek_margin, args.isolation, args.handoff) == ("now", "1h", "read_committed", None)
+    assert args.func(args) == 2
+    assert "--from: not an RFC 3339 timestamp: 'yesterday'" in capsys.readouterr().err
 
 
 # ---- the definitions a backfill evaluates and hands off ----------------------------------------------

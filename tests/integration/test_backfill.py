@@ -1,7 +1,7 @@
 """`segments backfill` against a real broker: the same bytes as `segments replay` over the events
 in merged order, reproducibly, for every kind of window, and a hand-off the workers continue from.
 
-The reference order is built here independently of stream.backfill.command: every partition read whole,
+The reference order is built here independently of stream.backfill.reader: every partition read whole,
 filtered by the window, then merged with heapq.merge by (occurred_at, topic, partition, offset).
 """
 from __future__ import annotations

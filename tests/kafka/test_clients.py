@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from stream.backfill import command as backfill
+from stream.backfill import handoff, sinks
+from stream.backfill import plan as backfill_plan
+from stream.backfill import reader as backfill_reader
 
 from stream.kafka import broker
 
@@ -29,7 +31,7 @@ from stream.rules.compiler import load_catalog
 SECURE = {"security.protocol": "SASL_SSL", "sasl.mechanisms": "PLAIN", "sasl.username": "worker",
           "sasl.password": "hunter2"}
 STREAM = Path(__file__).resolve().parents[2] / "stream"
-_BUILDERS = {"client_config", "worker_client_config", "_common", "_client"}
+_BUILDERS = {"client_config", "worker_client_config", "_common", "consumer_config"}
 _CONFIG_PARAMS = {"client", "common"}
 # Sites that may build a client from something else: the embedded broker's own start-up probe
 # (it has no security settings to take), the throwaway clients that check the properties, and
@@ -120,7 +122,7 @@ def test_every_topic_set_up_takes_the_common_client_config():
 def test_the_enumeration_sees_the_sites_that_used_to_ignore_the_settings():
     named = {(f, fn.name) for f, fn, _ in _sites()}
     assert {("kafka/broker.py", "_admin"), ("tools/produce.py", "produce"), ("definitions/live.py", "publish"),
-            ("worker/loop.py", "_new_producer"), ("backfill/command.py", "hand_off")} <= named
+            ("worker/loop.py", "_new_producer"), ("backfill/handoff.py", "hand_off")} <= named
 
 
 class _Stop(Exception):
@@ -135,7 +137,7 @@ def built(monkeypatch):
     def record(config, *args, **kwargs):
         configs.append(dict(config))
         raise _Stop
-    for module in (broker, clients, worker, backfill, live_definitions, produce):
+    for module in (broker, clients, worker, backfill_plan, backfill_reader, sinks, handoff, live_definitions, produce):
         for name in ("Consumer", "Producer", "AdminClient"):
             # (stream.kafka.clients' own Consumer and Producer are the throwaway ones of kafka_problems)
             if hasattr(module, name) and not (module is clients and name != "AdminClient"):
@@ -177,10 +179,11 @@ def test_commands_clients_take_the_security_settings(built, monkeypatch):
     monkeypatch.setattr(produce, "ensure_topics", lambda *a, **k: None)
     _reach(lambda: produce.produce("kafka:9092", "t", events=1, kafka=SECURE))          # its producer
     config = _config()
-    assert _has_settings(backfill._client(config, "read_committed"))
-    monkeypatch.setattr(backfill, "ensure_topics", lambda *a, **k: None)
-    _reach(lambda: backfill._TopicSink(config, "out", 3))
-    _reach(lambda: backfill.hand_off(config, "g2", {}, None, [], 3, load_catalog()))
+    assert _has_settings(backfill_plan.consumer_config(config, "read_committed"))
+    monkeypatch.setattr(sinks, "ensure_topics", lambda *a, **k: None)
+    monkeypatch.setattr(handoff, "ensure_topics", lambda *a, **k: None)
+    _reach(lambda: sinks.TopicSink(config, "out", 3))
+    _reach(lambda: handoff.hand_off(config, "g2", {}, None, [], 3, load_catalog()))
     assert len(built) == 6 and all(map(_has_settings, built)), built
 
 

@@ -260,7 +260,8 @@ def test_replay_dead_letters_events_too_far_ahead_of_its_clock():
 
 def _backfill_history(dead: list):
     """A backfill's merged reader over one keyed partition, its dead letters collected in `dead`."""
-    from stream.backfill.command import MergedHistory, Span
+    from stream.backfill.plan import Span
+    from stream.backfill.reader import MergedHistory
     config = dataclasses.replace(CONFIG, bootstrap_servers="localhost:1")
     request = SimpleNamespace(config=config, from_time=None, until=None, read_committed=True)
     return MergedHistory(request, [Span(KEYED, 0, 0, 0)], lambda span, offset, letter: dead.append((offset, letter)))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from stream.faust_runtime import app as faust_app
-from stream.backfill.command import _topic_spec
+from stream.backfill.sinks import topic_spec
 from stream.runtime.settings import WorkerConfig
 from stream.engine.core import Engine
 from stream.rules.compiler import load_catalog
@@ -60,7 +60,7 @@ def test_every_topic_with_personal_data_has_a_bounded_lifetime(config):
 @given(_CONFIGS, st.integers(min_value=1, max_value=64))
 def test_the_backfill_hand_off_creates_the_changelog_as_the_workers_do(config, partitions):
     target = dataclasses.replace(config, group_id="segments-v2")
-    name, count, configs = _topic_spec(target, target.changelog_topic, partitions)
+    name, count, configs = topic_spec(target, target.changelog_topic, partitions)
     assert (name, count) == (target.changelog_topic, partitions)
     wanted = expected(target, name)
     assert {k: configs.get(k) for k in wanted} == wanted

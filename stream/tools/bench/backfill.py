@@ -13,7 +13,10 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from stream.backfill.command import MergedHistory, Request, plan, run
+from stream.backfill.command import run
+from stream.backfill.plan import plan
+from stream.backfill.reader import MergedHistory
+from stream.backfill.request import Request
 from stream.tools.bench.worker import PARTITIONS, _consume_decode_rate, _fresh, _produce
 from stream.engine.core import Engine
 from stream.rules.compiler import load_catalog
