@@ -53,7 +53,7 @@ from typing import BinaryIO, Callable, Iterator
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from stream.backfill.definitions import evaluated, handoff_record, summary
-from stream.kafka.broker import ensure_topics
+from stream.kafka.topics import ensure_topics
 from stream.model.changes import SegmentChange, encode_change
 from stream.kafka.clients import kafka_problems, worker_client_config
 from stream.runtime.settings import WorkerConfig, add_worker_arguments

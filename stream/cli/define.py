@@ -17,7 +17,7 @@ import yaml
 from confluent_kafka import KafkaException
 
 from stream.rules.bounded_yaml import DEFINITION, DocumentError, read_file
-from stream.kafka.broker import ensure_topics
+from stream.kafka.topics import ensure_topics
 from stream.kafka.clients import client_config
 from stream.definitions.resolution import file_definitions, parse_record, version_of
 from stream.definitions.live import TOPIC_CONFIG, DefinitionsFeed, publish, read_topic

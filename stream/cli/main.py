@@ -253,7 +253,8 @@ def _worker(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from stream.kafka.broker import EmbeddedBroker, TopicsNotAsExpected
+    from stream.kafka.embedded_broker import EmbeddedBroker
+    from stream.kafka.topics import TopicsNotAsExpected
     from stream.runtime.settings import ConfigError, is_secret_key, load_config
     from stream.runtime.http import HttpSetupError, read_token
     from stream.rules.compiler import DefinitionError, load_catalog

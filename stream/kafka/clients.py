@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from stream.runtime import metrics
-from stream.kafka.broker import TopicSpec, topic_problems
+from stream.kafka.topics import TopicSpec, topic_problems
 from stream.runtime.settings import WorkerConfig
 
 REPORT_EVERY = 30.0             # seconds between two reports of the same ongoing broker trouble

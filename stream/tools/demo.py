@@ -229,7 +229,8 @@ def _run(out: _Output, parts: _Parts, work: Path, catalog: Any, feed: _Feed, *, 
     from confluent_kafka import Consumer, TopicPartition
     from rich.console import Console
 
-    from stream.kafka.broker import BrokerStartError, EmbeddedBroker, ensure_topics, free_port
+    from stream.kafka.embedded_broker import BrokerStartError, EmbeddedBroker, free_port
+    from stream.kafka.topics import ensure_topics
     from stream.runtime.settings import WorkerConfig
     from stream.tools.produce import produce
     from stream.worker.loop import Worker

@@ -14,7 +14,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from stream.kafka.broker import ensure_topics
+from stream.kafka.topics import ensure_topics
 from stream.kafka.clients import client_config
 from stream.runtime.settings import WorkerConfig
 from stream.runtime.intake import input_configs

@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from stream.tools.bench.worker import PARTITIONS, _consume_decode_rate, _produce
-from stream.kafka.broker import EmbeddedBroker, ensure_topics
+from stream.kafka.embedded_broker import EmbeddedBroker
+from stream.kafka.topics import ensure_topics
 from stream.tools.synth import shopper_events
 
 _TOPIC = "bench-events"

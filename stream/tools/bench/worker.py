@@ -24,7 +24,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from stream.kafka.broker import EmbeddedBroker, ensure_topics
+from stream.kafka.embedded_broker import EmbeddedBroker
+from stream.kafka.topics import ensure_topics
 from stream.runtime.settings import WorkerConfig
 from stream.engine.core import Engine
 from stream.model.events import Decoder
