@@ -56,7 +56,8 @@ from stream.backfill.definitions import evaluated, handoff_record, summary
 from stream.kafka.topics import ensure_topics
 from stream.model.changes import SegmentChange, encode_change
 from stream.kafka.clients import kafka_problems, worker_client_config
-from stream.runtime.settings import WorkerConfig, add_worker_arguments
+from stream.cli.settings_args import add_worker_arguments
+from stream.runtime.settings import WorkerConfig
 from stream.engine.core import Engine, MemoryStore
 from stream.model.events import DeadLetter
 from stream.kafka.partition_ends import Key, consume_ready, partition_ends, peek
@@ -644,7 +645,8 @@ def run(request: Request, catalog: Catalog, spans: list[Span], output: BinaryIO 
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from stream.runtime.settings import ConfigError, is_secret_key, load_config
+    from stream.cli.settings_args import load_config
+    from stream.runtime.settings import ConfigError, is_secret_key
     from stream.rules.compiler import DefinitionError, load_catalog
 
     # soft_wrap: a problem or a group name is one line, whatever the terminal's width

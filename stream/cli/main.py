@@ -8,7 +8,8 @@ import sys
 import time
 from typing import BinaryIO, Iterator
 
-from stream.runtime.settings import WorkerConfig, add_worker_arguments, parse_millis
+from stream.cli.settings_args import add_kafka_arguments, add_worker_arguments, kafka_properties, load_config
+from stream.runtime.settings import WorkerConfig, parse_millis
 from stream.model.time import SECOND, parse_rfc3339
 
 
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--simulated-time", action="store_true",
                     help="event times from a simulated clock from 2025-01-01 (reproducible) instead of now")
     pp.add_argument("--partitions", type=int, default=8, help="partitions if the topic must be created")
-    _add_kafka_arguments(pp)
+    add_kafka_arguments(pp)
     pp.set_defaults(run=_produce)
 
     dp = sub.add_parser("demo", help="embedded broker + worker + generator, with live segment sizes",
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         fp.add_argument("--definitions-topic", default="segment-definitions", metavar="TOPIC")
         fp.add_argument("--segments", metavar="FILE",
                         help="the segments file the workers run (its versions count); default: the built-in catalog")
-        _add_kafka_arguments(fp)
+        add_kafka_arguments(fp)
         fp.set_defaults(run=_define)
 
     bp = sub.add_parser("bench", help="measure speed and state size (prints a table)")
@@ -170,16 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--seed", type=int, default=7)
     br.set_defaults(run=_bench_redefine)
     return parser
-
-
-def _add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
-    """The librdkafka properties of a command that talks to the workers' cluster: the workers' own
-    (SEGMENTS_KAFKA_<KEY>, the kafka: section of --config), so that security settings need not be
-    typed again (nor shown in the process list), and -X on top."""
-    parser.add_argument("--config", metavar="FILE",
-                        help="the workers' settings file: its kafka: properties apply (env SEGMENTS_CONFIG)")
-    parser.add_argument("-X", dest="kafka", action="append", default=[], metavar="KEY=VALUE",
-                        help="librdkafka property, repeatable; wins over SEGMENTS_KAFKA_<KEY> and the file")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,7 +246,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     from stream.kafka.embedded_broker import EmbeddedBroker
     from stream.kafka.topics import TopicsNotAsExpected
-    from stream.runtime.settings import ConfigError, is_secret_key, load_config
+    from stream.runtime.settings import ConfigError, is_secret_key
     from stream.runtime.http import HttpSetupError, read_token
     from stream.rules.compiler import DefinitionError, load_catalog
     from stream.worker.loop import Worker
@@ -323,36 +314,13 @@ def _instance_id(state_dir) -> str:
     return instance
 
 
-def _kafka_properties(command: str, args: argparse.Namespace) -> dict[str, str] | None:
-    """The librdkafka properties as the workers take them (stream.runtime.settings: file < SEGMENTS_KAFKA_*
-    < -X), checked by librdkafka itself; None after saying what is wrong."""
-    from stream.kafka.clients import kafka_problems
-    from stream.runtime.settings import ConfigError, is_secret_key, load_config
-
-    pairs = []
-    for item in args.kafka:
-        key, sep, value = item.partition("=")
-        if not sep:
-            print(f"segments {command}: -X takes KEY=VALUE, got {item!r}", file=sys.stderr)
-            return None
-        pairs.append((key, value))
-    try:
-        kafka = load_config(argparse.Namespace(config=args.config, kafka=pairs)).kafka
-        problems = kafka_problems(kafka, is_secret_key)
-    except ConfigError as exc:
-        problems = exc.problems
-    for problem in problems:
-        print(f"segments {command}: {problem}", file=sys.stderr)
-    return None if problems else kafka
-
-
 def _define(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from stream.cli.define import define, undefine
     from stream.rules.compiler import DefinitionError, load_catalog
 
-    kafka = _kafka_properties(args.command, args)
+    kafka = kafka_properties(args.command, args)
     if kafka is None:
         return 2
     try:
@@ -369,7 +337,7 @@ def _produce(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from stream.tools.produce import produce
-    kafka = _kafka_properties("produce", args)
+    kafka = kafka_properties("produce", args)
     if kafka is None:
         return 2
     return produce(args.bootstrap_servers, args.topic, rate=args.rate, events=args.events,
