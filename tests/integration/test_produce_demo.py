@@ -196,7 +196,7 @@ def test_demo_runs_and_shows_segment_sizes():
 
 
 
-_DEMO_CLI = "import sys; from stream.cli import main; sys.exit(main())"
+_DEMO_CLI = "import sys; from stream.cli.main import main; sys.exit(main())"
 
 
 def _piped_demo(tmp_path: Path) -> subprocess.Popen:
