@@ -106,7 +106,7 @@ class EmbeddedBroker:
         env = {k: v for k, v in os.environ.items() if k not in _UNWANTED_ENV}
         env["NO_COLOR"] = "1"  # plain text in the log file
         with open(self.log_path, "wb") as log:
-            self._proc = subprocess.Popen(
+            proc = self._proc = subprocess.Popen(
                 [os.fspath(self._binary), "broker", "--cluster-id", self._cluster_id,
                  "--listener-url", url, "--advertised-listener-url", url,
                  "--storage-engine", "memory://tansu/"],
@@ -117,18 +117,18 @@ class EmbeddedBroker:
                 start_new_session=True, preexec_fn=_dies_with_us(),
             )
         try:
-            self._wait_ready()
+            self._wait_ready(proc)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self._startup_timeout
         # A plain TCP probe first: a Kafka client aimed at a port nobody listens on yet prints
         # every refused connection to stderr.
         while True:
-            self._check_starting(deadline)
+            self._check_starting(proc, deadline)
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 break
@@ -136,7 +136,7 @@ class EmbeddedBroker:
                 time.sleep(0.02)
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         while True:
-            remaining = self._check_starting(deadline)
+            remaining = self._check_starting(proc, deadline)
             try:
                 metadata = admin.list_topics(timeout=min(0.5, remaining))
             except KafkaException:
@@ -148,13 +148,13 @@ class EmbeddedBroker:
                     f"{metadata.cluster_id!r}); log {self.log_path}:\n{self.log_tail()}")
             return
 
-    def _check_starting(self, deadline: float) -> float:
+    def _check_starting(self, proc: subprocess.Popen[bytes], deadline: float) -> float:
         """Seconds left to come up; raises if the process is gone or the time is over."""
         # Tansu exits with status 0 when it cannot bind (the panic is in a worker thread), so
         # any exit before it answered is a failure.
-        if self._proc.poll() is not None:
+        if proc.poll() is not None:
             raise BrokerStartError(
-                f"embedded broker exited with status {self._proc.returncode} before it "
+                f"embedded broker exited with status {proc.returncode} before it "
                 f"answered on {self.bootstrap}; log {self.log_path}:\n{self.log_tail()}")
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -78,7 +78,7 @@ def _built_from_client_config(expr: ast.expr, params: set[str]) -> bool:
         return False
     if isinstance(expr, ast.Dict):
         return any(key is None and _built_from_client_config(value, params)
-                   for key, value in zip(expr.keys, expr.values))
+                   for key, value in zip(expr.keys, expr.values, strict=True))
     if isinstance(expr, ast.Name):
         return expr.id in params
     return False
