@@ -110,7 +110,7 @@ def _refused(what: str, problems: list[str], err: TextIO) -> int:
 def define(name: str, path: Path, bootstrap: str, kafka: dict[str, str], topic: str, file_catalog: Catalog,
            out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     definition, problems = read_definition(name, path)
-    if problems:
+    if problems or definition is None:     # (never one without the other)
         return _refused(f"{name}: invalid definition", problems, err)
     feed = _read("define", bootstrap, kafka, topic, err)
     if feed is None:

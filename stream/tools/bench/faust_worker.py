@@ -82,6 +82,8 @@ def _rate(bootstrap: str, runtime: str, group: str, total: int, state_dir: str) 
         probe.close()
         worker.terminate()
         worker.wait(60)
+    if first is None:      # (none of the events committed: there were none)
+        raise SystemExit("too few events to measure a rate: raise --events")
     start, before = first
     if now - start < 1.0:
         raise SystemExit("too few events to measure a rate: raise --events")
