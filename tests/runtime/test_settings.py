@@ -559,6 +559,23 @@ def test_x_keys_lose_surrounding_blanks_and_values_keep_theirs():
     assert load(["-X", " client.id = a b "]).kafka == {"client.id": " a b "}
 
 
+def test_the_settings_take_flags_without_argparse():
+    """stream.runtime.settings has no argparse: a command hands it the flags it parsed as Flags."""
+    import ast
+
+    from stream.runtime import settings
+
+    tree = ast.parse(Path(settings.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "argparse" not in imported
+    config = settings.load_worker_config(settings.Flags({"partitions": 3}, None, (("client.id", "x"),)),
+                                         {"SEGMENTS_PARTITIONS": "5", "SEGMENTS_GROUP_ID": "g"})
+    assert (config.partitions, config.group_id, dict(config.kafka)) == (3, "g", {"client.id": "x"})
+    with pytest.raises(ConfigError, match="--partitions: must be positive, got 0"):
+        settings.load_worker_config(settings.Flags({"partitions": 0}), {})
+
+
 def test_config_error_is_a_problem_list_of_the_product():
     from stream.errors import Problems, SegmentsError
 
