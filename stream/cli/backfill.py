@@ -2,8 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from stream.runtime.settings import add_worker_arguments
+from stream.cli.settings_args import add_worker_arguments
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from stream.backfill.reader import MergedHistory
 
 # The worker's settings a backfill reads: where the input is, how it is decoded and evaluated, and
 # which names belong to the live workers (so that a backfill never writes into them).
@@ -12,7 +22,7 @@ WORKER_SETTINGS = ("bootstrap_servers", "input_topics", "routed_topics", "change
                    "definitions_topic")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The `backfill` subcommand of `segments`, running `run`."""
     parser = sub.add_parser("backfill", help="rebuild segments from the input topics' history (reproducible order)",
                             description="Replay the input topics' history, merged across topics and partitions in "
@@ -22,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "input is. Optionally hands the rebuilt state to the workers of a new "
                                         "consumer group (--handoff).")
     add_arguments(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(run=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,8 +71,89 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here: the backfill loads the Kafka client and the engine, which the other commands'
-    # start (and `segments --help`) need not pay for.
-    from stream.backfill.command import main
+    """The checks (arguments, then the broker), then the run. Imported here: the backfill loads the
+    Kafka client and the engine, which the other commands' start (and `segments --help`) need not pay for."""
+    from confluent_kafka import KafkaException
+    from rich.console import Console
 
-    return main(args)
+    from stream.backfill.command import run as run_backfill
+    from stream.backfill.definitions import evaluated, summary
+    from stream.backfill.plan import Span, plan
+    from stream.backfill.request import ArgumentProblems, parse_request
+    from stream.cli.settings_args import load_config
+    from stream.kafka.clients import kafka_problems
+    from stream.rules.compiler import DefinitionError, load_catalog
+    from stream.runtime.settings import ConfigError, is_secret_key
+
+    # soft_wrap: a problem or a group name is one line, whatever the terminal's width
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    problems: list[str] = []
+    config = None
+    try:
+        config = load_config(args)
+        problems += kafka_problems(config.kafka, is_secret_key)    # as the worker checks them
+    except ConfigError as exc:
+        problems += exc.problems
+    request = parse_request(args, config, problems)
+    catalog = None
+    if config is not None:
+        try:
+            catalog = load_catalog(config.segments_file)
+        except DefinitionError as exc:
+            problems.append(str(exc))
+    spans: list[Span] = []
+    # The broker's checks (topics, offsets, a fresh hand-off group) need usable arguments.
+    if request is not None and catalog is not None and not problems:
+        try:
+            spans = plan(request, problems)
+            if not problems:
+                resolution, where = evaluated(request.config, catalog, not args.ignore_definitions_topic)
+        except (KafkaException, TimeoutError) as exc:
+            reason = exc.args[0] if isinstance(exc, KafkaException) else exc
+            err.print(f"segments backfill: {request.config.bootstrap_servers}: {reason}", markup=False)
+            return 1
+    if problems or request is None:      # no request: the settings' problems are listed
+        err.print(f"segments backfill: {ArgumentProblems.listed(problems)}", markup=False)
+        return 2
+    # Said first: what a long backfill evaluates is known before it starts.
+    err.print("\n".join(summary(resolution, where)), markup=False)
+    try:
+        with contextlib.ExitStack() as stack:
+            output = None
+            if request.output_topic is None:
+                output = sys.stdout.buffer if request.output == "-" else stack.enter_context(open(request.output, "wb"))
+            dead = stack.enter_context(open(request.dead_letter, "wb")) if request.dead_letter else sys.stderr.buffer
+            show = request.progress and err.is_terminal
+            lines = run_backfill(request, resolution.catalog, spans, output, dead,
+                        progress=(lambda history: _progress(err, history)) if show else None)
+    except OSError as exc:
+        err.print(f"segments backfill: {exc.filename or request.output}: {exc.strerror or exc}", markup=False)
+        return 1
+    except KafkaException as exc:
+        err.print(f"segments backfill: Kafka: {exc.args[0]}", markup=False)
+        return 1
+    err.print("\n".join(lines), markup=False)
+    return 0
+
+
+@contextlib.contextmanager
+def _progress(console: Console, history: MergedHistory) -> Iterator[None]:
+    """A bar per partition (records of its span taken into the merge, with ETA), refreshed from the
+    fetch loop (which runs whenever a partition's buffer runs dry)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        tasks = {s.index: bar.add_task(f"{s.span.topic}[{s.span.partition}]", total=s.span.end - s.span.start)
+                 for s in history.sources}
+        next_at = [0.0]
+
+        def refresh() -> None:
+            # Refreshing per fetch would cost more than the fetch: four times a second.
+            now = time.monotonic()
+            if now >= next_at[0]:
+                next_at[0] = now + 0.25
+                for source in history.sources:
+                    bar.update(tasks[source.index], completed=source.position - source.span.start)
+        history.on_fetch = refresh
+        yield

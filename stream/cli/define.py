@@ -9,6 +9,7 @@ there and the previous version keeps running.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -16,12 +17,49 @@ from typing import Any, TextIO
 import yaml
 from confluent_kafka import KafkaException
 
-from stream.rules.bounded_yaml import DEFINITION, DocumentError, read_file
-from stream.kafka.broker import ensure_topics
-from stream.kafka.clients import client_config
-from stream.definitions.resolution import file_definitions, parse_record, version_of
+from stream.cli.settings_args import add_kafka_arguments, kafka_properties
 from stream.definitions.live import TOPIC_CONFIG, DefinitionsFeed, publish, read_topic
-from stream.rules.compiler import Catalog, DefinitionError, compile_catalog, shown
+from stream.definitions.resolution import file_definitions, parse_record, version_of
+from stream.kafka.clients import client_config
+from stream.kafka.topics import ensure_topics
+from stream.rules.bounded_yaml import DEFINITION, DocumentError, read_file
+from stream.rules.compiler import Catalog, DefinitionError, compile_catalog, load_catalog, shown
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Both commands, define and undefine."""
+    for command, help_text in (("define", "publish a segment definition the running workers take up"),
+                               ("undefine", "remove a segment defined in the definitions topic")):
+        fp = sub.add_parser(command, help=help_text, description=(
+            "Validate a segment definition (every problem listed; exit 2 and nothing published if invalid) "
+            "and publish it to the definitions topic with the next version; the workers re-evaluate their "
+            "stored customers for that segment only." if command == "define" else
+            "Publish a tombstone for a segment in the definitions topic: its members exit (a segment the "
+            "segments file also defines runs the file's definition again)."))
+        fp.add_argument("name", metavar="NAME", help="segment name")
+        if command == "define":
+            fp.add_argument("--file", required=True, metavar="FILE",
+                            help="one definition, YAML or JSON: the grammar of one entry under `segments:`")
+        fp.add_argument("--bootstrap-servers", required=True, metavar="HOSTS")
+        fp.add_argument("--definitions-topic", default="segment-definitions", metavar="TOPIC")
+        fp.add_argument("--segments", metavar="FILE",
+                        help="the segments file the workers run (its versions count); default: the built-in catalog")
+        add_kafka_arguments(fp)
+        fp.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    kafka = kafka_properties(args.command, args)
+    if kafka is None:
+        return 2
+    try:
+        catalog = load_catalog(args.segments)
+    except DefinitionError as exc:
+        print(f"segments {args.command}: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "define":
+        return define(args.name, Path(args.file), args.bootstrap_servers, kafka, args.definitions_topic, catalog)
+    return undefine(args.name, args.bootstrap_servers, kafka, args.definitions_topic, catalog)
 
 
 def read_definition(name: str, path: Path) -> tuple[dict[str, Any] | None, list[str]]:
@@ -34,7 +72,8 @@ def read_definition(name: str, path: Path) -> tuple[dict[str, Any] | None, list[
     except DocumentError as exc:
         return None, [f"{path}: {exc}"]
     if not isinstance(definition, dict):
-        return None, [f"{path}: expected one segment definition: a mapping with `when:` (and optional description, version)"]
+        return None, [f"{path}: expected one segment definition: a mapping with `when:` "
+                      "(and optional description, version)"]
     try:
         compile_catalog({name: definition}, str(path))
     except DefinitionError as exc:
@@ -71,7 +110,7 @@ def _refused(what: str, problems: list[str], err: TextIO) -> int:
 def define(name: str, path: Path, bootstrap: str, kafka: dict[str, str], topic: str, file_catalog: Catalog,
            out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     definition, problems = read_definition(name, path)
-    if problems:
+    if problems or definition is None:     # (never one without the other)
         return _refused(f"{name}: invalid definition", problems, err)
     feed = _read("define", bootstrap, kafka, topic, err)
     if feed is None:
@@ -89,7 +128,8 @@ def define(name: str, path: Path, bootstrap: str, kafka: dict[str, str], topic: 
         file_definitions(file_catalog).get(name) if record is None else None)
     if running is not None and {k: v for k, v in running.items() if k != "version"} == \
             {k: v for k, v in definition.items() if k != "version"}:
-        print(f"segments define: {name}: unchanged (version {version_of(running)} runs it); nothing published", file=out)
+        print(f"segments define: {name}: unchanged (version {version_of(running)} runs it); nothing published",
+              file=out)
         return 0
     value, problems = _as_published(name, definition)
     if problems:

@@ -76,7 +76,7 @@ from confluent_kafka.admin import AdminClient
 from faust.types import TP, EventT
 
 from stream.runtime import metrics
-from stream.kafka.broker import ensure_topics
+from stream.kafka.topics import ensure_topics
 from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, LibraryLogBound, partition_counts, until_reachable,
                       worker_client_config)
 from stream.model.changes import SegmentChange, encode_change

@@ -10,7 +10,8 @@ import argparse
 import sys
 from typing import Any
 
-from stream.runtime.settings import ConfigError, add_worker_arguments, load_config
+from stream.cli.settings_args import add_worker_arguments, load_config
+from stream.runtime.settings import ConfigError
 
 _SETTINGS = ("state_dir", "group_id", "segments_file")
 _AS_OF = ("Reads the worker's RocksDB partition stores (also while the worker runs, without disturbing "

@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from stream.runtime import metrics
-from stream.kafka.broker import TopicSpec, topic_problems
+from stream.kafka.topics import TopicSpec, topic_problems
 from stream.runtime.settings import WorkerConfig
 
 REPORT_EVERY = 30.0             # seconds between two reports of the same ongoing broker trouble
@@ -111,7 +111,8 @@ class BrokerWatch:
         with self._lock:
             if self._since is None:
                 return None
-            return f"brokers at {self.bootstrap} unreachable for {self.clock() - self._since:.0f} s ({self._why()}); retrying"
+            return (f"brokers at {self.bootstrap} unreachable for {self.clock() - self._since:.0f} s "
+                    f"({self._why()}); retrying")
 
     def _why(self) -> str:
         return f"{self._reason}; {self._client_error}" if self._client_error else self._reason
@@ -119,8 +120,7 @@ class BrokerWatch:
     def down(self, reason: str) -> None:
         now = self.clock()
         with self._lock:
-            first = self._since is None
-            if first:
+            if self._since is None:
                 self._since, self._reported = now, False
             self._reason = reason
             if now < self._next_report:
@@ -142,7 +142,7 @@ class BrokerWatch:
             since, reported = self._since, self._reported
             self._since, self._reported, self._client_error = None, False, ""
         metrics.BROKER_UP.set(1)
-        if reported:
+        if reported and since is not None:
             self.target.warning("brokers at %s answer again, after %.0f s unreachable",
                                 self.bootstrap, self.clock() - since)
 
@@ -271,7 +271,9 @@ class BrokerProbe:
         self.watch, self.specs, self.partitions = watch, specs, dict(partitions)
         self.every, self.confirm = every, confirm
         self.topics_problem: str | None = None
-        self._admin = AdminClient(dict(client))
+        # confluent-kafka's AdminClient stub allows no callables in the config; AdminClient takes
+        # error_cb and logger as Consumer and Producer do (whose stubs allow Any).
+        self._admin = AdminClient(dict(client))  # type: ignore[arg-type]
         self._seen = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="broker-probe", daemon=True)
@@ -314,5 +316,7 @@ class BrokerProbe:
 
 def partition_counts(client: Mapping[str, object], names: list[str], timeout: float = 30.0) -> dict[str, int]:
     """Each topic's partition count now (those that exist)."""
-    found = AdminClient(dict(client)).list_topics(timeout=timeout).topics
+    # confluent-kafka's AdminClient stub allows no callables in the config; AdminClient takes
+    # error_cb and logger as Consumer and Producer do (whose stubs allow Any).
+    found = AdminClient(dict(client)).list_topics(timeout=timeout).topics  # type: ignore[arg-type]
     return {name: len(found[name].partitions) for name in names if name in found and found[name].partitions}

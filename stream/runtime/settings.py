@@ -1,5 +1,7 @@
 """Configuration of `segments worker`: command-line flags > environment > YAML file > defaults.
 
+The flags themselves are the command's (stream.cli.settings_args adds them and hands their values
+here as Flags); this module defines the settings, reads the environment and the file, and checks.
 Every WorkerConfig field `name` has a flag (`--name-with-dashes`; `--segments` for segments_file,
 `-X key=value` for the librdkafka passthrough `kafka`), an environment variable `SEGMENTS_NAME`
 (`SEGMENTS_KAFKA_<KEY>` per passthrough key) and a key `name` in the file given by `--config` or
@@ -16,29 +18,30 @@ are reported together in one ConfigError.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
+from stream.errors import Problems
+from stream.model.time import parse_duration
 from stream.rules.bounded_yaml import CONFIG_FILE, DocumentError, read_file
 
-from stream.model.time import parse_duration
-
-GUARANTEES = ("exactly_once", "at_least_once")
-RUNTIMES = ("native", "faust")
+Guarantee = Literal["exactly_once", "at_least_once"]
+Runtime = Literal["native", "faust"]
+GUARANTEES: tuple[Guarantee, ...] = get_args(Guarantee)
+RUNTIMES: tuple[Runtime, ...] = get_args(Runtime)
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     bootstrap_servers: str | None = None          # None: start the embedded broker
-    kafka: dict[str, str] = field(default_factory=dict)   # librdkafka settings passed through
+    kafka: Mapping[str, str] = field(default_factory=dict)   # librdkafka settings passed through
     input_topics: tuple[str, ...] = ("shop-events",)   # keyed by customer id (murmur2 partitioner)
     routed_topics: tuple[str, ...] = ()           # keyed otherwise: re-keyed through the repartition topic
     changes_topic: str = "segment-changes"
@@ -54,7 +57,7 @@ class WorkerConfig:
     group_id: str = "segments"
     instance_id: str | None = None                # None: derive one persisted in the state dir
     state_dir: Path = Path("state")
-    guarantee: str = "exactly_once"
+    guarantee: Guarantee = "exactly_once"
     segments_file: Path | None = None             # None: the built-in catalog
     partitions: int = 8                           # for topics the worker creates
     replication_factor: int = 1                   # -1: the broker's default
@@ -66,7 +69,7 @@ class WorkerConfig:
     metrics_port: int | None = 9308               # None: no metrics endpoint
     session_timeout_ms: int = 10000
     max_poll_interval_ms: int = 60000
-    runtime: str = "native"                       # "faust": the same product as a Faust app (stream.faust_runtime.app)
+    runtime: Runtime = "native"                   # "faust": the same product as a Faust app (stream.faust_runtime.app)
     http_host: str = "0.0.0.0"                    # bind address of --metrics-port (probes must reach it)
     http_token_file: Path | None = None           # None: the personal-data HTTP routes are off
 
@@ -106,12 +109,10 @@ class WorkerConfig:
         return out
 
 
-class ConfigError(ValueError):
+class ConfigError(Problems):
     """Every problem found in the worker's configuration, each naming the flag, variable or file key."""
 
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("invalid worker configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+    heading = "invalid worker configuration"
 
 
 _SECRET_WORDS = ("password", "secret", "sasl.jaas", "token")
@@ -302,7 +303,9 @@ _PATH = _Kind(str.strip, _str_from_file, "DIR")
 
 
 @dataclass(frozen=True)
-class _Option:
+class Option:
+    """How a WorkerConfig field is given: as text (a flag, a variable), in the file, and its help."""
+
     kind: _Kind
     help: str
     check: Callable[[Any], str | None]
@@ -313,66 +316,66 @@ class _Option:
     choices: tuple[str, ...] | None = None
 
 
-_OPTIONS: dict[str, _Option] = {
-    "bootstrap_servers": _Option(_STR, "Kafka bootstrap servers, host:port[,host:port...]; "
-                                       "none: start the embedded broker", _not_empty, metavar="HOSTS", nullable=True),
-    "input_topics": _Option(_TOPICS, "topics of shop events keyed by customer id (murmur2 partitioner), "
-                                     "comma-separated", _topic_list),
-    "routed_topics": _Option(_TOPICS, "topics of shop events keyed otherwise (orders by order id), re-keyed "
-                                      "through the repartition topic; comma-separated", _topic_list),
-    "changes_topic": _Option(_STR, "topic the segment changes are published to", _topic, metavar="TOPIC"),
-    "membership_topic": _Option(_STR, "compacted topic of current segment membership", _topic, metavar="TOPIC"),
-    "dead_letter_topic": _Option(_STR, "topic for events that cannot be applied", _topic, metavar="TOPIC"),
-    "definitions_topic": _Option(_STR, "compacted topic of segment definitions changed while running (key: "
-                                       "segment name; they override the segments file); none: the file only",
-                                 _topic, metavar="TOPIC", nullable=True),
-    "erasure_max_lag_ms": _Option(_MILLIS, "longest an erased customer's records stay in the compacted topics the "
-                                        "worker creates (changelog, membership; their segment.ms and "
-                                        "max.compaction.lag.ms), and past retention in the others",
-                                  _at_least_a_minute, metavar="MS"),
-    "changes_retention_ms": _Option(_MILLIS, "retention.ms of the changes topic when the worker creates it "
-                                          "(its records keep an erased customer's id this long)",
-                                    _at_least_a_minute, metavar="MS"),
-    "dead_letter_retention_ms": _Option(_MILLIS, "retention.ms of the dead-letter topic when the worker creates it "
-                                              "(raw input: personal data, kept this long)",
-                                        _at_least_a_minute, metavar="MS"),
-    "group_id": _Option(_STR, "consumer group of the workers", _not_empty, metavar="GROUP"),
-    "instance_id": _Option(_STR, "stable id of this worker, such as the StatefulSet pod name; "
-                                 "none: derive one and keep it in the state dir", _not_empty, metavar="ID",
-                           nullable=True),
-    "state_dir": _Option(_PATH, "directory of the worker's local state", _not_empty),
-    "guarantee": _Option(_STR, "processing guarantee", _guarantee, choices=GUARANTEES),
-    "segments_file": _Option(_PATH, "segment definitions (YAML); none: the built-in catalog", _not_empty,
-                             flag="--segments", metavar="FILE", nullable=True),
-    "partitions": _Option(_INT, "partitions of the topics the worker creates", _positive),
-    "replication_factor": _Option(_INT, "replication factor of the topics the worker creates; "
-                                        "-1: the broker's default", _replication),
-    "batch_size": _Option(_INT, "most messages taken per consume call", _batch),
-    "commit_interval_ms": _Option(_INT, "milliseconds between commits of output and offsets", _positive),
-    "idle_advance_ms": _Option(_INT, "advance an idle partition's stream time by the wall clock after this "
-                                     "many milliseconds without input; 0: never", _disable_with_zero,
-                               nullable=True, zero_disables=True),
-    "max_message_bytes": _Option(_INT, "larger input messages go to the dead-letter topic", _message_bytes,
-                                 metavar="BYTES"),
-    "max_future_skew_ms": _Option(_MILLIS, "an event whose occurred_at is more than this many milliseconds ahead of "
-                                        "the wall clock goes to the dead-letter topic (it would move stream time "
-                                        "past every timer); 0: no bound", _disable_with_zero, metavar="MS",
-                                  nullable=True, zero_disables=True),
-    "metrics_port": _Option(_INT, "port of the Prometheus metrics endpoint; 0: none", _port, metavar="PORT",
-                            nullable=True, zero_disables=True),
-    "session_timeout_ms": _Option(_INT, "consumer group session timeout in milliseconds", _positive),
-    "max_poll_interval_ms": _Option(_INT, "most milliseconds between polls before the group drops the worker; "
-                                          "at least the session timeout", _positive),
-    "runtime": _Option(_STR, "what runs the engine: native (confluent-kafka) or faust (a faust-streaming app, "
-                             "which talks to Kafka through aiokafka)", _runtime, choices=RUNTIMES),
-    "http_host": _Option(_STR, "address the HTTP endpoint (--metrics-port) binds: 0.0.0.0 all IPv4 interfaces, "
-                               "127.0.0.1 this machine only, :: all IPv6", _host, metavar="ADDRESS"),
-    "http_token_file": _Option(_PATH, "file holding the bearer token that the personal-data HTTP routes "
-                                      "(/customers, /segments/<name>/members, /definitions) require; none: "
-                                      "those routes are off", _not_empty, metavar="FILE", nullable=True),
+OPTIONS: dict[str, Option] = {
+    "bootstrap_servers": Option(_STR, "Kafka bootstrap servers, host:port[,host:port...]; "
+                                      "none: start the embedded broker", _not_empty, metavar="HOSTS", nullable=True),
+    "input_topics": Option(_TOPICS, "topics of shop events keyed by customer id (murmur2 partitioner), "
+                                    "comma-separated", _topic_list),
+    "routed_topics": Option(_TOPICS, "topics of shop events keyed otherwise (orders by order id), re-keyed "
+                                     "through the repartition topic; comma-separated", _topic_list),
+    "changes_topic": Option(_STR, "topic the segment changes are published to", _topic, metavar="TOPIC"),
+    "membership_topic": Option(_STR, "compacted topic of current segment membership", _topic, metavar="TOPIC"),
+    "dead_letter_topic": Option(_STR, "topic for events that cannot be applied", _topic, metavar="TOPIC"),
+    "definitions_topic": Option(_STR, "compacted topic of segment definitions changed while running (key: "
+                                      "segment name; they override the segments file); none: the file only",
+                                _topic, metavar="TOPIC", nullable=True),
+    "erasure_max_lag_ms": Option(_MILLIS, "longest an erased customer's records stay in the compacted topics the "
+                                       "worker creates (changelog, membership; their segment.ms and "
+                                       "max.compaction.lag.ms), and past retention in the others",
+                                 _at_least_a_minute, metavar="MS"),
+    "changes_retention_ms": Option(_MILLIS, "retention.ms of the changes topic when the worker creates it "
+                                         "(its records keep an erased customer's id this long)",
+                                   _at_least_a_minute, metavar="MS"),
+    "dead_letter_retention_ms": Option(_MILLIS, "retention.ms of the dead-letter topic when the worker creates it "
+                                             "(raw input: personal data, kept this long)",
+                                       _at_least_a_minute, metavar="MS"),
+    "group_id": Option(_STR, "consumer group of the workers", _not_empty, metavar="GROUP"),
+    "instance_id": Option(_STR, "stable id of this worker, such as the StatefulSet pod name; "
+                                "none: derive one and keep it in the state dir", _not_empty, metavar="ID",
+                          nullable=True),
+    "state_dir": Option(_PATH, "directory of the worker's local state", _not_empty),
+    "guarantee": Option(_STR, "processing guarantee", _guarantee, choices=GUARANTEES),
+    "segments_file": Option(_PATH, "segment definitions (YAML); none: the built-in catalog", _not_empty,
+                            flag="--segments", metavar="FILE", nullable=True),
+    "partitions": Option(_INT, "partitions of the topics the worker creates", _positive),
+    "replication_factor": Option(_INT, "replication factor of the topics the worker creates; "
+                                       "-1: the broker's default", _replication),
+    "batch_size": Option(_INT, "most messages taken per consume call", _batch),
+    "commit_interval_ms": Option(_INT, "milliseconds between commits of output and offsets", _positive),
+    "idle_advance_ms": Option(_INT, "advance an idle partition's stream time by the wall clock after this "
+                                    "many milliseconds without input; 0: never", _disable_with_zero,
+                              nullable=True, zero_disables=True),
+    "max_message_bytes": Option(_INT, "larger input messages go to the dead-letter topic", _message_bytes,
+                                metavar="BYTES"),
+    "max_future_skew_ms": Option(_MILLIS, "an event whose occurred_at is more than this many milliseconds ahead of "
+                                       "the wall clock goes to the dead-letter topic (it would move stream time "
+                                       "past every timer); 0: no bound", _disable_with_zero, metavar="MS",
+                                 nullable=True, zero_disables=True),
+    "metrics_port": Option(_INT, "port of the Prometheus metrics endpoint; 0: none", _port, metavar="PORT",
+                           nullable=True, zero_disables=True),
+    "session_timeout_ms": Option(_INT, "consumer group session timeout in milliseconds", _positive),
+    "max_poll_interval_ms": Option(_INT, "most milliseconds between polls before the group drops the worker; "
+                                         "at least the session timeout", _positive),
+    "runtime": Option(_STR, "what runs the engine: native (confluent-kafka) or faust (a faust-streaming app, "
+                            "which talks to Kafka through aiokafka)", _runtime, choices=RUNTIMES),
+    "http_host": Option(_STR, "address the HTTP endpoint (--metrics-port) binds: 0.0.0.0 all IPv4 interfaces, "
+                              "127.0.0.1 this machine only, :: all IPv6", _host, metavar="ADDRESS"),
+    "http_token_file": Option(_PATH, "file holding the bearer token that the personal-data HTTP routes "
+                                     "(/customers, /segments/<name>/members, /definitions) require; none: "
+                                     "those routes are off", _not_empty, metavar="FILE", nullable=True),
 }
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(WorkerConfig) if f.name != "kafka"}
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(WorkerConfig) if f.name != "kafka"}
 _FILE_KEYS = [f.name for f in dataclasses.fields(WorkerConfig)]
 
 
@@ -380,7 +383,7 @@ def flag_of(name: str) -> str:
     """The command-line flag of a WorkerConfig field."""
     if name == "kafka":
         return "-X"
-    return _OPTIONS[name].flag or "--" + name.replace("_", "-")
+    return OPTIONS[name].flag or "--" + name.replace("_", "-")
 
 
 def env_of(name: str) -> str:
@@ -388,7 +391,8 @@ def env_of(name: str) -> str:
     return KAFKA_ENV_PREFIX + "<KEY>" if name == "kafka" else ENV_PREFIX + name.upper()
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
+    """A default as the help and the docs show it."""
     if value is None:
         return "none"
     if isinstance(value, tuple):
@@ -396,42 +400,13 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def _arg_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    def convert(text: str) -> Any:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    return convert
-
-
-def _parse_kafka_flag(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), value
-
-
-def add_worker_arguments(parser: argparse.ArgumentParser, names: Collection[str] | None = None) -> None:
-    """Add a flag for every WorkerConfig field (or only those in `names`: another command that
-    reads the worker's settings, such as backfill), plus --config and -X. Each defaults to None, so that
-    load_config can tell a flag that was not given from one that was."""
-    parser.add_argument("--config", metavar="FILE",
-                        help=f"YAML file of settings: keys are the long flags below without -- and with _ for - "
-                             f"(segments_file for --segments), librdkafka properties go under kafka: "
-                             f"(env {CONFIG_ENV}; default: none)")
-    parser.add_argument("-X", dest="kafka", action="append", type=_arg_type(_parse_kafka_flag), metavar="KEY=VALUE",
-                        help=f"librdkafka property passed through, such as security.protocol=SASL_SSL; repeatable "
-                             f"(env {KAFKA_ENV_PREFIX}<KEY>, the key upper-cased with . as _, e.g. "
-                             f"{KAFKA_ENV_PREFIX}SECURITY_PROTOCOL; default: none)")
-    for name, opt in _OPTIONS.items():
-        if names is not None and name not in names:
-            continue
-        parser.add_argument(
-            flag_of(name), dest=name, default=None, choices=opt.choices,
-            type=None if opt.choices else _arg_type(opt.kind.from_text),
-            metavar=None if opt.choices else (opt.metavar or opt.kind.metavar),
-            help=f"{opt.help} (env {env_of(name)}; default: {_shown(_DEFAULTS[name])})")
+@dataclass(frozen=True)
+class Flags:
+    """What a command line gave (stream.cli.settings_args reads it from the parsed flags): the fields
+    whose flag was given, already parsed, the --config file, and the -X properties in their order."""
+    values: Mapping[str, Any] = field(default_factory=dict)
+    config: str | None = None
+    kafka: tuple[tuple[str, str], ...] = ()
 
 
 # ---- loading ------------------------------------------------------------------------------------------
@@ -443,10 +418,10 @@ Layer = dict[str, tuple[Any, str]]   # field -> (value, where it came from)
 _INVALID = object()
 
 
-def load_config(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> WorkerConfig:
+def load_worker_config(flags: Flags, environ: Mapping[str, str] = os.environ) -> WorkerConfig:
     """The worker's configuration from parsed flags, the environment and the config file."""
     problems: list[str] = []
-    path = getattr(args, "config", None)
+    path = flags.config
     if path is None:
         path = environ.get(CONFIG_ENV, "").strip() or None
     elif not path.strip():
@@ -454,9 +429,9 @@ def load_config(args: argparse.Namespace, environ: Mapping[str, str] = os.enviro
         path = None
     file_layer, file_kafka = _from_file(path, problems) if path else ({}, {})
     env_layer, env_kafka = _from_env(environ, problems)
-    flag_layer, flag_kafka = _from_flags(args, problems)
+    flag_layer, flag_kafka = _from_flags(flags, problems)
 
-    values: Layer = {name: (default, "default") for name, default in _DEFAULTS.items()}
+    values: Layer = {name: (default, "default") for name, default in DEFAULTS.items()}
     for layer in (file_layer, env_layer, flag_layer):
         values.update(layer)
     kafka = {**file_kafka, **env_kafka, **flag_kafka}
@@ -465,14 +440,14 @@ def load_config(args: argparse.Namespace, environ: Mapping[str, str] = os.enviro
         raise ConfigError(problems)
 
     settings = {name: value for name, (value, _) in values.items()}
-    for name, opt in _OPTIONS.items():
+    for name, opt in OPTIONS.items():
         if opt.kind is _PATH and settings[name] is not None:
             settings[name] = Path(settings[name])
     return WorkerConfig(kafka=kafka, **settings)
 
 
 def _accept(layer: Layer, problems: list[str], name: str, value: Any, where: str) -> None:
-    opt = _OPTIONS[name]
+    opt = OPTIONS[name]
     problem = opt.check(value)
     if problem:
         problems.append(f"{where}: {problem}")
@@ -488,21 +463,19 @@ def _accept_kafka(kafka: dict[str, str], problems: list[str], key: str, value: s
         kafka[key] = value
 
 
-def _from_flags(args: argparse.Namespace, problems: list[str]) -> tuple[Layer, dict[str, str]]:
+def _from_flags(flags: Flags, problems: list[str]) -> tuple[Layer, dict[str, str]]:
     layer: Layer = {}
-    for name in _OPTIONS:
-        value = getattr(args, name, None)
-        if value is not None:
-            _accept(layer, problems, name, value, flag_of(name))
+    for name, value in flags.values.items():
+        _accept(layer, problems, name, value, flag_of(name))
     kafka: dict[str, str] = {}
-    for key, value in getattr(args, "kafka", None) or ():
+    for key, value in flags.kafka:
         _accept_kafka(kafka, problems, key, value, f"-X {key}")
     return layer, kafka
 
 
 def _from_env(environ: Mapping[str, str], problems: list[str]) -> tuple[Layer, dict[str, str]]:
     layer: Layer = {}
-    for name, opt in _OPTIONS.items():
+    for name, opt in OPTIONS.items():
         var = env_of(name)
         text = environ.get(var, "")
         if not text.strip():
@@ -547,19 +520,19 @@ def _from_file(path: str, problems: list[str]) -> tuple[Layer, dict[str, str]]:
         where = f"config file {path}: {key}"
         if key == "kafka":
             _kafka_from_file(kafka, problems, raw, path)
-        elif key not in _OPTIONS:
+        elif key not in OPTIONS:
             hint = difflib.get_close_matches(str(key).replace("-", "_"), _FILE_KEYS, n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             problems.append(f"config file {path}: unknown setting {key!r}{suggestion}")
         elif raw is None:
-            if _OPTIONS[key].nullable:
+            if OPTIONS[key].nullable:
                 layer[key] = (None, where)
             else:
                 problems.append(f"{where}: must not be null")
                 layer[key] = (_INVALID, where)
         else:
             try:
-                value = _OPTIONS[key].kind.from_file(raw)
+                value = OPTIONS[key].kind.from_file(raw)
             except ValueError as exc:
                 problems.append(f"{where}: {exc}")
                 layer[key] = (_INVALID, where)

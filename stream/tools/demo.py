@@ -17,8 +17,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 
@@ -229,7 +230,8 @@ def _run(out: _Output, parts: _Parts, work: Path, catalog: Any, feed: _Feed, *, 
     from confluent_kafka import Consumer, TopicPartition
     from rich.console import Console
 
-    from stream.kafka.broker import BrokerStartError, EmbeddedBroker, ensure_topics, free_port
+    from stream.kafka.embedded_broker import BrokerStartError, EmbeddedBroker, free_port
+    from stream.kafka.topics import ensure_topics
     from stream.runtime.settings import WorkerConfig
     from stream.tools.produce import produce
     from stream.worker.loop import Worker
@@ -261,7 +263,7 @@ def _run(out: _Output, parts: _Parts, work: Path, catalog: Any, feed: _Feed, *, 
                              "auto.offset.reset": "earliest", "fetch.wait.max.ms": 50})
     parts.reader.assign([TopicPartition(settings.changes_topic, p, 0) for p in range(PARTITIONS)])
 
-    parts.worker_thread = parts.thread("worker", parts.worker.run)
+    worker_thread = parts.worker_thread = parts.thread("worker", parts.worker.run)
     quiet = Console(quiet=True)
     parts.producer_thread = parts.thread("generator", lambda: produce(
         bootstrap, INPUT_TOPIC, rate=rate, events=None, customers=customers, seed=seed, bad_ratio=0.001,
@@ -294,7 +296,7 @@ def _run(out: _Output, parts: _Parts, work: Path, catalog: Any, feed: _Feed, *, 
         if not parts.broker.running:
             failed = "the embedded broker exited unexpectedly"
             return True
-        if not parts.worker_thread.is_alive():
+        if not worker_thread.is_alive():
             failed = "the worker stopped unexpectedly"
             return True
         return out.closed or deadline is not None and time.monotonic() >= deadline

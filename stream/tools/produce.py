@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
-from stream.kafka.broker import ensure_topics
 from stream.kafka.clients import client_config
-from stream.runtime.settings import WorkerConfig
+from stream.kafka.topics import ensure_topics
 from stream.runtime.intake import input_configs
+from stream.runtime.settings import WorkerConfig
 from stream.tools.synth import shop_records
 
 
@@ -54,28 +55,31 @@ def produce(bootstrap: str, topic: str, *, rate: float | None = None, events: in
         ensure_topics(client_config(bootstrap, kafka or {}), [(topic, partitions, input_configs(WorkerConfig()))],
                       timeout=15)
     except (KafkaException, TimeoutError) as exc:
-        console.print(f"segments produce: cannot use topic {topic!r} at {bootstrap}: {_reason(exc)}", markup=False, soft_wrap=True)
+        console.print(f"segments produce: cannot use topic {topic!r} at {bootstrap}: {_reason(exc)}", markup=False,
+                      soft_wrap=True)
         return 1
 
     # murmur2_random: the Java client's partitioner, which the worker requires of keyed input.
     producer = Producer({"enable.idempotence": True, "linger.ms": 10, "partitioner": "murmur2_random",
                          **client_config(bootstrap, kafka or {})})
-    tally = {"delivered": 0, "failed": 0, "error": None}
+    tally = {"delivered": 0, "failed": 0}
+    error = [""]            # the first delivery error, for the summary
 
-    def delivered(err, _msg) -> None:
+    def delivered(err: KafkaError | None, _msg: object) -> None:
         if err is None:
             tally["delivered"] += 1
         else:
             tally["failed"] += 1
-            tally["error"] = tally["error"] or str(err)
+            error[0] = error[0] or str(err)
 
+    clock: Callable[[], int] | None = None
+    run = ""
     if realtime:
-        def clock() -> int:
+        def wall_clock() -> int:
             return time.time_ns() // 1_000_000 * 1000          # milliseconds, as microseconds
+        clock = wall_clock
         # Event ids unique to this run: a second run is new traffic, not redeliveries of the first.
         run = f"{_base36(time.time_ns() // 1_000_000)}-"
-    else:
-        clock, run = None, ""
     records = shop_records(customers, seed, clock, bad_ratio=bad_ratio, run=run)
 
     sent = bad = redelivered = 0
@@ -128,8 +132,8 @@ def produce(bootstrap: str, topic: str, *, rate: float | None = None, events: in
     failed = tally["failed"] + unflushed
     if failed:
         line += f"; {failed:,} NOT delivered"
-        if tally["error"]:
-            line += f" ({tally['error']})"
+        if error[0]:
+            line += f" ({error[0]})"
     console.print(line, markup=False, soft_wrap=True)
     return 1 if failed else 0
 

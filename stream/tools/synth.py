@@ -13,7 +13,8 @@ import heapq
 import math
 import random
 from collections.abc import Callable
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -45,8 +46,9 @@ def shopper_events(customers: int, events: int, seed: int = 7, span_days: int = 
         roll = rng.random()
         if roll < order_cut:
             product = _product_for(cid, rng)
+            category = product_category(product)
             yield (f'{{"type":"product_viewed","event_id":"v{n}","customer_id":"{cid}","occurred_at":"{at}",'
-                   f'"product_id":"{product}","category":"{CATEGORIES[hash_small(product) % len(CATEGORIES)]}"}}').encode()
+                   f'"product_id":"{product}","category":"{category}"}}').encode()
             n += 1
         elif roll < cart_cut:
             # an order and its payment count as two events of the orders share
@@ -54,9 +56,10 @@ def shopper_events(customers: int, events: int, seed: int = 7, span_days: int = 
             price = rng.choice((990, 4990, 12990, 45990, 159990))
             qty = rng.randint(1, 3)
             order = f"o{n}"
+            category = product_category(product)
             yield (f'{{"type":"order_placed","event_id":"op{n}","customer_id":"{cid}","occurred_at":"{at}",'
                    f'"order_id":"{order}","total":{price * qty},"currency":"KZT","items":[{{"product_id":"{product}",'
-                   f'"quantity":{qty},"price":{price},"category":"{CATEGORIES[hash_small(product) % len(CATEGORIES)]}"}}]}}').encode()
+                   f'"quantity":{qty},"price":{price},"category":"{category}"}}]}}').encode()
             paid = t + rng.randint(1, 600) * SECOND
             heapq.heappush(later, (paid, n, (
                 f'{{"type":"order_paid","event_id":"pp{n}","customer_id":"{cid}","occurred_at":"{format_rfc3339(paid)}",'

@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 
 from stream.runtime import metrics
-from stream.kafka.broker import TopicsNotAsExpected, ensure_topics, topic_problems
+from stream.kafka.topics import TopicsNotAsExpected, ensure_topics, topic_problems
 from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, unreachable,
                       until_reachable, worker_client_config)
 from stream.model.changes import SegmentChange, encode_change

@@ -106,7 +106,7 @@ def test_the_backfill_subcommand_runs_the_backfill(capsys):
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["backfill", "--output", "out.jsonl", "--from", "yesterday"])
     assert (args.until, args.seek_margin, args.isolation, args.handoff) == ("now", "1h", "read_committed", None)
-    assert args.func(args) == 2
+    assert args.run(args) == 2
     assert "--from: not an RFC 3339 timestamp: 'yesterday'" in capsys.readouterr().err
 
 

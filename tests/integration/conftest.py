@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from stream.kafka.broker import EmbeddedBroker
+from stream.kafka.embedded_broker import EmbeddedBroker
 
 EXTERNAL_BOOTSTRAP_VAR = "SEGMENTS_TEST_BOOTSTRAP"
 

@@ -10,7 +10,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from stream.kafka.broker import BrokerStartError, EmbeddedBroker, ensure_topics
+from stream.kafka.embedded_broker import BrokerStartError, EmbeddedBroker
+from stream.kafka.topics import ensure_topics
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -232,7 +233,7 @@ def test_the_broker_goes_when_its_owner_is_killed_outright(tmp_path):
     import sys
 
     owner = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom stream.kafka.broker import EmbeddedBroker\n"
+        [sys.executable, "-c", "import sys, time\nfrom stream.kafka.embedded_broker import EmbeddedBroker\n"
          f"b = EmbeddedBroker(log_dir={str(tmp_path)!r}).start()\nprint(b._proc.pid, flush=True)\ntime.sleep(60)\n"],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -15,7 +15,8 @@ import time
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from stream.kafka.broker import EmbeddedBroker, ensure_topics, free_port, topic_problems
+from stream.kafka.embedded_broker import EmbeddedBroker, free_port
+from stream.kafka.topics import ensure_topics, topic_problems
 
 from . import conformance
 from .test_metrics import get, paid, series

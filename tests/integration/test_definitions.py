@@ -18,7 +18,7 @@ from collections import defaultdict
 
 import yaml
 
-from stream.kafka.broker import ensure_topics
+from stream.kafka.topics import ensure_topics
 from stream.model.changes import SegmentChange
 from stream.definitions.resolution import file_definitions
 from stream.cli.define import define, undefine

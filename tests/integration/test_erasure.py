@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from rocksdict import AccessType, Options, Rdict
 
 from stream.faust_runtime import app as faust_app
-from stream.kafka.broker import ensure_topics
+from stream.kafka.topics import ensure_topics
 from stream.runtime.settings import WorkerConfig
 from stream.rules.compiler import load_catalog
 from stream.runtime.intake import worker_topics

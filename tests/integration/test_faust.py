@@ -32,9 +32,11 @@ import pytest
 from confluent_kafka import Producer
 
 from stream.faust_runtime import app as faust_app
-from stream.kafka.broker import ensure_topics, free_port
+from stream.kafka.embedded_broker import free_port
+from stream.kafka.topics import ensure_topics
 from stream.cli.main import build_parser
-from stream.runtime.settings import ConfigError, WorkerConfig, load_config
+from stream.cli.settings_args import load_config
+from stream.runtime.settings import ConfigError, WorkerConfig
 from stream.rules.compiler import load_catalog
 from stream.tools.synth import shopper_events
 

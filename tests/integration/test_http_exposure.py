@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.kafka.broker import free_port
+from stream.kafka.embedded_broker import free_port
 
 from .test_faust import PARTITIONS, names
 

@@ -10,7 +10,7 @@ import msgspec
 from confluent_kafka import Producer
 
 from stream.faust_runtime import app as faust_app
-from stream.kafka.broker import ensure_topics
+from stream.kafka.topics import ensure_topics
 from stream.rules.compiler import load_catalog
 from stream.worker.loop import Worker
 

@@ -87,7 +87,7 @@ def test_it_looks_like_shopping():
     placed: dict[str, str] = {}
     views: dict[str, list[str]] = defaultdict(list)
     last_seen: dict[str, int] = {}
-    for event, t in zip(events, times):
+    for event, t in zip(events, times, strict=True):
         tag = type(event).__struct_config__.tag
         last_seen[event.customer_id] = t
         if tag == "order_placed":
@@ -122,7 +122,8 @@ def test_same_seed_same_bytes_and_a_clock_sets_the_times():
     decode = Decoder().decode
     stamps = [decode(r.value).occurred_at for r in live if r.kind == "event"]
     assert format_rfc3339(from_datetime(stamps[0])) == "2030-03-17T17:46:40Z"
-    assert all(later > earlier for earlier, later in zip(stamps, stamps[1:])), "one clock reading per record"
+    assert all(later > earlier for earlier, later in zip(stamps, stamps[1:], strict=False)), \
+        "one clock reading per record"
     assert all(e.event_id.startswith("r1-") for r in live if isinstance(e := decode(r.value), Event))
 
 

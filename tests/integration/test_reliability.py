@@ -36,7 +36,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from stream.kafka.broker import EmbeddedBroker, ensure_topics
+from stream.kafka.embedded_broker import EmbeddedBroker
+from stream.kafka.topics import ensure_topics
 from stream.runtime.settings import WorkerConfig
 from stream.rules.compiler import load_catalog
 from stream.tools.synth import shopper_events

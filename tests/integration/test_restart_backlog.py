@@ -23,7 +23,7 @@ import pytest
 from confluent_kafka import Producer
 
 from stream.runtime import metrics
-from stream.kafka.broker import ensure_topics
+from stream.kafka.topics import ensure_topics
 from stream.engine.core import Engine
 from stream.model.events import Decoder
 from stream.rules.compiler import load_catalog

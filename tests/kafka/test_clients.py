@@ -13,7 +13,7 @@ from stream.backfill import handoff, sinks
 from stream.backfill import plan as backfill_plan
 from stream.backfill import reader as backfill_reader
 
-from stream.kafka import broker
+from stream.kafka import topics
 
 from stream.kafka import clients
 
@@ -36,8 +36,8 @@ _CONFIG_PARAMS = {"client", "common"}
 # Sites that may build a client from something else: the embedded broker's own start-up probe
 # (it has no security settings to take), the throwaway clients that check the properties, and
 # the benchmarks and demo, which run only against the embedded broker they start.
-_EXEMPT = {("kafka/broker.py", "_wait_ready"), ("kafka/clients.py", "kafka_problems"),
-           ("kafka/broker.py", "_admin")}       # dict(client), or a bare bootstrap string (see the ensure_topics test)
+_EXEMPT = {("kafka/embedded_broker.py", "_wait_ready"), ("kafka/clients.py", "kafka_problems"),
+           ("kafka/topics.py", "_admin")}       # dict(client), or a bare bootstrap string (see the ensure_topics test)
 _EXEMPT_FILES = {"tools/demo.py", "tools/bench"}
 
 
@@ -80,7 +80,7 @@ def _built_from_client_config(expr: ast.expr, params: set[str]) -> bool:
         return False
     if isinstance(expr, ast.Dict):
         return any(key is None and _built_from_client_config(value, params)
-                   for key, value in zip(expr.keys, expr.values))
+                   for key, value in zip(expr.keys, expr.values, strict=True))
     if isinstance(expr, ast.Name):
         return expr.id in params
     return False
@@ -121,7 +121,7 @@ def test_every_topic_set_up_takes_the_common_client_config():
 
 def test_the_enumeration_sees_the_sites_that_used_to_ignore_the_settings():
     named = {(f, fn.name) for f, fn, _ in _sites()}
-    assert {("kafka/broker.py", "_admin"), ("tools/produce.py", "produce"), ("definitions/live.py", "publish"),
+    assert {("kafka/topics.py", "_admin"), ("tools/produce.py", "produce"), ("definitions/live.py", "publish"),
             ("worker/loop.py", "_new_producer"), ("backfill/handoff.py", "hand_off")} <= named
 
 
@@ -137,7 +137,7 @@ def built(monkeypatch):
     def record(config, *args, **kwargs):
         configs.append(dict(config))
         raise _Stop
-    for module in (broker, clients, worker, backfill_plan, backfill_reader, sinks, handoff, live_definitions, produce):
+    for module in (topics, clients, worker, backfill_plan, backfill_reader, sinks, handoff, live_definitions, produce):
         for name in ("Consumer", "Producer", "AdminClient"):
             # (stream.kafka.clients' own Consumer and Producer are the throwaway ones of kafka_problems)
             if hasattr(module, name) and not (module is clients and name != "AdminClient"):
@@ -160,7 +160,7 @@ def _reach(call) -> None:
 
 def test_topic_set_up_takes_the_security_settings(built):
     # Before: ensure_topics built its AdminClient from the bootstrap servers alone.
-    _reach(lambda: broker.ensure_topics(clients.worker_client_config(_config()), [("t", 1, {})]))
+    _reach(lambda: topics.ensure_topics(clients.worker_client_config(_config()), [("t", 1, {})]))
     assert _has_settings(built[-1])
 
 

@@ -24,7 +24,7 @@ from hypothesis import given, settings, strategies as st
 from stream.runtime import http as http_server
 
 from stream.runtime import metrics
-from stream.kafka.broker import free_port
+from stream.kafka.embedded_broker import free_port
 from stream.runtime.http import App, Request, Response, Route
 
 TOKEN = "s3cret-token-0123456789abcdef"

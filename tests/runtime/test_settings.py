@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.runtime.settings import (CONFIG_ENV, OWNED_KAFKA_KEYS, ConfigError, WorkerConfig, add_worker_arguments,
-                           env_of, flag_of, load_config)
+from stream.cli.settings_args import add_worker_arguments, load_config
+from stream.runtime.settings import CONFIG_ENV, OWNED_KAFKA_KEYS, ConfigError, WorkerConfig, env_of, flag_of
 
 
 def parser() -> argparse.ArgumentParser:
@@ -459,7 +459,8 @@ def test_owned_passthrough_keys_are_refused_from_every_source(key, config_file):
 
 
 def test_owned_keys_point_to_the_dedicated_setting():
-    assert one_problem(["-X", "bootstrap.servers=k:9092"]).endswith("use --bootstrap-servers / SEGMENTS_BOOTSTRAP_SERVERS")
+    assert one_problem(["-X", "bootstrap.servers=k:9092"]).endswith(
+        "use --bootstrap-servers / SEGMENTS_BOOTSTRAP_SERVERS")
     assert set(OWNED_KAFKA_KEYS) >= {"bootstrap.servers", "group.id", "enable.auto.commit", "isolation.level",
                                      "transactional.id", "enable.idempotence"}
 
@@ -519,7 +520,7 @@ def test_every_problem_reported_at_once(config_file):
         "max_poll_interval_ms 1000 (--max-poll-interval-ms) must be at least session_timeout_ms 10000 (default)",
     ]
     assert len(problems) == len(expected), "\n".join(problems)
-    for words, problem in zip(expected, problems):
+    for words, problem in zip(expected, problems, strict=True):
         assert words in problem
     # the changes topic "orders" would collide with the input topic, but the input list was rejected
     assert not any("more than one purpose" in p for p in problems)
@@ -540,9 +541,61 @@ def test_malformed_flags_are_usage_errors(argv, message, capsys):
 
 # ---- secrets ---------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("command", [["produce", "--bootstrap-servers", "h:1"],
+                                     ["define", "s", "--file", "f.yaml", "--bootstrap-servers", "h:1"],
+                                     ["undefine", "s", "--bootstrap-servers", "h:1"]])
+@pytest.mark.parametrize("item", ["client.id", "=v", " =v"])
+def test_every_command_parses_x_as_the_worker_does(command, item, capsys):
+    """One -X parser: the commands that talk to the workers' cluster refuse what the worker refuses."""
+    from stream.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main([*command, "-X", item])
+    assert info.value.code == 2
+    assert f"argument -X: expected KEY=VALUE, got {item!r}" in capsys.readouterr().err
+
+
+def test_x_keys_lose_surrounding_blanks_and_values_keep_theirs():
+    assert load(["-X", " client.id = a b "]).kafka == {"client.id": " a b "}
+
+
+def test_the_settings_take_flags_without_argparse():
+    """stream.runtime.settings has no argparse: a command hands it the flags it parsed as Flags."""
+    import ast
+
+    from stream.runtime import settings
+
+    tree = ast.parse(Path(settings.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "argparse" not in imported
+    config = settings.load_worker_config(settings.Flags({"partitions": 3}, None, (("client.id", "x"),)),
+                                         {"SEGMENTS_PARTITIONS": "5", "SEGMENTS_GROUP_ID": "g"})
+    assert (config.partitions, config.group_id, dict(config.kafka)) == (3, "g", {"client.id": "x"})
+    with pytest.raises(ConfigError, match="--partitions: must be positive, got 0"):
+        settings.load_worker_config(settings.Flags({"partitions": 0}), {})
+
+
+def test_config_error_is_a_problem_list_of_the_product():
+    from stream.errors import Problems, SegmentsError
+
+    error = ConfigError(["--partitions: must be positive, got 0", "SEGMENTS_GROUP_ID: must not be empty"])
+    assert isinstance(error, Problems) and isinstance(error, SegmentsError) and isinstance(error, ValueError)
+    assert str(error) == ("invalid worker configuration:\n  - --partitions: must be positive, got 0\n"
+                          "  - SEGMENTS_GROUP_ID: must not be empty")
+
+
+def test_the_settings_are_frozen():
+    config = load()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.group_id = "other"
+    assert dataclasses.replace(config, group_id="other").group_id == "other"
+
+
 def test_describe_masks_secrets_and_is_json():
     kafka = {"sasl.password": "p1", "ssl.key.password": "p2", "ssl.keystore.password": "p3",
-             "sasl.oauthbearer.client.secret": "s1", "sasl.jaas.config": "j", "sasl.oauthbearer.token.endpoint.url": "u",
+             "sasl.oauthbearer.client.secret": "s1", "sasl.jaas.config": "j",
+             "sasl.oauthbearer.token.endpoint.url": "u",
              "SASL.PASSWORD.UPPER": "p4", "ssl.key.pem": "-----BEGIN PRIVATE KEY-----",
              "sasl.oauthbearer.config": "clientSecret=x",
              "sasl.username": "worker", "security.protocol": "SASL_SSL", "client.id": "w1"}

@@ -17,9 +17,10 @@ from stream.backfill.command import run
 from stream.backfill.plan import plan
 from stream.backfill.reader import MergedHistory
 from stream.backfill.request import Request
-from stream.tools.bench.worker import PARTITIONS, _consume_decode_rate, _fresh, _produce
 from stream.engine.core import Engine
+from stream.model.changes import SegmentChange
 from stream.rules.compiler import load_catalog
+from stream.tools.bench.worker import PARTITIONS, _consume_decode_rate, _fresh, _produce
 from stream.tools.synth import shopper_events
 
 
@@ -30,16 +31,16 @@ def run_backfill_bench(events: int, customers: int, seed: int) -> int:
     for column in ("measure", "events/s", "x ceiling"):
         table.add_column(column, justify="left" if column == "measure" else "right")
     console.print(f"producing {events:,} events ...")
-    with _fresh("bf") as config:
+    with _fresh("bf") as (config, bootstrap):
         lines = list(shopper_events(customers, events, seed))
-        _produce(config.bootstrap_servers, config.input_topics[0], lines)
+        _produce(bootstrap, config.input_topics[0], lines)
         request = Request(config=config, output=os.devnull, progress=False)
         problems: list[str] = []
         spans = plan(request, problems)
         assert not problems, problems
 
         console.print("measuring ...")
-        ceiling = _consume_decode_rate(config.bootstrap_servers, config.input_topics[0], len(lines))
+        ceiling = _consume_decode_rate(bootstrap, config.input_topics[0], len(lines))
         started = time.perf_counter()
         history = MergedHistory(request, spans, on_dead=lambda *_: None)
         try:
@@ -47,7 +48,7 @@ def run_backfill_bench(events: int, customers: int, seed: int) -> int:
         finally:
             history.close()
         read_rate = len(merged) / (time.perf_counter() - started)
-        engine, out = Engine(load_catalog()), []
+        engine, out = Engine(load_catalog()), list[SegmentChange]()
         started = time.perf_counter()
         for event in merged:
             engine.apply(event, out)

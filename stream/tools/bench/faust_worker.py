@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from stream.tools.bench.worker import PARTITIONS, _consume_decode_rate, _produce
-from stream.kafka.broker import EmbeddedBroker, ensure_topics
+from stream.kafka.embedded_broker import EmbeddedBroker
+from stream.kafka.topics import ensure_topics
 from stream.tools.synth import shopper_events
 
 _TOPIC = "bench-events"
@@ -81,6 +82,8 @@ def _rate(bootstrap: str, runtime: str, group: str, total: int, state_dir: str) 
         probe.close()
         worker.terminate()
         worker.wait(60)
+    if first is None:      # (none of the events committed: there were none)
+        raise SystemExit("too few events to measure a rate: raise --events")
     start, before = first
     if now - start < 1.0:
         raise SystemExit("too few events to measure a rate: raise --events")

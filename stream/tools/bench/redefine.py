@@ -16,14 +16,11 @@ from rich.console import Console
 from rich.table import Table
 from rocksdict import WriteBatch
 
-from stream.definitions.resolution import file_definitions
-from stream.engine.core import Engine
-from stream.model.events import Decoder
 from stream.definitions.live import LiveDefinitions
+from stream.definitions.resolution import file_definitions
 from stream.rules.compiler import load_catalog
-from stream.model.state import dump_state
 from stream.storage.rocksdb_store import PartitionStore, stream_time_record
-from stream.tools.synth import shopper_events
+from stream.tools.bench.samples import sample_states
 from stream.worker.loop import PartitionTask
 
 # The change: repeat buyers from two paid orders within 60 days to two within 90 (version 2).
@@ -34,11 +31,7 @@ NEW_DEFINITION = {"version": 2, "when": {"all": [{"paid_orders": {"gte": 2}}, {"
 def run_redefine_bench(customers: int, seed: int) -> int:
     console = Console(highlight=False)
     catalog = load_catalog()
-    engine = Engine(catalog)
-    decode = Decoder().decode
-    for line in shopper_events(5000, 50000, seed):
-        engine.apply(decode(line))
-    samples = [dump_state(state) for state in engine.store.values()]
+    samples, now = sample_states(5000, 50000, seed, catalog)
     directory = Path(tempfile.mkdtemp(prefix="segments-bench-redefine-"))
     try:
         console.print(f"filling a partition store with {customers:,} customers ...")
@@ -49,7 +42,7 @@ def run_redefine_bench(customers: int, seed: int) -> int:
             if len(batch) >= 100_000:
                 store._db.write(batch)
                 batch = WriteBatch(raw_mode=True)
-        batch.put(*stream_time_record(engine.now))
+        batch.put(*stream_time_record(now))
         store._db.write(batch)
         store.close()
         store = PartitionStore(directory / "p0")

@@ -16,22 +16,22 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import msgspec
 from confluent_kafka import Consumer, Producer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from stream.kafka.broker import EmbeddedBroker, ensure_topics
-from stream.runtime.settings import WorkerConfig
-from stream.engine.core import Engine
+from stream.kafka.embedded_broker import EmbeddedBroker
+from stream.kafka.topics import ensure_topics
 from stream.model.events import Decoder
-from stream.rules.compiler import load_catalog
-from stream.model.state import dump_state
-from stream.tools.synth import shopper_events
 from stream.model.time import format_rfc3339
+from stream.rules.compiler import load_catalog
+from stream.runtime.settings import WorkerConfig
+from stream.tools.bench.samples import sample_states
+from stream.tools.synth import shopper_events
 from stream.worker.loop import Worker
 
 PARTITIONS = 4
@@ -47,22 +47,22 @@ def run_worker_bench(events: int, customers: int, seed: int, rate: int, seconds:
         table.add_column(column, justify="left" if column == "measure" else "right")
 
     console.print(f"throughput: {events:,} events over {customers:,} customers ...")
-    with _fresh("tp") as config:
+    with _fresh("tp") as (config, bootstrap):
         lines = list(shopper_events(customers, events, seed))
-        _produce(config.bootstrap_servers, config.input_topics[0], lines)
-        ceiling = _consume_decode_rate(config.bootstrap_servers, config.input_topics[0], len(lines))
+        _produce(bootstrap, config.input_topics[0], lines)
+        ceiling = _consume_decode_rate(bootstrap, config.input_topics[0], len(lines))
         rate_seen = _worker_rate(config, len(lines))
     table.add_row("events/s end to end", f"{rate_seen:,.0f}", f"{ceiling:,.0f}", f"{rate_seen / ceiling:.2f}")
 
     console.print(f"latency: {rate:,} events/s offered for {seconds:.0f} s ...")
-    with _fresh("lt") as config:
-        p50, p99, batch_p99, offered = _latency(config, customers, seed, rate, seconds)
+    with _fresh("lt") as (config, bootstrap):
+        p50, p99, batch_p99, offered = _latency(config, bootstrap, customers, seed, rate, seconds)
     table.add_row(f"event time -> committed change p50, {offered:,.0f} events/s", f"<= {p50 * 1000:.0f} ms", "", "")
     table.add_row("event time -> committed change p99", f"<= {p99 * 1000:.0f} ms", "", "")
     table.add_row("consume -> committed batch p99", f"<= {batch_p99 * 1000:.0f} ms", "", "")
 
     console.print(f"restore: {restore_customers:,} customers from the changelog ...")
-    with _fresh("rs") as config:
+    with _fresh("rs") as (config, _):
         restore_seconds, records = _restore(config, restore_customers, seed)
     table.add_row(f"restore {restore_customers:,} customers", f"{restore_seconds:.1f} s",
                   f"{records / restore_seconds:,.0f} records/s", "")
@@ -71,16 +71,17 @@ def run_worker_bench(events: int, customers: int, seed: int, rate: int, seconds:
 
 
 @contextlib.contextmanager
-def _fresh(name: str) -> Iterator[WorkerConfig]:
+def _fresh(name: str) -> Iterator[tuple[WorkerConfig, str]]:
     """A broker and a state directory of its own per measure: what one left behind (hundreds of
-    thousands of records in the broker's memory) must not slow the next."""
+    thousands of records in the broker's memory) must not slow the next. Yields the worker's
+    settings and the broker's bootstrap servers."""
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         config = WorkerConfig(bootstrap_servers=broker.bootstrap, instance_id="bench", partitions=PARTITIONS,
                               idle_advance_ms=None, metrics_port=None, session_timeout_ms=6000,
                               max_poll_interval_ms=10000, state_dir=Path(tmp), input_topics=(f"{name}-events",),
                               group_id=name)
         ensure_topics(broker.bootstrap, Worker(config, load_catalog()).topics())
-        yield config
+        yield config, broker.bootstrap
 
 
 def _produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
@@ -103,8 +104,9 @@ def _consume_decode_rate(bootstrap: str, topic: str, total: int) -> float:
         # A short timeout: consume(n, timeout) waits it out whole once the data runs short of n,
         # which a 1 s timeout made the larger part of the measure.
         for msg in consumer.consume(2000, 0.01):
-            if msg.error() is None:
-                decode(msg.value())
+            value = msg.value()
+            if msg.error() is None and value is not None:
+                decode(value)
                 seen += 1
     elapsed = time.perf_counter() - started
     consumer.close()
@@ -115,7 +117,8 @@ def _worker_rate(config: WorkerConfig, total: int) -> float:
     """Events per second from the end of the first committed batch to the last (the group join
     before it is the broker's, not the worker's)."""
     marks: list[tuple[float, int]] = []
-    worker = Worker(config, load_catalog(), on_batch=lambda events, changes: marks.append((time.perf_counter(), events)))
+    worker = Worker(config, load_catalog(),
+                    on_batch=lambda events, changes: marks.append((time.perf_counter(), events)))
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     while sum(n for _, n in marks) < total and thread.is_alive():
@@ -128,14 +131,14 @@ def _worker_rate(config: WorkerConfig, total: int) -> float:
     return (total - first_events) / (marks[-1][0] - first_at)
 
 
-def _latency(config: WorkerConfig, customers: int, seed: int, rate: int, seconds: float):
+def _latency(config: WorkerConfig, bootstrap: str, customers: int, seed: int, rate: int, seconds: float):
     """Events stamped with the wall clock at a steady rate into a worker in its own process (as
     deployed); the worker's histograms give event time to committed change and batch time.
     No reader of the output runs meanwhile: on this 2-core machine a read_committed reader of the
     embedded broker slowed the broker enough to triple the figures, which is the test broker's
     cost, not the worker's."""
     worker = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "worker", "--bootstrap-servers", config.bootstrap_servers,
+        [sys.executable, "-m", "stream.cli", "worker", "--bootstrap-servers", bootstrap,
          "--input-topics", config.input_topics[0], "--changes-topic", config.changes_topic,
          "--membership-topic", config.membership_topic, "--dead-letter-topic", config.dead_letter_topic,
          "--group-id", config.group_id, "--instance-id", "latency", "--state-dir", str(config.state_dir),
@@ -144,7 +147,7 @@ def _latency(config: WorkerConfig, customers: int, seed: int, rate: int, seconds
          "--commit-interval-ms", str(config.commit_interval_ms)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        producer = Producer({"bootstrap.servers": config.bootstrap_servers, "linger.ms": 1,
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1,
                              "partitioner": "murmur2_random"})
         topic = config.input_topics[0]
         # Encoded before the clock starts, with a placeholder where the event time goes.
@@ -206,11 +209,7 @@ def _histogram_quantile(port: int, name: str, q: float) -> float:
 def _restore(config: WorkerConfig, customers: int, seed: int) -> tuple[float, int]:
     """Fill one changelog partition with `customers` realistic states, then time a partition
     assignment: the store's restore plus the engine's timer index rebuilt from it."""
-    engine = Engine(load_catalog())
-    decode = Decoder().decode
-    for line in shopper_events(2000, 20000, seed):
-        engine.apply(decode(line))
-    samples = [dump_state(state) for state in engine.store.values()]
+    samples, _ = sample_states(2000, 20000, seed, load_catalog())
     worker = Worker(config, load_catalog())
     producer = Producer({"bootstrap.servers": config.bootstrap_servers, "linger.ms": 20,
                          "queue.buffering.max.messages": 1_000_000, "compression.type": "lz4"})
