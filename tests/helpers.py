@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 import json
+import sys
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Iterable
 
 from stream.model.changes import SegmentChange
@@ -202,3 +204,12 @@ def moves(changes: Iterable[SegmentChange], cid: str | None = None,
     """Compact (segment, change, at, cause, event_id) tuples, optionally filtered."""
     return [(c.segment, c.change, c.at, c.cause, c.event_id) for c in changes
             if (cid is None or c.customer_id == cid) and (segment is None or c.segment == segment)]
+
+
+# ------------------------------------------------------------------------------------------------
+# the command
+
+def segments_cli() -> list[str]:
+    """The `segments` command as a user runs it: the installed script, else the package's main."""
+    cli = Path(sys.executable).with_name("segments")
+    return [str(cli)] if cli.exists() else [sys.executable, "-m", "stream.cli"]

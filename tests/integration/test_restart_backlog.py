@@ -27,23 +27,15 @@ from stream.kafka.broker import ensure_topics
 from stream.engine.core import Engine
 from stream.model.events import Decoder
 from stream.rules.compiler import load_catalog
-from stream.tools.synth import START, shopper_events
+from stream.tools.synth import shopper_events
 from stream.model.time import SECOND, format_rfc3339, parse_rfc3339
 from stream.worker.loop import Worker
 
 from . import conformance
-from .test_worker import PARTITIONS, Running, settings
+from .conformance import BULK_CUSTOMERS, bulk_views
+from .workers import PARTITIONS, Running, settings
 
-BULK_CUSTOMERS = 60_000        # makes opening the three partitions take seconds (measured below)
 _OPENED = re.compile(r"partition \d+ ready: .* in ([0-9.]+)s")
-
-
-def bulk_views(customers: int) -> list[bytes]:
-    """One view per customer, the day before the shopper input starts: a large store."""
-    start = START - 86400 * SECOND
-    return [(f'{{"type":"product_viewed","event_id":"b{n}","customer_id":"bulk{n}",'
-             f'"occurred_at":"{format_rfc3339(start + n * 1000)}","product_id":"p{n % 500}","category":"books"}}').encode()
-            for n in range(customers)]
 
 
 def late_events(topic: str) -> float:
