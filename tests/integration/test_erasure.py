@@ -23,7 +23,7 @@ from stream.runtime.intake import worker_topics
 from stream.model.state import CustomerState, dump_state, load_state
 from stream.storage.rocksdb_store import META, WRITTEN_AT_KEY, pack_time
 from stream.worker.loop import Worker
-from tests.storage.test_erasure import expected, personal_topics
+from tests.erasure_topics import expected, personal_topics
 
 from . import conformance
 from .workers import Running, names, settings
