@@ -13,7 +13,8 @@ import json
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from stream.model.changes import SegmentChange
 from stream.engine.core import Engine
@@ -26,7 +27,7 @@ MINUTE = 60 * SECOND
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _ids = itertools.count(1)
 _decoder = Decoder()
 
@@ -135,7 +136,7 @@ def paid_orders(cid: str, times: Iterable[int], amounts: Iterable[float] | float
     times = list(times)
     amounts = [amounts] * len(times) if isinstance(amounts, (int, float)) else list(amounts)
     assert len(amounts) == len(times)
-    return [order_paid(cid, t, f"{prefix}-{i}", a) for i, (t, a) in enumerate(zip(times, amounts), 1)]
+    return [order_paid(cid, t, f"{prefix}-{i}", a) for i, (t, a) in enumerate(zip(times, amounts, strict=True), 1)]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ class Scenario:
         self.raws, self.ticks, self.until = raws, ticks, until
 
     def __repr__(self) -> str:
-        lines = "\n".join(f"  {r.decode()}  tick={k}" for r, k in zip(self.raws, self.ticks))
+        lines = "\n".join(f"  {r.decode()}  tick={k}" for r, k in zip(self.raws, self.ticks, strict=True))
         return f"Scenario(until=+{self.until}us,\n{lines})"
 
 
@@ -74,7 +74,7 @@ UNTIL = st.sampled_from((0, 1, H12, *SPANS, 365 * DAY))
 ONE_IN_5, ONE_IN_10 = st.integers(0, 4), st.integers(0, 9)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bodies(kind: str, knobs: Knobs, products: tuple[str, ...]) -> st.SearchStrategy[dict[str, Any]]:
     """The type-specific fields of one event."""
     value = st.sampled_from

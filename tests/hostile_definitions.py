@@ -10,7 +10,7 @@ import subprocess
 import time
 import traceback
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 LEAF = "{paid_orders: {gte: 1}}"
 

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -39,7 +39,8 @@ def bulk_views(customers: int) -> list[bytes]:
     """One view per customer, the day before the shopper input starts: a large store."""
     start = START - 86400 * SECOND
     return [(f'{{"type":"product_viewed","event_id":"b{n}","customer_id":"bulk{n}",'
-             f'"occurred_at":"{format_rfc3339(start + n * 1000)}","product_id":"p{n % 500}","category":"books"}}').encode()
+             f'"occurred_at":"{format_rfc3339(start + n * 1000)}",'
+             f'"product_id":"p{n % 500}","category":"books"}}').encode()
             for n in range(customers)]
 
 
@@ -247,7 +248,7 @@ def check_idle_clock(bootstrap: str, input_topic: str, changes_topic: str, parti
     try:
         reader.assign([TopicPartition(changes_topic, p, 0) for p in range(partitions)])
         time.sleep(1.0)                          # the idle partitions' clocks now follow the wall clock
-        occurred = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=time.time_ns() // 1000)
+        occurred = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=time.time_ns() // 1000)
         event = {"type": "product_viewed", "event_id": "v-idle", "customer_id": "c-idle",
                  "occurred_at": occurred.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "product_id": "p1", "category": "books"}
         produce(bootstrap, input_topic, [msgspec.json.encode(event)], transactional=transactional)

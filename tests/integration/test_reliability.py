@@ -60,7 +60,8 @@ class TransactionProbe:
         for topic in self.topics:
             for p in sorted(partitions if partitions is not None else range(PARTITIONS)):
                 tp = TopicPartition(topic, p)
-                if self._stable.get_watermark_offsets(tp, timeout=5)[1] < self._written.get_watermark_offsets(tp, timeout=5)[1]:
+                stable = self._stable.get_watermark_offsets(tp, timeout=5)[1]
+                if stable < self._written.get_watermark_offsets(tp, timeout=5)[1]:
                     out.append(f"{topic}[{p}]")
         return out
 
@@ -98,7 +99,8 @@ def wait_consumed(config: WorkerConfig, ends: dict[int, int], running: list[Work
     started = time.monotonic()
     deadline = started + timeout
     while True:
-        got = conformance.committed_offsets(config.bootstrap_servers, config.group_id, config.input_topics[0], PARTITIONS)
+        got = conformance.committed_offsets(config.bootstrap_servers, config.group_id, config.input_topics[0],
+                                            PARTITIONS)
         if got == ends:
             return time.monotonic() - started
         for worker in running:
@@ -335,7 +337,7 @@ def test_frozen_broker_is_survived(unique_topic, tmp_path, workers):
             time.sleep(1.0)
             produced_before_end = feeder.produced
             ends = feeder.finish(PARTITIONS, timeout=90)
-            drained = wait_consumed(config, ends, [worker], timeout=90)
+            wait_consumed(config, ends, [worker], timeout=90)
             resumed = time.monotonic() - thawed
             assert worker.alive
             during = worker.log()[logged_before:].decode(errors="replace")

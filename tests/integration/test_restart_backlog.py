@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import re
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import msgspec
 import pytest
@@ -117,7 +117,7 @@ def relive(lines: list[bytes], start: int, end: int) -> list[bytes]:
     times = [parse_rfc3339(msgspec.json.decode(line)["occurred_at"]) for line in lines]
     low, span = times[0], max(times[-1] - times[0], 1)
     out = []
-    for line, t in zip(lines, times):
+    for line, t in zip(lines, times, strict=True):
         event = msgspec.json.decode(line)
         event["occurred_at"] = format_rfc3339(start + (t - low) * (end - start) // span)
         out.append(msgspec.json.encode(event))
@@ -158,7 +158,8 @@ def test_rebalance_with_backlog_applies_it_at_its_own_times(kafka_bootstrap, uni
         with Running(second) as b:
             deadline = time.monotonic() + 120
             while not cuts or a.consumed + b.consumed < len(bulk) + len(shoppers):
-                assert time.monotonic() < deadline, f"consumed {a.consumed + b.consumed}; backlog produced: {bool(cuts)}"
+                assert time.monotonic() < deadline, \
+                    f"consumed {a.consumed + b.consumed}; backlog produced: {bool(cuts)}"
                 time.sleep(0.2)
     opened = [float(m.group(1)) for m in map(_OPENED.search, caplog.messages) if m]
     print(f"[restart-backlog] partitions opened in {opened} s")
