@@ -62,7 +62,6 @@ ONLY_STDLIB_AND: dict[str, frozenset[str]] = {
 class Import:
     importer: str        # dotted module name, e.g. stream.model.state
     target: str          # a module of the package (dotted), or a library's top-level name
-    line: int
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -85,19 +84,19 @@ def imports_of(name: str, path: Path, modules: Iterable[str]) -> list[Import]:
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: list[Import] = []
 
-    def add(target: str, line: int) -> None:
+    def add(target: str) -> None:
         library = target.partition(".")[0]
         if library != top:
-            found.append(Import(name, library, line))
+            found.append(Import(name, library))
             return
         while target not in known and "." in target:     # a name inside a module: the module
             target = target.rpartition(".")[0]
-        found.append(Import(name, target, line))
+        found.append(Import(name, target))
 
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                add(alias.name, node.lineno)
+                add(alias.name)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
@@ -109,7 +108,7 @@ def imports_of(name: str, path: Path, modules: Iterable[str]) -> list[Import]:
                 continue
             for alias in node.names:
                 candidate = f"{origin}.{alias.name}"
-                add(candidate if candidate in known else origin, node.lineno)
+                add(candidate if candidate in known else origin)
     return found
 
 
