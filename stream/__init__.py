@@ -1,6 +1,7 @@
 """Streaming customer-segment updater.
 
-One pure engine (`stream.engine.core`) folds decoded events (`stream.model.events`) into per-customer
-state (`stream.model.state`) and evaluates compiled segment rules (`stream.rules.compiler`); drivers
-(`stream.replay.driver`, the Kafka worker) own I/O and the clock.
+A pure engine (stream.engine) folds decoded events (stream.model) into per-customer state and
+evaluates compiled segment rules (stream.rules); drivers (stream.replay, the native worker, the
+Faust runtime, stream.backfill) own I/O and the clock. docs/architecture.md maps the packages and
+their layers; tests/test_layers.py keeps every import pointing down them.
 """

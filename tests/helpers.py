@@ -10,8 +10,11 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 import json
+import sys
 from functools import lru_cache
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any
+from collections.abc import Iterable
 
 from stream.model.changes import SegmentChange
 from stream.engine.core import Engine
@@ -24,7 +27,7 @@ MINUTE = 60 * SECOND
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _ids = itertools.count(1)
 _decoder = Decoder()
 
@@ -133,7 +136,7 @@ def paid_orders(cid: str, times: Iterable[int], amounts: Iterable[float] | float
     times = list(times)
     amounts = [amounts] * len(times) if isinstance(amounts, (int, float)) else list(amounts)
     assert len(amounts) == len(times)
-    return [order_paid(cid, t, f"{prefix}-{i}", a) for i, (t, a) in enumerate(zip(times, amounts), 1)]
+    return [order_paid(cid, t, f"{prefix}-{i}", a) for i, (t, a) in enumerate(zip(times, amounts, strict=True), 1)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -202,3 +205,12 @@ def moves(changes: Iterable[SegmentChange], cid: str | None = None,
     """Compact (segment, change, at, cause, event_id) tuples, optionally filtered."""
     return [(c.segment, c.change, c.at, c.cause, c.event_id) for c in changes
             if (cid is None or c.customer_id == cid) and (segment is None or c.segment == segment)]
+
+
+# ------------------------------------------------------------------------------------------------
+# the command
+
+def segments_cli() -> list[str]:
+    """The `segments` command as a user runs it: the installed script, else the package's main."""
+    cli = Path(sys.executable).with_name("segments")
+    return [str(cli)] if cli.exists() else [sys.executable, "-m", "stream.cli"]

@@ -7,11 +7,10 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 LEAF = "{paid_orders: {gte: 1}}"
 
@@ -76,11 +75,6 @@ def run_bounded(args: list[str], timeout: float = 60, cwd: Path | None = None) -
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT + (512 << 20), MEMORY_LIMIT + (512 << 20)))
     return subprocess.run(args, capture_output=True, timeout=timeout, preexec_fn=limit, cwd=cwd)
-
-
-def segments_cli() -> list[str]:
-    cli = Path(sys.executable).with_name("segments")
-    return [str(cli)] if cli.exists() else [sys.executable, "-m", "stream.cli"]
 
 
 def in_bounded_child(body: Callable[[], None], timeout: float = 60) -> None:

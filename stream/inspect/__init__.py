@@ -1,1 +1,2 @@
-"""Who is in a segment and why: members, explanations, their commands and HTTP routes."""
+"""Who is in a segment and why, from a worker's committed stores: the members export, the
+`members` and `explain` commands, and their HTTP routes (the explanation is stream.rules')."""

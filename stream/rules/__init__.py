@@ -1,2 +1,3 @@
-"""Segment definitions: bounded loading, the compiler into typed condition nodes, and the
-explanation of a verdict. Pure: reads the model, no I/O beyond reading a definitions file."""
+"""Segment definitions: bounded YAML loading, validation and compilation into the conditions the
+engine evaluates, the built-in catalog (catalog.yaml), and the explanation of a verdict. Pure but
+for reading a segments file."""

@@ -1,1 +1,1 @@
-"""Synthetic shoppers, the demo and the benchmarks."""
+"""Synthetic shoppers (and `segments produce`, which publishes them), the demo and the benchmarks."""

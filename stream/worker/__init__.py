@@ -1,1 +1,2 @@
-"""The native runtime: confluent-kafka consumer and transactional producer around the engine."""
+"""The native runtime: a confluent-kafka consumer group and a transactional producer around the
+engine, one Kafka transaction per batch."""

@@ -514,7 +514,7 @@ def test_compose_topics_match_what_the_worker_creates():
         if "--create" not in args:
             continue
         opts = {"config": {}}
-        for flag, value in zip(args, args[1:]):
+        for flag, value in zip(args, args[1:], strict=False):
             if flag == "--config":
                 key, _, val = value.partition("=")
                 opts["config"][key] = val
@@ -670,10 +670,10 @@ def test_dockerfile():
 
 
 def test_dockerignore_keeps_the_package_and_drops_the_rest():
-    lines = [l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines()
-             if l.strip() and not l.startswith("#")]
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
     assert lines[0] == "*", "allow-list: ignore everything, then re-include what the build copies"
-    included = {l[1:].rstrip("/") for l in lines if l.startswith("!")}
+    included = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     copied = set()
     for kind, arg in dockerfile_instructions():
         if kind == "COPY" and "--from" not in arg:

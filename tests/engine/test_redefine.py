@@ -29,7 +29,7 @@ from stream.model.changes import SegmentChange
 from stream.engine.core import Engine, MemoryStore, Redefinition
 from stream.rules.compiler import compile_catalog
 from stream.model.time import DAY, format_rfc3339, from_datetime, parse_duration
-from tests.engine.test_incremental_equals_scratch import ORDER_HEAVY, PROFILE_HEAVY, Scenario, scenarios
+from tests.histories import ORDER_HEAVY, PROFILE_HEAVY, Scenario, scenarios
 
 
 def repeated(within: str, at_least: int, per: str = "product", event: str = "product_viewed", **more: str) -> dict:

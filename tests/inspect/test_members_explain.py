@@ -19,7 +19,7 @@ from stream.inspect.members import FIELDS
 from stream.rules.compiler import load_catalog, parse_catalog
 from stream.model.state import CustomerState
 from stream.storage.rocksdb_store import PartitionStore
-from tests.engine.test_incremental_equals_scratch import CUSTOM_YAML
+from tests.histories import CUSTOM_YAML
 
 CATALOGS = [load_catalog(), parse_catalog(CUSTOM_YAML)]
 T0 = instant("2025-01-01T00:00:00Z")

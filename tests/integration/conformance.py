@@ -4,6 +4,8 @@
 A Kafka driver keeps one clock per partition, where replay keeps one for the whole input; a timer
 is therefore compared only up to the stream time of the customer's partition (the newest event
 that partition saw). Before that instant every driver must agree exactly.
+
+Also the input the tests of several drivers share (`paid`, `bulk_views`).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -21,7 +23,25 @@ from stream.model.changes import encode_change
 from stream.engine.core import Engine
 from stream.model.events import Decoder, Event
 from stream.rules.compiler import Catalog, load_catalog
-from stream.model.time import format_rfc3339, from_datetime
+from stream.model.time import SECOND, format_rfc3339, from_datetime
+from stream.tools.synth import START
+
+BULK_CUSTOMERS = 60_000        # makes opening three partitions take seconds (test_restart_backlog measures it)
+
+
+def paid(customer: str, n: int, at: str, amount: float = 10) -> bytes:
+    """The customer's n-th payment, at `at` (RFC 3339)."""
+    return msgspec.json.encode({"type": "order_paid", "event_id": f"{customer}-p{n}", "customer_id": customer,
+                                "occurred_at": at, "order_id": f"{customer}-o{n}", "amount": amount})
+
+
+def bulk_views(customers: int) -> list[bytes]:
+    """One view per customer, the day before the shopper input starts: a large store."""
+    start = START - 86400 * SECOND
+    return [(f'{{"type":"product_viewed","event_id":"b{n}","customer_id":"bulk{n}",'
+             f'"occurred_at":"{format_rfc3339(start + n * 1000)}",'
+             f'"product_id":"p{n % 500}","category":"books"}}').encode()
+            for n in range(customers)]
 
 
 def replay(lines: list[bytes], catalog: Catalog | None = None) -> list[dict]:
@@ -228,7 +248,7 @@ def check_idle_clock(bootstrap: str, input_topic: str, changes_topic: str, parti
     try:
         reader.assign([TopicPartition(changes_topic, p, 0) for p in range(partitions)])
         time.sleep(1.0)                          # the idle partitions' clocks now follow the wall clock
-        occurred = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=time.time_ns() // 1000)
+        occurred = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=time.time_ns() // 1000)
         event = {"type": "product_viewed", "event_id": "v-idle", "customer_id": "c-idle",
                  "occurred_at": occurred.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "product_id": "p1", "category": "books"}
         produce(bootstrap, input_topic, [msgspec.json.encode(event)], transactional=transactional)

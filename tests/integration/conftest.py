@@ -1,17 +1,24 @@
 """Integration tests run against a real broker: the embedded Tansu by default, or an Apache Kafka
 cluster named by SEGMENTS_TEST_BOOTSTRAP, so that the places where Tansu differs from Kafka can be
 checked strictly against the real thing.
+
+The fixtures every integration test module may use: the broker, a unique topic prefix, and the
+makers of worker child processes (`workers`, `start`), which kill what is left of them at the end.
 """
 from __future__ import annotations
 
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from stream.kafka.embedded_broker import EmbeddedBroker
+from stream.runtime.settings import WorkerConfig
+
+from .workers import FaustProcess, WorkerProcess
 
 EXTERNAL_BOOTSTRAP_VAR = "SEGMENTS_TEST_BOOTSTRAP"
 
@@ -38,3 +45,37 @@ def unique_topic(request: pytest.FixtureRequest) -> str:
     """A topic-name prefix no other test (nor an earlier run on an external cluster) uses."""
     test_name = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name)[:80].strip("-")
     return f"it-{test_name}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Makes native WorkerProcesses (a state dir each, logs in one dir) and kills whatever is left
+    of them when the test ends."""
+    made: list[WorkerProcess] = []
+
+    def make(name: str, config: WorkerConfig, **options) -> WorkerProcess:
+        worker = WorkerProcess(name, config, tmp_path / f"state-{name}", tmp_path / "logs", **options)
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.close()
+
+
+@pytest.fixture
+def start(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., FaustProcess]]:
+    """Starts FaustProcesses, each with a state dir of its own unless given one, and kills whatever
+    is left of them when the test ends."""
+    started: list[FaustProcess] = []
+
+    def make(s: WorkerConfig, *options: str, state_dir: Path | None = None) -> FaustProcess:
+        n = len(started)
+        worker = FaustProcess(kafka_bootstrap, s, state_dir or tmp_path / f"state-{n}", tmp_path / f"worker-{n}.log",
+                              *options)
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        worker.close()

@@ -27,7 +27,7 @@ from stream.model.time import format_rfc3339, from_datetime, parse_rfc3339
 from stream.worker.loop import Worker
 
 from . import conformance
-from .test_worker import Running, settings
+from .workers import Running, settings
 
 PARTITIONS = 3
 BAD = [b"not json", b'{"type":"order_paid","event_id":"x","customer_id":"c1"}']

@@ -19,8 +19,8 @@ from stream.kafka.embedded_broker import EmbeddedBroker, free_port
 from stream.kafka.topics import ensure_topics, topic_problems
 
 from . import conformance
-from .test_metrics import get, paid, series
-from .test_reliability import PARTITIONS, topic_config, workers  # noqa: F401 (a fixture)
+from .conformance import paid
+from .workers import PARTITIONS, FaustProcess, get, names, series, topic_config
 
 REPORT_EVERY = 30.0         # stream.kafka.clients.REPORT_EVERY
 
@@ -159,8 +159,6 @@ def test_input_topic_with_another_partition_count_stops_the_start_with_the_reaso
 
 
 def test_faust_runtime_says_the_same_while_no_broker_answers(unique_topic, tmp_path):
-    from .test_faust import FaustProcess, names
-
     port = free_port()
     worker = FaustProcess(f"127.0.0.1:{port}", names(unique_topic), tmp_path / "state", tmp_path / "faust.log")
     try:
@@ -184,8 +182,6 @@ def test_faust_runtime_stops_cleanly_while_no_broker_answers(unique_topic, tmp_p
     """Ctrl-C, or a stop from Kubernetes or compose, while the start-up waits for the brokers: the
     native worker stops at once with exit 0; so must the Faust runtime (before: a KeyboardInterrupt
     traceback, or killed by SIGTERM), whose own handlers come only once Faust runs."""
-    from .test_faust import FaustProcess, names
-
     worker = FaustProcess(f"127.0.0.1:{free_port()}", names(unique_topic), tmp_path / "state", tmp_path / "faust.log")
     try:
         base = f"http://127.0.0.1:{worker.metrics_port}"

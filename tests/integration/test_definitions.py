@@ -29,11 +29,11 @@ from stream.rules.compiler import compile_catalog, load_catalog
 from stream.tools.synth import shopper_events
 from stream.worker.loop import Worker
 
-from tests.hostile_definitions import POISONS, oversized, run_bounded, segments_cli
+from tests.helpers import segments_cli
+from tests.hostile_definitions import POISONS, oversized, run_bounded
 
 from . import conformance
-from .test_reliability import create_topics, topic_config, workers  # noqa: F401 (fixture)
-from .test_worker import PARTITIONS, Running, settings
+from .workers import PARTITIONS, Running, create_topics, settings, topic_config
 
 FILE = file_definitions(load_catalog())
 LOYAL3 = {"when": {"all": [{"paid_orders": {"gte": 3}}, {"last_paid_at": {"within": "90d"}}]}}

@@ -23,10 +23,10 @@ from stream.runtime.intake import worker_topics
 from stream.model.state import CustomerState, dump_state, load_state
 from stream.storage.rocksdb_store import META, WRITTEN_AT_KEY, pack_time
 from stream.worker.loop import Worker
-from tests.storage.test_erasure import expected, personal_topics
+from tests.erasure_topics import expected, personal_topics
 
 from . import conformance
-from .test_faust import names, start  # noqa: F401 - start: the fixture that runs Faust workers
+from .workers import Running, names, settings
 
 
 def test_the_broker_holds_the_erasure_bounds_of_every_topic(kafka_bootstrap, unique_topic):
@@ -92,7 +92,6 @@ def test_the_native_worker_compacts_erased_customers_out_of_its_store(kafka_boot
     customer erased; the compaction is not due yet (a day), so the store's files still hold the
     value. The third opens a store holding deletions and compacts it at its first look around: the
     value is gone from every file."""
-    from .test_worker import Running, settings
     city = uuid.uuid4().hex
     s = settings(kafka_bootstrap, unique_topic, tmp_path / "state")
     ensure_topics(kafka_bootstrap, worker_topics(s))
@@ -140,7 +139,6 @@ def test_a_store_away_longer_than_tombstones_live_is_rebuilt(kafka_bootstrap, un
     checkpoint it would keep the customer for ever. Simulated: a customer only the store knows
     (what such a store holds), and its last-written time set back. Rebuilt from the changelog, the
     store forgets it; a store away for less keeps what it has (and catches up as before)."""
-    from .test_worker import Running, settings
     s = settings(kafka_bootstrap, unique_topic, tmp_path / "state")
     ensure_topics(kafka_bootstrap, worker_topics(s))
     lines = _lines(uuid.uuid4().hex)[:-1]

@@ -15,15 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
@@ -41,111 +36,13 @@ from stream.rules.compiler import load_catalog
 from stream.tools.synth import shopper_events
 
 from . import conformance
-from .test_restart_backlog import BULK_CUSTOMERS, bulk_views
+from .conformance import BULK_CUSTOMERS, bulk_views
+from .workers import PARTITIONS, FaustProcess, names
 
-PARTITIONS = 3
-_SEGMENTS_CLI = Path(sys.executable).with_name("segments")
 BAD = [b"not json", b'{"type":"order_paid","event_id":"x","customer_id":"c1"}',
        b'{"type":"gift_card_bought","event_id":"g","customer_id":"c1","occurred_at":"2025-01-02T00:00:00Z"}',
        b'{"type":"product_viewed","event_id":"big","customer_id":"c1","occurred_at":"2025-01-02T00:00:00Z",'
        b'"product_id":"p","category":"' + b"x" * (1 << 20) + b'"}']
-
-
-def names(prefix: str) -> WorkerConfig:
-    """The topic and group names of one test (the rest of this config is not used)."""
-    return WorkerConfig(input_topics=(f"{prefix}-events",), changes_topic=f"{prefix}-changes",
-                        membership_topic=f"{prefix}-membership", dead_letter_topic=f"{prefix}-dead",
-                        group_id=f"{prefix}-group", partitions=PARTITIONS)
-
-
-class FaustProcess:
-    """One `segments worker --runtime faust` child process, its stderr kept in a file."""
-
-    def __init__(self, bootstrap: str, s: WorkerConfig, state_dir: Path, log: Path, *options: str):
-        cli = [str(_SEGMENTS_CLI)] if _SEGMENTS_CLI.exists() else [sys.executable, "-m", "stream.cli"]
-        self.bootstrap, self.s, self.log = bootstrap, s, log
-        self.metrics_port = free_port()
-        args = [*cli, "worker", "--runtime", "faust", "--guarantee", "at_least_once",
-                "--bootstrap-servers", bootstrap, "--input-topics", ",".join(s.input_topics),
-                "--changes-topic", s.changes_topic, "--membership-topic", s.membership_topic,
-                "--dead-letter-topic", s.dead_letter_topic, "--group-id", s.group_id,
-                "--state-dir", str(state_dir), "--partitions", str(PARTITIONS),
-                # Tansu holds a group join for the rebalance timeout, which this runtime takes from
-                # max.poll.interval.ms as librdkafka does: short, so that the join takes seconds.
-                "--session-timeout-ms", "6000", "--max-poll-interval-ms", "10000",
-                "--metrics-port", str(self.metrics_port), *options]
-        # Settings come from the flags only: no SEGMENTS_* variable of the caller's may change them.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SEGMENTS_")}
-        with open(log, "wb") as err:
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                         env=env, cwd=log.parent)
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def wait_committed(self, counts: dict[str, int], timeout: float = 60) -> None:
-        """Until the group's committed offsets cover `counts[topic]` records of each topic: the
-        runtime commits an event's offset only once its output and state are in Kafka."""
-        # the routed topics of these tests have one partition (their input stays in order)
-        sizes = {t: 1 if t in self.s.routed_topics else PARTITIONS for t in counts}
-        deadline = time.monotonic() + timeout
-        while True:
-            done = {t: sum((conformance.committed_offsets(self.bootstrap, self.s.group_id, t, n) or {}).values())
-                    for t, n in sizes.items()}
-            if all(done[t] >= n for t, n in counts.items()):
-                return
-            assert self.proc.poll() is None, f"the worker exited with {self.proc.returncode}:\n{self.tail()}"
-            assert time.monotonic() < deadline, f"committed {done} of {counts}:\n{self.tail()}"
-            time.sleep(0.1)
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.proc.poll() is None, f"the worker exited with {self.proc.returncode}:\n{self.tail()}"
-            with contextlib.suppress(OSError):       # not listening yet
-                if self.get("/readyz")[0] == 200:
-                    return
-            assert time.monotonic() < deadline, f"not ready within {timeout} s:\n{self.tail()}"
-            time.sleep(0.1)
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=5) as answer:
-                return answer.status, answer.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-
-    def terminate(self) -> None:
-        """SIGTERM, the user's clean stop: exit status 0 within a few seconds."""
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            assert self.proc.wait(30) == 0, f"exit status {self.proc.returncode}:\n{self.tail()}"
-        except subprocess.TimeoutExpired:
-            self.close()
-            raise AssertionError(f"no exit within 30 s of SIGTERM:\n{self.tail()}") from None
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def start(kafka_bootstrap, tmp_path):
-    """Starts FaustProcesses, each with a state dir of its own unless given one, and kills whatever
-    is left of them when the test ends."""
-    started: list[FaustProcess] = []
-
-    def make(s: WorkerConfig, *options: str, state_dir: Path | None = None) -> FaustProcess:
-        n = len(started)
-        worker = FaustProcess(kafka_bootstrap, s, state_dir or tmp_path / f"state-{n}", tmp_path / f"worker-{n}.log",
-                              *options)
-        started.append(worker)
-        return worker
-
-    yield make
-    for worker in started:
-        worker.close()
 
 
 def assert_changes_conform(bootstrap: str, s: WorkerConfig, lines: list[bytes],

@@ -18,7 +18,7 @@ import pytest
 
 from stream.kafka.embedded_broker import free_port
 
-from .test_faust import PARTITIONS, names
+from .workers import PARTITIONS, names
 
 TOKEN = "exposure-test-token-0123456789abcdef"
 HOST = "127.0.0.2"        # a loopback address other than the default's, to tell the bind apart

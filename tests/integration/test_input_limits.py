@@ -15,8 +15,7 @@ from stream.rules.compiler import load_catalog
 from stream.worker.loop import Worker
 
 from . import conformance
-from .test_faust import names, start  # noqa: F401  (start: the fixture that runs Faust processes)
-from .test_worker import PARTITIONS, Running, settings
+from .workers import PARTITIONS, Running, names, settings
 
 CUSTOMER = "c-hostile"
 

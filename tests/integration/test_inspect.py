@@ -20,7 +20,7 @@ from stream.tools.synth import shopper_events
 from stream.worker.loop import Worker
 
 from . import conformance
-from .test_worker import PARTITIONS, Running, settings
+from .workers import PARTITIONS, Running, settings
 
 
 TOKEN = "inspect-test-token-0123456789abcdef"

@@ -10,7 +10,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-import msgspec
 import pytest
 
 from stream.kafka.embedded_broker import free_port
@@ -19,32 +18,8 @@ from stream.rules.compiler import load_catalog
 from stream.worker.loop import Worker
 
 from . import conformance
-from .test_worker import Running, settings
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except urllib.error.URLError:
-        return 0, ""          # not listening (yet)
-
-
-def series(text: str, name: str) -> dict[str, float]:
-    """Samples of one metric from the exposition text, by their label string."""
-    out = {}
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            labels, _, value = line.rpartition(" ")
-            out[labels[len(name):]] = float(value)
-    return out
-
-
-def paid(customer: str, n: int, at: str, amount: float = 10) -> bytes:
-    return msgspec.json.encode({"type": "order_paid", "event_id": f"{customer}-p{n}", "customer_id": customer,
-                                "occurred_at": at, "order_id": f"{customer}-o{n}", "amount": amount})
+from .conformance import paid
+from .workers import Running, get, series, settings
 
 
 def test_endpoints_and_members_gauge_survive_a_restart(kafka_bootstrap, unique_topic, tmp_path):

@@ -27,171 +27,19 @@ import random
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from stream.kafka.embedded_broker import EmbeddedBroker
-from stream.kafka.topics import ensure_topics
 from stream.runtime.settings import WorkerConfig
 from stream.rules.compiler import load_catalog
 from stream.tools.synth import shopper_events
-from stream.worker.loop import Worker
 
 from . import conformance
-
-PARTITIONS = 3
-SESSION_TIMEOUT_MS = 6000
-
-_SEGMENTS_CLI = Path(sys.executable).with_name("segments")
-_READY = re.compile(rb"partition (\d+) ready")
-
-
-# ---- worker processes ------------------------------------------------------------------------------
-
-def topic_config(bootstrap: str, prefix: str) -> WorkerConfig:
-    """The names the workers of one test use; their topics are created before any input flows."""
-    return WorkerConfig(bootstrap_servers=bootstrap, input_topics=(f"{prefix}-events",),
-                        changes_topic=f"{prefix}-changes", membership_topic=f"{prefix}-membership",
-                        dead_letter_topic=f"{prefix}-dead", group_id=f"{prefix}-group", instance_id="-",
-                        partitions=PARTITIONS)
-
-
-def create_topics(config: WorkerConfig) -> None:
-    ensure_topics(config.bootstrap_servers, Worker(config, load_catalog()).topics())
-
-
-def _child_env() -> dict[str, str]:
-    # Settings come from the flags only: no SEGMENTS_* variable of the caller's may change them.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGMENTS_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class WorkerProcess:
-    """One `segments worker` child process. Each start() is a new incarnation with its own stderr
-    log (the worker's logging and librdkafka's both write there)."""
-
-    def __init__(self, name: str, config: WorkerConfig, state_dir: Path, log_dir: Path, *,
-                 instance_id: str, idle_advance_ms: int = 0, segments: Path | None = None):
-        self.name, self.state_dir, self.log_dir = name, state_dir, log_dir
-        cli = [str(_SEGMENTS_CLI)] if _SEGMENTS_CLI.exists() else [sys.executable, "-m", "stream.cli"]
-        self.args = [
-            *cli, "worker",
-            "--bootstrap-servers", config.bootstrap_servers,
-            "--input-topics", ",".join(config.input_topics),
-            "--changes-topic", config.changes_topic,
-            "--membership-topic", config.membership_topic,
-            "--dead-letter-topic", config.dead_letter_topic,
-            "--group-id", config.group_id,
-            "--instance-id", instance_id,          # fixed: a restart fences the previous incarnation
-            "--state-dir", str(state_dir),
-            "--partitions", str(PARTITIONS),
-            "--session-timeout-ms", str(SESSION_TIMEOUT_MS), "--max-poll-interval-ms", "10000",
-            "--idle-advance-ms", str(idle_advance_ms),
-            "--metrics-port", "0",
-            "--commit-interval-ms", "50", "--batch-size", "200",   # many small transactions
-        ]
-        if segments is not None:
-            self.args += ["--segments", str(segments)]
-        self.proc: subprocess.Popen | None = None
-        self.logs: list[Path] = []
-
-    def start(self) -> WorkerProcess:
-        assert not self.alive, f"{self.name} is already running"
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_dir / f"{self.name}-{len(self.logs)}.stderr"
-        self.logs.append(log)
-        with open(log, "wb") as err:
-            self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=err, env=_child_env(), cwd=self.log_dir)
-        return self
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log(self) -> bytes:
-        """The stderr of the current incarnation."""
-        return self.logs[-1].read_bytes() if self.logs else b""
-
-    def all_logs(self) -> str:
-        return "".join(f"--- {path.name}\n" + path.read_text(errors="replace") for path in self.logs)
-
-    def tail(self, lines: int = 25) -> str:
-        return "\n".join(self.log().decode(errors="replace").splitlines()[-lines:])
-
-    def ready_count(self) -> int:
-        """Partitions this incarnation took over so far (each assignment logs one line each)."""
-        return len(_READY.findall(self.log()))
-
-    def ready_partitions(self, since: int = 0) -> set[int]:
-        """The partitions of the ready lines after the first `since` ones of this incarnation."""
-        return {int(n) for n in _READY.findall(self.log())[since:]}
-
-    def restored(self) -> list[list[int]]:
-        """Per incarnation, the changelog records each partition assignment restored."""
-        return [[int(n) for n in re.findall(rb"partition \d+ ready: (\d+) changelog records", path.read_bytes())]
-                for path in self.logs]
-
-    def wait_owns(self, partitions: set[int], since: int, timeout: float = 40) -> None:
-        """Until this incarnation took over `partitions` after its first `since` ready lines."""
-        deadline = time.monotonic() + timeout
-        while not partitions <= self.ready_partitions(since):
-            assert self.alive, f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}"
-            assert time.monotonic() < deadline, \
-                f"{self.name} did not take over {sorted(partitions)} within {timeout}s:\n{self.tail()}"
-            time.sleep(0.05)
-
-    def wait_ready(self, count: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while self.ready_count() < count:
-            assert self.alive, f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}"
-            assert time.monotonic() < deadline, \
-                f"{self.name}: {self.ready_count()} of {count} partitions ready after {timeout}s:\n{self.tail()}"
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up at all, maybe in the middle of a transaction."""
-        assert self.alive, f"{self.name} died before it could be killed:\n{self.tail()}"
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self, timeout: float = 30) -> int:
-        """SIGTERM, the clean stop: the worker finishes its batch and leaves the group."""
-        assert self.alive, f"{self.name} exited with {self.proc.returncode} before SIGTERM:\n{self.tail()}"
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.close()
-            raise AssertionError(f"{self.name} did not stop within {timeout}s of SIGTERM:\n{self.tail()}") from None
-
-    def close(self) -> None:
-        if self.alive:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def workers(tmp_path):
-    """Makes WorkerProcesses and kills whatever is left of them when the test ends."""
-    made: list[WorkerProcess] = []
-
-    def make(name: str, config: WorkerConfig, **options) -> WorkerProcess:
-        worker = WorkerProcess(name, config, tmp_path / f"state-{name}", tmp_path / "logs", **options)
-        made.append(worker)
-        return worker
-
-    yield make
-    for worker in made:
-        worker.close()
-
+from .workers import PARTITIONS, WorkerProcess, create_topics, topic_config
 
 # ---- input -----------------------------------------------------------------------------------------
 
@@ -212,7 +60,8 @@ class TransactionProbe:
         for topic in self.topics:
             for p in sorted(partitions if partitions is not None else range(PARTITIONS)):
                 tp = TopicPartition(topic, p)
-                if self._stable.get_watermark_offsets(tp, timeout=5)[1] < self._written.get_watermark_offsets(tp, timeout=5)[1]:
+                stable = self._stable.get_watermark_offsets(tp, timeout=5)[1]
+                if stable < self._written.get_watermark_offsets(tp, timeout=5)[1]:
                     out.append(f"{topic}[{p}]")
         return out
 
@@ -250,7 +99,8 @@ def wait_consumed(config: WorkerConfig, ends: dict[int, int], running: list[Work
     started = time.monotonic()
     deadline = started + timeout
     while True:
-        got = conformance.committed_offsets(config.bootstrap_servers, config.group_id, config.input_topics[0], PARTITIONS)
+        got = conformance.committed_offsets(config.bootstrap_servers, config.group_id, config.input_topics[0],
+                                            PARTITIONS)
         if got == ends:
             return time.monotonic() - started
         for worker in running:
@@ -487,7 +337,7 @@ def test_frozen_broker_is_survived(unique_topic, tmp_path, workers):
             time.sleep(1.0)
             produced_before_end = feeder.produced
             ends = feeder.finish(PARTITIONS, timeout=90)
-            drained = wait_consumed(config, ends, [worker], timeout=90)
+            wait_consumed(config, ends, [worker], timeout=90)
             resumed = time.monotonic() - thawed
             assert worker.alive
             during = worker.log()[logged_before:].decode(errors="replace")

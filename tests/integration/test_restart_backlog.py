@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import re
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import msgspec
 import pytest
@@ -27,23 +27,15 @@ from stream.kafka.topics import ensure_topics
 from stream.engine.core import Engine
 from stream.model.events import Decoder
 from stream.rules.compiler import load_catalog
-from stream.tools.synth import START, shopper_events
+from stream.tools.synth import shopper_events
 from stream.model.time import SECOND, format_rfc3339, parse_rfc3339
 from stream.worker.loop import Worker
 
 from . import conformance
-from .test_worker import PARTITIONS, Running, settings
+from .conformance import BULK_CUSTOMERS, bulk_views
+from .workers import PARTITIONS, Running, settings
 
-BULK_CUSTOMERS = 60_000        # makes opening the three partitions take seconds (measured below)
 _OPENED = re.compile(r"partition \d+ ready: .* in ([0-9.]+)s")
-
-
-def bulk_views(customers: int) -> list[bytes]:
-    """One view per customer, the day before the shopper input starts: a large store."""
-    start = START - 86400 * SECOND
-    return [(f'{{"type":"product_viewed","event_id":"b{n}","customer_id":"bulk{n}",'
-             f'"occurred_at":"{format_rfc3339(start + n * 1000)}","product_id":"p{n % 500}","category":"books"}}').encode()
-            for n in range(customers)]
 
 
 def late_events(topic: str) -> float:
@@ -125,7 +117,7 @@ def relive(lines: list[bytes], start: int, end: int) -> list[bytes]:
     times = [parse_rfc3339(msgspec.json.decode(line)["occurred_at"]) for line in lines]
     low, span = times[0], max(times[-1] - times[0], 1)
     out = []
-    for line, t in zip(lines, times):
+    for line, t in zip(lines, times, strict=True):
         event = msgspec.json.decode(line)
         event["occurred_at"] = format_rfc3339(start + (t - low) * (end - start) // span)
         out.append(msgspec.json.encode(event))
@@ -166,7 +158,8 @@ def test_rebalance_with_backlog_applies_it_at_its_own_times(kafka_bootstrap, uni
         with Running(second) as b:
             deadline = time.monotonic() + 120
             while not cuts or a.consumed + b.consumed < len(bulk) + len(shoppers):
-                assert time.monotonic() < deadline, f"consumed {a.consumed + b.consumed}; backlog produced: {bool(cuts)}"
+                assert time.monotonic() < deadline, \
+                    f"consumed {a.consumed + b.consumed}; backlog produced: {bool(cuts)}"
                 time.sleep(0.2)
     opened = [float(m.group(1)) for m in map(_OPENED.search, caplog.messages) if m]
     print(f"[restart-backlog] partitions opened in {opened} s")

@@ -17,8 +17,7 @@ from stream.storage.rocksdb_store import META
 from stream.worker.loop import Worker
 
 from . import conformance
-from .test_faust import names, start  # noqa: F401 - start is a fixture
-from .test_worker import PARTITIONS, Running, settings
+from .workers import PARTITIONS, Running, names, settings
 
 WIDE = "\U0001F600"
 

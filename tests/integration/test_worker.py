@@ -1,57 +1,14 @@
 """The native Kafka worker against a real broker: parity with replay, dead letters, membership."""
 from __future__ import annotations
 
-import threading
-import time
-from pathlib import Path
-
 import msgspec
-import pytest
 
 from stream.rules.compiler import load_catalog
 from stream.tools.synth import shopper_events
-from stream.runtime.settings import WorkerConfig
 from stream.worker.loop import Worker
 
 from . import conformance
-
-PARTITIONS = 3
-
-
-def settings(bootstrap: str, prefix: str, state_dir: Path, **overrides) -> WorkerConfig:
-    return WorkerConfig(**{
-        "bootstrap_servers": bootstrap, "input_topics": (f"{prefix}-events",), "changes_topic": f"{prefix}-changes",
-        "membership_topic": f"{prefix}-membership", "dead_letter_topic": f"{prefix}-dead",
-        "group_id": f"{prefix}-group", "instance_id": "0", "state_dir": state_dir, "partitions": PARTITIONS,
-        "idle_advance_ms": None, "session_timeout_ms": 6000, "max_poll_interval_ms": 10000, "metrics_port": None,
-        **overrides})
-
-
-class Running:
-    """A worker in a thread until every expected input record is consumed."""
-
-    def __init__(self, worker: Worker):
-        self.worker, self.consumed = worker, 0
-        worker.on_batch = self._count
-        self.thread = threading.Thread(target=worker.run, daemon=True)
-
-    def _count(self, events: int, changes: int) -> None:
-        self.consumed += events
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        return self
-
-    def wait_for(self, events: int, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while self.consumed < events and time.monotonic() < deadline and self.thread.is_alive():
-            time.sleep(0.1)
-        assert self.consumed >= events, f"consumed {self.consumed} of {events}"
-
-    def __exit__(self, *exc) -> None:
-        self.worker.stop()
-        self.thread.join(30)
-
+from .workers import PARTITIONS, Running, settings
 
 BAD = [b"not json", b'{"type":"order_paid","event_id":"x","customer_id":"c1"}',
        b'{"type":"gift_card_bought","event_id":"g","customer_id":"c1","occurred_at":"2025-01-02T00:00:00Z"}',

@@ -353,7 +353,7 @@ def test_the_input_limit_stays_within_what_the_producers_send_whole():
     """A larger one could not be re-published (a routed event) nor dead-lettered whole."""
     from stream.runtime.settings import MAX_MESSAGE_BYTES_LIMIT
     from stream.runtime.intake import DEAD_LETTER_BYTES, DEAD_LETTER_ROOM
-    from tests.runtime.test_settings import load, problems_of
+    from tests.worker_settings import load, problems_of
     assert MAX_MESSAGE_BYTES_LIMIT == DEAD_LETTER_BYTES - DEAD_LETTER_ROOM
     assert load(["--max-message-bytes", str(MAX_MESSAGE_BYTES_LIMIT)]).max_message_bytes == MAX_MESSAGE_BYTES_LIMIT
     problems = problems_of(["--max-message-bytes", str(MAX_MESSAGE_BYTES_LIMIT + 1)])

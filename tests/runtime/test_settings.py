@@ -3,7 +3,6 @@ librdkafka passthrough; every kind of bad value a ConfigError naming where it ca
 problems at once; secrets masked in describe(); and every field reachable by flag, env and file."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import textwrap
@@ -11,26 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.cli.settings_args import add_worker_arguments, load_config
 from stream.runtime.settings import CONFIG_ENV, OWNED_KAFKA_KEYS, ConfigError, WorkerConfig, env_of, flag_of
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segments worker")
-    add_worker_arguments(p)
-    return p
-
-
-def load(argv: list[str] = (), env: dict[str, str] | None = None) -> WorkerConfig:
-    return load_config(parser().parse_args(list(argv)), env or {})
-
-
-def problems_of(argv: list[str] = (), env: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load(argv, env)
-    for p in info.value.problems:
-        assert p in str(info.value)
-    return info.value.problems
+from tests.worker_settings import load, parser, problems_of
 
 
 @pytest.fixture

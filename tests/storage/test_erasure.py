@@ -14,33 +14,15 @@ from stream.backfill.sinks import topic_spec
 from stream.runtime.settings import WorkerConfig
 from stream.engine.core import Engine
 from stream.rules.compiler import load_catalog
-from stream.runtime.intake import INPUT_RETENTION_MS, TOMBSTONE_RETENTION_MS, worker_topics
+from stream.runtime.intake import worker_topics
 from stream.storage.rocksdb_store import PartitionStore
+from tests.erasure_topics import expected, personal_topics
 from tests.helpers import event
 
 _MS = st.integers(min_value=60_000, max_value=365 * 24 * 3600 * 1000)
 _CONFIGS = st.builds(lambda lag, changes, dead, routed: WorkerConfig(
     erasure_max_lag_ms=lag, changes_retention_ms=changes, dead_letter_retention_ms=dead,
     routed_topics=("orders",) if routed else ()), _MS, _MS, _MS, st.booleans())
-
-
-def personal_topics(config: WorkerConfig) -> dict[str, dict]:
-    """Every topic either runtime creates that can hold a customer's id or data, with its configs:
-    all of them but the definitions and ticks topics."""
-    specs = [*worker_topics(config), *faust_app.topics(config)]
-    skip = {config.definitions_topic, faust_app.ticks_topic(config)}
-    return {name: configs for name, _, configs in specs if name not in skip}
-
-
-def expected(config: WorkerConfig, name: str) -> dict:
-    lag = config.erasure_max_lag_ms
-    compacted = {"cleanup.policy": "compact", "segment.ms": lag, "max.compaction.lag.ms": lag,
-                 "delete.retention.ms": TOMBSTONE_RETENTION_MS}
-    retention = {config.changes_topic: config.changes_retention_ms,
-                 config.dead_letter_topic: config.dead_letter_retention_ms}.get(name, INPUT_RETENTION_MS)
-    if name in (config.membership_topic, config.changelog_topic, faust_app.changelog_topic(config)):
-        return compacted
-    return {"cleanup.policy": "delete", "retention.ms": retention, "segment.ms": lag}
 
 
 @settings(max_examples=50, deadline=None)
