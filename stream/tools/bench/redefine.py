@@ -7,6 +7,7 @@ without Kafka. Beside it, in the same run, the ceiling: iterating and decoding t
 """
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 import time
@@ -14,7 +15,6 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from rocksdict import WriteBatch
 
 from stream.definitions.live import LiveDefinitions
 from stream.definitions.resolution import file_definitions
@@ -36,14 +36,9 @@ def run_redefine_bench(customers: int, seed: int) -> int:
     try:
         console.print(f"filling a partition store with {customers:,} customers ...")
         store = PartitionStore(directory / "p0")
-        batch = WriteBatch(raw_mode=True)
-        for n in range(customers):
-            batch.put(f"c{n:08d}".encode(), samples[n % len(samples)])
-            if len(batch) >= 100_000:
-                store._db.write(batch)
-                batch = WriteBatch(raw_mode=True)
-        batch.put(*stream_time_record(now))
-        store._db.write(batch)
+        # Filled as a restore from a changelog fills it: the store's own batched writes.
+        records = ((f"c{n:08d}".encode(), samples[n % len(samples)], n) for n in range(customers))
+        store.restore(itertools.chain(records, [(*stream_time_record(now), customers)]), batch_size=100_000)
         store.close()
         store = PartitionStore(directory / "p0")
 
