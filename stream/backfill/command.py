@@ -61,7 +61,7 @@ from stream.engine.core import Engine, MemoryStore
 from stream.model.events import DeadLetter
 from stream.kafka.partition_ends import Key, consume_ready, partition_ends, peek
 from stream.replay.driver import ReplaySummary, write_changes
-from stream.rules.compiler import Catalog
+from stream.rules.catalog import Catalog
 from stream.runtime.intake import PRODUCER_BATCH_BYTES, Intake, worker_topics
 from stream.model.state import dump_state
 from stream.storage.rocksdb_store import stream_time_record
@@ -645,7 +645,8 @@ def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from stream.runtime.settings import ConfigError, is_secret_key, load_config
-    from stream.rules.compiler import DefinitionError, load_catalog
+    from stream.rules.catalog import load_catalog
+    from stream.rules.problems import DefinitionError
 
     # soft_wrap: a problem or a group name is one line, whatever the terminal's width
     err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -21,7 +21,8 @@ from stream.kafka.broker import ensure_topics
 from stream.kafka.clients import client_config
 from stream.definitions.resolution import file_definitions, parse_record, version_of
 from stream.definitions.live import TOPIC_CONFIG, DefinitionsFeed, publish, read_topic
-from stream.rules.compiler import Catalog, DefinitionError, compile_catalog, shown
+from stream.rules.catalog import Catalog, compile_catalog
+from stream.rules.problems import DefinitionError, shown
 
 
 def read_definition(name: str, path: Path) -> tuple[dict[str, Any] | None, list[str]]:

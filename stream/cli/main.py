@@ -201,7 +201,8 @@ def _replay(args: argparse.Namespace) -> int:
 
     from stream.engine.core import Engine
     from stream.replay.driver import replay
-    from stream.rules.compiler import DefinitionError, load_catalog
+    from stream.rules.catalog import load_catalog
+    from stream.rules.problems import DefinitionError
 
     err = Console(stderr=True, highlight=False)
     try:
@@ -256,7 +257,8 @@ def _worker(args: argparse.Namespace) -> int:
     from stream.kafka.broker import EmbeddedBroker, TopicsNotAsExpected
     from stream.runtime.settings import ConfigError, is_secret_key, load_config
     from stream.runtime.http import HttpSetupError, read_token
-    from stream.rules.compiler import DefinitionError, load_catalog
+    from stream.rules.catalog import load_catalog
+    from stream.rules.problems import DefinitionError
     from stream.worker.loop import Worker
 
     from stream.kafka.clients import kafka_problems
@@ -349,7 +351,8 @@ def _define(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from stream.cli.define import define, undefine
-    from stream.rules.compiler import DefinitionError, load_catalog
+    from stream.rules.catalog import load_catalog
+    from stream.rules.problems import DefinitionError
 
     kafka = _kafka_properties(args.command, args)
     if kafka is None:

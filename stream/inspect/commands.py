@@ -42,7 +42,8 @@ def add_inspect_commands(sub: Any) -> None:
 
 def _settings(args: argparse.Namespace, command: str):
     """(config, catalog), or None after printing every problem."""
-    from stream.rules.compiler import DefinitionError, load_catalog
+    from stream.rules.catalog import load_catalog
+    from stream.rules.problems import DefinitionError
     try:
         config = load_config(args)
         return config, load_catalog(config.segments_file)

@@ -21,7 +21,7 @@ from stream.storage.committed import CommittedStores, NoStores
 from stream.rules.explanation import explain
 from stream.runtime.http import Request, Response, Route, json_error
 from stream.inspect.members import CONTENT_TYPES, FORMATS, encode_rows, member_rows
-from stream.rules.compiler import Catalog
+from stream.rules.catalog import Catalog
 
 
 def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog],

@@ -12,7 +12,9 @@ from typing import Any
 import msgspec
 
 from stream.model.buckets import bucket_of
-from stream.rules.compiler import ATTRS, Attr, Catalog, Test
+from stream.rules.attributes import ATTRS, Attr
+from stream.rules.catalog import Catalog
+from stream.rules.predicates import Test
 from stream.model.state import CustomerState
 from stream.model.time import format_rfc3339
 

@@ -16,7 +16,7 @@ from stream.cli.main import main
 from stream.engine.core import Engine
 from stream.rules.explanation import condition, explain
 from stream.inspect.members import FIELDS
-from stream.rules.compiler import load_catalog, parse_catalog
+from stream.rules.catalog import load_catalog, parse_catalog
 from stream.model.state import CustomerState
 from stream.storage.rocksdb_store import PartitionStore
 from tests.engine.test_incremental_equals_scratch import CUSTOM_YAML

@@ -35,7 +35,7 @@ from stream.faust_runtime import app as faust_app
 from stream.kafka.broker import ensure_topics, free_port
 from stream.cli.main import build_parser
 from stream.runtime.settings import ConfigError, WorkerConfig, load_config
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.tools.synth import shopper_events
 
 from . import conformance

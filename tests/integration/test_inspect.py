@@ -14,7 +14,7 @@ import urllib.request
 import msgspec
 
 from stream.kafka.broker import ensure_topics, free_port
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.tools.synth import shopper_events
 from stream.worker.loop import Worker
 

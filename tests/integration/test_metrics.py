@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from stream.kafka.broker import ensure_topics, free_port
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.worker.loop import Worker
 
 from . import conformance

@@ -38,7 +38,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from stream.kafka.broker import EmbeddedBroker, ensure_topics
 from stream.runtime.settings import WorkerConfig
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.tools.synth import shopper_events
 from stream.worker.loop import Worker
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.tools.synth import shopper_events
 from stream.runtime.settings import WorkerConfig
 from stream.worker.loop import Worker

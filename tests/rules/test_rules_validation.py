@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from tests.helpers import (DAY, HOUR, cart_abandoned, cart_updated, customer_updated, default_catalog, instant, iso,
                      moves, order_paid, order_placed, product_viewed, run, segments_of)
 from stream.model import events as ev
-from stream.rules.compiler import CHANGED_BY, DefinitionError, load_catalog, parse_catalog
+from stream.rules.attributes import CHANGED_BY
+from stream.rules.catalog import load_catalog, parse_catalog
+from stream.rules.problems import DefinitionError
 
 P = instant("2025-03-01T10:00:00Z")
 

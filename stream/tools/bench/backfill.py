@@ -16,7 +16,7 @@ from rich.table import Table
 from stream.backfill.command import MergedHistory, Request, plan, run
 from stream.tools.bench.worker import PARTITIONS, _consume_decode_rate, _fresh, _produce
 from stream.engine.core import Engine
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.tools.synth import shopper_events
 
 

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from stream.engine.core import Engine
 from stream.model.events import Decoder
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.model.state import dump_state
 from stream.tools.synth import shopper_events
 

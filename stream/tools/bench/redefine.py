@@ -20,7 +20,7 @@ from stream.definitions.resolution import file_definitions
 from stream.engine.core import Engine
 from stream.model.events import Decoder
 from stream.definitions.live import LiveDefinitions
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.model.state import dump_state
 from stream.storage.rocksdb_store import PartitionStore, stream_time_record
 from stream.tools.synth import shopper_events

@@ -28,7 +28,7 @@ from stream.kafka.broker import EmbeddedBroker, ensure_topics
 from stream.runtime.settings import WorkerConfig
 from stream.engine.core import Engine
 from stream.model.events import Decoder
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.model.state import dump_state
 from stream.tools.synth import shopper_events
 from stream.model.time import format_rfc3339
