@@ -11,8 +11,8 @@ import difflib
 import math
 import operator
 import re
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
 
 from stream.model.buckets import BUCKETS, MAX_SALT_BYTES, bucket_of
 from stream.model.state import CustomerState
@@ -47,14 +47,42 @@ class Stream:
         return f"{self.event}:{self.per}"
 
 
+Combine = Literal["all", "any", "not"]
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One node of a segment's compiled `when:` tree. `test` is the compiled function the engine
+    calls; a composite's test calls its parts' tests directly (stream.rules.predicates), never
+    through these nodes, so evaluation is plain function calls. The rest is what
+    stream.rules.explanation walks; the engine never looks at it."""
+    test: Test
+    reads: frozenset[str]          # the state field groups it reads (stream.rules.attributes)
+    label: str                     # e.g. "all", "paid_orders >= 2", "last_paid_at" (several operators)
+    combine: Combine | None = None  # all | any | not for a composite; None for a leaf (its own test)
+    parts: tuple[Condition, ...] = ()
+    attr: Attr | None = None       # a leaf's attribute, whose value the explanation shows
+
+
+def _combined(combine: Combine, label: str, parts: tuple[Condition, ...]) -> Condition:
+    tests = tuple(part.test for part in parts)
+    test = pr.all_of(tests) if combine == "all" else pr.any_of(tests) if combine == "any" else pr.negation(tests[0])
+    return Condition(test, frozenset().union(*(part.reads for part in parts)), label, combine, parts)
+
+
 @dataclass
 class Segment:
     name: str
     version: int
     description: str
-    test: Test
-    reads: frozenset[str]
+    when: Condition
     definition: dict[str, Any]
+    # The engine's hot path reads these once per evaluation: one attribute away, not two.
+    test: Test = field(init=False)
+    reads: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.test, self.reads = self.when.test, self.when.reads
 
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -99,12 +127,12 @@ class Compiler:
             problems.append(f"{where}: missing `when:` condition")
             raise DefinitionError(problems)
         try:
-            test, reads = self.condition(definition["when"], f"{where}: when", 1)
+            when = self.condition(definition["when"], f"{where}: when", 1)
         except DefinitionError as exc:
             problems.extend(exc.problems)
         if problems:
             raise DefinitionError(problems)
-        return Segment(name, version, description, test, reads, definition)
+        return Segment(name, version, description, when, definition)
 
     def _count(self, where: str) -> None:
         self._conditions += 1
@@ -112,7 +140,7 @@ class Compiler:
             raise _OverLimit([f"{where}: more than {MAX_CONDITIONS} conditions and operators in one segment; "
                               f"split it, or use `in:` for a list of values"])
 
-    def condition(self, node: Any, where: str, depth: int) -> tuple[Test, frozenset[str]]:
+    def condition(self, node: Any, where: str, depth: int) -> Condition:
         if depth > MAX_NESTING:
             raise _OverLimit([f"{where}: conditions nested more than {MAX_NESTING} levels deep"])
         self._count(where)
@@ -133,15 +161,12 @@ class Compiler:
                     problems.extend(exc.problems)
             if problems:
                 raise DefinitionError(problems)
-            tests = tuple(t for t, _ in parts)
-            reads = frozenset().union(*(r for _, r in parts))
-            return _explained((pr.all_of if key == "all" else pr.any_of)(tests), key, key, tests), reads
+            return _combined("all" if key == "all" else "any", key, tuple(parts))
         if key == "not":
-            test, reads = self.condition(arg, f"{where}.not", depth + 1)
-            return _explained(pr.negation(test), "not", "not", (test,)), reads
+            return _combined("not", "not", (self.condition(arg, f"{where}.not", depth + 1),))
         if key == "repeated":
             test, reads = self.repeated(arg, f"{where}.repeated")
-            return _explained(test, "repeated " + _operand_text(arg)), reads
+            return Condition(test, reads, "repeated " + _operand_text(arg))
         return self.attribute(key, arg, where)
 
     def repeated(self, arg: Any, where: str) -> tuple[Test, frozenset[str]]:
@@ -177,7 +202,7 @@ class Compiler:
             reads.add("placed")
         return pr.repeated(f"{event}:{per}", at_least, window, f"order_placed:{per}", without), frozenset(reads)
 
-    def attribute(self, name: str, ops: Any, where: str) -> tuple[Test, frozenset[str]]:
+    def attribute(self, name: str, ops: Any, where: str) -> Condition:
         label = name
         if name.startswith("custom."):
             key = name[len("custom."):]
@@ -195,22 +220,21 @@ class Compiler:
         where = f"{where}.{clip(name, 80)}"
         if not isinstance(ops, dict) or not ops:
             raise DefinitionError([f"{where}: expected a mapping of operator -> value, like {{gte: 2}}"])
-        tests, reads, problems = [], {attr.group}, []
+        leaves: list[Condition] = []
+        problems: list[str] = []
         for op, operand in ops.items():
             try:
                 self._count(where)
                 test, extra = self.operator(attr, str(op), operand, f"{where}.{clip(str(op), 40)}")
-                tests.append(_explained(test, f"{label} {_OP_TEXT.get(op, op)} {_operand_text(operand)}",
-                                        attr=attr))
-                reads |= extra
+                leaves.append(Condition(test, frozenset({attr.group, *extra}),
+                                        f"{label} {_OP_TEXT.get(op, op)} {_operand_text(operand)}", attr=attr))
             except _OverLimit:
                 raise
             except DefinitionError as exc:
                 problems.extend(exc.problems)
         if problems:
             raise DefinitionError(problems)
-        return (tests[0] if len(tests) == 1 else _explained(pr.all_of(tuple(tests)), label, "all", tuple(tests))), \
-            frozenset(reads)
+        return leaves[0] if len(leaves) == 1 else _combined("all", label, tuple(leaves))
 
     def operator(self, attr: Attr, op: str, operand: Any, where: str) -> tuple[Test, set[str]]:
         ops = _OPERATORS_BY_KIND[attr.kind]
@@ -330,24 +354,6 @@ def _bucket(ops: Any, where: str) -> tuple[Attr, dict[Any, Any], str]:
     def get(st: CustomerState) -> int | None:
         return None if st.id_hash is None else bucket_of(st.id_hash, key)
     return Attr("bucket", "bucket", IDENTITY, get), rest, f"bucket[{salt}]" if salt else "bucket"
-
-
-# ----------------------------------------------------------------------------------------------
-# Explanation: what stream.rules.explanation reads; the engine never looks at it, so the hot path is unchanged
-
-@dataclass(frozen=True)
-class Node:
-    combine: str | None           # all | any | not for a composite; None for a leaf (its own test)
-    label: str                    # e.g. "all", "paid_orders >= 2", "last_paid_at" (several operators)
-    parts: tuple[Test, ...]
-    attr: Attr | None             # a leaf's attribute, whose value the explanation shows
-
-
-def _explained(test: Test, label: str, combine: str | None = None, parts: tuple[Test, ...] = (),
-               attr: Attr | None = None) -> Test:
-    """Attach the explanation node to the compiled function itself (`test.node`)."""
-    test.node = Node(combine, label, parts, attr)  # type: ignore[attr-defined]
-    return test
 
 
 _OP_TEXT = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}

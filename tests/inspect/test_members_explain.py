@@ -57,10 +57,9 @@ def states(draw) -> CustomerState:
         id_hash=draw(st.integers(0, 2**64 - 1)))
 
 
-def leaves_agree(test, st_, now) -> None:
-    node = test.node
+def leaves_agree(node, st_, now) -> None:
     for part in node.parts:
-        assert condition(part, st_, now)["holds"] == part(st_, now)[0], part.node.label
+        assert condition(part, st_, now)["holds"] == part.test(st_, now)[0], part.label
         leaves_agree(part, st_, now)
 
 
@@ -69,8 +68,8 @@ def leaves_agree(test, st_, now) -> None:
 def test_explanation_verdicts_equal_the_compiled_tests(state, now):
     for catalog in CATALOGS:
         for seg in catalog.segments:
-            assert condition(seg.test, state, now)["holds"] == seg.test(state, now)[0], seg.name
-            leaves_agree(seg.test, state, now)
+            assert condition(seg.when, state, now)["holds"] == seg.test(state, now)[0], seg.name
+            leaves_agree(seg.when, state, now)
 
 
 # ------------------------------------------------------------------------------------------------
