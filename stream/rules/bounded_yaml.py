@@ -27,6 +27,8 @@ from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
+from stream.errors import SegmentsError
+
 KIB = 1024
 MIB = 1024 * KIB
 MESSAGE_CHARS = 500          # the longest message a DocumentError carries
@@ -47,8 +49,9 @@ DEFINITION = Limits("a segment definition", "YAML or JSON", 64 * KIB, 64, 16_384
 CONFIG_FILE = Limits("a config file", "YAML", MIB, 64, 250_000, MIB)
 
 
-class DocumentError(ValueError):
-    """A document that is not valid YAML, or over its limits; the message is at most MESSAGE_CHARS."""
+class DocumentError(SegmentsError, ValueError):
+    """A document that is not valid YAML, or over its limits; the message is at most MESSAGE_CHARS.
+    One problem, not a list of them (so no errors.Problems): its reader names where it came from."""
 
     def __init__(self, message: str):
         super().__init__(clip(message, MESSAGE_CHARS))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stream.errors import Problems
 from stream.rules.bounded_yaml import brief, clip
 
 # Bounds on what an error says, so a hostile document cannot make a huge message, log line or
@@ -12,13 +13,14 @@ MAX_PROBLEMS_SHOWN = 20
 PROBLEM_CHARS = 500
 
 
-class DefinitionError(ValueError):
+class DefinitionError(Problems):
     """Every problem found in a segments file, each naming its segment and where in it; the
     message lists at most MAX_PROBLEMS_SHOWN of them, each at most PROBLEM_CHARS long."""
 
+    heading = "invalid segment definitions"
+
     def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("invalid segment definitions:\n" + "\n".join(f"  - {p}" for p in shown(problems)))
+        super().__init__(problems, message=self.listed(shown(problems)))
 
 
 def shown(problems: list[str] | tuple[str, ...]) -> list[str]:

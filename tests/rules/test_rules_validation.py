@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 
 from tests.helpers import (DAY, HOUR, cart_abandoned, cart_updated, customer_updated, default_catalog, instant, iso,
                      moves, order_paid, order_placed, product_viewed, run, segments_of)
+from stream.errors import Problems, SegmentsError
 from stream.model import events as ev
 from stream.rules.attributes import CHANGED_BY
+from stream.rules.bounded_yaml import SEGMENTS_FILE, DocumentError, load
 from stream.rules.catalog import load_catalog, parse_catalog
 from stream.rules.problems import DefinitionError
 
@@ -218,6 +220,19 @@ def test_load_catalog_reads_a_file_and_names_it_in_problems(tmp_path):
         load_catalog(bad)
     assert str(bad) in info.value.problems[0]
 
+
+def test_definition_errors_are_the_products_problem_lists():
+    """One root for the product's refusals (stream.errors): a caller may catch Problems, or
+    ValueError as before; a bad document alone is a SegmentsError with its one message."""
+    with pytest.raises(Problems) as info:
+        parse_catalog("segments: 3\n", source="segs.yaml")
+    assert isinstance(info.value, DefinitionError) and isinstance(info.value, ValueError)
+    assert str(info.value) == ("invalid segment definitions:\n  - segs.yaml: expected a mapping with a non-empty "
+                               "`segments:` mapping of name -> definition")
+    with pytest.raises(DocumentError) as bad:
+        load("[", SEGMENTS_FILE)
+    assert isinstance(bad.value, SegmentsError) and isinstance(bad.value, ValueError)
+    assert not isinstance(bad.value, Problems)
 
 def test_default_catalog_names_are_the_contract():
     assert [s.name for s in default_catalog().segments] == sorted([
