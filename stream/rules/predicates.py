@@ -58,23 +58,25 @@ def compare_attrs(get: Callable[[CustomerState], Any], compare: Callable[[Any, A
 
 def within(get: Callable[[CustomerState], int | None], span: int) -> Test:
     """now - t < span: holds until t + span."""
-    def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
-        t = get(st)
-        if t is None:
-            return False, None
-        end = t + span
-        return (True, end) if now < end else (False, None)
-    return test
+    return _until_edge(get, span, True)
 
 
 def ago(get: Callable[[CustomerState], int | None], span: int) -> Test:
     """now - t >= span: holds from t + span on."""
+    return _until_edge(get, span, False)
+
+
+def _until_edge(get: Callable[[CustomerState], int | None], span: int, before: bool) -> Test:
+    """`before` until the instant t + span (which is then the next flip), the opposite from it on
+    for good; no time t: holds never."""
+    after = not before
+
     def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
         t = get(st)
         if t is None:
             return False, None
-        start = t + span
-        return (True, None) if now >= start else (False, start)
+        edge = t + span
+        return (before, edge) if now < edge else (after, None)
     return test
 
 
