@@ -11,6 +11,8 @@ import difflib
 import math
 import operator
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -32,6 +34,18 @@ MAX_NESTING = 32             # conditions nested (all, any, not) in one segment
 class _OverLimit(DefinitionError):
     """A segment over MAX_CONDITIONS or MAX_NESTING: its compilation stops at once (what else is
     wrong with it no longer matters, and going on would cost what the limit is there to prevent)."""
+
+
+@contextmanager
+def _gathered(problems: list[str]) -> Iterator[None]:
+    """Compiling one of several parts (conditions in a list, operators on an attribute): its problems
+    join its siblings' in `problems`, so all are reported together; over a limit stops at once."""
+    try:
+        yield
+    except _OverLimit:
+        raise
+    except DefinitionError as exc:
+        problems.extend(exc.problems)
 
 
 @dataclass(frozen=True)
@@ -151,14 +165,11 @@ class Compiler:
         if key in ("all", "any"):
             if not isinstance(arg, list) or not arg:
                 raise DefinitionError([f"{where}.{key}: expected a non-empty list of conditions"])
-            parts, problems = [], []
+            parts: list[Condition] = []
+            problems: list[str] = []
             for i, child in enumerate(arg):
-                try:
+                with _gathered(problems):
                     parts.append(self.condition(child, f"{where}.{key}[{i}]", depth + 1))
-                except _OverLimit:
-                    raise
-                except DefinitionError as exc:
-                    problems.extend(exc.problems)
             if problems:
                 raise DefinitionError(problems)
             return _combined("all" if key == "all" else "any", key, tuple(parts))
@@ -223,15 +234,11 @@ class Compiler:
         leaves: list[Condition] = []
         problems: list[str] = []
         for op, operand in ops.items():
-            try:
+            with _gathered(problems):
                 self._count(where)
                 test, extra = self.operator(attr, str(op), operand, f"{where}.{clip(str(op), 40)}")
                 leaves.append(Condition(test, frozenset({attr.group, *extra}),
                                         f"{label} {_OP_TEXT.get(op, op)} {_operand_text(operand)}", attr=attr))
-            except _OverLimit:
-                raise
-            except DefinitionError as exc:
-                problems.extend(exc.problems)
         if problems:
             raise DefinitionError(problems)
         return leaves[0] if len(leaves) == 1 else _combined("all", label, tuple(leaves))
