@@ -4,7 +4,8 @@ read a group its type changes (see CHANGED_BY)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from stream.model import events as ev
 from stream.model.state import CustomerState

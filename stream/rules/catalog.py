@@ -65,7 +65,8 @@ def parse_catalog(text: str | bytes, source: str = "<string>") -> Catalog:
 
 def _catalog(doc: Any, source: str) -> Catalog:
     if not isinstance(doc, dict) or not isinstance(doc.get("segments"), dict) or not doc["segments"]:
-        raise DefinitionError([f"{source}: expected a mapping with a non-empty `segments:` mapping of name -> definition"])
+        raise DefinitionError([f"{source}: expected a mapping with a non-empty `segments:` mapping of "
+                               f"name -> definition"])
     extra = set(doc) - {"segments"}
     problems = [f"{source}: unknown top-level key(s): {key_names(extra)}"] if extra else []
     try:

@@ -11,10 +11,10 @@ import difflib
 import math
 import operator
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from stream.model.buckets import BUCKETS, MAX_SALT_BYTES, bucket_of
 from stream.model.state import CustomerState
@@ -124,13 +124,15 @@ class Compiler:
         where = f"segment {brief(name)}"
         self._conditions = 0
         if not valid_name(name):
-            raise DefinitionError([f"{where}: a name is lower-case letters, digits and '-', starting with a letter or digit, at most 64 characters"])
+            raise DefinitionError([f"{where}: a name is lower-case letters, digits and '-', starting with a letter "
+                                   f"or digit, at most 64 characters"])
         if not isinstance(definition, dict):
             raise DefinitionError([f"{where}: expected a mapping with `when:` (and optional description, version)"])
         problems = []
         unknown = set(definition) - _SEGMENT_KEYS
         if unknown:
-            problems.append(f"{where}: unknown key(s) {key_names(unknown)}; allowed: {', '.join(sorted(_SEGMENT_KEYS))}")
+            problems.append(f"{where}: unknown key(s) {key_names(unknown)}; "
+                            f"allowed: {', '.join(sorted(_SEGMENT_KEYS))}")
         version = definition.get("version", 1)
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             problems.append(f"{where}: version must be a whole number >= 1, got {brief(version)}")
@@ -159,7 +161,8 @@ class Compiler:
             raise _OverLimit([f"{where}: conditions nested more than {MAX_NESTING} levels deep"])
         self._count(where)
         if not isinstance(node, dict) or len(node) != 1:
-            raise DefinitionError([f"{where}: a condition is a mapping with exactly one key (all, any, not, repeated, or an attribute); got {brief(node)}"])
+            raise DefinitionError([f"{where}: a condition is a mapping with exactly one key (all, any, not, repeated, "
+                                   f"or an attribute); got {brief(node)}"])
         (key, arg), = node.items()
         key = str(key)
         if key in ("all", "any"):
@@ -186,15 +189,20 @@ class Compiler:
             raise DefinitionError([f"{where}: expected a mapping with event, per, at_least, within"])
         problems = []
         if set(arg) - allowed:
-            problems.append(f"{where}: unknown key(s) {key_names(set(arg) - allowed)}; allowed: {', '.join(sorted(allowed))}")
-        event, per, at_least = arg.get("event"), arg.get("per", "product"), arg.get("at_least")
+            problems.append(f"{where}: unknown key(s) {key_names(set(arg) - allowed)}; "
+                            f"allowed: {', '.join(sorted(allowed))}")
+        # YAML data, checked here
+        event: Any = arg.get("event")
+        per: Any = arg.get("per", "product")
+        at_least: Any = arg.get("at_least")
         if not isinstance(event, str) or event not in STREAM_EVENTS:      # a list is no dict key
             problems.append(f"{where}.event: one of {', '.join(STREAM_EVENTS)}; got {brief(event)}")
         if per not in STREAM_KEYS:
             problems.append(f"{where}.per: one of {', '.join(STREAM_KEYS)}; got {brief(per)}")
         if not isinstance(at_least, int) or isinstance(at_least, bool) or not 1 <= at_least <= 100:
             problems.append(f"{where}.at_least: a whole number from 1 to 100; got {brief(at_least)}")
-        window = without = None
+        window: int | None = None
+        without: int | None = None
         try:
             window = _duration(arg.get("within"), f"{where}.within")
         except DefinitionError as exc:
@@ -204,7 +212,7 @@ class Compiler:
                 without = _duration(arg["without_order_within"], f"{where}.without_order_within")
             except DefinitionError as exc:
                 problems.extend(exc.problems)
-        if problems:
+        if problems or window is None:          # no window: its problem is listed
             raise DefinitionError(problems)
         self._need_stream(event, per, at_least, window)
         reads = {STREAM_EVENTS[event]}
@@ -219,7 +227,7 @@ class Compiler:
             key = name[len("custom."):]
             if not key:
                 raise DefinitionError([f"{where}: `custom.` needs a field name, like custom.tier"])
-            attr = Attr(name, "any", "profile", lambda st, k=key: st.custom.get(k))
+            attr = Attr(name, "any", "profile", _custom_field(key))
         elif name == "bucket":
             attr, ops, label = _bucket(ops, f"{where}.bucket")
         elif name in ATTRS:
@@ -227,7 +235,8 @@ class Compiler:
         else:
             hint = difflib.get_close_matches(name, list(ATTRS) + ["all", "any", "not", "repeated", "bucket"], n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise DefinitionError([f"{where}: unknown attribute or keyword {brief(name)}{suggestion}; attributes: {', '.join(ATTRS)}, custom.<field>, bucket"])
+            raise DefinitionError([f"{where}: unknown attribute or keyword {brief(name)}{suggestion}; "
+                                   f"attributes: {', '.join(ATTRS)}, custom.<field>, bucket"])
         where = f"{where}.{clip(name, 80)}"
         if not isinstance(ops, dict) or not ops:
             raise DefinitionError([f"{where}: expected a mapping of operator -> value, like {{gte: 2}}"])
@@ -246,7 +255,8 @@ class Compiler:
     def operator(self, attr: Attr, op: str, operand: Any, where: str) -> tuple[Test, set[str]]:
         ops = _OPERATORS_BY_KIND[attr.kind]
         if op not in ops:
-            raise DefinitionError([f"{where}: operator {brief(op)} does not apply to {attr.kind} attribute {attr.name!r}; use one of {', '.join(sorted(ops))}"])
+            raise DefinitionError([f"{where}: operator {brief(op)} does not apply to {attr.kind} attribute "
+                                   f"{attr.name!r}; use one of {', '.join(sorted(ops))}"])
         get = attr.get
         if op == "exists":
             if not isinstance(operand, bool):
@@ -263,7 +273,8 @@ class Compiler:
         if op in ("contains", "contains_any"):
             values = [operand] if op == "contains" else operand
             if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
-                raise DefinitionError([f"{where}: expected {'a string' if op == 'contains' else 'a non-empty list of strings'}"])
+                expected = "a string" if op == "contains" else "a non-empty list of strings"
+                raise DefinitionError([f"{where}: expected {expected}"])
             wanted = frozenset(values)
             return pr.static(lambda st: not wanted.isdisjoint(get(st))), set()
         if op == "in":
@@ -277,7 +288,8 @@ class Compiler:
             name = operand.get("attr") if set(operand) == {"attr"} else None
             other = ATTRS.get(name) if isinstance(name, str) else None       # a list is no dict key
             if other is None or other.kind != attr.kind:
-                raise DefinitionError([f"{where}: compare with a literal or with {{attr: NAME}} naming a {attr.kind} attribute; got {brief(operand)}"])
+                raise DefinitionError([f"{where}: compare with a literal or with {{attr: NAME}} naming a {attr.kind} "
+                                       f"attribute; got {brief(operand)}"])
             return pr.compare_attrs(get, compare, other.get), {other.group}
         value = self.literal(attr, operand, where)
         if attr.kind == "any":
@@ -340,6 +352,12 @@ _OPERATORS_BY_KIND = {
 }
 _COMPARE = {"eq": operator.eq, "ne": operator.ne, "gt": operator.gt,
             "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
+
+
+def _custom_field(key: str) -> Callable[[CustomerState], Any]:
+    def get(st: CustomerState) -> Any:
+        return st.custom.get(key)
+    return get
 
 
 def _bucket(ops: Any, where: str) -> tuple[Attr, dict[Any, Any], str]:

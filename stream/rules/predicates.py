@@ -9,7 +9,8 @@ re-evaluates then and finds nothing changed), but never late: every real flip is
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from stream.model.state import CustomerState
 from stream.model.time import DAY
@@ -89,11 +90,14 @@ def birthday_within(get: Callable[[CustomerState], str | None], days: int) -> Te
             return False, None
         today = _dt.date(1970, 1, 1) + _dt.timedelta(days=now // DAY)
         birthday = _next_birthday(born, today)
-        midnight = lambda d: (d - _dt.date(1970, 1, 1)).days * DAY  # noqa: E731
         if (birthday - today).days < days:
-            return True, midnight(birthday + _dt.timedelta(days=1))
-        return False, midnight(birthday - _dt.timedelta(days=days - 1))
+            return True, _midnight(birthday + _dt.timedelta(days=1))
+        return False, _midnight(birthday - _dt.timedelta(days=days - 1))
     return test
+
+
+def _midnight(day: _dt.date) -> int:
+    return (day - _dt.date(1970, 1, 1)).days * DAY
 
 
 def _next_birthday(born: str, today: _dt.date) -> _dt.date:
@@ -112,6 +116,8 @@ def repeated(stream: str, at_least: int, window: int, orders: str, without: int 
     """Some item has >= at_least events within `window`, and (with `without`) no order of that item
     within `without`. Per item, the condition holds from the order block's end until the
     at_least-th newest event leaves the window; the next flip is the nearest of those instants."""
+    block = 0 if without is None else without      # read only with `without`
+
     def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
         items = st.streams.get(stream)
         if not items:
@@ -127,8 +133,8 @@ def repeated(stream: str, at_least: int, window: int, orders: str, without: int 
             flip = end
             if ordered:
                 last = ordered.get(key)
-                if last is not None and now < last[-1] + without:
-                    flip = last[-1] + without
+                if last is not None and now < last[-1] + block:
+                    flip = last[-1] + block
                     if flip >= end:
                         continue         # the order block outlasts the views: never holds
                 else:
