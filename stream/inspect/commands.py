@@ -75,7 +75,7 @@ def _members(args: argparse.Namespace) -> int:
         stores = CommittedStores(config.state_dir, config.group_id)
     except NoStores as exc:
         problems.append(str(exc))
-    if problems:
+    if problems or stores is None:          # no stores: why is among the problems
         for problem in problems:
             print(f"segments members: {problem}", file=sys.stderr)
         if stores is not None:

@@ -13,7 +13,8 @@ batch and reading cannot race the engine. Unknown segment or customer: 404 with 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any
 
 import msgspec
 
