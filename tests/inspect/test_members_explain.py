@@ -89,7 +89,7 @@ def build_stores(state_dir: Path) -> list[PartitionStore]:
         if cid != "c-d":
             engines[p].apply(order_paid(cid, T0 + DAY, f"{cid}-o2", 50.5))
     engines[0].apply(product_viewed("c-view", T0 + DAY, "p1"))
-    for store, engine in zip(stores, engines):
+    for store, engine in zip(stores, engines, strict=True):
         store.set_stream_time(engine.now)
         store.commit(1)
     # not committed: a reader must not see it
@@ -105,7 +105,8 @@ def settings_flags(tmp_path: Path) -> list[str]:
 def test_members_csv_and_jsonl_while_the_stores_are_open(tmp_path):
     stores = build_stores(tmp_path / "state")
     out_csv, out_jsonl = tmp_path / "m.csv", tmp_path / "m.jsonl"
-    assert main(["members", "repeat-buyer", "--format", "csv", "--output", str(out_csv), *settings_flags(tmp_path)]) == 0
+    assert main(["members", "repeat-buyer", "--format", "csv", "--output", str(out_csv),
+                 *settings_flags(tmp_path)]) == 0
     assert main(["members", "repeat-buyer", "--format", "jsonl", "--output", str(out_jsonl),
                  *settings_flags(tmp_path)]) == 0
     with open(out_csv, newline="", encoding="utf-8") as handle:
@@ -130,7 +131,8 @@ def test_members_of_an_empty_segment_is_a_header(tmp_path, capsysbinary):
     build_stores(tmp_path / "state")
     assert main(["members", "champion", *settings_flags(tmp_path)]) == 0
     out = capsysbinary.readouterr()
-    assert out.out == b"customer_id,member_since,paid_orders,paid_total,average_order_value,last_order_at,city,country\r\n"
+    assert out.out == (b"customer_id,member_since,paid_orders,paid_total,average_order_value,last_order_at,city,"
+                       b"country\r\n")
     assert b"0 members of champion; as of p0 " in out.err
 
 
