@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from stream.model.changes import SegmentChange
 from stream.engine.core import Engine
 from stream.model.events import DeadLetter, Decoder, Event
-from stream.rules.compiler import Catalog, load_catalog, parse_catalog
+from stream.rules.catalog import Catalog, load_catalog, parse_catalog
 
 US = 1
 SECOND = 1_000_000

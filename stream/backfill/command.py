@@ -19,7 +19,7 @@ from stream.model.changes import SegmentChange
 from stream.model.events import DeadLetter
 from stream.model.time import BEFORE_TIME, format_rfc3339
 from stream.replay.driver import ReplaySummary
-from stream.rules.compiler import Catalog
+from stream.rules.catalog import Catalog
 
 _FLUSH_EVERY = 4096
 

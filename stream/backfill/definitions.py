@@ -8,7 +8,7 @@ from confluent_kafka import KafkaError, KafkaException
 from stream.runtime.settings import WorkerConfig
 from stream.definitions.resolution import Resolution, Running, encode_running, file_definitions, version_of
 from stream.definitions.live import LiveDefinitions, read_topic
-from stream.rules.compiler import Catalog
+from stream.rules.catalog import Catalog
 from stream.storage.rocksdb_store import DEFINITIONS_KEY, Record
 
 

@@ -14,7 +14,7 @@ from stream.engine.core import MemoryStore
 from stream.kafka.topics import ensure_topics
 from stream.kafka.clients import worker_client_config
 from stream.model.state import dump_state
-from stream.rules.compiler import Catalog
+from stream.rules.catalog import Catalog
 from stream.runtime.intake import PRODUCER_BATCH_BYTES
 from stream.runtime.settings import WorkerConfig
 from stream.storage.rocksdb_store import stream_time_record

@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     from stream.backfill.request import ArgumentProblems, parse_request
     from stream.cli.settings_args import load_config
     from stream.kafka.clients import kafka_problems
-    from stream.rules.compiler import DefinitionError, load_catalog
+    from stream.rules.catalog import load_catalog
+    from stream.rules.problems import DefinitionError
     from stream.runtime.settings import ConfigError, is_secret_key
 
     # soft_wrap: a problem or a group name is one line, whatever the terminal's width

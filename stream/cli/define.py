@@ -23,7 +23,8 @@ from stream.definitions.resolution import file_definitions, parse_record, versio
 from stream.kafka.clients import client_config
 from stream.kafka.topics import ensure_topics
 from stream.rules.bounded_yaml import DEFINITION, DocumentError, read_file
-from stream.rules.compiler import Catalog, DefinitionError, compile_catalog, load_catalog, shown
+from stream.rules.catalog import Catalog, compile_catalog, load_catalog
+from stream.rules.problems import DefinitionError, shown
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

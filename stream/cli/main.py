@@ -1,11 +1,11 @@
 """The `segments` command: one subcommand per module of stream.cli (the inspect commands from
-stream.inspect.commands), each adding its parser, which runs it through `run` in its defaults."""
+stream.cli.members_explain), each adding its parser, which runs it through `run` in its defaults."""
 from __future__ import annotations
 
 import argparse
 
 from stream.cli import backfill, bench, define, demo, produce, replay, worker
-from stream.inspect.commands import add_inspect_commands
+from stream.cli.members_explain import add_inspect_commands
 
 # In the order `segments --help` lists them.
 _COMMANDS = (replay.add_parser, worker.add_parser, produce.add_parser, demo.add_parser, add_inspect_commands,

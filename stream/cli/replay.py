@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
 
     from stream.engine.core import Engine
     from stream.replay.driver import replay
-    from stream.rules.compiler import DefinitionError, load_catalog
+    from stream.rules.catalog import load_catalog
+    from stream.rules.problems import DefinitionError
 
     err = Console(stderr=True, highlight=False)
     try:

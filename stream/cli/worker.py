@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from stream.kafka.clients import kafka_problems
     from stream.kafka.embedded_broker import EmbeddedBroker
     from stream.kafka.topics import TopicsNotAsExpected
-    from stream.rules.compiler import DefinitionError, load_catalog
+    from stream.rules.catalog import load_catalog
+    from stream.rules.problems import DefinitionError
     from stream.runtime.http import HttpSetupError, read_token
     from stream.runtime.settings import ConfigError, is_secret_key
     from stream.worker.loop import Worker

@@ -30,7 +30,8 @@ import msgspec
 
 from stream.rules.bounded_yaml import DEFINITION, DocumentError, brief, load
 from stream.engine.core import Redefinition
-from stream.rules.compiler import Catalog, DefinitionError, compile_catalog, shown
+from stream.rules.catalog import Catalog, compile_catalog
+from stream.rules.problems import DefinitionError, shown
 from stream.model.time import format_rfc3339
 
 _canonical = msgspec.json.Encoder(order="sorted").encode

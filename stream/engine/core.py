@@ -18,7 +18,8 @@ from stream.model import events as ev
 from stream.model.buckets import customer_hash
 from stream.model.changes import SegmentChange, make_change
 from stream.engine.fold import Folder
-from stream.rules.compiler import Catalog, Segment
+from stream.rules.catalog import Catalog
+from stream.rules.compiler import Segment
 from stream.model.state import DEDUP_WINDOW, SEEN_KEEP, CustomerState
 from stream.engine.timers import TimerIndex
 from stream.model.time import from_datetime

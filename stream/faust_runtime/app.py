@@ -83,7 +83,7 @@ from stream.model.changes import SegmentChange, encode_change
 from stream.runtime.settings import WorkerConfig
 from stream.engine.core import Engine
 from stream.model.events import DeadLetter
-from stream.rules.compiler import Catalog
+from stream.rules.catalog import Catalog
 from stream.runtime.intake import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, CatchUp, Intake, Spec, advance_idle,
                       apply_counted, changelog_configs, dead_letter, idle, membership, outlived_tombstones,
                       output_topics)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
+from typing import Any
 
 import msgspec
 
@@ -46,9 +47,9 @@ def member_rows(items: Iterable[tuple[bytes, bytes]], segment: str) -> Iterator[
                None if st.last_placed is None else format_rfc3339(st.last_placed), st.city, st.country)
 
 
-def encode_rows(rows: Iterable[tuple[Any, ...]], fmt: str) -> Iterator[bytes]:
+def encode_rows(rows: Iterable[tuple[Any, ...]], fmt: str) -> Generator[bytes, None, None]:
     """The rows as `fmt` (csv: a header line, RFC 4180 quoting; jsonl: one object per line), in
-    chunks of bytes."""
+    chunks of bytes; a generator, so a reader stopping half-way can close it."""
     if fmt == "csv":
         return _csv(rows)
     if fmt == "jsonl":
@@ -56,7 +57,7 @@ def encode_rows(rows: Iterable[tuple[Any, ...]], fmt: str) -> Iterator[bytes]:
     raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
-def _csv(rows: Iterable[tuple[Any, ...]]) -> Iterator[bytes]:
+def _csv(rows: Iterable[tuple[Any, ...]]) -> Generator[bytes, None, None]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)             # quotes fields holding commas, quotes or line breaks
     writer.writerow(FIELDS)
@@ -69,11 +70,11 @@ def _csv(rows: Iterable[tuple[Any, ...]]) -> Iterator[bytes]:
     yield buffer.getvalue().encode()
 
 
-def _jsonl(rows: Iterable[tuple[Any, ...]]) -> Iterator[bytes]:
+def _jsonl(rows: Iterable[tuple[Any, ...]]) -> Generator[bytes, None, None]:
     encode = msgspec.json.Encoder().encode
     chunk: list[bytes] = []
     for row in rows:
-        chunk.append(encode(dict(zip(FIELDS, row))))
+        chunk.append(encode(dict(zip(FIELDS, row, strict=True))))
         if len(chunk) == _CHUNK:
             yield b"\n".join(chunk) + b"\n"
             chunk.clear()

@@ -13,7 +13,8 @@ batch and reading cannot race the engine. Unknown segment or customer: 404 with 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any
 
 import msgspec
 
@@ -21,7 +22,7 @@ from stream.storage.committed import CommittedStores, NoStores
 from stream.rules.explanation import explain
 from stream.runtime.http import Request, Response, Route, json_error
 from stream.inspect.members import CONTENT_TYPES, FORMATS, encode_rows, member_rows
-from stream.rules.compiler import Catalog
+from stream.rules.catalog import Catalog
 
 
 def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog],

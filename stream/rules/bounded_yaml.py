@@ -15,17 +15,20 @@ from __future__ import annotations
 import reprlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import yaml
 from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
-from yaml.events import AliasEvent, ScalarEvent
+from yaml.events import AliasEvent, Event, NodeEvent, ScalarEvent
 from yaml.nodes import Node
 from yaml.parser import Parser
 from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
+
+from stream.errors import SegmentsError
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -47,8 +50,9 @@ DEFINITION = Limits("a segment definition", "YAML or JSON", 64 * KIB, 64, 16_384
 CONFIG_FILE = Limits("a config file", "YAML", MIB, 64, 250_000, MIB)
 
 
-class DocumentError(ValueError):
-    """A document that is not valid YAML, or over its limits; the message is at most MESSAGE_CHARS."""
+class DocumentError(SegmentsError, ValueError):
+    """A document that is not valid YAML, or over its limits; the message is at most MESSAGE_CHARS.
+    One problem, not a list of them (so no errors.Problems): its reader names where it came from."""
 
     def __init__(self, message: str):
         super().__init__(clip(message, MESSAGE_CHARS))
@@ -77,14 +81,15 @@ class _BoundedComposer(Composer):
     for its anchor's node when that node was complete."""
 
     limits: Limits
+    peek_event: Callable[[], Event]       # yaml.parser.Parser's, beside this class in the loader
 
-    def compose_document(self) -> Node:
+    def compose_document(self) -> Node | None:
         self._nodes = self._text = self._depth = self._reach = 0
         self._sizes: dict[str, tuple[int, int, int]] = {}     # anchor -> (nodes, text, height)
         return super().compose_document()
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
-        event = self.peek_event()
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        event = cast(NodeEvent, self.peek_event())     # the composer composes a node: a node's event is next
         if isinstance(event, AliasEvent):
             self._alias(event)
             return super().compose_node(parent, index)
@@ -109,16 +114,18 @@ class _BoundedComposer(Composer):
         return node
 
     def _alias(self, event: AliasEvent) -> None:
-        if event.anchor not in self._sizes:
-            if event.anchor in self.anchors:
-                self._refuse(event, f"alias *{clip(event.anchor, 40)} is inside its own anchor "
+        anchor = event.anchor
+        assert anchor is not None, "an alias names its anchor"
+        if anchor not in self._sizes:
+            if anchor in self.anchors:
+                self._refuse(event, f"alias *{clip(anchor, 40)} is inside its own anchor "
                                     f"(a recursive document)")
             return                       # undefined: the composer says so
-        nodes, text, height = self._sizes[event.anchor]
+        nodes, text, height = self._sizes[anchor]
         self._nodes += nodes
         self._text += text
         self._reach = max(self._reach, self._depth + height)
-        where = f"alias *{clip(event.anchor, 40)} expands to"
+        where = f"alias *{clip(anchor, 40)} expands to"
         if self._depth + height > self.limits.depth:
             self._refuse(event, f"{where} more than {self.limits.depth} levels of nesting")
         if self._nodes > self.limits.nodes:

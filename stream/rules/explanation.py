@@ -1,9 +1,9 @@
 """Why a customer is (or is not) in each segment: the state, the memberships, and every condition.
 
-The explanation walks the nodes the compiler attached to each compiled condition (rules.Node):
-leaves are evaluated by their own compiled test; all / any / not combine their parts' verdicts
-here, independently of the compiled combinators (a property test holds the two to the same
-verdict). Every part is shown, also those the engine's short-circuit never looks at.
+The explanation walks a segment's condition nodes (stream.rules.compiler.Condition): leaves are
+evaluated by their own compiled test; all / any / not combine their parts' verdicts here,
+independently of the compiled combinators (a property test holds the two to the same verdict).
+Every part is shown, also those the engine's short-circuit never looks at.
 """
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typing import Any
 import msgspec
 
 from stream.model.buckets import bucket_of
-from stream.rules.compiler import ATTRS, Attr, Catalog, Test
+from stream.rules.attributes import ATTRS, Attr
+from stream.rules.catalog import Catalog
+from stream.rules.compiler import Condition
 from stream.model.state import CustomerState
 from stream.model.time import format_rfc3339
 
@@ -29,12 +31,11 @@ def _shown(attr: Attr, value: Any) -> Any:
     return value
 
 
-def condition(test: Test, st: CustomerState, now: int) -> dict[str, Any]:
+def condition(node: Condition, st: CustomerState, now: int) -> dict[str, Any]:
     """{condition, holds, value (leaves), changes_at (leaves whose value time alone will flip),
     parts (composites)}."""
-    node = test.node  # type: ignore[attr-defined]
     if node.combine is None:
-        holds, flip = test(st, now)
+        holds, flip = node.test(st, now)
         out: dict[str, Any] = {"condition": node.label, "holds": holds}
         if node.attr is not None:
             out["value"] = _shown(node.attr, node.attr.get(st))
@@ -61,7 +62,7 @@ def explain(customer_id: str, st: CustomerState, catalog: Catalog, now: int,
     """The whole answer, as JSON-able data, evaluated at `now` (the partition's stream time)."""
     segments = []
     for seg in catalog.segments:
-        tree = condition(seg.test, st, now)
+        tree = condition(seg.when, st, now)
         segments.append({
             "segment": seg.name, "version": seg.version, "member": seg.name in st.member,
             "member_since": _instant(st.member.get(seg.name)), "holds": tree["holds"],

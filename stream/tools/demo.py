@@ -90,7 +90,7 @@ def run_demo(console: Any, *, rate: float = 200.0, customers: int = 2000, durati
             console.print(f"segments demo: {problem}", markup=False, highlight=False)
         return 2
 
-    from stream.rules.compiler import load_catalog
+    from stream.rules.catalog import load_catalog
 
     catalog = load_catalog()
     feed = _Feed([segment.name for segment in catalog.segments])

@@ -37,7 +37,7 @@ from stream.model.events import DeadLetter
 from stream.inspect.routes import segment_routes
 from stream.definitions.live import DefinitionsFeed, LiveDefinitions
 from stream.kafka.partition_ends import partition_ends
-from stream.rules.compiler import Catalog
+from stream.rules.catalog import Catalog
 from stream.runtime.intake import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, CatchUp, Intake, Source, Spec,
                       advance_idle, apply_counted, dead_letter, membership, outlived_tombstones, worker_topics)
 from stream.storage.rocksdb_store import PartitionStore

@@ -20,7 +20,7 @@ from stream.definitions.resolution import file_definitions, parse_record
 from stream.engine.core import Engine
 from stream.errors import Problems
 from stream.definitions.live import LiveDefinitions
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.storage.rocksdb_store import PartitionStore, Record
 from stream.worker.loop import PartitionTask
 

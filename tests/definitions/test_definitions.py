@@ -14,7 +14,7 @@ from stream.definitions.resolution import (Running, TopicRecord, decode_running,
                                 parse_record, redefine, resolve)
 from stream.engine.core import Engine, Redefinition
 from stream.definitions.live import LiveDefinitions
-from stream.rules.compiler import compile_catalog, load_catalog
+from stream.rules.catalog import compile_catalog, load_catalog
 from stream.storage.rocksdb_store import DEFINITIONS_KEY, PartitionStore
 from stream.worker.loop import PartitionTask
 

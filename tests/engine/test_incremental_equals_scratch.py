@@ -37,7 +37,7 @@ from hypothesis import HealthCheck, example, given, settings
 from stream.model import events as ev
 from stream.model.changes import SegmentChange, encode_change
 from stream.engine.core import Engine, MemoryStore
-from stream.rules.compiler import Catalog, load_catalog, parse_catalog
+from stream.rules.catalog import Catalog, load_catalog, parse_catalog
 from stream.model.state import CustomerState, dump_state, load_state
 from stream.model.time import DAY, format_rfc3339, from_datetime, parse_duration, parse_rfc3339
 
@@ -413,7 +413,7 @@ def test_changes_do_not_depend_on_the_hash_seed() -> None:
         "from stream.model.changes import encode_change\n"
         "from stream.engine.core import Engine\n"
         "from stream.model.events import Decoder\n"
-        "from stream.rules.compiler import load_catalog, parse_catalog\n"
+        "from stream.rules.catalog import load_catalog, parse_catalog\n"
         "text, lines = sys.stdin.read().split('\\0')\n"
         "for catalog in (load_catalog(), parse_catalog(text)):\n"
         "    engine, decode = Engine(catalog), Decoder().decode\n"

@@ -27,7 +27,7 @@ from tests.helpers import apply_change
 from stream.model import events as ev
 from stream.model.changes import SegmentChange
 from stream.engine.core import Engine, MemoryStore, Redefinition
-from stream.rules.compiler import compile_catalog
+from stream.rules.catalog import compile_catalog
 from stream.model.time import DAY, format_rfc3339, from_datetime, parse_duration
 from tests.histories import ORDER_HEAVY, PROFILE_HEAVY, Scenario, scenarios
 

@@ -3,20 +3,18 @@ verdicts against the compiled conditions."""
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import (DAY, customer_updated, instant, iso, order_paid, order_placed, product_viewed)
+from tests.helpers import (DAY, instant, iso, order_paid, order_placed, product_viewed)
 from stream.cli.main import main
 from stream.engine.core import Engine
-from stream.rules.explanation import condition, explain
+from stream.rules.explanation import condition
 from stream.inspect.members import FIELDS
-from stream.rules.compiler import load_catalog, parse_catalog
+from stream.rules.catalog import load_catalog, parse_catalog
 from stream.model.state import CustomerState
 from stream.storage.rocksdb_store import PartitionStore
 from tests.histories import CUSTOM_YAML
@@ -57,10 +55,9 @@ def states(draw) -> CustomerState:
         id_hash=draw(st.integers(0, 2**64 - 1)))
 
 
-def leaves_agree(test, st_, now) -> None:
-    node = test.node
+def leaves_agree(node, st_, now) -> None:
     for part in node.parts:
-        assert condition(part, st_, now)["holds"] == part(st_, now)[0], part.node.label
+        assert condition(part, st_, now)["holds"] == part.test(st_, now)[0], part.label
         leaves_agree(part, st_, now)
 
 
@@ -69,8 +66,8 @@ def leaves_agree(test, st_, now) -> None:
 def test_explanation_verdicts_equal_the_compiled_tests(state, now):
     for catalog in CATALOGS:
         for seg in catalog.segments:
-            assert condition(seg.test, state, now)["holds"] == seg.test(state, now)[0], seg.name
-            leaves_agree(seg.test, state, now)
+            assert condition(seg.when, state, now)["holds"] == seg.test(state, now)[0], seg.name
+            leaves_agree(seg.when, state, now)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -90,7 +87,7 @@ def build_stores(state_dir: Path) -> list[PartitionStore]:
         if cid != "c-d":
             engines[p].apply(order_paid(cid, T0 + DAY, f"{cid}-o2", 50.5))
     engines[0].apply(product_viewed("c-view", T0 + DAY, "p1"))
-    for store, engine in zip(stores, engines):
+    for store, engine in zip(stores, engines, strict=True):
         store.set_stream_time(engine.now)
         store.commit(1)
     # not committed: a reader must not see it
@@ -106,7 +103,8 @@ def settings_flags(tmp_path: Path) -> list[str]:
 def test_members_csv_and_jsonl_while_the_stores_are_open(tmp_path):
     stores = build_stores(tmp_path / "state")
     out_csv, out_jsonl = tmp_path / "m.csv", tmp_path / "m.jsonl"
-    assert main(["members", "repeat-buyer", "--format", "csv", "--output", str(out_csv), *settings_flags(tmp_path)]) == 0
+    assert main(["members", "repeat-buyer", "--format", "csv", "--output", str(out_csv),
+                 *settings_flags(tmp_path)]) == 0
     assert main(["members", "repeat-buyer", "--format", "jsonl", "--output", str(out_jsonl),
                  *settings_flags(tmp_path)]) == 0
     with open(out_csv, newline="", encoding="utf-8") as handle:
@@ -131,7 +129,8 @@ def test_members_of_an_empty_segment_is_a_header(tmp_path, capsysbinary):
     build_stores(tmp_path / "state")
     assert main(["members", "champion", *settings_flags(tmp_path)]) == 0
     out = capsysbinary.readouterr()
-    assert out.out == b"customer_id,member_since,paid_orders,paid_total,average_order_value,last_order_at,city,country\r\n"
+    assert out.out == (b"customer_id,member_since,paid_orders,paid_total,average_order_value,last_order_at,city,"
+                       b"country\r\n")
     assert b"0 members of champion; as of p0 " in out.err
 
 

@@ -20,7 +20,7 @@ from stream.kafka.topics import ensure_topics
 from stream.cli.main import main
 from stream.definitions.resolution import decode_running, file_definitions
 from stream.model.events import Decoder, Event
-from stream.rules.compiler import compile_catalog, load_catalog
+from stream.rules.catalog import compile_catalog, load_catalog
 from stream.storage.rocksdb_store import DEFINITIONS_KEY
 from stream.tools.synth import shopper_events
 from stream.model.time import format_rfc3339, from_datetime, parse_rfc3339

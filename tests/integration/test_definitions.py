@@ -25,7 +25,7 @@ from stream.cli.define import define, undefine
 from stream.engine.core import Engine, Redefinition
 from stream.model.events import Decoder, Event
 from stream.definitions.live import TOPIC_CONFIG, publish, read_topic
-from stream.rules.compiler import compile_catalog, load_catalog
+from stream.rules.catalog import compile_catalog, load_catalog
 from stream.tools.synth import shopper_events
 from stream.worker.loop import Worker
 

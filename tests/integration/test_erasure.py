@@ -18,7 +18,7 @@ from rocksdict import AccessType, Options, Rdict
 from stream.faust_runtime import app as faust_app
 from stream.kafka.topics import ensure_topics
 from stream.runtime.settings import WorkerConfig
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.runtime.intake import worker_topics
 from stream.model.state import CustomerState, dump_state, load_state
 from stream.storage.rocksdb_store import META, WRITTEN_AT_KEY, pack_time

@@ -27,12 +27,11 @@ import pytest
 from confluent_kafka import Producer
 
 from stream.faust_runtime import app as faust_app
-from stream.kafka.embedded_broker import free_port
 from stream.kafka.topics import ensure_topics
 from stream.cli.main import build_parser
 from stream.cli.settings_args import load_config
 from stream.runtime.settings import ConfigError, WorkerConfig
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.tools.synth import shopper_events
 
 from . import conformance

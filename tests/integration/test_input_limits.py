@@ -11,7 +11,7 @@ from confluent_kafka import Producer
 
 from stream.faust_runtime import app as faust_app
 from stream.kafka.topics import ensure_topics
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.worker.loop import Worker
 
 from . import conformance

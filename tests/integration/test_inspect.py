@@ -15,7 +15,7 @@ import msgspec
 
 from stream.kafka.embedded_broker import free_port
 from stream.kafka.topics import ensure_topics
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.tools.synth import shopper_events
 from stream.worker.loop import Worker
 

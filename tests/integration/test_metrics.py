@@ -14,7 +14,7 @@ import pytest
 
 from stream.kafka.embedded_broker import free_port
 from stream.kafka.topics import ensure_topics
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.worker.loop import Worker
 
 from . import conformance

@@ -22,7 +22,7 @@ from rich.console import Console
 from stream.engine.core import Engine
 from stream.model.events import EVENT_TYPES, DeadLetter, Decoder, Event
 from stream.tools.produce import produce
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.tools.synth import shop_records
 from stream.model.time import SECOND, format_rfc3339, from_datetime
 

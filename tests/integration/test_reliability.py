@@ -35,7 +35,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from stream.kafka.embedded_broker import EmbeddedBroker
 from stream.runtime.settings import WorkerConfig
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.tools.synth import shopper_events
 
 from . import conformance

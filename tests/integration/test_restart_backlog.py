@@ -26,7 +26,7 @@ from stream.runtime import metrics
 from stream.kafka.topics import ensure_topics
 from stream.engine.core import Engine
 from stream.model.events import Decoder
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.tools.synth import shopper_events
 from stream.model.time import SECOND, format_rfc3339, parse_rfc3339
 from stream.worker.loop import Worker

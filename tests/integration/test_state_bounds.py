@@ -11,7 +11,7 @@ from stream.faust_runtime import app as faust_app
 from stream.kafka.topics import ensure_topics
 from stream.runtime.settings import WorkerConfig
 from stream.model.events import MAX_CUSTOM_KEY_CHARS, MAX_CUSTOM_KEYS, MAX_CUSTOM_TEXT_CHARS
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.model.state import MAX_STATE_BYTES, load_state
 from stream.storage.rocksdb_store import META
 from stream.worker.loop import Worker

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import msgspec
 
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.tools.synth import shopper_events
 from stream.worker.loop import Worker
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from stream.kafka.embedded_broker import free_port
 from stream.kafka.topics import ensure_topics
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.runtime.settings import WorkerConfig
 from stream.worker.loop import Worker
 from tests.helpers import segments_cli

@@ -26,7 +26,7 @@ from stream.tools import produce
 from stream.worker import loop as worker
 from stream.cli.main import main
 from stream.runtime.settings import WorkerConfig
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 
 SECURE = {"security.protocol": "SASL_SSL", "sasl.mechanisms": "PLAIN", "sasl.username": "worker",
           "sasl.password": "hunter2"}

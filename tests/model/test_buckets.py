@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from tests.helpers import DAY, instant, order_paid, run, segments_of
 from stream.model.buckets import bucket_of, customer_hash
-from stream.rules.compiler import DefinitionError, parse_catalog
+from stream.rules.catalog import parse_catalog
+from stream.rules.problems import DefinitionError
 
 IDS = [f"customer-{i}" for i in range(100_000)]
 HASHES = [customer_hash(c) for c in IDS]

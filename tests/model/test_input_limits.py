@@ -102,7 +102,7 @@ def test_repeats_the_contract_does_not_read_are_accepted(raw, cls):
 def test_amount_bound_keeps_paid_total_finite():
     """The largest amount the contract allows, paid over and over, still sums to a finite total."""
     from stream.engine.core import Engine
-    from stream.rules.compiler import load_catalog
+    from stream.rules.catalog import load_catalog
     engine = Engine(load_catalog())
     for i in range(200):
         raw = ('{"type":"order_paid","event_id":"p-%d","customer_id":"c","occurred_at":"2025-03-01T12:00:%02dZ",'

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import (DAY, HOUR, cart_abandoned, cart_updated, instant, iso, order_cancelled,
-                     order_paid, order_placed, paid_orders, product_viewed, run, segments_of)
+                     order_placed, paid_orders, product_viewed, run, segments_of)
 
 CID = "c-1"
 # A base instant with a microsecond part, so every boundary is checked to the microsecond.
@@ -112,9 +112,12 @@ TIMELINE = [
 ]
 
 
+def _at(offset: int) -> str:
+    return f"{offset // DAY}d{'-1us' if offset % DAY == DAY - 1 else '+1us' if offset % DAY == 1 else ''}"
+
+
 @pytest.mark.parametrize("scenario, offset, expected", TIMELINE,
-                         ids=[f"{s.__name__[1:]}@{o // DAY}d{'-1us' if o % DAY == DAY - 1 else '+1us' if o % DAY == 1 else ''}"
-                              for s, o, _ in TIMELINE])
+                         ids=[f"{s.__name__[1:]}@{_at(o)}" for s, o, _ in TIMELINE])
 def test_membership_timeline(scenario, offset, expected):
     assert state_at(scenario(), P + offset) == expected
 
@@ -202,10 +205,12 @@ NEVER = [
     ("at-risk-needs-two-orders", _one_order, "at-risk"),
     ("repeat-buyer-needs-two-orders", _one_order, "repeat-buyer"),
     ("loyal-needs-five-orders", lambda: paid_orders(CID, [P - i * DAY for i in range(3, -1, -1)], 30000.0), "loyal"),
-    ("champion-needs-five-orders", lambda: paid_orders(CID, [P - i * DAY for i in range(3, -1, -1)], 30000.0), "champion"),
+    ("champion-needs-five-orders", lambda: paid_orders(CID, [P - i * DAY for i in range(3, -1, -1)], 30000.0),
+     "champion"),
     ("high-value-below-100000", lambda: paid_orders(CID, [P], 99999.99), "high-value"),
     ("window-shopper-two-views", lambda: _views(0, HOUR), "window-shopper"),
-    ("window-shopper-three-products", lambda: [product_viewed(CID, P + i, f"p-{i}") for i in range(3)], "window-shopper"),
+    ("window-shopper-three-products", lambda: [product_viewed(CID, P + i, f"p-{i}") for i in range(3)],
+     "window-shopper"),
     ("cart-abandoner-needs-abandonment", lambda: [cart_updated(CID, P)], "cart-abandoner"),
     ("churned-needs-an-order", lambda: [cart_abandoned(CID, P), product_viewed(CID, P, "p-1")], "churned"),
 ]
@@ -271,7 +276,8 @@ WINDOW = [
     ("third-view-exactly-7d-later", lambda: _views(0, DAY, 7 * DAY), []),
     ("three-different-products", lambda: [product_viewed(CID, P + i * HOUR, f"p-{i}") for i in range(3)], []),
     ("two-views-per-product", lambda: _views(0, HOUR) + _views(0, HOUR, product="p-2"), []),
-    ("order-of-another-product-does-not-block", lambda: _views(0, HOUR) + [_ordered(90 * 60 * 10**6, ["p-2"])] + _views(2 * HOUR),
+    ("order-of-another-product-does-not-block",
+     lambda: _views(0, HOUR) + [_ordered(90 * 60 * 10**6, ["p-2"])] + _views(2 * HOUR),
      [("entered", 2 * HOUR, "event"), ("exited", 7 * DAY, "time")]),
     ("order-after-views-exits-and-blocks-for-good", lambda: _views(0, HOUR, 2 * HOUR) + [_ordered(3 * HOUR)],
      [("entered", 2 * HOUR, "event"), ("exited", 3 * HOUR, "event")]),

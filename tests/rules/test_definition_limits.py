@@ -21,7 +21,9 @@ from stream.rules.bounded_yaml import DEFINITION, SEGMENTS_FILE, DocumentError, 
 from stream.cli.define import define, read_definition
 from stream.definitions.resolution import file_definitions, parse_record
 from stream.definitions.live import LiveDefinitions
-from stream.rules.compiler import MAX_CONDITIONS, MAX_NESTING, DefinitionError, compile_catalog, load_catalog, parse_catalog
+from stream.rules.catalog import compile_catalog, load_catalog, parse_catalog
+from stream.rules.compiler import MAX_CONDITIONS, MAX_NESTING
+from stream.rules.problems import DefinitionError
 from stream.storage.rocksdb_store import PartitionStore
 from stream.worker.loop import PartitionTask
 

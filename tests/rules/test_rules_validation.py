@@ -10,8 +10,12 @@ from hypothesis import strategies as st
 
 from tests.helpers import (DAY, HOUR, cart_abandoned, cart_updated, customer_updated, default_catalog, instant, iso,
                      moves, order_paid, order_placed, product_viewed, run, segments_of)
+from stream.errors import Problems, SegmentsError
 from stream.model import events as ev
-from stream.rules.compiler import CHANGED_BY, DefinitionError, load_catalog, parse_catalog
+from stream.rules.attributes import CHANGED_BY
+from stream.rules.bounded_yaml import SEGMENTS_FILE, DocumentError, load
+from stream.rules.catalog import load_catalog, parse_catalog
+from stream.rules.problems import DefinitionError
 
 P = instant("2025-03-01T10:00:00Z")
 
@@ -72,7 +76,8 @@ BAD_CONDITIONS = [
     ("not-of-list", "{not: [1]}", "when.not", ["exactly one key"]),
     ("nested-path", "{all: [{city: {eq: x}}, {any: [{paid_orders: {gte: 1}}, {paid_orders: {lt: x}}]}]}",
      "when.all[1].any[1].paid_orders.lt", ["'x'"]),
-    ("attr-of-another-kind", "{last_paid_at: {gte: {attr: paid_orders}}}", "when.last_paid_at.gte", ["time", "paid_orders"]),
+    ("attr-of-another-kind",
+     "{last_paid_at: {gte: {attr: paid_orders}}}", "when.last_paid_at.gte", ["time", "paid_orders"]),
     ("attr-unknown", "{last_paid_at: {gte: {attr: nope}}}", "when.last_paid_at.gte", ["nope"]),
     ("attr-extra-key", "{paid_total: {gte: {attr: paid_orders, x: 1}}}", "when.paid_total.gte", ["attr"]),
     ("attr-custom", "{paid_total: {gte: {attr: custom.x}}}", "when.paid_total.gte", ["custom.x"]),
@@ -80,14 +85,19 @@ BAD_CONDITIONS = [
      "when.repeated.event", ["'page_viewed'"]),
     ("repeated-per", "{repeated: {event: product_viewed, per: brand, at_least: 3, within: 7d}}",
      "when.repeated.per", ["'brand'"]),
-    ("repeated-at-least-0", "{repeated: {event: product_viewed, at_least: 0, within: 7d}}", "when.repeated.at_least", ["0"]),
-    ("repeated-at-least-101", "{repeated: {event: product_viewed, at_least: 101, within: 7d}}", "when.repeated.at_least", ["101"]),
-    ("repeated-at-least-bool", "{repeated: {event: product_viewed, at_least: true, within: 7d}}", "when.repeated.at_least", ["True"]),
-    ("repeated-at-least-text", "{repeated: {event: product_viewed, at_least: '3', within: 7d}}", "when.repeated.at_least", ["'3'"]),
+    ("repeated-at-least-0",
+     "{repeated: {event: product_viewed, at_least: 0, within: 7d}}", "when.repeated.at_least", ["0"]),
+    ("repeated-at-least-101",
+     "{repeated: {event: product_viewed, at_least: 101, within: 7d}}", "when.repeated.at_least", ["101"]),
+    ("repeated-at-least-bool",
+     "{repeated: {event: product_viewed, at_least: true, within: 7d}}", "when.repeated.at_least", ["True"]),
+    ("repeated-at-least-text",
+     "{repeated: {event: product_viewed, at_least: '3', within: 7d}}", "when.repeated.at_least", ["'3'"]),
     ("repeated-no-within", "{repeated: {event: product_viewed, at_least: 3}}", "when.repeated.within", ["duration"]),
     ("repeated-bad-without", "{repeated: {event: product_viewed, at_least: 3, within: 7d, without_order_within: 0d}}",
      "when.repeated.without_order_within", ["'0d'"]),
-    ("repeated-unknown-key", "{repeated: {event: product_viewed, at_least: 3, within: 7d, sku: x}}", "when.repeated", ["sku"]),
+    ("repeated-unknown-key",
+     "{repeated: {event: product_viewed, at_least: 3, within: 7d, sku: x}}", "when.repeated", ["sku"]),
     ("repeated-not-mapping", "{repeated: 3}", "when.repeated", ["mapping"]),
 ]
 
@@ -103,14 +113,22 @@ def test_bad_condition_names_segment_and_path(when, path, words):
 
 
 BAD_SEGMENTS = [
-    ("bad-name-case", "segments:\n  Bad_Name:\n    when: {paid_orders: {gte: 1}}\n", "segment 'Bad_Name'", ["lower-case"]),
+    ("bad-name-case",
+     "segments:\n  Bad_Name:\n    when: {paid_orders: {gte: 1}}\n", "segment 'Bad_Name'", ["lower-case"]),
     ("bad-name-dash", "segments:\n  -x:\n    when: {paid_orders: {gte: 1}}\n", "segment '-x'", ["lower-case"]),
-    ("bad-name-long", f"segments:\n  {'a' * 65}:\n    when: {{paid_orders: {{gte: 1}}}}\n", f"segment '{'a' * 65}'", ["64"]),
-    ("unknown-key", "segments:\n  seg-a:\n    whne: {}\n    when: {paid_orders: {gte: 1}}\n", "segment 'seg-a'", ["whne"]),
-    ("version-0", "segments:\n  seg-a:\n    version: 0\n    when: {paid_orders: {gte: 1}}\n", "segment 'seg-a'", ["version", "0"]),
-    ("version-text", "segments:\n  seg-a:\n    version: '2'\n    when: {paid_orders: {gte: 1}}\n", "segment 'seg-a'", ["version"]),
-    ("version-bool", "segments:\n  seg-a:\n    version: true\n    when: {paid_orders: {gte: 1}}\n", "segment 'seg-a'", ["version"]),
-    ("description-not-text", "segments:\n  seg-a:\n    description: [x]\n    when: {paid_orders: {gte: 1}}\n", "segment 'seg-a'", ["description"]),
+    ("bad-name-long",
+     f"segments:\n  {'a' * 65}:\n    when: {{paid_orders: {{gte: 1}}}}\n", f"segment '{'a' * 65}'", ["64"]),
+    ("unknown-key",
+     "segments:\n  seg-a:\n    whne: {}\n    when: {paid_orders: {gte: 1}}\n", "segment 'seg-a'", ["whne"]),
+    ("version-0",
+     "segments:\n  seg-a:\n    version: 0\n    when: {paid_orders: {gte: 1}}\n", "segment 'seg-a'", ["version", "0"]),
+    ("version-text",
+     "segments:\n  seg-a:\n    version: '2'\n    when: {paid_orders: {gte: 1}}\n", "segment 'seg-a'", ["version"]),
+    ("version-bool",
+     "segments:\n  seg-a:\n    version: true\n    when: {paid_orders: {gte: 1}}\n", "segment 'seg-a'", ["version"]),
+    ("description-not-text",
+     "segments:\n  seg-a:\n    description: [x]\n    when: {paid_orders: {gte: 1}}\n", "segment 'seg-a'",
+     ["description"]),
     ("missing-when", "segments:\n  seg-a:\n    description: no rule\n", "segment 'seg-a'", ["when"]),
     ("not-a-mapping", "segments:\n  seg-a: 5\n", "segment 'seg-a'", ["when"]),
 ]
@@ -216,6 +234,19 @@ def test_load_catalog_reads_a_file_and_names_it_in_problems(tmp_path):
         load_catalog(bad)
     assert str(bad) in info.value.problems[0]
 
+
+def test_definition_errors_are_the_products_problem_lists():
+    """One root for the product's refusals (stream.errors): a caller may catch Problems, or
+    ValueError as before; a bad document alone is a SegmentsError with its one message."""
+    with pytest.raises(Problems) as info:
+        parse_catalog("segments: 3\n", source="segs.yaml")
+    assert isinstance(info.value, DefinitionError) and isinstance(info.value, ValueError)
+    assert str(info.value) == ("invalid segment definitions:\n  - segs.yaml: expected a mapping with a non-empty "
+                               "`segments:` mapping of name -> definition")
+    with pytest.raises(DocumentError) as bad:
+        load("[", SEGMENTS_FILE)
+    assert isinstance(bad.value, SegmentsError) and isinstance(bad.value, ValueError)
+    assert not isinstance(bad.value, Problems)
 
 def test_default_catalog_names_are_the_contract():
     assert [s.name for s in default_catalog().segments] == sorted([

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.engine.core import Engine
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.runtime.intake import CatchUp, advance_idle, idle
 
 IDLE_MS = 1000

@@ -19,7 +19,7 @@ from stream.runtime.settings import WorkerConfig
 from stream.engine.core import Engine
 from stream.model.events import DeadLetter, Event
 from stream.replay.driver import PREFIX_BYTES, replay
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.runtime.intake import Intake, apply_counted
 from stream.model.time import HOUR, SECOND, format_rfc3339, from_datetime, parse_rfc3339
 

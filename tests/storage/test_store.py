@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from stream.model.changes import SegmentChange, encode_change
 from stream.engine.core import Engine
 from stream.model.events import DeadLetter, Decoder, Event
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.model.buckets import customer_hash
 from stream.model.state import CustomerState, dump_state
 from stream.storage.rocksdb_store import CHECKPOINT_KEY, STREAM_TIME_KEY, PartitionStore

@@ -19,7 +19,7 @@ from stream.backfill.reader import MergedHistory
 from stream.backfill.request import Request
 from stream.engine.core import Engine
 from stream.model.changes import SegmentChange
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.tools.bench.worker import PARTITIONS, _consume_decode_rate, _fresh, _produce
 from stream.tools.synth import shopper_events
 

@@ -16,7 +16,7 @@ from stream.engine.core import Engine, MemoryStore
 from stream.model.changes import SegmentChange
 from stream.model.events import Decoder, Event
 from stream.model.state import dump_state
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.tools.synth import shopper_events
 
 

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from stream.definitions.live import LiveDefinitions
 from stream.definitions.resolution import file_definitions
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.storage.rocksdb_store import PartitionStore, stream_time_record
 from stream.tools.bench.samples import sample_states
 from stream.worker.loop import PartitionTask

@@ -5,7 +5,7 @@ from __future__ import annotations
 from stream.engine.core import Engine, MemoryStore
 from stream.model.events import Decoder, Event
 from stream.model.state import dump_state
-from stream.rules.compiler import Catalog
+from stream.rules.catalog import Catalog
 from stream.tools.synth import shopper_events
 
 

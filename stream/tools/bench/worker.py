@@ -28,7 +28,7 @@ from stream.kafka.embedded_broker import EmbeddedBroker
 from stream.kafka.topics import ensure_topics
 from stream.model.events import Decoder
 from stream.model.time import format_rfc3339
-from stream.rules.compiler import load_catalog
+from stream.rules.catalog import load_catalog
 from stream.runtime.settings import WorkerConfig
 from stream.tools.bench.samples import sample_states
 from stream.tools.synth import shopper_events

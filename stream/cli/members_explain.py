@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from stream.cli.settings_args import add_worker_arguments, load_config
@@ -21,29 +22,35 @@ _AS_OF = ("Reads the worker's RocksDB partition stores (also while the worker ru
 
 
 def add_inspect_commands(sub: Any) -> None:
-    mp = sub.add_parser("members", help="current members of a segment, as CSV or JSON lines",
-                        description="Current members of SEGMENT with customer_id, member_since, paid_orders, "
-                                    "paid_total, average_order_value, last_order_at, city and country, sorted by "
-                                    "customer id, streamed. " + _AS_OF)
-    mp.add_argument("segment", metavar="SEGMENT")
-    mp.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="default: csv (with a header)")
-    mp.add_argument("--output", metavar="PATH|-", default="-", help="where to write (default: stdout)")
-    add_worker_arguments(mp, names=_SETTINGS)
-    mp.set_defaults(run=_members)
+    _add_command(sub, "members", "current members of a segment, as CSV or JSON lines",
+                 "Current members of SEGMENT with customer_id, member_since, paid_orders, paid_total, "
+                 "average_order_value, last_order_at, city and country, sorted by customer id, streamed.",
+                 "segment", ("csv", "jsonl"), "default: csv (with a header)", _members,
+                 lambda parser: parser.add_argument("--output", metavar="PATH|-", default="-",
+                                                    help="where to write (default: stdout)"))
+    _add_command(sub, "explain", "a customer's state, segments, and why each condition holds or not",
+                 "The customer's state, current segments with member-since, and for every segment each "
+                 "condition with its value and verdict, and when the next time-driven move is due.",
+                 "customer", ("text", "json"), "default: text", _explain)
 
-    ep = sub.add_parser("explain", help="a customer's state, segments, and why each condition holds or not",
-                        description="The customer's state, current segments with member-since, and for every "
-                                    "segment each condition with its value and verdict, and when the next "
-                                    "time-driven move is due. " + _AS_OF)
-    ep.add_argument("customer", metavar="CUSTOMER")
-    ep.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
-    add_worker_arguments(ep, names=_SETTINGS)
-    ep.set_defaults(run=_explain)
+
+def _add_command(sub: Any, name: str, summary: str, description: str, operand: str, formats: tuple[str, str],
+                 format_help: str, run: Callable[[argparse.Namespace], int],
+                 more: Callable[[argparse.ArgumentParser], object] = lambda parser: None) -> None:
+    """One command over the stores: its operand, --format (the first of `formats` by default), what
+    `more` adds, then the worker settings that find the stores."""
+    parser = sub.add_parser(name, help=summary, description=f"{description} {_AS_OF}")
+    parser.add_argument(operand, metavar=operand.upper())
+    parser.add_argument("--format", choices=formats, default=formats[0], help=format_help)
+    more(parser)
+    add_worker_arguments(parser, names=_SETTINGS)
+    parser.set_defaults(run=run)
 
 
 def _settings(args: argparse.Namespace, command: str):
     """(config, catalog), or None after printing every problem."""
-    from stream.rules.compiler import DefinitionError, load_catalog
+    from stream.rules.catalog import load_catalog
+    from stream.rules.problems import DefinitionError
     try:
         config = load_config(args)
         return config, load_catalog(config.segments_file)
@@ -69,7 +76,7 @@ def _members(args: argparse.Namespace) -> int:
         stores = CommittedStores(config.state_dir, config.group_id)
     except NoStores as exc:
         problems.append(str(exc))
-    if problems:
+    if problems or stores is None:          # no stores: why is among the problems
         for problem in problems:
             print(f"segments members: {problem}", file=sys.stderr)
         if stores is not None:

@@ -1,0 +1,93 @@
+"""A catalog: the compiled segments of one segments file (or of the definitions running), loaded
+and validated with every problem reported together, and which segments each event type affects."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from stream.model.state import CustomerState
+from stream.rules.attributes import CHANGED_BY, IDENTITY
+from stream.rules.bounded_yaml import SEGMENTS_FILE, DocumentError, load, read_file
+from stream.rules.compiler import Compiler, Segment, Stream
+from stream.rules.problems import DefinitionError, key_names
+
+
+@dataclass
+class Catalog:
+    segments: list[Segment]
+    streams: list[Stream]
+    source: str
+    by_name: dict[str, Segment] = field(init=False)
+    affected: dict[type, tuple[Segment, ...]] = field(init=False)
+    on_create: dict[type, tuple[Segment, ...]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.segments.sort(key=lambda s: s.name)   # evaluation (and so output) order is by name
+        self.by_name = {s.name: s for s in self.segments}
+        self.affected = {etype: tuple(s for s in self.segments if s.reads & groups)
+                         for etype, groups in CHANGED_BY.items()}
+        # A customer's first event: a segment that reads nothing the event changed sees the fields
+        # it reads at their empty defaults, where no time condition is pending (no timestamps are
+        # set but first/last seen, which every event changes). So it holds as on an empty state,
+        # for good: only those that hold there need evaluating, beside the affected ones.
+        empty = CustomerState(first_seen=0, last_seen=0)
+        on_empty = {s.name for s in self.segments if s.test(empty, 0)[0]}
+        self.on_create = {etype: tuple(s for s in self.segments
+                                       if s.reads & groups or s.name in on_empty or IDENTITY in s.reads)
+                          for etype, groups in CHANGED_BY.items()}
+
+
+def default_catalog_path() -> Path:
+    return Path(str(resources.files("stream.rules").joinpath("catalog.yaml")))
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """A segments file (within bounded_yaml.SEGMENTS_FILE), validated and compiled."""
+    path = Path(path) if path is not None else default_catalog_path()
+    try:
+        doc = read_file(path, SEGMENTS_FILE)
+    except OSError as exc:
+        raise DefinitionError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    except DocumentError as exc:
+        raise DefinitionError([f"{path}: {exc}"]) from None
+    return _catalog(doc, str(path))
+
+
+def parse_catalog(text: str | bytes, source: str = "<string>") -> Catalog:
+    try:
+        doc = load(text, SEGMENTS_FILE)
+    except DocumentError as exc:
+        raise DefinitionError([f"{source}: {exc}"]) from None
+    return _catalog(doc, source)
+
+
+def _catalog(doc: Any, source: str) -> Catalog:
+    if not isinstance(doc, dict) or not isinstance(doc.get("segments"), dict) or not doc["segments"]:
+        raise DefinitionError([f"{source}: expected a mapping with a non-empty `segments:` mapping of "
+                               f"name -> definition"])
+    extra = set(doc) - {"segments"}
+    problems = [f"{source}: unknown top-level key(s): {key_names(extra)}"] if extra else []
+    try:
+        catalog = compile_catalog(doc["segments"], source)
+    except DefinitionError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise DefinitionError(problems)
+    return catalog
+
+
+def compile_catalog(definitions: dict[Any, Any], source: str) -> Catalog:
+    """A catalog from name -> definition mappings (one entry under `segments:` each); every problem
+    of every segment is reported together. May be empty (every segment removed at run time)."""
+    compiler = Compiler()
+    segments, problems = [], []
+    for name, definition in definitions.items():
+        try:
+            segments.append(compiler.segment(str(name), definition))
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise DefinitionError(problems)
+    return Catalog(segments, compiler.streams(), source)
