@@ -64,7 +64,7 @@ from stream.replay.driver import ReplaySummary, write_changes
 from stream.rules.compiler import Catalog
 from stream.runtime.intake import PRODUCER_BATCH_BYTES, Intake, worker_topics
 from stream.model.state import dump_state
-from stream.storage.rocksdb_store import stream_time_record
+from stream.storage.keys import stream_time_record
 from stream.model.time import SECOND, format_rfc3339, from_datetime, parse_duration, parse_rfc3339
 
 log = logging.getLogger("segments.backfill")

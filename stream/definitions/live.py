@@ -24,7 +24,7 @@ from stream.definitions.resolution import (Rejection, Resolution, Running, Topic
                           parse_record, redefine, resolve, still_incomplete)
 from stream.engine.core import Redefinition
 from stream.rules.compiler import valid_name
-from stream.storage.rocksdb_store import DEFINITIONS_KEY
+from stream.storage.keys import DEFINITIONS_KEY
 
 if TYPE_CHECKING:
     from stream.worker.loop import PartitionTask

@@ -10,7 +10,7 @@ its log: a fresh temporary one per open, removed on close.
 It never reads the worker's write-back cache: only what a committed transaction put in RocksDB, so
 every answer is as of each partition's last committed batch (its stream time is reported with it).
 
-Layout (stream.worker.loop / stream.storage.rocksdb_store): <state dir>/<group id>/p<N> per input partition N; keys
+Layout (stream.worker.loop / stream.storage.keys): <state dir>/<group id>/p<N> per input partition N; keys
 are customer ids in UTF-8, meta keys start with 0xFF and sort after every customer.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 from rocksdict import AccessType, Options, Rdict
 
 from stream.model.state import CustomerState, load_state
-from stream.storage.rocksdb_store import META, STREAM_TIME_KEY, unpack_time
+from stream.storage.keys import META, STREAM_TIME_KEY, unpack_time
 
 _PARTITION_DIR = re.compile(r"p(\d+)")
 

@@ -17,7 +17,8 @@ from stream.definitions.resolution import file_definitions, parse_record
 from stream.engine.core import Engine
 from stream.definitions.live import LiveDefinitions
 from stream.rules.compiler import load_catalog
-from stream.storage.rocksdb_store import PartitionStore, Record
+from stream.storage.keys import Record
+from stream.storage.rocksdb_store import PartitionStore
 from stream.worker.loop import PartitionTask
 
 

@@ -15,7 +15,8 @@ from stream.definitions.resolution import (Running, TopicRecord, decode_running,
 from stream.engine.core import Engine, Redefinition
 from stream.definitions.live import LiveDefinitions
 from stream.rules.compiler import compile_catalog, load_catalog
-from stream.storage.rocksdb_store import DEFINITIONS_KEY, PartitionStore
+from stream.storage.keys import DEFINITIONS_KEY
+from stream.storage.rocksdb_store import PartitionStore
 from stream.worker.loop import PartitionTask
 
 FILE = file_definitions(load_catalog())

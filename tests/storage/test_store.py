@@ -20,7 +20,8 @@ from stream.model.events import DeadLetter, Decoder, Event
 from stream.rules.compiler import load_catalog
 from stream.model.buckets import customer_hash
 from stream.model.state import CustomerState, dump_state
-from stream.storage.rocksdb_store import CHECKPOINT_KEY, STREAM_TIME_KEY, PartitionStore
+from stream.storage.keys import CHECKPOINT_KEY, STREAM_TIME_KEY
+from stream.storage.rocksdb_store import PartitionStore
 from stream.tools.synth import shopper_events
 from stream.model.time import DAY, from_datetime
 

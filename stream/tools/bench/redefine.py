@@ -22,7 +22,8 @@ from stream.model.events import Decoder
 from stream.definitions.live import LiveDefinitions
 from stream.rules.compiler import load_catalog
 from stream.model.state import dump_state
-from stream.storage.rocksdb_store import PartitionStore, stream_time_record
+from stream.storage.keys import stream_time_record
+from stream.storage.rocksdb_store import PartitionStore
 from stream.tools.synth import shopper_events
 from stream.worker.loop import PartitionTask
 
