@@ -57,7 +57,8 @@ from stream.kafka.broker import ensure_topics
 from stream.model.changes import SegmentChange, encode_change
 from stream.kafka.clients import kafka_problems, worker_client_config
 from stream.runtime.settings import WorkerConfig, add_worker_arguments
-from stream.engine.core import Engine, MemoryStore
+from stream.engine.core import Engine
+from stream.engine.store import MemoryStore
 from stream.model.events import DeadLetter
 from stream.kafka.partition_ends import Key, consume_ready, partition_ends, peek
 from stream.replay.driver import ReplaySummary, write_changes

@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 
 from stream.rules.bounded_yaml import DEFINITION, DocumentError, brief, load
-from stream.engine.core import Redefinition
+from stream.engine.redefinition import Redefinition
 from stream.rules.compiler import Catalog, DefinitionError, compile_catalog, shown
 from stream.model.time import format_rfc3339
 

@@ -148,7 +148,7 @@ def _holds_deletions(db: Rdict) -> bool:
 
 
 class PartitionStore:
-    """The engine's StateStore for one input partition (see stream.engine.core.StateStore).
+    """The engine's StateStore for one input partition (see stream.engine.store.StateStore).
 
     The cache holds at most `cache_size` customers after each commit, evicting the least recently
     used; between commits it also holds every customer read or written since (dirty ones must stay

@@ -12,7 +12,8 @@ import yaml
 from tests.helpers import DAY, order_paid, product_viewed
 from stream.definitions.resolution import (Running, TopicRecord, decode_running, encode_running, file_definitions,
                                 parse_record, redefine, resolve)
-from stream.engine.core import Engine, Redefinition
+from stream.engine.core import Engine
+from stream.engine.redefinition import Redefinition
 from stream.definitions.live import LiveDefinitions
 from stream.rules.compiler import compile_catalog, load_catalog
 from stream.storage.keys import DEFINITIONS_KEY

@@ -10,7 +10,8 @@ from tests.helpers import (DAY, HOUR, MINUTE, SECOND, cart_abandoned, customer_e
                      event_bytes, decode, instant, iso, moves, order_cancelled, order_paid, order_placed,
                      paid_orders, product_viewed, run, run_engine, segments_of)
 from stream.model.changes import make_change
-from stream.engine.core import Engine, MemoryStore
+from stream.engine.core import Engine
+from stream.engine.store import MemoryStore
 from stream.model.state import CustomerState, dump_state, load_state
 
 P = instant("2025-03-01T10:00:00Z")

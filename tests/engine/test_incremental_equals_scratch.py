@@ -38,7 +38,8 @@ from hypothesis import strategies as st
 
 from stream.model import events as ev
 from stream.model.changes import SegmentChange, encode_change
-from stream.engine.core import Engine, MemoryStore
+from stream.engine.core import Engine
+from stream.engine.store import MemoryStore
 from stream.rules.compiler import Catalog, load_catalog, parse_catalog
 from stream.model.state import CustomerState, dump_state, load_state
 from stream.model.time import DAY, HOUR, format_rfc3339, from_datetime, parse_duration, parse_rfc3339

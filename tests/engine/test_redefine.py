@@ -26,7 +26,9 @@ from tests import oracle
 from tests.helpers import apply_change
 from stream.model import events as ev
 from stream.model.changes import SegmentChange
-from stream.engine.core import Engine, MemoryStore, Redefinition
+from stream.engine.core import Engine
+from stream.engine.redefinition import Redefinition
+from stream.engine.store import MemoryStore
 from stream.rules.compiler import compile_catalog
 from stream.model.time import DAY, format_rfc3339, from_datetime, parse_duration
 from tests.engine.test_incremental_equals_scratch import ORDER_HEAVY, PROFILE_HEAVY, Scenario, scenarios
