@@ -6,8 +6,11 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator
 
-from stream.model.changes import SegmentChange, encode_change
+# Imported for what it installs: the count and log of what state bounds shed (stream.model.state
+# reports, the runtime counts), the same in a replay as in the workers.
+import stream.runtime.metrics  # noqa: F401
 from stream.engine.core import Engine, Stats
+from stream.model.changes import SegmentChange, encode_change
 from stream.model.events import DeadLetter, Decoder, oversized
 from stream.runtime.intake import too_far_ahead
 

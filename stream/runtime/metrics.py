@@ -13,10 +13,11 @@ from typing import Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-from stream.model.changes import SegmentChange
-from stream.runtime.http import App, HttpSetupError, Request, Response, Route, Server, read_token
 from stream.engine.timers import TimerIndex
+from stream.model.changes import SegmentChange
+from stream.model.state import on_shed
 from stream.model.time import SECOND
+from stream.runtime.http import App, HttpSetupError, Request, Response, Route, Server, read_token
 
 log = logging.getLogger("segments.http")
 _TEXT = "text/plain; charset=utf-8"
@@ -60,6 +61,30 @@ REEVALUATIONS_RUNNING = Gauge("segments_reevaluations_running", "Partitions re-e
 STATE_TRUNCATED = Counter("segments_state_truncated", "Customer states that dropped data to stay within a "
                           "bound, by what was dropped", ["reason"])
 REEVALUATED = Counter("segments_reevaluated_customers", "Stored customers re-evaluated after definition changes")
+
+_state_log = logging.getLogger("segments.state")
+_SHED_LOG_EVERY = 60.0         # seconds between log lines per truncation reason
+_shed_logged: dict[str, float] = {}
+_shed_unlogged: dict[str, int] = {}
+
+
+def count_shed(reason: str, what: str) -> None:
+    """A customer state bound dropped something (stream.model.state reports it): count it, and log
+    it at most once a minute per reason. `what` carries sizes and counts, never a state's values."""
+    STATE_TRUNCATED.labels(reason).inc()
+    now = time.monotonic()
+    last = _shed_logged.get(reason)
+    if last is not None and now - last < _SHED_LOG_EVERY:
+        _shed_unlogged[reason] = _shed_unlogged.get(reason, 0) + 1
+        return
+    _shed_logged[reason] = now
+    _state_log.warning("customer state bound (%s): %s; %d more since the last such line",
+                       reason, what, _shed_unlogged.pop(reason, 0))
+
+
+# Installed with the counter it feeds, so every process that has the metric counts into it (the
+# model, below the runtime, only reports).
+on_shed(count_shed)
 
 
 class Health:
