@@ -23,7 +23,7 @@ class Redefinition:
         for name in sorted(old.by_name.keys() | new.by_name.keys()):
             before, after = old.by_name.get(name), new.by_name.get(name)
             if after is None:
-                changed[name] = before.version
+                changed[name] = old.by_name[name].version
             elif before is None or (before.version, before.definition) != (after.version, after.definition):
                 changed[name] = None
         return Redefinition(changed)

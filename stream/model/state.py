@@ -27,7 +27,7 @@ Bounds (why state stays small however long a history grows):
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, TypeVar
 
 import msgspec
 
@@ -170,7 +170,10 @@ def recount(st: CustomerState) -> None:
     st.last_paid = max(times) if times else None
 
 
-def _halve(mapping: dict, newest: bool = False) -> dict:
+_V = TypeVar("_V")
+
+
+def _halve(mapping: dict[str, _V], newest: bool = False) -> dict[str, _V]:
     """`mapping` without its newer half (by insertion order), or with only it: newest=True. The
     half dropped is rounded up, so a single entry goes too."""
     items = list(mapping.items())

@@ -63,9 +63,9 @@ def replay(source: BinaryIO, engine: Engine, output: BinaryIO, dead_letters: Bin
         if not raw:
             continue                 # a blank line carries no event (e.g. a trailing newline)
         event = decode(raw)
-        if skew is not None and clock is not None and type(event) is not DeadLetter:
+        if skew is not None and clock is not None and not isinstance(event, DeadLetter):
             event = too_far_ahead(event, raw, clock, skew)
-        if type(event) is DeadLetter:
+        if isinstance(event, DeadLetter):
             dead += 1
             dead_letters.write(event.to_json_line(line=number))
             continue

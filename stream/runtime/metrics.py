@@ -150,7 +150,8 @@ def stop(server: Server) -> None:
 
 def set_labelled(gauge: Gauge, values: dict[str, float]) -> None:
     """A labelled gauge holding exactly `values`: labels no longer present are removed."""
-    for labels in [m.labels for m in gauge.collect()[0].samples]:
+    (metric,) = gauge.collect()
+    for labels in [m.labels for m in metric.samples]:
         if labels["segment"] not in values:
             gauge.remove(labels["segment"])
     for label, value in values.items():

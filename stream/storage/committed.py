@@ -27,6 +27,7 @@ from rocksdict import AccessType, Options, Rdict
 
 from stream.model.state import CustomerState, load_state
 from stream.storage.keys import META, STREAM_TIME_KEY, unpack_time
+from stream.storage.rocksdb_store import raw_items
 
 _PARTITION_DIR = re.compile(r"p(\d+)")
 
@@ -59,7 +60,7 @@ class Partition:
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """(key, stored state) of every customer, in key order."""
-        for key, value in self.db.items():
+        for key, value in raw_items(self.db):
             if key[:1] == META:
                 break                               # meta keys sort after every customer
             yield key, value

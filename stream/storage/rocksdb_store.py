@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from operator import itemgetter
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, cast
 
 from rocksdict import (AccessType, BlockBasedOptions, BottommostLevelCompaction, CompactOptions, Options, Rdict,
                        WriteBatch)
@@ -52,6 +52,12 @@ def _options() -> Options:
     options.set_block_based_table_factory(table)
     options.set_keep_log_file_num(2)
     return options
+
+
+def raw_items(db: Rdict, from_key: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) in key order from `from_key` on, of a database opened in raw mode, where both
+    are bytes: rocksdict's types cover every mode it has (pickled keys of any type too)."""
+    return cast(Iterator[tuple[bytes, bytes]], db.items(from_key=from_key))
 
 
 def _wall_ms() -> int:
@@ -232,7 +238,7 @@ class PartitionStore:
         a walk over the whole store does not fill memory; put() what changed."""
         start = after.encode() + b"\x00" if after is not None else b""     # the next key after `after`
         cache, deleted, count = self._cache, self._deleted, 0
-        for key, value in self._db.items(from_key=start):
+        for key, value in raw_items(self._db, start):
             if key[:1] == META or count >= limit:
                 break
             customer_id = key.decode()
@@ -264,7 +270,8 @@ class PartitionStore:
             records: list[Record] = [(cid.encode(), dump_state(cache[cid])) for cid in self._dirty]
             records += [(cid.encode(), None) for cid in self._deleted]
             records.sort(key=itemgetter(0))
-            if self._stream_time != self._committed_time:
+            # (None only before a first stream time, when the committed one is None too)
+            if self._stream_time is not None and self._stream_time != self._committed_time:
                 records.append(stream_time_record(self._stream_time))
             records += sorted(self._meta.items())
             self._records = records
@@ -331,6 +338,8 @@ class PartitionStore:
             try:
                 if key[:1] == META:
                     if key == STREAM_TIME_KEY:
+                        if value is None:         # a tombstone: as corrupt as a short value
+                            raise TypeError("object of type 'NoneType' has no len()")
                         stream_time = unpack_time(value)
                         batch.put(key, value)
                     elif key in _KEPT_META:
@@ -365,7 +374,7 @@ class PartitionStore:
         return self._committed_items()
 
     def _committed_items(self) -> Iterator[tuple[str, CustomerState]]:
-        for key, value in self._db.items():
+        for key, value in raw_items(self._db):
             if key[:1] == META:
                 break                               # meta keys sort after every customer
             customer_id = key.decode()
