@@ -12,7 +12,7 @@ Kafka partition). Same calls, same changes, byte for byte.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from collections.abc import Iterable
 
 from stream.engine.fold import Folder
 from stream.engine.redefinition import Redefinition

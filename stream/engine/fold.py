@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from bisect import insort
-from typing import Callable, TypeVar, cast
+from typing import TypeVar, cast
+from collections.abc import Callable
 
 import msgspec
 
@@ -143,4 +144,5 @@ class Folder:
                 excess = len(custom) - CUSTOM_KEEP
                 for _ in range(excess):
                     custom.popitem()
-                note_truncated("custom_names", f"{excess} new custom attribute names dropped at the bound of {CUSTOM_KEEP}")
+                note_truncated("custom_names",
+                               f"{excess} new custom attribute names dropped at the bound of {CUSTOM_KEEP}")

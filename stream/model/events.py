@@ -10,7 +10,7 @@ import datetime as _dt
 import json
 import re
 from itertools import accumulate
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 import msgspec
 
@@ -51,8 +51,8 @@ Instant = Annotated[_dt.datetime, msgspec.Meta(tz=True)]
 # The length pins it: in Python's re, `$` also matches before a trailing newline ("USD\n").
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$", min_length=3, max_length=3)]
 # Integers as msgpack (the state's encoding) holds them: a larger one would make the state unwritable.
-CustomValue = Union[Annotated[str, msgspec.Meta(max_length=MAX_CUSTOM_TEXT_CHARS)],
-                    Annotated[int, msgspec.Meta(ge=-(1 << 63), le=(1 << 63) - 1)], float, bool]
+CustomValue = (Annotated[str, msgspec.Meta(max_length=MAX_CUSTOM_TEXT_CHARS)]
+               | Annotated[int, msgspec.Meta(ge=-(1 << 63), le=(1 << 63) - 1)] | float | bool)
 Custom = Annotated[dict[Annotated[str, msgspec.Meta(max_length=MAX_CUSTOM_KEY_CHARS)], CustomValue],
                    msgspec.Meta(max_length=MAX_CUSTOM_KEYS)]
 
@@ -124,8 +124,8 @@ class CustomerErased(Event, tag="customer_erased", frozen=True):
 
 
 # What the decoder reads: the tag (`type`) picks the Struct.
-AnyEvent = Union[OrderPlaced, OrderPaid, OrderCancelled, ProductViewed, CartUpdated, CartAbandoned, CustomerUpdated,
-                 CustomerErased]
+AnyEvent = (OrderPlaced | OrderPaid | OrderCancelled | ProductViewed | CartUpdated | CartAbandoned | CustomerUpdated
+            | CustomerErased)
 EVENT_TYPES: dict[str, type[Event]] = {
     str(cls.__struct_config__.tag): cls for cls in (OrderPlaced, OrderPaid, OrderCancelled, ProductViewed, CartUpdated,
                                                      CartAbandoned, CustomerUpdated, CustomerErased)
@@ -350,7 +350,8 @@ def _explain(message: str) -> str:
     if message.startswith("Object missing required field `type`"):
         return "invalid event: no `type` field"
     if message.startswith("Invalid value") and message.endswith("at `$.type`"):
-        return f"unknown event type: {message.split(' - ')[0][len('Invalid value '):]}; known types: {', '.join(EVENT_TYPES)}"
+        given = message.split(" - ")[0][len("Invalid value "):]
+        return f"unknown event type: {given}; known types: {', '.join(EVENT_TYPES)}"
     if message.startswith("Expected `object`") and "at `$" not in message:
         return f"invalid event: {message} (an event is a JSON object)"
     return f"invalid event: {message}"

@@ -27,7 +27,8 @@ Bounds (why state stays small however long a history grows):
 from __future__ import annotations
 
 import math
-from typing import Callable, TypeVar
+from typing import TypeVar
+from collections.abc import Callable
 
 import msgspec
 

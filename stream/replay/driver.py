@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
+from collections.abc import Callable, Iterator
 
 # Imported for what it installs: the count and log of what state bounds shed (stream.model.state
 # reports, the runtime counts), the same in a replay as in the workers.

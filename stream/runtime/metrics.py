@@ -9,7 +9,7 @@ import logging
 import time
 from collections import Counter as Tally
 from pathlib import Path
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -47,7 +47,8 @@ RESTORING = Gauge("segments_partitions_restoring", "Partitions being restored fr
 ASSIGNED = Gauge("segments_assigned_partitions", "Input partitions this worker owns")
 READY = Gauge("segments_ready", "1 once every assigned partition is restored and the worker is in its group")
 UP = Gauge("segments_up", "1 while the worker runs")
-BROKER_UP = Gauge("segments_broker_up", "1 while the brokers answer, 0 while none does (stream.kafka.clients.BrokerWatch)")
+BROKER_UP = Gauge("segments_broker_up",
+                  "1 while the brokers answer, 0 while none does (stream.kafka.clients.BrokerWatch)")
 # Segment definitions changed while running (stream.definitions.live)
 DEFINITION_VERSION = Gauge("segments_definition_version", "Running version of each segment's definition",
                            ["segment"])

@@ -26,7 +26,8 @@ import time
 from collections import OrderedDict
 from operator import itemgetter
 from pathlib import Path
-from typing import Iterable, Iterator, cast
+from typing import cast
+from collections.abc import Iterable, Iterator
 
 from rocksdict import (AccessType, BlockBasedOptions, BottommostLevelCompaction, CompactOptions, Options, Rdict,
                        WriteBatch)

@@ -96,7 +96,7 @@ class Scenario:
         self.raws, self.ticks, self.until = raws, ticks, until
 
     def __repr__(self) -> str:
-        lines = "\n".join(f"  {r.decode()}  tick={k}" for r, k in zip(self.raws, self.ticks))
+        lines = "\n".join(f"  {r.decode()}  tick={k}" for r, k in zip(self.raws, self.ticks, strict=True))
         return f"Scenario(until=+{self.until}us,\n{lines})"
 
 
@@ -110,7 +110,7 @@ UNTIL = st.sampled_from((0, 1, H12, *SPANS, 365 * DAY))
 ONE_IN_5, ONE_IN_10 = st.integers(0, 4), st.integers(0, 9)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bodies(kind: str, knobs: Knobs, products: tuple[str, ...]) -> st.SearchStrategy[dict[str, Any]]:
     """The type-specific fields of one event."""
     value = st.sampled_from
@@ -242,7 +242,7 @@ def run(catalog: Catalog, scenario: Scenario, restart_every: int = 0) -> Run:
     engine = Engine(catalog, store)
     decoder = ev.Decoder()
     steps, changes = [], []
-    for i, (raw, tick) in enumerate(zip(scenario.raws, scenario.ticks)):
+    for i, (raw, tick) in enumerate(zip(scenario.raws, scenario.ticks, strict=True)):
         if restart_every and i % restart_every == restart_every - 1:
             now, engine = engine.now, Engine(catalog, store)
             engine.restore(store.states(), now)
@@ -344,7 +344,7 @@ def check_time_moves(definitions: dict[str, Any], history: oracle.History, flips
     if hi <= lo:
         assert not changes
         return
-    for change, at in zip(changes, ats):         # each move sits exactly on a flip of the oracle
+    for change, at in zip(changes, ats, strict=True):         # each move sits exactly on a flip of the oracle
         entered = change.change == "entered"
         at_flip = change.segment in history.memberships(at, definitions).get(change.customer_id, ())
         just_before = change.segment in history.memberships(at - 1, definitions).get(change.customer_id, ())
