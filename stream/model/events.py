@@ -139,11 +139,11 @@ class DeadLetter(msgspec.Struct, frozen=True, gc=False):
     raw: bytes
     size: int | None = None
 
-    def to_json_line(self, **where: Any) -> bytes:
+    def to_json_line(self, **where: str | int) -> bytes:
         """One JSON line: the reason, where it came from, and the original bytes (text when they are
         UTF-8, base64 otherwise, so nothing is lost either way); a prefix adds `bytes` (the whole
         message's size) and `truncated: true`."""
-        record: dict[str, Any] = {"reason": self.reason, **where}
+        record: dict[str, str | int | bool] = {"reason": self.reason, **where}
         raw = self.raw
         if self.size is not None:
             raw = _whole_characters(raw)
@@ -268,7 +268,7 @@ def _values_held(event: Event) -> int:
     return held
 
 
-def _keys_in(value: Any) -> int:
+def _keys_in(value: object) -> int:
     """The keys of the objects in a free-form value (as parsed: a repeated key counts once)."""
     if type(value) is dict:
         return len(value) + sum(_keys_in(v) for v in value.values())
