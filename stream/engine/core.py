@@ -11,8 +11,8 @@ Kafka partition). Same calls, same changes, byte for byte.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from stream.engine.fold import Folder
 from stream.engine.redefinition import Redefinition

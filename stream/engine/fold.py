@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from bisect import insort
-from typing import TypeVar, cast
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 import msgspec
 

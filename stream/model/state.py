@@ -27,8 +27,8 @@ Bounds (why state stays small however long a history grows):
 from __future__ import annotations
 
 import math
-from typing import TypeVar
 from collections.abc import Callable
+from typing import TypeVar
 
 import msgspec
 

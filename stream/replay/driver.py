@@ -3,9 +3,9 @@ driver must give the same segment changes for the same input."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
-from collections.abc import Callable, Iterator
 
 # Imported for what it installs: the count and log of what state bounds shed (stream.model.state
 # reports, the runtime counts), the same in a replay as in the workers.

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter as Tally
-from pathlib import Path
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 

@@ -19,9 +19,9 @@ import heapq
 import re
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable, Iterator
 
 from rocksdict import AccessType, Options, Rdict
 

@@ -24,17 +24,17 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from pathlib import Path
 from typing import cast
-from collections.abc import Iterable, Iterator
 
 from rocksdict import (AccessType, BlockBasedOptions, BottommostLevelCompaction, CompactOptions, Options, Rdict,
                        WriteBatch)
 
 from stream.model.state import CustomerState, dump_state, load_state
 from stream.storage.keys import (CHECKPOINT_KEY, DEFINITIONS_KEY, META, STREAM_TIME_KEY, WRITTEN_AT_KEY, Record,
-                                pack_time, stream_time_record, unpack_time)
+                                 pack_time, stream_time_record, unpack_time)
 
 _KEPT_META = (DEFINITIONS_KEY,)       # meta records restored as they are (besides the stream time)
 
