@@ -14,7 +14,8 @@ from stream.backfill.plan import Span
 from stream.backfill.reader import MergedHistory
 from stream.backfill.request import Request
 from stream.backfill.sinks import FileSink, TopicSink
-from stream.engine.core import Engine, MemoryStore
+from stream.engine.core import Engine
+from stream.engine.store import MemoryStore
 from stream.model.changes import SegmentChange
 from stream.model.events import DeadLetter
 from stream.model.time import BEFORE_TIME, format_rfc3339

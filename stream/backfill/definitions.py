@@ -9,7 +9,7 @@ from stream.runtime.settings import WorkerConfig
 from stream.definitions.resolution import Resolution, Running, encode_running, file_definitions, version_of
 from stream.definitions.live import LiveDefinitions, read_topic
 from stream.rules.catalog import Catalog
-from stream.storage.rocksdb_store import DEFINITIONS_KEY, Record
+from stream.storage.keys import DEFINITIONS_KEY, Record
 
 
 def evaluated(config: WorkerConfig, file: Catalog, use_topic: bool) -> tuple[Resolution, str]:

@@ -10,14 +10,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from stream.backfill.definitions import handoff_record
 from stream.backfill.plan import Span, consumer_config
 from stream.backfill.sinks import produce, topic_spec
-from stream.engine.core import MemoryStore
+from stream.engine.store import MemoryStore
 from stream.kafka.topics import ensure_topics
 from stream.kafka.clients import worker_client_config
 from stream.model.state import dump_state
 from stream.rules.catalog import Catalog
 from stream.runtime.intake import PRODUCER_BATCH_BYTES
 from stream.runtime.settings import WorkerConfig
-from stream.storage.rocksdb_store import stream_time_record
+from stream.storage.keys import stream_time_record
 
 
 def hand_off(config: WorkerConfig, group: str, states: MemoryStore, now: int | None, spans: list[Span],

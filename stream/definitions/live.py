@@ -22,9 +22,9 @@ from stream.runtime import metrics
 from stream.kafka.clients import client_config
 from stream.definitions.resolution import (Rejection, Resolution, Running, TopicRecord, decode_running, encode_running,
                           parse_record, redefine, resolve, still_incomplete)
-from stream.engine.core import Redefinition
+from stream.engine.redefinition import Redefinition
 from stream.rules.compiler import valid_name
-from stream.storage.rocksdb_store import DEFINITIONS_KEY
+from stream.storage.keys import DEFINITIONS_KEY
 
 if TYPE_CHECKING:
     from stream.worker.loop import PartitionTask

@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 
 from stream.rules.bounded_yaml import DEFINITION, DocumentError, brief, load
-from stream.engine.core import Redefinition
+from stream.engine.redefinition import Redefinition
 from stream.rules.catalog import Catalog, compile_catalog
 from stream.rules.problems import DefinitionError, shown
 from stream.model.time import format_rfc3339

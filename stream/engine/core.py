@@ -11,38 +11,22 @@ Kafka partition). Same calls, same changes, byte for byte.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Protocol
 
+from stream.engine.fold import Folder
+from stream.engine.redefinition import Redefinition
+from stream.engine.store import MemoryStore, StateStore
+from stream.engine.timers import TimerIndex
 from stream.model import events as ev
 from stream.model.buckets import customer_hash
 from stream.model.changes import SegmentChange, make_change
-from stream.engine.fold import Folder
+from stream.model.state import DEDUP_WINDOW, SEEN_KEEP, CustomerState
+from stream.model.time import BEFORE_TIME, from_datetime
 from stream.rules.catalog import Catalog
 from stream.rules.compiler import Segment
-from stream.model.state import DEDUP_WINDOW, SEEN_KEEP, CustomerState
-from stream.engine.timers import TimerIndex
-from stream.model.time import from_datetime
 
-_BEFORE_TIME = -(1 << 62)
 _DEDUP_SLACK = DEDUP_WINDOW >> 3     # prune applied ids once the oldest is this far past expiry
-
-
-class StateStore(Protocol):
-    """Where customer states live. The engine mutates a state it got, then puts it back, so a
-    write-back store learns what became dirty."""
-
-    def get(self, customer_id: str) -> CustomerState | None: ...
-    def put(self, customer_id: str, state: CustomerState) -> None: ...
-    def delete(self, customer_id: str) -> None: ...
-
-
-class MemoryStore(dict):
-    """The in-process store for replays and tests."""
-    put = dict.__setitem__
-
-    def delete(self, customer_id: str) -> None:
-        self.pop(customer_id, None)
 
 
 @dataclass
@@ -55,36 +39,11 @@ class Stats:
     changes: int = 0
 
 
-@dataclass(frozen=True)
-class Redefinition:
-    """What a catalog change asks of every stored customer: segment name -> the version its moves
-    carry, None for a segment (added or changed) evaluated under the running catalog, or the last
-    version of a removed segment, whose members all exit."""
-    segments: dict[str, int | None]
-
-    @staticmethod
-    def between(old: Catalog, new: Catalog) -> Redefinition:
-        """The segments whose definition or version differ, added and removed ones included."""
-        changed: dict[str, int | None] = {}
-        for name in sorted(old.by_name.keys() | new.by_name.keys()):
-            before, after = old.by_name.get(name), new.by_name.get(name)
-            if after is None:
-                changed[name] = before.version
-            elif before is None or (before.version, before.definition) != (after.version, after.definition):
-                changed[name] = None
-        return Redefinition(changed)
-
-    def then(self, later: Redefinition) -> Redefinition:
-        """Both passes in one (a change that arrives while an earlier one is under way): a segment
-        re-added after its removal is evaluated, one removed after its change exits."""
-        return Redefinition(dict(sorted({**self.segments, **later.segments}.items())))
-
-
 class Engine:
     def __init__(self, catalog: Catalog, store: StateStore | None = None):
         self.store: StateStore = store if store is not None else MemoryStore()
         self.timers = TimerIndex()
-        self.now = _BEFORE_TIME
+        self.now = BEFORE_TIME
         self.stats = Stats()
         self.redefine(catalog)
 

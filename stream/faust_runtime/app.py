@@ -88,8 +88,8 @@ from stream.runtime.intake import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES,
                       apply_counted, changelog_configs, dead_letter, idle, membership, outlived_tombstones,
                       output_topics)
 from stream.model.state import CustomerState, dump_state, load_state
-from stream.storage.rocksdb_store import (META, STREAM_TIME_KEY, ErasureCompaction, idle_ms_at, stamp_written, stream_time_record,
-                    unpack_time)
+from stream.storage.keys import META, STREAM_TIME_KEY, stream_time_record, unpack_time
+from stream.storage.rocksdb_store import ErasureCompaction, idle_ms_at, stamp_written
 from stream.model.time import EARLIEST, SECOND, format_rfc3339
 
 log = logging.getLogger("segments.faust")

@@ -16,27 +16,24 @@ Bounds (why state stays small however long a history grows):
   of its dedup ids, the stalest half of each windowed table, the newest half of its custom names,
   the later half of its categories, the oldest half of its cancelled ids, the oldest half of its
   paid orders (folded into the aggregates), again and again until it fits: first only from the
-  parts holding over an eighth of the bound, then from any. Each shed is counted
-  (segments_state_truncated_total{reason}) and logged at most once a minute per reason, without
-  any value from the state. So a changelog record always fits the changelog topic's
+  parts holding over an eighth of the bound, then from any. Each shed is reported (on_shed) with a
+  reason and what was dropped, without any value from the state; the runtime counts it
+  (segments_state_truncated_total{reason}) and logs it (stream.runtime.metrics), so this module
+  needs no metrics or logging of its own. So a changelog record always fits the changelog topic's
   max.message.bytes (stream.runtime.intake.CHANGELOG_MESSAGE_BYTES). The whole-record bound acts when a
   state is written (each worker commit, a backfill's hand-off); a replay, which writes nothing,
   keeps such a state whole.
 """
 from __future__ import annotations
 
-import logging
 import math
-import time
-from typing import Callable
+from collections.abc import Callable
+from typing import TypeVar
 
 import msgspec
 
-from stream.runtime import metrics
 from stream.model.buckets import customer_hash
 from stream.model.time import DAY
-
-log = logging.getLogger("segments.state")
 
 STATE_FORMAT = 1          # first byte of every serialized record; bump and migrate on change
 PAID_KEEP = 32
@@ -50,7 +47,6 @@ SEEN_KEEP = 1024
 CUSTOM_KEEP = 64
 # The synthetic marketplace's states average under 1 KB; the bound is for the extreme customer.
 MAX_STATE_BYTES = 64 * 1024
-_LOG_EVERY = 60.0         # seconds between log lines per truncation reason
 
 
 class CustomerState(msgspec.Struct, array_like=True, gc=False):
@@ -128,22 +124,22 @@ def dump_state(state: CustomerState) -> bytes:
     raise ValueError(f"customer state of {len(data)} bytes cannot be brought within {MAX_STATE_BYTES} bytes")
 
 
-_last_logged: dict[str, float] = {}
-_unlogged: dict[str, int] = {}
+# What a bound dropped: hook(reason, what), `what` in sizes and counts only (see note_truncated).
+ShedHook = Callable[[str, str], None]
+_shed_hooks: list[ShedHook] = []
+
+
+def on_shed(hook: ShedHook) -> None:
+    """Call `hook(reason, what)` for every state bound that drops something from now on. The
+    runtime installs the one that counts and logs (stream.runtime.metrics)."""
+    _shed_hooks.append(hook)
 
 
 def note_truncated(reason: str, what: str) -> None:
-    """Count a state bound that dropped something; log it, at most once a minute per reason.
-    `what` must never carry a value from the state (ids, attributes): only sizes and counts."""
-    metrics.STATE_TRUNCATED.labels(reason).inc()
-    now = time.monotonic()
-    last = _last_logged.get(reason)
-    if last is not None and now - last < _LOG_EVERY:
-        _unlogged[reason] = _unlogged.get(reason, 0) + 1
-        return
-    _last_logged[reason] = now
-    log.warning("customer state bound (%s): %s; %d more since the last such line",
-                reason, what, _unlogged.pop(reason, 0))
+    """Report a state bound that dropped something to the installed hooks. `what` must never
+    carry a value from the state (ids, attributes): only sizes and counts."""
+    for hook in _shed_hooks:
+        hook(reason, what)
 
 
 def fold_oldest_paid(st: CustomerState) -> None:
@@ -175,7 +171,10 @@ def recount(st: CustomerState) -> None:
     st.last_paid = max(times) if times else None
 
 
-def _halve(mapping: dict, newest: bool = False) -> dict:
+_V = TypeVar("_V")
+
+
+def _halve(mapping: dict[str, _V], newest: bool = False) -> dict[str, _V]:
     """`mapping` without its newer half (by insertion order), or with only it: newest=True. The
     half dropped is rounded up, so a single entry goes too."""
     items = list(mapping.items())

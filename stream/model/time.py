@@ -17,13 +17,14 @@ DAY = 24 * HOUR
 BEFORE_TIME = -(1 << 62)
 AFTER_TIME = 1 << 62
 
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-_UTC = _dt.timezone.utc
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+_UTC = _dt.UTC
+_NAIVE_EPOCH = _EPOCH.replace(tzinfo=None)
 _DURATION = re.compile(r"^\s*(\d+)\s*(d|h|m|s)\s*$")
 _UNITS = {"d": DAY, "h": HOUR, "m": MINUTE, "s": SECOND}
 
 
-def from_datetime(value: _dt.datetime, _epoch=_EPOCH) -> int:
+def from_datetime(value: _dt.datetime, _epoch: _dt.datetime = _EPOCH) -> int:
     """Aware datetime -> microseconds (exact; timedelta fields are integers)."""
     delta = value - _epoch
     return (delta.days * 86400 + delta.seconds) * SECOND + delta.microseconds
@@ -33,7 +34,8 @@ def to_datetime(micros: int) -> _dt.datetime:
     return _EPOCH + _dt.timedelta(microseconds=micros)
 
 
-def format_rfc3339(micros: int, _epoch=_EPOCH.replace(tzinfo=None), _delta=_dt.timedelta) -> str:
+def format_rfc3339(micros: int, _epoch: _dt.datetime = _NAIVE_EPOCH,
+                   _delta: type[_dt.timedelta] = _dt.timedelta) -> str:
     """RFC 3339 in UTC with a Z; fractional seconds (6 digits) only when there are any.
     isoformat of a naive datetime is several times faster than strftime."""
     return (_epoch + _delta(microseconds=micros)).isoformat() + "Z"

@@ -3,11 +3,15 @@ driver must give the same segment changes for the same input."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
-from stream.model.changes import SegmentChange, encode_change
+# Imported for what it installs: the count and log of what state bounds shed (stream.model.state
+# reports, the runtime counts), the same in a replay as in the workers.
+import stream.runtime.metrics  # noqa: F401
 from stream.engine.core import Engine, Stats
+from stream.model.changes import SegmentChange, encode_change
 from stream.model.events import DeadLetter, Decoder, oversized
 from stream.runtime.intake import too_far_ahead
 
@@ -60,9 +64,9 @@ def replay(source: BinaryIO, engine: Engine, output: BinaryIO, dead_letters: Bin
         if not raw:
             continue                 # a blank line carries no event (e.g. a trailing newline)
         event = decode(raw)
-        if skew is not None and clock is not None and type(event) is not DeadLetter:
+        if skew is not None and clock is not None and not isinstance(event, DeadLetter):
             event = too_far_ahead(event, raw, clock, skew)
-        if type(event) is DeadLetter:
+        if isinstance(event, DeadLetter):
             dead += 1
             dead_letters.write(event.to_json_line(line=number))
             continue

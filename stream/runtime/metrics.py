@@ -8,15 +8,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter as Tally
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-from stream.model.changes import SegmentChange
-from stream.runtime.http import App, HttpSetupError, Request, Response, Route, Server, read_token
 from stream.engine.timers import TimerIndex
+from stream.model.changes import SegmentChange
+from stream.model.state import on_shed
 from stream.model.time import SECOND
+from stream.runtime.http import App, HttpSetupError, Request, Response, Route, Server, read_token
 
 log = logging.getLogger("segments.http")
 _TEXT = "text/plain; charset=utf-8"
@@ -46,7 +47,8 @@ RESTORING = Gauge("segments_partitions_restoring", "Partitions being restored fr
 ASSIGNED = Gauge("segments_assigned_partitions", "Input partitions this worker owns")
 READY = Gauge("segments_ready", "1 once every assigned partition is restored and the worker is in its group")
 UP = Gauge("segments_up", "1 while the worker runs")
-BROKER_UP = Gauge("segments_broker_up", "1 while the brokers answer, 0 while none does (stream.kafka.clients.BrokerWatch)")
+BROKER_UP = Gauge("segments_broker_up",
+                  "1 while the brokers answer, 0 while none does (stream.kafka.clients.BrokerWatch)")
 # Segment definitions changed while running (stream.definitions.live)
 DEFINITION_VERSION = Gauge("segments_definition_version", "Running version of each segment's definition",
                            ["segment"])
@@ -60,6 +62,30 @@ REEVALUATIONS_RUNNING = Gauge("segments_reevaluations_running", "Partitions re-e
 STATE_TRUNCATED = Counter("segments_state_truncated", "Customer states that dropped data to stay within a "
                           "bound, by what was dropped", ["reason"])
 REEVALUATED = Counter("segments_reevaluated_customers", "Stored customers re-evaluated after definition changes")
+
+_state_log = logging.getLogger("segments.state")
+_SHED_LOG_EVERY = 60.0         # seconds between log lines per truncation reason
+_shed_logged: dict[str, float] = {}
+_shed_unlogged: dict[str, int] = {}
+
+
+def count_shed(reason: str, what: str) -> None:
+    """A customer state bound dropped something (stream.model.state reports it): count it, and log
+    it at most once a minute per reason. `what` carries sizes and counts, never a state's values."""
+    STATE_TRUNCATED.labels(reason).inc()
+    now = time.monotonic()
+    last = _shed_logged.get(reason)
+    if last is not None and now - last < _SHED_LOG_EVERY:
+        _shed_unlogged[reason] = _shed_unlogged.get(reason, 0) + 1
+        return
+    _shed_logged[reason] = now
+    _state_log.warning("customer state bound (%s): %s; %d more since the last such line",
+                       reason, what, _shed_unlogged.pop(reason, 0))
+
+
+# Installed with the counter it feeds, so every process that has the metric counts into it (the
+# model, below the runtime, only reports).
+on_shed(count_shed)
 
 
 class Health:
@@ -125,7 +151,8 @@ def stop(server: Server) -> None:
 
 def set_labelled(gauge: Gauge, values: dict[str, float]) -> None:
     """A labelled gauge holding exactly `values`: labels no longer present are removed."""
-    for labels in [m.labels for m in gauge.collect()[0].samples]:
+    (metric,) = gauge.collect()
+    for labels in [m.labels for m in metric.samples]:
         if labels["segment"] not in values:
             gauge.remove(labels["segment"])
     for label, value in values.items():

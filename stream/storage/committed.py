@@ -10,7 +10,7 @@ its log: a fresh temporary one per open, removed on close.
 It never reads the worker's write-back cache: only what a committed transaction put in RocksDB, so
 every answer is as of each partition's last committed batch (its stream time is reported with it).
 
-Layout (stream.worker.loop / stream.storage.rocksdb_store): <state dir>/<group id>/p<N> per input partition N; keys
+Layout (stream.worker.loop / stream.storage.keys): <state dir>/<group id>/p<N> per input partition N; keys
 are customer ids in UTF-8, meta keys start with 0xFF and sort after every customer.
 """
 from __future__ import annotations
@@ -19,14 +19,15 @@ import heapq
 import re
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from rocksdict import AccessType, Options, Rdict
 
 from stream.model.state import CustomerState, load_state
-from stream.storage.rocksdb_store import META, STREAM_TIME_KEY, unpack_time
+from stream.storage.keys import META, STREAM_TIME_KEY, unpack_time
+from stream.storage.rocksdb_store import raw_items
 
 _PARTITION_DIR = re.compile(r"p(\d+)")
 
@@ -59,7 +60,7 @@ class Partition:
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """(key, stored state) of every customer, in key order."""
-        for key, value in self.db.items():
+        for key, value in raw_items(self.db):
             if key[:1] == META:
                 break                               # meta keys sort after every customer
             yield key, value

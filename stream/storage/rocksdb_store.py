@@ -15,18 +15,7 @@ offset up to which the store is complete). The batch is atomic, so data and chec
 agree; a crash before it (or an unsynced tail lost with the machine) only leaves the checkpoint
 behind, and restore() catches up from the changelog. Hence no fsync per commit.
 
-Keys are customer ids in UTF-8. Reserved meta keys start with 0xFF, a byte that never occurs in
-UTF-8, so they cannot collide with any customer id (a 0x00 prefix could: the event contract accepts
-"\\u0000" in ids). They also sort after every customer key, which lets items() stop at the first.
-  STREAM_TIME_KEY  the partition's stream time, locally and in the changelog (8-byte big-endian
-                   signed microseconds), so a restored partition resumes its clock;
-  CHECKPOINT_KEY   local only, never produced: the next changelog offset to read on restore;
-  DEFINITIONS_KEY  the segment definitions the partition's state was evaluated under, and the
-                   progress of a re-evaluation (stream.definitions.resolution.Running), in the changelog too;
-  WRITTEN_AT_KEY   local only: the wall-clock time (ms) until which the store is known to have
-                   seen its changelog (its last commit, restore batch or close), so a store too old
-                   to trust with erasures (the changelog's tombstones may be gone) is rebuilt
-                   rather than caught up.
+The key layout and the packing of meta records: stream.storage.keys.
 """
 from __future__ import annotations
 
@@ -35,43 +24,23 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import cast
 
 from rocksdict import (AccessType, BlockBasedOptions, BottommostLevelCompaction, CompactOptions, Options, Rdict,
                        WriteBatch)
 
 from stream.model.state import CustomerState, dump_state, load_state
+from stream.storage.keys import (CHECKPOINT_KEY, DEFINITIONS_KEY, META, STREAM_TIME_KEY, WRITTEN_AT_KEY, Record,
+                                 pack_time, stream_time_record, unpack_time)
 
-META = b"\xff"
-STREAM_TIME_KEY = META + b"meta:stream_time"
-CHECKPOINT_KEY = META + b"meta:changelog_checkpoint"
-DEFINITIONS_KEY = META + b"meta:definitions"
-WRITTEN_AT_KEY = META + b"meta:written_at"
 _KEPT_META = (DEFINITIONS_KEY,)       # meta records restored as they are (besides the stream time)
 
 log = logging.getLogger("segments.store")
 
-Record = tuple[bytes, bytes | None]
 DEFAULT_ERASURE_AFTER_MS = 24 * 3600 * 1000     # the default of WorkerConfig.erasure_max_lag_ms
-
-
-def pack_time(value: int) -> bytes:
-    """Stream times and offsets as stored in meta records: 8 bytes, big-endian, signed."""
-    return value.to_bytes(8, "big", signed=True)
-
-
-def unpack_time(data: bytes) -> int:
-    if len(data) != 8:
-        raise ValueError(f"expected 8 bytes, got {len(data)}")
-    return int.from_bytes(data, "big", signed=True)
-
-
-def stream_time_record(now: int) -> Record:
-    """The changelog record that carries a partition's stream time (also written by a backfill
-    that hands its state to the workers)."""
-    return STREAM_TIME_KEY, pack_time(now)
 
 
 def _options() -> Options:
@@ -84,6 +53,12 @@ def _options() -> Options:
     options.set_block_based_table_factory(table)
     options.set_keep_log_file_num(2)
     return options
+
+
+def raw_items(db: Rdict, from_key: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) in key order from `from_key` on, of a database opened in raw mode, where both
+    are bytes: rocksdict's types cover every mode it has (pickled keys of any type too)."""
+    return cast(Iterator[tuple[bytes, bytes]], db.items(from_key=from_key))
 
 
 def _wall_ms() -> int:
@@ -180,7 +155,7 @@ def _holds_deletions(db: Rdict) -> bool:
 
 
 class PartitionStore:
-    """The engine's StateStore for one input partition (see stream.engine.core.StateStore).
+    """The engine's StateStore for one input partition (see stream.engine.store.StateStore).
 
     The cache holds at most `cache_size` customers after each commit, evicting the least recently
     used; between commits it also holds every customer read or written since (dirty ones must stay
@@ -264,7 +239,7 @@ class PartitionStore:
         a walk over the whole store does not fill memory; put() what changed."""
         start = after.encode() + b"\x00" if after is not None else b""     # the next key after `after`
         cache, deleted, count = self._cache, self._deleted, 0
-        for key, value in self._db.items(from_key=start):
+        for key, value in raw_items(self._db, start):
             if key[:1] == META or count >= limit:
                 break
             customer_id = key.decode()
@@ -296,7 +271,8 @@ class PartitionStore:
             records: list[Record] = [(cid.encode(), dump_state(cache[cid])) for cid in self._dirty]
             records += [(cid.encode(), None) for cid in self._deleted]
             records.sort(key=itemgetter(0))
-            if self._stream_time != self._committed_time:
+            # (None only before a first stream time, when the committed one is None too)
+            if self._stream_time is not None and self._stream_time != self._committed_time:
                 records.append(stream_time_record(self._stream_time))
             records += sorted(self._meta.items())
             self._records = records
@@ -363,6 +339,8 @@ class PartitionStore:
             try:
                 if key[:1] == META:
                     if key == STREAM_TIME_KEY:
+                        if value is None:         # a tombstone: as corrupt as a short value
+                            raise TypeError("object of type 'NoneType' has no len()")
                         stream_time = unpack_time(value)
                         batch.put(key, value)
                     elif key in _KEPT_META:
@@ -397,7 +375,7 @@ class PartitionStore:
         return self._committed_items()
 
     def _committed_items(self) -> Iterator[tuple[str, CustomerState]]:
-        for key, value in self._db.items():
+        for key, value in raw_items(self._db):
             if key[:1] == META:
                 break                               # meta keys sort after every customer
             customer_id = key.decode()

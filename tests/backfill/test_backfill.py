@@ -21,7 +21,8 @@ from stream.engine.core import Engine
 from stream.errors import Problems
 from stream.definitions.live import LiveDefinitions
 from stream.rules.catalog import load_catalog
-from stream.storage.rocksdb_store import PartitionStore, Record
+from stream.storage.keys import Record
+from stream.storage.rocksdb_store import PartitionStore
 from stream.worker.loop import PartitionTask
 
 

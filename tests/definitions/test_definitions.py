@@ -12,10 +12,12 @@ import yaml
 from tests.helpers import DAY, order_paid, product_viewed
 from stream.definitions.resolution import (Running, TopicRecord, decode_running, encode_running, file_definitions,
                                 parse_record, redefine, resolve)
-from stream.engine.core import Engine, Redefinition
+from stream.engine.core import Engine
+from stream.engine.redefinition import Redefinition
 from stream.definitions.live import LiveDefinitions
 from stream.rules.catalog import compile_catalog, load_catalog
-from stream.storage.rocksdb_store import DEFINITIONS_KEY, PartitionStore
+from stream.storage.keys import DEFINITIONS_KEY
+from stream.storage.rocksdb_store import PartitionStore
 from stream.worker.loop import PartitionTask
 
 FILE = file_definitions(load_catalog())

@@ -10,7 +10,8 @@ from tests.helpers import (DAY, HOUR, MINUTE, SECOND, cart_abandoned, customer_e
                      event_bytes, decode, instant, iso, moves, order_cancelled, order_paid, order_placed,
                      paid_orders, product_viewed, run, run_engine, segments_of)
 from stream.model.changes import make_change
-from stream.engine.core import Engine, MemoryStore
+from stream.engine.core import Engine
+from stream.engine.store import MemoryStore
 from stream.model.state import CustomerState, dump_state, load_state
 
 P = instant("2025-03-01T10:00:00Z")
@@ -473,7 +474,8 @@ def test_restart_with_a_segment_removed_from_the_catalog():
 
     eng, _ = run_engine([cart_abandoned(C, P), order_paid(D, P, "o-1", 1.0)])
     assert "cart-abandoner" in eng.store.get(C).timers
-    smaller = "segments:\n  buyer:\n    when: {paid_orders: {gte: 1}}\n  recent:\n    when: {last_seen_at: {within: 2d}}\n"
+    smaller = ("segments:\n  buyer:\n    when: {paid_orders: {gte: 1}}\n"
+               "  recent:\n    when: {last_seen_at: {within: 2d}}\n")
     store = MemoryStore({cid: load_state(dump_state(st)) for cid, st in eng.store.items()})
     restarted = Engine(engine(smaller).catalog, store)
     restarted.restore(store.items(), now=eng.now)

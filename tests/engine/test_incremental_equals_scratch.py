@@ -36,7 +36,8 @@ from hypothesis import HealthCheck, example, given, settings
 
 from stream.model import events as ev
 from stream.model.changes import SegmentChange, encode_change
-from stream.engine.core import Engine, MemoryStore
+from stream.engine.core import Engine
+from stream.engine.store import MemoryStore
 from stream.rules.catalog import Catalog, load_catalog, parse_catalog
 from stream.model.state import CustomerState, dump_state, load_state
 from stream.model.time import DAY, format_rfc3339, from_datetime, parse_duration, parse_rfc3339
@@ -97,7 +98,7 @@ def run(catalog: Catalog, scenario: Scenario, restart_every: int = 0) -> Run:
     engine = Engine(catalog, store)
     decoder = ev.Decoder()
     steps, changes = [], []
-    for i, (raw, tick) in enumerate(zip(scenario.raws, scenario.ticks)):
+    for i, (raw, tick) in enumerate(zip(scenario.raws, scenario.ticks, strict=True)):
         if restart_every and i % restart_every == restart_every - 1:
             now, engine = engine.now, Engine(catalog, store)
             engine.restore(store.states(), now)
@@ -199,7 +200,7 @@ def check_time_moves(definitions: dict[str, Any], history: oracle.History, flips
     if hi <= lo:
         assert not changes
         return
-    for change, at in zip(changes, ats):         # each move sits exactly on a flip of the oracle
+    for change, at in zip(changes, ats, strict=True):         # each move sits exactly on a flip of the oracle
         entered = change.change == "entered"
         at_flip = change.segment in history.memberships(at, definitions).get(change.customer_id, ())
         just_before = change.segment in history.memberships(at - 1, definitions).get(change.customer_id, ())

@@ -26,7 +26,9 @@ from tests import oracle
 from tests.helpers import apply_change
 from stream.model import events as ev
 from stream.model.changes import SegmentChange
-from stream.engine.core import Engine, MemoryStore, Redefinition
+from stream.engine.core import Engine
+from stream.engine.redefinition import Redefinition
+from stream.engine.store import MemoryStore
 from stream.rules.catalog import compile_catalog
 from stream.model.time import DAY, format_rfc3339, from_datetime, parse_duration
 from tests.histories import ORDER_HEAVY, PROFILE_HEAVY, Scenario, scenarios
@@ -69,7 +71,8 @@ def new_definitions(draw: Any) -> dict[str, dict[str, Any]]:
         if choice == "keep":
             new[name] = OLD[name]
         elif choice != "remove":
-            version = OLD.get(name, {}).get("version", 1) + draw(st.integers(1, 3)) if name in OLD else draw(st.integers(1, 3))
+            bump = draw(st.integers(1, 3))
+            version = OLD[name].get("version", 1) + bump if name in OLD else bump
             new[name] = {**copy.deepcopy(VARIANTS[name][choice]), "version": version}
     return new
 
@@ -152,7 +155,8 @@ def check_redefinition(scenario: Scenario, split: int, pause: int, new: dict[str
     for change in out:
         assert change.segment in redefinition.segments, f"an unchanged segment moved: {change}"
         assert (change.cause, change.event_id, change.at) == ("definition", None, format_rfc3339(at)), change
-        version = new[change.segment].get("version", 1) if change.segment in new else OLD[change.segment].get("version", 1)
+        defined = new[change.segment] if change.segment in new else OLD[change.segment]
+        version = defined.get("version", 1)
         assert change.definition_version == version, change
         apply_change(was, change)
     assert {c: frozenset(s) for c, s in was.items() if s} == memberships(store)

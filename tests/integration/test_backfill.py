@@ -21,7 +21,7 @@ from stream.cli.main import main
 from stream.definitions.resolution import decode_running, file_definitions
 from stream.model.events import Decoder, Event
 from stream.rules.catalog import compile_catalog, load_catalog
-from stream.storage.rocksdb_store import DEFINITIONS_KEY
+from stream.storage.keys import DEFINITIONS_KEY
 from stream.tools.synth import shopper_events
 from stream.model.time import format_rfc3339, from_datetime, parse_rfc3339
 from stream.worker.loop import Worker

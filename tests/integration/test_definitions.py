@@ -22,7 +22,8 @@ from stream.kafka.topics import ensure_topics
 from stream.model.changes import SegmentChange
 from stream.definitions.resolution import file_definitions
 from stream.cli.define import define, undefine
-from stream.engine.core import Engine, Redefinition
+from stream.engine.core import Engine
+from stream.engine.redefinition import Redefinition
 from stream.model.events import Decoder, Event
 from stream.definitions.live import TOPIC_CONFIG, publish, read_topic
 from stream.rules.catalog import compile_catalog, load_catalog

@@ -21,7 +21,7 @@ from stream.runtime.settings import WorkerConfig
 from stream.rules.catalog import load_catalog
 from stream.runtime.intake import worker_topics
 from stream.model.state import CustomerState, dump_state, load_state
-from stream.storage.rocksdb_store import META, WRITTEN_AT_KEY, pack_time
+from stream.storage.keys import META, WRITTEN_AT_KEY, pack_time
 from stream.worker.loop import Worker
 from tests.erasure_topics import expected, personal_topics
 

@@ -13,7 +13,7 @@ from stream.runtime.settings import WorkerConfig
 from stream.model.events import MAX_CUSTOM_KEY_CHARS, MAX_CUSTOM_KEYS, MAX_CUSTOM_TEXT_CHARS
 from stream.rules.catalog import load_catalog
 from stream.model.state import MAX_STATE_BYTES, load_state
-from stream.storage.rocksdb_store import META
+from stream.storage.keys import META
 from stream.worker.loop import Worker
 
 from . import conformance

@@ -7,6 +7,9 @@ and decoded through the real contract, so they are exactly what a producer can s
 from __future__ import annotations
 
 import json
+import logging
+import subprocess
+import sys
 from typing import Any
 
 import msgspec
@@ -15,6 +18,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from stream.model import events as ev
+from stream.runtime import metrics
 from stream.runtime.settings import WorkerConfig
 from stream.engine.core import Engine
 from stream.faust_runtime.app import changelog_topic, topics as faust_topics
@@ -191,3 +195,44 @@ def test_an_unsheddable_state_is_refused_loudly():
         assert "cannot be brought within" in str(exc)
     else:
         raise AssertionError("a state over the bound with nothing to shed was written")
+
+
+def test_the_model_imports_msgspec_and_the_stdlib_only():
+    """The model reports what a bound shed (stream.model.state.on_shed); counting and logging are
+    the runtime's (stream.runtime.metrics), so importing the contracts pulls in no other layer."""
+    program = (
+        "import json, sys\n"
+        "import msgspec, msgspec.json, msgspec.msgpack, msgspec.structs\n"       # and what msgspec imports
+        "before = set(sys.modules)\n"
+        "import stream.model.buckets, stream.model.changes, stream.model.events\n"
+        "import stream.model.state, stream.model.time\n"
+        "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+        "stream = {m for m in set(sys.modules) - before if m.startswith('stream')}\n"
+        "print(json.dumps([sorted(new - set(sys.stdlib_module_names) - {'stream', 'msgspec'}), sorted(stream)]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    foreign, stream = json.loads(done.stdout)
+    assert foreign == [] and {m for m in stream if not m.startswith("stream.model")} == {"stream"}, done.stdout
+
+
+def test_a_shed_is_counted_and_logged_once_a_minute_per_reason(monkeypatch, caplog):
+    monkeypatch.setattr(metrics, "_shed_logged", {})
+    monkeypatch.setattr(metrics, "_shed_unlogged", {})
+    before = truncated("categories")
+    caplog.set_level(logging.WARNING, logger="segments.state")
+
+    def shed() -> None:
+        state = CustomerState(0, 0, categories_bought=[wide(i, ev.MAX_ID_CHARS) for i in range(400)])
+        assert len(dump_state(state)) <= MAX_STATE_BYTES
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "segments.state"]
+
+    for _ in range(3):
+        shed()
+    assert truncated("categories") == before + 3
+    assert len(lines()) == 1 and lines()[0].startswith("customer state bound (categories): a state of ")
+    assert lines()[0].endswith("; 0 more since the last such line")
+    metrics._shed_logged["categories"] -= 61           # a minute later
+    shed()
+    assert len(lines()) == 2 and lines()[1].endswith("; 2 more since the last such line")

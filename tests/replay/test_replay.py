@@ -186,7 +186,8 @@ def test_invalid_utf8_inside_a_json_string_is_a_dead_letter(tmp_path):
     assert [c["event_id"] for c in jsonl(result.stdout)] == ["p-1"]
 
 
-@pytest.mark.parametrize("when", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+05:00"], ids=["after-9999", "before-0001"])
+@pytest.mark.parametrize("when", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+05:00"],
+                         ids=["after-9999", "before-0001"])
 def test_instant_outside_the_calendar_does_not_kill_the_replay(tmp_path, when):
     out_of_range = event_bytes("order_paid", "c-far", when, "p-far", order_id="o", amount=1.0)
     good = event_bytes("order_paid", "c", "2025-03-01T00:00:00Z", "p-1", order_id="o", amount=1.0)
@@ -340,6 +341,7 @@ def test_far_future_events_and_overlong_lines_are_dead_letters_by_default(tmp_pa
     assert "max_future_skew_ms" in dead[0]["reason"]
     assert dead[1]["bytes"] == len(long) and dead[1]["truncated"] is True and long.startswith(dead[1]["raw"].encode())
     assert {c["event_id"] for c in jsonl(result.stdout)} == {"p-1"}
-    lifted = segments("--input", str(src), "--output", "-", "--dead-letter", str(dead_file), "--max-future-skew-ms", "0")
+    lifted = segments("--input", str(src), "--output", "-", "--dead-letter", str(dead_file),
+                      "--max-future-skew-ms", "0")
     assert [d["line"] for d in jsonl(dead_file.read_bytes())] == []
     assert "p-far" in {c["event_id"] for c in jsonl(lifted.stdout)}

@@ -130,10 +130,10 @@ def test_index_lists_every_route_and_which_need_the_token(serving, token_file):
     text = body.decode()
     assert status == 200
     for path in ("/metrics", "/healthz", "/readyz"):
-        (line,) = [l for l in text.splitlines() if f"GET {path}:" in l]
+        (line,) = [each for each in text.splitlines() if f"GET {path}:" in each]
         assert "[token]" not in line
     for path in ("/customers/<id>", "/segments/<name>/members", "/definitions"):
-        (line,) = [l for l in text.splitlines() if f"GET {path}:" in l]
+        (line,) = [each for each in text.splitlines() if f"GET {path}:" in each]
         assert "[token]" in line
     assert "personal-data routes: on" in text
     off = answer(serving(personal()).port, "/")[2].decode()
@@ -376,7 +376,8 @@ def test_personal_requests_cannot_take_every_thread(serving, token_file):
     try:
         for _ in range(http_server.PRIVATE_AT_ONCE):
             sock = socket.create_connection((LOOPBACK, server.port), timeout=5)
-            sock.sendall(f"GET /segments/s/members HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+            request = f"GET /segments/s/members HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+            sock.sendall(request.encode())
             assert sock.recv(64).startswith(b"HTTP/1.1 200")    # and then reads no more: its export waits
             socks.append(sock)
         status, headers, body = answer(server.port, "/customers/c1", token=TOKEN)

@@ -12,7 +12,9 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from stream.engine.core import Engine, MemoryStore
+from stream.engine.core import Engine
+
+from stream.engine.store import MemoryStore
 from stream.model.changes import SegmentChange
 from stream.model.events import Decoder, Event
 from stream.model.state import dump_state

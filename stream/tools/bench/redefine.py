@@ -19,7 +19,8 @@ from rich.table import Table
 from stream.definitions.live import LiveDefinitions
 from stream.definitions.resolution import file_definitions
 from stream.rules.catalog import load_catalog
-from stream.storage.rocksdb_store import PartitionStore, stream_time_record
+from stream.storage.keys import stream_time_record
+from stream.storage.rocksdb_store import PartitionStore
 from stream.tools.bench.samples import sample_states
 from stream.worker.loop import PartitionTask
 

@@ -2,7 +2,9 @@
 run of synthetic shopper events, serialized as the stores keep them."""
 from __future__ import annotations
 
-from stream.engine.core import Engine, MemoryStore
+from stream.engine.core import Engine
+
+from stream.engine.store import MemoryStore
 from stream.model.events import Decoder, Event
 from stream.model.state import dump_state
 from stream.rules.catalog import Catalog

@@ -1,0 +1,34 @@
+"""What a change of segment definitions asks of the customers already stored: which segments to
+re-evaluate and which to leave. Computed by stream.definitions from two catalogs, carried out per
+customer by Engine.reevaluate; its own module so that the definitions side reads the difference
+between catalogs without importing the engine."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stream.rules.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class Redefinition:
+    """What a catalog change asks of every stored customer: segment name -> the version its moves
+    carry, None for a segment (added or changed) evaluated under the running catalog, or the last
+    version of a removed segment, whose members all exit."""
+    segments: dict[str, int | None]
+
+    @staticmethod
+    def between(old: Catalog, new: Catalog) -> Redefinition:
+        """The segments whose definition or version differ, added and removed ones included."""
+        changed: dict[str, int | None] = {}
+        for name in sorted(old.by_name.keys() | new.by_name.keys()):
+            before, after = old.by_name.get(name), new.by_name.get(name)
+            if after is None:
+                changed[name] = old.by_name[name].version
+            elif before is None or (before.version, before.definition) != (after.version, after.definition):
+                changed[name] = None
+        return Redefinition(changed)
+
+    def then(self, later: Redefinition) -> Redefinition:
+        """Both passes in one (a change that arrives while an earlier one is under way): a segment
+        re-added after its removal is evaluated, one removed after its change exits."""
+        return Redefinition(dict(sorted({**self.segments, **later.segments}.items())))
