@@ -62,7 +62,8 @@ from stream.model.events import DeadLetter
 from stream.kafka.partition_ends import Key, consume_ready, partition_ends, peek
 from stream.replay.driver import ReplaySummary, write_changes
 from stream.rules.compiler import Catalog
-from stream.runtime.intake import PRODUCER_BATCH_BYTES, Intake, worker_topics
+from stream.runtime.intake import Intake
+from stream.runtime.topics import PRODUCER_BATCH_BYTES, worker_topics
 from stream.model.state import dump_state
 from stream.storage.rocksdb_store import stream_time_record
 from stream.model.time import SECOND, format_rfc3339, from_datetime, parse_duration, parse_rfc3339

@@ -19,7 +19,8 @@ from confluent_kafka import KafkaError, KafkaException
 
 from stream.runtime.settings import WorkerConfig
 from stream.definitions.resolution import Resolution, Running, encode_running, file_definitions, version_of
-from stream.definitions.live import LiveDefinitions, read_topic
+from stream.definitions.live import LiveDefinitions
+from stream.kafka.definitions_feed import read_topic
 from stream.rules.compiler import Catalog
 from stream.storage.rocksdb_store import DEFINITIONS_KEY, Record
 

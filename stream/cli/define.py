@@ -20,7 +20,8 @@ from stream.rules.bounded_yaml import DEFINITION, DocumentError, read_file
 from stream.kafka.broker import ensure_topics
 from stream.kafka.clients import client_config
 from stream.definitions.resolution import file_definitions, parse_record, version_of
-from stream.definitions.live import TOPIC_CONFIG, DefinitionsFeed, publish, read_topic
+from stream.kafka.definitions_feed import DefinitionsFeed, publish, read_topic
+from stream.runtime.topics import DEFINITIONS_CONFIG as TOPIC_CONFIG
 from stream.rules.compiler import Catalog, DefinitionError, compile_catalog, shown
 
 

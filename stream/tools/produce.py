@@ -17,7 +17,7 @@ from confluent_kafka import KafkaException, Producer
 from stream.kafka.broker import ensure_topics
 from stream.kafka.clients import client_config
 from stream.runtime.settings import WorkerConfig
-from stream.runtime.intake import input_configs
+from stream.runtime.topics import input_configs
 from stream.tools.synth import shop_records
 
 

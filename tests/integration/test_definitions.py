@@ -24,7 +24,8 @@ from stream.definitions.resolution import file_definitions
 from stream.cli.define import define, undefine
 from stream.engine.core import Engine, Redefinition
 from stream.model.events import Decoder, Event
-from stream.definitions.live import TOPIC_CONFIG, publish, read_topic
+from stream.kafka.definitions_feed import publish, read_topic
+from stream.runtime.topics import DEFINITIONS_CONFIG
 from stream.rules.compiler import compile_catalog, load_catalog
 from stream.tools.synth import shopper_events
 from stream.worker.loop import Worker
@@ -84,6 +85,33 @@ def wait_for_moves(bootstrap: str, topic: str, want: set[str], timeout: float = 
         time.sleep(0.5)
 
 
+def change_loyal(bootstrap: str, changes_topic: str, defs: str, path, reference: Reference) -> list[SegmentChange]:
+    """`segments define` loyal changed: only its moves, with version 2, exactly the reference's."""
+    path.write_text(yaml.safe_dump(LOYAL3))
+    assert define("loyal", path, bootstrap, {}, defs, load_catalog()) == 0
+    expected = reference.redefine("loyal", {**LOYAL3, "version": 2})
+    assert expected, "the change should move someone"
+    moves = wait_for_moves(bootstrap, changes_topic, ids(expected))
+    assert ids(moves) == ids(expected)
+    assert {(m["segment"], m["definition_version"], m["event_id"]) for m in moves} == {("loyal", 2, None)}
+    return expected
+
+
+def add_and_remove_buyer(bootstrap: str, changes_topic: str, defs: str, path,
+                         reference: Reference) -> tuple[list[SegmentChange], list[dict]]:
+    """A segment added, then removed: entries with version 1, then every member exits. The
+    reference's moves, and every definition move in the changes topic by then."""
+    path.write_text(json.dumps(BUYER))
+    assert define("buyer", path, bootstrap, {}, defs, load_catalog()) == 0
+    added = reference.redefine("buyer", {**BUYER, "version": 1})
+    assert added and all(c.change == "entered" for c in added)
+    wait_for_moves(bootstrap, changes_topic, ids(added))
+    assert undefine("buyer", bootstrap, {}, defs, load_catalog()) == 0
+    removed = reference.redefine("buyer", None)
+    assert {(c.customer_id, c.change) for c in removed} == {(c.customer_id, "exited") for c in added}
+    return added + removed, wait_for_moves(bootstrap, changes_topic, ids(removed))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -119,13 +147,7 @@ def test_add_change_remove_and_reject_while_running(kafka_bootstrap, unique_topi
 
         # change a file segment: only its moves, with version 2, exactly the reference's
         path = tmp_path / "loyal.yaml"
-        path.write_text(yaml.safe_dump(LOYAL3))
-        assert define("loyal", path, kafka_bootstrap, {}, defs, load_catalog()) == 0
-        expected = reference.redefine("loyal", {**LOYAL3, "version": 2})
-        assert expected, "the change should move someone"
-        moves = wait_for_moves(kafka_bootstrap, config.changes_topic, ids(expected))
-        assert ids(moves) == ids(expected)
-        assert {(m["segment"], m["definition_version"], m["event_id"]) for m in moves} == {("loyal", 2, None)}
+        expected = change_loyal(kafka_bootstrap, config.changes_topic, defs, path, reference)
         answer = get_json(port, "/definitions")
         assert answer["segments"]["loyal"]["version"] == 2 and answer["rejected"] == []
 
@@ -146,16 +168,8 @@ def test_add_change_remove_and_reject_while_running(kafka_bootstrap, unique_topi
         assert define("loyal", path, kafka_bootstrap, {}, defs, load_catalog()) == 2
 
         # add a segment, then remove it: entries with version 1, then every member exits
-        path.write_text(json.dumps(BUYER))
-        assert define("buyer", path, kafka_bootstrap, {}, defs, load_catalog()) == 0
-        added = reference.redefine("buyer", {**BUYER, "version": 1})
-        assert added and all(c.change == "entered" for c in added)
-        wait_for_moves(kafka_bootstrap, config.changes_topic, ids(added))
-        assert undefine("buyer", kafka_bootstrap, {}, defs, load_catalog()) == 0
-        removed = reference.redefine("buyer", None)
-        assert {(c.customer_id, c.change) for c in removed} == {(c.customer_id, "exited") for c in added}
-        moves = wait_for_moves(kafka_bootstrap, config.changes_topic, ids(removed))
-        assert ids(moves) == ids(expected) | ids(added) | ids(removed), "a definition move too many or missing"
+        added_and_removed, moves = add_and_remove_buyer(kafka_bootstrap, config.changes_topic, defs, path, reference)
+        assert ids(moves) == ids(expected) | ids(added_and_removed), "a definition move too many or missing"
         assert "buyer" not in get_json(port, "/definitions")["segments"]
         assert undefine("buyer", kafka_bootstrap, {}, defs, load_catalog()) == 2     # nothing to remove
 
@@ -236,7 +250,7 @@ def test_poisoned_records_are_rejected_by_a_running_worker_that_keeps_processing
     config = topic_config(kafka_bootstrap, unique_topic)
     defs = f"{unique_topic}-definitions"
     create_topics(config)
-    ensure_topics(kafka_bootstrap, [(defs, 1, TOPIC_CONFIG)])
+    ensure_topics(kafka_bootstrap, [(defs, 1, DEFINITIONS_CONFIG)])
     port = free_port()
     token = tmp_path / "http-token"          # /definitions is a personal-data route: behind the token
     token.write_text(HTTP_TOKEN)

@@ -326,7 +326,8 @@ def test_faust_runtime_restart_with_idle_clock_applies_and_commits_everything(ka
     feeder = conformance.Feeder(kafka_bootstrap, s.input_topics[0], lines, per_second=100)
     feeder.start()
     try:
-        worker, started_at = kill_twice(start, s, tmp_path / "kept-state", random.Random(2718), "--idle-advance-ms", "1000")
+        worker, started_at = kill_twice(start, s, tmp_path / "kept-state", random.Random(2718),
+                                        "--idle-advance-ms", "1000")
         ends = feeder.finish(PARTITIONS)
         # all applied within a second or two once the input ends; the bound leaves room for a busy machine
         worker.wait_committed({s.input_topics[0]: sum(ends.values())}, timeout=30)
@@ -448,3 +449,31 @@ def test_the_faust_runtimes_clients_create_no_topic_by_looking_it_up(kafka_boots
             await producer.stop()
     asyncio.run(look_up())
     assert unique_topic not in AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
+
+
+def test_faust_runtime_follows_the_definitions_topic(kafka_bootstrap, unique_topic, start, tmp_path):
+    """As the native worker (tests/integration/test_definitions.py): a definition changed with
+    `segments define` while the Faust runtime runs moves the customers it stores, exactly the
+    moves of the engine per partition redefined over its whole store, change id for change id; a
+    segment added and then removed (`segments undefine`) makes its members enter, then exit."""
+    from .test_definitions import Reference, add_and_remove_buyer, change_loyal, ids
+    lines = list(shopper_events(300, 4000, seed=11))
+    s = dataclasses.replace(names(unique_topic), definitions_topic=f"{unique_topic}-definitions")
+    defs = s.definitions_topic
+    ensure_topics(kafka_bootstrap, faust_app.topics(s))
+    partition_of: dict[str, int] = {}
+    conformance.produce(kafka_bootstrap, s.input_topics[0], lines, partition_of)
+    worker = start(s, "--idle-advance-ms", "0", "--definitions-topic", defs)
+    worker.wait_committed({s.input_topics[0]: len(lines)})
+    reference = Reference(lines, partition_of)
+
+    path = tmp_path / "loyal.yaml"
+    expected = change_loyal(kafka_bootstrap, s.changes_topic, defs, path, reference)
+    added_and_removed, moves = add_and_remove_buyer(kafka_bootstrap, s.changes_topic, defs, path, reference)
+    assert ids(moves) == ids(expected) | ids(added_and_removed), "a definition move too many or missing"
+
+    text = worker.get("/metrics")[1]
+    assert 'segments_definition_version{segment="loyal"} 2.0' in text
+    assert 'segments_reevaluations_running 0.0' in text
+    worker.terminate()
+

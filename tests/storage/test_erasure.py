@@ -14,7 +14,7 @@ from stream.backfill.command import _topic_spec
 from stream.runtime.settings import WorkerConfig
 from stream.engine.core import Engine
 from stream.rules.compiler import load_catalog
-from stream.runtime.intake import INPUT_RETENTION_MS, TOMBSTONE_RETENTION_MS, worker_topics
+from stream.runtime.topics import INPUT_RETENTION_MS, TOMBSTONE_RETENTION_MS, worker_topics
 from stream.storage.rocksdb_store import PartitionStore
 from tests.helpers import event
 
