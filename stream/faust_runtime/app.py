@@ -1,58 +1,7 @@
-"""`segments worker --runtime faust`: the same product as a Faust (faust-streaming) app.
-
-One agent consumes the customer-keyed input topics in batches (`Stream.take_events`) and runs the
-engine unchanged, one Engine per input partition. Per-customer state lives in a Faust Table stored
-in RocksDB (store="rocksdb://": faust-streaming 0.15 opens it through rocksdict whenever rocksdict
-is importable) and recovered by Faust from the table's changelog: one entry per customer (its
-dump_state bytes), written once per batch for each customer the batch touched, beside reserved
-entries per partition for that partition's stream time and definitions. Outputs are the native worker's: changes
-keyed by customer id, membership records (a tombstone on erasure), dead letters with the same
-headers; routed topics are re-keyed through the same repartition topic by a second agent.
-
-At-least-once only: Faust's exactly_once cannot publish this worker's output (see run()).
-
-Where Faust shapes the design:
-- A table can be written only inside stream iteration: the partition of the "current event"
-  picks the RocksDB database and the changelog partition, and without one a write raises.
-  `take_events` iterates the stream in a background task, so the agent's batch has no current
-  event (faust-streaming issue #497). Each partition's share of a batch is therefore handled with
-  one of its own events made current (`_current`).
-- An `@app.timer` runs outside stream iteration too, and an idle partition has no event to borrow.
-  So the timer sends a tick into partition p of an internal ticks topic, co-partitioned with the
-  input (Faust's assignor gives partition p of all topics with the same partition count to the same
-  worker), and the agent advances engine p when the tick arrives, by the native worker's rule, and
-  publishes and stores what that fired like any other batch.
-- Faust's local RocksDB is ahead of the committed input offsets, and a worker that restarts on
-  that state skips re-read events as duplicates. So a batch's changes, membership records and
-  dead letters are confirmed by the broker first, then its changelog records, and only then is the
-  local store written and the batch's events acked (so their offsets can be committed): a crash at
-  any point repeats changes, with their change_id, but loses none, and the local store is never
-  ahead of the changelog (state only it had would be lost when the partition moves).
-- Table writes go straight to the table's store and changelog, as `Table.__setitem__` does
-  (faust/tables/table.py) but without its per-write future, producer-buffer hop and delivery
-  callback, and the restore checkpoint (Faust's persisted offset) moves once per partition and
-  batch instead of once per record: `python -m stream.tools.bench.faust_worker` measured about 8,000 events/s
-  this way, 4,700 with `table[key] = value` (and 11,200 for an agent that does nothing with its
-  batches, which is Faust's own ceiling there).
-- Each batch's changelog records for a partition end with its stream time, sent alone once the
-  others are in, so the changelog always ends with a record batch of one record. Tansu (the
-  embedded broker) reports a partition's high watermark as the base offset of its last record
-  batch + 1, and Faust restores up to the high watermark - 1: any longer last batch would be cut
-  short (a restore missing records), and a restart on the local state would fail Faust's
-  consistency check (persisted offset past the high watermark).
-- After every rebalance Faust 0.15's recovery resumes the input partitions before it seeks them
-  to the committed offsets (faust/tables/recovery.py, on_recovery_completed and _resume_streams),
-  with the fetcher running: events fetched during the seek were cleared from the agent's queue
-  unapplied and unacked, and their re-read dropped as already read, so the commits stopped short
-  of the end, or crept on one offset per commit (duplicates in Consumer._acked), or committed
-  them unapplied. `_App` holds the input partitions paused until the rebalance has ended (the
-  mechanism in its docstring; faust-streaming is pinned to 0.15 for it).
-- Faust consumes the input topics as they are, so partition p of each feeds engine p only if every
-  topic has the worker's partition count; that is checked at start-up.
-- The definitions topic is followed as by the native worker (stream.definitions.live), its switches
-  applied between batches: the clock polls the feed, the main agent's next batch switches every
-  partition, and a partition with a pass under way or a switch not yet written gets ticks until it
-  is done (its Running record is one more reserved entry of the table).
+"""`segments worker --runtime faust`: the same product as a Faust (faust-streaming 0.15) app, at-least-once
+only. One agent runs the batch step (stream.runtime.batch) over the customer-keyed input, one Engine per
+input partition, its state in a Faust table; a second agent re-keys the routed topics. Why it is built
+this way: docs/faust-runtime.md.
 """
 from __future__ import annotations
 
@@ -67,23 +16,20 @@ import threading
 import time
 import weakref
 from collections import Counter as Tally
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from collections.abc import Awaitable, Iterator
 
-import aiokafka.admin.client
-import aiokafka.client
 import faust
 import faust.streams
 from aiokafka.errors import IllegalStateError
-from aiokafka.protocol.metadata import MetadataRequest
 from confluent_kafka.admin import AdminClient
 from faust.types import TP, EventT
 
 from stream.definitions.live import LiveDefinitions
 from stream.definitions.resolution import file_definitions
 from stream.engine.core import Engine
+from stream.faust_runtime.fixes import HoldingApp, refuse_auto_creation
 from stream.kafka.broker import ensure_topics
 from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, LibraryLogBound, partition_counts,
                                   until_reachable, worker_client_config)
@@ -137,7 +83,7 @@ def topics(config: WorkerConfig) -> list[Spec]:
 @contextlib.contextmanager
 def _current(event: EventT) -> Iterator[None]:
     """Make `event` Faust's current event, so that table reads and writes go to its partition (see
-    the module docstring). faust.streams keeps it in a context variable, as a weak reference."""
+    docs/faust-runtime.md). faust.streams keeps it in a context variable, as a weak reference."""
     token = faust.streams._current_event.set(weakref.ref(event))
     try:
         yield
@@ -164,64 +110,6 @@ async def _deliver(producer: Any, records: list[Record]) -> list[Any]:
     pending = [await send(topic, key, value, partition, None, headers)
                for topic, key, value, partition, headers in records]
     return list(await asyncio.gather(*pending))
-
-
-class _App(faust.App):
-    """faust.App that resumes the input partitions only once a rebalance has ended (see the
-    module docstring): Faust 0.15's recovery (faust/tables/recovery.py, on_recovery_completed and
-    _resume_streams) resumes them and only then awaits consumer.perform_seek(), with the fetcher
-    running and the app's flow control already resumed for the changelog restore. Events fetched
-    while the seek awaits the committed offsets reach the agent's channel queue and move the
-    consumer's read offsets; the seek then sets the read offsets back (a later event looks like a
-    gap, and Consumer._new_offset fills gaps with offsets that were also acked: duplicates in
-    `_acked`, so each commit takes one short run, about one offset) and the final
-    flow_control.resume() clears the queue (those events are never applied nor acked, and their
-    re-read is dropped by _drain_messages as already read: the commits stop there, or a gap covers
-    them and they are committed unapplied). Held paused until on_rebalance_end, which Faust calls
-    after all that, no input event moves before the seek."""
-
-    def _new_consumer(self) -> Any:
-        # Its methods are replaced here: Any, not faust's ConsumerT.
-        consumer: Any = super()._new_consumer()
-        resume = consumer.resume_partitions
-        self._held: set[TP] = set()
-        self.fetched: dict[TP, int] = {}     # per partition, the offset after the last record handed to Faust
-
-        def resume_partitions(tps: Iterable[TP]) -> None:
-            tps = set(tps)
-            if self.rebalancing:            # set by on_rebalance_start, cleared by on_rebalance_end
-                changelogs = self.tables.changelog_topics
-                held = {tp for tp in tps if tp.topic not in changelogs}
-                self._held |= held
-                tps -= held
-            resume(tps)
-
-        consumer.resume_partitions = resume_partitions
-        getmany = consumer._getmany
-
-        async def _getmany(active_partitions, timeout):
-            # Faust hands aiokafka its live set of active partitions, which the aiokafka fetch
-            # reads while it waits, and aiokafka's fetched_records takes an empty set for "every
-            # partition": while the inputs are held and the changelogs paused again after the
-            # restore, it drained the held partitions (aiokafka's position moved to their end) and
-            # Faust's getmany then dropped those records as not active. A snapshot, never empty.
-            if active_partitions is not None:
-                active_partitions = set(active_partitions)
-                if not active_partitions:
-                    return {}
-            records = await getmany(active_partitions, timeout)
-            for tp, batch in records.items():
-                if batch:
-                    self.fetched[tp] = batch[-1].offset + 1
-            return records
-
-        consumer._getmany = _getmany
-        return consumer
-
-    def on_rebalance_end(self) -> None:
-        super().on_rebalance_end()
-        held, self._held = self._held, set()
-        self.consumer.resume_partitions(held & self.consumer.assignment())
 
 
 class BatchStore:
@@ -287,7 +175,7 @@ class BatchStore:
     def changelog(self, now: int) -> tuple[list[Record], Record | None]:
         """The batch's changelog records: one per touched customer (None, a tombstone, if erased)
         and per reserved entry set, and, apart, the stream time's, which must be sent alone after
-        the others (see the module docstring); None if nothing changed."""
+        the others (see docs/faust-runtime.md); None if nothing changed."""
         topic, partition = self.table.changelog_topic_name, self.partition
         records: list[Record] = [(topic, customer_id.encode(), None if state is None else dump_state(state),
                                   partition, None) for customer_id, state in self.dirty.items()]
@@ -353,23 +241,6 @@ class Partition:
         count_members(self.members, self.changes)
 
 
-class _NoAutoCreation(MetadataRequest):
-    """A metadata request that never asks the broker to create the topics it names."""
-
-    def __init__(self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = None):
-        super().__init__(topics, allow_auto_topic_creation=False)
-
-
-def refuse_auto_creation() -> None:
-    """Have this process's aiokafka clients look topics up without creating them, as
-    allow.auto.create.topics=false does for the librdkafka ones. aiokafka 0.14 asks the broker to
-    create every missing topic it looks up (its MetadataRequest defaults to it, with no setting):
-    a broker that allows it (Kafka's default, Tansu) would recreate a deleted or wiped topic under
-    the running group with its default partition count and no compaction."""
-    for module in (aiokafka.client, aiokafka.admin.client):
-        module.MetadataRequest = _NoAutoCreation
-
-
 class FaustWorker:
     def __init__(self, config: WorkerConfig, catalog: Catalog):
         if config.bootstrap_servers is None or config.exactly_once:
@@ -390,10 +261,10 @@ class FaustWorker:
         self.definitions_changed = False                # the feed got records not taken up yet
         self.app = self._app()
 
-    def _app(self) -> _App:
+    def _app(self) -> HoldingApp:
         s = self.s
         assert s.bootstrap_servers is not None          # checked in __init__
-        app = _App(
+        app = HoldingApp(
             s.group_id,
             broker=[f"kafka://{host.strip()}" for host in s.bootstrap_servers.split(",")],
             store="rocksdb://",
@@ -590,7 +461,7 @@ class FaustWorker:
 
     async def _clock(self) -> None:
         """Beats the health check, follows the definitions topic, and sends a tick to every idle
-        partition and to every one with definitions work waiting (see the module docstring): the
+        partition and to every one with definitions work waiting (see docs/faust-runtime.md): the
         agent does it when the tick arrives."""
         self.health.beat = time.monotonic()
         if self.feed is not None and self.feed.poll():
@@ -726,6 +597,7 @@ class FaustWorker:
         return partition_counts(client, [name for name, _, _ in topics(self.s)], timeout=ATTEMPT_SECONDS)
 
     def run(self) -> int:
+        """Until SIGINT or SIGTERM: Faust's exit status."""
         s = self.s
         refuse_auto_creation()
         for handler in logging.getLogger().handlers:
@@ -765,11 +637,8 @@ class FaustWorker:
 
 
 def run(config: WorkerConfig, catalog: Catalog) -> int:
-    """Run until SIGINT or SIGTERM. Exit 2 for exactly_once, which this runtime cannot give:
-    faust-streaming 0.15's transactions look every output topic up among the consumed ones (a
-    KeyError for this worker's, faust-streaming#440) and send some records outside any transaction
-    (#177); on the embedded broker aiokafka does not even get a producer id (Tansu answers its
-    InitProducerId v0 request with an unknown error)."""
+    """Run until SIGINT or SIGTERM; the exit status. Exit 2 for exactly_once, which this runtime
+    cannot give (docs/faust-runtime.md)."""
     if config.exactly_once:
         print("segments worker: --runtime faust is at-least-once only (Faust's exactly_once cannot publish "
               "this worker's output): add --guarantee at_least_once", file=sys.stderr)

@@ -314,10 +314,10 @@ def test_faust_runtime_restart_with_idle_clock_applies_and_commits_everything(ka
                                                                             start, tmp_path):
     """The kills of the test above with the idle clock on (its ticks share the agent with the
     input): the last worker must apply every event from the offsets it started at, and commit up
-    to the end promptly. Before faust_app._App held the input partitions until the rebalance had
+    to the end promptly. Before fixes.HoldingApp held the input partitions until the rebalance had
     ended, Faust's recovery let events in while it sought the committed offsets, then cleared them
     from the agent's queue: some were never applied, and the commits stopped short of the end for
-    good, or crept on by about one offset per commit interval (see _App). The race did not show
+    good, or crept on by about one offset per commit interval (see HoldingApp). The race did not show
     every run (3 runs of 5 on the embedded broker). Changes are not compared with the replay here:
     the idle clock runs this past-dated input late."""
     lines = list(shopper_events(300, 5000, seed=23))
@@ -433,7 +433,7 @@ def test_the_faust_runtimes_clients_create_no_topic_by_looking_it_up(kafka_boots
     import aiokafka.admin.client
     import aiokafka.client
 
-    from stream.faust_runtime.app import refuse_auto_creation
+    from stream.faust_runtime.fixes import refuse_auto_creation
 
     for module in (aiokafka.client, aiokafka.admin.client):      # restored after the test
         monkeypatch.setattr(module, "MetadataRequest", module.MetadataRequest)
