@@ -29,6 +29,7 @@ from faust.types import TP, EventT
 from stream.definitions.live import LiveDefinitions
 from stream.definitions.resolution import file_definitions
 from stream.engine.core import Engine
+from stream.errors import SegmentsError
 from stream.faust_runtime.fixes import HoldingApp, refuse_auto_creation
 from stream.kafka.broker import ensure_topics
 from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, LibraryLogBound, partition_counts,
@@ -59,6 +60,10 @@ _FAUST_OFFSET_KEY = b"__faust\0offset__"
 FaustTable = Any
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
+
+
+class PartitionCountsWrong(SegmentsError):
+    """Input topics without the worker's partition count: partition p of each could not feed engine p."""
 
 
 def changelog_topic(config: WorkerConfig) -> str:
@@ -544,7 +549,7 @@ class FaustWorker:
         wrong = {t: len(found[t].partitions) for t in self.s.keyed_topics
                  if len(found[t].partitions) != self.s.partitions}
         if wrong:
-            raise SystemExit(f"segments worker: input topics must have {self.s.partitions} partitions "
+            raise PartitionCountsWrong(f"segments worker: input topics must have {self.s.partitions} partitions "
                              f"(--partitions): {', '.join(f'{t} has {n}' for t, n in sorted(wrong.items()))}")
 
     def _drop_stale_partitions(self) -> None:
@@ -597,7 +602,7 @@ class FaustWorker:
         return partition_counts(client, [name for name, _, _ in topics(self.s)], timeout=ATTEMPT_SECONDS)
 
     def run(self) -> int:
-        """Until SIGINT or SIGTERM: Faust's exit status."""
+        """Until SIGINT or SIGTERM: Faust's exit status. Raises PartitionCountsWrong."""
         s = self.s
         refuse_auto_creation()
         for handler in logging.getLogger().handlers:
@@ -638,9 +643,13 @@ class FaustWorker:
 
 def run(config: WorkerConfig, catalog: Catalog) -> int:
     """Run until SIGINT or SIGTERM; the exit status. Exit 2 for exactly_once, which this runtime
-    cannot give (docs/faust-runtime.md)."""
+    cannot give (docs/faust-runtime.md), exit 1 when the input topics' partition counts are wrong."""
     if config.exactly_once:
         print("segments worker: --runtime faust is at-least-once only (Faust's exactly_once cannot publish "
               "this worker's output): add --guarantee at_least_once", file=sys.stderr)
         return 2
-    return FaustWorker(config, catalog).run()
+    try:
+        return FaustWorker(config, catalog).run()
+    except PartitionCountsWrong as exc:
+        print(exc, file=sys.stderr)
+        return 1

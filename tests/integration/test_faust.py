@@ -477,3 +477,15 @@ def test_faust_runtime_follows_the_definitions_topic(kafka_bootstrap, unique_top
     assert 'segments_reevaluations_running 0.0' in text
     worker.terminate()
 
+
+def test_faust_runtime_refuses_input_topics_with_another_partition_count(kafka_bootstrap, unique_topic, tmp_path,
+                                                                          capsys):
+    """Partition p of every input topic feeds engine p: a topic with another partition count stops
+    the start with exit 1, naming it (the runtime's error, turned into the status by its command)."""
+    s = names(unique_topic)
+    ensure_topics(kafka_bootstrap, [(s.input_topics[0], PARTITIONS + 1, {})])
+    config = dataclasses.replace(s, bootstrap_servers=kafka_bootstrap, guarantee="at_least_once",
+                                 state_dir=tmp_path / "state", metrics_port=None, definitions_topic=None)
+    assert faust_app.run(config, load_catalog()) == 1
+    assert capsys.readouterr().err == (f"segments worker: input topics must have {PARTITIONS} partitions "
+                                       f"(--partitions): {s.input_topics[0]} has {PARTITIONS + 1}\n")
