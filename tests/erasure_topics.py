@@ -4,7 +4,7 @@ For the check of the topic specs and the check of the topics a broker really cre
 from __future__ import annotations
 
 from stream.faust_runtime import app as faust_app
-from stream.runtime.intake import INPUT_RETENTION_MS, TOMBSTONE_RETENTION_MS, worker_topics
+from stream.runtime.topics import INPUT_RETENTION_MS, TOMBSTONE_RETENTION_MS, worker_topics
 from stream.runtime.settings import WorkerConfig
 
 

@@ -7,7 +7,8 @@ from confluent_kafka import KafkaError, KafkaException
 
 from stream.runtime.settings import WorkerConfig
 from stream.definitions.resolution import Resolution, Running, encode_running, file_definitions, version_of
-from stream.definitions.live import LiveDefinitions, read_topic
+from stream.definitions.live import LiveDefinitions
+from stream.kafka.definitions_feed import read_topic
 from stream.rules.catalog import Catalog
 from stream.storage.keys import DEFINITIONS_KEY, Record
 

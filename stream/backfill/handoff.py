@@ -15,7 +15,7 @@ from stream.kafka.topics import ensure_topics
 from stream.kafka.clients import worker_client_config
 from stream.model.state import dump_state
 from stream.rules.catalog import Catalog
-from stream.runtime.intake import PRODUCER_BATCH_BYTES
+from stream.runtime.topics import PRODUCER_BATCH_BYTES
 from stream.runtime.settings import WorkerConfig
 from stream.storage.keys import stream_time_record
 

@@ -10,7 +10,7 @@ from stream.kafka.topics import ensure_topics
 from stream.kafka.clients import worker_client_config
 from stream.model.changes import SegmentChange, encode_change
 from stream.replay.driver import write_changes
-from stream.runtime.intake import worker_topics
+from stream.runtime.topics import worker_topics
 from stream.runtime.settings import WorkerConfig
 
 

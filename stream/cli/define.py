@@ -18,10 +18,11 @@ import yaml
 from confluent_kafka import KafkaException
 
 from stream.cli.settings_args import add_kafka_arguments, kafka_properties
-from stream.definitions.live import TOPIC_CONFIG, DefinitionsFeed, publish, read_topic
+from stream.kafka.definitions_feed import DefinitionsFeed, publish, read_topic
 from stream.definitions.resolution import file_definitions, parse_record, version_of
 from stream.kafka.clients import client_config
 from stream.kafka.topics import ensure_topics
+from stream.runtime.topics import DEFINITIONS_CONFIG
 from stream.rules.bounded_yaml import DEFINITION, DocumentError, read_file
 from stream.rules.catalog import Catalog, compile_catalog, load_catalog
 from stream.rules.problems import DefinitionError, shown
@@ -93,7 +94,7 @@ def _as_published(name: str, definition: dict[str, Any]) -> tuple[bytes, list[st
 def _read(command: str, bootstrap: str, kafka: dict[str, str], topic: str, err: TextIO) -> DefinitionsFeed | None:
     """The definitions topic (created when absent, as the worker does) read to its end."""
     try:
-        ensure_topics(client_config(bootstrap, kafka), [(topic, 1, TOPIC_CONFIG)])
+        ensure_topics(client_config(bootstrap, kafka), [(topic, 1, DEFINITIONS_CONFIG)])
         return read_topic(bootstrap, kafka, topic)
     except KafkaException as exc:
         print(f"segments {command}: cannot read {topic!r}: {exc}", file=err)

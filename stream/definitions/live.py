@@ -1,99 +1,88 @@
-"""Segment definitions changed while the worker runs: the Kafka side (see stream.definitions.resolution).
+"""Segment definitions changed while a runtime runs (see stream.definitions.resolution), over a
+runtime-neutral partition (LivePartition) and feed (Feed; the Kafka one is
+stream.kafka.definitions_feed.DefinitionsFeed).
 
-DefinitionsFeed reads the whole definitions topic before the worker processes anything (partitions
-assigned directly, no group, read_committed) and keeps following it. LiveDefinitions gives each
-partition the definitions it runs: on assignment (restore, a file edited between restarts, a change
-missed while stopped) and whenever the topic changes. A change switches the partition's engine at
-once and starts a pass over its stored customers, run a chunk per loop turn in the worker's
-transaction like any batch: the moves, the changelog records of changed customers, and the pass's
-progress (the partition's Running record, under DEFINITIONS_KEY). A worker killed mid-pass resumes
-from its last committed chunk; moves already committed are not repeated (their customers'
-memberships are already updated), none is lost.
+LiveDefinitions gives each partition the definitions it runs: on assignment (restore, a file edited
+between restarts, a change missed while stopped) and whenever the topic changes. A change switches
+the partition's engine at once and starts a pass over its stored customers, run a chunk per batch
+in the runtime's commit like any batch: the moves, the changelog records of changed customers, and
+the pass's progress (the partition's Running record, under DEFINITIONS_KEY). A worker killed
+mid-pass resumes from its last committed chunk; moves already committed are not repeated (their
+customers' memberships are already updated), none is lost.
 """
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Protocol
+from collections.abc import Iterable, Iterator
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-
-from stream.runtime import metrics
-from stream.kafka.clients import client_config
 from stream.definitions.resolution import (Rejection, Resolution, Running, TopicRecord, decode_running, encode_running,
-                          parse_record, redefine, resolve, still_incomplete)
+                                           redefine, resolve, still_incomplete)
+from stream.engine.core import Engine
 from stream.engine.redefinition import Redefinition
+from stream.model.changes import SegmentChange
+from stream.model.state import CustomerState
+from stream.rules.catalog import Catalog
 from stream.rules.compiler import valid_name
+from stream.runtime import metrics
 from stream.storage.keys import DEFINITIONS_KEY
-
-if TYPE_CHECKING:
-    from stream.worker.loop import PartitionTask
 
 log = logging.getLogger("segments.definitions")
 
-TOPIC_CONFIG = {"cleanup.policy": "compact"}
 
+class Feed(Protocol):
+    """The definitions topic as read so far: the latest record per name."""
 
-class DefinitionsFeed:
-    """The definitions topic, read from the start and followed: the latest record per name."""
+    @property
+    def topic(self) -> str: ...
 
-    def __init__(self, common: dict[str, Any], topic: str):
-        self.topic = topic
-        self.records: dict[str, TopicRecord] = {}
-        self.highest: dict[str, int] = {}       # the highest version each name had in what was read
-        self._consumer = Consumer({**common, "group.id": "segments-definitions-reader",
-                                   "enable.auto.commit": False, "isolation.level": "read_committed",
-                                   "auto.offset.reset": "earliest", "enable.partition.eof": True})
-
-    def catch_up(self, timeout: float = 60.0) -> None:
-        """Read every partition to its end (EOF), before any input is processed."""
-        metadata = self._consumer.list_topics(self.topic, timeout=timeout).topics[self.topic]
-        if metadata.error is not None:
-            raise KafkaException(metadata.error)
-        partitions = sorted(metadata.partitions)
-        self._consumer.assign([TopicPartition(self.topic, p, 0) for p in partitions])
-        ended: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while len(ended) < len(partitions):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"definitions topic {self.topic!r}: partitions {sorted(set(partitions) - ended)} "
-                                   f"not read to their end within {timeout:.0f}s")
-            ended |= self._take(self._consumer.consume(1000, 0.2))
+    @property
+    def records(self) -> dict[str, TopicRecord]: ...
 
     def poll(self) -> bool:
         """Take what arrived since, without waiting; True when any record did."""
-        before = dict(self.records)
-        self._take(self._consumer.consume(500, 0))
-        return self.records != before
+        ...
 
-    def _take(self, messages: Iterable[Any]) -> set[int]:
-        ended = set()
-        for msg in messages:
-            error = msg.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    ended.add(msg.partition())
-                    continue
-                raise KafkaException(error)
-            record = parse_record(msg.key(), msg.value(), msg.offset())
-            if record is None:
-                log.warning("definitions topic: record at partition %d offset %d has no segment name as key; ignored",
-                            msg.partition(), msg.offset())
-                continue
-            self.records[record.name] = record
-            version = record.definition.get("version") if record.definition is not None else None
-            if isinstance(version, int) and not isinstance(version, bool):
-                self.highest[record.name] = max(self.highest.get(record.name, 0), version)
-        return ended
 
-    def close(self) -> None:
-        self._consumer.close()
+class DefinitionsStore(Protocol):
+    """What a partition's store keeps for its definitions: the Running record, committed with the
+    partition's state, and its customers to walk."""
+
+    def meta(self, key: bytes) -> bytes | None: ...
+
+    def set_meta(self, key: bytes, value: bytes) -> None: ...
+
+    def scan(self, after: str | None, limit: int) -> Iterator[tuple[str, CustomerState]]:
+        """Up to `limit` customers after `after` in key order, as they are now."""
+        ...
+
+
+class LivePartition(Protocol):
+    """An input partition as LiveDefinitions sees it, in either runtime: its number, engine and
+    store, the changes of the batch under way, and how it switches to other definitions."""
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def store(self) -> DefinitionsStore: ...
+
+    @property
+    def changes(self) -> list[SegmentChange]: ...
+
+    def switch(self, catalog: Catalog) -> None:
+        """Run `catalog` from now on (its engine redefined)."""
+        ...
 
 
 class LiveDefinitions:
-    """Each partition's definitions, kept up to date; what the worker calls around its loop."""
+    """Each partition's definitions, kept up to date; what a runtime calls around its batches."""
 
-    def __init__(self, file: dict[str, dict[str, Any]], feed: DefinitionsFeed | None,
+    def __init__(self, file: dict[str, dict[str, Any]], feed: Feed | None,
                  chunk: int = 20_000, chunk_seconds: float = 0.5):
         self.file = file
         self.feed = feed
@@ -109,7 +98,7 @@ class LiveDefinitions:
     def resolve(self, running: Running | None) -> Resolution:
         return resolve(self.file, self.topic, running.definitions if running is not None else None)
 
-    def attach(self, task: PartitionTask) -> None:
+    def attach(self, task: LivePartition) -> None:
         """Bring a partition (just assigned, or reset to its committed state) to the current
         definitions: what its store says it ran, diffed against what runs now."""
         raw = task.store.meta(DEFINITIONS_KEY)
@@ -122,17 +111,16 @@ class LiveDefinitions:
         source then). A backfill resolves against it too, as a fresh worker would."""
         return Running(resolve(self.file, {}, None).definitions)
 
-    def refresh(self, tasks: Iterable[PartitionTask]) -> None:
+    def refresh(self, tasks: Iterable[LivePartition]) -> None:
         """After the topic changed: every partition moves to the new definitions."""
         for task in tasks:
             self._move(task, self.running[task.partition])
 
-    def _move(self, task: PartitionTask, running: Running, first: bool = False) -> None:
+    def _move(self, task: LivePartition, running: Running, first: bool = False) -> None:
         resolution = self.resolve(running)
         self._report(resolution)
         moved = redefine(running, resolution, task.engine.now)
-        task.catalog = resolution.catalog
-        task.engine.redefine(resolution.catalog)
+        task.switch(resolution.catalog)
         self.running[task.partition] = moved
         if moved is not running or first:
             task.store.set_meta(DEFINITIONS_KEY, encode_running(moved))
@@ -146,13 +134,18 @@ class LiveDefinitions:
                     log.warning("segment %s: needs a backfill: %s", name, flag.describe())
         self._set_gauges()
 
-    def step(self, tasks: Iterable[PartitionTask]) -> bool:
-        """One loop turn: follow the topic, then a chunk of each partition's pass (bounded in
-        customers and time, so the partition keeps polling within max.poll.interval.ms and the
-        transaction stays small). True when a chunk ran (its progress must be committed)."""
+    def step(self, tasks: Iterable[LivePartition]) -> bool:
+        """One loop turn of the native worker: follow the topic (without waiting; on a change every
+        partition moves to the new definitions), then work() on every partition."""
         tasks = list(tasks)
         if self.feed is not None and self.feed.poll():
             self.refresh(tasks)
+        return self.work(tasks)
+
+    def work(self, tasks: Iterable[LivePartition]) -> bool:
+        """A chunk of each partition's pass (bounded in customers and time, so the partition keeps
+        polling within max.poll.interval.ms and the commit stays small). True when a chunk ran
+        (its progress must be committed)."""
         ran = False
         for task in tasks:
             running = self.running.get(task.partition)
@@ -170,7 +163,12 @@ class LiveDefinitions:
                 ran = True
         return ran
 
-    def _chunk(self, task: PartitionTask, running: Running) -> None:
+    def reevaluating(self, partition: int) -> bool:
+        """Whether the partition has a pass over its stored customers under way."""
+        running = self.running.get(partition)
+        return running is not None and bool(running.redefine)
+
+    def _chunk(self, task: LivePartition, running: Running) -> None:
         engine, store = task.engine, task.store
         redefinition = Redefinition(running.redefine)
         deadline = time.perf_counter() + self.chunk_seconds
@@ -208,7 +206,7 @@ class LiveDefinitions:
 
     def _set_gauges(self) -> None:
         metrics.REEVALUATIONS_RUNNING.set(sum(1 for r in self.running.values() if r.redefine))
-        versions: dict[str, int] = {}
+        versions: dict[str, float] = {}
         incomplete: set[str] = set()
         for running in self.running.values():
             for name, definition in running.definitions.items():
@@ -237,29 +235,3 @@ class LiveDefinitions:
                         entry["needs_backfill"].append(described)
         return {"segments": segments, "rejected": [r.describe() for r in self.rejected.values()],
                 "topic": self.feed.topic if self.feed is not None else None}
-
-
-# ------------------------------------------------------------------------------------------------
-# segments define / undefine
-
-
-def publish(bootstrap: str, kafka: dict[str, str], topic: str, name: str, value: bytes | None) -> None:
-    producer = Producer({**client_config(bootstrap, kafka), "enable.idempotence": True})
-    failed: list[KafkaError] = []
-    producer.produce(topic, key=name.encode(), value=value,
-                     on_delivery=lambda err, msg: failed.append(err) if err is not None else None)
-    producer.flush(30)
-    if failed:
-        raise KafkaException(failed[0])
-    if len(producer):
-        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "definition not delivered within 30 s"))
-
-
-def read_topic(bootstrap: str, kafka: dict[str, str], topic: str) -> DefinitionsFeed:
-    """The definitions topic read to its end, once (for segments define / undefine)."""
-    feed = DefinitionsFeed(client_config(bootstrap, kafka), topic)
-    try:
-        feed.catch_up(30)
-    finally:
-        feed.close()
-    return feed

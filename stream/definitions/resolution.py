@@ -10,8 +10,9 @@ A candidate is rejected, with every reason, when it does not compile, or when a 
 changes the running definition without a newer version (change ids and consumers rely on a version
 naming one definition, and on versions never going down). The file has no version discipline to
 enforce: a file definition that differs from the running one without a newer version (edited
-between restarts, or taken up again after a tombstone) runs as the running version + 1. A rejected name keeps its running definition: the one this partition's
-state was last evaluated under, which travels with the partition in its store and changelog
+between restarts, or taken up again after a tombstone) runs as the running version + 1. A rejected
+name keeps its running definition: the one this partition's state was last evaluated under, which
+travels with the partition in its store and changelog
 (`Running`). That is also why every worker agrees on the outcome, after restarts and compaction
 too: it depends on the file, the topic's latest records and the partition's own record only, never
 on which older records a worker happened to read.
@@ -77,7 +78,8 @@ def parse_record(key: bytes | None, value: bytes | None, offset: int) -> TopicRe
     version = definition.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         return TopicRecord(name, definition, offset,
-                           (f"{where}: needs `version:`, a whole number >= 1 (segments define numbers it); got {brief(version)}",))
+                           (f"{where}: needs `version:`, a whole number >= 1 (segments define numbers it); "
+                            f"got {brief(version)}",))
     return TopicRecord(name, definition, offset)
 
 
@@ -121,7 +123,9 @@ def resolve(file: dict[str, dict[str, Any]], topic: dict[str, TopicRecord],
             except DefinitionError as exc:
                 problems = exc.problems
         before = (running or {}).get(name)
-        if not problems and before is not None and version_of(candidate) <= version_of(before):
+        # (a candidate without problems is a definition: only an unusable record has None)
+        if (not problems and candidate is not None and before is not None
+                and version_of(candidate) <= version_of(before)):
             if same(candidate, before):
                 candidate = before                    # unchanged: keeps its (higher) running version
             elif source == "file":
@@ -132,7 +136,7 @@ def resolve(file: dict[str, dict[str, Any]], topic: dict[str, TopicRecord],
                 problems = [f"segment {name!r}: version {version_of(candidate)} differs from the running version "
                             f"{version_of(before)} but is not newer; give it a higher version (segments define "
                             f"numbers it)"]
-        if problems:
+        if problems or candidate is None:
             version = candidate.get("version") if isinstance(candidate, dict) else None
             rejected[name] = Rejection(name, source, version if isinstance(version, int) else None,
                                        tuple(shown(problems)))

@@ -1,54 +1,7 @@
-"""`segments worker --runtime faust`: the same product as a Faust (faust-streaming) app.
-
-One agent consumes the customer-keyed input topics in batches (`Stream.take_events`) and runs the
-engine unchanged, one Engine per input partition. Per-customer state lives in a Faust Table stored
-in RocksDB (store="rocksdb://": faust-streaming 0.15 opens it through rocksdict whenever rocksdict
-is importable) and recovered by Faust from the table's changelog: one entry per customer (its
-dump_state bytes), written once per batch for each customer the batch touched, beside one reserved
-entry per partition for that partition's stream time. Outputs are the native worker's: changes
-keyed by customer id, membership records (a tombstone on erasure), dead letters with the same
-headers; routed topics are re-keyed through the same repartition topic by a second agent.
-
-At-least-once only: Faust's exactly_once cannot publish this worker's output (see run()).
-
-Where Faust shapes the design:
-- A table can be written only inside stream iteration: the partition of the "current event"
-  picks the RocksDB database and the changelog partition, and without one a write raises.
-  `take_events` iterates the stream in a background task, so the agent's batch has no current
-  event (faust-streaming issue #497). Each partition's share of a batch is therefore handled with
-  one of its own events made current (`_current`).
-- An `@app.timer` runs outside stream iteration too, and an idle partition has no event to borrow.
-  So the timer sends a tick into partition p of an internal ticks topic, co-partitioned with the
-  input (Faust's assignor gives partition p of all topics with the same partition count to the same
-  worker), and the agent advances engine p when the tick arrives, by the native worker's rule, and
-  publishes and stores what that fired like any other batch.
-- Faust's local RocksDB is ahead of the committed input offsets, and a worker that restarts on
-  that state skips re-read events as duplicates. So a batch's changes, membership records and
-  dead letters are confirmed by the broker first, then its changelog records, and only then is the
-  local store written and the batch's events acked (so their offsets can be committed): a crash at
-  any point repeats changes, with their change_id, but loses none, and the local store is never
-  ahead of the changelog (state only it had would be lost when the partition moves).
-- Table writes go straight to the table's store and changelog, as `Table.__setitem__` does
-  (faust/tables/table.py) but without its per-write future, producer-buffer hop and delivery
-  callback, and the restore checkpoint (Faust's persisted offset) moves once per partition and
-  batch instead of once per record: `python -m stream.tools.bench.faust_worker` measured about 8,000 events/s
-  this way, 4,700 with `table[key] = value` (and 11,200 for an agent that does nothing with its
-  batches, which is Faust's own ceiling there).
-- Each batch's changelog records for a partition end with its stream time, sent alone once the
-  others are in, so the changelog always ends with a record batch of one record. Tansu (the
-  embedded broker) reports a partition's high watermark as the base offset of its last record
-  batch + 1, and Faust restores up to the high watermark - 1: any longer last batch would be cut
-  short (a restore missing records), and a restart on the local state would fail Faust's
-  consistency check (persisted offset past the high watermark).
-- After every rebalance Faust 0.15's recovery resumes the input partitions before it seeks them
-  to the committed offsets (faust/tables/recovery.py, on_recovery_completed and _resume_streams),
-  with the fetcher running: events fetched during the seek were cleared from the agent's queue
-  unapplied and unacked, and their re-read dropped as already read, so the commits stopped short
-  of the end, or crept on one offset per commit (duplicates in Consumer._acked), or committed
-  them unapplied. `_App` holds the input partitions paused until the rebalance has ended (the
-  mechanism in its docstring; faust-streaming is pinned to 0.15 for it).
-- Faust consumes the input topics as they are, so partition p of each feeds engine p only if every
-  topic has the worker's partition count; that is checked at start-up.
+"""`segments worker --runtime faust`: the same product as a Faust (faust-streaming 0.15) app, at-least-once
+only. One agent runs the batch step (stream.runtime.batch) over the customer-keyed input, one Engine per
+input partition, its state in a Faust table; a second agent re-keys the routed topics. Why it is built
+this way: docs/faust-runtime.md.
 """
 from __future__ import annotations
 
@@ -64,33 +17,37 @@ import time
 import weakref
 from collections import Counter as Tally
 from pathlib import Path
-from typing import Awaitable, Iterable, Iterator
+from typing import Any
+from collections.abc import Awaitable, Iterator
 
-import aiokafka.admin.client
-import aiokafka.client
 import faust
 import faust.streams
 from aiokafka.errors import IllegalStateError
-from aiokafka.protocol.metadata import MetadataRequest
 from confluent_kafka.admin import AdminClient
 from faust.types import TP, EventT
 
-from stream.runtime import metrics
-from stream.kafka.topics import ensure_topics
-from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, LibraryLogBound, partition_counts, until_reachable,
-                      worker_client_config)
-from stream.model.changes import SegmentChange, encode_change
-from stream.runtime.settings import WorkerConfig
+from stream.definitions.live import LiveDefinitions
+from stream.definitions.resolution import file_definitions
 from stream.engine.core import Engine
-from stream.model.events import DeadLetter
-from stream.rules.catalog import Catalog
-from stream.runtime.intake import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, CatchUp, Intake, Spec, advance_idle,
-                      apply_counted, changelog_configs, dead_letter, idle, membership, outlived_tombstones,
-                      output_topics)
+from stream.errors import SegmentsError
+from stream.faust_runtime.fixes import HoldingApp, refuse_auto_creation
+from stream.kafka.topics import ensure_topics
+from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, LibraryLogBound, partition_counts,
+                                  until_reachable, worker_client_config)
+from stream.kafka.definitions_feed import DefinitionsFeed, caught_up_feed
+from stream.model.changes import SegmentChange
 from stream.model.state import CustomerState, dump_state, load_state
+from stream.model.time import EARLIEST
+from stream.rules.catalog import Catalog
+from stream.runtime import metrics
+from stream.runtime.batch import Batch, BatchStep, count_members, set_members
+from stream.runtime.idle_clock import CatchUp, advance_idle, idle
+from stream.runtime.records import Record
+from stream.runtime.settings import WorkerConfig
+from stream.runtime.topics import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, Spec, changelog_configs,
+                                   definitions_topics, outlived_tombstones, output_topics)
 from stream.storage.keys import META, STREAM_TIME_KEY, stream_time_record, unpack_time
 from stream.storage.rocksdb_store import ErasureCompaction, idle_ms_at, stamp_written
-from stream.model.time import EARLIEST, SECOND, format_rfc3339
 
 log = logging.getLogger("segments.faust")
 
@@ -98,10 +55,15 @@ _TABLE = "customers"
 _OBSERVE_EVERY = 5.0                   # seconds between refreshes of the gauges that need a look around
 # Faust's own key in every partition's RocksDB database: the changelog offset it holds up to.
 _FAUST_OFFSET_KEY = b"__faust\0offset__"
-_RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+# A Faust table over its RocksDB store: the parts of it this runtime uses (data._db_for_partition,
+# data.set_persisted_offset, changelog_topic_name) are not in faust's types.
+FaustTable = Any
+_RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
-Record = tuple[str, bytes | None, bytes | None, int | None, list[tuple[str, bytes]] | None]
-Outcomes = Tally[tuple[str, str, str]]
+
+
+class PartitionCountsWrong(SegmentsError):
+    """Input topics without the worker's partition count: partition p of each could not feed engine p."""
 
 
 def changelog_topic(config: WorkerConfig) -> str:
@@ -118,14 +80,15 @@ def topics(config: WorkerConfig) -> list[Spec]:
     configs (routed input topics are the producers'; a replication factor of -1 is possible only
     this way)."""
     n = config.partitions
-    ticks = {"cleanup.policy": "delete", "retention.ms": 3600 * 1000}
-    return [*output_topics(config), (changelog_topic(config), n, changelog_configs(config)), (ticks_topic(config), n, ticks)]
+    ticks: dict[str, str | int] = {"cleanup.policy": "delete", "retention.ms": 3600 * 1000}
+    return [*output_topics(config), (changelog_topic(config), n, changelog_configs(config)),
+            (ticks_topic(config), n, ticks), *definitions_topics(config)]
 
 
 @contextlib.contextmanager
 def _current(event: EventT) -> Iterator[None]:
     """Make `event` Faust's current event, so that table reads and writes go to its partition (see
-    the module docstring). faust.streams keeps it in a context variable, as a weak reference."""
+    docs/faust-runtime.md). faust.streams keeps it in a context variable, as a weak reference."""
     token = faust.streams._current_event.set(weakref.ref(event))
     try:
         yield
@@ -146,7 +109,7 @@ async def _or_exit(work: Awaitable[object]) -> None:
         os._exit(1)
 
 
-async def _deliver(producer, records: list[Record]) -> list:
+async def _deliver(producer: Any, records: list[Record]) -> list[Any]:
     """Send through Faust's producer and wait until the broker has every record."""
     send = producer.send
     pending = [await send(topic, key, value, partition, None, headers)
@@ -154,77 +117,23 @@ async def _deliver(producer, records: list[Record]) -> list:
     return list(await asyncio.gather(*pending))
 
 
-class _App(faust.App):
-    """faust.App that resumes the input partitions only once a rebalance has ended (see the
-    module docstring): Faust 0.15's recovery (faust/tables/recovery.py, on_recovery_completed and
-    _resume_streams) resumes them and only then awaits consumer.perform_seek(), with the fetcher
-    running and the app's flow control already resumed for the changelog restore. Events fetched
-    while the seek awaits the committed offsets reach the agent's channel queue and move the
-    consumer's read offsets; the seek then sets the read offsets back (a later event looks like a
-    gap, and Consumer._new_offset fills gaps with offsets that were also acked: duplicates in
-    `_acked`, so each commit takes one short run, about one offset) and the final
-    flow_control.resume() clears the queue (those events are never applied nor acked, and their
-    re-read is dropped by _drain_messages as already read: the commits stop there, or a gap covers
-    them and they are committed unapplied). Held paused until on_rebalance_end, which Faust calls
-    after all that, no input event moves before the seek."""
-
-    def _new_consumer(self):
-        consumer = super()._new_consumer()
-        resume = consumer.resume_partitions
-        self._held: set[TP] = set()
-        self.fetched: dict[TP, int] = {}     # per partition, the offset after the last record handed to Faust
-
-        def resume_partitions(tps: Iterable[TP]) -> None:
-            tps = set(tps)
-            if self.rebalancing:            # set by on_rebalance_start, cleared by on_rebalance_end
-                changelogs = self.tables.changelog_topics
-                held = {tp for tp in tps if tp.topic not in changelogs}
-                self._held |= held
-                tps -= held
-            resume(tps)
-
-        consumer.resume_partitions = resume_partitions
-        getmany = consumer._getmany
-
-        async def _getmany(active_partitions, timeout):
-            # Faust hands aiokafka its live set of active partitions, which the aiokafka fetch
-            # reads while it waits, and aiokafka's fetched_records takes an empty set for "every
-            # partition": while the inputs are held and the changelogs paused again after the
-            # restore, it drained the held partitions (aiokafka's position moved to their end) and
-            # Faust's getmany then dropped those records as not active. A snapshot, never empty.
-            if active_partitions is not None:
-                active_partitions = set(active_partitions)
-                if not active_partitions:
-                    return {}
-            records = await getmany(active_partitions, timeout)
-            for tp, batch in records.items():
-                if batch:
-                    self.fetched[tp] = batch[-1].offset + 1
-            return records
-
-        consumer._getmany = _getmany
-        return consumer
-
-    def on_rebalance_end(self) -> None:
-        super().on_rebalance_end()
-        held, self._held = self._held, set()
-        self.consumer.resume_partitions(held & self.consumer.assignment())
-
-
 class BatchStore:
     """The engine's StateStore for one partition: the Faust table behind a write-back dict, so a
     batch writes each customer it touched once, however many of its events it applied. Reads and
     writes go to the table's store, under `_current` for this partition."""
 
-    def __init__(self, table: faust.Table, partition: int, erasure_after_ms: int):
+    def __init__(self, table: FaustTable, partition: int, erasure_after_ms: int):
         self.table = table
         self.partition = partition
         self.dirty: dict[str, CustomerState | None] = {}     # None: erased
+        self.dirty_meta: dict[bytes, bytes] = {}
         self.saved_time: int | None = None
         self._written: list[tuple[bytes, bytes | None]] = []
+        # Faust's RocksDB store keeps one database per partition; reading it is the only way to
+        # see exactly partition p's customers (iterating the table spans every partition).
+        self.db = table.data._db_for_partition(partition)
         # Faust's own restore deletes too: a database holding deletions is compacted at the first check.
-        self.erasure = ErasureCompaction(table.data._db_for_partition(partition), erasure_after_ms,
-                                         f"faust table partition {partition}")
+        self.erasure = ErasureCompaction(self.db, erasure_after_ms, f"faust table partition {partition}")
 
     def get(self, customer_id: str) -> CustomerState | None:
         if customer_id in self.dirty:
@@ -238,14 +147,45 @@ class BatchStore:
     def delete(self, customer_id: str) -> None:
         self.dirty[customer_id] = None
 
+    def meta(self, key: bytes) -> bytes | None:
+        """A reserved entry (stream.storage.rocksdb_store.META) as last set, or as stored."""
+        value = self.dirty_meta.get(key)
+        return value if value is not None else self.db.get(key)
+
+    def set_meta(self, key: bytes, value: bytes) -> None:
+        """A reserved entry to write with the next batch of this partition, changelog first."""
+        self.dirty_meta[key] = value
+
+    def scan(self, after: str | None, limit: int) -> Iterator[tuple[str, CustomerState]]:
+        """Up to `limit` customers after `after` in key order, as they are now (the batch's state
+        where it has one; an erased one is skipped)."""
+        start = after.encode() + b"\x00" if after is not None else b""     # the next key after `after`
+        dirty, count = self.dirty, 0
+        for key, value in self.db.items(from_key=start):
+            if key[:1] == META or count >= limit:
+                break
+            if key == _FAUST_OFFSET_KEY:
+                continue
+            customer_id = key.decode()
+            state = dirty[customer_id] if customer_id in dirty else load_state(value, customer_id)
+            if state is None:
+                continue
+            count += 1
+            yield customer_id, state
+
+    def unsaved(self) -> bool:
+        """Whether something waits for this partition's next batch to be written."""
+        return bool(self.dirty or self.dirty_meta)
+
     def changelog(self, now: int) -> tuple[list[Record], Record | None]:
         """The batch's changelog records: one per touched customer (None, a tombstone, if erased)
-        and, apart, the stream time's, which must be sent alone after the others (see the module
-        docstring); None if nothing changed."""
+        and per reserved entry set, and, apart, the stream time's, which must be sent alone after
+        the others (see docs/faust-runtime.md); None if nothing changed."""
         topic, partition = self.table.changelog_topic_name, self.partition
         records: list[Record] = [(topic, customer_id.encode(), None if state is None else dump_state(state),
                                   partition, None) for customer_id, state in self.dirty.items()]
-        self._written = [(key, value) for _, key, value, _, _ in records]
+        records += [(topic, key, value, partition, None) for key, value in self.dirty_meta.items()]
+        self._written = [(key, value) for _, key, value, _, _ in records if key is not None]
         if not records and (now == self.saved_time or now < EARLIEST):   # the latter: no event yet
             return records, None
         # The key cannot collide with a customer id: 0xFF never occurs in UTF-8.
@@ -267,28 +207,29 @@ class BatchStore:
                 data[key] = value
         self._written = []
         self.dirty.clear()
+        self.dirty_meta.clear()
         stamp_written(self.erasure.db)          # seen its changelog up to now (outlived_tombstones)
 
 
 class Partition:
-    """Input partition p: its engine over the table's partition p, and its idle clock."""
+    """Input partition p: its engine over the table's partition p, and what the current batch
+    produced (a stream.definitions.live.LivePartition)."""
 
-    def __init__(self, number: int, table: faust.Table, catalog: Catalog, erasure_after_ms: int):
-        self.number = number
+    def __init__(self, number: int, table: FaustTable, catalog: Catalog, erasure_after_ms: int):
+        self.partition = number
         self.store = BatchStore(table, number, erasure_after_ms)
+        self.catalog = catalog
         self.engine = Engine(catalog, self.store)
+        self.changes: list[SegmentChange] = []
         self.members: Tally[str] = Tally()
-        # Faust's RocksDB store keeps one database per partition; reading it is the only way to
-        # see exactly partition p's customers (iterating the table spans every partition).
-        db = table.data._db_for_partition(number)
-        stream_time = db.get(STREAM_TIME_KEY)
+        stream_time = self.store.db.get(STREAM_TIME_KEY)
         if stream_time is not None:
             self.store.saved_time = unpack_time(stream_time)
-        self.engine.restore(self._states(db), now=self.store.saved_time)
+        self.engine.restore(self._states(), now=self.store.saved_time)
 
-    def _states(self, db) -> Iterable[tuple[str, CustomerState]]:
+    def _states(self) -> Iterator[tuple[str, CustomerState]]:
         members = self.members
-        for key, value in db.items():
+        for key, value in self.store.db.items():
             if key == _FAUST_OFFSET_KEY or key.startswith(META):
                 continue
             customer_id = key.decode()
@@ -296,22 +237,13 @@ class Partition:
             members.update(state.member.keys())
             yield customer_id, state
 
+    def switch(self, catalog: Catalog) -> None:
+        """Run these definitions from now on (stream.definitions.live)."""
+        self.catalog = catalog
+        self.engine.redefine(catalog)
 
-class _NoAutoCreation(MetadataRequest):
-    """A metadata request that never asks the broker to create the topics it names."""
-
-    def __init__(self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = None):
-        super().__init__(topics, allow_auto_topic_creation=False)
-
-
-def refuse_auto_creation() -> None:
-    """Have this process's aiokafka clients look topics up without creating them, as
-    allow.auto.create.topics=false does for the librdkafka ones. aiokafka 0.14 asks the broker to
-    create every missing topic it looks up (its MetadataRequest defaults to it, with no setting):
-    a broker that allows it (Kafka's default, Tansu) would recreate a deleted or wiped topic under
-    the running group with its default partition count and no compaction."""
-    for module in (aiokafka.client, aiokafka.admin.client):
-        module.MetadataRequest = _NoAutoCreation
+    def count_members(self) -> None:
+        count_members(self.members, self.changes)
 
 
 class FaustWorker:
@@ -328,12 +260,16 @@ class FaustWorker:
         self.positions: dict[TP, int] = {}     # next offset to apply, per input partition
         self.catch_ups: dict[int, CatchUp] = {}   # per partition number: its keyed topic-partitions
         self.routed_catch_up = CatchUp()       # the routed topic-partitions: any can feed every engine
-        self._admit = Intake(config).admit
+        self.step = BatchStep(config)
+        self.live = LiveDefinitions(file_definitions(catalog), None)
+        self.feed: DefinitionsFeed | None = None        # the definitions topic, when there is one
+        self.definitions_changed = False                # the feed got records not taken up yet
         self.app = self._app()
 
-    def _app(self) -> faust.App:
+    def _app(self) -> HoldingApp:
         s = self.s
-        app = _App(
+        assert s.bootstrap_servers is not None          # checked in __init__
+        app = HoldingApp(
             s.group_id,
             broker=[f"kafka://{host.strip()}" for host in s.bootstrap_servers.split(",")],
             store="rocksdb://",
@@ -358,12 +294,12 @@ class FaustWorker:
             broker_commit_interval=s.commit_interval_ms / 1000,
             # aiokafka keeps one unsent batch per partition and makes a send wait once it is full:
             # with the default 16 KB, a batch's output waits on round trips.
-            # (Its batches also go to the table's changelog: stream.runtime.intake.CHANGELOG_MESSAGE_BYTES.)
+            # (Its batches also go to the table's changelog: stream.runtime.topics.CHANGELOG_MESSAGE_BYTES.)
             producer_max_batch_size=PRODUCER_BATCH_BYTES,
             producer_max_request_size=PRODUCER_MESSAGE_BYTES,
             web_enabled=False,
         )
-        self.table = app.Table(_TABLE, partitions=s.partitions, key_type=bytes, value_type=bytes)
+        self.table: FaustTable = app.Table(_TABLE, partitions=s.partitions, key_type=bytes, value_type=bytes)
         self.table.on_recover(self._on_recovered)
         self.ticks = app.topic(ticks_topic(s), partitions=s.partitions, **_RAW)
         app.agent(app.topic(*s.keyed_topics, ticks_topic(s), **_RAW), name="segments")(self._agent)
@@ -371,7 +307,8 @@ class FaustWorker:
             app.agent(app.topic(*s.routed_topics, **_RAW), name="segments-routing")(self._router)
         app.timer(s.commit_interval_ms / 1000, name="segments-clock")(self._clock)
         app.timer(_OBSERVE_EVERY, name="segments-gauges")(self._observe)
-        app.on_partitions_revoked.connect(self._on_revoked)
+        # (faust types a receiver as taking the sender alone positionally; this signal sends the revoked set too)
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         return app
 
     def _batches(self, stream):
@@ -379,25 +316,25 @@ class FaustWorker:
 
     # -- the agents ------------------------------------------------------------------------------
 
-    async def _agent(self, stream) -> None:
+    async def _agent(self, stream: Any) -> None:
         producer = await self.app.maybe_start_producer()
         async for events in self._batches(stream):
             await _or_exit(self._batch(producer, events))
 
-    async def _batch(self, producer, events: list[EventT]) -> None:
+    async def _batch(self, producer: Any, events: list[EventT]) -> None:
         """Apply partition by partition (each under one of its own events), publish, then write
         each touched customer back once. Faust acks the events only after this returns."""
-        started = time.perf_counter()
+        batch = self.step.batch()
         self.health.beat = time.monotonic()
         assignment = self.app.consumer.assignment()
         shares: dict[int, list[EventT]] = {}
         for event in events:
             if event.message.tp in assignment:      # else revoked while the batch was gathered
                 shares.setdefault(event.message.partition, []).append(event)
-        outcomes: Outcomes = Tally()
-        changes: list[SegmentChange] = []
-        output: list[Record] = []
-        caused: list[float] = []          # event times (s) of the events whose changes this batch publishes
+        switched = self.definitions_changed     # (the clock saw it) between two batches, never within one
+        if switched:
+            self.definitions_changed = False
+            self.live.refresh(self.partitions.values())
         fired = 0
         parts: list[tuple[Partition, EventT]] = []
         for number, share in shares.items():
@@ -406,21 +343,22 @@ class FaustWorker:
                 if part is None:
                     part = self.partitions[number] = Partition(number, self.table, self.catalog,
                                                                self.s.erasure_max_lag_ms)
+                    self.live.attach(part)
                     self._set_members()         # counted from the restored state
                 parts.append((part, share[-1]))
-                before, out = part.engine.stats.timers_fired, []
-                self._apply(part, share, out, outcomes, output, caused)
-                self._publish(part, out, output)
+                before = part.engine.stats.timers_fired
+                self._apply(part, share, batch)
+                self.live.work([part])          # a chunk of its re-evaluation pass, if one is under way
+                batch.publish(part.changes, part.engine.now, part.store.get)
+                part.count_members()
+                part.changes.clear()
                 fired += part.engine.stats.timers_fired - before
-                changes += out
-        await _deliver(producer, output)
-        published = time.time()
-        for at in caused:
-            metrics.EVENT_TO_CHANGE.observe(published - at)
+        await _deliver(producer, batch.output)
+        batch.published(time.time())
         changelog: list[Record] = []
         ends: list[Record] = []
         for part, _ in parts:
-            if self.partitions.get(part.number) is not part:
+            if self.partitions.get(part.partition) is not part:
                 continue        # revoked meanwhile: its new owner reads the batch again
             records, end = part.store.changelog(part.engine.now)
             changelog += records
@@ -428,42 +366,30 @@ class FaustWorker:
         await _deliver(producer, changelog)
         delivered = await _deliver(producer, ends)
         for part, last in parts:
-            if self.partitions.get(part.number) is part:     # else revoked meanwhile: the new owner
+            if self.partitions.get(part.partition) is part:  # else revoked meanwhile: the new owner
                 with _current(last):                         # restores it from the changelog
                     part.store.write_local()
         self._persisted(delivered)
-        _count(outcomes)
-        if changes:
-            metrics.count_changes(changes)
+        batch.count(fired)
+        if batch.changes or switched:
             self._set_members()
-        metrics.TIMERS_FIRED.inc(fired)
-        metrics.BATCH_MESSAGES.observe(len(events))
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        batch.measure(len(events))
 
-    def _apply(self, part: Partition, share: list[EventT], out: list[SegmentChange],
-               outcomes: Outcomes, output: list[Record], caused: list[float]) -> None:
-        engine, admit = part.engine, self._admit
+    def _apply(self, part: Partition, share: list[EventT], batch: Batch) -> None:
+        """A partition's share of the batch: each event through the batch step, each tick moving
+        the idle clock."""
         ticks = self.ticks.get_topic_name()
-        wall = int(time.time() * SECOND)
+        catch_ups = self._catch_ups(part.partition)
         for event in share:
             msg = event.message
             if msg.topic == ticks:
-                self.ticking.discard(part.number)
+                self.ticking.discard(part.partition)
                 if self.s.idle_advance_ms:
-                    advance_idle(engine, self.s.idle_advance_ms, self._catch_ups(part.number), time.monotonic(), out)
+                    advance_idle(part.engine, self.s.idle_advance_ms, catch_ups, time.monotonic(), part.changes)
                 continue
             self.positions[msg.tp] = msg.offset + 1
-            self._catch_ups(part.number)[0].read(msg.tp)
-            decoded = admit(msg.topic, msg.key, msg.value, wall)
-            if type(decoded) is DeadLetter:
-                output.append(self._dead_letter(msg, decoded))
-                outcomes[(msg.topic, "invalid", "dead_letter")] += 1
-                continue
-            before = len(out)
-            outcome = apply_counted(engine, decoded, out)
-            outcomes[(msg.topic, TYPE_OF[type(decoded)], outcome)] += 1
-            if len(out) != before:
-                caused.append(decoded.occurred_at.timestamp())
+            catch_ups[0].read(msg.tp)
+            batch.take(msg.topic, msg.partition, msg.offset, msg.key, msg.value, part)
 
     def _catch_ups(self, number: int) -> tuple[CatchUp, CatchUp]:
         """What the idle clock of engine `number` waits for: its own sources, and the routed ones."""
@@ -509,30 +435,12 @@ class FaustWorker:
         # partition. Whether reading got to the end, aiokafka's position says.
         try:
             position = await asyncio.wait_for(consumer.position(tp), 1.0)
-        except (asyncio.TimeoutError, IllegalStateError):   # seeking, or revoked meanwhile
+        except (TimeoutError, IllegalStateError):   # seeking, or revoked meanwhile
             return False
         # (records handed over while the position was asked for are not known to be applied)
         return position is not None and position >= end and self.app.fetched.get(tp) == fetched
 
-    def _publish(self, part: Partition, out: list[SegmentChange], output: list[Record]) -> None:
-        """Changes keyed by customer id, then each touched customer's membership record (with its
-        state after the batch, as the native worker publishes it)."""
-        topic = self.s.changes_topic
-        touched: dict[str, None] = {}
-        for change in out:
-            output.append((topic, change.customer_id.encode(), encode_change(change), None, None))
-            touched[change.customer_id] = None
-            part.members[change.segment] += 1 if change.change == "entered" else -1
-        if touched:             # (a tick that fired nothing may leave the partition's clock unset)
-            topic, at, get = self.s.membership_topic, format_rfc3339(part.engine.now), part.store.get
-            for customer_id in touched:
-                output.append((topic, customer_id.encode(), membership(customer_id, get(customer_id), at), None, None))
-
-    def _dead_letter(self, msg, letter: DeadLetter) -> Record:
-        key, value, headers = dead_letter(letter, msg.key, msg.topic, msg.partition, msg.offset)
-        return (self.s.dead_letter_topic, key, value, None, headers)
-
-    def _persisted(self, delivered: list) -> None:
+    def _persisted(self, delivered: list[Any]) -> None:
         """Move each changelog partition's restore checkpoint to its last delivered record, as
         Faust's own table writes do (faust.tables.base.Collection._on_changelog_sent)."""
         topic, data = self.table.changelog_topic_name, self.table.data
@@ -540,46 +448,47 @@ class FaustWorker:
             if metadata.partition in self.partitions:      # else revoked: not this worker's database
                 data.set_persisted_offset(TP(topic, metadata.partition), metadata.offset)
 
-    async def _router(self, stream) -> None:
+    async def _router(self, stream: Any) -> None:
         """Routed topics (keyed otherwise): each event re-published, keyed by its customer id, to
         the repartition topic, which the main agent reads like any keyed input."""
         producer = await self.app.maybe_start_producer()
         async for events in self._batches(stream):
-            outcomes: Outcomes = Tally()
-            output: list[Record] = []
-            wall = int(time.time() * SECOND)
+            batch = self.step.batch()
             for event in events:
                 msg = event.message
                 self.positions[msg.tp] = msg.offset + 1
                 self.routed_catch_up.read(msg.tp)
-                decoded = self._admit(msg.topic, msg.key, msg.value, wall)
-                if type(decoded) is DeadLetter:
-                    output.append(self._dead_letter(msg, decoded))
-                    outcomes[(msg.topic, "invalid", "dead_letter")] += 1
-                else:
-                    output.append((self.s.repartition_topic, decoded.customer_id.encode(), msg.value, None, None))
-                    outcomes[(msg.topic, TYPE_OF[type(decoded)], "routed")] += 1
-            await _or_exit(_deliver(producer, output))
-            _count(outcomes)
+                batch.take(msg.topic, msg.partition, msg.offset, msg.key, msg.value, None)
+            await _or_exit(_deliver(producer, batch.output))
+            batch.count()
 
     # -- the clock, rebalances, metrics ----------------------------------------------------------
 
     async def _clock(self) -> None:
-        """Beats the health check, and sends a tick to every idle partition (see the module
-        docstring): the agent advances its clock when the tick arrives."""
+        """Beats the health check, follows the definitions topic, and sends a tick to every idle
+        partition and to every one with definitions work waiting (see docs/faust-runtime.md): the
+        agent does it when the tick arrives."""
         self.health.beat = time.monotonic()
+        if self.feed is not None and self.feed.poll():
+            self.definitions_changed = True
         idle_ms = self.s.idle_advance_ms
-        if idle_ms is None:
-            return
-        ticks = self.ticks.get_topic_name()
         now = time.monotonic()
-        await self._note_caught_up(now)
+        if idle_ms is not None:
+            await self._note_caught_up(now)
+        ticks = self.ticks.get_topic_name()
         for tp in self.app.consumer.assignment():
             if tp.topic != ticks or tp.partition in self.ticking:
                 continue
-            if idle(self._catch_ups(tp.partition), idle_ms, now):
+            if self._redefining(tp.partition) or (idle_ms is not None and idle(self._catch_ups(tp.partition),
+                                                                                 idle_ms, now)):
                 self.ticking.add(tp.partition)
                 await self.ticks.send(value=b"", partition=tp.partition)
+
+    def _redefining(self, number: int) -> bool:
+        """Definitions changed, a re-evaluation pass under way, or a switch not yet written."""
+        part = self.partitions.get(number)
+        return part is not None and (self.definitions_changed or self.live.reevaluating(number)
+                                     or part.store.unsaved())
 
     async def _observe(self) -> None:
         """The native worker's gauges that need a look around: lag, store sizes, timers; and, as
@@ -596,7 +505,7 @@ class FaustWorker:
         metrics.observe_timers(part.engine.timers for part in self.partitions.values())
         metrics.READY.set(1 if self.health.readiness()[0] else 0)
 
-    async def _on_revoked(self, app: faust.App, revoked, **_) -> None:
+    async def _on_revoked(self, app: faust.App, revoked: set[TP], *_: Any, **__: Any) -> None:
         """A revoked partition's engine goes: if the partition comes back, it is rebuilt from the
         table as the worker that had it in between left it. Ticks in flight may go with it."""
         metrics.REBALANCES.labels("revoke").inc()
@@ -606,6 +515,7 @@ class FaustWorker:
         for number in {tp.partition for tp in revoked}:
             self.partitions.pop(number, None)
             self.catch_ups.pop(number, None)
+            self.live.forget(number)
         for tp in revoked:
             self.app.fetched.pop(tp, None)
             if tp.topic in self.s.routed_topics:
@@ -624,8 +534,7 @@ class FaustWorker:
         metrics.READY.set(1)
 
     def _set_members(self) -> None:
-        for segment in self.catalog.by_name:
-            metrics.MEMBERS.labels(segment).set(sum(p.members[segment] for p in self.partitions.values()))
+        set_members(self.catalog, ((part.catalog, part.members) for part in self.partitions.values()))
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -633,12 +542,14 @@ class FaustWorker:
         """Partition p of every keyed input topic must feed engine p, and Faust reads the topics as
         they are: each needs the worker's partition count (the co-partitioning of the ticks and
         changelog topics with the input rests on it too)."""
-        admin = AdminClient(worker_client_config(self.s, self.watch))
+        # (confluent-kafka's stubs type config values as str, int, float or bool: the watch's
+        # callbacks are values too)
+        admin = AdminClient(worker_client_config(self.s, self.watch))  # type: ignore[arg-type]
         found = admin.list_topics(timeout=ATTEMPT_SECONDS).topics
         wrong = {t: len(found[t].partitions) for t in self.s.keyed_topics
                  if len(found[t].partitions) != self.s.partitions}
         if wrong:
-            raise SystemExit(f"segments worker: input topics must have {self.s.partitions} partitions "
+            raise PartitionCountsWrong(f"segments worker: input topics must have {self.s.partitions} partitions "
                              f"(--partitions): {', '.join(f'{t} has {n}' for t, n in sorted(wrong.items()))}")
 
     def _drop_stale_partitions(self) -> None:
@@ -647,7 +558,7 @@ class FaustWorker:
         whole rather than catching it up (and keeping a customer erased meanwhile)."""
         for path in sorted(Path(self.app.conf.tabledir).glob(f"{_TABLE}-*.db")):
             idle = idle_ms_at(path)
-            if outlived_tombstones(idle):
+            if idle is not None and outlived_tombstones(idle):
                 log.warning("%s was last written %.1f days ago, longer than the changelog keeps erasure "
                             "tombstones; Faust restores it from the changelog", path, idle / 86_400_000)
                 shutil.rmtree(path)
@@ -663,16 +574,27 @@ class FaustWorker:
         handlers come only with its Worker, so until then these are ours."""
         stop = threading.Event()
         if threading.current_thread() is not threading.main_thread():      # no handlers there
-            return until_reachable(self._start_up, self.watch, stop)
+            return self._start_up(stop)
         previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
-            counts = until_reachable(self._start_up, self.watch, stop)
+            counts = self._start_up(stop)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         return None if stop.is_set() else counts
 
-    def _start_up(self) -> dict[str, int]:
+    def _start_up(self, stop: threading.Event) -> dict[str, int] | None:
+        """The topics, then the definitions topic read to its end (as the native worker does before
+        it processes anything); None when stopped meanwhile."""
+        counts = until_reachable(self._topics, self.watch, stop)
+        topic = self.s.definitions_topic
+        if counts is None or topic is None:
+            return counts
+        self.feed = self.live.feed = until_reachable(
+            lambda: caught_up_feed(worker_client_config(self.s, self.watch), topic), self.watch, stop)
+        return None if self.feed is None else counts
+
+    def _topics(self) -> dict[str, int]:
         client = worker_client_config(self.s, self.watch)
         ensure_topics(client, topics(self.s), replication_factor=self.s.replication_factor,
                       timeout=ATTEMPT_SECONDS)
@@ -680,6 +602,7 @@ class FaustWorker:
         return partition_counts(client, [name for name, _, _ in topics(self.s)], timeout=ATTEMPT_SECONDS)
 
     def run(self) -> int:
+        """Until SIGINT or SIGTERM: Faust's exit status. Raises PartitionCountsWrong."""
         s = self.s
         refuse_auto_creation()
         for handler in logging.getLogger().handlers:
@@ -690,40 +613,43 @@ class FaustWorker:
         # personal-data routes (stream.inspect.routes) do not read: it serves the open routes only.
         http = metrics.serve(s.metrics_port, self.health, (), s.http_host, s.http_token_file) \
             if s.metrics_port else None
+        try:
+            return self._started()
+        finally:
+            if self.feed is not None:
+                self.feed.close()
+            if http is not None:
+                metrics.stop(http)
+
+    def _started(self) -> int:
         counts = self._wait_for_brokers()
         if counts is None:
-            if http is not None:
-                metrics.stop(http)
             return 0
-        self.probe = BrokerProbe(worker_client_config(s, self.watch), self.watch, topics(s), counts).start()
-        self._drop_stale_partitions()
-        worker = faust.Worker(self.app, loglevel="info", quiet=True, redirect_stdouts=False,
-                              override_logging=False)
-        worker.spinner = None           # it writes terminal escapes to stdout, quiet or not
+        probe = self.probe = BrokerProbe(worker_client_config(self.s, self.watch), self.watch, topics(self.s),
+                                         counts).start()
         try:
-            worker.execute_from_commandline()
-        except SystemExit as exc:       # mode's Worker always leaves through sys.exit
-            return exc.code if isinstance(exc.code, int) else 1
+            self._drop_stale_partitions()
+            worker = faust.Worker(self.app, loglevel="info", quiet=True, redirect_stdouts=False,
+                                  override_logging=False)
+            worker.spinner = None           # it writes terminal escapes to stdout, quiet or not
+            try:
+                worker.execute_from_commandline()
+            except SystemExit as exc:       # mode's Worker always leaves through sys.exit
+                return exc.code if isinstance(exc.code, int) else 1
         finally:
-            self.probe.close()
-            if http is not None:
-                metrics.stop(http)
+            probe.close()
         return 0
 
 
-def _count(outcomes: Outcomes) -> None:
-    for labels, count in outcomes.items():
-        metrics.EVENTS.labels(*labels).inc(count)
-
-
 def run(config: WorkerConfig, catalog: Catalog) -> int:
-    """Run until SIGINT or SIGTERM. Exit 2 for exactly_once, which this runtime cannot give:
-    faust-streaming 0.15's transactions look every output topic up among the consumed ones (a
-    KeyError for this worker's, faust-streaming#440) and send some records outside any transaction
-    (#177); on the embedded broker aiokafka does not even get a producer id (Tansu answers its
-    InitProducerId v0 request with an unknown error)."""
+    """Run until SIGINT or SIGTERM; the exit status. Exit 2 for exactly_once, which this runtime
+    cannot give (docs/faust-runtime.md), exit 1 when the input topics' partition counts are wrong."""
     if config.exactly_once:
         print("segments worker: --runtime faust is at-least-once only (Faust's exactly_once cannot publish "
               "this worker's output): add --guarantee at_least_once", file=sys.stderr)
         return 2
-    return FaustWorker(config, catalog).run()
+    try:
+        return FaustWorker(config, catalog).run()
+    except PartitionCountsWrong as exc:
+        print(exc, file=sys.stderr)
+        return 1

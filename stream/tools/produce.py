@@ -17,8 +17,8 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from stream.kafka.clients import client_config
 from stream.kafka.topics import ensure_topics
-from stream.runtime.intake import input_configs
 from stream.runtime.settings import WorkerConfig
+from stream.runtime.topics import input_configs
 from stream.tools.synth import shop_records
 
 

@@ -20,28 +20,29 @@ import logging
 import threading
 import time
 from collections import Counter as TallyCounter
-from typing import Callable
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from stream.runtime import metrics
-from stream.kafka.topics import TopicsNotAsExpected, ensure_topics, topic_problems
-from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, unreachable,
-                      until_reachable, worker_client_config)
-from stream.model.changes import SegmentChange, encode_change
-from stream.runtime.settings import WorkerConfig
+from stream.definitions.live import LiveDefinitions
 from stream.definitions.resolution import file_definitions
 from stream.engine.core import Engine
-from stream.model.events import DeadLetter
 from stream.inspect.routes import segment_routes
-from stream.definitions.live import DefinitionsFeed, LiveDefinitions
+from stream.kafka.topics import TopicsNotAsExpected, ensure_topics, topic_problems
+from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, unreachable,
+                                  until_reachable, worker_client_config)
+from stream.kafka.definitions_feed import DefinitionsFeed, caught_up_feed
 from stream.kafka.partition_ends import partition_ends
+from stream.model.changes import SegmentChange
 from stream.rules.catalog import Catalog
-from stream.runtime.intake import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, TYPE_OF, CatchUp, Intake, Source, Spec,
-                      advance_idle, apply_counted, dead_letter, membership, outlived_tombstones, worker_topics)
+from stream.runtime import metrics
+from stream.runtime.batch import Batch, BatchStep, count_members, set_members
+from stream.runtime.idle_clock import CatchUp, Source, advance_idle
+from stream.runtime.settings import WorkerConfig
+from stream.runtime.topics import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, Spec, outlived_tombstones,
+                                   worker_topics)
 from stream.storage.rocksdb_store import PartitionStore
-from stream.model.time import SECOND, format_rfc3339
 
 log = logging.getLogger("segments.worker")
 
@@ -78,10 +79,14 @@ class PartitionTask:
         self.members = members
         return engine
 
+    def switch(self, catalog: Catalog) -> None:
+        """Run these definitions from now on (stream.definitions.live)."""
+        self.catalog = catalog
+        self.engine.redefine(catalog)
+
     def count_members(self) -> None:
         """Fold the batch's changes into the member counts (before they are cleared)."""
-        for change in self.changes:
-            self.members[change.segment] += 1 if change.change == "entered" else -1
+        count_members(self.members, self.changes)
 
     def reset(self) -> None:
         """The transaction failed: back to the last committed state."""
@@ -100,7 +105,7 @@ class Worker:
         self.catalog = catalog
         self.on_batch = on_batch          # (events, changes) after each committed batch
         self.tasks: dict[int, PartitionTask] = {}
-        self._admit = Intake(config).admit
+        self.step = BatchStep(config)
         self._changelog_next: dict[int, int] = {}
         self.health = metrics.Health()
         self._next_observe = 0.0
@@ -108,6 +113,7 @@ class Worker:
         self._failures = 0                # batches in a row that could not be committed
         self._stop = threading.Event()
         self.live = LiveDefinitions(file_definitions(catalog), None)
+        self.feed: DefinitionsFeed | None = None        # the definitions topic, when there is one
         # The routed topic-partitions this worker reads: any of them can feed every engine.
         self._routed = CatchUp()
         self.watch = BrokerWatch(config.bootstrap_servers)
@@ -167,7 +173,10 @@ class Worker:
             ensure_topics(client, specs, replication_factor=s.replication_factor, timeout=ATTEMPT_SECONDS)
             # Partition p of every keyed topic feeds engine p and restores from changelog partition p.
             exact = {name: s.partitions for name in (*s.keyed_topics, s.changelog_topic)}
-            problems = topic_problems(AdminClient(dict(client)), specs, exact, timeout=ATTEMPT_SECONDS)
+            # (confluent-kafka's stubs type config values as str, int, float or bool: the watch's
+            # callbacks are values too)
+            admin = AdminClient(dict(client))  # type: ignore[arg-type]
+            problems = topic_problems(admin, specs, exact, timeout=ATTEMPT_SECONDS)
             if problems:
                 raise TopicsNotAsExpected(problems)
             return partition_counts(client, names, timeout=ATTEMPT_SECONDS)
@@ -175,8 +184,8 @@ class Worker:
         if counts is None:
             return False
         if s.definitions_topic is not None:
-            self.live.feed = until_reachable(self._caught_up_feed, self.watch, self._stop, self._waiting)
-            if self.live.feed is None:
+            self.feed = self.live.feed = until_reachable(self._caught_up_feed, self.watch, self._stop, self._waiting)
+            if self.feed is None:
                 return False
         self.producer = self._new_producer()
         self.consumer = Consumer({
@@ -196,13 +205,8 @@ class Worker:
         return not self._stop.is_set()
 
     def _caught_up_feed(self) -> DefinitionsFeed:
-        feed = DefinitionsFeed(self._common(), self.s.definitions_topic)
-        try:
-            feed.catch_up()
-        except BaseException:
-            feed.close()
-            raise
-        return feed
+        assert self.s.definitions_topic is not None         # (only called when there is one)
+        return caught_up_feed(self._common(), self.s.definitions_topic)
 
     def _waiting(self, pause: float) -> None:
         self.health.beat = time.monotonic() + pause     # waiting on purpose is not a stall
@@ -215,8 +219,8 @@ class Worker:
                 client.close()       # a connection left open makes the broker wait at shutdown
         if http is not None:
             metrics.stop(http)
-        if self.live.feed is not None:
-            self.live.feed.close()
+        if self.feed is not None:
+            self.feed.close()
         for task in self.tasks.values():
             task.store.close()
         self.tasks.clear()
@@ -243,7 +247,7 @@ class Worker:
         new topics. It stops with the reason; restarted (Kubernetes, compose), it creates them
         again at start-up and restores from what the changelog holds."""
         self._show_ready()
-        problem = self.probe.topics_problem
+        problem = self.probe.topics_problem if self.probe is not None else None
         if problem is not None:
             raise TopicsNotAsExpected([problem])
 
@@ -276,61 +280,37 @@ class Worker:
         return producer
 
     def _process(self, messages: list[Message]) -> None:
-        started = time.perf_counter()
-        events = 0
-        dead: list[tuple[Message, DeadLetter]] = []
-        routed: list[tuple[bytes, bytes]] = []
-        routed_topics = self.s.routed_topics
-        outcomes: TallyCounter[tuple[str, str, str]] = TallyCounter()
-        caused: list[float] = []          # event times (s) of events whose changes this batch commits
+        batch = self.step.batch()
         fired_before = self._timers_fired()
-        now, wall = time.monotonic(), int(time.time() * SECOND)
+        now = time.monotonic()
         reading: dict[Source, bool] = {}  # per topic-partition: False once its EOF came last
         ends = 0
+        tasks = self.tasks
         for msg in messages:
             error = msg.error()
+            topic, partition = msg.topic(), msg.partition()     # each call makes a new object: once per message
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
-                    reading[(msg.topic(), msg.partition())] = False
+                    assert topic is not None and partition is not None       # an EOF names its partition
+                    reading[(topic, partition)] = False
                     ends += 1
                 else:
                     log.warning("consume: %s", error)
                 continue
-            topic = msg.topic()          # each call makes a new str: once per message
-            reading[(topic, msg.partition())] = True
-            event = self._admit(topic, msg.key(), msg.value(), wall)
-            if type(event) is DeadLetter:
-                dead.append((msg, event))
-                outcomes[(topic, "invalid", "dead_letter")] += 1
-                continue
-            if topic in routed_topics:
-                # Keyed by customer id, as the repartition topic's reader (Intake) requires.
-                routed.append((event.customer_id.encode(), msg.value()))
-                outcomes[(topic, TYPE_OF[type(event)], "routed")] += 1
-                continue
-            task = self.tasks.get(msg.partition())
-            if task is None:
-                continue            # a record of a partition revoked within this batch
-            before = len(task.changes)
-            outcome = apply_counted(task.engine, event, task.changes)
-            outcomes[(topic, TYPE_OF[type(event)], outcome)] += 1
-            if len(task.changes) != before:
-                caused.append(event.occurred_at.timestamp())
-            events += 1
+            offset = msg.offset()
+            assert topic is not None and partition is not None and offset is not None     # a record has all three
+            reading[(topic, partition)] = True
+            # (a record of a partition revoked within this batch has no task: skipped)
+            batch.take(topic, partition, offset, msg.key(), msg.value(), tasks.get(partition))
         self._note_reading(reading, now)
         self._advance_idle(now)
         redefining = self.live.step(self.tasks.values())
         # A batch of EOFs alone moved no offset: a transaction only if the idle clock fired something.
         if len(messages) > ends or redefining or any(t.changes for t in self.tasks.values()):
-            if self._publish(dead, routed, events):
-                committed = time.time()
-                for labels, count in outcomes.items():
-                    metrics.EVENTS.labels(*labels).inc(count)
-                for at in caused:
-                    metrics.EVENT_TO_CHANGE.observe(committed - at)
-                metrics.TIMERS_FIRED.inc(self._timers_fired() - fired_before)
-                metrics.BATCH_MESSAGES.observe(len(messages))
-                metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+            if self._publish(batch):
+                batch.published(time.time())
+                batch.count(self._timers_fired() - fired_before)
+                batch.measure(len(messages))
 
     def _timers_fired(self) -> int:
         return sum(task.engine.stats.timers_fired for task in self.tasks.values())
@@ -354,10 +334,7 @@ class Worker:
         metrics.observe_timers(task.engine.timers for task in self.tasks.values())
 
     def _set_members(self) -> None:
-        # Segments of every partition's catalog, and removed ones until their members have exited.
-        names = set(self.catalog.by_name).union(*(t.catalog.by_name.keys() | t.members.keys() for t in self.tasks.values()))
-        for segment in sorted(names):
-            metrics.MEMBERS.labels(segment).set(sum(task.members[segment] for task in self.tasks.values()))
+        set_members(self.catalog, ((task.catalog, task.members) for task in self.tasks.values()))
 
     def _catch_up_of(self, source: Source) -> CatchUp | None:
         if source[0] in self.s.routed_topics:
@@ -382,14 +359,13 @@ class Worker:
             for task in self.tasks.values():
                 advance_idle(task.engine, idle, (task.catch_up, self._routed), now, task.changes)
 
-    def _publish(self, dead: list[tuple[Message, DeadLetter]], routed: list[tuple[bytes, bytes]],
-                 events: int) -> bool:
+    def _publish(self, batch: Batch) -> bool:
         """One transaction for everything the batch produced; False when it had to be read again."""
         s, producer = self.s, self.producer
         try:
             if s.exactly_once:
                 producer.begin_transaction()
-            changes = self._produce_all(dead, routed)
+            self._produce_all(batch)
             producer.flush()                  # serves every delivery report of the batch
             if self._undelivered is not None:
                 raise KafkaException(self._undelivered)
@@ -406,39 +382,24 @@ class Worker:
         for task in self.tasks.values():
             if task.partition in self._changelog_next:
                 task.store.commit(self._changelog_next[task.partition])
-            metrics.count_changes(task.changes)
             task.count_members()
             task.changes.clear()
         self._set_members()
         self._changelog_next.clear()
         if self.on_batch is not None:
-            self.on_batch(events, changes)
+            self.on_batch(batch.events, len(batch.changes))
         return True
 
-    def _produce_all(self, dead: list[tuple[Message, DeadLetter]], routed: list[tuple[bytes, bytes]]) -> int:
+    def _produce_all(self, batch: Batch) -> None:
         s, produce = self.s, self.producer.produce
-        for key, raw in routed:
-            produce(s.repartition_topic, key=key, value=raw)
-        count = 0
         for task in self.tasks.values():
-            touched: dict[str, None] = {}
-            for change in task.changes:
-                produce(s.changes_topic, key=change.customer_id.encode(), value=encode_change(change))
-                touched[change.customer_id] = None
-            count += len(task.changes)
-            if touched:
-                at, get = format_rfc3339(task.engine.now), task.store.get
-                for customer_id in touched:
-                    produce(s.membership_topic, key=customer_id.encode(),
-                            value=membership(customer_id, get(customer_id), at))
+            batch.publish(task.changes, task.engine.now, task.store.get)
             task.store.set_stream_time(task.engine.now)
             partition = task.partition
-            for key, value in task.store.pending():
-                produce(s.changelog_topic, key=key, value=value, partition=partition)
-        for msg, letter in dead:
-            key, value, headers = dead_letter(letter, msg.key(), msg.topic(), msg.partition(), msg.offset())
-            produce(s.dead_letter_topic, key=key, value=value, headers=headers)
-        return count
+            for state_key, state in task.store.pending():
+                produce(s.changelog_topic, key=state_key, value=state, partition=partition)
+        for topic, key, value, _, headers in batch.output:      # (none names a partition)
+            produce(topic, key=key, value=value, headers=headers)
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         """Every produced message reports here: a failure fails the batch (at_least_once would
@@ -447,8 +408,9 @@ class Worker:
         if err is not None:
             self._undelivered = err
         elif msg.topic() == self.s.changelog_topic:
-            partition = msg.partition()
-            self._changelog_next[partition] = max(self._changelog_next.get(partition, 0), msg.offset() + 1)
+            partition, offset = msg.partition(), msg.offset()
+            assert partition is not None and offset is not None      # a delivered record has both
+            self._changelog_next[partition] = max(self._changelog_next.get(partition, 0), offset + 1)
 
     def _recover(self, exc: KafkaException) -> None:
         """A failed batch: abort, go back to the committed state and offsets, read again."""
@@ -502,7 +464,9 @@ class Worker:
             self.tasks[number] = self.open_partition(number)
             metrics.ASSIGNED.set(len(self.tasks))
         for tp in partitions:             # read from the committed offsets: behind until their EOF
-            self._catch_up_of((tp.topic, tp.partition)).assigned((tp.topic, tp.partition))
+            catch_up = self._catch_up_of((tp.topic, tp.partition))
+            if catch_up is not None:      # (every one has: its task was just opened, or it is routed)
+                catch_up.assigned((tp.topic, tp.partition))
         self._set_members()
         self.health.ready = True          # in the group, every assigned partition restored
         self._show_ready()
@@ -594,9 +558,9 @@ class Worker:
                             "(topic recreated?); rebuilding the store", partition, start, high)
                 store.wipe()
                 start = 0
-            elif start and outlived_tombstones(store.idle_ms()):
+            elif start and (idle := store.idle_ms()) is not None and outlived_tombstones(idle):
                 log.warning("partition %d: the store was last written %.1f days ago, longer than the changelog "
-                            "keeps erasure tombstones; rebuilding it", partition, store.idle_ms() / 86_400_000)
+                            "keeps erasure tombstones; rebuilding it", partition, idle / 86_400_000)
                 store.wipe()
                 start = 0
             if start >= high:

@@ -86,7 +86,8 @@ def test_a_changed_definition_needs_a_newer_version_and_an_identical_one_is_no_c
     assert "is not newer" in resolution.rejected["loyal"].problems[0]
     same = resolve(FILE, {"loyal": record("loyal", {**FILE["loyal"], "version": 1})}, FILE)
     assert not same.rejected and Redefinition.between(load_catalog(), same.catalog).segments == {}
-    edited = resolve({**FILE, "loyal": {"when": LOYAL3["when"]}}, {}, {**FILE, "loyal": {**FILE["loyal"], "version": 4}})
+    edited = resolve({**FILE, "loyal": {"when": LOYAL3["when"]}}, {},
+                     {**FILE, "loyal": {**FILE["loyal"], "version": 4}})
     assert not edited.rejected and edited.definitions["loyal"] == {"when": LOYAL3["when"], "version": 5}
 
 

@@ -20,13 +20,10 @@ import yaml
 
 from stream.kafka.topics import ensure_topics
 from stream.model.changes import SegmentChange
-from stream.definitions.resolution import file_definitions
 from stream.cli.define import define, undefine
-from stream.engine.core import Engine
-from stream.engine.redefinition import Redefinition
-from stream.model.events import Decoder, Event
-from stream.definitions.live import TOPIC_CONFIG, publish, read_topic
-from stream.rules.catalog import compile_catalog, load_catalog
+from stream.kafka.definitions_feed import publish, read_topic
+from stream.runtime.topics import DEFINITIONS_CONFIG
+from stream.rules.catalog import load_catalog
 from stream.tools.synth import shopper_events
 from stream.worker.loop import Worker
 
@@ -34,55 +31,8 @@ from tests.helpers import segments_cli
 from tests.hostile_definitions import POISONS, oversized, run_bounded
 
 from . import conformance
+from .definition_steps import FILE, LOYAL3, Reference, add_and_remove_buyer, change_loyal, ids, wait_for_moves
 from .workers import PARTITIONS, Running, create_topics, settings, topic_config
-
-FILE = file_definitions(load_catalog())
-LOYAL3 = {"when": {"all": [{"paid_orders": {"gte": 3}}, {"last_paid_at": {"within": "90d"}}]}}
-BUYER = {"when": {"orders_placed": {"gte": 1}}}
-
-
-class Reference:
-    """One engine per partition over that partition's events, redefined like the worker."""
-
-    def __init__(self, lines: list[bytes], partition_of: dict[str, int]):
-        self.definitions = dict(FILE)
-        self.engines = {p: Engine(load_catalog()) for p in range(PARTITIONS)}
-        decode = Decoder().decode
-        for line in lines:
-            event = decode(line)
-            if isinstance(event, Event):
-                self.engines[partition_of[event.customer_id]].apply(event)
-
-    def redefine(self, name: str, definition: dict | None) -> list[SegmentChange]:
-        new = {k: v for k, v in self.definitions.items() if k != name}
-        if definition is not None:
-            new[name] = definition
-        old_catalog, catalog = compile_catalog(self.definitions, "old"), compile_catalog(new, "new")
-        redefinition = Redefinition.between(old_catalog, catalog)
-        out: list[SegmentChange] = []
-        for engine in self.engines.values():
-            engine.redefine(catalog)
-            for customer_id, state in sorted(engine.store.items()):
-                engine.reevaluate(customer_id, state, redefinition, out)
-        self.definitions = new
-        return out
-
-
-def ids(changes) -> set[str]:
-    return {c.change_id if isinstance(c, SegmentChange) else c["change_id"] for c in changes}
-
-
-def definition_moves(bootstrap: str, topic: str) -> list[dict]:
-    return [c for c in conformance.read_all(bootstrap, topic, PARTITIONS) if c["cause"] == "definition"]
-
-
-def wait_for_moves(bootstrap: str, topic: str, want: set[str], timeout: float = 60) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        moves = definition_moves(bootstrap, topic)
-        if want <= ids(moves) or time.monotonic() > deadline:
-            return moves
-        time.sleep(0.5)
 
 
 def free_port() -> int:
@@ -120,13 +70,7 @@ def test_add_change_remove_and_reject_while_running(kafka_bootstrap, unique_topi
 
         # change a file segment: only its moves, with version 2, exactly the reference's
         path = tmp_path / "loyal.yaml"
-        path.write_text(yaml.safe_dump(LOYAL3))
-        assert define("loyal", path, kafka_bootstrap, {}, defs, load_catalog()) == 0
-        expected = reference.redefine("loyal", {**LOYAL3, "version": 2})
-        assert expected, "the change should move someone"
-        moves = wait_for_moves(kafka_bootstrap, config.changes_topic, ids(expected))
-        assert ids(moves) == ids(expected)
-        assert {(m["segment"], m["definition_version"], m["event_id"]) for m in moves} == {("loyal", 2, None)}
+        expected = change_loyal(kafka_bootstrap, config.changes_topic, defs, path, reference)
         answer = get_json(port, "/definitions")
         assert answer["segments"]["loyal"]["version"] == 2 and answer["rejected"] == []
 
@@ -147,16 +91,8 @@ def test_add_change_remove_and_reject_while_running(kafka_bootstrap, unique_topi
         assert define("loyal", path, kafka_bootstrap, {}, defs, load_catalog()) == 2
 
         # add a segment, then remove it: entries with version 1, then every member exits
-        path.write_text(json.dumps(BUYER))
-        assert define("buyer", path, kafka_bootstrap, {}, defs, load_catalog()) == 0
-        added = reference.redefine("buyer", {**BUYER, "version": 1})
-        assert added and all(c.change == "entered" for c in added)
-        wait_for_moves(kafka_bootstrap, config.changes_topic, ids(added))
-        assert undefine("buyer", kafka_bootstrap, {}, defs, load_catalog()) == 0
-        removed = reference.redefine("buyer", None)
-        assert {(c.customer_id, c.change) for c in removed} == {(c.customer_id, "exited") for c in added}
-        moves = wait_for_moves(kafka_bootstrap, config.changes_topic, ids(removed))
-        assert ids(moves) == ids(expected) | ids(added) | ids(removed), "a definition move too many or missing"
+        added_and_removed, moves = add_and_remove_buyer(kafka_bootstrap, config.changes_topic, defs, path, reference)
+        assert ids(moves) == ids(expected) | ids(added_and_removed), "a definition move too many or missing"
         assert "buyer" not in get_json(port, "/definitions")["segments"]
         assert undefine("buyer", kafka_bootstrap, {}, defs, load_catalog()) == 2     # nothing to remove
 
@@ -237,7 +173,7 @@ def test_poisoned_records_are_rejected_by_a_running_worker_that_keeps_processing
     config = topic_config(kafka_bootstrap, unique_topic)
     defs = f"{unique_topic}-definitions"
     create_topics(config)
-    ensure_topics(kafka_bootstrap, [(defs, 1, TOPIC_CONFIG)])
+    ensure_topics(kafka_bootstrap, [(defs, 1, DEFINITIONS_CONFIG)])
     port = free_port()
     token = tmp_path / "http-token"          # /definitions is a personal-data route: behind the token
     token.write_text(HTTP_TOKEN)

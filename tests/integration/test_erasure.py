@@ -19,7 +19,7 @@ from stream.faust_runtime import app as faust_app
 from stream.kafka.topics import ensure_topics
 from stream.runtime.settings import WorkerConfig
 from stream.rules.catalog import load_catalog
-from stream.runtime.intake import worker_topics
+from stream.runtime.topics import worker_topics
 from stream.model.state import CustomerState, dump_state, load_state
 from stream.storage.keys import META, WRITTEN_AT_KEY, pack_time
 from stream.worker.loop import Worker

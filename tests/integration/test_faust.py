@@ -212,10 +212,10 @@ def test_faust_runtime_restart_with_idle_clock_applies_and_commits_everything(ka
                                                                             start, tmp_path):
     """The kills of the test above with the idle clock on (its ticks share the agent with the
     input): the last worker must apply every event from the offsets it started at, and commit up
-    to the end promptly. Before faust_app._App held the input partitions until the rebalance had
+    to the end promptly. Before fixes.HoldingApp held the input partitions until the rebalance had
     ended, Faust's recovery let events in while it sought the committed offsets, then cleared them
     from the agent's queue: some were never applied, and the commits stopped short of the end for
-    good, or crept on by about one offset per commit interval (see _App). The race did not show
+    good, or crept on by about one offset per commit interval (see HoldingApp). The race did not show
     every run (3 runs of 5 on the embedded broker). Changes are not compared with the replay here:
     the idle clock runs this past-dated input late."""
     lines = list(shopper_events(300, 5000, seed=23))
@@ -224,7 +224,8 @@ def test_faust_runtime_restart_with_idle_clock_applies_and_commits_everything(ka
     feeder = conformance.Feeder(kafka_bootstrap, s.input_topics[0], lines, per_second=100)
     feeder.start()
     try:
-        worker, started_at = kill_twice(start, s, tmp_path / "kept-state", random.Random(2718), "--idle-advance-ms", "1000")
+        worker, started_at = kill_twice(start, s, tmp_path / "kept-state", random.Random(2718),
+                                        "--idle-advance-ms", "1000")
         ends = feeder.finish(PARTITIONS)
         # all applied within a second or two once the input ends; the bound leaves room for a busy machine
         worker.wait_committed({s.input_topics[0]: sum(ends.values())}, timeout=30)
@@ -330,7 +331,7 @@ def test_the_faust_runtimes_clients_create_no_topic_by_looking_it_up(kafka_boots
     import aiokafka.admin.client
     import aiokafka.client
 
-    from stream.faust_runtime.app import refuse_auto_creation
+    from stream.faust_runtime.fixes import refuse_auto_creation
 
     for module in (aiokafka.client, aiokafka.admin.client):      # restored after the test
         monkeypatch.setattr(module, "MetadataRequest", module.MetadataRequest)
@@ -346,3 +347,43 @@ def test_the_faust_runtimes_clients_create_no_topic_by_looking_it_up(kafka_boots
             await producer.stop()
     asyncio.run(look_up())
     assert unique_topic not in AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
+
+
+def test_faust_runtime_follows_the_definitions_topic(kafka_bootstrap, unique_topic, start, tmp_path):
+    """As the native worker (tests/integration/test_definitions.py; the steps are definition_steps.py'):
+    a definition changed with `segments define` while the Faust runtime runs moves the customers it stores, exactly the
+    moves of the engine per partition redefined over its whole store, change id for change id; a
+    segment added and then removed (`segments undefine`) makes its members enter, then exit."""
+    from .definition_steps import Reference, add_and_remove_buyer, change_loyal, ids
+    lines = list(shopper_events(300, 4000, seed=11))
+    s = dataclasses.replace(names(unique_topic), definitions_topic=f"{unique_topic}-definitions")
+    defs = s.definitions_topic
+    ensure_topics(kafka_bootstrap, faust_app.topics(s))
+    partition_of: dict[str, int] = {}
+    conformance.produce(kafka_bootstrap, s.input_topics[0], lines, partition_of)
+    worker = start(s, "--idle-advance-ms", "0", "--definitions-topic", defs)
+    worker.wait_committed({s.input_topics[0]: len(lines)})
+    reference = Reference(lines, partition_of)
+
+    path = tmp_path / "loyal.yaml"
+    expected = change_loyal(kafka_bootstrap, s.changes_topic, defs, path, reference)
+    added_and_removed, moves = add_and_remove_buyer(kafka_bootstrap, s.changes_topic, defs, path, reference)
+    assert ids(moves) == ids(expected) | ids(added_and_removed), "a definition move too many or missing"
+
+    text = worker.get("/metrics")[1]
+    assert 'segments_definition_version{segment="loyal"} 2.0' in text
+    assert 'segments_reevaluations_running 0.0' in text
+    worker.terminate()
+
+
+def test_faust_runtime_refuses_input_topics_with_another_partition_count(kafka_bootstrap, unique_topic, tmp_path,
+                                                                          capsys):
+    """Partition p of every input topic feeds engine p: a topic with another partition count stops
+    the start with exit 1, naming it (the runtime's error, turned into the status by its command)."""
+    s = names(unique_topic)
+    ensure_topics(kafka_bootstrap, [(s.input_topics[0], PARTITIONS + 1, {})])
+    config = dataclasses.replace(s, bootstrap_servers=kafka_bootstrap, guarantee="at_least_once",
+                                 state_dir=tmp_path / "state", metrics_port=None, definitions_topic=None)
+    assert faust_app.run(config, load_catalog()) == 1
+    assert capsys.readouterr().err == (f"segments worker: input topics must have {PARTITIONS} partitions "
+                                       f"(--partitions): {s.input_topics[0]} has {PARTITIONS + 1}\n")

@@ -12,7 +12,8 @@ from .workers import PARTITIONS, Running, settings
 
 BAD = [b"not json", b'{"type":"order_paid","event_id":"x","customer_id":"c1"}',
        b'{"type":"gift_card_bought","event_id":"g","customer_id":"c1","occurred_at":"2025-01-02T00:00:00Z"}',
-       b'{"type":"product_viewed","event_id":"big","customer_id":"c1","occurred_at":"2025-01-02T00:00:00Z","product_id":"p","category":"' + b"x" * (1 << 20) + b'"}']
+       b'{"type":"product_viewed","event_id":"big","customer_id":"c1","occurred_at":"2025-01-02T00:00:00Z",'
+       b'"product_id":"p","category":"' + b"x" * (1 << 20) + b'"}']
 
 
 def test_worker_gives_the_same_transitions_as_replay(kafka_bootstrap, unique_topic, tmp_path):

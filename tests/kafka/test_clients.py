@@ -17,7 +17,7 @@ from stream.kafka import topics
 
 from stream.kafka import clients
 
-from stream.definitions import live as live_definitions
+from stream.kafka import definitions_feed as live_definitions
 
 from stream.runtime import metrics
 
@@ -121,7 +121,7 @@ def test_every_topic_set_up_takes_the_common_client_config():
 
 def test_the_enumeration_sees_the_sites_that_used_to_ignore_the_settings():
     named = {(f, fn.name) for f, fn, _ in _sites()}
-    assert {("kafka/topics.py", "_admin"), ("tools/produce.py", "produce"), ("definitions/live.py", "publish"),
+    assert {("kafka/topics.py", "_admin"), ("tools/produce.py", "produce"), ("kafka/definitions_feed.py", "publish"),
             ("worker/loop.py", "_new_producer"), ("backfill/handoff.py", "hand_off")} <= named
 
 

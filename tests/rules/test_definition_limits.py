@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import DAY, order_paid, segments_cli
-from tests.hostile_definitions import (EXPANDING, LEAF, POISONS, alias_tree, as_segments_file, in_bounded_child, nested_not,
-                                 run_bounded)
+from tests.hostile_definitions import (EXPANDING, LEAF, POISONS, alias_tree, as_segments_file, in_bounded_child,
+                                       nested_not, run_bounded)
 from stream.runtime import metrics
 from stream.rules.bounded_yaml import DEFINITION, SEGMENTS_FILE, DocumentError, Limits, load
 from stream.cli.define import define, read_definition

@@ -1,4 +1,4 @@
-"""The idle clock's caught-up rule (stream.runtime.intake.CatchUp, idle, advance_idle), which both
+"""The idle clock's caught-up rule (stream.runtime.idle_clock.CatchUp, idle, advance_idle), which both
 runtimes use: a partition's clock follows the wall clock only once every topic-partition its engine
 reads was read to its end, with no input for the idle threshold since; never while input it was
 assigned (a backlog) or has fetched is unread, however long that takes.
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from stream.engine.core import Engine
 from stream.rules.catalog import load_catalog
-from stream.runtime.intake import CatchUp, advance_idle, idle
+from stream.runtime.idle_clock import CatchUp, advance_idle, idle
 
 IDLE_MS = 1000
 KEYED = [("events", 0), ("repartition", 0)]     # engine 0's own topic-partitions

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections import Counter
 import json
 import time
 import tracemalloc
@@ -20,7 +19,8 @@ from stream.engine.core import Engine
 from stream.model.events import DeadLetter, Event
 from stream.replay.driver import PREFIX_BYTES, replay
 from stream.rules.catalog import load_catalog
-from stream.runtime.intake import Intake, apply_counted
+from stream.runtime.batch import apply_counted
+from stream.runtime.intake import Intake
 from stream.model.time import HOUR, SECOND, format_rfc3339, from_datetime, parse_rfc3339
 
 CONFIG = WorkerConfig(input_topics=("shop-events",), routed_topics=("orders",), group_id="g")
@@ -84,15 +84,15 @@ def test_no_skew_bound_when_disabled():
 def test_the_native_worker_admits_through_intake():
     from stream.worker.loop import Worker
     worker = Worker(dataclasses.replace(CONFIG, bootstrap_servers="localhost:1", instance_id="i"), load_catalog())
-    assert isinstance(worker._admit.__self__, Intake)
+    assert isinstance(worker.step.admit.__self__, Intake)
 
 
 def test_the_faust_runtime_admits_through_intake_and_dead_letters_what_it_refuses():
     from stream.faust_runtime.app import FaustWorker
     config = dataclasses.replace(CONFIG, bootstrap_servers="localhost:1", guarantee="at_least_once", metrics_port=None)
     worker = FaustWorker(config, load_catalog())
-    assert isinstance(worker._admit.__self__, Intake)
-    part = SimpleNamespace(number=0, engine=Engine(load_catalog()), last_input=0.0)
+    assert isinstance(worker.step.admit.__self__, Intake)
+    part = SimpleNamespace(partition=0, engine=Engine(load_catalog()), changes=[])
     now = _at(int(time.time() * SECOND))
 
     def event(key, value, offset):
@@ -100,12 +100,12 @@ def test_the_faust_runtime_admits_through_intake_and_dead_letters_what_it_refuse
                                                        partition=0, tp=("shop-events", 0)))
     share = [event(b"c-2", paid("c-1", now), 0), event(b"c-1", paid("c-1", "8999-01-01T00:00:00Z"), 1),
              event(b"c-1", paid("c-1", now, "e-2"), 2)]
-    out, outcomes, output, caused = [], Counter(), [], []
-    worker._apply(part, share, out, outcomes, output, caused)
-    assert [record[0] for record in output] == [config.dead_letter_topic] * 2
-    reasons = [dict(record[4])["reason"].decode() for record in output]
+    batch = worker.step.batch()
+    worker._apply(part, share, batch)
+    assert [record[0] for record in batch.output] == [config.dead_letter_topic] * 2
+    reasons = [dict(record[4])["reason"].decode() for record in batch.output]
     assert "customer_id 'c-1'" in reasons[0] and "max_future_skew_ms" in reasons[1]
-    assert outcomes[(KEYED, "order_paid", "applied")] == 1
+    assert batch.outcomes[(KEYED, "order_paid", "applied")] == 1
     assert part.engine.store.get("c-1").paid_count == 1
 
 
@@ -120,7 +120,8 @@ numbers = st.one_of(st.integers(-10, 10**6).map(str), st.sampled_from(
     ["1e15", "1.0000000000000002e15", "1.7e308", "1e400", "-1e400", "-0", "1e-400", "9" * 400, "0.1", "NaN",
      "Infinity", "1E3"]))
 strings = st.text(max_size=8).map(json.dumps)
-instants = st.sampled_from(["2026-06-01T11:00:00Z", "2026-06-01T11:00:00Z", "2026-06-01T18:00:00Z", "2026-06-01T18:00:00.000001Z",
+instants = st.sampled_from(["2026-06-01T11:00:00Z", "2026-06-01T11:00:00Z", "2026-06-01T18:00:00Z",
+                            "2026-06-01T18:00:00.000001Z",
                             "8999-12-31T23:59:59Z", "1899-12-31T23:59:59Z", "2026-06-01T11:00:00", "nope"])
 scalars = st.one_of(numbers, strings, st.sampled_from(["true", "false", "null"]))
 values = st.recursive(scalars, lambda inner: st.one_of(
@@ -212,7 +213,8 @@ def test_the_per_message_path_never_raises_and_every_dead_letter_has_a_reason(ba
 def _replay(data: bytes, **kwargs) -> tuple[list[dict], list[dict], object]:
     out, dead = io.BytesIO(), io.BytesIO()
     summary = replay(io.BytesIO(data), Engine(load_catalog()), out, dead, **kwargs)
-    lines = lambda b: [json.loads(line) for line in b.getvalue().splitlines()]
+    def lines(b: io.BytesIO) -> list[dict]:
+        return [json.loads(line) for line in b.getvalue().splitlines()]
     return lines(out), lines(dead), summary
 
 
@@ -302,7 +304,8 @@ def test_backfill_dead_letters_an_event_keyed_otherwise_than_its_customer_as_a_w
 
 def test_worker_dead_letter_records_keep_at_most_the_topic_limit_and_say_the_whole_size():
     from stream.model.events import oversized
-    from stream.runtime.intake import DEAD_LETTER_BYTES, DEAD_LETTER_ROOM, dead_letter
+    from stream.runtime.intake import dead_letter
+    from stream.runtime.topics import DEAD_LETTER_BYTES, DEAD_LETTER_ROOM
     small = DeadLetter("why", b"abc")
     key, value, headers = dead_letter(small, b"k", "t", 1, 7)
     assert key == b"k" and value == b"abc" and dict(headers) == {
@@ -321,7 +324,8 @@ def test_worker_dead_letter_records_keep_at_most_the_topic_limit_and_say_the_who
 def test_a_dead_letter_record_as_a_whole_fits_the_dead_letter_topic(value, key, reason, wide):
     """The broker checks the topic's max.message.bytes against the whole record (key, value,
     headers): one over it would fail its batch on every retry, and the partition would stop."""
-    from stream.runtime.intake import DEAD_LETTER_BYTES, dead_letter
+    from stream.runtime.intake import dead_letter
+    from stream.runtime.topics import DEAD_LETTER_BYTES
     letter = DeadLetter(("\u00e9" if wide else "r") * reason, b"v" * value)
     k, v, headers = dead_letter(letter, None if key is None else b"k" * key, "t" * 249, 2**31 - 1, 2**63 - 1)
     framing = 1024                 # a record batch's header and each field's length prefix, generously
@@ -341,7 +345,7 @@ def test_a_routed_event_always_fits_the_repartition_topic(max_message_bytes):
     limit, and its batch would fail on every retry."""
     from stream.model import events as ev
     from stream.faust_runtime.app import topics as faust_topics
-    from stream.runtime.intake import PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, worker_topics
+    from stream.runtime.topics import PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, worker_topics
     config = dataclasses.replace(CONFIG, max_message_bytes=max_message_bytes)
     largest_record = max_message_bytes + 4 * ev.MAX_ID_CHARS + 1024          # key and record framing
     for specs in (worker_topics(config), faust_topics(config)):
@@ -352,7 +356,7 @@ def test_a_routed_event_always_fits_the_repartition_topic(max_message_bytes):
 def test_the_input_limit_stays_within_what_the_producers_send_whole():
     """A larger one could not be re-published (a routed event) nor dead-lettered whole."""
     from stream.runtime.settings import MAX_MESSAGE_BYTES_LIMIT
-    from stream.runtime.intake import DEAD_LETTER_BYTES, DEAD_LETTER_ROOM
+    from stream.runtime.topics import DEAD_LETTER_BYTES, DEAD_LETTER_ROOM
     from tests.worker_settings import load, problems_of
     assert MAX_MESSAGE_BYTES_LIMIT == DEAD_LETTER_BYTES - DEAD_LETTER_ROOM
     assert load(["--max-message-bytes", str(MAX_MESSAGE_BYTES_LIMIT)]).max_message_bytes == MAX_MESSAGE_BYTES_LIMIT

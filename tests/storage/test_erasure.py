@@ -14,7 +14,7 @@ from stream.backfill.sinks import topic_spec
 from stream.runtime.settings import WorkerConfig
 from stream.engine.core import Engine
 from stream.rules.catalog import load_catalog
-from stream.runtime.intake import worker_topics
+from stream.runtime.topics import worker_topics
 from stream.storage.rocksdb_store import PartitionStore
 from tests.erasure_topics import expected, personal_topics
 from tests.helpers import event
