@@ -20,7 +20,7 @@ Bounds (why state stays small however long a history grows):
   reason and what was dropped, without any value from the state; the runtime counts it
   (segments_state_truncated_total{reason}) and logs it (stream.runtime.metrics), so this module
   needs no metrics or logging of its own. So a changelog record always fits the changelog topic's
-  max.message.bytes (stream.runtime.intake.CHANGELOG_MESSAGE_BYTES). The whole-record bound acts when a
+  max.message.bytes (stream.runtime.topics.CHANGELOG_MESSAGE_BYTES). The whole-record bound acts when a
   state is written (each worker commit, a backfill's hand-off); a replay, which writes nothing,
   keeps such a state whole.
 """

@@ -161,7 +161,7 @@ def _positive(value: int) -> str | None:
 
 
 # The largest input message a worker takes: one it re-publishes (a routed event) or dead-letters
-# whole must fit its producers' records (stream.runtime.intake: DEAD_LETTER_BYTES less DEAD_LETTER_ROOM).
+# whole must fit its producers' records (stream.runtime.topics: DEAD_LETTER_BYTES less DEAD_LETTER_ROOM).
 MAX_MESSAGE_BYTES_LIMIT = (16 << 20) - (64 << 10)
 
 

@@ -119,7 +119,7 @@ ADDED = {"version": 4, "when": {"orders_placed": {"gte": 2}}}
 
 
 def read_topic(records: dict) -> SimpleNamespace:
-    """The definitions topic as read to its end (stream.definitions.live.DefinitionsFeed's records),
+    """The definitions topic as read to its end (stream.kafka.definitions_feed.DefinitionsFeed's records),
     not changing since."""
     return SimpleNamespace(records=records, poll=lambda: False)
 
