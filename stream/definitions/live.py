@@ -134,12 +134,20 @@ class LiveDefinitions:
                     log.warning("segment %s: needs a backfill: %s", name, flag.describe())
         self._set_gauges()
 
-    def step(self, tasks: Iterable[LivePartition]) -> bool:
-        """One loop turn of the native worker: follow the topic (without waiting; on a change every
-        partition moves to the new definitions), then work() on every partition."""
-        tasks = list(tasks)
+    def follow(self, tasks: Iterable[LivePartition]) -> bool:
+        """Follow the topic (without waiting): on a change every partition moves to the new
+        definitions. Called before a batch is applied, never after: a customer the batch creates is
+        then evaluated under the definitions its pass runs to, as the pass reads committed customers
+        only (a customer created under the old ones and not committed yet would never be reached)."""
         if self.feed is not None and self.feed.poll():
             self.refresh(tasks)
+            return True
+        return False
+
+    def step(self, tasks: Iterable[LivePartition]) -> bool:
+        """follow() then work(), for a caller with no batch in between (tests, tools)."""
+        tasks = list(tasks)
+        self.follow(tasks)
         return self.work(tasks)
 
     def work(self, tasks: Iterable[LivePartition]) -> bool:

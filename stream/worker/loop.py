@@ -281,6 +281,8 @@ class Worker:
 
     def _process(self, messages: list[Message]) -> None:
         batch = self.step.batch()
+        # Definitions switched before the batch is applied (LiveDefinitions.follow says why).
+        self.live.follow(self.tasks.values())
         fired_before = self._timers_fired()
         now = time.monotonic()
         reading: dict[Source, bool] = {}  # per topic-partition: False once its EOF came last
@@ -304,7 +306,7 @@ class Worker:
             batch.take(topic, partition, offset, msg.key(), msg.value(), tasks.get(partition))
         self._note_reading(reading, now)
         self._advance_idle(now)
-        redefining = self.live.step(self.tasks.values())
+        redefining = self.live.work(self.tasks.values())
         # A batch of EOFs alone moved no offset: a transaction only if the idle clock fired something.
         if len(messages) > ends or redefining or any(t.changes for t in self.tasks.values()):
             if self._publish(batch):

@@ -4,10 +4,12 @@ rejections that keep the previous version, history that was not kept, and a pass
 crash that resumes without losing or repeating a move."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
+from confluent_kafka import Message
 
 from tests.helpers import DAY, order_paid, product_viewed
 from stream.definitions.resolution import (Running, TopicRecord, decode_running, encode_running, file_definitions,
@@ -16,9 +18,10 @@ from stream.engine.core import Engine
 from stream.engine.redefinition import Redefinition
 from stream.definitions.live import LiveDefinitions
 from stream.rules.catalog import compile_catalog, load_catalog
+from stream.runtime.settings import WorkerConfig
 from stream.storage.keys import DEFINITIONS_KEY
 from stream.storage.rocksdb_store import PartitionStore
-from stream.worker.loop import PartitionTask
+from stream.worker.loop import PartitionTask, Worker
 
 FILE = file_definitions(load_catalog())
 LOYAL3 = {"version": 2, "when": {"all": [{"paid_orders": {"gte": 3}}, {"last_paid_at": {"within": "90d"}}]}}
@@ -230,3 +233,56 @@ def test_a_backfill_flag_clears_once_its_window_has_passed(tmp_path):
     task.engine.advance(flag.complete_at)
     assert live.step([task]) and not live.running[0].incomplete
     assert decode_running(store.meta(DEFINITIONS_KEY)).incomplete == {}
+
+
+# ---- the native worker's loop turn: a switch and a customer the batch creates ------------------
+
+STRICTER = {"version": 2, "when": {"all": [{"paid_orders": {"gte": 5}}, {"last_paid_at": {"within": "60d"}}]}}
+
+
+class Feed:
+    """A definitions topic that gets one record at the first poll."""
+
+    topic = "defs"
+
+    def __init__(self, arriving: TopicRecord):
+        self.records: dict[str, TopicRecord] = {}
+        self._arriving: TopicRecord | None = arriving
+
+    def poll(self) -> bool:
+        if self._arriving is None:
+            return False
+        self.records[self._arriving.name] = self._arriving
+        self._arriving = None
+        return True
+
+
+def paid(customer: str, order: str, day: int) -> Message:
+    value = json.dumps({"type": "order_paid", "event_id": f"e-{order}", "customer_id": customer,
+                        "occurred_at": f"2026-01-{day:02d}T00:00:00Z", "order_id": order, "amount": 10}).encode()
+    return Message(topic="shop-events", partition=0, offset=day, key=customer.encode(), value=value)
+
+
+def test_a_customer_created_by_the_batch_of_a_switch_runs_the_new_definitions(tmp_path):
+    config = WorkerConfig(bootstrap_servers="localhost:1", instance_id="i", partitions=1, idle_advance_ms=None,
+                          metrics_port=None)
+    worker = Worker(config, load_catalog())
+    store = PartitionStore(tmp_path / "p0")
+    task = worker.tasks[0] = PartitionTask(0, store, worker.catalog)
+    worker.live.attach(task)
+    committed = []
+
+    def publish(batch):                       # the transaction, committed: as Worker._publish after it
+        store.set_stream_time(task.engine.now)
+        store.pending()
+        store.commit(len(committed) + 1)
+        committed.extend(task.changes)
+        task.changes.clear()
+        return True
+    worker._publish = publish
+    worker.live.feed = Feed(record("repeat-buyer", STRICTER))
+    worker._process([paid("new", f"o{day}", day) for day in range(1, 4)])   # 3 paid orders: v1 member, not v2
+    for _ in range(3):
+        worker._process([])
+    assert "repeat-buyer" not in store.get("new").member
+    assert [c.change for c in committed if c.segment == "repeat-buyer"] in ([], ["entered", "exited"])
