@@ -227,7 +227,8 @@ class LiveDefinitions:
         """What GET /definitions answers: per segment the running version and where it came from,
         rejected candidates with their reasons, segments needing a backfill, passes under way."""
         segments: dict[str, Any] = {}
-        for partition, running in sorted(self.running.items()):
+        # A copy first: the HTTP server's thread asks while the loop switches partitions.
+        for partition, running in sorted(dict(self.running).items()):
             resolution_sources = self.resolve(running).sources
             for name, definition in running.definitions.items():
                 entry = segments.setdefault(name, {"version": definition.get("version", 1),

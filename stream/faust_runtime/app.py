@@ -17,7 +17,7 @@ import time
 import weakref
 from collections import Counter as Tally
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from collections.abc import Awaitable, Iterator
 
 import faust
@@ -30,6 +30,7 @@ from stream.definitions.live import LiveDefinitions
 from stream.definitions.resolution import file_definitions
 from stream.engine.core import Engine
 from stream.errors import SegmentsError
+from stream.inspect.routes import definitions_route
 from stream.faust_runtime.fixes import HoldingApp, refuse_auto_creation
 from stream.kafka.topics import ensure_topics
 from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, LibraryLogBound, partition_counts,
@@ -104,9 +105,14 @@ async def _or_exit(work: Awaitable[object]) -> None:
     try:
         await work
     except Exception:
-        log.exception("batch failed; exiting without committing it")
-        logging.shutdown()
-        os._exit(1)
+        _exit_failed("batch failed; exiting without committing it")
+
+
+def _exit_failed(why: str) -> NoReturn:
+    """Log the exception being handled and end the process at once, with nothing more committed."""
+    log.exception(why)
+    logging.shutdown()
+    os._exit(1)
 
 
 async def _deliver(producer: Any, records: list[Record]) -> list[Any]:
@@ -148,7 +154,7 @@ class BatchStore:
         self.dirty[customer_id] = None
 
     def meta(self, key: bytes) -> bytes | None:
-        """A reserved entry (stream.storage.rocksdb_store.META) as last set, or as stored."""
+        """A reserved entry (stream.storage.keys.META) as last set, or as stored."""
         value = self.dirty_meta.get(key)
         return value if value is not None else self.db.get(key)
 
@@ -469,8 +475,12 @@ class FaustWorker:
         partition and to every one with definitions work waiting (see docs/faust-runtime.md): the
         agent does it when the tick arrives."""
         self.health.beat = time.monotonic()
-        if self.feed is not None and self.feed.poll():
-            self.definitions_changed = True
+        try:
+            if self.feed is not None and self.feed.poll():
+                self.definitions_changed = True
+        except Exception:
+            # As an error out of the native worker's loop: inside Faust's timer it would go unseen.
+            _exit_failed("the definitions topic cannot be read; exiting")
         idle_ms = self.s.idle_advance_ms
         now = time.monotonic()
         if idle_ms is not None:
@@ -609,9 +619,10 @@ class FaustWorker:
             handler.addFilter(LibraryLogBound())
         self.health.blocked = self._blocked
         # Served first, so that /readyz says why while the brokers cannot be reached yet. The same
-        # server as the native worker's; this runtime's state is a Faust table, which the
-        # personal-data routes (stream.inspect.routes) do not read: it serves the open routes only.
-        http = metrics.serve(s.metrics_port, self.health, (), s.http_host, s.http_token_file) \
+        # server as the native worker's; this runtime's state is a Faust table, which the members
+        # and customer routes (stream.inspect.routes) do not read: of those, /definitions only.
+        http = metrics.serve(s.metrics_port, self.health, [definitions_route(self.live.describe)], s.http_host,
+                             s.http_token_file) \
             if s.metrics_port else None
         try:
             return self._started()

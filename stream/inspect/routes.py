@@ -71,9 +71,14 @@ def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog
     return [
         Route("/segments/<name>/members", "members, streamed; ?format=jsonl (default) or csv", members),
         Route("/customers/<id>", "why a customer is where it is (as `segments explain --format json`)", customer),
-        Route("/definitions", "the definitions running, rejected, being taken up",
-              lambda _: Response(200, msgspec.json.encode(definitions()))),
+        definitions_route(definitions),
     ]
+
+
+def definitions_route(definitions: Callable[[], Any]) -> Route:
+    """GET /definitions (LiveDefinitions.describe), which both runtimes serve."""
+    return Route("/definitions", "the definitions running, rejected, being taken up",
+                 lambda _: Response(200, msgspec.json.encode(definitions())))
 
 
 class _Rows:
