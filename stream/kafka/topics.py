@@ -9,15 +9,18 @@ from collections.abc import Iterable, Mapping
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
+from stream.errors import Problems
+
 TopicSpec = tuple[str, int, Mapping[str, str | int]]
 
 
-class TopicsNotAsExpected(RuntimeError):
+class TopicsNotAsExpected(Problems):
     """Topics the worker needs are missing or not as it created them; each problem named."""
 
+    heading = "topics not as expected"
+
     def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("; ".join(problems))
+        super().__init__(problems, "; ".join(problems))
 
 
 def _admin(client: Mapping[str, object] | str) -> AdminClient:
