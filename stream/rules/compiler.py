@@ -330,7 +330,7 @@ def _duration(value: Any, where: str) -> int:
 
 
 def _parsed(parse: Callable[[str], int], value: Any, where: str, expected: str) -> int:
-    """`parse(value)` with timeutil's reasons, clipped; a value that is no text at all is shown briefly."""
+    """`parse(value)` with stream.model.time's reasons, clipped; a value that is no text at all is shown briefly."""
     if not isinstance(value, str):
         raise DefinitionError([f"{where}: {expected}, got {brief(value)}"])
     try:

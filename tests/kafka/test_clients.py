@@ -17,13 +17,13 @@ from stream.kafka import topics
 
 from stream.kafka import clients
 
-from stream.kafka import definitions_feed as live_definitions
+from stream.kafka import definitions_feed
 
 from stream.runtime import metrics
 
 from stream.tools import produce
 
-from stream.worker import loop as worker
+from stream.worker import loop
 from stream.cli.main import main
 from stream.runtime.settings import WorkerConfig
 from stream.rules.catalog import load_catalog
@@ -137,7 +137,7 @@ def built(monkeypatch):
     def record(config, *args, **kwargs):
         configs.append(dict(config))
         raise _Stop
-    for module in (topics, clients, worker, backfill_plan, backfill_reader, sinks, handoff, live_definitions, produce):
+    for module in (topics, clients, loop, backfill_plan, backfill_reader, sinks, handoff, definitions_feed, produce):
         for name in ("Consumer", "Producer", "AdminClient"):
             # (stream.kafka.clients' own Consumer and Producer are the throwaway ones of kafka_problems)
             if hasattr(module, name) and not (module is clients and name != "AdminClient"):
@@ -165,7 +165,7 @@ def test_topic_set_up_takes_the_security_settings(built):
 
 
 def test_worker_clients_take_the_security_settings(built, tmp_path):
-    w = worker.Worker(_config(), load_catalog())
+    w = loop.Worker(_config(), load_catalog())
     for call in (w._new_producer, lambda: w._changelog_end(0), w._caught_up_feed, w._start_up,
                  lambda: clients.BrokerProbe(w._common(), w.watch, [], {})):
         _reach(call)
@@ -173,8 +173,8 @@ def test_worker_clients_take_the_security_settings(built, tmp_path):
 
 
 def test_commands_clients_take_the_security_settings(built, monkeypatch):
-    _reach(lambda: live_definitions.publish("kafka:9092", SECURE, "defs", "x", None))
-    _reach(lambda: live_definitions.read_topic("kafka:9092", SECURE, "defs"))
+    _reach(lambda: definitions_feed.publish("kafka:9092", SECURE, "defs", "x", None))
+    _reach(lambda: definitions_feed.read_topic("kafka:9092", SECURE, "defs"))
     _reach(lambda: produce.produce("kafka:9092", "t", events=1, kafka=SECURE))          # its topic set-up
     monkeypatch.setattr(produce, "ensure_topics", lambda *a, **k: None)
     _reach(lambda: produce.produce("kafka:9092", "t", events=1, kafka=SECURE))          # its producer
@@ -330,7 +330,7 @@ def test_commands_refuse_what_the_workers_refuse(capsys):
 
 def test_ready_needs_a_partition_answering_brokers_and_the_topics_as_at_start():
     # Before: /readyz 200 with no partition owned (after a wiped broker), or with no broker answering.
-    w = worker.Worker(_config(), load_catalog())
+    w = loop.Worker(_config(), load_catalog())
     w.health.blocked, w.health.ready = w._blocked, True
     w.probe = type("Probe", (), {"topics_problem": None})()
     ready, why = w.health.readiness()
