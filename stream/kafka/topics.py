@@ -23,9 +23,10 @@ class TopicsNotAsExpected(Problems):
         super().__init__(problems, "; ".join(problems))
 
 
-def _admin(client: Mapping[str, object] | str) -> AdminClient:
-    # A plain bootstrap string is for the embedded broker and the tests; the product passes the
-    # whole client configuration (stream.kafka.clients.client_config), security settings included.
+def admin_client(client: Mapping[str, object] | str) -> AdminClient:
+    """The one place an AdminClient is built from a client configuration. A plain bootstrap string is
+    for the embedded broker and the tests; the product passes the whole client configuration
+    (stream.kafka.clients.client_config), security settings and the watch's callbacks included."""
     # (confluent-kafka's AdminClient stub allows no callables in the config; AdminClient takes
     # error_cb and logger as Consumer and Producer do, whose stubs allow Any.)
     return AdminClient({"bootstrap.servers": client} if isinstance(client, str)
@@ -44,7 +45,7 @@ def ensure_topics(client: Mapping[str, object] | str, specs: Iterable[TopicSpec]
     """
     specs = list(specs)
     deadline = time.monotonic() + timeout
-    admin = _admin(client)
+    admin = admin_client(client)
     where = client if isinstance(client, str) else client.get("bootstrap.servers")
     existing = admin.list_topics(timeout=timeout).topics
     new = [

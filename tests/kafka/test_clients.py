@@ -37,7 +37,8 @@ _CONFIG_PARAMS = {"client", "common"}
 # (it has no security settings to take), the throwaway clients that check the properties, and
 # the benchmarks and demo, which run only against the embedded broker they start.
 _EXEMPT = {("kafka/embedded_broker.py", "_wait_ready"), ("kafka/clients.py", "kafka_problems"),
-           ("kafka/topics.py", "_admin")}       # dict(client), or a bare bootstrap string (see the ensure_topics test)
+           # dict(client), or a bare bootstrap string (see the ensure_topics test)
+           ("kafka/topics.py", "admin_client")}
 _EXEMPT_FILES = {"tools/demo.py", "tools/bench"}
 
 
@@ -51,7 +52,7 @@ def _functions(tree: ast.Module):
 
 
 # The client constructors, and the product's classes that take a client config to build theirs.
-_CLIENTS = ("Consumer", "Producer", "AdminClient", "DefinitionsFeed", "BrokerProbe")
+_CLIENTS = ("Consumer", "Producer", "AdminClient", "admin_client", "DefinitionsFeed", "BrokerProbe")
 
 
 def _sites(names=_CLIENTS) -> list[tuple[str, ast.FunctionDef, ast.Call]]:
@@ -121,7 +122,8 @@ def test_every_topic_set_up_takes_the_common_client_config():
 
 def test_the_enumeration_sees_the_sites_that_used_to_ignore_the_settings():
     named = {(f, fn.name) for f, fn, _ in _sites()}
-    assert {("kafka/topics.py", "_admin"), ("tools/produce.py", "produce"), ("kafka/definitions_feed.py", "publish"),
+    assert {("kafka/topics.py", "admin_client"), ("tools/produce.py", "produce"),
+            ("kafka/definitions_feed.py", "publish"),
             ("worker/loop.py", "_new_producer"), ("backfill/handoff.py", "hand_off")} <= named
 
 
@@ -359,7 +361,7 @@ def test_probe_takes_a_topic_problem_only_when_seen_twice_in_a_row(monkeypatch):
             raise answer
         return answer
     monkeypatch.setattr(clients, "topic_problems", problems)
-    monkeypatch.setattr(clients, "AdminClient", lambda config: None)
+    monkeypatch.setattr(clients, "admin_client", lambda config: None)
     probe = clients.BrokerProbe({}, watch, [], {})
     for _ in range(3):          # missing, fine, missing: a broker still loading its metadata
         probe.check()
