@@ -20,7 +20,7 @@ from stream.model.buckets import BUCKETS, MAX_SALT_BYTES, bucket_of
 from stream.model.state import CustomerState
 from stream.model.time import DAY, parse_duration, parse_rfc3339
 from stream.rules import predicates as pr
-from stream.rules.attributes import ATTRS, IDENTITY, STREAM_EVENTS, STREAM_KEYS, Attr
+from stream.rules.attributes import ATTRS, IDENTITY, STREAM_EVENTS, STREAM_KEYS, Attr, Kind
 from stream.rules.bounded_yaml import brief, clip
 from stream.rules.predicates import Test
 from stream.rules.problems import DefinitionError, key_names
@@ -340,7 +340,7 @@ def _parsed(parse: Callable[[str], int], value: Any, where: str, expected: str) 
 
 
 _COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte")
-_OPERATORS_BY_KIND = {
+_OPERATORS_BY_KIND: dict[Kind, set[str]] = {
     "number": {*_COMPARISONS, "in", "exists"},
     "time": {*_COMPARISONS, "within", "ago", "exists"},
     "string": {"eq", "ne", "in", "exists"},
