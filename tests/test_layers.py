@@ -48,9 +48,18 @@ ONLY_IN: dict[str, frozenset[str]] = {
     "mode": frozenset({"faust_runtime"}),        # Faust's service library
     "aiokafka": frozenset({"faust_runtime"}),    # Faust's Kafka client
 }
+# The standard library's ways to reach a clock, a file, a socket, a thread or a process: the pure
+# core (the contracts and the engine) gets time and input from its drivers.
+IO_MODULES = frozenset({"time", "os", "io", "pathlib", "shutil", "tempfile", "socket", "select", "selectors",
+                        "ssl", "http", "urllib", "asyncio", "threading", "multiprocessing", "concurrent",
+                        "subprocess", "signal", "logging", "sched", "random", "secrets", "uuid", "sqlite3"})
 NEVER_IN: dict[str, frozenset[str]] = {
     "runtime": frozenset({"argparse"}),          # settings are built by the CLI, not parsed here
+    "model": IO_MODULES,
+    "engine": IO_MODULES,
 }
+# Calls that would hide an import from this checker, or do I/O without one.
+DYNAMIC_IMPORTS = frozenset({"import_module", "__import__"})
 # Layers that may use the standard library and these libraries only.
 ONLY_STDLIB_AND: dict[str, frozenset[str]] = {
     "errors": frozenset(),
@@ -228,6 +237,27 @@ def test_every_import_points_down_the_layers():
     assert not problems, "imports against the layers:\n" + "\n".join(problems)
 
 
+def hidden_dependencies(root: Path) -> list[str]:
+    """Imports the graph cannot see (importlib.import_module, __import__) anywhere, and open() in
+    the pure core."""
+    problems = []
+    for name, path in modules_under(root).items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+            if called in DYNAMIC_IMPORTS:
+                problems.append(f"{short(name)}:{node.lineno}: {called}() (import it by name)")
+            elif called == "open" and isinstance(node.func, ast.Name) and layer_of(name) in ("model", "engine"):
+                problems.append(f"{short(name)}:{node.lineno}: open() in the pure core")
+    return problems
+
+
+def test_no_import_hidden_from_the_graph_and_no_file_opened_in_the_core():
+    problems = hidden_dependencies(SOURCE)
+    assert not problems, "\n".join(problems)
+
+
 def test_every_package_has_a_layer():
     packages = {layer_of(name) for name in modules_under(SOURCE)}
     assert packages <= set(RANK), f"packages without a layer: {sorted(packages - set(RANK))}"
@@ -241,6 +271,17 @@ def test_no_test_module_imports_another():
                 for name, path in modules.items() for imp in imports_of(name, path, modules)
                 if imp.target.startswith("tests.") and imp.target.rpartition(".")[2].startswith("test_")]
     assert not problems, "test modules importing test modules:\n" + "\n".join(sorted(set(problems)))
+
+
+def test_tests_import_their_helpers_as_the_tests_package():
+    """`import helpers` works only with tests/ put on sys.path by hand: helpers are tests.helpers."""
+    tests = Path(__file__).resolve().parent
+    modules = modules_under(tests)
+    local = {path.stem for path in tests.rglob("*.py")} | {path.name for path in tests.rglob("*") if path.is_dir()}
+    problems = sorted({f"{short_test(imp.importer)} -> {imp.target}"
+                       for name, path in modules.items() for imp in imports_of(name, path, modules)
+                       if imp.target.partition(".")[0] in local - {"tests"} - sys.stdlib_module_names})
+    assert not problems, "tests importing helpers through sys.path:\n" + "\n".join(problems)
 
 
 def short_test(module: str) -> str:
@@ -328,6 +369,34 @@ def test_checker_confines_the_libraries(tmp_path):
         "model.events -> yaml (layer model may not import yaml)",
         "runtime.settings -> argparse (layer runtime may not import argparse)",
         "worker.loop -> faust (layer worker may not import faust)",
+    ]
+
+
+def test_checker_keeps_clocks_files_and_sockets_out_of_the_core(tmp_path):
+    root = package(tmp_path, {
+        "engine/core.py": "import time\nfrom socket import socket\n",
+        "model/state.py": "from os import path\n",
+        "rules/compiler.py": "from pathlib import Path\n",      # rules reads a segments file: fine
+        "runtime/intake.py": "import time\n",
+    })
+    assert layer_violations(scan(root)) == [
+        "engine.core -> socket (layer engine may not import socket)",
+        "engine.core -> time (layer engine may not import time)",
+        "model.state -> os (layer model may not import os)",
+    ]
+
+
+def test_checker_finds_dynamic_imports_and_open_in_the_core(tmp_path):
+    root = package(tmp_path, {
+        "engine/core.py": "def load():\n    return open('x').read()\n",
+        "runtime/batch.py": "import importlib\nm = importlib.import_module('stream.cli.main')\n",
+        "rules/catalog.py": "def read(p):\n    return open(p).read()\n",          # not the core: fine
+        "model/events.py": "x = __import__('stream.worker.loop')\n",
+    })
+    assert sorted(hidden_dependencies(root)) == [
+        "engine.core:2: open() in the pure core",
+        "model.events:1: __import__() (import it by name)",
+        "runtime.batch:2: import_module() (import it by name)",
     ]
 
 

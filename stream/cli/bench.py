@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,15 +53,24 @@ def _engine(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     import logging
 
-    from stream.tools.bench.worker import run_worker_bench
+    from stream.tools.bench.worker import BenchFailed, run_worker_bench
     logging.basicConfig(level=logging.WARNING)
-    return run_worker_bench(events=args.events, customers=args.customers, seed=args.seed, rate=args.rate,
-                            seconds=args.seconds, restore_customers=args.restore_customers)
+    try:
+        return run_worker_bench(events=args.events, customers=args.customers, seed=args.seed, rate=args.rate,
+                                seconds=args.seconds, restore_customers=args.restore_customers)
+    except BenchFailed as exc:
+        print(exc, file=sys.stderr)
+        return 1
 
 
 def _faust(args: argparse.Namespace) -> int:
     from stream.tools.bench.faust_worker import run_faust_bench
-    return run_faust_bench(events=args.events, customers=args.customers, seed=args.seed, runs=args.runs)
+    from stream.tools.bench.worker import BenchFailed
+    try:
+        return run_faust_bench(events=args.events, customers=args.customers, seed=args.seed, runs=args.runs)
+    except BenchFailed as exc:
+        print(exc, file=sys.stderr)
+        return 1
 
 
 def _members(args: argparse.Namespace) -> int:

@@ -58,14 +58,17 @@ def run(args: argparse.Namespace) -> int:
         if config.instance_id is None:
             config = dataclasses.replace(config, instance_id=_instance_id(config.state_dir))
         log.info("configuration: %s", config.describe())
-        if config.runtime == "faust":
-            from stream.faust_runtime.app import run as run_faust
-            return run_faust(config, catalog)     # Faust stops itself on SIGINT and SIGTERM
-        worker = Worker(config, catalog)
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: worker.stop())
         try:
+            if config.runtime == "faust":
+                from stream.faust_runtime.app import run as run_faust
+                return run_faust(config, catalog)     # Faust stops itself on SIGINT and SIGTERM
+            worker = Worker(config, catalog)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: worker.stop())
             worker.run()
+        except HttpSetupError as exc:         # the metrics port cannot be bound (the token file was read above)
+            print(f"segments worker: {exc}", file=sys.stderr)
+            return 1
         except TopicsNotAsExpected as exc:
             # Exit 3: a restart (Kubernetes, compose) creates missing topics again at start-up.
             log.error("stopping: %s. Every committed batch is in Kafka and in the local state; "

@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Iterator
 import faust
 import faust.streams
 from aiokafka.errors import IllegalStateError
-from confluent_kafka.admin import AdminClient
 from faust.types import TP, EventT
 
 from stream.definitions.live import LiveDefinitions
@@ -32,7 +31,7 @@ from stream.engine.core import Engine
 from stream.errors import SegmentsError
 from stream.inspect.routes import definitions_route
 from stream.faust_runtime.fixes import HoldingApp, refuse_auto_creation
-from stream.kafka.topics import ensure_topics
+from stream.kafka.topics import admin_client, ensure_topics
 from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, LibraryLogBound, partition_counts,
                                   until_reachable, worker_client_config)
 from stream.kafka.definitions_feed import DefinitionsFeed, caught_up_feed
@@ -552,9 +551,7 @@ class FaustWorker:
         """Partition p of every keyed input topic must feed engine p, and Faust reads the topics as
         they are: each needs the worker's partition count (the co-partitioning of the ticks and
         changelog topics with the input rests on it too)."""
-        # (confluent-kafka's stubs type config values as str, int, float or bool: the watch's
-        # callbacks are values too)
-        admin = AdminClient(worker_client_config(self.s, self.watch))  # type: ignore[arg-type]
+        admin = admin_client(worker_client_config(self.s, self.watch))
         found = admin.list_topics(timeout=ATTEMPT_SECONDS).topics
         wrong = {t: len(found[t].partitions) for t in self.s.keyed_topics
                  if len(found[t].partitions) != self.s.partitions}

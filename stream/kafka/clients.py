@@ -20,10 +20,9 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient
 
 from stream.runtime import metrics
-from stream.kafka.topics import TopicSpec, topic_problems
+from stream.kafka.topics import TopicSpec, admin_client, topic_problems
 from stream.runtime.settings import WorkerConfig
 
 REPORT_EVERY = 30.0             # seconds between two reports of the same ongoing broker trouble
@@ -271,9 +270,7 @@ class BrokerProbe:
         self.watch, self.specs, self.partitions = watch, specs, dict(partitions)
         self.every, self.confirm = every, confirm
         self.topics_problem: str | None = None
-        # confluent-kafka's AdminClient stub allows no callables in the config; AdminClient takes
-        # error_cb and logger as Consumer and Producer do (whose stubs allow Any).
-        self._admin = AdminClient(dict(client))  # type: ignore[arg-type]
+        self._admin = admin_client(client)
         self._seen = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="broker-probe", daemon=True)
@@ -316,7 +313,5 @@ class BrokerProbe:
 
 def partition_counts(client: Mapping[str, object], names: list[str], timeout: float = 30.0) -> dict[str, int]:
     """Each topic's partition count now (those that exist)."""
-    # confluent-kafka's AdminClient stub allows no callables in the config; AdminClient takes
-    # error_cb and logger as Consumer and Producer do (whose stubs allow Any).
-    found = AdminClient(dict(client)).list_topics(timeout=timeout).topics  # type: ignore[arg-type]
+    found = admin_client(client).list_topics(timeout=timeout).topics
     return {name: len(found[name].partitions) for name in names if name in found and found[name].partitions}

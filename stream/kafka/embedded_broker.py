@@ -23,6 +23,8 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from stream.errors import SegmentsError
+
 # Tansu also takes its options from the environment. The flags given in start() win over theirs;
 # these two have no flag there and would turn on schema validation of every record, or span export
 # to whatever collector the caller's own environment names.
@@ -50,7 +52,7 @@ def _dies_with_us() -> Callable[[], None] | None:
     return preexec
 
 
-class BrokerStartError(RuntimeError):
+class BrokerStartError(SegmentsError, RuntimeError):
     """The embedded broker did not come up; the message carries the tail of its log."""
 
 

@@ -9,20 +9,24 @@ from collections.abc import Iterable, Mapping
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
+from stream.errors import Problems
+
 TopicSpec = tuple[str, int, Mapping[str, str | int]]
 
 
-class TopicsNotAsExpected(RuntimeError):
+class TopicsNotAsExpected(Problems):
     """Topics the worker needs are missing or not as it created them; each problem named."""
 
+    heading = "topics not as expected"
+
     def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("; ".join(problems))
+        super().__init__(problems, "; ".join(problems))
 
 
-def _admin(client: Mapping[str, object] | str) -> AdminClient:
-    # A plain bootstrap string is for the embedded broker and the tests; the product passes the
-    # whole client configuration (stream.kafka.clients.client_config), security settings included.
+def admin_client(client: Mapping[str, object] | str) -> AdminClient:
+    """The one place an AdminClient is built from a client configuration. A plain bootstrap string is
+    for the embedded broker and the tests; the product passes the whole client configuration
+    (stream.kafka.clients.client_config), security settings and the watch's callbacks included."""
     # (confluent-kafka's AdminClient stub allows no callables in the config; AdminClient takes
     # error_cb and logger as Consumer and Producer do, whose stubs allow Any.)
     return AdminClient({"bootstrap.servers": client} if isinstance(client, str)
@@ -41,7 +45,7 @@ def ensure_topics(client: Mapping[str, object] | str, specs: Iterable[TopicSpec]
     """
     specs = list(specs)
     deadline = time.monotonic() + timeout
-    admin = _admin(client)
+    admin = admin_client(client)
     where = client if isinstance(client, str) else client.get("bootstrap.servers")
     existing = admin.list_topics(timeout=timeout).topics
     new = [

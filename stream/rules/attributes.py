@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from stream.model import events as ev
 from stream.model.state import CustomerState
@@ -27,10 +27,15 @@ CHANGED_BY: dict[type, frozenset[str]] = {
 IDENTITY = "identity"
 
 
+# What an attribute holds, which decides the operators it takes (stream.rules.compiler): "any" is
+# a custom field (any JSON scalar), "bucket" the customer's hash bucket.
+Kind = Literal["number", "time", "string", "date", "bool", "set", "any", "bucket"]
+
+
 @dataclass(frozen=True)
 class Attr:
     name: str
-    kind: str            # number | time | string | date | bool | set | any
+    kind: Kind
     group: str           # state field group it reads
     get: Callable[[CustomerState], Any]
 

@@ -20,7 +20,7 @@ from stream.model.buckets import BUCKETS, MAX_SALT_BYTES, bucket_of
 from stream.model.state import CustomerState
 from stream.model.time import DAY, parse_duration, parse_rfc3339
 from stream.rules import predicates as pr
-from stream.rules.attributes import ATTRS, IDENTITY, STREAM_EVENTS, STREAM_KEYS, Attr
+from stream.rules.attributes import ATTRS, IDENTITY, STREAM_EVENTS, STREAM_KEYS, Attr, Kind
 from stream.rules.bounded_yaml import brief, clip
 from stream.rules.predicates import Test
 from stream.rules.problems import DefinitionError, key_names
@@ -330,7 +330,7 @@ def _duration(value: Any, where: str) -> int:
 
 
 def _parsed(parse: Callable[[str], int], value: Any, where: str, expected: str) -> int:
-    """`parse(value)` with timeutil's reasons, clipped; a value that is no text at all is shown briefly."""
+    """`parse(value)` with stream.model.time's reasons, clipped; a value that is no text at all is shown briefly."""
     if not isinstance(value, str):
         raise DefinitionError([f"{where}: {expected}, got {brief(value)}"])
     try:
@@ -340,7 +340,7 @@ def _parsed(parse: Callable[[str], int], value: Any, where: str, expected: str) 
 
 
 _COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte")
-_OPERATORS_BY_KIND = {
+_OPERATORS_BY_KIND: dict[Kind, set[str]] = {
     "number": {*_COMPARISONS, "in", "exists"},
     "time": {*_COMPARISONS, "within", "ago", "exists"},
     "string": {"eq", "ne", "in", "exists"},

@@ -32,6 +32,8 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import create_server
 
+from stream.errors import SegmentsError
+
 
 # Bounds of the server (README, "HTTP: what is served, and to whom").
 THREADS = 6                  # requests answered at once
@@ -52,7 +54,7 @@ MAX_TOKEN_FILE_BYTES = 4096  # a token is one short line; more is the wrong file
 REALM = 'Bearer realm="segments"'
 
 
-class HttpSetupError(Exception):
+class HttpSetupError(SegmentsError):
     """The server cannot start as configured (unreadable token file, address not bindable)."""
 
 

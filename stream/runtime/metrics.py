@@ -17,7 +17,7 @@ from stream.engine.timers import TimerIndex
 from stream.model.changes import SegmentChange
 from stream.model.state import on_shed
 from stream.model.time import SECOND
-from stream.runtime.http import App, HttpSetupError, Request, Response, Route, Server, read_token
+from stream.runtime.http import App, Request, Response, Route, Server, read_token
 
 log = logging.getLogger("segments.http")
 _TEXT = "text/plain; charset=utf-8"
@@ -114,12 +114,10 @@ def serve(port: int, health: Health, routes: Iterable[Route] = (), host: str = "
           token_file: Path | None = None) -> Server:
     """/metrics and the probes (open, for Prometheus and Kubernetes) and `routes` (stream.inspect.routes:
     personal data, served only with the bearer token in `token_file`; off without one), on host:port.
-    Raises SystemExit naming the problem when the token file or the address is unusable."""
-    try:
-        token = read_token(token_file) if token_file is not None else None
-        server = Server(App([*_probes(health), *routes], token), host, port)
-    except HttpSetupError as exc:
-        raise SystemExit(f"segments worker: {exc}") from None
+    Raises HttpSetupError naming the problem when the token file or the address is unusable (the
+    command turns it into its exit status)."""
+    token = read_token(token_file) if token_file is not None else None
+    server = Server(App([*_probes(health), *routes], token), host, port)
     UP.set(1)
     private = [r.path for r in server.app.routes if not r.public]
     exposure = ("none on this runtime" if not private else

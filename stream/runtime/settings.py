@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 from stream.errors import Problems
@@ -41,7 +42,8 @@ RUNTIMES: tuple[Runtime, ...] = get_args(Runtime)
 @dataclass(frozen=True)
 class WorkerConfig:
     bootstrap_servers: str | None = None          # None: start the embedded broker
-    kafka: Mapping[str, str] = field(default_factory=dict)   # librdkafka settings passed through
+    # librdkafka settings passed through; read-only, as the rest of the frozen settings
+    kafka: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     input_topics: tuple[str, ...] = ("shop-events",)   # keyed by customer id (murmur2 partitioner)
     routed_topics: tuple[str, ...] = ()           # keyed otherwise: re-keyed through the repartition topic
     changes_topic: str = "segment-changes"
@@ -72,6 +74,10 @@ class WorkerConfig:
     runtime: Runtime = "native"                   # "faust": the same product as a Faust app (stream.faust_runtime.app)
     http_host: str = "0.0.0.0"                    # bind address of --metrics-port (probes must reach it)
     http_token_file: Path | None = None           # None: the personal-data HTTP routes are off
+
+    def __post_init__(self) -> None:
+        # frozen= stops assignment, not a change inside the passthrough map: a read-only copy
+        object.__setattr__(self, "kafka", MappingProxyType(dict(self.kafka)))
 
     @property
     def exactly_once(self) -> bool:

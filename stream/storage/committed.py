@@ -25,6 +25,7 @@ from pathlib import Path
 
 from rocksdict import AccessType, Options, Rdict
 
+from stream.errors import SegmentsError
 from stream.model.state import CustomerState, load_state
 from stream.storage.keys import META, STREAM_TIME_KEY, unpack_time
 from stream.storage.rocksdb_store import raw_items
@@ -32,7 +33,7 @@ from stream.storage.rocksdb_store import raw_items
 _PARTITION_DIR = re.compile(r"p(\d+)")
 
 
-class NoStores(LookupError):
+class NoStores(SegmentsError, LookupError):
     """No partition store where the settings point."""
 
 

@@ -23,13 +23,12 @@ from collections import Counter as TallyCounter
 from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from stream.definitions.live import LiveDefinitions
 from stream.definitions.resolution import file_definitions
 from stream.engine.core import Engine
 from stream.inspect.routes import segment_routes
-from stream.kafka.topics import TopicsNotAsExpected, ensure_topics, topic_problems
+from stream.kafka.topics import TopicsNotAsExpected, admin_client, ensure_topics, topic_problems
 from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, unreachable,
                                   until_reachable, worker_client_config)
 from stream.kafka.definitions_feed import DefinitionsFeed, caught_up_feed
@@ -173,9 +172,7 @@ class Worker:
             ensure_topics(client, specs, replication_factor=s.replication_factor, timeout=ATTEMPT_SECONDS)
             # Partition p of every keyed topic feeds engine p and restores from changelog partition p.
             exact = {name: s.partitions for name in (*s.keyed_topics, s.changelog_topic)}
-            # (confluent-kafka's stubs type config values as str, int, float or bool: the watch's
-            # callbacks are values too)
-            admin = AdminClient(dict(client))  # type: ignore[arg-type]
+            admin = admin_client(client)
             problems = topic_problems(admin, specs, exact, timeout=ATTEMPT_SECONDS)
             if problems:
                 raise TopicsNotAsExpected(problems)

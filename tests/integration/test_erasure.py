@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from rocksdict import AccessType, Options, Rdict
 
-from stream.faust_runtime import app as faust_app
+from stream.faust_runtime import app as faust_runtime
 from stream.kafka.topics import ensure_topics
 from stream.runtime.settings import WorkerConfig
 from stream.rules.catalog import load_catalog
@@ -36,7 +36,7 @@ def test_the_broker_holds_the_erasure_bounds_of_every_topic(kafka_bootstrap, uni
         changes_topic=f"{unique_topic}-changes", membership_topic=f"{unique_topic}-membership",
         dead_letter_topic=f"{unique_topic}-dead", definitions_topic=f"{unique_topic}-defs",
         erasure_max_lag_ms=3_600_000, changes_retention_ms=2 * 86_400_000, dead_letter_retention_ms=86_400_000)
-    specs = {spec[0]: spec for spec in [*worker_topics(config), *faust_app.topics(config)]}
+    specs = {spec[0]: spec for spec in [*worker_topics(config), *faust_runtime.topics(config)]}
     ensure_topics(kafka_bootstrap, specs.values())
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     wanted = personal_topics(config)
@@ -112,7 +112,7 @@ def test_the_faust_runtime_compacts_erased_customers_out_of_its_table(kafka_boot
     """The same three lifetimes for the Faust runtime's RocksDB table (one database per partition)."""
     city = uuid.uuid4().hex
     s = names(unique_topic)
-    ensure_topics(kafka_bootstrap, faust_app.topics(s))
+    ensure_topics(kafka_bootstrap, faust_runtime.topics(s))
     lines = _lines(city)
     conformance.produce(kafka_bootstrap, s.input_topics[0], lines[:-1])
     state = tmp_path / "faust-state"
@@ -178,7 +178,7 @@ def test_a_faust_table_away_longer_than_tombstones_live_is_restored_whole(kafka_
                                                                           tmp_path, days_away, rebuilt):
     """The same for the Faust runtime's partition databases."""
     s = names(unique_topic)
-    ensure_topics(kafka_bootstrap, faust_app.topics(s))
+    ensure_topics(kafka_bootstrap, faust_runtime.topics(s))
     lines = _lines(uuid.uuid4().hex)[:-1]
     conformance.produce(kafka_bootstrap, s.input_topics[0], lines)
     state = tmp_path / "faust-state"

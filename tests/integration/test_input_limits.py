@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 from confluent_kafka import Producer
 
-from stream.faust_runtime import app as faust_app
+from stream.faust_runtime import app as faust_runtime
 from stream.kafka.topics import ensure_topics
 from stream.rules.catalog import load_catalog
 from stream.worker.loop import Worker
@@ -73,7 +73,7 @@ def test_native_worker_dead_letters_hostile_input_and_keeps_applying(kafka_boots
 
 def test_faust_runtime_dead_letters_hostile_input_and_keeps_applying(kafka_bootstrap, unique_topic, start):  # noqa: F811
     s = names(unique_topic)
-    ensure_topics(kafka_bootstrap, faust_app.topics(s))
+    ensure_topics(kafka_bootstrap, faust_runtime.topics(s))
     _produce(kafka_bootstrap, s.input_topics[0])
     worker = start(s, "--idle-advance-ms", "0")
     worker.wait_committed({s.input_topics[0]: len(HOSTILE) + len(GOOD)}, timeout=90)

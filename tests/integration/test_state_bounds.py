@@ -7,7 +7,7 @@ import json
 
 from prometheus_client import REGISTRY
 
-from stream.faust_runtime import app as faust_app
+from stream.faust_runtime import app as faust_runtime
 from stream.kafka.topics import ensure_topics
 from stream.runtime.settings import WorkerConfig
 from stream.model.events import MAX_CUSTOM_KEY_CHARS, MAX_CUSTOM_KEYS, MAX_CUSTOM_TEXT_CHARS
@@ -80,7 +80,7 @@ def test_oversized_custom_attributes_do_not_stop_the_partition(kafka_bootstrap, 
 def test_faust_runtime_bounds_its_table_the_same_way(kafka_bootstrap, unique_topic, start):
     oversized, heavy, good = _inputs()
     s = names(unique_topic)
-    ensure_topics(kafka_bootstrap, faust_app.topics(s))
+    ensure_topics(kafka_bootstrap, faust_runtime.topics(s))
     lines = [*oversized, heavy, *good]
     conformance.produce(kafka_bootstrap, s.input_topics[0], lines)
     worker = start(s, "--idle-advance-ms", "0")
@@ -89,4 +89,4 @@ def test_faust_runtime_bounds_its_table_the_same_way(kafka_bootstrap, unique_top
     worker.wait_committed({s.input_topics[0]: len(lines) + len(LATER)})
     assert 'segments_state_truncated_total{reason="custom"}' in worker.get("/metrics")[1]
     worker.terminate()
-    _assert_bounded_and_applied(kafka_bootstrap, s, faust_app.changelog_topic(s), oversized)
+    _assert_bounded_and_applied(kafka_bootstrap, s, faust_runtime.changelog_topic(s), oversized)

@@ -17,13 +17,13 @@ from stream.kafka import topics
 
 from stream.kafka import clients
 
-from stream.kafka import definitions_feed as live_definitions
+from stream.kafka import definitions_feed
 
 from stream.runtime import metrics
 
 from stream.tools import produce
 
-from stream.worker import loop as worker
+from stream.worker import loop
 from stream.cli.main import main
 from stream.runtime.settings import WorkerConfig
 from stream.rules.catalog import load_catalog
@@ -37,7 +37,8 @@ _CONFIG_PARAMS = {"client", "common"}
 # (it has no security settings to take), the throwaway clients that check the properties, and
 # the benchmarks and demo, which run only against the embedded broker they start.
 _EXEMPT = {("kafka/embedded_broker.py", "_wait_ready"), ("kafka/clients.py", "kafka_problems"),
-           ("kafka/topics.py", "_admin")}       # dict(client), or a bare bootstrap string (see the ensure_topics test)
+           # dict(client), or a bare bootstrap string (see the ensure_topics test)
+           ("kafka/topics.py", "admin_client")}
 _EXEMPT_FILES = {"tools/demo.py", "tools/bench"}
 
 
@@ -51,7 +52,7 @@ def _functions(tree: ast.Module):
 
 
 # The client constructors, and the product's classes that take a client config to build theirs.
-_CLIENTS = ("Consumer", "Producer", "AdminClient", "DefinitionsFeed", "BrokerProbe")
+_CLIENTS = ("Consumer", "Producer", "AdminClient", "admin_client", "DefinitionsFeed", "BrokerProbe")
 
 
 def _sites(names=_CLIENTS) -> list[tuple[str, ast.FunctionDef, ast.Call]]:
@@ -121,7 +122,8 @@ def test_every_topic_set_up_takes_the_common_client_config():
 
 def test_the_enumeration_sees_the_sites_that_used_to_ignore_the_settings():
     named = {(f, fn.name) for f, fn, _ in _sites()}
-    assert {("kafka/topics.py", "_admin"), ("tools/produce.py", "produce"), ("kafka/definitions_feed.py", "publish"),
+    assert {("kafka/topics.py", "admin_client"), ("tools/produce.py", "produce"),
+            ("kafka/definitions_feed.py", "publish"),
             ("worker/loop.py", "_new_producer"), ("backfill/handoff.py", "hand_off")} <= named
 
 
@@ -137,7 +139,7 @@ def built(monkeypatch):
     def record(config, *args, **kwargs):
         configs.append(dict(config))
         raise _Stop
-    for module in (topics, clients, worker, backfill_plan, backfill_reader, sinks, handoff, live_definitions, produce):
+    for module in (topics, clients, loop, backfill_plan, backfill_reader, sinks, handoff, definitions_feed, produce):
         for name in ("Consumer", "Producer", "AdminClient"):
             # (stream.kafka.clients' own Consumer and Producer are the throwaway ones of kafka_problems)
             if hasattr(module, name) and not (module is clients and name != "AdminClient"):
@@ -165,7 +167,7 @@ def test_topic_set_up_takes_the_security_settings(built):
 
 
 def test_worker_clients_take_the_security_settings(built, tmp_path):
-    w = worker.Worker(_config(), load_catalog())
+    w = loop.Worker(_config(), load_catalog())
     for call in (w._new_producer, lambda: w._changelog_end(0), w._caught_up_feed, w._start_up,
                  lambda: clients.BrokerProbe(w._common(), w.watch, [], {})):
         _reach(call)
@@ -173,8 +175,8 @@ def test_worker_clients_take_the_security_settings(built, tmp_path):
 
 
 def test_commands_clients_take_the_security_settings(built, monkeypatch):
-    _reach(lambda: live_definitions.publish("kafka:9092", SECURE, "defs", "x", None))
-    _reach(lambda: live_definitions.read_topic("kafka:9092", SECURE, "defs"))
+    _reach(lambda: definitions_feed.publish("kafka:9092", SECURE, "defs", "x", None))
+    _reach(lambda: definitions_feed.read_topic("kafka:9092", SECURE, "defs"))
     _reach(lambda: produce.produce("kafka:9092", "t", events=1, kafka=SECURE))          # its topic set-up
     monkeypatch.setattr(produce, "ensure_topics", lambda *a, **k: None)
     _reach(lambda: produce.produce("kafka:9092", "t", events=1, kafka=SECURE))          # its producer
@@ -330,7 +332,7 @@ def test_commands_refuse_what_the_workers_refuse(capsys):
 
 def test_ready_needs_a_partition_answering_brokers_and_the_topics_as_at_start():
     # Before: /readyz 200 with no partition owned (after a wiped broker), or with no broker answering.
-    w = worker.Worker(_config(), load_catalog())
+    w = loop.Worker(_config(), load_catalog())
     w.health.blocked, w.health.ready = w._blocked, True
     w.probe = type("Probe", (), {"topics_problem": None})()
     ready, why = w.health.readiness()
@@ -359,7 +361,7 @@ def test_probe_takes_a_topic_problem_only_when_seen_twice_in_a_row(monkeypatch):
             raise answer
         return answer
     monkeypatch.setattr(clients, "topic_problems", problems)
-    monkeypatch.setattr(clients, "AdminClient", lambda config: None)
+    monkeypatch.setattr(clients, "admin_client", lambda config: None)
     probe = clients.BrokerProbe({}, watch, [], {})
     for _ in range(3):          # missing, fine, missing: a broker still loading its metadata
         probe.check()

@@ -190,14 +190,14 @@ def test_without_the_token_only_the_open_routes_answer(parts, token_on):
 def test_unusable_token_files_stop_the_start_naming_the_problem_not_the_content(tmp_path, content, problem):
     path = tmp_path / "token"
     path.write_text(content)
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(http_server.HttpSetupError) as info:
         metrics.serve(free_port(), metrics.Health(), personal(), LOOPBACK, path)
     assert problem in str(info.value) and str(path) in str(info.value)
     assert all(word not in str(info.value) for word in content.split())
 
 
 def test_a_missing_token_file_stops_the_start(tmp_path):
-    with pytest.raises(SystemExit, match="cannot read"):
+    with pytest.raises(http_server.HttpSetupError, match="cannot read"):
         metrics.serve(free_port(), metrics.Health(), personal(), LOOPBACK, tmp_path / "absent")
 
 
@@ -271,8 +271,21 @@ def test_the_bind_address_is_honoured_and_logged_as_bound(serving, caplog):
 
 def test_an_address_that_cannot_be_bound_stops_the_start(serving):
     taken = serving()
-    with pytest.raises(SystemExit, match=f"cannot serve HTTP on 127.0.0.1 port {taken.port}"):
+    with pytest.raises(http_server.HttpSetupError, match=f"cannot serve HTTP on 127.0.0.1 port {taken.port}"):
         metrics.serve(taken.port, metrics.Health(), (), LOOPBACK)
+
+
+@pytest.mark.parametrize("runtime", ["native", "faust"])
+def test_segments_worker_exits_1_naming_a_metrics_port_it_cannot_bind(serving, tmp_path, runtime):
+    """The runtimes raise; the command says why and exits 1 (no SystemExit from inside a runtime)."""
+    taken = serving()
+    done = subprocess.run([sys.executable, "-m", "stream.cli", "worker", "--runtime", runtime,
+                           "--guarantee", "at_least_once", "--bootstrap-servers", "127.0.0.1:1",
+                           "--metrics-port", str(taken.port), "--http-host", LOOPBACK,
+                           "--state-dir", str(tmp_path / "state")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert f"segments worker: cannot serve HTTP on 127.0.0.1 port {taken.port}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
 
 
 # ---- clients that hold, flood or leave ------------------------------------------------------------

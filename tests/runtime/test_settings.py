@@ -601,3 +601,12 @@ def test_a_routed_topic_cannot_also_be_an_input():
     with pytest.raises(ConfigError) as err:
         load(["--input-topics", "a,b", "--routed-topics", "b"])
     assert "topic 'b' is used for more than one purpose" in str(err.value)
+
+
+def test_the_settings_are_frozen_the_passthrough_map_too():
+    config = load(["-X", "client.id=a"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.group_id = "other"
+    with pytest.raises(TypeError):
+        config.kafka["client.id"] = "b"
+    assert dataclasses.replace(config, group_id="g").kafka == {"client.id": "a"}

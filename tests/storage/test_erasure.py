@@ -9,7 +9,7 @@ import uuid
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from stream.faust_runtime import app as faust_app
+from stream.faust_runtime import app as faust_runtime
 from stream.backfill.sinks import topic_spec
 from stream.runtime.settings import WorkerConfig
 from stream.engine.core import Engine
@@ -30,7 +30,7 @@ _CONFIGS = st.builds(lambda lag, changes, dead, routed: WorkerConfig(
 def test_every_topic_with_personal_data_has_a_bounded_lifetime(config):
     topics = personal_topics(config)
     assert set(topics) == {*config.keyed_topics, config.changes_topic, config.dead_letter_topic,
-                           config.membership_topic, config.changelog_topic, faust_app.changelog_topic(config)}
+                           config.membership_topic, config.changelog_topic, faust_runtime.changelog_topic(config)}
     for name, configs in topics.items():
         wanted = expected(config, name)
         assert {k: configs.get(k) for k in wanted} == wanted, name

@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from stream.tools.bench.worker import PARTITIONS, _consume_decode_rate, _produce
+from stream.tools.bench.worker import PARTITIONS, BenchFailed, _consume_decode_rate, _produce
 from stream.kafka.embedded_broker import EmbeddedBroker
 from stream.kafka.topics import ensure_topics
 from stream.tools.synth import shopper_events
@@ -74,19 +74,19 @@ def _rate(bootstrap: str, runtime: str, group: str, total: int, state_dir: str) 
             if done >= total:
                 break
             if worker.poll() is not None:
-                raise SystemExit(f"the {runtime} worker exited with status {worker.returncode}:\n{_tail(state_dir)}")
+                raise BenchFailed(f"the {runtime} worker exited with status {worker.returncode}:\n{_tail(state_dir)}")
             time.sleep(0.05)
         else:
-            raise SystemExit(f"the {runtime} worker did not finish within 600 s:\n{_tail(state_dir)}")
+            raise BenchFailed(f"the {runtime} worker did not finish within 600 s:\n{_tail(state_dir)}")
     finally:
         probe.close()
         worker.terminate()
         worker.wait(60)
     if first is None:      # (none of the events committed: there were none)
-        raise SystemExit("too few events to measure a rate: raise --events")
+        raise BenchFailed("too few events to measure a rate: raise --events")
     start, before = first
     if now - start < 1.0:
-        raise SystemExit("too few events to measure a rate: raise --events")
+        raise BenchFailed("too few events to measure a rate: raise --events")
     return (total - before) / (now - start)
 
 

@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from stream.errors import SegmentsError
 from stream.kafka.embedded_broker import EmbeddedBroker
 from stream.kafka.topics import ensure_topics
 from stream.model.events import Decoder
@@ -33,6 +34,10 @@ from stream.runtime.settings import WorkerConfig
 from stream.tools.bench.samples import sample_states
 from stream.tools.synth import shopper_events
 from stream.worker.loop import Worker
+
+
+class BenchFailed(SegmentsError):
+    """A benchmark that could not measure what it measures (`segments bench` says why, exit 1)."""
 
 PARTITIONS = 4
 _METRICS_PORT = 9399
@@ -126,7 +131,7 @@ def _worker_rate(config: WorkerConfig, total: int) -> float:
     worker.stop()
     thread.join()
     if len(marks) < 3:
-        raise SystemExit("too few events to measure a rate: raise --events")
+        raise BenchFailed("too few events to measure a rate: raise --events")
     first_at, first_events = marks[0]
     return (total - first_events) / (marks[-1][0] - first_at)
 
@@ -194,7 +199,7 @@ def _wait_applied(events: int, timeout: float) -> None:
         if applied >= events:
             return
         time.sleep(0.2)
-    raise SystemExit(f"the worker did not take {events} events within {timeout:.0f} s")
+    raise BenchFailed(f"the worker did not take {events} events within {timeout:.0f} s")
 
 
 def _histogram_quantile(port: int, name: str, q: float) -> float:
