@@ -11,7 +11,7 @@ from stream.backfill.definitions import handoff_record
 from stream.backfill.plan import Span, consumer_config
 from stream.backfill.sinks import produce, topic_spec
 from stream.engine.store import MemoryStore
-from stream.kafka.topics import ensure_topics
+from stream.kafka.topic_admin import ensure_topics
 from stream.kafka.clients import worker_client_config
 from stream.model.state import dump_state
 from stream.rules.catalog import Catalog

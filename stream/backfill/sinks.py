@@ -6,7 +6,7 @@ from typing import BinaryIO
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from stream.kafka.topics import ensure_topics
+from stream.kafka.topic_admin import ensure_topics
 from stream.kafka.clients import worker_client_config
 from stream.model.changes import SegmentChange, encode_change
 from stream.replay.driver import write_changes

@@ -3,46 +3,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    bp = sub.add_parser("bench", help="measure speed and state size (prints a table)")
-    bench = bp.add_subparsers(dest="bench", required=True)
-    be = bench.add_parser("engine", help="the engine alone on one core, beside msgspec decode")
-    be.add_argument("--customers", type=int, default=1_000_000)
-    be.add_argument("--events", type=int, default=3_000_000)
-    be.add_argument("--seed", type=int, default=7)
-    be.set_defaults(run=_engine)
-    bw = bench.add_parser("worker", help="the native worker on the embedded broker, beside consume + decode")
-    bw.add_argument("--events", type=int, default=300_000)
-    bw.add_argument("--customers", type=int, default=100_000)
-    bw.add_argument("--rate", type=int, default=10_000, help="events/s offered in the latency run")
-    bw.add_argument("--seconds", type=float, default=20, help="length of the latency run")
-    bw.add_argument("--restore-customers", type=int, default=1_000_000)
-    bw.add_argument("--seed", type=int, default=7)
-    bw.set_defaults(run=_worker)
-    bf = bench.add_parser("faust", help="the Faust runtime beside the native worker (at_least_once), "
-                                        "beside consume + decode")
-    bf.add_argument("--events", type=int, default=100_000)
-    bf.add_argument("--customers", type=int, default=20_000)
-    bf.add_argument("--runs", type=int, default=3, help="runs per runtime; the median is the figure")
-    bf.add_argument("--seed", type=int, default=7)
-    bf.set_defaults(run=_faust)
-    bm = bench.add_parser("members", help="export a segment's members from 1M customers' stores, beside raw iteration")
-    bm.add_argument("--customers", type=int, default=1_000_000)
-    bm.add_argument("--partitions", type=int, default=8)
-    bm.add_argument("--seed", type=int, default=7)
-    bm.set_defaults(run=_members)
-    bb = bench.add_parser("backfill", help="segments backfill on the embedded broker, beside consume + decode")
-    bb.add_argument("--events", type=int, default=300_000)
-    bb.add_argument("--customers", type=int, default=100_000)
-    bb.add_argument("--seed", type=int, default=7)
-    bb.set_defaults(run=_backfill)
-    br = bench.add_parser("redefine", help="re-evaluating one changed segment over stored customers, "
-                                           "beside iterating and decoding the same states")
-    br.add_argument("--customers", type=int, default=1_000_000)
-    br.add_argument("--seed", type=int, default=7)
-    br.set_defaults(run=_redefine)
+from collections.abc import Callable
+from typing import NamedTuple
 
 
 def _engine(args: argparse.Namespace) -> int:
@@ -86,3 +48,51 @@ def _backfill(args: argparse.Namespace) -> int:
 def _redefine(args: argparse.Namespace) -> int:
     from stream.tools.bench.redefine import run_redefine_bench
     return run_redefine_bench(customers=args.customers, seed=args.seed)
+
+
+class _Flag(NamedTuple):
+    """A benchmark's flag: an integer unless `kind` says otherwise."""
+
+    name: str
+    default: float
+    help: str | None = None             # None: the name says it
+    kind: Callable[[str], float] = int
+
+
+class _Bench(NamedTuple):
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace], int]
+    flags: tuple[_Flag, ...]           # and --seed, which every benchmark takes last
+
+
+_SEED = _Flag("--seed", 7)
+# In the order `segments bench --help` lists them.
+_BENCHES = (
+    _Bench("engine", "the engine alone on one core, beside msgspec decode", _engine,
+           (_Flag("--customers", 1_000_000), _Flag("--events", 3_000_000))),
+    _Bench("worker", "the native worker on the embedded broker, beside consume + decode", _worker,
+           (_Flag("--events", 300_000), _Flag("--customers", 100_000),
+            _Flag("--rate", 10_000, "events/s offered in the latency run"),
+            _Flag("--seconds", 20, "length of the latency run", float), _Flag("--restore-customers", 1_000_000))),
+    _Bench("faust", "the Faust runtime beside the native worker (at_least_once), beside consume + decode", _faust,
+           (_Flag("--events", 100_000), _Flag("--customers", 20_000),
+            _Flag("--runs", 3, "runs per runtime; the median is the figure"))),
+    _Bench("members", "export a segment's members from 1M customers' stores, beside raw iteration", _members,
+           (_Flag("--customers", 1_000_000), _Flag("--partitions", 8))),
+    _Bench("backfill", "segments backfill on the embedded broker, beside consume + decode", _backfill,
+           (_Flag("--events", 300_000), _Flag("--customers", 100_000))),
+    _Bench("redefine", "re-evaluating one changed segment over stored customers, beside iterating and decoding "
+                       "the same states", _redefine,
+           (_Flag("--customers", 1_000_000),)),
+)
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bp = sub.add_parser("bench", help="measure speed and state size (prints a table)")
+    bench = bp.add_subparsers(dest="bench", required=True)
+    for b in _BENCHES:
+        parser = bench.add_parser(b.name, help=b.help)
+        for flag in (*b.flags, _SEED):
+            parser.add_argument(flag.name, type=flag.kind, default=flag.default, help=flag.help)
+        parser.set_defaults(run=b.run)

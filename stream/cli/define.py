@@ -21,7 +21,7 @@ from stream.cli.settings_args import add_kafka_arguments, kafka_properties
 from stream.kafka.definitions_feed import DefinitionsFeed, publish, read_topic
 from stream.definitions.resolution import file_definitions, parse_record, version_of
 from stream.kafka.clients import client_config
-from stream.kafka.topics import ensure_topics
+from stream.kafka.topic_admin import ensure_topics
 from stream.runtime.topics import DEFINITIONS_CONFIG
 from stream.rules.bounded_yaml import DEFINITION, DocumentError, read_file
 from stream.rules.catalog import Catalog, compile_catalog, load_catalog

@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from stream.model.time import SECOND, parse_rfc3339
-from stream.runtime.settings import WorkerConfig, parse_millis
+from stream.runtime.options import parse_millis
+from stream.runtime.settings import WorkerConfig
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
-from stream.runtime.settings import (CONFIG_ENV, DEFAULTS, KAFKA_ENV_PREFIX, OPTIONS, ConfigError, Flags, WorkerConfig,
-                                     env_of, flag_of, is_secret_key, load_worker_config, shown)
+from stream.runtime.options import CONFIG_ENV, KAFKA_ENV_PREFIX, OPTIONS, env_of, flag_of, shown
+from stream.runtime.settings import DEFAULTS, ConfigError, Flags, WorkerConfig, is_secret_key, load_worker_config
 
 T = TypeVar("T")
 

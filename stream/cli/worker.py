@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     from stream.kafka.clients import kafka_problems
     from stream.kafka.embedded_broker import EmbeddedBroker
-    from stream.kafka.topics import TopicsNotAsExpected
+    from stream.kafka.topic_admin import TopicsNotAsExpected
     from stream.rules.catalog import load_catalog
     from stream.rules.problems import DefinitionError
     from stream.runtime.http import HttpSetupError, read_token

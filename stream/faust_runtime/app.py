@@ -31,7 +31,7 @@ from stream.engine.core import Engine
 from stream.errors import SegmentsError
 from stream.inspect.routes import definitions_route
 from stream.faust_runtime.fixes import HoldingApp, refuse_auto_creation
-from stream.kafka.topics import admin_client, ensure_topics
+from stream.kafka.topic_admin import admin_client, ensure_topics
 from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, LibraryLogBound, partition_counts,
                                   until_reachable, worker_client_config)
 from stream.kafka.definitions_feed import DefinitionsFeed, caught_up_feed

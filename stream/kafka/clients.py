@@ -22,7 +22,7 @@ from typing import TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from stream.runtime import metrics
-from stream.kafka.topics import TopicSpec, admin_client, topic_problems
+from stream.kafka.topic_admin import TopicSpec, admin_client, topic_problems
 from stream.runtime.settings import WorkerConfig
 
 REPORT_EVERY = 30.0             # seconds between two reports of the same ongoing broker trouble

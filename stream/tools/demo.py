@@ -231,7 +231,7 @@ def _run(out: _Output, parts: _Parts, work: Path, catalog: Any, feed: _Feed, *, 
     from rich.console import Console
 
     from stream.kafka.embedded_broker import BrokerStartError, EmbeddedBroker, free_port
-    from stream.kafka.topics import ensure_topics
+    from stream.kafka.topic_admin import ensure_topics
     from stream.runtime.settings import WorkerConfig
     from stream.tools.produce import produce
     from stream.worker.loop import Worker

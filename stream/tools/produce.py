@@ -16,7 +16,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from stream.kafka.clients import client_config
-from stream.kafka.topics import ensure_topics
+from stream.kafka.topic_admin import ensure_topics
 from stream.runtime.settings import WorkerConfig
 from stream.runtime.topics import input_configs
 from stream.tools.synth import shop_records

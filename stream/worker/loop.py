@@ -28,7 +28,7 @@ from stream.definitions.live import LiveDefinitions
 from stream.definitions.resolution import file_definitions
 from stream.engine.core import Engine
 from stream.inspect.routes import segment_routes
-from stream.kafka.topics import TopicsNotAsExpected, admin_client, ensure_topics, topic_problems
+from stream.kafka.topic_admin import TopicsNotAsExpected, admin_client, ensure_topics, topic_problems
 from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, unreachable,
                                   until_reachable, worker_client_config)
 from stream.kafka.definitions_feed import DefinitionsFeed, caught_up_feed

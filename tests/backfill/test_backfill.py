@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 
 from tests.helpers import DAY, product_viewed
 from stream.backfill.plan import trusted_start
-from stream.backfill.request import ArgumentProblems, parse_offsets
 from stream.backfill.definitions import handoff_record, summary
-from stream.cli.backfill import add_parser
+from stream.cli.backfill import ArgumentProblems, add_parser, parse_offsets
 from stream.cli.main import main
 from stream.definitions.resolution import file_definitions, parse_record
 from stream.engine.core import Engine

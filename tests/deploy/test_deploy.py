@@ -452,7 +452,8 @@ def worker_config(env: dict):
     """The worker's configuration from these SEGMENTS_* variables, as `segments worker` loads it;
     an unknown SEGMENTS_ variable (which the worker would silently ignore) fails."""
     from stream.cli.settings_args import add_worker_arguments, load_config
-    from stream.runtime.settings import CONFIG_ENV, KAFKA_ENV_PREFIX, WorkerConfig, env_of
+    from stream.runtime.options import CONFIG_ENV, KAFKA_ENV_PREFIX, env_of
+    from stream.runtime.settings import WorkerConfig
     known = {env_of(f.name) for f in dataclasses.fields(WorkerConfig) if f.name != "kafka"} | {CONFIG_ENV}
     unknown = [k for k in env if k.startswith("SEGMENTS_") and k not in known and not k.startswith(KAFKA_ENV_PREFIX)]
     assert not unknown, f"not settings of the worker: {unknown}"

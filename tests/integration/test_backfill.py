@@ -16,7 +16,7 @@ import pytest
 import yaml
 from confluent_kafka import Consumer, Producer
 
-from stream.kafka.topics import ensure_topics
+from stream.kafka.topic_admin import ensure_topics
 from stream.cli.main import main
 from stream.definitions.resolution import decode_running, file_definitions
 from stream.model.events import Decoder, Event

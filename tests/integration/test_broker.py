@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from confluent_kafka.admin import AdminClient
 
 from stream.kafka.embedded_broker import BrokerStartError, EmbeddedBroker
-from stream.kafka.topics import ensure_topics
+from stream.kafka.topic_admin import ensure_topics
 
 pytestmark = pytest.mark.timeout(60)
 

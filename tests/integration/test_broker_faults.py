@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from stream.kafka.embedded_broker import EmbeddedBroker, free_port
-from stream.kafka.topics import ensure_topics, topic_problems
+from stream.kafka.topic_admin import ensure_topics, topic_problems
 
 from . import conformance
 from .conformance import paid

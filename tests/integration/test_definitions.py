@@ -18,7 +18,7 @@ from collections import defaultdict
 
 import yaml
 
-from stream.kafka.topics import ensure_topics
+from stream.kafka.topic_admin import ensure_topics
 from stream.model.changes import SegmentChange
 from stream.cli.define import define, undefine
 from stream.kafka.definitions_feed import publish, read_topic

@@ -27,7 +27,7 @@ import pytest
 from confluent_kafka import Producer
 
 from stream.faust_runtime import app as faust_runtime
-from stream.kafka.topics import ensure_topics
+from stream.kafka.topic_admin import ensure_topics
 from stream.cli.main import build_parser
 from stream.cli.settings_args import load_config
 from stream.runtime.settings import ConfigError, WorkerConfig

@@ -10,7 +10,7 @@ import msgspec
 from confluent_kafka import Producer
 
 from stream.faust_runtime import app as faust_runtime
-from stream.kafka.topics import ensure_topics
+from stream.kafka.topic_admin import ensure_topics
 from stream.rules.catalog import load_catalog
 from stream.worker.loop import Worker
 

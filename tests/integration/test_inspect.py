@@ -14,7 +14,7 @@ import urllib.request
 import msgspec
 
 from stream.kafka.embedded_broker import free_port
-from stream.kafka.topics import ensure_topics
+from stream.kafka.topic_admin import ensure_topics
 from stream.rules.catalog import load_catalog
 from stream.tools.synth import shopper_events
 from stream.worker.loop import Worker

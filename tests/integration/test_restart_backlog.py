@@ -23,7 +23,7 @@ import pytest
 from confluent_kafka import Producer
 
 from stream.runtime import metrics
-from stream.kafka.topics import ensure_topics
+from stream.kafka.topic_admin import ensure_topics
 from stream.engine.core import Engine
 from stream.model.events import Decoder
 from stream.rules.catalog import load_catalog

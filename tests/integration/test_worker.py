@@ -21,7 +21,7 @@ def test_worker_gives_the_same_transitions_as_replay(kafka_bootstrap, unique_top
     lines[100:100] = BAD
     s = settings(kafka_bootstrap, unique_topic, tmp_path)
     worker = Worker(s, load_catalog())
-    from stream.kafka.topics import ensure_topics
+    from stream.kafka.topic_admin import ensure_topics
     ensure_topics(kafka_bootstrap, worker.topics())
     partition_of: dict[str, int] = {}
     cuts = conformance.produce(kafka_bootstrap, s.input_topics[0], lines, partition_of)
@@ -42,7 +42,7 @@ def test_worker_gives_the_same_transitions_as_replay(kafka_bootstrap, unique_top
 def test_dead_letters_keep_bytes_and_say_where_they_came_from(kafka_bootstrap, unique_topic, tmp_path):
     s = settings(kafka_bootstrap, unique_topic, tmp_path)
     worker = Worker(s, load_catalog())
-    from stream.kafka.topics import ensure_topics
+    from stream.kafka.topic_admin import ensure_topics
     ensure_topics(kafka_bootstrap, worker.topics())
     good = next(iter(shopper_events(1, 1, seed=1)))
     conformance.produce(kafka_bootstrap, s.input_topics[0], BAD + [good])
@@ -63,7 +63,7 @@ def test_dead_letters_keep_bytes_and_say_where_they_came_from(kafka_bootstrap, u
 def test_membership_topic_holds_current_segments(kafka_bootstrap, unique_topic, tmp_path):
     s = settings(kafka_bootstrap, unique_topic, tmp_path)
     worker = Worker(s, load_catalog())
-    from stream.kafka.topics import ensure_topics
+    from stream.kafka.topic_admin import ensure_topics
     ensure_topics(kafka_bootstrap, worker.topics())
     def ev(kind, n, at, **fields):
         return msgspec.json.encode({"type": kind, "event_id": f"e{n}", "customer_id": "c-m",
@@ -92,7 +92,7 @@ def _membership(bootstrap: str, topic: str) -> list[dict | None]:
 def test_at_least_once_gives_the_same_transitions(kafka_bootstrap, unique_topic, tmp_path):
     """Without transactions the output is the same when nothing crashes (after a crash changes may
     repeat, each with its change_id: the reliability tests cover crashes under exactly_once)."""
-    from stream.kafka.topics import ensure_topics
+    from stream.kafka.topic_admin import ensure_topics
     lines = list(shopper_events(200, 3000, seed=8))
     s = settings(kafka_bootstrap, unique_topic, tmp_path, guarantee="at_least_once")
     worker = Worker(s, load_catalog())

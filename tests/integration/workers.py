@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from stream.kafka.embedded_broker import free_port
-from stream.kafka.topics import ensure_topics
+from stream.kafka.topic_admin import ensure_topics
 from stream.rules.catalog import load_catalog
 from stream.runtime.settings import WorkerConfig
 from stream.worker.loop import Worker

@@ -12,21 +12,13 @@ from confluent_kafka import KafkaError, KafkaException
 from stream.backfill import handoff, sinks
 from stream.backfill import plan as backfill_plan
 from stream.backfill import reader as backfill_reader
-
-from stream.kafka import topics
-
-from stream.kafka import clients
-
-from stream.kafka import definitions_feed
-
-from stream.runtime import metrics
-
-from stream.tools import produce
-
-from stream.worker import loop
 from stream.cli.main import main
-from stream.runtime.settings import WorkerConfig
+from stream.kafka import clients, definitions_feed, topic_admin
 from stream.rules.catalog import load_catalog
+from stream.runtime import metrics
+from stream.runtime.settings import WorkerConfig
+from stream.tools import produce
+from stream.worker import loop
 
 SECURE = {"security.protocol": "SASL_SSL", "sasl.mechanisms": "PLAIN", "sasl.username": "worker",
           "sasl.password": "hunter2"}
@@ -38,7 +30,7 @@ _CONFIG_PARAMS = {"client", "common"}
 # the benchmarks and demo, which run only against the embedded broker they start.
 _EXEMPT = {("kafka/embedded_broker.py", "_wait_ready"), ("kafka/clients.py", "kafka_problems"),
            # dict(client), or a bare bootstrap string (see the ensure_topics test)
-           ("kafka/topics.py", "admin_client")}
+           ("kafka/topic_admin.py", "admin_client")}
 _EXEMPT_FILES = {"tools/demo.py", "tools/bench"}
 
 
@@ -122,7 +114,7 @@ def test_every_topic_set_up_takes_the_common_client_config():
 
 def test_the_enumeration_sees_the_sites_that_used_to_ignore_the_settings():
     named = {(f, fn.name) for f, fn, _ in _sites()}
-    assert {("kafka/topics.py", "admin_client"), ("tools/produce.py", "produce"),
+    assert {("kafka/topic_admin.py", "admin_client"), ("tools/produce.py", "produce"),
             ("kafka/definitions_feed.py", "publish"),
             ("worker/loop.py", "_new_producer"), ("backfill/handoff.py", "hand_off")} <= named
 
@@ -139,7 +131,8 @@ def built(monkeypatch):
     def record(config, *args, **kwargs):
         configs.append(dict(config))
         raise _Stop
-    for module in (topics, clients, loop, backfill_plan, backfill_reader, sinks, handoff, definitions_feed, produce):
+    for module in (topic_admin, clients, loop, backfill_plan, backfill_reader, sinks, handoff, definitions_feed,
+                   produce):
         for name in ("Consumer", "Producer", "AdminClient"):
             # (stream.kafka.clients' own Consumer and Producer are the throwaway ones of kafka_problems)
             if hasattr(module, name) and not (module is clients and name != "AdminClient"):
@@ -162,7 +155,7 @@ def _reach(call) -> None:
 
 def test_topic_set_up_takes_the_security_settings(built):
     # Before: ensure_topics built its AdminClient from the bootstrap servers alone.
-    _reach(lambda: topics.ensure_topics(clients.worker_client_config(_config()), [("t", 1, {})]))
+    _reach(lambda: topic_admin.ensure_topics(clients.worker_client_config(_config()), [("t", 1, {})]))
     assert _has_settings(built[-1])
 
 

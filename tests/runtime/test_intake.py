@@ -355,7 +355,7 @@ def test_a_routed_event_always_fits_the_repartition_topic(max_message_bytes):
 
 def test_the_input_limit_stays_within_what_the_producers_send_whole():
     """A larger one could not be re-published (a routed event) nor dead-lettered whole."""
-    from stream.runtime.settings import MAX_MESSAGE_BYTES_LIMIT
+    from stream.runtime.options import MAX_MESSAGE_BYTES_LIMIT
     from stream.runtime.topics import DEAD_LETTER_BYTES, DEAD_LETTER_ROOM
     from tests.worker_settings import load, problems_of
     assert MAX_MESSAGE_BYTES_LIMIT == DEAD_LETTER_BYTES - DEAD_LETTER_ROOM

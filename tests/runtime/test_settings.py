@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.runtime.settings import CONFIG_ENV, OWNED_KAFKA_KEYS, ConfigError, WorkerConfig, env_of, flag_of
+from stream.runtime.options import CONFIG_ENV, env_of, flag_of
+from stream.runtime.settings import OWNED_KAFKA_KEYS, ConfigError, WorkerConfig
 from tests.worker_settings import load, parser, problems_of
 
 
@@ -541,15 +542,17 @@ def test_x_keys_lose_surrounding_blanks_and_values_keep_theirs():
 
 
 def test_the_settings_take_flags_without_argparse():
-    """stream.runtime.settings has no argparse: a command hands it the flags it parsed as Flags."""
+    """stream.runtime.settings (and its table of options) has no argparse: a command hands it the
+    flags it parsed as Flags."""
     import ast
 
-    from stream.runtime import settings
+    from stream.runtime import options, settings
 
-    tree = ast.parse(Path(settings.__file__).read_text())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert "argparse" not in imported
+    for module in (settings, options):
+        tree = ast.parse(Path(module.__file__).read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert "argparse" not in imported, module.__name__
     config = settings.load_worker_config(settings.Flags({"partitions": 3}, None, (("client.id", "x"),)),
                                          {"SEGMENTS_PARTITIONS": "5", "SEGMENTS_GROUP_ID": "g"})
     assert (config.partitions, config.group_id, dict(config.kafka)) == (3, "g", {"client.id": "x"})

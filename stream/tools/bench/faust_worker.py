@@ -23,7 +23,7 @@ from rich.table import Table
 
 from stream.tools.bench.worker import PARTITIONS, BenchFailed, _consume_decode_rate, _produce
 from stream.kafka.embedded_broker import EmbeddedBroker
-from stream.kafka.topics import ensure_topics
+from stream.kafka.topic_admin import ensure_topics
 from stream.tools.synth import shopper_events
 
 _TOPIC = "bench-events"

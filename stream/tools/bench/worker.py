@@ -26,7 +26,7 @@ from rich.table import Table
 
 from stream.errors import SegmentsError
 from stream.kafka.embedded_broker import EmbeddedBroker
-from stream.kafka.topics import ensure_topics
+from stream.kafka.topic_admin import ensure_topics
 from stream.model.events import Decoder
 from stream.model.time import format_rfc3339
 from stream.rules.catalog import load_catalog
