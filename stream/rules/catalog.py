@@ -10,7 +10,8 @@ from typing import Any
 from stream.model.state import CustomerState
 from stream.rules.attributes import CHANGED_BY, IDENTITY
 from stream.rules.bounded_yaml import SEGMENTS_FILE, DocumentError, load, read_file
-from stream.rules.compiler import Compiler, Segment, Stream
+from stream.rules.compiler import Compiler
+from stream.rules.nodes import Segment, Stream
 from stream.rules.problems import DefinitionError, key_names
 
 

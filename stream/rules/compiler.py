@@ -1,5 +1,5 @@
 """The compiler: a segment's definition (YAML data), validated, into the compiled condition the
-engine evaluates (stream.rules.predicates) and the node stream.rules.explanation walks. Every
+engine evaluates (stream.rules.predicates) and the nodes (stream.rules.nodes) stream.rules.explanation walks. Every
 problem of a definition is reported together, each naming its segment and where in it.
 
 Each condition also knows which groups of state fields it reads (`reads`, stream.rules.attributes).
@@ -13,8 +13,7 @@ import operator
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from stream.model.buckets import BUCKETS, MAX_SALT_BYTES, bucket_of
 from stream.model.state import CustomerState
@@ -22,6 +21,7 @@ from stream.model.time import DAY, parse_duration, parse_rfc3339
 from stream.rules import predicates as pr
 from stream.rules.attributes import ATTRS, IDENTITY, STREAM_EVENTS, STREAM_KEYS, Attr, Kind
 from stream.rules.bounded_yaml import brief, clip
+from stream.rules.nodes import Condition, Segment, Stream, combined
 from stream.rules.predicates import Test
 from stream.rules.problems import DefinitionError, key_names
 
@@ -46,57 +46,6 @@ def _gathered(problems: list[str]) -> Iterator[None]:
         raise
     except DefinitionError as exc:
         problems.extend(exc.problems)
-
-
-@dataclass(frozen=True)
-class Stream:
-    """Recent times of one event kind per item, kept just deep and long enough for the rules."""
-    event: str        # product_viewed | order_placed
-    per: str          # product | category
-    keep: int         # times kept per item: the largest at_least that reads this stream
-    horizon: int      # times older than this (relative to now) can never count again
-
-    @property
-    def name(self) -> str:
-        return f"{self.event}:{self.per}"
-
-
-Combine = Literal["all", "any", "not"]
-
-
-@dataclass(frozen=True, slots=True)
-class Condition:
-    """One node of a segment's compiled `when:` tree. `test` is the compiled function the engine
-    calls; a composite's test calls its parts' tests directly (stream.rules.predicates), never
-    through these nodes, so evaluation is plain function calls. The rest is what
-    stream.rules.explanation walks; the engine never looks at it."""
-    test: Test
-    reads: frozenset[str]          # the state field groups it reads (stream.rules.attributes)
-    label: str                     # e.g. "all", "paid_orders >= 2", "last_paid_at" (several operators)
-    combine: Combine | None = None  # all | any | not for a composite; None for a leaf (its own test)
-    parts: tuple[Condition, ...] = ()
-    attr: Attr | None = None       # a leaf's attribute, whose value the explanation shows
-
-
-def _combined(combine: Combine, label: str, parts: tuple[Condition, ...]) -> Condition:
-    tests = tuple(part.test for part in parts)
-    test = pr.all_of(tests) if combine == "all" else pr.any_of(tests) if combine == "any" else pr.negation(tests[0])
-    return Condition(test, frozenset().union(*(part.reads for part in parts)), label, combine, parts)
-
-
-@dataclass
-class Segment:
-    name: str
-    version: int
-    description: str
-    when: Condition
-    definition: dict[str, Any]
-    # The engine's hot path reads these once per evaluation: one attribute away, not two.
-    test: Test = field(init=False)
-    reads: frozenset[str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.test, self.reads = self.when.test, self.when.reads
 
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -175,9 +124,9 @@ class Compiler:
                     parts.append(self.condition(child, f"{where}.{key}[{i}]", depth + 1))
             if problems:
                 raise DefinitionError(problems)
-            return _combined("all" if key == "all" else "any", key, tuple(parts))
+            return combined("all" if key == "all" else "any", key, tuple(parts))
         if key == "not":
-            return _combined("not", "not", (self.condition(arg, f"{where}.not", depth + 1),))
+            return combined("not", "not", (self.condition(arg, f"{where}.not", depth + 1),))
         if key == "repeated":
             test, reads = self.repeated(arg, f"{where}.repeated")
             return Condition(test, reads, "repeated " + _operand_text(arg))
@@ -250,7 +199,7 @@ class Compiler:
                                         f"{label} {_OP_TEXT.get(op, op)} {_operand_text(operand)}", attr=attr))
         if problems:
             raise DefinitionError(problems)
-        return leaves[0] if len(leaves) == 1 else _combined("all", label, tuple(leaves))
+        return leaves[0] if len(leaves) == 1 else combined("all", label, tuple(leaves))
 
     def operator(self, attr: Attr, op: str, operand: Any, where: str) -> tuple[Test, set[str]]:
         ops = _OPERATORS_BY_KIND[attr.kind]

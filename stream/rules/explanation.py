@@ -1,6 +1,6 @@
 """Why a customer is (or is not) in each segment: the state, the memberships, and every condition.
 
-The explanation walks a segment's condition nodes (stream.rules.compiler.Condition): leaves are
+The explanation walks a segment's condition nodes (stream.rules.nodes.Condition): leaves are
 evaluated by their own compiled test; all / any / not combine their parts' verdicts here,
 independently of the compiled combinators (a property test holds the two to the same verdict).
 Every part is shown, also those the engine's short-circuit never looks at.
@@ -14,7 +14,7 @@ import msgspec
 from stream.model.buckets import bucket_of
 from stream.rules.attributes import ATTRS, Attr
 from stream.rules.catalog import Catalog
-from stream.rules.compiler import Condition
+from stream.rules.nodes import Condition
 from stream.model.state import CustomerState
 from stream.model.time import format_rfc3339
 
