@@ -1,21 +1,6 @@
 """A partition's customer states: RocksDB (through rocksdict) behind an in-memory write-back cache,
-kept in step with a compacted changelog topic.
-
-The Kafka worker drives it around each transaction:
-
-    engine.apply(...) / advance(...)         get/put/delete: the cache learns what became dirty
-    store.set_stream_time(engine.now)
-    records = store.pending()                one changelog record per dirty customer (not per event)
-    ... produce records, segment changes and consumer offsets in one transaction, commit ...
-    store.commit(next_changelog_offset)      or store.abort() when the transaction failed
-
-The local store never holds state that Kafka did not commit: RocksDB is written only by commit(),
-after the transaction, as ONE write batch holding the changes and the checkpoint (the changelog
-offset up to which the store is complete). The batch is atomic, so data and checkpoint always
-agree; a crash before it (or an unsynced tail lost with the machine) only leaves the checkpoint
-behind, and restore() catches up from the changelog. Hence no fsync per commit.
-
-The key layout and the packing of meta records: stream.storage.keys.
+kept in step with a compacted changelog topic; written only after Kafka committed the transaction
+(the protocol: docs/storage.md). The key layout and the packing of meta records: stream.storage.keys.
 """
 from __future__ import annotations
 
