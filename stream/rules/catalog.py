@@ -64,7 +64,7 @@ def parse_catalog(text: str | bytes, source: str = "<string>") -> Catalog:
     return _catalog(doc, source)
 
 
-def _catalog(doc: Any, source: str) -> Catalog:
+def _catalog(doc: object, source: str) -> Catalog:
     if not isinstance(doc, dict) or not isinstance(doc.get("segments"), dict) or not doc["segments"]:
         raise DefinitionError([f"{source}: expected a mapping with a non-empty `segments:` mapping of "
                                f"name -> definition"])
