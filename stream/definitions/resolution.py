@@ -1,26 +1,7 @@
-"""Which segment definitions a partition runs, when they can change while the worker runs.
-
-Two sources: the segments file (or the built-in catalog) and the compacted definitions topic, whose
-record key is a segment name and value one definition (the grammar of one entry under `segments:`,
-YAML or JSON, with a required `version`), a tombstone removing it. Precedence, per name: the topic's
-latest record wins over the file; a tombstone removes the topic's definition, so a name the file
-also defines falls back to the file's.
-
-A candidate is rejected, with every reason, when it does not compile, or when a topic record
-changes the running definition without a newer version (change ids and consumers rely on a version
-naming one definition, and on versions never going down). The file has no version discipline to
-enforce: a file definition that differs from the running one without a newer version (edited
-between restarts, or taken up again after a tombstone) runs as the running version + 1. A rejected
-name keeps its running definition: the one this partition's state was last evaluated under, which
-travels with the partition in its store and changelog
-(`Running`). That is also why every worker agrees on the outcome, after restarts and compaction
-too: it depends on the file, the topic's latest records and the partition's own record only, never
-on which older records a worker happened to read.
-
-A definition reading windowed history the state never kept (a `repeated` condition deeper or
-longer than the streams the previous definitions recorded) is accepted and flagged, not rejected:
-the state starts recording at once, so the answer is complete once its window has passed after the
-change (or once a backfill rebuilt the state); until then it is reported (log, metric, HTTP).
+"""Which segment definitions a partition runs, when they can change while the worker runs: the
+segments file (or built-in catalog) and the definitions topic's latest records, resolved against the
+definitions the partition's state was last evaluated under (`Running`). The precedence and version
+rules: docs/definitions.md.
 """
 from __future__ import annotations
 

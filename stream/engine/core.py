@@ -24,7 +24,7 @@ from stream.model.changes import SegmentChange, make_change
 from stream.model.state import DEDUP_WINDOW, SEEN_KEEP, CustomerState
 from stream.model.time import BEFORE_TIME, from_datetime
 from stream.rules.catalog import Catalog
-from stream.rules.compiler import Segment
+from stream.rules.nodes import Segment
 
 _DEDUP_SLACK = DEDUP_WINDOW >> 3     # prune applied ids once the oldest is this far past expiry
 

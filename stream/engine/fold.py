@@ -10,7 +10,7 @@ import msgspec
 from stream.model import events as ev
 from stream.model.state import (CANCELLED_KEEP, CATEGORIES_KEEP, CUSTOM_KEEP, ITEMS_KEEP, PAID_KEEP, CustomerState,
                                 fold_oldest_paid, note_truncated, recount)
-from stream.rules.compiler import Stream
+from stream.rules.nodes import Stream
 
 Fold = Callable[[CustomerState, ev.Event, int, int], None]
 E = TypeVar("E", bound=ev.Event)

@@ -47,7 +47,7 @@ from stream.runtime.settings import WorkerConfig
 from stream.runtime.topics import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, Spec, changelog_configs,
                                    definitions_topics, outlived_tombstones, output_topics)
 from stream.storage.keys import META, STREAM_TIME_KEY, stream_time_record, unpack_time
-from stream.storage.rocksdb_store import ErasureCompaction, idle_ms_at, stamp_written
+from stream.storage.erasure import ErasureCompaction, idle_ms_at, stamp_written
 
 log = logging.getLogger("segments.faust")
 

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import json
-import re
-from itertools import accumulate
 from typing import Annotated, Any
 
 import msgspec
 
+from stream.model.json_guards import Pairs, keys_in, last, parse_pairs, repeat_in, too_deep
 from stream.model.time import EARLIEST, LATEST, to_datetime
 
 # Instants the engine can add a rule's longest duration to and still write in RFC 3339.
@@ -190,7 +188,7 @@ class Decoder:
                 raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 return DeadLetter(f"not UTF-8: {exc.reason} at byte {exc.start}", raw)
-        if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _too_deep(raw):   # the count settles most
+        if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and too_deep(raw, MAX_DEPTH):   # the count settles most
             return DeadLetter(f"invalid event: containers nested deeper than {MAX_DEPTH} levels", raw)
         try:
             event = self._decode(raw)
@@ -211,23 +209,6 @@ class Decoder:
             if repeated is not None:
                 return DeadLetter(repeated, raw)
         return event
-
-
-# ---- nesting depth ---------------------------------------------------------------------------------
-
-# A string, escapes and all; one left open runs to the end. Each position matches at most one way, so
-# the scan is linear whatever the bytes (no string start can fail and be retried further on).
-_STRING = re.compile(rb'"[^"\\]*(?:\\.?[^"\\]*)*(?:"|\Z)', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}.__getitem__
-
-
-def _too_deep(raw: bytes) -> bool:
-    """Whether containers nest deeper than MAX_DEPTH; only called on a message with more opening
-    brackets than that (fewer cannot nest so deep): strings taken out, then the deepest running
-    count of the brackets left, in C loops (no recursion; a 1 MiB message takes milliseconds)."""
-    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
-    return max(accumulate(map(_DEPTH_STEP, brackets)), default=0) > MAX_DEPTH
 
 
 # ---- duplicate keys ----------------------------------------------------------------------------------
@@ -256,7 +237,7 @@ def _values_held(event: Event) -> int:
             held += 3 if item.category is None else 4
     elif type(event) is CartUpdated:
         if event.items:
-            held += _keys_in(event.items)
+            held += keys_in(event.items)
     elif type(event) is CustomerUpdated:
         attributes, unset = event.attributes, msgspec.UNSET
         for name in _ATTRIBUTE_FIELDS:
@@ -268,39 +249,24 @@ def _values_held(event: Event) -> int:
     return held
 
 
-def _keys_in(value: object) -> int:
-    """The keys of the objects in a free-form value (as parsed: a repeated key counts once)."""
-    if type(value) is dict:
-        return len(value) + sum(_keys_in(v) for v in value.values())
-    if type(value) is list:
-        return sum(_keys_in(v) for v in value)
-    return 0
-
-
-class _Object(list[tuple[str, Any]]):
-    """A JSON object as parsed for the exact check: its (key, value) pairs, repeats kept."""
-
-
 def _repeated_key(raw: bytes, event: Event) -> str | None:
     """The dead-letter reason if an object the contract reads names one of the contract's keys
-    twice (any key, in `custom`), else None. Only called on what msgspec parsed, within MAX_DEPTH;
-    numbers are not converted (Python refuses integers of over 4300 digits, which msgspec skips in
-    an ignored field)."""
+    twice (any key, in `custom`), else None. Only called on what msgspec parsed, within MAX_DEPTH."""
     try:
-        doc = json.loads(raw, object_pairs_hook=_Object, parse_int=_zero, parse_float=_zero, strict=False)
+        doc = parse_pairs(raw)
     except Exception as exc:
         return f"undecodable: duplicate keys cannot be ruled out ({type(exc).__name__}: {exc})"
-    found = _repeat_in(doc, _TOP_NAMES[type(event)], "$")
+    found = repeat_in(doc, _TOP_NAMES[type(event)], "$")
     if found is None and type(event) in (OrderPlaced, CustomerUpdated):
-        inner = _last(doc, "items" if type(event) is OrderPlaced else "attributes")
+        inner = last(doc, "items" if type(event) is OrderPlaced else "attributes")
         if type(event) is OrderPlaced:
             for i, item in enumerate(inner):
-                found = found or _repeat_in(item, _ITEM_NAMES, f"$.items[{i}]")
+                found = found or repeat_in(item, _ITEM_NAMES, f"$.items[{i}]")
         else:
-            found = _repeat_in(inner, _ATTRIBUTE_NAMES, "$.attributes")
-            custom = _last(inner, "custom")
-            if found is None and isinstance(custom, _Object):
-                found = _repeat_in(custom, None, "$.attributes.custom")
+            found = repeat_in(inner, _ATTRIBUTE_NAMES, "$.attributes")
+            custom = last(inner, "custom")
+            if found is None and isinstance(custom, Pairs):
+                found = repeat_in(custom, None, "$.attributes.custom")
     if found is None:
         return None
     return _duplicate(*found)
@@ -312,10 +278,10 @@ def _repeated_type(raw: bytes) -> str | None:
     if raw.count(b'"type"') < 2 and b"\\" not in raw:
         return None
     try:
-        doc = json.loads(raw, object_pairs_hook=_Object, parse_int=_zero, parse_float=_zero, strict=False)
+        doc = parse_pairs(raw)
     except Exception:
         return None          # not JSON, or too deep: msgspec's reason stands
-    if isinstance(doc, _Object) and _repeat_in(doc, _TYPE, "$") is not None:
+    if isinstance(doc, Pairs) and repeat_in(doc, _TYPE, "$") is not None:
         return _duplicate("type", "$")
     return None
 
@@ -323,26 +289,6 @@ def _repeated_type(raw: bytes) -> str | None:
 def _duplicate(key: str, path: str) -> str:
     shown = key if len(key) <= 64 else key[:64] + "..."
     return f"invalid event: duplicate key `{shown}` at `{path}` (an object names it twice, so its value is ambiguous)"
-
-
-def _repeat_in(pairs: _Object, names: frozenset[str] | None, path: str) -> tuple[str, str] | None:
-    """The first key of `names` (None: any key) that `pairs` holds twice, with the object's path."""
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if names is None or key in names:
-            if key in seen:
-                return key, path
-            seen.add(key)
-    return None
-
-
-def _last(pairs: _Object, name: str) -> Any:
-    """A field's value as msgspec took it: the last one (a repeated field is caught before)."""
-    return next((value for key, value in reversed(pairs) if key == name), None)
-
-
-def _zero(_: str) -> int:
-    return 0
 
 
 def _explain(message: str) -> str:

@@ -1,28 +1,6 @@
-"""Per-customer state: one bounded, compact record holding only what segment rules read.
-
-Bounds (why state stays small however long a history grows):
-- paid orders are kept one by one (so a cancellation can take its amount back out) for the newest
-  PAID_KEEP; older ones fold into counts and sums, where a cancellation can no longer reach them;
-- cancelled order ids: the newest CANCELLED_KEEP (a payment after its cancellation is ignored);
-- windowed event times: per item only as many times as the largest `at_least` needs, only for
-  items seen within the largest window, and at most ITEMS_KEEP items;
-- event ids for de-duplication: only those applied within DEDUP_WINDOW of stream time, at most
-  SEEN_KEEP (the newest);
-- custom attributes: at most CUSTOM_KEEP names; a new name beyond them is dropped (the names a
-  customer already has keep being updated: a flood of new names cannot push out established ones);
-- every string comes through the event contract's length bounds (stream.model.events);
-- and the whole record: dump_state never returns more than MAX_STATE_BYTES. A state over it (an
-  extreme customer: non-ASCII ids and values at every bound) sheds, in this order, the oldest half
-  of its dedup ids, the stalest half of each windowed table, the newest half of its custom names,
-  the later half of its categories, the oldest half of its cancelled ids, the oldest half of its
-  paid orders (folded into the aggregates), again and again until it fits: first only from the
-  parts holding over an eighth of the bound, then from any. Each shed is reported (on_shed) with a
-  reason and what was dropped, without any value from the state; the runtime counts it
-  (segments_state_truncated_total{reason}) and logs it (stream.runtime.metrics), so this module
-  needs no metrics or logging of its own. So a changelog record always fits the changelog topic's
-  max.message.bytes (stream.runtime.topics.CHANGELOG_MESSAGE_BYTES). The whole-record bound acts when a
-  state is written (each worker commit, a backfill's hand-off); a replay, which writes nothing,
-  keeps such a state whole.
+"""Per-customer state: one bounded, compact record holding only what segment rules read. Each part
+is bounded, and dump_state never returns more than MAX_STATE_BYTES: a state over it sheds in a
+fixed order, each shed reported to the on_shed hooks (the bounds and the order: docs/state-bounds.md).
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ SECOND = 1_000_000
 MINUTE = 60 * SECOND
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
+DAY_MS = 24 * 3600 * 1000       # a day in milliseconds: Kafka's and the wall clock's unit
 # Instants outside any event's time: a clock that has seen no event yet, and "no upper bound".
 # Far from the int64 ends so that adding a duration to them cannot overflow a C int64.
 BEFORE_TIME = -(1 << 62)

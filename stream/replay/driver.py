@@ -7,12 +7,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-# Imported for what it installs: the count and log of what state bounds shed (stream.model.state
-# reports, the runtime counts), the same in a replay as in the workers.
-import stream.runtime.metrics  # noqa: F401
 from stream.engine.core import Engine, Stats
 from stream.model.changes import SegmentChange, encode_change
 from stream.model.events import DeadLetter, Decoder, oversized
+from stream.runtime import metrics
 from stream.runtime.intake import too_far_ahead
 
 _FLUSH_EVERY = 4096
@@ -48,6 +46,7 @@ def replay(source: BinaryIO, engine: Engine, output: BinaryIO, dead_letters: Bin
     progress. Bad lines never stop the replay: they become dead letters with their line number.
     A line over `max_bytes` is never held whole; an event more than `skew` microseconds after
     `clock` (the wall clock when the replay started, as a worker checks it) is a dead letter."""
+    metrics.count_sheds()          # what state bounds shed, counted and logged as in the workers
     decode = Decoder(max_bytes).decode
     apply = engine.apply
     events = dead = 0

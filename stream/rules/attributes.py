@@ -37,6 +37,8 @@ class Attr:
     name: str
     kind: Kind
     group: str           # state field group it reads
+    # Its value's type follows `kind` (an int for a time, a list for a set, ...): what compares is a
+    # stream.rules.predicates.Value, what within/ago read an int, so the getter's own type is open.
     get: Callable[[CustomerState], Any]
 
 

@@ -67,7 +67,7 @@ _brief.maxlevel, _brief.maxdict, _brief.maxlist, _brief.maxtuple, _brief.maxset 
 _brief.maxstring, _brief.maxother, _brief.maxlong = 100, 60, 40
 
 
-def brief(value: Any) -> str:
+def brief(value: object) -> str:
     """A repr for messages that stays short, and costs little, whatever `value` holds."""
     return clip(_brief.repr(value), 120)
 

@@ -10,7 +10,8 @@ from typing import Any
 from stream.model.state import CustomerState
 from stream.rules.attributes import CHANGED_BY, IDENTITY
 from stream.rules.bounded_yaml import SEGMENTS_FILE, DocumentError, load, read_file
-from stream.rules.compiler import Compiler, Segment, Stream
+from stream.rules.compiler import Compiler
+from stream.rules.nodes import Segment, Stream
 from stream.rules.problems import DefinitionError, key_names
 
 
@@ -63,7 +64,7 @@ def parse_catalog(text: str | bytes, source: str = "<string>") -> Catalog:
     return _catalog(doc, source)
 
 
-def _catalog(doc: Any, source: str) -> Catalog:
+def _catalog(doc: object, source: str) -> Catalog:
     if not isinstance(doc, dict) or not isinstance(doc.get("segments"), dict) or not doc["segments"]:
         raise DefinitionError([f"{source}: expected a mapping with a non-empty `segments:` mapping of "
                                f"name -> definition"])

@@ -1,5 +1,5 @@
 """The compiler: a segment's definition (YAML data), validated, into the compiled condition the
-engine evaluates (stream.rules.predicates) and the node stream.rules.explanation walks. Every
+engine evaluates (stream.rules.predicates) and the nodes (stream.rules.nodes) stream.rules.explanation walks. Every
 problem of a definition is reported together, each naming its segment and where in it.
 
 Each condition also knows which groups of state fields it reads (`reads`, stream.rules.attributes).
@@ -13,8 +13,7 @@ import operator
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, TypeGuard
 
 from stream.model.buckets import BUCKETS, MAX_SALT_BYTES, bucket_of
 from stream.model.state import CustomerState
@@ -22,7 +21,8 @@ from stream.model.time import DAY, parse_duration, parse_rfc3339
 from stream.rules import predicates as pr
 from stream.rules.attributes import ATTRS, IDENTITY, STREAM_EVENTS, STREAM_KEYS, Attr, Kind
 from stream.rules.bounded_yaml import brief, clip
-from stream.rules.predicates import Test
+from stream.rules.nodes import Condition, Segment, Stream, combined
+from stream.rules.predicates import Compare, Scalar, Test, Value
 from stream.rules.problems import DefinitionError, key_names
 
 # Bounds on one segment's compiled condition tree: every event re-evaluates the tree of each segment
@@ -48,57 +48,6 @@ def _gathered(problems: list[str]) -> Iterator[None]:
         problems.extend(exc.problems)
 
 
-@dataclass(frozen=True)
-class Stream:
-    """Recent times of one event kind per item, kept just deep and long enough for the rules."""
-    event: str        # product_viewed | order_placed
-    per: str          # product | category
-    keep: int         # times kept per item: the largest at_least that reads this stream
-    horizon: int      # times older than this (relative to now) can never count again
-
-    @property
-    def name(self) -> str:
-        return f"{self.event}:{self.per}"
-
-
-Combine = Literal["all", "any", "not"]
-
-
-@dataclass(frozen=True, slots=True)
-class Condition:
-    """One node of a segment's compiled `when:` tree. `test` is the compiled function the engine
-    calls; a composite's test calls its parts' tests directly (stream.rules.predicates), never
-    through these nodes, so evaluation is plain function calls. The rest is what
-    stream.rules.explanation walks; the engine never looks at it."""
-    test: Test
-    reads: frozenset[str]          # the state field groups it reads (stream.rules.attributes)
-    label: str                     # e.g. "all", "paid_orders >= 2", "last_paid_at" (several operators)
-    combine: Combine | None = None  # all | any | not for a composite; None for a leaf (its own test)
-    parts: tuple[Condition, ...] = ()
-    attr: Attr | None = None       # a leaf's attribute, whose value the explanation shows
-
-
-def _combined(combine: Combine, label: str, parts: tuple[Condition, ...]) -> Condition:
-    tests = tuple(part.test for part in parts)
-    test = pr.all_of(tests) if combine == "all" else pr.any_of(tests) if combine == "any" else pr.negation(tests[0])
-    return Condition(test, frozenset().union(*(part.reads for part in parts)), label, combine, parts)
-
-
-@dataclass
-class Segment:
-    name: str
-    version: int
-    description: str
-    when: Condition
-    definition: dict[str, Any]
-    # The engine's hot path reads these once per evaluation: one attribute away, not two.
-    test: Test = field(init=False)
-    reads: frozenset[str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.test, self.reads = self.when.test, self.when.reads
-
-
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
@@ -120,7 +69,7 @@ class Compiler:
         old_keep, old_horizon = self._streams.get((event, per), (0, 0))
         self._streams[(event, per)] = (max(old_keep, keep), max(old_horizon, horizon))
 
-    def segment(self, name: str, definition: Any) -> Segment:
+    def segment(self, name: str, definition: object) -> Segment:
         where = f"segment {brief(name)}"
         self._conditions = 0
         if not valid_name(name):
@@ -156,7 +105,7 @@ class Compiler:
             raise _OverLimit([f"{where}: more than {MAX_CONDITIONS} conditions and operators in one segment; "
                               f"split it, or use `in:` for a list of values"])
 
-    def condition(self, node: Any, where: str, depth: int) -> Condition:
+    def condition(self, node: object, where: str, depth: int) -> Condition:
         if depth > MAX_NESTING:
             raise _OverLimit([f"{where}: conditions nested more than {MAX_NESTING} levels deep"])
         self._count(where)
@@ -175,15 +124,15 @@ class Compiler:
                     parts.append(self.condition(child, f"{where}.{key}[{i}]", depth + 1))
             if problems:
                 raise DefinitionError(problems)
-            return _combined("all" if key == "all" else "any", key, tuple(parts))
+            return combined("all" if key == "all" else "any", key, tuple(parts))
         if key == "not":
-            return _combined("not", "not", (self.condition(arg, f"{where}.not", depth + 1),))
+            return combined("not", "not", (self.condition(arg, f"{where}.not", depth + 1),))
         if key == "repeated":
             test, reads = self.repeated(arg, f"{where}.repeated")
             return Condition(test, reads, "repeated " + _operand_text(arg))
         return self.attribute(key, arg, where)
 
-    def repeated(self, arg: Any, where: str) -> tuple[Test, frozenset[str]]:
+    def repeated(self, arg: object, where: str) -> tuple[Test, frozenset[str]]:
         allowed = {"event", "per", "at_least", "within", "without_order_within"}
         if not isinstance(arg, dict):
             raise DefinitionError([f"{where}: expected a mapping with event, per, at_least, within"])
@@ -221,7 +170,7 @@ class Compiler:
             reads.add("placed")
         return pr.repeated(f"{event}:{per}", at_least, window, f"order_placed:{per}", without), frozenset(reads)
 
-    def attribute(self, name: str, ops: Any, where: str) -> Condition:
+    def attribute(self, name: str, ops: object, where: str) -> Condition:
         label = name
         if name.startswith("custom."):
             key = name[len("custom."):]
@@ -250,9 +199,9 @@ class Compiler:
                                         f"{label} {_OP_TEXT.get(op, op)} {_operand_text(operand)}", attr=attr))
         if problems:
             raise DefinitionError(problems)
-        return leaves[0] if len(leaves) == 1 else _combined("all", label, tuple(leaves))
+        return leaves[0] if len(leaves) == 1 else combined("all", label, tuple(leaves))
 
-    def operator(self, attr: Attr, op: str, operand: Any, where: str) -> tuple[Test, set[str]]:
+    def operator(self, attr: Attr, op: str, operand: object, where: str) -> tuple[Test, set[str]]:
         ops = _OPERATORS_BY_KIND[attr.kind]
         if op not in ops:
             raise DefinitionError([f"{where}: operator {brief(op)} does not apply to {attr.kind} attribute "
@@ -296,40 +245,30 @@ class Compiler:
             return pr.static(lambda st: pr.compare_untyped(compare, get(st), value)), set()
         return pr.compare_literal(get, compare, value), set()
 
-    def literal(self, attr: Attr, value: Any, where: str) -> Any:
+    def literal(self, attr: Attr, value: object, where: str) -> Scalar:
         kind = attr.kind
-        ok = {
-            # NaN and infinities: JSON (the partition's record of its definitions) has neither. An
-            # int is finite whatever its size (math.isfinite would overflow past float's range).
-            "number": isinstance(value, int) and not isinstance(value, bool) or _finite_float(value),
-            "string": isinstance(value, str),
-            "bool": isinstance(value, bool),
-            "any": isinstance(value, (str, int, bool)) or _finite_float(value),
-        }
         if kind == "time":
             return _parsed(parse_rfc3339, value, where, "expected an RFC 3339 timestamp with offset")
         if kind == "date":
-            try:
-                _dt.date.fromisoformat(value)
-                return value          # ISO dates compare correctly as strings
-            except (TypeError, ValueError):
-                raise DefinitionError([f"{where}: expected a date YYYY-MM-DD, got {brief(value)}"]) from None
+            if not _iso_date(value):
+                raise DefinitionError([f"{where}: expected a date YYYY-MM-DD, got {brief(value)}"])
+            return value          # ISO dates compare correctly as strings
         if kind == "bucket":
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= BUCKETS:
                 raise DefinitionError([f"{where}: a bucket is a whole number from 0 to {BUCKETS - 1} "
                                        f"({BUCKETS} allowed as a bound); got {brief(value)}"])
             return value
-        if not ok[kind]:
+        if not _literal_of(value, kind):
             wanted = "string, number or boolean" if kind == "any" else kind
             raise DefinitionError([f"{where}: expected a {wanted} value for {attr.name!r}, got {brief(value)}"])
         return value
 
 
-def _duration(value: Any, where: str) -> int:
+def _duration(value: object, where: str) -> int:
     return _parsed(parse_duration, value, where, "a duration is a string like 30d, 24h, 90m or 45s")
 
 
-def _parsed(parse: Callable[[str], int], value: Any, where: str, expected: str) -> int:
+def _parsed(parse: Callable[[str], int], value: object, where: str, expected: str) -> int:
     """`parse(value)` with stream.model.time's reasons, clipped; a value that is no text at all is shown briefly."""
     if not isinstance(value, str):
         raise DefinitionError([f"{where}: {expected}, got {brief(value)}"])
@@ -350,18 +289,18 @@ _OPERATORS_BY_KIND: dict[Kind, set[str]] = {
     "any": {*_COMPARISONS, "in", "exists"},
     "bucket": {*_COMPARISONS, "in"},
 }
-_COMPARE = {"eq": operator.eq, "ne": operator.ne, "gt": operator.gt,
+_COMPARE: dict[str, Compare] = {"eq": operator.eq, "ne": operator.ne, "gt": operator.gt,
             "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 
 
-def _custom_field(key: str) -> Callable[[CustomerState], Any]:
+def _custom_field(key: str) -> Callable[[CustomerState], Value]:
     # `key` a default rather than a closure cell: read on every evaluation, a default is the faster
-    def get(st: CustomerState, key: str = key) -> Any:
+    def get(st: CustomerState, key: str = key) -> Value:
         return st.custom.get(key)
     return get
 
 
-def _bucket(ops: Any, where: str) -> tuple[Attr, dict[Any, Any], str]:
+def _bucket(ops: object, where: str) -> tuple[Attr, dict[Any, object], str]:
     """`bucket: {salt: TEXT, <comparisons>}`: the customer's percentage bucket (stream.model.buckets)
     under that salt (none: unsalted); the rest of the mapping are the usual comparisons."""
     if not isinstance(ops, dict):
@@ -385,7 +324,7 @@ def _bucket(ops: Any, where: str) -> tuple[Attr, dict[Any, Any], str]:
 _OP_TEXT = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
-def _operand_text(operand: Any) -> str:
+def _operand_text(operand: object) -> str:
     """An operand as written in YAML flow style, for labels."""
     if isinstance(operand, bool):
         return "true" if operand else "false"
@@ -396,5 +335,29 @@ def _operand_text(operand: Any) -> str:
     return str(operand)
 
 
-def _finite_float(value: Any) -> bool:
+def _finite_float(value: object) -> bool:
     return isinstance(value, float) and math.isfinite(value)
+
+
+def _iso_date(value: object) -> TypeGuard[str]:
+    """A date as YYYY-MM-DD (what birth dates hold)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        _dt.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _literal_of(value: object, kind: Kind) -> TypeGuard[Scalar]:
+    """Whether `value` is a literal for a number, string, bool or untyped (custom) attribute."""
+    if kind == "number":
+        # NaN and infinities: JSON (the partition's record of its definitions) has neither. An
+        # int is finite whatever its size (math.isfinite would overflow past float's range).
+        return isinstance(value, int) and not isinstance(value, bool) or _finite_float(value)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "bool":
+        return isinstance(value, bool)
+    return isinstance(value, (str, int, bool)) or _finite_float(value)

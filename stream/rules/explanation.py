@@ -1,29 +1,66 @@
 """Why a customer is (or is not) in each segment: the state, the memberships, and every condition.
 
-The explanation walks a segment's condition nodes (stream.rules.compiler.Condition): leaves are
+The explanation walks a segment's condition nodes (stream.rules.nodes.Condition): leaves are
 evaluated by their own compiled test; all / any / not combine their parts' verdicts here,
 independently of the compiled combinators (a property test holds the two to the same verdict).
 Every part is shown, also those the engine's short-circuit never looks at.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import msgspec
 
 from stream.model.buckets import bucket_of
 from stream.rules.attributes import ATTRS, Attr
 from stream.rules.catalog import Catalog
-from stream.rules.compiler import Condition
+from stream.rules.nodes import Condition
 from stream.model.state import CustomerState
 from stream.model.time import format_rfc3339
+
+
+class Node(TypedDict):
+    """One condition of the answer: a leaf has its value (and when time alone flips it), a
+    composite its parts."""
+    condition: str
+    holds: bool
+    value: NotRequired[object]
+    changes_at: NotRequired[str]
+    parts: NotRequired[list[Node]]
+
+
+class SegmentAnswer(TypedDict):
+    segment: str
+    version: int
+    member: bool
+    member_since: str | None
+    holds: bool
+    next_move_due: str | None
+    when: Node
+
+
+class NextMove(TypedDict):
+    segment: str
+    due: str
+
+
+class Answer(TypedDict):
+    """explain(): JSON-able, its keys in this order (`segments explain --format json`, GET /customers/<id>)."""
+    customer_id: str
+    partition: int | None
+    as_of: str | None
+    segments: dict[str, str]
+    next_move: NextMove | None
+    attributes: dict[str, object]
+    state: object
+    conditions: list[SegmentAnswer]
 
 
 def _instant(micros: int | None) -> str | None:
     return None if micros is None else format_rfc3339(micros)
 
 
-def _shown(attr: Attr, value: Any) -> Any:
+def _shown(attr: Attr, value: Any) -> object:
     if attr.kind == "time" and value is not None:
         return format_rfc3339(value)
     if attr.kind == "set":
@@ -31,12 +68,12 @@ def _shown(attr: Attr, value: Any) -> Any:
     return value
 
 
-def condition(node: Condition, st: CustomerState, now: int) -> dict[str, Any]:
+def condition(node: Condition, st: CustomerState, now: int) -> Node:
     """{condition, holds, value (leaves), changes_at (leaves whose value time alone will flip),
     parts (composites)}."""
     if node.combine is None:
         holds, flip = node.test(st, now)
-        out: dict[str, Any] = {"condition": node.label, "holds": holds}
+        out: Node = {"condition": node.label, "holds": holds}
         if node.attr is not None:
             out["value"] = _shown(node.attr, node.attr.get(st))
         if flip is not None:
@@ -49,18 +86,18 @@ def condition(node: Condition, st: CustomerState, now: int) -> dict[str, Any]:
     return {"condition": node.label, "holds": holds, "parts": parts}
 
 
-def attributes(st: CustomerState) -> dict[str, Any]:
+def attributes(st: CustomerState) -> dict[str, object]:
     """What definitions read, as they read it (instants in RFC 3339), plus the unsalted bucket."""
-    out = {name: _shown(attr, attr.get(st)) for name, attr in ATTRS.items()}
+    out: dict[str, object] = {name: _shown(attr, attr.get(st)) for name, attr in ATTRS.items()}
     out.update({f"custom.{k}": v for k, v in sorted(st.custom.items())})
     out["bucket"] = None if st.id_hash is None else bucket_of(st.id_hash)
     return out
 
 
 def explain(customer_id: str, st: CustomerState, catalog: Catalog, now: int,
-            partition: int | None = None) -> dict[str, Any]:
+            partition: int | None = None) -> Answer:
     """The whole answer, as JSON-able data, evaluated at `now` (the partition's stream time)."""
-    segments = []
+    segments: list[SegmentAnswer] = []
     for seg in catalog.segments:
         tree = condition(seg.when, st, now)
         segments.append({
@@ -79,7 +116,7 @@ def explain(customer_id: str, st: CustomerState, catalog: Catalog, now: int,
     }
 
 
-def render(answer: dict[str, Any]) -> str:
+def render(answer: Answer) -> str:
     """The explanation for a terminal: `paid_orders >= 2: true (5)`, indented by nesting."""
     lines = [f"customer {answer['customer_id']} (partition {answer['partition']}, as of {answer['as_of']})"]
     lines.append("segments: " + (", ".join(f"{n} since {s}" for n, s in answer["segments"].items()) or "none"))
@@ -89,7 +126,8 @@ def render(answer: dict[str, Any]) -> str:
     lines.append("state: " + msgspec.json.encode(answer["state"]).decode())
     lines.append("conditions:")
     for seg in answer["conditions"]:
-        head = f"  {seg['segment']}: {'member since ' + seg['member_since'] if seg['member'] else 'not a member'}"
+        where = f"member since {seg['member_since']}" if seg["member"] else "not a member"
+        head = f"  {seg['segment']}: {where}"
         if seg["next_move_due"]:
             head += f"; re-evaluated by time at {seg['next_move_due']}"
         lines.append(head)
@@ -97,7 +135,7 @@ def render(answer: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _render(node: dict[str, Any], depth: int, lines: list[str]) -> None:
+def _render(node: Node, depth: int, lines: list[str]) -> None:
     text = f"{'  ' * depth}{node['condition']}: {'true' if node['holds'] else 'false'}"
     if "value" in node:
         text += f" ({msgspec.json.encode(node['value']).decode()})"

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable
-from typing import Any
-
 from stream.model.state import CustomerState
 from stream.model.time import DAY
 
 Test = Callable[[CustomerState, int], "tuple[bool, int | None]"]
+# What a condition compares: a literal of the definition (an instant as microseconds, a date as its
+# ISO text), and an attribute's value, None when the customer has none.
+Scalar = str | int | float | bool
+Value = Scalar | None
+Compare = Callable[[Scalar, Scalar], bool]
+Getter = Callable[[CustomerState], Value]
 
 
-def _same_kind(a: Any, b: Any) -> bool:
+def _same_kind(a: Scalar, b: Scalar) -> bool:
     # bool is an int in Python; a custom field holding true must not equal 1.
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool)
@@ -27,12 +31,12 @@ def _same_kind(a: Any, b: Any) -> bool:
     return True
 
 
-def compare_untyped(compare: Callable[[Any, Any], bool], a: Any, b: Any) -> bool:
+def compare_untyped(compare: Compare, a: Value, b: Scalar) -> bool:
     """Custom fields hold any JSON scalar: a value of another kind satisfies no comparison."""
     return a is not None and _same_kind(a, b) and compare(a, b)
 
 
-def member(value: Any, values: list[Any]) -> bool:
+def member(value: Value, values: list[Scalar]) -> bool:
     return value is not None and any(_same_kind(value, v) and value == v for v in values)
 
 
@@ -41,7 +45,7 @@ def static(holds: Callable[[CustomerState], bool]) -> Test:
     return lambda st, now: (holds(st), None)
 
 
-def compare_literal(get: Callable[[CustomerState], Any], compare: Callable[[Any, Any], bool], value: Any) -> Test:
+def compare_literal(get: Getter, compare: Compare, value: Scalar) -> Test:
     """A typed attribute against a literal checked at load time; a missing value satisfies nothing."""
     def test(st: CustomerState, now: int) -> tuple[bool, None]:
         v = get(st)
@@ -49,8 +53,7 @@ def compare_literal(get: Callable[[CustomerState], Any], compare: Callable[[Any,
     return test
 
 
-def compare_attrs(get: Callable[[CustomerState], Any], compare: Callable[[Any, Any], bool],
-                   other: Callable[[CustomerState], Any]) -> Test:
+def compare_attrs(get: Getter, compare: Compare, other: Getter) -> Test:
     def test(st: CustomerState, now: int) -> tuple[bool, None]:
         a, b = get(st), other(st)
         return (a is not None and b is not None and compare(a, b)), None

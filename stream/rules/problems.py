@@ -2,7 +2,7 @@
 and where in it, listed within bounds."""
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
 from stream.errors import Problems
 from stream.rules.bounded_yaml import brief, clip
@@ -31,7 +31,7 @@ def shown(problems: list[str] | tuple[str, ...]) -> list[str]:
     return listed
 
 
-def key_names(keys: Any) -> str:
+def key_names(keys: Iterable[object]) -> str:
     """Keys of a mapping for a message: a few, each short."""
     names = sorted(clip(k, 40) if isinstance(k, str) else brief(k) for k in keys)
     return ", ".join(names[:10]) + (f" (and {len(names) - 10:,} more)" if len(names) > 10 else "")

@@ -83,15 +83,24 @@ def count_shed(reason: str, what: str) -> None:
                        reason, what, _shed_unlogged.pop(reason, 0))
 
 
-# Installed with the counter it feeds, so every process that has the metric counts into it (the
-# model, below the runtime, only reports).
-on_shed(count_shed)
+_counting_sheds = False
+
+
+def count_sheds() -> None:
+    """Count and log (count_shed) every state bound shed in this process from now on: the model,
+    below the runtime, only reports them. Called by each driver that wants them counted (the
+    replay, both runtimes through Health, the backfill); once per process, however often called."""
+    global _counting_sheds
+    if not _counting_sheds:
+        _counting_sheds = True
+        on_shed(count_shed)
 
 
 class Health:
     """What /healthz and /readyz answer: the loop's heartbeat, and readiness."""
 
     def __init__(self, stale_after: float = 60.0):
+        count_sheds()            # a runtime's process reports its sheds with the rest of its health
         self.stale_after = stale_after
         self.beat = time.monotonic()
         self.ready = False

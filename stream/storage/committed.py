@@ -1,17 +1,7 @@
-"""Read the worker's partition stores from outside the worker loop: what each partition committed.
-
-`segments members`, `segments explain` and the worker's HTTP routes read here. Each store is opened
-as a RocksDB *secondary* instance: it takes no lock (the worker keeps running and writing), it sees
-everything the worker's last committed batch wrote (the write-ahead log is replayed on open), and
-with every table file held open (rocksdict's default max_open_files=-1) a compaction of the worker
-deleting files cannot break an iteration under way. A secondary needs a directory of its own for
-its log: a fresh temporary one per open, removed on close.
-
-It never reads the worker's write-back cache: only what a committed transaction put in RocksDB, so
-every answer is as of each partition's last committed batch (its stream time is reported with it).
-
-Layout (stream.worker.loop / stream.storage.keys): <state dir>/<group id>/p<N> per input partition N; keys
-are customer ids in UTF-8, meta keys start with 0xFF and sort after every customer.
+"""Read the worker's partition stores from outside the worker loop: what each partition committed,
+through RocksDB secondary instances that take no lock (docs/storage.md). `segments members`,
+`segments explain` and the worker's HTTP routes read here; every answer is as of each partition's
+last committed batch.
 """
 from __future__ import annotations
 

@@ -1,20 +1,7 @@
-"""The storage layout every partition store shares: reserved meta keys and how their values are
-packed. Plain bytes, no RocksDB, so the changelog's readers and writers (backfill, definitions, the
-Faust runtime, committed reads) need not import the database binding for a constant.
-
-Keys are customer ids in UTF-8. Reserved meta keys start with 0xFF, a byte that never occurs in
-UTF-8, so they cannot collide with any customer id (a 0x00 prefix could: the event contract accepts
-"\\u0000" in ids). They also sort after every customer key, so a walk in key order can stop at the
-first meta key.
-  STREAM_TIME_KEY  the partition's stream time, locally and in the changelog (8-byte big-endian
-                   signed microseconds), so a restored partition resumes its clock;
-  CHECKPOINT_KEY   local only, never produced: the next changelog offset to read on restore;
-  DEFINITIONS_KEY  the segment definitions the partition's state was evaluated under, and the
-                   progress of a re-evaluation (stream.definitions.resolution.Running), in the changelog too;
-  WRITTEN_AT_KEY   local only: the wall-clock time (ms) until which the store is known to have
-                   seen its changelog (its last commit, restore batch or close), so a store too old
-                   to trust with erasures (the changelog's tombstones may be gone) is rebuilt
-                   rather than caught up.
+"""The storage layout every partition store shares: reserved meta keys (0xFF-prefixed, sorting
+after every customer id) and how their values are packed. Plain bytes, no RocksDB, so the
+changelog's readers and writers need not import the database binding for a constant (the keys and
+what each holds: docs/storage.md).
 """
 from __future__ import annotations
 

@@ -1,47 +1,24 @@
 """A partition's customer states: RocksDB (through rocksdict) behind an in-memory write-back cache,
-kept in step with a compacted changelog topic.
-
-The Kafka worker drives it around each transaction:
-
-    engine.apply(...) / advance(...)         get/put/delete: the cache learns what became dirty
-    store.set_stream_time(engine.now)
-    records = store.pending()                one changelog record per dirty customer (not per event)
-    ... produce records, segment changes and consumer offsets in one transaction, commit ...
-    store.commit(next_changelog_offset)      or store.abort() when the transaction failed
-
-The local store never holds state that Kafka did not commit: RocksDB is written only by commit(),
-after the transaction, as ONE write batch holding the changes and the checkpoint (the changelog
-offset up to which the store is complete). The batch is atomic, so data and checkpoint always
-agree; a crash before it (or an unsynced tail lost with the machine) only leaves the checkpoint
-behind, and restore() catches up from the changelog. Hence no fsync per commit.
-
-The key layout and the packing of meta records: stream.storage.keys.
+kept in step with a compacted changelog topic; written only after Kafka committed the transaction
+(the protocol: docs/storage.md). The key layout and the packing of meta records: stream.storage.keys.
 """
 from __future__ import annotations
 
-import logging
 import shutil
-import threading
-import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from pathlib import Path
 from typing import cast
 
-from rocksdict import (AccessType, BlockBasedOptions, BottommostLevelCompaction, CompactOptions, Options, Rdict,
-                       WriteBatch)
+from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch
 
 from stream.model.state import CustomerState, dump_state, load_state
+from stream.storage.erasure import DEFAULT_ERASURE_AFTER_MS, ErasureCompaction, idle_ms_of, stamp_written, wall_ms
 from stream.storage.keys import (CHECKPOINT_KEY, DEFINITIONS_KEY, META, STREAM_TIME_KEY, WRITTEN_AT_KEY, Record,
                                  pack_time, stream_time_record, unpack_time)
 
 _KEPT_META = (DEFINITIONS_KEY,)       # meta records restored as they are (besides the stream time)
-
-log = logging.getLogger("segments.store")
-
-DEFAULT_ERASURE_AFTER_MS = 24 * 3600 * 1000     # the default of WorkerConfig.erasure_max_lag_ms
-
 
 def _options() -> Options:
     # raw mode: keys and values are stored as the bytes given (rocksdict would pickle otherwise)
@@ -59,99 +36,6 @@ def raw_items(db: Rdict, from_key: bytes | None = None) -> Iterator[tuple[bytes,
     """(key, value) in key order from `from_key` on, of a database opened in raw mode, where both
     are bytes: rocksdict's types cover every mode it has (pickled keys of any type too)."""
     return cast(Iterator[tuple[bytes, bytes]], db.items(from_key=from_key))
-
-
-def _wall_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def stamp_written(db: Rdict) -> None:
-    """WRITTEN_AT_KEY: the database has seen its changelog up to now (PartitionStore, and the
-    Faust runtime's partition databases)."""
-    db.put(WRITTEN_AT_KEY, pack_time(_wall_ms()))
-
-
-def _idle_ms(db: Rdict) -> int | None:
-    written = db.get(WRITTEN_AT_KEY)
-    return None if written is None else _wall_ms() - unpack_time(written)
-
-
-def idle_ms_at(path: Path) -> int | None:
-    """As PartitionStore.idle_ms, for a database not open (read only, no lock taken)."""
-    db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
-    try:
-        return _idle_ms(db)
-    finally:
-        db.close()
-
-
-class ErasureCompaction:
-    """Erasure reaching a RocksDB database's files. A delete writes a tombstone; the customer's
-    old values stay in the SST files (and in the write-ahead log until the memtable is flushed)
-    until a compaction rewrites them, which RocksDB alone may put off indefinitely. So once a
-    delete is committed, the whole database is compacted within `after_ms`, down to the bottom
-    level (where the tombstones go too). One compaction per period, however many erasures: its cost
-    is a rewrite of the database, not one per erased customer. A database opened with deletions
-    not yet compacted (the process stopped before) is compacted at the first check.
-
-    The compaction runs in a thread of its own (rocksdict releases the GIL meanwhile, and RocksDB
-    takes reads and writes during it), so the partition is not stalled for the seconds a large
-    database takes. Both runtimes use it: PartitionStore for the native worker, stream.faust_runtime.app
-    for the Faust table's partition databases. Their loops call run_if_due() every few seconds."""
-
-    def __init__(self, db: Rdict, after_ms: int, name: str):
-        self.db, self.name = db, name         # name: for the log
-        self.after = after_ms / 1000
-        self.due: float | None = time.monotonic() if _holds_deletions(db) else None
-        self._thread: threading.Thread | None = None
-
-    def erased(self) -> None:
-        """A committed write deleted keys: compact within the period (from the first of them)."""
-        if self.due is None:
-            self.due = time.monotonic() + self.after
-
-    def run_if_due(self, now: float | None = None) -> bool:
-        """Start the compaction if a deletion has waited its period (`now`: monotonic seconds) and
-        none is running; whether it started."""
-        if self.due is None or (time.monotonic() if now is None else now) < self.due or self.running():
-            return False
-        self.due = None              # deletions from now on wait for the next one
-        self._thread = threading.Thread(target=self._compact, name=f"compact {self.name}", daemon=True)
-        self._thread.start()
-        return True
-
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def wait(self) -> None:
-        """Until a running compaction ends: before the database is closed."""
-        if self._thread is not None:
-            self._thread.join()
-
-    def _compact(self) -> None:
-        started = time.monotonic()
-        options = CompactOptions()
-        # Force the bottom level too: otherwise a database whose files all sit in level 0 can be
-        # left as it is, old values and tombstones included.
-        options.set_bottommost_level_compaction(BottommostLevelCompaction.force())
-        try:
-            self.db.compact_range(None, None, options)
-        except Exception:          # noqa: BLE001 - logged, and tried again next period
-            log.exception("%s: compaction for erasure failed; trying again in %.0f s", self.name, self.after)
-            self.erased()
-            return
-        log.info("%s: compacted, erased customers' values are gone from its files (%.2f s)",
-                 self.name, time.monotonic() - started)
-
-
-def _holds_deletions(db: Rdict) -> bool:
-    """Tombstones in the memtables or in any SST file (RocksDB's own counts; no scan)."""
-    in_memory = sum(db.property_int_value(f"rocksdb.num-deletes-{table}") or 0
-                    for table in ("active-mem-table", "imm-mem-tables"))
-    tables = db.property_value("rocksdb.aggregated-table-properties") or ""
-    in_files = next((int(part.split("=")[1]) for part in tables.split(";")
-                     if part.strip().startswith("# deletions=")), 0)
-    return in_memory + in_files > 0
 
 
 class PartitionStore:
@@ -256,7 +140,7 @@ class PartitionStore:
     def idle_ms(self) -> int | None:
         """Milliseconds since the store was last known to have seen its changelog (WRITTEN_AT_KEY);
         None if it never kept the time."""
-        return _idle_ms(self._db)
+        return idle_ms_of(self._db)
 
     def checkpoint(self) -> int | None:
         """The changelog offset to restore from; None: the store is empty, restore from the start."""
@@ -288,7 +172,7 @@ class PartitionStore:
             else:
                 batch.put(key, value)
         batch.put(CHECKPOINT_KEY, pack_time(changelog_next_offset))
-        batch.put(WRITTEN_AT_KEY, pack_time(_wall_ms()))
+        batch.put(WRITTEN_AT_KEY, pack_time(wall_ms()))
         self._db.write(batch)
         if self._deleted:
             self.erasure.erased()
@@ -363,7 +247,7 @@ class PartitionStore:
 
     def _write_restored(self, batch: WriteBatch, checkpoint: int, stream_time: int | None) -> None:
         batch.put(CHECKPOINT_KEY, pack_time(checkpoint))
-        batch.put(WRITTEN_AT_KEY, pack_time(_wall_ms()))
+        batch.put(WRITTEN_AT_KEY, pack_time(wall_ms()))
         self._db.write(batch)
         self._checkpoint = checkpoint
         self._stream_time = self._committed_time = stream_time

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
@@ -46,6 +47,12 @@ segments:
 
 def truncated(reason: str) -> float:
     return REGISTRY.get_sample_value("segments_state_truncated_total", {"reason": reason}) or 0.0
+
+
+@pytest.fixture(autouse=True)
+def _sheds_counted() -> None:
+    """As every driver does at start: what a bound sheds is counted into the metric read here."""
+    metrics.count_sheds()
 
 
 def wide(n: int, length: int) -> str:
@@ -213,6 +220,21 @@ def test_the_model_imports_msgspec_and_the_stdlib_only():
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
     foreign, stream = json.loads(done.stdout)
     assert foreign == [] and {m for m in stream if not m.startswith("stream.model")} == {"stream"}, done.stdout
+
+
+def test_sheds_are_counted_once_a_driver_asks_and_once_however_often_it_does():
+    """Importing the metrics installs nothing (stream.runtime.metrics.count_sheds does, explicitly);
+    a second call does not count each shed twice."""
+    program = (
+        "from stream.model import state\n"
+        "from stream.runtime import metrics\n"
+        "assert state._shed_hooks == [], state._shed_hooks\n"
+        "metrics.count_sheds()\n"
+        "metrics.count_sheds()\n"
+        "metrics.Health()\n"
+        "assert state._shed_hooks == [metrics.count_shed], state._shed_hooks\n"
+    )
+    subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
 
 
 def test_a_shed_is_counted_and_logged_once_a_minute_per_reason(monkeypatch, caplog):

@@ -1,4 +1,4 @@
-"""The compiled condition tree (stream.rules.compiler.Condition): what the explanation walks and
+"""The compiled condition tree (stream.rules.nodes.Condition): what the explanation walks and
 the engine calls, one typed node per condition and operator."""
 from __future__ import annotations
 

@@ -15,11 +15,12 @@ from stream.runtime.settings import WorkerConfig
 from stream.engine.core import Engine
 from stream.rules.catalog import load_catalog
 from stream.runtime.topics import worker_topics
+from stream.model.time import DAY_MS
 from stream.storage.rocksdb_store import PartitionStore
 from tests.erasure_topics import expected, personal_topics
 from tests.helpers import event
 
-_MS = st.integers(min_value=60_000, max_value=365 * 24 * 3600 * 1000)
+_MS = st.integers(min_value=60_000, max_value=365 * DAY_MS)
 _CONFIGS = st.builds(lambda lag, changes, dead, routed: WorkerConfig(
     erasure_max_lag_ms=lag, changes_retention_ms=changes, dead_letter_retention_ms=dead,
     routed_topics=("orders",) if routed else ()), _MS, _MS, _MS, st.booleans())
