@@ -21,6 +21,7 @@ from stream.model.events import DeadLetter
 from stream.model.time import BEFORE_TIME, format_rfc3339
 from stream.replay.driver import ReplaySummary
 from stream.rules.catalog import Catalog
+from stream.runtime import metrics
 
 _FLUSH_EVERY = 4096
 
@@ -38,6 +39,7 @@ def run(request: Request, catalog: Catalog, spans: list[Span], output: BinaryIO 
     else:
         sink = FileSink(output)
     store = MemoryStore()
+    metrics.count_sheds()           # state shed to stay in bounds is counted and logged, as in a worker
     engine = Engine(catalog, store)
 
     def dead_letter(span: Span, offset: int, letter: DeadLetter) -> None:

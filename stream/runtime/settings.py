@@ -29,6 +29,7 @@ from types import MappingProxyType
 from typing import Any
 
 from stream.errors import Problems
+from stream.model.time import DAY_MS
 from stream.rules.bounded_yaml import CONFIG_FILE, DocumentError, read_file
 from stream.runtime.options import (CONFIG_ENV, KAFKA_ENV_PREFIX, OPTIONS, Guarantee, Runtime, env_of, flag_of,
                                     yaml_type)
@@ -48,9 +49,9 @@ class WorkerConfig:
     # How long an erased customer's records may stay in the compacted topics (changelog, membership)
     # and, beyond their retention, in the others: segment.ms and max.compaction.lag.ms of the topics
     # the worker creates (README, "Erasure").
-    erasure_max_lag_ms: int = 24 * 3600 * 1000
-    changes_retention_ms: int = 7 * 24 * 3600 * 1000       # retention.ms of the changes topic
-    dead_letter_retention_ms: int = 7 * 24 * 3600 * 1000   # retention.ms of the dead letters (raw input)
+    erasure_max_lag_ms: int = DAY_MS
+    changes_retention_ms: int = 7 * DAY_MS                 # retention.ms of the changes topic
+    dead_letter_retention_ms: int = 7 * DAY_MS             # retention.ms of the dead letters (raw input)
     group_id: str = "segments"
     instance_id: str | None = None                # None: derive one persisted in the state dir
     state_dir: Path = Path("state")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from stream.model.time import DAY_MS
 from stream.runtime.settings import WorkerConfig
 
 # Dead letters carry input messages back out whole, oversized ones included, up to this much: the
@@ -26,12 +27,11 @@ PRODUCER_MESSAGE_BYTES = DEAD_LETTER_BYTES + 65536
 
 Spec = tuple[str, int, Mapping[str, str | int]]      # (topic, partitions, configs)
 COMPACT: dict[str, str | int] = {"cleanup.policy": "compact"}
-_DAY_MS = 24 * 3600 * 1000
-INPUT_RETENTION_MS = 7 * _DAY_MS          # input topics the worker creates (the producers' otherwise)
+INPUT_RETENTION_MS = 7 * DAY_MS          # input topics the worker creates (the producers' otherwise)
 # How long a tombstone outlives the compaction that removed what it deletes: a reader away for less
 # (a partition store restoring from its checkpoint, a consumer of the membership topic) still sees
 # every erasure.
-TOMBSTONE_RETENTION_MS = 7 * _DAY_MS
+TOMBSTONE_RETENTION_MS = 7 * DAY_MS
 _CLOCK_SKEW_MS = 3600 * 1000
 DEFINITIONS_CONFIG = COMPACT             # the definitions topic: the latest record per name counts
 
