@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from rocksdict import Options, Rdict
 
 from stream.engine.core import Engine
-from stream.faust_runtime.app import _FAUST_OFFSET_KEY, BatchStore
+from stream.faust_runtime.table_store import _FAUST_OFFSET_KEY, BatchStore
 from stream.model.state import dump_state
 from stream.rules.catalog import load_catalog
 from stream.storage.keys import DEFINITIONS_KEY, STREAM_TIME_KEY
