@@ -219,8 +219,8 @@ class Worker:
     def _new_producer(self) -> Producer:
         s = self.s
         config = {**self._common(), "enable.idempotence": True, "linger.ms": 5,
-                  "on_delivery": self.deliveries.delivered, "partitioner": "murmur2_random", "message.max.bytes": PRODUCER_MESSAGE_BYTES,
-                  "batch.size": PRODUCER_BATCH_BYTES}
+                  "on_delivery": self.deliveries.delivered, "partitioner": "murmur2_random",
+                  "message.max.bytes": PRODUCER_MESSAGE_BYTES, "batch.size": PRODUCER_BATCH_BYTES}
         if s.exactly_once:
             config["transactional.id"] = f"{s.group_id}-{s.instance_id}"
         producer = Producer(config)
