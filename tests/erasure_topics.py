@@ -3,7 +3,7 @@ and the configs that bound how long an erased customer's records stay there (REA
 For the check of the topic specs and the check of the topics a broker really created."""
 from __future__ import annotations
 
-from stream.faust_runtime import app as faust_runtime
+from stream.faust_runtime import topics as faust_runtime
 from stream.runtime.topics import INPUT_RETENTION_MS, TOMBSTONE_RETENTION_MS, worker_topics
 from stream.runtime.settings import WorkerConfig
 

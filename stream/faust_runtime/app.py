@@ -9,84 +9,56 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
-import signal
 import sys
 import threading
 import time
 import weakref
-from collections import Counter as Tally
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
-from collections.abc import Awaitable, Iterator
+from typing import NoReturn, TypedDict, cast
 
 import faust
 import faust.streams
 from aiokafka.errors import IllegalStateError
-from faust.types import TP, EventT
+from faust.types import TP, EventT, ProducerT, RecordMetadata, StreamT
+from faust.types.core import HeadersArg
 
 from stream.definitions.live import LiveDefinitions
 from stream.definitions.resolution import file_definitions
-from stream.engine.core import Engine
-from stream.errors import SegmentsError
-from stream.inspect.routes import definitions_route
 from stream.faust_runtime.fixes import HoldingApp, refuse_auto_creation
-from stream.kafka.topic_admin import admin_client, ensure_topics
-from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, LibraryLogBound, partition_counts,
-                                  until_reachable, worker_client_config)
+from stream.faust_runtime.startup import (PartitionCountsWrong, drop_stale_partitions, set_up_topics,
+                                          until_signalled)
+from stream.faust_runtime.table_store import FaustTable, Partition
+from stream.faust_runtime.topics import TABLE, ticks_topic, topics
+from stream.inspect.routes import definitions_route
+from stream.kafka.clients import BrokerProbe, BrokerWatch, LibraryLogBound, until_reachable, worker_client_config
 from stream.kafka.definitions_feed import DefinitionsFeed, caught_up_feed
-from stream.model.changes import SegmentChange
-from stream.model.state import CustomerState, dump_state, load_state
-from stream.model.time import EARLIEST
 from stream.rules.catalog import Catalog
 from stream.runtime import metrics
-from stream.runtime.batch import Batch, BatchStep, count_members, set_members
+from stream.runtime.batch import Batch, BatchStep, set_members
 from stream.runtime.idle_clock import CatchUp, advance_idle, idle
 from stream.runtime.records import Record
 from stream.runtime.settings import WorkerConfig
-from stream.runtime.topics import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, Spec, changelog_configs,
-                                   definitions_topics, outlived_tombstones, output_topics)
-from stream.storage.keys import META, STREAM_TIME_KEY, stream_time_record, unpack_time
-from stream.storage.erasure import ErasureCompaction, idle_ms_at, stamp_written
+from stream.runtime.topics import PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES
 
 log = logging.getLogger("segments.faust")
 
-_TABLE = "customers"
 _OBSERVE_EVERY = 5.0                   # seconds between refreshes of the gauges that need a look around
-# Faust's own key in every partition's RocksDB database: the changelog offset it holds up to.
-_FAUST_OFFSET_KEY = b"__faust\0offset__"
-# A Faust table over its RocksDB store: the parts of it this runtime uses (data._db_for_partition,
-# data.set_persisted_offset, changelog_topic_name) are not in faust's types.
-FaustTable = Any
-_RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
-
-class PartitionCountsWrong(SegmentsError):
-    """Input topics without the worker's partition count: partition p of each could not feed engine p."""
-
-
-def changelog_topic(config: WorkerConfig) -> str:
-    """Faust names a table's changelog `<app id>-<table>-changelog`; the app id is the group id."""
-    return f"{config.group_id}-{_TABLE}-changelog"
+class _Raw(TypedDict):
+    """A topic's keys and values as bytes, as they are on the wire (app.topic's arguments)."""
+    key_type: type[bytes]
+    value_type: type[bytes]
+    key_serializer: str
+    value_serializer: str
 
 
-def ticks_topic(config: WorkerConfig) -> str:
-    return f"{config.group_id}-ticks"
-
-
-def topics(config: WorkerConfig) -> list[Spec]:
-    """The topics created when absent before Faust starts, with the native worker's explicit
-    configs (routed input topics are the producers'; a replication factor of -1 is possible only
-    this way)."""
-    n = config.partitions
-    ticks: dict[str, str | int] = {"cleanup.policy": "delete", "retention.ms": 3600 * 1000}
-    return [*output_topics(config), (changelog_topic(config), n, changelog_configs(config)),
-            (ticks_topic(config), n, ticks), *definitions_topics(config)]
+_RAW = _Raw(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
 @contextlib.contextmanager
-def _current(event: EventT) -> Iterator[None]:
+def _current(event: EventT[bytes]) -> Iterator[None]:
     """Make `event` Faust's current event, so that table reads and writes go to its partition (see
     docs/faust-runtime.md). faust.streams keeps it in a context variable, as a weak reference."""
     token = faust.streams._current_event.set(weakref.ref(event))
@@ -114,141 +86,13 @@ def _exit_failed(why: str) -> NoReturn:
     os._exit(1)
 
 
-async def _deliver(producer: Any, records: list[Record]) -> list[Any]:
+async def _deliver(producer: ProducerT, records: list[Record]) -> list[RecordMetadata]:
     """Send through Faust's producer and wait until the broker has every record."""
     send = producer.send
-    pending = [await send(topic, key, value, partition, None, headers)
+    # (cast: faust types header values as bytes only; the batch step's are: stream.runtime.intake.dead_letter)
+    pending = [await send(topic, key, value, partition, None, cast(HeadersArg, headers))
                for topic, key, value, partition, headers in records]
     return list(await asyncio.gather(*pending))
-
-
-class BatchStore:
-    """The engine's StateStore for one partition: the Faust table behind a write-back dict, so a
-    batch writes each customer it touched once, however many of its events it applied. Reads and
-    writes go to the table's store, under `_current` for this partition."""
-
-    def __init__(self, table: FaustTable, partition: int, erasure_after_ms: int):
-        self.table = table
-        self.partition = partition
-        self.dirty: dict[str, CustomerState | None] = {}     # None: erased
-        self.dirty_meta: dict[bytes, bytes] = {}
-        self.saved_time: int | None = None
-        self._written: list[tuple[bytes, bytes | None]] = []
-        # Faust's RocksDB store keeps one database per partition; reading it is the only way to
-        # see exactly partition p's customers (iterating the table spans every partition).
-        self.db = table.data._db_for_partition(partition)
-        # Faust's own restore deletes too: a database holding deletions is compacted at the first check.
-        self.erasure = ErasureCompaction(self.db, erasure_after_ms, f"faust table partition {partition}")
-
-    def get(self, customer_id: str) -> CustomerState | None:
-        if customer_id in self.dirty:
-            return self.dirty[customer_id]
-        data = self.table.data.get(customer_id.encode())
-        return None if data is None else load_state(data, customer_id)
-
-    def put(self, customer_id: str, state: CustomerState) -> None:
-        self.dirty[customer_id] = state
-
-    def delete(self, customer_id: str) -> None:
-        self.dirty[customer_id] = None
-
-    def meta(self, key: bytes) -> bytes | None:
-        """A reserved entry (stream.storage.keys.META) as last set, or as stored."""
-        value = self.dirty_meta.get(key)
-        return value if value is not None else self.db.get(key)
-
-    def set_meta(self, key: bytes, value: bytes) -> None:
-        """A reserved entry to write with the next batch of this partition, changelog first."""
-        self.dirty_meta[key] = value
-
-    def scan(self, after: str | None, limit: int) -> Iterator[tuple[str, CustomerState]]:
-        """Up to `limit` customers after `after` in key order, as they are now (the batch's state
-        where it has one; an erased one is skipped)."""
-        start = after.encode() + b"\x00" if after is not None else b""     # the next key after `after`
-        dirty, count = self.dirty, 0
-        for key, value in self.db.items(from_key=start):
-            if key[:1] == META or count >= limit:
-                break
-            if key == _FAUST_OFFSET_KEY:
-                continue
-            customer_id = key.decode()
-            state = dirty[customer_id] if customer_id in dirty else load_state(value, customer_id)
-            if state is None:
-                continue
-            count += 1
-            yield customer_id, state
-
-    def unsaved(self) -> bool:
-        """Whether something waits for this partition's next batch to be written."""
-        return bool(self.dirty or self.dirty_meta)
-
-    def changelog(self, now: int) -> tuple[list[Record], Record | None]:
-        """The batch's changelog records: one per touched customer (None, a tombstone, if erased)
-        and per reserved entry set, and, apart, the stream time's, which must be sent alone after
-        the others (see docs/faust-runtime.md); None if nothing changed."""
-        topic, partition = self.table.changelog_topic_name, self.partition
-        records: list[Record] = [(topic, customer_id.encode(), None if state is None else dump_state(state),
-                                  partition, None) for customer_id, state in self.dirty.items()]
-        records += [(topic, key, value, partition, None) for key, value in self.dirty_meta.items()]
-        self._written = [(key, value) for _, key, value, _, _ in records if key is not None]
-        if not records and (now == self.saved_time or now < EARLIEST):   # the latter: no event yet
-            return records, None
-        # The key cannot collide with a customer id: 0xFF never occurs in UTF-8.
-        key, value = stream_time_record(now)
-        self._written.append((key, value))
-        self.saved_time = now
-        return records, (topic, key, value, partition, None)
-
-    def write_local(self) -> None:
-        """Write to the local store what changelog() returned, once the broker has it: a store
-        ahead of its changelog would keep, after a crash, state that a restore elsewhere never
-        sees (the re-read events are then skipped as duplicates, so it would never be sent)."""
-        data = self.table.data
-        for key, value in self._written:
-            if value is None:
-                del data[key]
-                self.erasure.erased()
-            else:
-                data[key] = value
-        self._written = []
-        self.dirty.clear()
-        self.dirty_meta.clear()
-        stamp_written(self.erasure.db)          # seen its changelog up to now (outlived_tombstones)
-
-
-class Partition:
-    """Input partition p: its engine over the table's partition p, and what the current batch
-    produced (a stream.definitions.live.LivePartition)."""
-
-    def __init__(self, number: int, table: FaustTable, catalog: Catalog, erasure_after_ms: int):
-        self.partition = number
-        self.store = BatchStore(table, number, erasure_after_ms)
-        self.catalog = catalog
-        self.engine = Engine(catalog, self.store)
-        self.changes: list[SegmentChange] = []
-        self.members: Tally[str] = Tally()
-        stream_time = self.store.db.get(STREAM_TIME_KEY)
-        if stream_time is not None:
-            self.store.saved_time = unpack_time(stream_time)
-        self.engine.restore(self._states(), now=self.store.saved_time)
-
-    def _states(self) -> Iterator[tuple[str, CustomerState]]:
-        members = self.members
-        for key, value in self.store.db.items():
-            if key == _FAUST_OFFSET_KEY or key.startswith(META):
-                continue
-            customer_id = key.decode()
-            state = load_state(value, customer_id)
-            members.update(state.member.keys())
-            yield customer_id, state
-
-    def switch(self, catalog: Catalog) -> None:
-        """Run these definitions from now on (stream.definitions.live)."""
-        self.catalog = catalog
-        self.engine.redefine(catalog)
-
-    def count_members(self) -> None:
-        count_members(self.members, self.changes)
 
 
 class FaustWorker:
@@ -304,8 +148,10 @@ class FaustWorker:
             producer_max_request_size=PRODUCER_MESSAGE_BYTES,
             web_enabled=False,
         )
-        self.table: FaustTable = app.Table(_TABLE, partitions=s.partitions, key_type=bytes, value_type=bytes)
-        self.table.on_recover(self._on_recovered)
+        table = app.Table(TABLE, partitions=s.partitions, key_type=bytes, value_type=bytes)
+        table.on_recover(self._on_recovered)
+        # faust types a table's data as a plain mapping: FaustTable is what this runtime uses of it
+        self.table = cast(FaustTable, table)
         self.ticks = app.topic(ticks_topic(s), partitions=s.partitions, **_RAW)
         app.agent(app.topic(*s.keyed_topics, ticks_topic(s), **_RAW), name="segments")(self._agent)
         if s.routed_topics:
@@ -316,23 +162,24 @@ class FaustWorker:
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         return app
 
-    def _batches(self, stream):
-        return stream.take_events(self.s.batch_size, within=self.s.commit_interval_ms / 1000)
+    def _batches(self, stream: StreamT[bytes]) -> AsyncIterator[Sequence[EventT[bytes]]]:
+        # (cast: an agent's stream is a faust.Stream; faust's StreamT does not declare take_events)
+        return cast(faust.Stream[bytes], stream).take_events(self.s.batch_size, within=self.s.commit_interval_ms / 1000)
 
     # -- the agents ------------------------------------------------------------------------------
 
-    async def _agent(self, stream: Any) -> None:
+    async def _agent(self, stream: StreamT[bytes]) -> None:
         producer = await self.app.maybe_start_producer()
         async for events in self._batches(stream):
             await _or_exit(self._batch(producer, events))
 
-    async def _batch(self, producer: Any, events: list[EventT]) -> None:
+    async def _batch(self, producer: ProducerT, events: Sequence[EventT[bytes]]) -> None:
         """Apply partition by partition (each under one of its own events), publish, then write
         each touched customer back once. Faust acks the events only after this returns."""
         batch = self.step.batch()
         self.health.beat = time.monotonic()
         assignment = self.app.consumer.assignment()
-        shares: dict[int, list[EventT]] = {}
+        shares: dict[int, list[EventT[bytes]]] = {}
         for event in events:
             if event.message.tp in assignment:      # else revoked while the batch was gathered
                 shares.setdefault(event.message.partition, []).append(event)
@@ -341,7 +188,7 @@ class FaustWorker:
             self.definitions_changed = False
             self.live.refresh(self.partitions.values())
         fired = 0
-        parts: list[tuple[Partition, EventT]] = []
+        parts: list[tuple[Partition, EventT[bytes]]] = []
         for number, share in shares.items():
             with _current(share[-1]):
                 part = self.partitions.get(number)
@@ -380,7 +227,7 @@ class FaustWorker:
             self._set_members()
         batch.measure(len(events))
 
-    def _apply(self, part: Partition, share: list[EventT], batch: Batch) -> None:
+    def _apply(self, part: Partition, share: list[EventT[bytes]], batch: Batch) -> None:
         """A partition's share of the batch: each event through the batch step, each tick moving
         the idle clock."""
         ticks = self.ticks.get_topic_name()
@@ -445,7 +292,7 @@ class FaustWorker:
         # (records handed over while the position was asked for are not known to be applied)
         return position is not None and position >= end and self.app.fetched.get(tp) == fetched
 
-    def _persisted(self, delivered: list[Any]) -> None:
+    def _persisted(self, delivered: list[RecordMetadata]) -> None:
         """Move each changelog partition's restore checkpoint to its last delivered record, as
         Faust's own table writes do (faust.tables.base.Collection._on_changelog_sent)."""
         topic, data = self.table.changelog_topic_name, self.table.data
@@ -453,7 +300,7 @@ class FaustWorker:
             if metadata.partition in self.partitions:      # else revoked: not this worker's database
                 data.set_persisted_offset(TP(topic, metadata.partition), metadata.offset)
 
-    async def _router(self, stream: Any) -> None:
+    async def _router(self, stream: StreamT[bytes]) -> None:
         """Routed topics (keyed otherwise): each event re-published, keyed by its customer id, to
         the repartition topic, which the main agent reads like any keyed input."""
         producer = await self.app.maybe_start_producer()
@@ -514,7 +361,7 @@ class FaustWorker:
         metrics.observe_timers(part.engine.timers for part in self.partitions.values())
         metrics.READY.set(1 if self.health.readiness()[0] else 0)
 
-    async def _on_revoked(self, app: faust.App, revoked: set[TP], *_: Any, **__: Any) -> None:
+    async def _on_revoked(self, app: faust.App, revoked: set[TP], *_: object, **__: object) -> None:
         """A revoked partition's engine goes: if the partition comes back, it is rebuilt from the
         table as the worker that had it in between left it. Ticks in flight may go with it."""
         metrics.REBALANCES.labels("revoke").inc()
@@ -547,66 +394,21 @@ class FaustWorker:
 
     # -- running ---------------------------------------------------------------------------------
 
-    def _check_partitions(self) -> None:
-        """Partition p of every keyed input topic must feed engine p, and Faust reads the topics as
-        they are: each needs the worker's partition count (the co-partitioning of the ticks and
-        changelog topics with the input rests on it too)."""
-        admin = admin_client(worker_client_config(self.s, self.watch))
-        found = admin.list_topics(timeout=ATTEMPT_SECONDS).topics
-        wrong = {t: len(found[t].partitions) for t in self.s.keyed_topics
-                 if len(found[t].partitions) != self.s.partitions}
-        if wrong:
-            raise PartitionCountsWrong(f"segments worker: input topics must have {self.s.partitions} partitions "
-                             f"(--partitions): {', '.join(f'{t} has {n}' for t, n in sorted(wrong.items()))}")
-
-    def _drop_stale_partitions(self) -> None:
-        """As the native worker: a partition database that has not seen its changelog for longer
-        than the changelog keeps tombstones is deleted before Faust opens it, so Faust restores it
-        whole rather than catching it up (and keeping a customer erased meanwhile)."""
-        for path in sorted(Path(self.app.conf.tabledir).glob(f"{_TABLE}-*.db")):
-            idle = idle_ms_at(path)
-            if idle is not None and outlived_tombstones(idle):
-                log.warning("%s was last written %.1f days ago, longer than the changelog keeps erasure "
-                            "tombstones; Faust restores it from the changelog", path, idle / 86_400_000)
-                shutil.rmtree(path)
-
     def _blocked(self) -> str | None:
         """The native worker's readiness faults (stream.worker.loop.Worker._blocked): brokers out of
         reach, topics not as at start. Faust's own recovery tells the rest."""
         return self.watch.problem() or (self.probe.topics_problem if self.probe is not None else None)
 
-    def _wait_for_brokers(self) -> dict[str, int] | None:
-        """The start-up steps, waited out while no broker answers (said at a bounded rate); None
-        when SIGINT or SIGTERM came first, as they end the native worker's wait. Faust's own
-        handlers come only with its Worker, so until then these are ours."""
-        stop = threading.Event()
-        if threading.current_thread() is not threading.main_thread():      # no handlers there
-            return self._start_up(stop)
-        previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            counts = self._start_up(stop)
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-        return None if stop.is_set() else counts
-
     def _start_up(self, stop: threading.Event) -> dict[str, int] | None:
         """The topics, then the definitions topic read to its end (as the native worker does before
         it processes anything); None when stopped meanwhile."""
-        counts = until_reachable(self._topics, self.watch, stop)
+        counts = until_reachable(lambda: set_up_topics(self.s, self.watch), self.watch, stop)
         topic = self.s.definitions_topic
         if counts is None or topic is None:
             return counts
         self.feed = self.live.feed = until_reachable(
             lambda: caught_up_feed(worker_client_config(self.s, self.watch), topic), self.watch, stop)
         return None if self.feed is None else counts
-
-    def _topics(self) -> dict[str, int]:
-        client = worker_client_config(self.s, self.watch)
-        ensure_topics(client, topics(self.s), replication_factor=self.s.replication_factor,
-                      timeout=ATTEMPT_SECONDS)
-        self._check_partitions()
-        return partition_counts(client, [name for name, _, _ in topics(self.s)], timeout=ATTEMPT_SECONDS)
 
     def run(self) -> int:
         """Until SIGINT or SIGTERM: Faust's exit status. Raises PartitionCountsWrong."""
@@ -630,13 +432,13 @@ class FaustWorker:
                 metrics.stop(http)
 
     def _started(self) -> int:
-        counts = self._wait_for_brokers()
+        counts = until_signalled(self._start_up)
         if counts is None:
             return 0
         probe = self.probe = BrokerProbe(worker_client_config(self.s, self.watch), self.watch, topics(self.s),
                                          counts).start()
         try:
-            self._drop_stale_partitions()
+            drop_stale_partitions(Path(self.app.conf.tabledir))
             worker = faust.Worker(self.app, loglevel="info", quiet=True, redirect_stdouts=False,
                                   override_logging=False)
             worker.spinner = None           # it writes terminal escapes to stdout, quiet or not

@@ -19,29 +19,28 @@ import contextlib
 import logging
 import threading
 import time
-from collections import Counter as TallyCounter
 from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from stream.definitions.live import LiveDefinitions
 from stream.definitions.resolution import file_definitions
-from stream.engine.core import Engine
 from stream.inspect.routes import segment_routes
 from stream.kafka.topic_admin import TopicsNotAsExpected, admin_client, ensure_topics, topic_problems
-from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, unreachable,
-                                  until_reachable, worker_client_config)
+from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, until_reachable,
+                                  worker_client_config)
 from stream.kafka.definitions_feed import DefinitionsFeed, caught_up_feed
 from stream.kafka.partition_ends import partition_ends
-from stream.model.changes import SegmentChange
 from stream.rules.catalog import Catalog
 from stream.runtime import metrics
-from stream.runtime.batch import Batch, BatchStep, count_members, set_members
+from stream.runtime.batch import Batch, BatchStep, set_members
 from stream.runtime.idle_clock import CatchUp, Source, advance_idle
 from stream.runtime.settings import WorkerConfig
-from stream.runtime.topics import (PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, Spec, outlived_tombstones,
-                                   worker_topics)
+from stream.runtime.topics import PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, Spec, worker_topics
 from stream.storage.rocksdb_store import PartitionStore
+from stream.worker.partition import PartitionTask
+from stream.worker.restore import restore
+from stream.worker.transaction import Deliveries, aborted, commit, seek_committed
 
 log = logging.getLogger("segments.worker")
 
@@ -50,49 +49,6 @@ _OBSERVE_EVERY = 5.0              # seconds between updates of the gauges that c
 
 class _Stopping(Exception):
     """stop() came while a partition's restore waited for the brokers (raised out of consume())."""
-
-
-class PartitionTask:
-    """Input partition p: its store, its engine, and what the current batch produced."""
-
-    def __init__(self, partition: int, store: PartitionStore, catalog: Catalog):
-        self.partition = partition
-        self.store = store
-        self.catalog = catalog
-        self.changes: list[SegmentChange] = []
-        self.catch_up = CatchUp()         # its keyed topic-partitions (the idle clock's rule)
-        self.hits_reported = self.misses_reported = 0
-        self.engine = self._fresh_engine()
-
-    def _fresh_engine(self) -> Engine:
-        """An engine over the committed state. The same pass counts members per segment, so the
-        members gauge is right from the start, not counted since the worker started."""
-        members: TallyCounter[str] = TallyCounter()
-
-        def counted():
-            for customer_id, state in self.store.items():
-                members.update(state.member.keys())
-                yield customer_id, state
-        engine = Engine(self.catalog, self.store)
-        engine.restore(counted(), now=self.store.stream_time())
-        self.members = members
-        return engine
-
-    def switch(self, catalog: Catalog) -> None:
-        """Run these definitions from now on (stream.definitions.live)."""
-        self.catalog = catalog
-        self.engine.redefine(catalog)
-
-    def count_members(self) -> None:
-        """Fold the batch's changes into the member counts (before they are cleared)."""
-        count_members(self.members, self.changes)
-
-    def reset(self) -> None:
-        """The transaction failed: back to the last committed state."""
-        self.store.abort()
-        self.changes.clear()
-        self.engine = self._fresh_engine()
-        self.catch_up.rewind()            # its input is read again from the committed offsets
 
 
 class Worker:
@@ -105,10 +61,9 @@ class Worker:
         self.on_batch = on_batch          # (events, changes) after each committed batch
         self.tasks: dict[int, PartitionTask] = {}
         self.step = BatchStep(config)
-        self._changelog_next: dict[int, int] = {}
+        self.deliveries = Deliveries(config.changelog_topic)
         self.health = metrics.Health()
         self._next_observe = 0.0
-        self._undelivered: KafkaError | None = None
         self._failures = 0                # batches in a row that could not be committed
         self._stop = threading.Event()
         self.live = LiveDefinitions(file_definitions(catalog), None)
@@ -263,9 +218,9 @@ class Worker:
 
     def _new_producer(self) -> Producer:
         s = self.s
-        config = {**self._common(), "enable.idempotence": True, "linger.ms": 5, "on_delivery": self._delivered,
-                  "partitioner": "murmur2_random", "message.max.bytes": PRODUCER_MESSAGE_BYTES,
-                  "batch.size": PRODUCER_BATCH_BYTES}
+        config = {**self._common(), "enable.idempotence": True, "linger.ms": 5,
+                  "on_delivery": self.deliveries.delivered, "partitioner": "murmur2_random",
+                  "message.max.bytes": PRODUCER_MESSAGE_BYTES, "batch.size": PRODUCER_BATCH_BYTES}
         if s.exactly_once:
             config["transactional.id"] = f"{s.group_id}-{s.instance_id}"
         producer = Producer(config)
@@ -360,56 +315,23 @@ class Worker:
 
     def _publish(self, batch: Batch) -> bool:
         """One transaction for everything the batch produced; False when it had to be read again."""
-        s, producer = self.s, self.producer
         try:
-            if s.exactly_once:
-                producer.begin_transaction()
-            self._produce_all(batch)
-            producer.flush()                  # serves every delivery report of the batch
-            if self._undelivered is not None:
-                raise KafkaException(self._undelivered)
-            offsets = [tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0]
-            if s.exactly_once:
-                producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata())
-                producer.commit_transaction()
-            else:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
+            commit(self.producer, self.consumer, self.s.exactly_once, batch, self.tasks.values(), self.deliveries)
         except KafkaException as exc:
             self._recover(exc)
             return False
         self._failures = 0
+        changelog_next = self.deliveries.changelog_next
         for task in self.tasks.values():
-            if task.partition in self._changelog_next:
-                task.store.commit(self._changelog_next[task.partition])
+            if task.partition in changelog_next:
+                task.store.commit(changelog_next[task.partition])
             task.count_members()
             task.changes.clear()
         self._set_members()
-        self._changelog_next.clear()
+        changelog_next.clear()
         if self.on_batch is not None:
             self.on_batch(batch.events, len(batch.changes))
         return True
-
-    def _produce_all(self, batch: Batch) -> None:
-        s, produce = self.s, self.producer.produce
-        for task in self.tasks.values():
-            batch.publish(task.changes, task.engine.now, task.store.get)
-            task.store.set_stream_time(task.engine.now)
-            partition = task.partition
-            for state_key, state in task.store.pending():
-                produce(s.changelog_topic, key=state_key, value=state, partition=partition)
-        for topic, key, value, _, headers in batch.output:      # (none names a partition)
-            produce(topic, key=key, value=value, headers=headers)
-
-    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
-        """Every produced message reports here: a failure fails the batch (at_least_once would
-        otherwise commit offsets past output that never arrived), and changelog offsets become the
-        stores' checkpoints."""
-        if err is not None:
-            self._undelivered = err
-        elif msg.topic() == self.s.changelog_topic:
-            partition, offset = msg.partition(), msg.offset()
-            assert partition is not None and offset is not None      # a delivered record has both
-            self._changelog_next[partition] = max(self._changelog_next.get(partition, 0), offset + 1)
 
     def _recover(self, exc: KafkaException) -> None:
         """A failed batch: abort, go back to the committed state and offsets, read again."""
@@ -421,39 +343,16 @@ class Worker:
         self._failures += 1
         log.warning("batch not committed (%s); failure %d in a row, reading it again in %.1f s",
                     error, self._failures, pause)
-        if self.s.exactly_once:
-            try:
-                self.producer.abort_transaction(10)
-            except KafkaException as abort_error:
-                if abort_error.args[0].fatal():
-                    raise
-                # The transaction cannot be ended (e.g. the broker lost it): a new producer with the
-                # same transactional id aborts it on initialisation.
-                log.warning("abort failed (%s); starting a new producer", abort_error.args[0])
-                self.producer = self._new_producer()
-        self._changelog_next.clear()
-        self._undelivered = None
+        if self.s.exactly_once and not aborted(self.producer):
+            self.producer = self._new_producer()
+        self.deliveries.clear()
         self._routed.rewind()
         for task in self.tasks.values():
             task.reset()
             self.live.attach(task)
         assignment = self.consumer.assignment()
         self.health.beat = time.monotonic() + pause     # waiting on purpose is not a stall
-        while not self._stop.wait(pause):
-            try:
-                committed = self.consumer.committed(assignment, timeout=10)
-                break
-            except KafkaException as offsets_error:
-                reason = unreachable(offsets_error)
-                if reason is None:
-                    log.warning("committed offsets unavailable (%s); asking again", offsets_error.args[0])
-                else:
-                    self.watch.down(reason)       # said at the watch's bounded rate
-                self._waiting(pause)
-        else:
-            return                  # stopping: nothing of the failed batch was committed
-        for tp in committed:
-            self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else 0))
+        seek_committed(self.consumer, assignment, pause, self._stop, self.watch, self._waiting)
 
     # -- rebalance -------------------------------------------------------------------------------
 
@@ -542,45 +441,14 @@ class Worker:
             probe.close()
 
     def _restore(self, store: PartitionStore, partition: int) -> int:
-        """Bring the local store up to the end of its changelog partition."""
-        topic = self.s.changelog_topic
+        """Bring the local store up to the end of its changelog partition (stream.worker.restore)."""
         # EOF, not the high watermark, ends the read: the last offsets may be transaction markers,
         # which are never delivered, and an open transaction stops a read_committed reader early.
         reader = Consumer({**self._common(), "group.id": f"{self.s.group_id}-restore",
                            "enable.auto.commit": False, "isolation.level": "read_committed",
                            "auto.offset.reset": "earliest", "enable.partition.eof": True})
         try:
-            low, high = self._changelog_end(partition)
-            start = store.checkpoint() or 0
-            if start > high:
-                log.warning("partition %d: local checkpoint %d is past the changelog end %d "
-                            "(topic recreated?); rebuilding the store", partition, start, high)
-                store.wipe()
-                start = 0
-            elif start and (idle := store.idle_ms()) is not None and outlived_tombstones(idle):
-                log.warning("partition %d: the store was last written %.1f days ago, longer than the changelog "
-                            "keeps erasure tombstones; rebuilding it", partition, idle / 86_400_000)
-                store.wipe()
-                start = 0
-            if start >= high:
-                return 0
-            reader.assign([TopicPartition(topic, partition, max(start, low))])
-            count = 0
-
-            def records():
-                nonlocal count
-                while True:
-                    for msg in reader.consume(10000, 0.2):
-                        error = msg.error()
-                        if error is not None:
-                            if error.code() == KafkaError._PARTITION_EOF:
-                                return
-                            raise KafkaException(error)
-                        count += 1
-                        if count % 10000 == 0:
-                            self.health.beat = time.monotonic()   # a long restore is not a stall
-                        yield msg.key(), msg.value(), msg.offset()
-            store.restore(records())
-            return count
+            return restore(store, reader, self.s.changelog_topic, partition, self._changelog_end(partition),
+                           self.health)
         finally:
             reader.close()

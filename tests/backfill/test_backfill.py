@@ -22,7 +22,7 @@ from stream.definitions.live import LiveDefinitions
 from stream.rules.catalog import load_catalog
 from stream.storage.keys import Record
 from stream.storage.rocksdb_store import PartitionStore
-from stream.worker.loop import PartitionTask
+from stream.worker.partition import PartitionTask
 
 
 @given(st.lists(st.integers(0, 50), max_size=30), st.integers(0, 5), st.integers(-1, 60), st.integers(-1, 40))

@@ -21,7 +21,8 @@ from stream.rules.catalog import compile_catalog, load_catalog
 from stream.runtime.settings import WorkerConfig
 from stream.storage.keys import DEFINITIONS_KEY
 from stream.storage.rocksdb_store import PartitionStore
-from stream.worker.loop import PartitionTask, Worker
+from stream.worker.loop import Worker
+from stream.worker.partition import PartitionTask
 
 FILE = file_definitions(load_catalog())
 LOYAL3 = {"version": 2, "when": {"all": [{"paid_orders": {"gte": 3}}, {"last_paid_at": {"within": "90d"}}]}}

@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from rocksdict import AccessType, Options, Rdict
 
-from stream.faust_runtime import app as faust_runtime
+from stream.faust_runtime import topics as faust_runtime
 from stream.kafka.topic_admin import ensure_topics
 from stream.runtime.settings import WorkerConfig
 from stream.rules.catalog import load_catalog

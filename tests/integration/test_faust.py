@@ -27,6 +27,7 @@ import pytest
 from confluent_kafka import Producer
 
 from stream.faust_runtime import app as faust_runtime
+from stream.faust_runtime.topics import topics as faust_topics
 from stream.kafka.topic_admin import ensure_topics
 from stream.cli.main import build_parser
 from stream.cli.settings_args import load_config
@@ -61,7 +62,7 @@ def test_faust_runtime_gives_the_same_changes_as_replay(kafka_bootstrap, unique_
     lines = list(shopper_events(300, 5000, seed=3))
     lines[100:100] = BAD
     s = names(unique_topic)
-    ensure_topics(kafka_bootstrap, faust_runtime.topics(s))
+    ensure_topics(kafka_bootstrap, faust_topics(s))
     partition_of: dict[str, int] = {}
     conformance.produce(kafka_bootstrap, s.input_topics[0], lines, partition_of)
     worker = start(s, "--idle-advance-ms", "0")
@@ -140,7 +141,7 @@ def test_faust_runtime_resumes_from_its_changelog_and_routes_orders(kafka_bootst
     s = dataclasses.replace(names(unique_topic), routed_topics=(routed,))
     # the repartition topic too: created by the second worker only, it could be auto-created by a
     # reader asking for its offsets before that, with the broker's default partition count
-    ensure_topics(kafka_bootstrap, faust_runtime.topics(s) + [(routed, 1, {})])
+    ensure_topics(kafka_bootstrap, faust_topics(s) + [(routed, 1, {})])
     partition_of: dict[str, int] = {}
     conformance.produce(kafka_bootstrap, s.input_topics[0], rest, partition_of)
     first = start(s, "--idle-advance-ms", "0")
@@ -191,7 +192,7 @@ def test_faust_runtime_sigkill_loses_nothing(kafka_bootstrap, unique_topic, star
     rng = random.Random(2718)
     lines = list(shopper_events(300, 5000, seed=23))
     s = names(unique_topic)
-    ensure_topics(kafka_bootstrap, faust_runtime.topics(s))
+    ensure_topics(kafka_bootstrap, faust_topics(s))
     state = tmp_path / "kept-state"
     feeder = conformance.Feeder(kafka_bootstrap, s.input_topics[0], lines, per_second=100)
     feeder.start()
@@ -220,7 +221,7 @@ def test_faust_runtime_restart_with_idle_clock_applies_and_commits_everything(ka
     the idle clock runs this past-dated input late."""
     lines = list(shopper_events(300, 5000, seed=23))
     s = names(unique_topic)
-    ensure_topics(kafka_bootstrap, faust_runtime.topics(s))
+    ensure_topics(kafka_bootstrap, faust_topics(s))
     feeder = conformance.Feeder(kafka_bootstrap, s.input_topics[0], lines, per_second=100)
     feeder.start()
     try:
@@ -259,7 +260,7 @@ def test_faust_runtime_idle_clock_moves_customers_without_input(kafka_bootstrap,
     segments.write_text(conformance.RECENTLY_VIEWED)
     load_catalog(segments)                      # valid, or the worker would exit 2
     s = names(unique_topic)
-    ensure_topics(kafka_bootstrap, faust_runtime.topics(s))
+    ensure_topics(kafka_bootstrap, faust_topics(s))
     # A transactional producer's event is readable only at its commit: more lag for it (see the
     # native worker's test_idle_clock_moves_customers_without_input).
     idle_ms = 3500 if transactional else 1500
@@ -295,7 +296,7 @@ def test_faust_runtime_restart_with_backlog_applies_it_at_its_own_times(kafka_bo
     before, backlog = shoppers[:3000], shoppers[3000:]
     s = names(unique_topic)
     topic = s.input_topics[0]
-    ensure_topics(kafka_bootstrap, faust_runtime.topics(s))
+    ensure_topics(kafka_bootstrap, faust_topics(s))
     state = tmp_path / "kept-state"
     partition_of: dict[str, int] = {}
     conformance.produce(kafka_bootstrap, topic, bulk + before, partition_of)
@@ -358,7 +359,7 @@ def test_faust_runtime_follows_the_definitions_topic(kafka_bootstrap, unique_top
     lines = list(shopper_events(300, 4000, seed=11))
     s = dataclasses.replace(names(unique_topic), definitions_topic=f"{unique_topic}-definitions")
     defs = s.definitions_topic
-    ensure_topics(kafka_bootstrap, faust_runtime.topics(s))
+    ensure_topics(kafka_bootstrap, faust_topics(s))
     partition_of: dict[str, int] = {}
     conformance.produce(kafka_bootstrap, s.input_topics[0], lines, partition_of)
     worker = start(s, "--idle-advance-ms", "0", "--definitions-topic", defs)

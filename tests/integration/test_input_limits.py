@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 from confluent_kafka import Producer
 
-from stream.faust_runtime import app as faust_runtime
+from stream.faust_runtime import topics as faust_runtime
 from stream.kafka.topic_admin import ensure_topics
 from stream.rules.catalog import load_catalog
 from stream.worker.loop import Worker

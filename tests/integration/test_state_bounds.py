@@ -7,7 +7,7 @@ import json
 
 from prometheus_client import REGISTRY
 
-from stream.faust_runtime import app as faust_runtime
+from stream.faust_runtime import topics as faust_runtime
 from stream.kafka.topic_admin import ensure_topics
 from stream.runtime.settings import WorkerConfig
 from stream.model.events import MAX_CUSTOM_KEY_CHARS, MAX_CUSTOM_KEYS, MAX_CUSTOM_TEXT_CHARS

@@ -323,26 +323,6 @@ def test_commands_refuse_what_the_workers_refuse(capsys):
 
 # ---- readiness ------------------------------------------------------------------------------------
 
-def test_ready_needs_a_partition_answering_brokers_and_the_topics_as_at_start():
-    # Before: /readyz 200 with no partition owned (after a wiped broker), or with no broker answering.
-    w = loop.Worker(_config(), load_catalog())
-    w.health.blocked, w.health.ready = w._blocked, True
-    w.probe = type("Probe", (), {"topics_problem": None})()
-    ready, why = w.health.readiness()
-    assert not ready and "owns no partition" in why
-    w.tasks[0] = object()
-    assert w.health.readiness() == (True, "ready")
-    w.probe.topics_problem = "topics not as the worker needs them (topic 'x' does not exist)"
-    assert w.health.readiness() == (False, w.probe.topics_problem)
-    w.probe.topics_problem = None
-    w.watch.down("Connection refused")
-    ready, why = w.health.readiness()
-    assert not ready and "unreachable" in why and "Connection refused" in why
-    w.watch.up()
-    assert w.health.readiness() == (True, "ready")
-    w.tasks.clear()
-
-
 def test_probe_takes_a_topic_problem_only_when_seen_twice_in_a_row(monkeypatch):
     missing = ["topic 't' does not exist"]
     answers = iter([missing, [], missing, KafkaException(KafkaError(KafkaError._TRANSPORT, "refused")), missing])

@@ -22,7 +22,7 @@ from stream.model import events as ev
 from stream.runtime import metrics
 from stream.runtime.settings import WorkerConfig
 from stream.engine.core import Engine
-from stream.faust_runtime.app import changelog_topic, topics as faust_topics
+from stream.faust_runtime.topics import changelog_topic, topics as faust_topics
 from stream.runtime.topics import CHANGELOG_MESSAGE_BYTES, PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, worker_topics
 from stream.model.state import CUSTOM_KEEP, MAX_STATE_BYTES, SEEN_KEEP, CustomerState, dump_state, load_state
 from stream.tools.synth import shopper_events

@@ -25,7 +25,7 @@ from stream.rules.catalog import compile_catalog, load_catalog, parse_catalog
 from stream.rules.compiler import MAX_CONDITIONS, MAX_NESTING
 from stream.rules.problems import DefinitionError
 from stream.storage.rocksdb_store import PartitionStore
-from stream.worker.loop import PartitionTask
+from stream.worker.partition import PartitionTask
 
 MESSAGE_CHARS = 12_000       # the longest rejection any door may print (20 problems of <= 500 chars)
 SECONDS = 10                 # the longest a rejection may take, on a loaded 2-core machine

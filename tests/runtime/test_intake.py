@@ -344,7 +344,7 @@ def test_a_routed_event_always_fits_the_repartition_topic(max_message_bytes):
     maybe): a broker default max.message.bytes (Kafka's 1 MiB) would refuse one near the input
     limit, and its batch would fail on every retry."""
     from stream.model import events as ev
-    from stream.faust_runtime.app import topics as faust_topics
+    from stream.faust_runtime.topics import topics as faust_topics
     from stream.runtime.topics import PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, worker_topics
     config = dataclasses.replace(CONFIG, max_message_bytes=max_message_bytes)
     largest_record = max_message_bytes + 4 * ev.MAX_ID_CHARS + 1024          # key and record framing

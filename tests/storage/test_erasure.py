@@ -9,7 +9,7 @@ import uuid
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from stream.faust_runtime import app as faust_runtime
+from stream.faust_runtime import topics as faust_runtime
 from stream.backfill.sinks import topic_spec
 from stream.runtime.settings import WorkerConfig
 from stream.engine.core import Engine

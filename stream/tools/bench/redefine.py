@@ -22,7 +22,7 @@ from stream.rules.catalog import load_catalog
 from stream.storage.keys import stream_time_record
 from stream.storage.rocksdb_store import PartitionStore
 from stream.tools.bench.samples import sample_states
-from stream.worker.loop import PartitionTask
+from stream.worker.partition import PartitionTask
 
 # The change: repeat buyers from two paid orders within 60 days to two within 90 (version 2).
 CHANGED = "repeat-buyer"

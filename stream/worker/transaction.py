@@ -1,0 +1,107 @@
+"""The native worker's commit of a batch: one Kafka transaction (exactly_once) for the partitions'
+changelog records, the batch's output and the consumer offsets, or at_least_once the output then a
+synchronous offset commit; every delivery report awaited first. After a failure, the transaction
+aborted and the consumer set back to the committed offsets, so the batch is read again.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from stream.kafka.clients import BrokerWatch, unreachable
+from stream.runtime.batch import Batch
+from stream.worker.partition import PartitionTask
+
+log = logging.getLogger("segments.worker")
+
+
+class Deliveries:
+    """What the producer reported of the batch under way: its first failure, and the next offset of
+    each changelog partition written (the stores' checkpoints once the batch is committed)."""
+
+    def __init__(self, changelog_topic: str):
+        self.changelog_topic = changelog_topic
+        self.failed: KafkaError | None = None
+        self.changelog_next: dict[int, int] = {}
+
+    def delivered(self, err: KafkaError | None, msg: Message) -> None:
+        """Every produced message reports here: a failure fails the batch (at_least_once would
+        otherwise commit offsets past output that never arrived), and changelog offsets become the
+        stores' checkpoints."""
+        if err is not None:
+            self.failed = err
+        elif msg.topic() == self.changelog_topic:
+            partition, offset = msg.partition(), msg.offset()
+            assert partition is not None and offset is not None      # a delivered record has both
+            self.changelog_next[partition] = max(self.changelog_next.get(partition, 0), offset + 1)
+
+    def clear(self) -> None:
+        self.changelog_next.clear()
+        self.failed = None
+
+
+def commit(producer: Producer, consumer: Consumer, exactly_once: bool, batch: Batch,
+           tasks: Iterable[PartitionTask], deliveries: Deliveries) -> None:
+    """Everything the batch produced, and the consumer's positions as its offsets, committed
+    together; raises KafkaException when they were not."""
+    if exactly_once:
+        producer.begin_transaction()
+    _produce_all(producer, deliveries.changelog_topic, batch, tasks)
+    producer.flush()                  # serves every delivery report of the batch
+    if deliveries.failed is not None:
+        raise KafkaException(deliveries.failed)
+    offsets = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
+    if exactly_once:
+        producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata())
+        producer.commit_transaction()
+    else:
+        consumer.commit(offsets=offsets, asynchronous=False)
+
+
+def _produce_all(producer: Producer, changelog_topic: str, batch: Batch, tasks: Iterable[PartitionTask]) -> None:
+    produce = producer.produce
+    for task in tasks:
+        batch.publish(task.changes, task.engine.now, task.store.get)
+        task.store.set_stream_time(task.engine.now)
+        partition = task.partition
+        for state_key, state in task.store.pending():
+            produce(changelog_topic, key=state_key, value=state, partition=partition)
+    for topic, key, value, _, headers in batch.output:      # (none names a partition)
+        produce(topic, key=key, value=value, headers=headers)
+
+
+def aborted(producer: Producer) -> bool:
+    """Abort the open transaction; False when it cannot be ended (e.g. the broker lost it): a new
+    producer with the same transactional id aborts it on initialisation."""
+    try:
+        producer.abort_transaction(10)
+    except KafkaException as abort_error:
+        if abort_error.args[0].fatal():
+            raise
+        log.warning("abort failed (%s); starting a new producer", abort_error.args[0])
+        return False
+    return True
+
+
+def seek_committed(consumer: Consumer, assignment: list[TopicPartition], pause: float, stop: threading.Event,
+                   watch: BrokerWatch, waiting: Callable[[float], None]) -> None:
+    """After `pause`, set the consumer back to the committed offsets of `assignment`, asking again
+    while they cannot be had; nothing when stopped meanwhile (nothing of the failed batch was committed)."""
+    while not stop.wait(pause):
+        try:
+            committed = consumer.committed(assignment, timeout=10)
+            break
+        except KafkaException as offsets_error:
+            reason = unreachable(offsets_error)
+            if reason is None:
+                log.warning("committed offsets unavailable (%s); asking again", offsets_error.args[0])
+            else:
+                watch.down(reason)       # said at the watch's bounded rate
+            waiting(pause)
+    else:
+        return                  # stopping: nothing of the failed batch was committed
+    for tp in committed:
+        consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else 0))
