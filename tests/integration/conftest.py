@@ -2,8 +2,9 @@
 cluster named by SEGMENTS_TEST_BOOTSTRAP, so that the places where Tansu differs from Kafka can be
 checked strictly against the real thing.
 
-The fixtures every integration test module may use: the broker, a unique topic prefix, and the
-makers of worker child processes (`workers`, `start`), which kill what is left of them at the end.
+The fixtures every integration test module may use: the broker, a unique topic prefix, the makers
+of worker child processes (`workers`, `start`), which kill what is left of them at the end, and the
+set-up of a group of two native workers with input to feed them (`two_workers`).
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import pytest
 from stream.kafka.embedded_broker import EmbeddedBroker
 from stream.runtime.settings import WorkerConfig
 
-from .workers import FaustProcess, WorkerProcess
+from . import conformance
+from .workers import FaustProcess, WorkerProcess, create_topics, topic_config
 
 EXTERNAL_BOOTSTRAP_VAR = "SEGMENTS_TEST_BOOTSTRAP"
 
@@ -79,3 +81,20 @@ def start(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., FaustP
     yield make
     for worker in started:
         worker.close()
+
+
+@pytest.fixture
+def two_workers(kafka_bootstrap: str, unique_topic: str, workers: Callable[..., WorkerProcess]
+                ) -> Callable[[list[bytes]], tuple[WorkerConfig, WorkerProcess, WorkerProcess, conformance.Feeder]]:
+    """Sets up two native workers in one group: the test's topics created, workers "a" and "b"
+    (instance ids "a" and "b") and a feeder of `lines` into the input topic, none of them started.
+    The feeder sends 100 records a second, slow enough that input still flows while partitions move
+    (group joins take seconds on a busy machine); the tests rush the rest."""
+    def make(lines: list[bytes]) -> tuple[WorkerConfig, WorkerProcess, WorkerProcess, conformance.Feeder]:
+        config = topic_config(kafka_bootstrap, unique_topic)
+        create_topics(config)
+        a = workers("a", config, instance_id="a")
+        b = workers("b", config, instance_id="b")
+        return config, a, b, conformance.Feeder(kafka_bootstrap, config.input_topics[0], lines, per_second=100)
+
+    return make
