@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -23,6 +24,8 @@ from . import conformance
 from .workers import FaustProcess, WorkerProcess, create_topics, topic_config
 
 EXTERNAL_BOOTSTRAP_VAR = "SEGMENTS_TEST_BOOTSTRAP"
+
+P = TypeVar("P", WorkerProcess, FaustProcess)
 
 
 @pytest.fixture(scope="session")
@@ -49,38 +52,39 @@ def unique_topic(request: pytest.FixtureRequest) -> str:
     return f"it-{test_name}-{uuid.uuid4().hex[:8]}"
 
 
+def _closed_at_the_end(build: Callable[..., P]) -> Iterator[Callable[..., P]]:
+    """A maker fixture's body: `build(n, ...)` makes the test's n-th process (from 0), and each one
+    made is killed, if it still runs, when the test ends."""
+    made: list[P] = []
+
+    def make(*args: Any, **options: Any) -> P:
+        made.append(build(len(made), *args, **options))
+        return made[-1]
+
+    yield make
+    for process in made:
+        process.close()
+
+
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Makes native WorkerProcesses (a state dir each, logs in one dir) and kills whatever is left
     of them when the test ends."""
-    made: list[WorkerProcess] = []
+    def build(_: int, name: str, config: WorkerConfig, **options: Any) -> WorkerProcess:
+        return WorkerProcess(name, config, tmp_path / f"state-{name}", tmp_path / "logs", **options)
 
-    def make(name: str, config: WorkerConfig, **options) -> WorkerProcess:
-        worker = WorkerProcess(name, config, tmp_path / f"state-{name}", tmp_path / "logs", **options)
-        made.append(worker)
-        return worker
-
-    yield make
-    for worker in made:
-        worker.close()
+    yield from _closed_at_the_end(build)
 
 
 @pytest.fixture
 def start(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., FaustProcess]]:
     """Starts FaustProcesses, each with a state dir of its own unless given one, and kills whatever
     is left of them when the test ends."""
-    started: list[FaustProcess] = []
+    def build(n: int, s: WorkerConfig, *options: str, state_dir: Path | None = None) -> FaustProcess:
+        return FaustProcess(kafka_bootstrap, s, state_dir or tmp_path / f"state-{n}", tmp_path / f"worker-{n}.log",
+                            *options)
 
-    def make(s: WorkerConfig, *options: str, state_dir: Path | None = None) -> FaustProcess:
-        n = len(started)
-        worker = FaustProcess(kafka_bootstrap, s, state_dir or tmp_path / f"state-{n}", tmp_path / f"worker-{n}.log",
-                              *options)
-        started.append(worker)
-        return worker
-
-    yield make
-    for worker in started:
-        worker.close()
+    yield from _closed_at_the_end(build)
 
 
 @pytest.fixture
