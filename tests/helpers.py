@@ -210,6 +210,8 @@ def moves(changes: Iterable[SegmentChange], cid: str | None = None,
 # ------------------------------------------------------------------------------------------------
 # the command
 
+LOOPBACK = "127.0.0.1"      # the only address the HTTP tests serve on or send to
+
 def segments_cli() -> list[str]:
     """The `segments` command as a user runs it: the installed script, else the package's main."""
     cli = Path(sys.executable).with_name("segments")

@@ -2,8 +2,9 @@
 cluster named by SEGMENTS_TEST_BOOTSTRAP, so that the places where Tansu differs from Kafka can be
 checked strictly against the real thing.
 
-The fixtures every integration test module may use: the broker, a unique topic prefix, and the
-makers of worker child processes (`workers`, `start`), which kill what is left of them at the end.
+The fixtures every integration test module may use: the broker, a unique topic prefix, the makers
+of worker child processes (`workers`, `start`), which kill what is left of them at the end, and the
+set-up of a group of two native workers with input to feed them (`two_workers`).
 """
 from __future__ import annotations
 
@@ -12,15 +13,19 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from stream.kafka.embedded_broker import EmbeddedBroker
 from stream.runtime.settings import WorkerConfig
 
-from .workers import FaustProcess, WorkerProcess
+from . import conformance
+from .workers import FaustProcess, WorkerProcess, create_topics, topic_config
 
 EXTERNAL_BOOTSTRAP_VAR = "SEGMENTS_TEST_BOOTSTRAP"
+
+P = TypeVar("P", WorkerProcess, FaustProcess)
 
 
 @pytest.fixture(scope="session")
@@ -47,35 +52,53 @@ def unique_topic(request: pytest.FixtureRequest) -> str:
     return f"it-{test_name}-{uuid.uuid4().hex[:8]}"
 
 
+def _closed_at_the_end(build: Callable[..., P]) -> Iterator[Callable[..., P]]:
+    """A maker fixture's body: `build(n, ...)` makes the test's n-th process (from 0), and each one
+    made is killed, if it still runs, when the test ends."""
+    made: list[P] = []
+
+    def make(*args: Any, **options: Any) -> P:
+        made.append(build(len(made), *args, **options))
+        return made[-1]
+
+    yield make
+    for process in made:
+        process.close()
+
+
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Makes native WorkerProcesses (a state dir each, logs in one dir) and kills whatever is left
     of them when the test ends."""
-    made: list[WorkerProcess] = []
+    def build(_: int, name: str, config: WorkerConfig, **options: Any) -> WorkerProcess:
+        return WorkerProcess(name, config, tmp_path / f"state-{name}", tmp_path / "logs", **options)
 
-    def make(name: str, config: WorkerConfig, **options) -> WorkerProcess:
-        worker = WorkerProcess(name, config, tmp_path / f"state-{name}", tmp_path / "logs", **options)
-        made.append(worker)
-        return worker
-
-    yield make
-    for worker in made:
-        worker.close()
+    yield from _closed_at_the_end(build)
 
 
 @pytest.fixture
 def start(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., FaustProcess]]:
     """Starts FaustProcesses, each with a state dir of its own unless given one, and kills whatever
     is left of them when the test ends."""
-    started: list[FaustProcess] = []
+    def build(n: int, s: WorkerConfig, *options: str, state_dir: Path | None = None) -> FaustProcess:
+        return FaustProcess(kafka_bootstrap, s, state_dir or tmp_path / f"state-{n}", tmp_path / f"worker-{n}.log",
+                            *options)
 
-    def make(s: WorkerConfig, *options: str, state_dir: Path | None = None) -> FaustProcess:
-        n = len(started)
-        worker = FaustProcess(kafka_bootstrap, s, state_dir or tmp_path / f"state-{n}", tmp_path / f"worker-{n}.log",
-                              *options)
-        started.append(worker)
-        return worker
+    yield from _closed_at_the_end(build)
 
-    yield make
-    for worker in started:
-        worker.close()
+
+@pytest.fixture
+def two_workers(kafka_bootstrap: str, unique_topic: str, workers: Callable[..., WorkerProcess]
+                ) -> Callable[[list[bytes]], tuple[WorkerConfig, WorkerProcess, WorkerProcess, conformance.Feeder]]:
+    """Sets up two native workers in one group: the test's topics created, workers "a" and "b"
+    (instance ids "a" and "b") and a feeder of `lines` into the input topic, none of them started.
+    The feeder sends 100 records a second, slow enough that input still flows while partitions move
+    (group joins take seconds on a busy machine); the tests rush the rest."""
+    def make(lines: list[bytes]) -> tuple[WorkerConfig, WorkerProcess, WorkerProcess, conformance.Feeder]:
+        config = topic_config(kafka_bootstrap, unique_topic)
+        create_topics(config)
+        a = workers("a", config, instance_id="a")
+        b = workers("b", config, instance_id="b")
+        return config, a, b, conformance.Feeder(kafka_bootstrap, config.input_topics[0], lines, per_second=100)
+
+    return make

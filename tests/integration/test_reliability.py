@@ -206,17 +206,13 @@ def test_sigkill_at_random_moments_loses_and_invents_nothing(kafka_bootstrap, ka
 
 
 @pytest.mark.timeout(120)
-def test_group_member_killed_then_back(kafka_bootstrap, kafka_flavour, unique_topic, tmp_path, workers):
+def test_group_member_killed_then_back(kafka_bootstrap, kafka_flavour, two_workers):
     """Two workers in one group; one is killed with SIGKILL mid-transaction and stays away: after
     the session timeout its partitions move to the survivor, which must restore them from the
     changelog and carry on from the committed offsets. Then it comes back and they move again."""
     rng = random.Random(777)
-    config = topic_config(kafka_bootstrap, unique_topic)
-    create_topics(config)
     lines = list(shopper_events(300, 6000, seed=23))
-    a = workers("a", config, instance_id="a")
-    b = workers("b", config, instance_id="b")
-    feeder = conformance.Feeder(kafka_bootstrap, config.input_topics[0], lines, per_second=100)
+    config, a, b, feeder = two_workers(lines)
     # the changelog only: the transaction caught open must be one the survivor restores across
     probe = TransactionProbe(kafka_bootstrap, [config.changelog_topic])
     started = time.monotonic()
@@ -267,18 +263,13 @@ def test_group_member_killed_then_back(kafka_bootstrap, kafka_flavour, unique_to
 
 
 @pytest.mark.timeout(120)
-def test_clean_handover_publishes_nothing_twice(kafka_bootstrap, kafka_flavour, unique_topic, tmp_path, workers):
+def test_clean_handover_publishes_nothing_twice(kafka_flavour, two_workers):
     """A second worker joins while input flows, later the first leaves with SIGTERM. A clean
     hand-over commits before revoking and aborts no transaction, so even on Tansu (which shows
     aborted records) there must be no duplicate at all."""
     rng = random.Random(99)
-    config = topic_config(kafka_bootstrap, unique_topic)
-    create_topics(config)
     lines = list(shopper_events(300, 5000, seed=29))
-    a = workers("a", config, instance_id="a")
-    b = workers("b", config, instance_id="b")
-    # slow enough to outlast two group joins on a busy machine; the rest is rushed once b owns all
-    feeder = conformance.Feeder(kafka_bootstrap, config.input_topics[0], lines, per_second=100)
+    config, a, b, feeder = two_workers(lines)    # the feeder's rest is rushed once b owns all
     started = time.monotonic()
     a.start()
     feeder.start()

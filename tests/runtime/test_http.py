@@ -11,8 +11,6 @@ import json
 import logging
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,9 +24,9 @@ from stream.runtime import http as http_server
 from stream.runtime import metrics
 from stream.kafka.embedded_broker import free_port
 from stream.runtime.http import App, Request, Response, Route
+from tests.helpers import LOOPBACK
 
 TOKEN = "s3cret-token-0123456789abcdef"
-LOOPBACK = "127.0.0.1"
 
 
 def answer(port: int, path: str, token: str | None = None, host: str = LOOPBACK, method: str = "GET",
@@ -67,21 +65,6 @@ def token_file(tmp_path):
     path = tmp_path / "http-token"
     path.write_text(TOKEN + "\n")
     return path
-
-
-@pytest.fixture
-def serving():
-    """serve(...) on a free loopback port, stopped after the test."""
-    servers = []
-
-    def start(routes=(), token_file=None, host=LOOPBACK, health=None):
-        server = metrics.serve(free_port(), health or metrics.Health(), routes, host, token_file)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        metrics.stop(server)
 
 
 PERSONAL_PATHS = ["/customers/c1", "/segments/loyal/members", "/definitions"]
@@ -228,15 +211,6 @@ def test_a_token_file_that_is_no_small_file_is_refused_at_once(tmp_path, kind):
     assert isinstance(error, http_server.HttpSetupError) and str(path) in str(error), error
 
 
-def test_segments_worker_refuses_an_unusable_token_file_before_starting_anything(tmp_path):
-    (tmp_path / "token").write_text("too-short")
-    for path in (tmp_path / "absent", tmp_path / "token"):
-        done = subprocess.run([sys.executable, "-m", "stream.cli", "worker", "--http-token-file", str(path),
-                               "--state-dir", str(tmp_path / "state")], capture_output=True, text=True, timeout=60)
-        assert done.returncode == 2 and f"http_token_file {path}" in done.stderr, done.stderr
-        assert "too-short" not in done.stderr and "embedded broker" not in done.stderr
-
-
 def test_the_token_is_never_logged(serving, token_file, caplog):
     caplog.set_level(logging.DEBUG)
     server = serving(personal(), token_file)
@@ -273,19 +247,6 @@ def test_an_address_that_cannot_be_bound_stops_the_start(serving):
     taken = serving()
     with pytest.raises(http_server.HttpSetupError, match=f"cannot serve HTTP on 127.0.0.1 port {taken.port}"):
         metrics.serve(taken.port, metrics.Health(), (), LOOPBACK)
-
-
-@pytest.mark.parametrize("runtime", ["native", "faust"])
-def test_segments_worker_exits_1_naming_a_metrics_port_it_cannot_bind(serving, tmp_path, runtime):
-    """The runtimes raise; the command says why and exits 1 (no SystemExit from inside a runtime)."""
-    taken = serving()
-    done = subprocess.run([sys.executable, "-m", "stream.cli", "worker", "--runtime", runtime,
-                           "--guarantee", "at_least_once", "--bootstrap-servers", "127.0.0.1:1",
-                           "--metrics-port", str(taken.port), "--http-host", LOOPBACK,
-                           "--state-dir", str(tmp_path / "state")], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1, done.stderr
-    assert f"segments worker: cannot serve HTTP on 127.0.0.1 port {taken.port}" in done.stderr, done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
 
 
 # ---- clients that hold, flood or leave ------------------------------------------------------------
