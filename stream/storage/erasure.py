@@ -96,7 +96,7 @@ class ErasureCompaction:
         options.set_bottommost_level_compaction(BottommostLevelCompaction.force())
         try:
             self.db.compact_range(None, None, options)
-        except Exception:          # noqa: BLE001 - logged, and tried again next period
+        except Exception:          # logged, and tried again next period
             log.exception("%s: compaction for erasure failed; trying again in %.0f s", self.name, self.after)
             self.erased()
             return

@@ -109,7 +109,7 @@ def run_demo(console: Any, *, rate: float = 200.0, customers: int = 2000, durati
         interrupted = out.closed
     except KeyboardInterrupt:
         interrupted = True
-    except Exception as exc:        # noqa: BLE001 - said in one line; the demo owes no traceback
+    except Exception as exc:        # said in one line; the demo owes no traceback
         failed = f"{type(exc).__name__}: {exc}"
     # A second signal while shutting down must not leave threads, clients, the broker or the
     # temporary directory behind.
@@ -197,7 +197,7 @@ class _Parts:
                 result = target()
                 if isinstance(result, int) and result != 0:
                     self.errors.append(f"{name} ended with status {result}")
-            except BaseException as exc:    # noqa: BLE001 - reported to the user, not lost
+            except BaseException as exc:    # reported to the user, not lost
                 self.errors.append(f"{name} failed: {type(exc).__name__}: {exc}")
         thread = threading.Thread(target=run, name=f"demo-{name}", daemon=True)
         thread.start()

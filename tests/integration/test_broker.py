@@ -93,7 +93,7 @@ def test_ensure_topics_is_idempotent_and_tolerates_a_concurrent_creator(
     def create():
         try:
             ensure_topics(kafka_bootstrap, specs)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+        except BaseException as exc:  # handed to the main thread
             failures.append(exc)
 
     threads = [threading.Thread(target=create) for _ in range(3)]

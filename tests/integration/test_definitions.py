@@ -102,7 +102,7 @@ def test_add_change_remove_and_reject_while_running(kafka_bootstrap, unique_topi
 
 
 def test_sigkill_during_reevaluation_loses_and_invents_nothing(kafka_bootstrap, kafka_flavour, unique_topic,
-                                                              tmp_path, workers):  # noqa: F811
+                                                              tmp_path, workers):
     """Killed at several moments after a definition change (before the worker read it, inside the
     pass's transaction, after it), restarted each time: the definition moves on the changes topic are
     exactly the reference's (on Tansu, identical repeats of an aborted transaction are tolerated: see
@@ -169,7 +169,7 @@ def wait_until(what: str, check, worker, timeout: float = 60) -> None:
 
 
 def test_poisoned_records_are_rejected_by_a_running_worker_that_keeps_processing_and_undefine_removes_them(
-        kafka_bootstrap, unique_topic, tmp_path, workers):  # noqa: F811 (fixture)
+        kafka_bootstrap, unique_topic, tmp_path, workers):
     config = topic_config(kafka_bootstrap, unique_topic)
     defs = f"{unique_topic}-definitions"
     create_topics(config)

@@ -71,7 +71,7 @@ def test_native_worker_dead_letters_hostile_input_and_keeps_applying(kafka_boots
     _assert_dead_letters_and_changes(kafka_bootstrap, s.dead_letter_topic, s.changes_topic)
 
 
-def test_faust_runtime_dead_letters_hostile_input_and_keeps_applying(kafka_bootstrap, unique_topic, start):  # noqa: F811
+def test_faust_runtime_dead_letters_hostile_input_and_keeps_applying(kafka_bootstrap, unique_topic, start):
     s = names(unique_topic)
     ensure_topics(kafka_bootstrap, faust_runtime.topics(s))
     _produce(kafka_bootstrap, s.input_topics[0])

@@ -201,7 +201,7 @@ def test_a_token_file_that_is_no_small_file_is_refused_at_once(tmp_path, kind):
     def read() -> None:
         try:
             http_server.read_token(path)
-        except BaseException as exc:          # noqa: BLE001 - what it raised is the result
+        except BaseException as exc:          # what it raised is the result
             outcome.append(exc)
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
