@@ -1,6 +1,7 @@
 """The worker's settings as flags (stream.cli.settings_args): every field's flag documented with its
-environment variable and default, malformed flags are usage errors, and -X is parsed by one rule for
-every command (KEY=VALUE, the key stripped, the value kept, the last given wins)."""
+environment variable and default, malformed flags are usage errors, -X is parsed by one rule for
+every command (KEY=VALUE, the key stripped, the value kept, the last given wins), and the commands
+that talk to the workers' cluster take the workers' librdkafka properties and refuse what they refuse."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,6 +10,8 @@ import pytest
 
 from stream.runtime.options import CONFIG_ENV, env_of
 from stream.runtime.settings import WorkerConfig
+from stream.cli.main import main
+from tests.client_configs import _has_settings, _reach
 from tests.worker_settings import FLAGS, SAMPLES, load, parser
 
 
@@ -64,3 +67,42 @@ def test_every_command_parses_x_as_the_worker_does(command, item, capsys):
 
 def test_x_keys_lose_surrounding_blanks_and_values_keep_theirs():
     assert load(["-X", " client.id = a b "]).kafka == {"client.id": " a b "}
+
+
+# ---- the librdkafka properties of every command -------------------------------------------------
+
+@pytest.mark.parametrize("prop, named", [
+    ("no.such.property=1", '"no.such.property"'),
+    ("security.protocol=bogus", '"security.protocol"'),
+    ("linger.ms=-5", '"queue.buffering.max.ms"'),      # librdkafka names linger.ms by its alias
+])
+def test_an_invalid_property_is_a_configuration_error_at_start(prop, named, capsys, tmp_path):
+    # Before: accepted, then a KafkaException traceback from the first client built.
+    for argv in (["worker", "--bootstrap-servers", "127.0.0.1:1", "--state-dir", str(tmp_path), "-X", prop],
+                 ["produce", "--bootstrap-servers", "127.0.0.1:1", "-X", prop, "--events", "1"],
+                 ["undefine", "x", "--bootstrap-servers", "127.0.0.1:1", "-X", prop],
+                 ["backfill", "--bootstrap-servers", "127.0.0.1:1", "--output", "-", "-X", prop]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert named in err and "Traceback" not in err, (argv, err)
+
+
+def test_commands_take_the_workers_properties_from_env_and_file(built, monkeypatch, tmp_path):
+    # A pod's SEGMENTS_KAFKA_* settings (and a worker's config file) serve segments define and
+    # produce too: secrets need not go on a command line, where the process list shows them.
+    path = tmp_path / "worker.yaml"
+    path.write_text("kafka: {security.protocol: SASL_SSL, sasl.mechanisms: PLAIN}\n")
+    monkeypatch.setenv("SEGMENTS_KAFKA_SASL_USERNAME", "worker")
+    monkeypatch.setenv("SEGMENTS_KAFKA_SASL_PASSWORD", "hunter2")
+    _reach(lambda: main(["undefine", "x", "--bootstrap-servers", "kafka:9092", "--config", str(path)]))
+    _reach(lambda: main(["produce", "--bootstrap-servers", "kafka:9092", "--config", str(path), "--events", "1",
+                         "-X", "client.id=p"]))
+    assert len(built) == 2, built
+    for config in built:
+        assert _has_settings(config), {k: v for k, v in config.items() if k not in ("logger", "error_cb")}
+    assert built[1]["client.id"] == "p"
+
+
+def test_commands_refuse_what_the_workers_refuse(capsys):
+    assert main(["produce", "--bootstrap-servers", "kafka:9092", "-X", "allow.auto.create.topics=true"]) == 2
+    assert "allow.auto.create.topics is set by the worker" in capsys.readouterr().err
