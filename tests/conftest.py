@@ -1,7 +1,9 @@
 """Fixtures shared by the test packages: `serving`, the worker's HTTP server on a free loopback port
 (tests/runtime/test_http.py serves on it, tests/cli/test_worker.py takes its port from a worker), and
 `built`, the configs of the Kafka clients the product builds, recorded instead of connected
-(tests/kafka/test_clients.py, and tests/cli/test_settings_args.py for the commands' properties)."""
+(tests/kafka/test_clients.py, and tests/cli/test_settings_args.py for the commands' properties), and
+`sheds_counted`, what a state bound sheds counted into its metric (tests/model/test_state_bounds.py,
+tests/runtime/test_metrics.py)."""
 from __future__ import annotations
 
 import pytest
@@ -48,3 +50,9 @@ def built(monkeypatch):
             if hasattr(module, name) and not (module is clients and name != "AdminClient"):
                 monkeypatch.setattr(module, name, record)
     return configs
+
+
+@pytest.fixture
+def sheds_counted() -> None:
+    """As every driver does at start: what a bound sheds is counted into the metric read here."""
+    metrics.count_sheds()
