@@ -1,7 +1,8 @@
-"""segments backfill without a broker: the offset verification and argument checks."""
+"""The backfill without a broker: the start offset it verifies (stream.backfill.plan) and the definitions
+it evaluates and hands off (stream.backfill.definitions). The `segments backfill` command's own checks
+are in tests/cli/test_backfill.py."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,11 +14,8 @@ from hypothesis import strategies as st
 from tests.helpers import DAY, product_viewed
 from stream.backfill.plan import trusted_start
 from stream.backfill.definitions import handoff_record, summary
-from stream.cli.backfill import ArgumentProblems, add_parser, parse_offsets
-from stream.cli.main import main
 from stream.definitions.resolution import file_definitions, parse_record
 from stream.engine.core import Engine
-from stream.errors import Problems
 from stream.definitions.live import LiveDefinitions
 from stream.rules.catalog import load_catalog
 from stream.storage.keys import Record
@@ -54,60 +52,6 @@ def test_a_verified_start_never_skips_a_record_at_or_after_the_target(stamps, lo
 ])
 def test_trusted_start(answer, before, expected):
     assert trusted_start(answer, low=3, end=10, before_ms=before, target_ms=1000) == expected
-
-
-def test_offsets_parse_topics_with_colons_and_dots():
-    assert parse_offsets("a.b:0=5, a.b:1=0,c-d:12=7") == {("a.b", 0): 5, ("a.b", 1): 0, ("c-d", 12): 7}
-
-
-def test_every_bad_offset_item_is_named():
-    with pytest.raises(ArgumentProblems) as caught:
-        parse_offsets("a:0=5,a:x=1,b=3,a:0=6,:1=2,a:1=-4")
-    assert len(caught.value.problems) == 5
-    text = "\n".join(caught.value.problems)
-    assert str(caught.value) == text and isinstance(caught.value, Problems)
-    for item in ("'a:x=1'", "'b=3'", "a:0 is given more than once", "':1=2'", "'a:1=-4'"):
-        assert item in text
-
-
-def test_unusable_arguments_exit_2_with_every_problem_listed(capsys):
-    code = main(["backfill", "--output", "out.jsonl", "--from", "yesterday", "--until", "2025-13-01",
-                 "--seek-margin", "0", "--max-message-bytes", "0"])
-    err = capsys.readouterr().err
-    assert code == 2 and err.startswith("segments backfill: unusable arguments:\n  - "), err
-    for expected in ("--max-message-bytes: must be positive", "--from: not an RFC 3339 timestamp: 'yesterday'",
-                     "--until: not an RFC 3339 timestamp: '2025-13-01'", "--seek-margin: a duration is"):
-        assert expected in err, err
-
-
-def test_the_live_namespace_is_never_written(capsys):
-    code = main(["backfill", "--until", "2025-02-01T00:00:00Z", "--from", "2025-03-01T00:00:00Z",
-                 "--handoff", "segments", "--output", "kafka:segment-changes"])
-    err = capsys.readouterr().err
-    assert code == 2
-    for expected in ("--bootstrap-servers: a backfill reads the history of an existing cluster",
-                     "--handoff needs --until now", "is not after --from",
-                     "--handoff segments: that is the live workers' group",
-                     "'segment-changes' is an input or a live worker topic"):
-        assert expected in err, err
-    code = main(["backfill", "--bootstrap-servers", "127.0.0.1:1", "--handoff", "new",
-                 "--output", "kafka:new-state-changelog"])
-    assert code == 2
-    assert "'new-state-changelog' is an input or a live worker topic" in capsys.readouterr().err
-    code = main(["backfill", "--bootstrap-servers", "127.0.0.1:1", "--output", "kafka:segment-definitions"])
-    assert code == 2
-    assert "'segment-definitions' is an input or a live worker topic" in capsys.readouterr().err
-
-
-def test_the_backfill_subcommand_runs_the_backfill(capsys):
-    """What `segments` registers through stream.cli.backfill.add_parser: the flags' defaults, and
-    the command the parsed flags run (here it refuses them, as `segments backfill` does)."""
-    parser = argparse.ArgumentParser(prog="segments")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["backfill", "--output", "out.jsonl", "--from", "yesterday"])
-    assert (args.until, args.seek_margin, args.isolation, args.handoff) == ("now", "1h", "read_committed", None)
-    assert args.run(args) == 2
-    assert "--from: not an RFC 3339 timestamp: 'yesterday'" in capsys.readouterr().err
 
 
 # ---- the definitions a backfill evaluates and hands off ----------------------------------------------

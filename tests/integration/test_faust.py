@@ -29,9 +29,7 @@ from confluent_kafka import Producer
 from stream.faust_runtime import app as faust_runtime
 from stream.faust_runtime.topics import topics as faust_topics
 from stream.kafka.topic_admin import ensure_topics
-from stream.cli.main import build_parser
-from stream.cli.settings_args import load_config
-from stream.runtime.settings import ConfigError, WorkerConfig
+from stream.runtime.settings import WorkerConfig
 from stream.rules.catalog import load_catalog
 from stream.tools.synth import shopper_events
 
@@ -269,17 +267,6 @@ def test_faust_runtime_idle_clock_moves_customers_without_input(kafka_bootstrap,
     conformance.check_idle_clock(kafka_bootstrap, s.input_topics[0], s.changes_topic, PARTITIONS,
                                  8.5 + idle_ms / 1000, worker.tail, transactional)
     worker.terminate()
-
-
-def test_faust_runtime_refuses_what_it_cannot_honour(capsys):
-    """librdkafka properties (aiokafka would ignore them, security ones included) are a
-    configuration error; exactly_once (see the module docstring) makes the worker exit 2."""
-    with pytest.raises(ConfigError) as info:
-        load_config(build_parser().parse_args(["worker", "--runtime", "faust", "-X", "security.protocol=SSL"]), {})
-    assert info.value.problems == ["runtime faust (--runtime) takes no librdkafka properties, got "
-                                   "security.protocol (-X, SEGMENTS_KAFKA_<KEY> or kafka: in the file)"]
-    assert faust_runtime.run(WorkerConfig(runtime="faust", bootstrap_servers="127.0.0.1:9"), load_catalog()) == 2
-    assert "--guarantee at_least_once" in capsys.readouterr().err
 
 
 @pytest.mark.timeout(240)

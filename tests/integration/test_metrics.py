@@ -54,8 +54,9 @@ def test_endpoints_and_members_gauge_survive_a_restart(kafka_bootstrap, unique_t
     worker = Worker(config, load_catalog())
     with Running(worker):
         deadline = time.monotonic() + 30
-        while get(base + "/readyz")[0] != 200 and time.monotonic() < deadline:
+        while (ready := get(base + "/readyz"))[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
+        assert ready[0] == 200, f"the restarted worker was not ready within 30 s: {ready}"
         members = series(get(base + "/metrics")[1], "segments_members")
         assert members['{segment="new-customer"}'] == 1 and members['{segment="repeat-buyer"}'] == 1
 

@@ -6,22 +6,18 @@ import ast
 import logging
 from pathlib import Path
 
-import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from stream.backfill import handoff, sinks
 from stream.backfill import plan as backfill_plan
-from stream.backfill import reader as backfill_reader
-from stream.cli.main import main
 from stream.kafka import clients, definitions_feed, topic_admin
 from stream.rules.catalog import load_catalog
 from stream.runtime import metrics
 from stream.runtime.settings import WorkerConfig
 from stream.tools import produce
 from stream.worker import loop
+from tests.client_configs import SECURE, _has_settings, _reach
 
-SECURE = {"security.protocol": "SASL_SSL", "sasl.mechanisms": "PLAIN", "sasl.username": "worker",
-          "sasl.password": "hunter2"}
 STREAM = Path(__file__).resolve().parents[2] / "stream"
 _BUILDERS = {"client_config", "worker_client_config", "_common", "consumer_config"}
 _CONFIG_PARAMS = {"client", "common"}
@@ -119,38 +115,8 @@ def test_the_enumeration_sees_the_sites_that_used_to_ignore_the_settings():
             ("worker/loop.py", "_new_producer"), ("backfill/handoff.py", "hand_off")} <= named
 
 
-class _Stop(Exception):
-    pass
-
-
-@pytest.fixture
-def built(monkeypatch):
-    """Every client constructor of the product replaced by one that records its config and stops."""
-    configs: list[dict] = []
-
-    def record(config, *args, **kwargs):
-        configs.append(dict(config))
-        raise _Stop
-    for module in (topic_admin, clients, loop, backfill_plan, backfill_reader, sinks, handoff, definitions_feed,
-                   produce):
-        for name in ("Consumer", "Producer", "AdminClient"):
-            # (stream.kafka.clients' own Consumer and Producer are the throwaway ones of kafka_problems)
-            if hasattr(module, name) and not (module is clients and name != "AdminClient"):
-                monkeypatch.setattr(module, name, record)
-    return configs
-
-
-def _has_settings(config: dict) -> bool:
-    return all(config.get(k) == v for k, v in SECURE.items()) and config.get("allow.auto.create.topics") == "false"
-
-
 def _config() -> WorkerConfig:
     return WorkerConfig(bootstrap_servers="kafka:9092", kafka=dict(SECURE), instance_id="w")
-
-
-def _reach(call) -> None:
-    with pytest.raises(_Stop):
-        call()
 
 
 def test_topic_set_up_takes_the_security_settings(built):
@@ -183,22 +149,6 @@ def test_commands_clients_take_the_security_settings(built, monkeypatch):
 
 
 # ---- librdkafka properties checked at start --------------------------------------------------------
-
-@pytest.mark.parametrize("prop, named", [
-    ("no.such.property=1", '"no.such.property"'),
-    ("security.protocol=bogus", '"security.protocol"'),
-    ("linger.ms=-5", '"queue.buffering.max.ms"'),      # librdkafka names linger.ms by its alias
-])
-def test_an_invalid_property_is_a_configuration_error_at_start(prop, named, capsys, tmp_path):
-    # Before: accepted, then a KafkaException traceback from the first client built.
-    for argv in (["worker", "--bootstrap-servers", "127.0.0.1:1", "--state-dir", str(tmp_path), "-X", prop],
-                 ["produce", "--bootstrap-servers", "127.0.0.1:1", "-X", prop, "--events", "1"],
-                 ["undefine", "x", "--bootstrap-servers", "127.0.0.1:1", "-X", prop],
-                 ["backfill", "--bootstrap-servers", "127.0.0.1:1", "--output", "-", "-X", prop]):
-        assert main(argv) == 2, argv
-        err = capsys.readouterr().err
-        assert named in err and "Traceback" not in err, (argv, err)
-
 
 def test_a_problem_never_shows_a_secret_value():
     problems = clients.kafka_problems({"sasl.password": "hunter2", "security.protocol": "hunter2"},
@@ -298,27 +248,6 @@ def test_a_flapping_broker_is_still_said_at_most_once_per_bound(caplog):
             watch.up()
     assert len([line for line in _lines(caplog, "test.flap") if "unreachable (" in line]) == 2, \
         _lines(caplog, "test.flap")
-
-
-def test_commands_take_the_workers_properties_from_env_and_file(built, monkeypatch, tmp_path):
-    # A pod's SEGMENTS_KAFKA_* settings (and a worker's config file) serve segments define and
-    # produce too: secrets need not go on a command line, where the process list shows them.
-    path = tmp_path / "worker.yaml"
-    path.write_text("kafka: {security.protocol: SASL_SSL, sasl.mechanisms: PLAIN}\n")
-    monkeypatch.setenv("SEGMENTS_KAFKA_SASL_USERNAME", "worker")
-    monkeypatch.setenv("SEGMENTS_KAFKA_SASL_PASSWORD", "hunter2")
-    _reach(lambda: main(["undefine", "x", "--bootstrap-servers", "kafka:9092", "--config", str(path)]))
-    _reach(lambda: main(["produce", "--bootstrap-servers", "kafka:9092", "--config", str(path), "--events", "1",
-                         "-X", "client.id=p"]))
-    assert len(built) == 2, built
-    for config in built:
-        assert _has_settings(config), {k: v for k, v in config.items() if k not in ("logger", "error_cb")}
-    assert built[1]["client.id"] == "p"
-
-
-def test_commands_refuse_what_the_workers_refuse(capsys):
-    assert main(["produce", "--bootstrap-servers", "kafka:9092", "-X", "allow.auto.create.topics=true"]) == 2
-    assert "allow.auto.create.topics is set by the worker" in capsys.readouterr().err
 
 
 # ---- readiness ------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """A customer's state stays bounded for every attribute, whatever valid events arrive, and so a
-changelog record always fits the changelog topic (README "State bounds").
+changelog record always fits the changelog topic (README "State bounds"; the topics' side is
+tests/runtime/test_topics.py, the shed metric's tests/runtime/test_metrics.py).
 
 Events are built at the contract's bounds with four-byte characters (the worst case per character)
 and decoded through the real contract, so they are exactly what a producer can send.
@@ -7,7 +8,6 @@ and decoded through the real contract, so they are exactly what a producer can s
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 from typing import Any
@@ -16,20 +16,18 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import REGISTRY
 
 from stream.model import events as ev
-from stream.runtime import metrics
-from stream.runtime.settings import WorkerConfig
 from stream.engine.core import Engine
-from stream.faust_runtime.topics import changelog_topic, topics as faust_topics
-from stream.runtime.topics import CHANGELOG_MESSAGE_BYTES, PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, worker_topics
 from stream.model.state import CUSTOM_KEEP, MAX_STATE_BYTES, SEEN_KEEP, CustomerState, dump_state, load_state
 from stream.tools.synth import shopper_events
 from stream.model.time import DAY
 from tests.helpers import catalog_from, decode, default_catalog, event_bytes, iso
+from tests.state_sizes import truncated, wide
 
-WIDE = "\U0001F600"
+# The bounds' tests read the shed counter: what a bound sheds is counted, as every driver has it.
+pytestmark = pytest.mark.usefixtures("sheds_counted")
+
 T0 = 1_735_689_600_000_000            # 2025-01-01T00:00:00Z in microseconds
 # Every windowed stream the rules can ask for, each keeping the most times a rule can ask for.
 HEAVY_CATALOG = catalog_from("""
@@ -43,22 +41,6 @@ segments:
     when:
       custom.tier: {eq: gold}
 """)
-
-
-def truncated(reason: str) -> float:
-    return REGISTRY.get_sample_value("segments_state_truncated_total", {"reason": reason}) or 0.0
-
-
-@pytest.fixture(autouse=True)
-def _sheds_counted() -> None:
-    """As every driver does at start: what a bound sheds is counted into the metric read here."""
-    metrics.count_sheds()
-
-
-def wide(n: int, length: int) -> str:
-    """A distinct string of `length` characters, as many UTF-8 bytes as that can be."""
-    head = str(n)
-    return head + WIDE * (length - len(head))
 
 
 def _event(kind: str, n: int, at: int, big: bool) -> bytes:
@@ -181,19 +163,6 @@ def test_realistic_states_stay_small_and_untouched():
     assert {r: truncated(r) for r in counted} == counted
 
 
-def test_a_changelog_record_always_fits_the_changelog_topic():
-    """The changelog topics say their max.message.bytes, above what any producer batches into them
-    and above the largest record (the state bound plus the longest key)."""
-    config = WorkerConfig(group_id="g")
-    specs = {name: configs for name, _, configs in worker_topics(config)}
-    faust = {name: configs for name, _, configs in faust_topics(config)}
-    largest_record = MAX_STATE_BYTES + 4 * ev.MAX_ID_CHARS + 1024          # key and record framing
-    for configs in (specs[config.changelog_topic], faust[changelog_topic(config)]):
-        assert configs["cleanup.policy"] == "compact"
-        assert configs["max.message.bytes"] == CHANGELOG_MESSAGE_BYTES
-    assert PRODUCER_BATCH_BYTES + largest_record <= CHANGELOG_MESSAGE_BYTES <= PRODUCER_MESSAGE_BYTES
-
-
 def test_an_unsheddable_state_is_refused_loudly():
     state = CustomerState(first_seen=0, last_seen=0, member={wide(i, 128): i for i in range(200)})
     try:
@@ -222,39 +191,3 @@ def test_the_model_imports_msgspec_and_the_stdlib_only():
     assert foreign == [] and {m for m in stream if not m.startswith("stream.model")} == {"stream"}, done.stdout
 
 
-def test_sheds_are_counted_once_a_driver_asks_and_once_however_often_it_does():
-    """Importing the metrics installs nothing (stream.runtime.metrics.count_sheds does, explicitly);
-    a second call does not count each shed twice."""
-    program = (
-        "from stream.model import state\n"
-        "from stream.runtime import metrics\n"
-        "assert state._shed_hooks == [], state._shed_hooks\n"
-        "metrics.count_sheds()\n"
-        "metrics.count_sheds()\n"
-        "metrics.Health()\n"
-        "assert state._shed_hooks == [metrics.count_shed], state._shed_hooks\n"
-    )
-    subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
-
-
-def test_a_shed_is_counted_and_logged_once_a_minute_per_reason(monkeypatch, caplog):
-    monkeypatch.setattr(metrics, "_shed_logged", {})
-    monkeypatch.setattr(metrics, "_shed_unlogged", {})
-    before = truncated("categories")
-    caplog.set_level(logging.WARNING, logger="segments.state")
-
-    def shed() -> None:
-        state = CustomerState(0, 0, categories_bought=[wide(i, ev.MAX_ID_CHARS) for i in range(400)])
-        assert len(dump_state(state)) <= MAX_STATE_BYTES
-
-    def lines() -> list[str]:
-        return [r.getMessage() for r in caplog.records if r.name == "segments.state"]
-
-    for _ in range(3):
-        shed()
-    assert truncated("categories") == before + 3
-    assert len(lines()) == 1 and lines()[0].startswith("customer state bound (categories): a state of ")
-    assert lines()[0].endswith("; 0 more since the last such line")
-    metrics._shed_logged["categories"] -= 61           # a minute later
-    shed()
-    assert len(lines()) == 2 and lines()[1].endswith("; 2 more since the last such line")

@@ -1,47 +1,18 @@
-"""`segments replay`, run as the real console script in a subprocess."""
+"""What the replay driver (stream.replay.driver) writes, through `segments replay` run as the real
+console script in a subprocess: the changes, the dead letters, the summary. The command's exit codes
+and arguments are tested in tests/cli/test_replay.py."""
 from __future__ import annotations
 
 import base64
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import msgspec
 import pytest
 
 from tests.helpers import HOUR, decode, event_bytes, instant, iso, run
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "shop.jsonl"
-SEGMENTS = Path(sys.executable).with_name("segments")
-if not SEGMENTS.exists():
-    SEGMENTS = ROOT / ".venv" / "bin" / "segments"
-
-
-def segments(*args: str, stdin: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SEGMENTS), "replay", *args], input=stdin, capture_output=True, timeout=60,
-                          env={**os.environ, **(env or {})}, cwd=ROOT)
-
-
-def jsonl(data: bytes) -> list[dict]:
-    return [json.loads(line) for line in data.splitlines() if line.strip()]
-
-
-def summary(stderr: bytes) -> dict[str, str]:
-    """The summary block on stderr: label -> first value."""
-    found = {}
-    for line in stderr.decode("utf-8", "replace").splitlines():
-        for label in ("events", "dead letters", "duplicates", "late", "changes"):
-            if line.startswith(label + " ") and line[len(label):].strip()[:1].isdigit():
-                found[label] = line[len(label):].split()[0]
-    return found
-
-
-def write_events(path: Path, *lines: bytes) -> Path:
-    path.write_bytes(b"".join(line + b"\n" for line in lines))
-    return path
+from tests.replay_runs import EXAMPLE, jsonl, segments, summary, write_events
 
 
 # ------------------------------------------------------------------------------------------------
@@ -218,94 +189,6 @@ def test_blank_lines_crlf_and_a_missing_final_newline(tmp_path):
     dead = [json.loads(line) for line in result.stderr.splitlines() if line.startswith(b"{")]
     assert [(d["line"], d["raw"]) for d in dead] == [(4, "oops")]
     assert summary(result.stderr)["events"] == "2"
-
-
-# ------------------------------------------------------------------------------------------------
-# unusable arguments (2) and I/O errors (1)
-
-@pytest.mark.parametrize("until", ["yesterday", "2025-03-01T00:00:00", "2025-13-01T00:00:00Z", ""])
-def test_bad_until_exits_2(tmp_path, until):
-    out = tmp_path / "out.jsonl"
-    result = segments("--input", str(EXAMPLE), "--output", str(out), "--until", until)
-    assert result.returncode == 2
-    assert b"--until" in result.stderr
-    assert not out.exists()
-
-
-def test_invalid_segments_file_exits_2_naming_the_segment(tmp_path):
-    seg = tmp_path / "segs.yaml"
-    seg.write_text("segments:\n  good:\n    when: {paid_orders: {gte: 1}}\n"
-                   "  vip-buyers:\n    when: {paid_order: {gte: 1}}\n  other:\n    version: 0\n"
-                   "    when: {paid_orders: {gte: 1}}\n")
-    out = tmp_path / "out.jsonl"
-    result = segments("--input", str(EXAMPLE), "--output", str(out), "--segments", str(seg))
-    assert result.returncode == 2
-    err = " ".join(result.stderr.decode().split())      # the console may wrap long lines
-    assert "segment 'vip-buyers'" in err and "paid_order" in err
-    assert "segment 'other'" in err and "version" in err
-    assert not out.exists()
-    assert b"Traceback" not in result.stderr
-
-
-def test_missing_segments_file_exits_2(tmp_path):
-    result = segments("--input", str(EXAMPLE), "--output", "-", "--segments", str(tmp_path / "nope.yaml"))
-    assert result.returncode == 2
-    assert b"nope.yaml" in result.stderr
-    assert result.stdout == b""
-
-
-def test_segments_file_with_impossible_date_exits_2(tmp_path):
-    seg = tmp_path / "segs.yaml"
-    seg.write_text("segments:\n  bday:\n    when: {birth_date: {eq: 1990-13-01}}\n")
-    result = segments("--input", str(EXAMPLE), "--output", "-", "--segments", str(seg))
-    assert result.returncode == 2
-    assert b"Traceback" not in result.stderr
-
-
-def test_custom_segments_file_is_used(tmp_path):
-    seg = tmp_path / "segs.yaml"
-    seg.write_text("segments:\n  kz:\n    version: 4\n    when: {country: {eq: KZ}}\n")
-    result = segments("--input", str(EXAMPLE), "--output", "-", "--segments", str(seg))
-    assert result.returncode == 0
-    rows = [(c["customer_id"], c["segment"], c["change"], c["event_id"], c["definition_version"])
-            for c in jsonl(result.stdout)]
-    assert rows == [("c-aigerim", "kz", "entered", "u-1", 4), ("c-aigerim", "kz", "exited", "erase-1", 4)]
-
-
-def test_missing_input_exits_1(tmp_path):
-    out = tmp_path / "out.jsonl"
-    result = segments("--input", str(tmp_path / "missing.jsonl"), "--output", str(out))
-    assert result.returncode == 1
-    assert b"missing.jsonl" in result.stderr
-    assert b"Traceback" not in result.stderr
-
-
-@pytest.mark.parametrize("where", ["no-such-dir", "a-directory"])
-def test_unwritable_output_exits_1(tmp_path, where):
-    out = tmp_path / "no" / "such" / "out.jsonl" if where == "no-such-dir" else tmp_path
-    result = segments("--input", str(EXAMPLE), "--output", str(out))
-    assert result.returncode == 1
-    assert str(out).encode() in result.stderr
-    assert b"Traceback" not in result.stderr
-
-
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-def test_output_that_fails_on_write_exits_1():
-    result = segments("--input", str(EXAMPLE), "--output", "/dev/full", "--dead-letter", os.devnull)
-    assert result.returncode == 1
-    assert b"Traceback" not in result.stderr
-
-
-def test_unwritable_dead_letter_file_exits_1(tmp_path):
-    result = segments("--input", str(EXAMPLE), "--output", os.devnull,
-                      "--dead-letter", str(tmp_path / "no" / "dead.jsonl"))
-    assert result.returncode == 1
-    assert b"dead.jsonl" in result.stderr
-
-
-def test_missing_required_arguments_exit_2():
-    assert segments("--input", str(EXAMPLE)).returncode == 2
-    assert segments("--output", "-").returncode == 2
 
 
 # ------------------------------------------------------------------------------------------------

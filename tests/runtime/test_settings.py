@@ -1,6 +1,7 @@
 """Worker configuration: flags > environment > file > defaults, field by field and for the merged
 librdkafka passthrough; every kind of bad value a ConfigError naming where it came from, all
-problems at once; secrets masked in describe(); and every field reachable by flag, env and file."""
+problems at once; secrets masked in describe(); and every field reachable by flag, env and file.
+The flags themselves (help, usage errors, -X) are tested in tests/cli/test_settings_args.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,7 @@ import pytest
 
 from stream.runtime.options import CONFIG_ENV, env_of, flag_of
 from stream.runtime.settings import OWNED_KAFKA_KEYS, ConfigError, WorkerConfig
-from tests.worker_settings import load, parser, problems_of
+from tests.worker_settings import FLAGS, SAMPLES, load, problems_of
 
 
 @pytest.fixture
@@ -22,56 +23,6 @@ def config_file(tmp_path):
         path.write_text(textwrap.dedent(text))
         return str(path)
     return write
-
-
-# The documented surface, spelled out here so that a renamed flag or variable fails a test.
-FLAGS = {
-    "bootstrap_servers": "--bootstrap-servers", "kafka": "-X", "input_topics": "--input-topics",
-    "routed_topics": "--routed-topics",
-    "changes_topic": "--changes-topic", "membership_topic": "--membership-topic",
-    "dead_letter_topic": "--dead-letter-topic", "definitions_topic": "--definitions-topic",
-    "erasure_max_lag_ms": "--erasure-max-lag-ms", "changes_retention_ms": "--changes-retention-ms",
-    "dead_letter_retention_ms": "--dead-letter-retention-ms", "group_id": "--group-id", "instance_id": "--instance-id",
-    "state_dir": "--state-dir", "guarantee": "--guarantee", "segments_file": "--segments",
-    "partitions": "--partitions", "replication_factor": "--replication-factor", "batch_size": "--batch-size",
-    "commit_interval_ms": "--commit-interval-ms", "idle_advance_ms": "--idle-advance-ms",
-    "max_message_bytes": "--max-message-bytes", "max_future_skew_ms": "--max-future-skew-ms",
-    "metrics_port": "--metrics-port",
-    "session_timeout_ms": "--session-timeout-ms", "max_poll_interval_ms": "--max-poll-interval-ms",
-    "runtime": "--runtime", "http_host": "--http-host", "http_token_file": "--http-token-file",
-}
-
-# field -> (text for a flag or env var, the same as YAML, the resulting value); none is the default.
-SAMPLES = {
-    "bootstrap_servers": ("k1:9092,k2:9092", "k1:9092,k2:9092", "k1:9092,k2:9092"),
-    "input_topics": ("orders,views", "[orders, views]", ("orders", "views")),
-    "routed_topics": ("payments", "[payments]", ("payments",)),
-    "changes_topic": ("chg", "chg", "chg"),
-    "membership_topic": ("mem", "mem", "mem"),
-    "dead_letter_topic": ("dlq", "dlq", "dlq"),
-    "definitions_topic": ("defs", "defs", "defs"),
-    "erasure_max_lag_ms": ("3600000", "3600000", 3600000),
-    "changes_retention_ms": ("86400000", "86400000", 86400000),
-    "dead_letter_retention_ms": ("172800000", "172800000", 172800000),
-    "group_id": ("g2", "g2", "g2"),
-    "instance_id": ("segments-0", "segments-0", "segments-0"),
-    "state_dir": ("/var/lib/segments", "/var/lib/segments", Path("/var/lib/segments")),
-    "guarantee": ("at_least_once", "at_least_once", "at_least_once"),
-    "segments_file": ("segs.yaml", "segs.yaml", Path("segs.yaml")),
-    "partitions": ("3", "3", 3),
-    "replication_factor": ("-1", "-1", -1),
-    "batch_size": ("500", "500", 500),
-    "commit_interval_ms": ("250", "250", 250),
-    "idle_advance_ms": ("5000", "5000", 5000),
-    "max_message_bytes": ("2048", "2048", 2048),
-    "max_future_skew_ms": ("60000", "60000", 60000),
-    "metrics_port": ("9400", "9400", 9400),
-    "session_timeout_ms": ("6000", "6000", 6000),
-    "max_poll_interval_ms": ("70000", "70000", 70000),
-    "runtime": ("faust", "faust", "faust"),
-    "http_host": ("127.0.0.1", "127.0.0.1", "127.0.0.1"),
-    "http_token_file": ("/run/secrets/http-token", "/run/secrets/http-token", Path("/run/secrets/http-token")),
-}
 
 
 def test_defaults():
@@ -117,24 +68,6 @@ def test_kafka_passthrough_by_flag_env_and_file(config_file):
     assert load(["--config", config_file("kafka: {client.id: w1}\n")]).kafka == {"client.id": "w1"}
 
 
-def test_help_documents_every_field_with_flag_env_and_default():
-    p = parser()
-    by_dest = {a.dest: a for a in p._actions}
-    for f in dataclasses.fields(WorkerConfig):
-        action = by_dest[f.name]
-        assert FLAGS[f.name] in action.option_strings
-        assert action.default is None, f"{f.name}: a flag default would hide the environment and the file"
-        assert env_of(f.name) in action.help and "default: " in action.help, f.name
-    for name in SAMPLES:
-        default = getattr(WorkerConfig(), name)
-        shown = "none" if default is None else ",".join(default) if isinstance(default, tuple) else str(default)
-        assert f"default: {shown})" in by_dest[name].help
-    assert CONFIG_ENV in by_dest["config"].help
-    whole = " ".join(p.format_help().split())
-    for name, flag in FLAGS.items():
-        assert flag in whole and env_of(name) in whole
-
-
 # ---- precedence ------------------------------------------------------------------------------------
 
 PRECEDENCE = [   # field, (file, env, flag) in text form, and the three values
@@ -171,11 +104,6 @@ def test_passthrough_merges_key_by_key(config_file):
     cfg = load(["--config", path, "-X", "socket.timeout.ms=3000", "-X", "acks=all"], env)
     assert cfg.kafka == {"client.id": "file", "security.protocol": "SSL", "socket.timeout.ms": "3000",
                          "linger.ms": "5", "acks": "all"}
-
-
-def test_repeated_x_last_wins_and_value_may_contain_equals():
-    cfg = load(["-X", "client.id=a", "-X", "client.id=b", "-X", "sasl.oauthbearer.config=scope=x principal=y"])
-    assert cfg.kafka == {"client.id": "b", "sasl.oauthbearer.config": "scope=x principal=y"}
 
 
 def test_config_flag_beats_config_env(tmp_path):
@@ -508,38 +436,7 @@ def test_every_problem_reported_at_once(config_file):
     assert not any("more than one purpose" in p for p in problems)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--partitions", "x"], "expected an integer, got 'x'"),
-    (["--guarantee", "exactly-once"], "invalid choice"),
-    (["-X", "client.id"], "expected KEY=VALUE, got 'client.id'"),
-    (["-X", "=v"], "expected KEY=VALUE"),
-])
-def test_malformed_flags_are_usage_errors(argv, message, capsys):
-    with pytest.raises(SystemExit) as info:
-        parser().parse_args(argv)
-    assert info.value.code == 2
-    assert message in capsys.readouterr().err
-
-
-# ---- secrets ---------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("command", [["produce", "--bootstrap-servers", "h:1"],
-                                     ["define", "s", "--file", "f.yaml", "--bootstrap-servers", "h:1"],
-                                     ["undefine", "s", "--bootstrap-servers", "h:1"]])
-@pytest.mark.parametrize("item", ["client.id", "=v", " =v"])
-def test_every_command_parses_x_as_the_worker_does(command, item, capsys):
-    """One -X parser: the commands that talk to the workers' cluster refuse what the worker refuses."""
-    from stream.cli.main import main
-
-    with pytest.raises(SystemExit) as info:
-        main([*command, "-X", item])
-    assert info.value.code == 2
-    assert f"argument -X: expected KEY=VALUE, got {item!r}" in capsys.readouterr().err
-
-
-def test_x_keys_lose_surrounding_blanks_and_values_keep_theirs():
-    assert load(["-X", " client.id = a b "]).kafka == {"client.id": " a b "}
-
+# ---- the settings object ------------------------------------------------------------------------
 
 def test_the_settings_take_flags_without_argparse():
     """stream.runtime.settings (and its table of options) has no argparse: a command hands it the
@@ -575,6 +472,8 @@ def test_the_settings_are_frozen():
         config.group_id = "other"
     assert dataclasses.replace(config, group_id="other").group_id == "other"
 
+
+# ---- secrets ---------------------------------------------------------------------------------------
 
 def test_describe_masks_secrets_and_is_json():
     kafka = {"sasl.password": "p1", "ssl.key.password": "p2", "ssl.keystore.password": "p3",
