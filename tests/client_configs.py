@@ -10,14 +10,14 @@ SECURE = {"security.protocol": "SASL_SSL", "sasl.mechanisms": "PLAIN", "sasl.use
           "sasl.password": "hunter2"}
 
 
-class _Stop(Exception):
+class Stop(Exception):
     """Raised by a recorded client constructor: the test has its config and needs no client."""
 
 
-def _has_settings(config: dict) -> bool:
+def has_settings(config: dict) -> bool:
     return all(config.get(k) == v for k, v in SECURE.items()) and config.get("allow.auto.create.topics") == "false"
 
 
-def _reach(call) -> None:
-    with pytest.raises(_Stop):
+def reach(call) -> None:
+    with pytest.raises(Stop):
         call()

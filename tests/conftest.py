@@ -16,7 +16,7 @@ from stream.kafka.embedded_broker import free_port
 from stream.runtime import metrics
 from stream.tools import produce
 from stream.worker import loop
-from tests.client_configs import _Stop
+from tests.client_configs import Stop
 from tests.helpers import LOOPBACK
 
 
@@ -42,7 +42,7 @@ def built(monkeypatch):
 
     def record(config, *args, **kwargs):
         configs.append(dict(config))
-        raise _Stop
+        raise Stop
     for module in (topic_admin, clients, loop, backfill_plan, backfill_reader, sinks, handoff, definitions_feed,
                    produce):
         for name in ("Consumer", "Producer", "AdminClient"):

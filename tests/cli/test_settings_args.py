@@ -11,7 +11,7 @@ import pytest
 from stream.runtime.options import CONFIG_ENV, env_of
 from stream.runtime.settings import WorkerConfig
 from stream.cli.main import main
-from tests.client_configs import _has_settings, _reach
+from tests.client_configs import has_settings, reach
 from tests.worker_settings import FLAGS, SAMPLES, load, parser
 
 
@@ -94,12 +94,12 @@ def test_commands_take_the_workers_properties_from_env_and_file(built, monkeypat
     path.write_text("kafka: {security.protocol: SASL_SSL, sasl.mechanisms: PLAIN}\n")
     monkeypatch.setenv("SEGMENTS_KAFKA_SASL_USERNAME", "worker")
     monkeypatch.setenv("SEGMENTS_KAFKA_SASL_PASSWORD", "hunter2")
-    _reach(lambda: main(["undefine", "x", "--bootstrap-servers", "kafka:9092", "--config", str(path)]))
-    _reach(lambda: main(["produce", "--bootstrap-servers", "kafka:9092", "--config", str(path), "--events", "1",
+    reach(lambda: main(["undefine", "x", "--bootstrap-servers", "kafka:9092", "--config", str(path)]))
+    reach(lambda: main(["produce", "--bootstrap-servers", "kafka:9092", "--config", str(path), "--events", "1",
                          "-X", "client.id=p"]))
     assert len(built) == 2, built
     for config in built:
-        assert _has_settings(config), {k: v for k, v in config.items() if k not in ("logger", "error_cb")}
+        assert has_settings(config), {k: v for k, v in config.items() if k not in ("logger", "error_cb")}
     assert built[1]["client.id"] == "p"
 
 

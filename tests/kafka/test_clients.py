@@ -16,7 +16,7 @@ from stream.runtime import metrics
 from stream.runtime.settings import WorkerConfig
 from stream.tools import produce
 from stream.worker import loop
-from tests.client_configs import SECURE, _has_settings, _reach
+from tests.client_configs import SECURE, has_settings, reach
 
 STREAM = Path(__file__).resolve().parents[2] / "stream"
 _BUILDERS = {"client_config", "worker_client_config", "_common", "consumer_config"}
@@ -121,31 +121,31 @@ def _config() -> WorkerConfig:
 
 def test_topic_set_up_takes_the_security_settings(built):
     # Before: ensure_topics built its AdminClient from the bootstrap servers alone.
-    _reach(lambda: topic_admin.ensure_topics(clients.worker_client_config(_config()), [("t", 1, {})]))
-    assert _has_settings(built[-1])
+    reach(lambda: topic_admin.ensure_topics(clients.worker_client_config(_config()), [("t", 1, {})]))
+    assert has_settings(built[-1])
 
 
 def test_worker_clients_take_the_security_settings(built, tmp_path):
     w = loop.Worker(_config(), load_catalog())
     for call in (w._new_producer, lambda: w._changelog_end(0), w._caught_up_feed, w._start_up,
                  lambda: clients.BrokerProbe(w._common(), w.watch, [], {})):
-        _reach(call)
-        assert _has_settings(built[-1]), built[-1]
+        reach(call)
+        assert has_settings(built[-1]), built[-1]
 
 
 def test_commands_clients_take_the_security_settings(built, monkeypatch):
-    _reach(lambda: definitions_feed.publish("kafka:9092", SECURE, "defs", "x", None))
-    _reach(lambda: definitions_feed.read_topic("kafka:9092", SECURE, "defs"))
-    _reach(lambda: produce.produce("kafka:9092", "t", events=1, kafka=SECURE))          # its topic set-up
+    reach(lambda: definitions_feed.publish("kafka:9092", SECURE, "defs", "x", None))
+    reach(lambda: definitions_feed.read_topic("kafka:9092", SECURE, "defs"))
+    reach(lambda: produce.produce("kafka:9092", "t", events=1, kafka=SECURE))          # its topic set-up
     monkeypatch.setattr(produce, "ensure_topics", lambda *a, **k: None)
-    _reach(lambda: produce.produce("kafka:9092", "t", events=1, kafka=SECURE))          # its producer
+    reach(lambda: produce.produce("kafka:9092", "t", events=1, kafka=SECURE))          # its producer
     config = _config()
-    assert _has_settings(backfill_plan.consumer_config(config, "read_committed"))
+    assert has_settings(backfill_plan.consumer_config(config, "read_committed"))
     monkeypatch.setattr(sinks, "ensure_topics", lambda *a, **k: None)
     monkeypatch.setattr(handoff, "ensure_topics", lambda *a, **k: None)
-    _reach(lambda: sinks.TopicSink(config, "out", 3))
-    _reach(lambda: handoff.hand_off(config, "g2", {}, None, [], 3, load_catalog()))
-    assert len(built) == 6 and all(map(_has_settings, built)), built
+    reach(lambda: sinks.TopicSink(config, "out", 3))
+    reach(lambda: handoff.hand_off(config, "g2", {}, None, [], 3, load_catalog()))
+    assert len(built) == 6 and all(map(has_settings, built)), built
 
 
 # ---- librdkafka properties checked at start --------------------------------------------------------
