@@ -62,15 +62,21 @@ def commit(producer: Producer, consumer: Consumer, exactly_once: bool, batch: Ba
 
 
 def _produce_all(producer: Producer, changelog_topic: str, batch: Batch, tasks: Iterable[PartitionTask]) -> None:
+    """The batch's records, its changelog last. Atomic on Kafka either way; but a broker that shows
+    aborted records to read_committed readers (Tansu, docs/embedded-broker.md) would otherwise let
+    a transaction torn by a crash leave a changelog, restored as the new state, whose changes never
+    appear: with the changelog last, such a crash repeats changes (same change_id) instead."""
     produce = producer.produce
+    tasks = list(tasks)
     for task in tasks:
         batch.publish(task.changes, task.engine.now, task.store.get)
+    for topic, key, value, _, headers in batch.output:      # (none names a partition)
+        produce(topic, key=key, value=value, headers=headers)
+    for task in tasks:
         task.store.set_stream_time(task.engine.now)
         partition = task.partition
         for state_key, state in task.store.pending():
             produce(changelog_topic, key=state_key, value=state, partition=partition)
-    for topic, key, value, _, headers in batch.output:      # (none names a partition)
-        produce(topic, key=key, value=value, headers=headers)
 
 
 def aborted(producer: Producer) -> bool:

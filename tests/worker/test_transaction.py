@@ -1,0 +1,74 @@
+"""stream.worker.transaction without Kafka: what one batch's transaction produces, in what order."""
+from __future__ import annotations
+
+from typing import Any
+
+from stream.rules.catalog import load_catalog
+from stream.runtime.batch import BatchStep
+from stream.runtime.settings import WorkerConfig
+from stream.storage.rocksdb_store import PartitionStore
+from stream.worker.partition import PartitionTask
+from stream.worker.transaction import Deliveries, commit
+from tests.helpers import DAY, event_bytes
+
+CONFIG = WorkerConfig(bootstrap_servers="unused:9092", input_topics=("events",), group_id="g")
+CHANGELOG = "g-state-changelog"
+
+
+class _Producer:
+    """Records what is produced, in order; a transaction that always commits."""
+
+    def __init__(self) -> None:
+        self.produced: list[tuple[str, bytes | None, int | None]] = []
+        self.calls: list[str] = []
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def produce(self, topic: str, key: bytes | None = None, value: bytes | None = None, partition: int = -1,
+                headers: Any = None) -> None:
+        self.produced.append((topic, key, partition if partition >= 0 else None))
+
+    def flush(self) -> None:
+        self.calls.append("flush")
+
+    def send_offsets_to_transaction(self, offsets: Any, metadata: Any) -> None:
+        self.calls.append("offsets")
+
+    def commit_transaction(self) -> None:
+        self.calls.append("commit")
+
+
+class _Consumer:
+    def assignment(self) -> list[Any]:
+        return []
+
+    def position(self, partitions: list[Any]) -> list[Any]:
+        return []
+
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+
+def test_the_changelog_is_produced_after_every_change_membership_and_dead_letter(tmp_path):
+    """A broker that shows aborted records (Tansu) must never see a torn transaction's changelog
+    without its changes: the changelog comes last (the crash then repeats changes, losing none)."""
+    step = BatchStep(CONFIG)
+    batch = step.batch()
+    tasks = [PartitionTask(p, PartitionStore(tmp_path / f"p{p}"), load_catalog()) for p in (0, 1)]
+    for n, task in enumerate(tasks):
+        for i in range(3):
+            raw = event_bytes("order_paid", f"c{n}-{i}", 10 * DAY + i, order_id=f"o{n}-{i}", amount=60000.0)
+            batch.take("events", task.partition, i, f"c{n}-{i}".encode(), raw, task)
+    batch.take("events", 0, 9, b"x", b"not json", tasks[0])
+    assert all(task.changes for task in tasks)
+    producer, deliveries = _Producer(), Deliveries(CHANGELOG)
+    commit(producer, _Consumer(), True, batch, tasks, deliveries)
+    topics = [topic for topic, _, _ in producer.produced]
+    first_changelog = topics.index(CHANGELOG)
+    assert set(topics[first_changelog:]) == {CHANGELOG}, topics
+    assert {CONFIG.changes_topic, CONFIG.membership_topic, CONFIG.dead_letter_topic} <= set(topics[:first_changelog])
+    assert {p for topic, _, p in producer.produced if topic == CHANGELOG} == {0, 1}
+    assert producer.calls == ["begin", "flush", "offsets", "commit"]
+    for task in tasks:
+        task.store.close()
