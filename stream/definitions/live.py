@@ -44,6 +44,10 @@ class Feed(Protocol):
         """Take what arrived since, without waiting; True when any record did."""
         ...
 
+    def close(self) -> None:
+        """Stop following it (the runtime that opened it closes it)."""
+        ...
+
 
 class DefinitionsStore(Protocol):
     """What a partition's store keeps for its definitions: the Running record, committed with the

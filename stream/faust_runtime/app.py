@@ -32,7 +32,7 @@ from stream.faust_runtime.table_store import FaustTable, Partition
 from stream.faust_runtime.topics import TABLE, ticks_topic, topics
 from stream.inspect.routes import definitions_route
 from stream.kafka.clients import BrokerProbe, BrokerWatch, LibraryLogBound, until_reachable, worker_client_config
-from stream.kafka.definitions_feed import DefinitionsFeed, caught_up_feed
+from stream.kafka.definitions_feed import caught_up_feed
 from stream.rules.catalog import Catalog
 from stream.runtime import metrics
 from stream.runtime.batch import Batch, BatchStep, set_members
@@ -111,7 +111,6 @@ class FaustWorker:
         self.routed_catch_up = CatchUp()       # the routed topic-partitions: any can feed every engine
         self.step = BatchStep(config)
         self.live = LiveDefinitions(file_definitions(catalog), None)
-        self.feed: DefinitionsFeed | None = None        # the definitions topic, when there is one
         self.definitions_changed = False                # the feed got records not taken up yet
         self.app = self._app()
 
@@ -322,7 +321,7 @@ class FaustWorker:
         agent does it when the tick arrives."""
         self.health.beat = time.monotonic()
         try:
-            if self.feed is not None and self.feed.poll():
+            if self.live.feed is not None and self.live.feed.poll():
                 self.definitions_changed = True
         except Exception:
             # As an error out of the native worker's loop: inside Faust's timer it would go unseen.
@@ -406,9 +405,9 @@ class FaustWorker:
         topic = self.s.definitions_topic
         if counts is None or topic is None:
             return counts
-        self.feed = self.live.feed = until_reachable(
+        self.live.feed = until_reachable(
             lambda: caught_up_feed(worker_client_config(self.s, self.watch), topic), self.watch, stop)
-        return None if self.feed is None else counts
+        return None if self.live.feed is None else counts
 
     def run(self) -> int:
         """Until SIGINT or SIGTERM: Faust's exit status. Raises PartitionCountsWrong."""
@@ -426,8 +425,8 @@ class FaustWorker:
         try:
             return self._started()
         finally:
-            if self.feed is not None:
-                self.feed.close()
+            if self.live.feed is not None:
+                self.live.feed.close()
             if http is not None:
                 metrics.stop(http)
 

@@ -67,7 +67,6 @@ class Worker:
         self._failures = 0                # batches in a row that could not be committed
         self._stop = threading.Event()
         self.live = LiveDefinitions(file_definitions(catalog), None)
-        self.feed: DefinitionsFeed | None = None        # the definitions topic, when there is one
         # The routed topic-partitions this worker reads: any of them can feed every engine.
         self._routed = CatchUp()
         self.watch = BrokerWatch(config.bootstrap_servers)
@@ -136,8 +135,8 @@ class Worker:
         if counts is None:
             return False
         if s.definitions_topic is not None:
-            self.feed = self.live.feed = until_reachable(self._caught_up_feed, self.watch, self._stop, self._waiting)
-            if self.feed is None:
+            self.live.feed = until_reachable(self._caught_up_feed, self.watch, self._stop, self._waiting)
+            if self.live.feed is None:
                 return False
         self.producer = self._new_producer()
         self.consumer = Consumer({
@@ -171,8 +170,8 @@ class Worker:
                 client.close()       # a connection left open makes the broker wait at shutdown
         if http is not None:
             metrics.stop(http)
-        if self.feed is not None:
-            self.feed.close()
+        if self.live.feed is not None:
+            self.live.feed.close()
         for task in self.tasks.values():
             task.store.close()
         self.tasks.clear()
