@@ -10,7 +10,6 @@ so the worker's definition moves must be exactly the reference's, id for id.
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import time
 import urllib.request
@@ -21,6 +20,7 @@ import yaml
 from stream.kafka.topic_admin import ensure_topics
 from stream.model.changes import SegmentChange
 from stream.cli.define import define, undefine
+from stream.kafka.embedded_broker import free_port
 from stream.kafka.definitions_feed import publish, read_topic
 from stream.runtime.topics import DEFINITIONS_CONFIG
 from stream.rules.catalog import load_catalog
@@ -33,12 +33,6 @@ from tests.hostile_definitions import POISONS, oversized, run_bounded
 from . import conformance
 from .definition_steps import FILE, LOYAL3, Reference, add_and_remove_buyer, change_loyal, ids, wait_for_moves
 from .workers import PARTITIONS, Running, create_topics, settings, topic_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 HTTP_TOKEN = "definitions-test-token-0123456789"
