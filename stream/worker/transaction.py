@@ -49,10 +49,12 @@ def commit(producer: Producer, consumer: Consumer, exactly_once: bool, batch: Ba
     together; raises KafkaException when they were not."""
     if exactly_once:
         producer.begin_transaction()
-    _produce_all(producer, deliveries.changelog_topic, batch, tasks)
-    producer.flush()                  # serves every delivery report of the batch
-    if deliveries.failed is not None:
-        raise KafkaException(deliveries.failed)
+    parts = list(tasks)
+    _produce_output(producer, batch, parts)
+    # The output is on the broker before any changelog record is sent (see _produce_changelog).
+    _delivered(producer, deliveries)
+    _produce_changelog(producer, deliveries.changelog_topic, parts)
+    _delivered(producer, deliveries)
     offsets = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
     if exactly_once:
         producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata())
@@ -61,17 +63,34 @@ def commit(producer: Producer, consumer: Consumer, exactly_once: bool, batch: Ba
         consumer.commit(offsets=offsets, asynchronous=False)
 
 
-def _produce_all(producer: Producer, changelog_topic: str, batch: Batch, tasks: Iterable[PartitionTask]) -> None:
-    """The batch's records, its changelog last. Atomic on Kafka either way; but a broker that shows
-    aborted records to read_committed readers (Tansu, docs/embedded-broker.md) would otherwise let
-    a transaction torn by a crash leave a changelog, restored as the new state, whose changes never
-    appear: with the changelog last, such a crash repeats changes (same change_id) instead."""
+def _delivered(producer: Producer, deliveries: Deliveries) -> None:
+    producer.flush()                  # serves every delivery report of what was produced
+    if deliveries.failed is not None:
+        raise KafkaException(deliveries.failed)
+
+
+def _produce_output(producer: Producer, batch: Batch, tasks: list[PartitionTask]) -> None:
+    """The batch's changes, membership records and dead letters."""
     produce = producer.produce
-    tasks = list(tasks)
     for task in tasks:
         batch.publish(task.changes, task.engine.now, task.store.get)
     for topic, key, value, _, headers in batch.output:      # (none names a partition)
         produce(topic, key=key, value=value, headers=headers)
+
+
+def _produce_changelog(producer: Producer, changelog_topic: str, tasks: list[PartitionTask]) -> None:
+    """The partitions' changelog records, sent only once the broker has the batch's output.
+
+    A restart restores the changelog to its end: a changelog record whose changes never reached
+    the broker would make the restarted engine see those changes as done, so they would be lost.
+    Produce order alone does not prevent that, since records of different partitions travel in
+    separate batches, so a crash can land any subset of them. Two cases need this:
+    at_least_once, where every delivered record is visible and the offsets are not yet committed;
+    and a broker that shows aborted records to read_committed readers (Tansu,
+    docs/embedded-broker.md) under exactly_once. With the output delivered first, such a crash
+    repeats changes (same change_id) instead, and the consumers de-duplicate them. On Kafka under
+    exactly_once the transaction is atomic anyway, and the extra flush costs one round trip."""
+    produce = producer.produce
     for task in tasks:
         task.store.set_stream_time(task.engine.now)
         partition = task.partition

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from stream.rules.catalog import load_catalog
 from stream.runtime.batch import BatchStep
 from stream.runtime.settings import WorkerConfig
@@ -28,6 +30,7 @@ class _Producer:
     def produce(self, topic: str, key: bytes | None = None, value: bytes | None = None, partition: int = -1,
                 headers: Any = None) -> None:
         self.produced.append((topic, key, partition if partition >= 0 else None))
+        self.calls.append(f"produce {topic}")
 
     def flush(self) -> None:
         self.calls.append("flush")
@@ -40,6 +43,12 @@ class _Producer:
 
 
 class _Consumer:
+    committed = 0
+
+    def commit(self, offsets: Any, asynchronous: bool) -> None:
+        assert not asynchronous
+        self.committed += 1
+
     def assignment(self) -> list[Any]:
         return []
 
@@ -50,9 +59,14 @@ class _Consumer:
         return object()
 
 
-def test_the_changelog_is_produced_after_every_change_membership_and_dead_letter(tmp_path):
-    """A broker that shows aborted records (Tansu) must never see a torn transaction's changelog
-    without its changes: the changelog comes last (the crash then repeats changes, losing none)."""
+@pytest.mark.parametrize("exactly_once", [True, False])
+def test_the_changelog_is_sent_only_once_the_output_is_on_the_broker(tmp_path, exactly_once):
+    """A restart restores the changelog to its end, so a changelog record that reached the broker
+    while its changes did not would lose them. Records of different partitions travel in separate
+    batches, so produce order alone does not prevent it. at_least_once shows every delivered
+    record, and so does Tansu under exactly_once, aborted ones included. The output is therefore
+    flushed before the first changelog record is produced, and a crash then repeats changes
+    (same change_id) instead of losing them."""
     step = BatchStep(CONFIG)
     batch = step.batch()
     tasks = [PartitionTask(p, PartitionStore(tmp_path / f"p{p}"), load_catalog()) for p in (0, 1)]
@@ -63,12 +77,18 @@ def test_the_changelog_is_produced_after_every_change_membership_and_dead_letter
     batch.take("events", 0, 9, b"x", b"not json", tasks[0])
     assert all(task.changes for task in tasks)
     producer, deliveries = _Producer(), Deliveries(CHANGELOG)
-    commit(producer, _Consumer(), True, batch, tasks, deliveries)
+    consumer = _Consumer()
+    commit(producer, consumer, exactly_once, batch, tasks, deliveries)
     topics = [topic for topic, _, _ in producer.produced]
     first_changelog = topics.index(CHANGELOG)
     assert set(topics[first_changelog:]) == {CHANGELOG}, topics
     assert {CONFIG.changes_topic, CONFIG.membership_topic, CONFIG.dead_letter_topic} <= set(topics[:first_changelog])
     assert {p for topic, _, p in producer.produced if topic == CHANGELOG} == {0, 1}
-    assert producer.calls == ["begin", "flush", "offsets", "commit"]
+    calls = producer.calls
+    changelog_from = calls.index(f"produce {CHANGELOG}")
+    assert calls[changelog_from - 1] == "flush", calls            # the output delivered first
+    assert [c for c in calls if not c.startswith("produce")] == \
+        (["begin", "flush", "flush", "offsets", "commit"] if exactly_once else ["flush", "flush"])
+    assert consumer.committed == (0 if exactly_once else 1)       # at_least_once: offsets after both
     for task in tasks:
         task.store.close()
