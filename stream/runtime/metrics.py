@@ -28,10 +28,11 @@ CHANGES = Counter("segments_changes", "Segment changes published", ["segment", "
 MEMBERS = Gauge("segments_members", "Current members per segment on this worker's partitions", ["segment"])
 EVENT_TO_CHANGE = Histogram("segments_event_to_change_seconds",
                             "Event time to the commit of the segment change it caused", buckets=_LATENCY)
-BATCH_SECONDS = Histogram("segments_batch_duration_seconds", "Consume to committed output of a batch",
+BATCH_SECONDS = Histogram("segments_batch_duration_seconds",
+                          "First message consumed to committed output, per commit (its batch)",
                           buckets=_LATENCY)
-BATCH_MESSAGES = Histogram("segments_batch_messages", "Messages per batch",
-                           buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000))
+BATCH_MESSAGES = Histogram("segments_batch_messages", "Messages per commit (its batch)",
+                           buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000))
 LAG = Gauge("segments_consumer_lag", "Messages behind the end of the partition", ["topic", "partition"])
 STATE_CUSTOMERS = Gauge("segments_state_customers", "Customers in the partition's store (RocksDB estimate)",
                         ["partition"])

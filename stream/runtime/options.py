@@ -238,7 +238,8 @@ OPTIONS: dict[str, Option] = {
     "replication_factor": Option(_INT, "replication factor of the topics the worker creates; "
                                        "-1: the broker's default", _replication),
     "batch_size": Option(_INT, "most messages taken per consume call", _batch),
-    "commit_interval_ms": Option(_INT, "milliseconds between commits of output and offsets", _positive),
+    "commit_interval_ms": Option(_INT, "milliseconds of input per commit of output, state and offsets, "
+                                       "counted from its first message", _positive),
     "idle_advance_ms": Option(_INT, "advance an idle partition's stream time by the wall clock after this "
                                     "many milliseconds without input; 0: never", _disable_with_zero,
                               nullable=True, zero_disables=True),

@@ -1,11 +1,13 @@
 """`segments worker`: the engine behind a Kafka consumer group, one engine per input partition.
 
-Each loop turn consumes a batch, applies it to the partitions' engines, and publishes in ONE
-Kafka transaction (exactly_once): segment changes, membership records, dead letters, one
-changelog record per dirty customer, and the consumer offsets. Only after that transaction
-commits does the partition's local RocksDB store take the same records (stream.storage.rocksdb_store), so the
-local state is never ahead of Kafka. A crash anywhere loses nothing: the input is read again from
-the committed offsets and the state restored from the store plus the changelog.
+Each loop turn is one commit: it consumes for commit_interval_ms from its first message (Kafka
+Streams' commit.interval.ms), applying each consumed batch to the partitions' engines as it comes,
+then publishes in ONE Kafka transaction (exactly_once): segment changes, membership records, dead
+letters, one changelog record per dirty customer, and the consumer offsets. Only after that
+transaction commits does the partition's local RocksDB store take the same records
+(stream.storage.rocksdb_store), so the local state is never ahead of Kafka. A crash anywhere loses
+nothing: the input is read again from the committed offsets and the state restored from the store
+plus the changelog.
 
 Topics keyed by customer id must all have the worker's number of partitions: partition p of each
 feeds engine p (the range assignor gives them to the same worker), so their producers must use the
@@ -19,7 +21,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -51,6 +54,16 @@ class _Stopping(Exception):
     """stop() came while a partition's restore waited for the brokers (raised out of consume())."""
 
 
+@dataclass
+class _Open:
+    """A commit under way: its batch step's records and tallies, the messages consumed for it,
+    how many of them were partition EOFs, and the timers fired before it began."""
+    batch: Batch
+    timers_fired: int
+    messages: int = 0
+    ends: int = 0
+
+
 class Worker:
     def __init__(self, config: WorkerConfig, catalog: Catalog,
                  on_batch: Callable[[int, int], None] | None = None):
@@ -71,6 +84,7 @@ class Worker:
         self._routed = CatchUp()
         self.watch = BrokerWatch(config.bootstrap_servers)
         self.probe: BrokerProbe | None = None      # from the end of start-up on
+        self._open: _Open | None = None            # the commit under way, between consume calls
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -103,10 +117,9 @@ class Worker:
             if not self._start_up():
                 return                      # stopped while waiting for the brokers
             self.consumer.subscribe([*s.keyed_topics, *s.routed_topics], on_assign=self._on_assign,
-                                    on_revoke=self._on_revoke, on_lost=self._on_revoke)
+                                    on_revoke=self._on_revoke, on_lost=self._on_lost)
             while not self._stop.is_set():
-                self.health.beat = time.monotonic()
-                self._process(self._next_batch())
+                self._commit_turns(self._turns())
                 if time.monotonic() >= self._next_observe:
                     self._observe()
                     self._check_faults()
@@ -202,15 +215,31 @@ class Worker:
         if problem is not None:
             raise TopicsNotAsExpected([problem])
 
-    def _next_batch(self) -> list[Message]:
-        """Whatever is already fetched, without waiting; only when nothing is, wait for the first
-        message. consume(n, timeout) alone would wait for n messages or the whole timeout even with
-        messages at hand: latency at moderate load. This way batches grow with the load by
-        themselves (what arrives during one commit is the next batch)."""
+    def _turns(self) -> Iterator[list[Message]]:
+        """The consumed batches of one commit: the first waits up to commit_interval_ms for a
+        message; the commit then takes what arrives until commit_interval_ms after that first
+        batch (or stop). A commit costs two broker round trips and a RocksDB write whatever its
+        size, so committing every batch made them most of the CPU at moderate load."""
+        interval = self.s.commit_interval_ms / 1000
+        self.health.beat = time.monotonic()
+        messages = self._next_batch(interval)
+        closes = time.monotonic() + interval
+        yield messages
+        while messages and not self._stop.is_set():
+            self.health.beat = now = time.monotonic()
+            if now >= closes:
+                return
+            messages = self._next_batch(closes - now)
+            yield messages
+
+    def _next_batch(self, timeout: float) -> list[Message]:
+        """Whatever is already fetched, without waiting; only when nothing is, wait up to `timeout`
+        for the first message. consume(n, timeout) alone would wait for n messages or the whole
+        timeout even with messages at hand."""
         consumer, size = self.consumer, self.s.batch_size
         messages = consumer.consume(size, 0)
         if not messages:
-            first = consumer.poll(self.s.commit_interval_ms / 1000)
+            first = consumer.poll(timeout)
             if first is not None:
                 messages = [first, *consumer.consume(size - 1, 0)]
         return messages
@@ -230,14 +259,29 @@ class Worker:
             until_reachable(lambda: producer.init_transactions(30), self.watch, self._stop, self._waiting)
         return producer
 
-    def _process(self, messages: list[Message]) -> None:
-        batch = self.step.batch()
-        # Definitions switched before the batch is applied (LiveDefinitions.follow says why).
+    def _commit_turns(self, turns: Iterable[list[Message]]) -> None:
+        """One commit over consumed batches: each applied as it comes, then the idle clock, a
+        chunk of any re-evaluation pass, and one transaction for all of it. A rebalance inside
+        a consume call commits what was applied before it (_on_revoke); the batches after it
+        make a new commit."""
+        for messages in turns:
+            if self._open is None:
+                self._open = self._begin()
+            self._take(self._open, messages)
+        if self._open is not None:
+            open_, self._open = self._open, None
+            self._end(open_)
+
+    def _begin(self) -> _Open:
+        # Definitions switched before the commit's first batch is applied (LiveDefinitions.follow says why).
         self.live.follow(self.tasks.values())
-        fired_before = self._timers_fired()
+        return _Open(self.step.batch(), self._timers_fired())
+
+    def _take(self, open_: _Open, messages: list[Message]) -> None:
+        """One consumed batch applied to the partitions' engines."""
+        batch = open_.batch
         now = time.monotonic()
         reading: dict[Source, bool] = {}  # per topic-partition: False once its EOF came last
-        ends = 0
         tasks = self.tasks
         for msg in messages:
             error = msg.error()
@@ -246,7 +290,7 @@ class Worker:
                 if error.code() == KafkaError._PARTITION_EOF:
                     assert topic is not None and partition is not None       # an EOF names its partition
                     reading[(topic, partition)] = False
-                    ends += 1
+                    open_.ends += 1
                 else:
                     log.warning("consume: %s", error)
                 continue
@@ -255,15 +299,27 @@ class Worker:
             reading[(topic, partition)] = True
             # (a record of a partition revoked within this batch has no task: skipped)
             batch.take(topic, partition, offset, msg.key(), msg.value(), tasks.get(partition))
+        open_.messages += len(messages)
         self._note_reading(reading, now)
-        self._advance_idle(now)
+
+    def _end(self, open_: _Open, recover: bool = True) -> KafkaException | None:
+        """The idle clock, a chunk of any re-evaluation pass, then the commit's one transaction.
+        A failed transaction is recovered from (read again) unless `recover` is False: then the
+        failure is returned, for the caller to recover once the rebalance under way is done."""
+        self._advance_idle(time.monotonic())
         redefining = self.live.work(self.tasks.values())
-        # A batch of EOFs alone moved no offset: a transaction only if the idle clock fired something.
-        if len(messages) > ends or redefining or any(t.changes for t in self.tasks.values()):
-            if self._publish(batch):
-                batch.published(time.time())
-                batch.count(self._timers_fired() - fired_before)
-                batch.measure(len(messages))
+        batch = open_.batch
+        # EOFs alone moved no offset: a transaction only if the idle clock fired something.
+        if not (open_.messages > open_.ends or redefining or any(t.changes for t in self.tasks.values())):
+            return None
+        failed = self._publish(batch)
+        if failed is None:
+            batch.published(time.time())
+            batch.count(self._timers_fired() - open_.timers_fired)
+            batch.measure(open_.messages)
+        elif recover:
+            self._recover(failed)
+        return failed
 
     def _timers_fired(self) -> int:
         return sum(task.engine.stats.timers_fired for task in self.tasks.values())
@@ -312,13 +368,12 @@ class Worker:
             for task in self.tasks.values():
                 advance_idle(task.engine, idle, (task.catch_up, self._routed), now, task.changes)
 
-    def _publish(self, batch: Batch) -> bool:
-        """One transaction for everything the batch produced; False when it had to be read again."""
+    def _publish(self, batch: Batch) -> KafkaException | None:
+        """One transaction for everything the commit produced; its failure, if it was not committed."""
         try:
             commit(self.producer, self.consumer, self.s.exactly_once, batch, self.tasks.values(), self.deliveries)
         except KafkaException as exc:
-            self._recover(exc)
-            return False
+            return exc
         self._failures = 0
         changelog_next = self.deliveries.changelog_next
         for task in self.tasks.values():
@@ -330,7 +385,7 @@ class Worker:
         changelog_next.clear()
         if self.on_batch is not None:
             self.on_batch(batch.events, len(batch.changes))
-        return True
+        return None
 
     def _recover(self, exc: KafkaException) -> None:
         """A failed batch: abort, go back to the committed state and offsets, read again."""
@@ -345,11 +400,15 @@ class Worker:
         if self.s.exactly_once and not aborted(self.producer):
             self.producer = self._new_producer()
         self.deliveries.clear()
+        self._rewind(self.consumer.assignment(), pause)
+
+    def _rewind(self, assignment: list[TopicPartition], pause: float) -> None:
+        """Every partition kept back to its committed state, and after `pause` the consumer back
+        to the committed offsets of `assignment`: what was applied since is read again."""
         self._routed.rewind()
         for task in self.tasks.values():
             task.reset()
             self.live.attach(task)
-        assignment = self.consumer.assignment()
         self.health.beat = time.monotonic() + pause     # waiting on purpose is not a stall
         seek_committed(self.consumer, assignment, pause, self._stop, self.watch, self._waiting)
 
@@ -403,8 +462,29 @@ class Worker:
             raise
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Called from inside consume(): the previous batch is committed, no transaction is open.
-        metrics.REBALANCES.labels("revoke").inc()
+        """Called from inside consume(), maybe in the middle of a commit's batches: what they
+        applied is committed first, while this worker still owns the partitions (as Kafka
+        Streams does), so their new owner starts from it."""
+        failed = None
+        if self._open is not None:
+            open_, self._open = self._open, None
+            failed = self._end(open_, recover=False)
+        self._drop(partitions, "revoke")
+        if failed is not None:
+            self._recover(failed)         # the partitions kept (if any) back to their committed state
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group took the partitions without a revoke (this worker was too slow or cut off):
+        what the commit under way applied cannot be committed any more, and is dropped; their new
+        owner reads it again. The partitions kept (if any) go back to their committed state."""
+        open_, self._open = self._open, None
+        self._drop(partitions, "lost")
+        if open_ is not None and self.tasks:
+            lost = {(tp.topic, tp.partition) for tp in partitions}
+            self._rewind([tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in lost], 0)
+
+    def _drop(self, partitions: list[TopicPartition], why: str) -> None:
+        metrics.REBALANCES.labels(why).inc()
         now = time.monotonic()
         for tp in partitions:
             with contextlib.suppress(KeyError):
