@@ -1,8 +1,10 @@
 """`segments bench worker`: the native worker end to end on the embedded broker.
 
-Three measures, each beside what bounds it in the same run:
-- throughput: the worker (exactly_once) over a pre-loaded input topic, next to the raw ceiling of
-  confluent-kafka consume + msgspec decode of the same records;
+Four measures, each beside what bounds it in the same run:
+- throughput: the worker (exactly_once, then at_least_once) over a pre-loaded input topic, next to
+  the raw ceiling of confluent-kafka consume + msgspec decode of the same records, with the worker's
+  CPU time per event;
+- scale-out: the same input through one `segments worker` process, then two in one consumer group;
 - latency at a steady offered rate: event time to the commit of the change it caused, and consume
   to commit of each batch, from the worker's own histograms (upper bounds of their buckets);
 - restore: a partition of N customers rebuilt from its changelog (store + timer index).
@@ -10,6 +12,8 @@ Three measures, each beside what bounds it in the same run:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import resource
 import subprocess
 import sys
 import tempfile
@@ -51,13 +55,27 @@ def run_worker_bench(events: int, customers: int, seed: int, rate: int, seconds:
     for column in ("measure", "value", "ceiling (same run)", "ratio"):
         table.add_column(column, justify="left" if column == "measure" else "right")
 
-    console.print(f"throughput: {events:,} events over {customers:,} customers ...")
-    with _fresh("tp") as (config, bootstrap):
-        lines = list(shopper_events(customers, events, seed))
-        _produce(bootstrap, config.input_topics[0], lines)
-        ceiling = _consume_decode_rate(bootstrap, config.input_topics[0], len(lines))
-        rate_seen = _worker_rate(config, len(lines))
-    table.add_row("events/s end to end", f"{rate_seen:,.0f}", f"{ceiling:,.0f}", f"{rate_seen / ceiling:.2f}")
+    lines = list(shopper_events(customers, events, seed))
+    for guarantee in ("exactly_once", "at_least_once"):
+        console.print(f"throughput, {guarantee}: {events:,} events over {customers:,} customers ...")
+        with _fresh("tp") as (config, bootstrap):
+            config = dataclasses.replace(config, guarantee=guarantee)
+            _produce(bootstrap, config.input_topics[0], lines)
+            ceiling = _consume_decode_rate(bootstrap, config.input_topics[0], len(lines))
+            rate_seen, cpu = _worker_rate(config, len(lines))
+        table.add_row(f"{guarantee}: events/s end to end", f"{rate_seen:,.0f}", f"{ceiling:,.0f}",
+                      f"{rate_seen / ceiling:.2f}")
+        table.add_row(f"{guarantee}: worker CPU per event", f"{cpu * 1e6:.1f} us", f"{1e6 / ceiling:.1f} us",
+                      f"{cpu * ceiling:.1f}")
+
+    rates = []
+    for processes in (1, 2):
+        console.print(f"scale-out: {processes} worker process(es) in one group ...")
+        with _fresh(f"so{processes}") as (config, bootstrap):
+            rates.append(_group_rate(config, bootstrap, lines, processes))
+    table.add_row("scale-out: 1 worker process, events/s", f"{rates[0]:,.0f}", "", "")
+    table.add_row("scale-out: 2 worker processes in one group", f"{rates[1]:,.0f}", f"{rates[0]:,.0f} (1 process)",
+                  f"{rates[1] / rates[0]:.2f}")
 
     console.print(f"latency: {rate:,} events/s offered for {seconds:.0f} s ...")
     with _fresh("lt") as (config, bootstrap):
@@ -118,22 +136,76 @@ def _consume_decode_rate(bootstrap: str, topic: str, total: int) -> float:
     return total / elapsed
 
 
-def _worker_rate(config: WorkerConfig, total: int) -> float:
-    """Events per second from the end of the first committed batch to the last (the group join
-    before it is the broker's, not the worker's)."""
-    marks: list[tuple[float, int]] = []
-    worker = Worker(config, load_catalog(),
-                    on_batch=lambda events, changes: marks.append((time.perf_counter(), events)))
+def _worker_rate(config: WorkerConfig, total: int) -> tuple[float, float]:
+    """Events per second from the end of the first commit to the last (the group join before it
+    is the broker's, not the worker's), and the process's CPU seconds per event meanwhile (the
+    worker's thread and its clients' threads; this thread only sleeps)."""
+    marks: list[tuple[float, float, int]] = []
+
+    def mark(events: int, changes: int) -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        marks.append((time.perf_counter(), usage.ru_utime + usage.ru_stime, events))
+    worker = Worker(config, load_catalog(), on_batch=mark)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
-    while sum(n for _, n in marks) < total and thread.is_alive():
+    while sum(n for _, _, n in marks) < total and thread.is_alive():
         time.sleep(0.05)
     worker.stop()
     thread.join()
     if len(marks) < 3:
         raise BenchFailed("too few events to measure a rate: raise --events")
-    first_at, first_events = marks[0]
-    return (total - first_events) / (marks[-1][0] - first_at)
+    first_at, first_cpu, first_events = marks[0]
+    last_at, last_cpu, _ = marks[-1]
+    return (total - first_events) / (last_at - first_at), (last_cpu - first_cpu) / (total - first_events)
+
+
+def _worker_process(config: WorkerConfig, bootstrap: str, instance: str, port: int) -> subprocess.Popen[bytes]:
+    """A `segments worker` process, as deployed, serving its metrics on `port`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "worker", "--bootstrap-servers", bootstrap,
+         "--input-topics", config.input_topics[0], "--changes-topic", config.changes_topic,
+         "--membership-topic", config.membership_topic, "--dead-letter-topic", config.dead_letter_topic,
+         "--group-id", config.group_id, "--instance-id", instance, "--state-dir", str(config.state_dir / instance),
+         "--partitions", str(PARTITIONS), "--session-timeout-ms", "6000", "--max-poll-interval-ms", "10000",
+         "--idle-advance-ms", "0", "--metrics-port", str(port),
+         "--commit-interval-ms", str(config.commit_interval_ms)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _group_rate(config: WorkerConfig, bootstrap: str, lines: list[bytes], processes: int) -> float:
+    """Events per second through `processes` worker processes in one group: from the first
+    record produced to every event applied (summed over their /metrics), once every process owns
+    partitions (the group settled on an empty topic)."""
+    ports = [_METRICS_PORT + 1 + n for n in range(processes)]
+    workers = [_worker_process(config, bootstrap, f"scale-{n}", port) for n, port in enumerate(ports)]
+    try:
+        _wait_ready(ports, 90)
+        time.sleep(3)       # a consumer group settles for a moment after its assignment
+        started = time.perf_counter()
+        _produce(bootstrap, config.input_topics[0], lines)
+        _wait_applied(len(lines), 300, ports)
+        return len(lines) / (time.perf_counter() - started)
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(30)
+
+
+def _wait_ready(ports: list[int], timeout: float) -> None:
+    """Until every worker answers /readyz with 200: in the group, owning partitions, restored."""
+    deadline = time.monotonic() + timeout
+    waiting = set(ports)
+    while waiting and time.monotonic() < deadline:
+        for port in list(waiting):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5).read()
+                waiting.discard(port)
+            except OSError:
+                pass                # not serving yet, or 503: not ready
+        time.sleep(0.2)
+    if waiting:
+        raise BenchFailed(f"worker(s) on port(s) {sorted(waiting)} not ready within {timeout:.0f} s")
 
 
 def _latency(config: WorkerConfig, bootstrap: str, customers: int, seed: int, rate: int, seconds: float):
@@ -142,15 +214,7 @@ def _latency(config: WorkerConfig, bootstrap: str, customers: int, seed: int, ra
     No reader of the output runs meanwhile: on this 2-core machine a read_committed reader of the
     embedded broker slowed the broker enough to triple the figures, which is the test broker's
     cost, not the worker's."""
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "worker", "--bootstrap-servers", bootstrap,
-         "--input-topics", config.input_topics[0], "--changes-topic", config.changes_topic,
-         "--membership-topic", config.membership_topic, "--dead-letter-topic", config.dead_letter_topic,
-         "--group-id", config.group_id, "--instance-id", "latency", "--state-dir", str(config.state_dir),
-         "--partitions", str(PARTITIONS), "--session-timeout-ms", "6000", "--max-poll-interval-ms", "10000",
-         "--idle-advance-ms", "0", "--metrics-port", str(_METRICS_PORT),
-         "--commit-interval-ms", str(config.commit_interval_ms)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = _worker_process(config, bootstrap, "latency", _METRICS_PORT)
     try:
         producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1,
                              "partitioner": "murmur2_random"})
@@ -187,19 +251,22 @@ def _latency(config: WorkerConfig, bootstrap: str, customers: int, seed: int, ra
         worker.wait(30)
 
 
-def _wait_applied(events: int, timeout: float) -> None:
+def _wait_applied(events: int, timeout: float, ports: list[int] | None = None) -> None:
+    """Until the workers serving metrics on `ports` have taken `events` events between them."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{_METRICS_PORT}/metrics", timeout=5).read().decode()
-        except OSError:
-            text = ""                  # not serving yet
-        applied = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                      if line.startswith("segments_events_total{"))
+        applied = 0.0
+        for port in ports or [_METRICS_PORT]:
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except OSError:
+                text = ""                  # not serving yet
+            applied += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                           if line.startswith("segments_events_total{"))
         if applied >= events:
             return
         time.sleep(0.2)
-    raise BenchFailed(f"the worker did not take {events} events within {timeout:.0f} s")
+    raise BenchFailed(f"the worker(s) did not take {events} events within {timeout:.0f} s")
 
 
 def _histogram_quantile(port: int, name: str, q: float) -> float:
