@@ -4,7 +4,7 @@ back out."""
 from __future__ import annotations
 
 from stream.model.events import DeadLetter, Decoder, Event
-from stream.model.time import format_rfc3339, from_datetime
+from stream.model.time import LATEST, format_rfc3339, from_datetime, to_datetime
 from stream.runtime.records import Headers
 from stream.runtime.settings import WorkerConfig
 from stream.runtime.topics import DEAD_LETTER_BYTES, DEAD_LETTER_ROOM
@@ -12,6 +12,7 @@ from stream.runtime.topics import DEAD_LETTER_BYTES, DEAD_LETTER_ROOM
 # Of a dead letter's DEAD_LETTER_ROOM, at most this much goes to the key and the reason.
 DEAD_LETTER_KEY_BYTES = 16 << 10
 _REASON_CHARS = 4096                     # at most 16 KiB of UTF-8
+_LATEST_ACCEPTED = to_datetime(LATEST)
 
 
 class Intake:
@@ -23,6 +24,8 @@ class Intake:
         self._decode = Decoder(config.max_message_bytes).decode
         self._keyed = frozenset(config.keyed_topics)
         self._skew = None if config.max_future_skew_ms is None else config.max_future_skew_ms * 1000
+        self._wall: int | None = None
+        self._latest = _LATEST_ACCEPTED            # the latest occurred_at accepted at self._wall
 
     def admit(self, topic: str, key: bytes | None, value: bytes | None, wall: int) -> Event | DeadLetter:
         """`wall`: the wall clock in microseconds (taken once per batch)."""
@@ -30,11 +33,16 @@ class Intake:
         event = self._decode(raw)
         if isinstance(event, DeadLetter):
             return event
-        if topic in self._keyed:
+        if topic in self._keyed and key != event.customer_id.encode():
             letter = wrong_key(event, key, raw)
             if letter is not None:
                 return letter
-        return event if self._skew is None else too_far_ahead(event, raw, wall, self._skew)
+        skew = self._skew
+        if skew is None:
+            return event
+        if wall != self._wall:         # once per batch: comparing datetimes costs less than converting each
+            self._wall, self._latest = wall, to_datetime(min(wall + skew, LATEST))
+        return event if event.occurred_at <= self._latest else too_far_ahead(event, raw, wall, skew)
 
 
 def wrong_key(event: Event, key: bytes | None, raw: bytes) -> DeadLetter | None:
