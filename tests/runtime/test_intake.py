@@ -74,6 +74,13 @@ def test_an_event_too_far_ahead_of_the_wall_clock_is_a_dead_letter(topic):
     assert isinstance(intake.admit(topic, b"c-1", paid(at="1990-01-01T00:00:00Z"), WALL), Event)   # late is fine
 
 
+def test_the_skew_bound_moves_with_each_batch_wall_clock():
+    intake, at = Intake(CONFIG), _at(WALL + SKEW + 30 * 60 * SECOND)
+    assert isinstance(intake.admit(KEYED, b"c-1", paid(at=at), WALL), DeadLetter)
+    assert isinstance(intake.admit(KEYED, b"c-1", paid(at=at), WALL + HOUR), Event)      # a later batch
+    assert isinstance(intake.admit(KEYED, b"c-1", paid(at=at), WALL), DeadLetter)        # and back
+
+
 def test_no_skew_bound_when_disabled():
     intake = Intake(dataclasses.replace(CONFIG, max_future_skew_ms=None))
     assert isinstance(intake.admit(KEYED, b"c-1", paid(at="8999-01-01T00:00:00Z"), WALL), Event)
