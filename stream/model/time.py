@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as _dt
 import re
 
+import cython
+
 SECOND = 1_000_000
 MINUTE = 60 * SECOND
 HOUR = 60 * MINUTE
@@ -25,10 +27,12 @@ _DURATION = re.compile(r"^\s*(\d+)\s*(d|h|m|s)\s*$")
 _UNITS = {"d": DAY, "h": HOUR, "m": MINUTE, "s": SECOND}
 
 
+@cython.locals(days=cython.longlong, seconds=cython.longlong, micros=cython.longlong)
 def from_datetime(value: _dt.datetime, _epoch: _dt.datetime = _EPOCH) -> int:
     """Aware datetime -> microseconds (exact; timedelta fields are integers)."""
     delta = value - _epoch
-    return (delta.days * 86400 + delta.seconds) * SECOND + delta.microseconds
+    days, seconds, micros = delta.days, delta.seconds, delta.microseconds
+    return (days * 86400 + seconds) * 1_000_000 + micros
 
 
 def to_datetime(micros: int) -> _dt.datetime:
