@@ -29,8 +29,9 @@ from stream.rules.nodes import Segment
 
 # C constants of the hot path (the model's values): comparing a C integer with a Python one would
 # convert it on every event.
-_WINDOW: cython.longlong = DEDUP_WINDOW
-_DEDUP_SLACK: cython.longlong = DEDUP_WINDOW >> 3     # prune applied ids once the oldest is this far past expiry
+_WINDOW: int = cython.declare(cython.longlong, DEDUP_WINDOW)
+_DEDUP_SLACK: int = cython.declare(cython.longlong, DEDUP_WINDOW >> 3)   # prune applied ids this far past expiry
+_SEEN_KEEP: int = cython.declare(cython.Py_ssize_t, SEEN_KEEP)
 _ERASED = ev.CustomerErased
 
 
@@ -204,7 +205,7 @@ class Engine:
                 st.first_seen = t
             segments = self._affected[kind]
         seen[event_id] = now
-        while len(seen) > SEEN_KEEP:         # (more than one only in a state stored before the bound)
+        while len(seen) > _SEEN_KEEP:         # (more than one only in a state stored before the bound)
             for oldest_id in seen:           # the oldest (see stream.model.state)
                 del seen[oldest_id]
                 break
@@ -243,14 +244,16 @@ class Engine:
 
     @cython.cfunc
     def _fire_until(self, limit: cython.longlong, out: list[SegmentChange]) -> None:
-        by_name = self.catalog.by_name
-        pop_due = self.timers.pop_due
-        while (due := pop_due(limit)) is not None:
+        # Called before every event that moves time, mostly to find nothing due: the method is
+        # called on the index (no bound method made), the catalog read only once something is.
+        timer_index = self.timers
+        while (due := timer_index.pop_due(limit)) is not None:
             deadline: cython.longlong = due[0]
             customer_id: str = due[1]
             st = self.store.get(customer_id)
             if st is None:
                 continue
+            by_name = self.catalog.by_name
             segments = []
             timers: dict[str, int] = st.timers
             for name, at in sorted(timers.items()):

@@ -13,6 +13,7 @@ from stream.model.state import (CANCELLED_KEEP, CATEGORIES_KEEP, CUSTOM_KEEP, IT
                                 fold_oldest_paid, note_truncated, recount)
 from stream.rules.nodes import Stream
 
+_ITEMS_KEEP: int = cython.declare(cython.Py_ssize_t, ITEMS_KEEP)     # a C copy for record_time
 Fold = Callable[[CustomerState, ev.Event, int, int], None]
 E = TypeVar("E", bound=ev.Event)
 
@@ -45,7 +46,7 @@ def record_time(tables: dict[str, dict[str, list[int]]], name: str, key: str, t:
         if len(times) > keep:
             del times[0]
     table[key] = times
-    if len(table) > ITEMS_KEEP:
+    if len(table) > _ITEMS_KEEP:
         for stalest in table:
             del table[stalest]
             break
