@@ -25,26 +25,28 @@ def _fold_of(cls: type[E], fold: Callable[[CustomerState, E, int, int], None]) -
 
 
 @cython.cfunc
-def record_time(tables: dict[str, dict[str, list[int]]], name: str, key: str, t: cython.longlong,
+def record_time(tables: dict[str, dict[str, tuple[int, ...]]], name: str, key: str, t: cython.longlong,
                 keep: cython.Py_ssize_t, horizon: cython.longlong, now: cython.longlong) -> None:
     """Remember that `key` had an event at `t`: at most `keep` newest times per key, and keys in the
     order they were last touched, so the stalest key is always first (cheap to prune)."""
     if now - t >= horizon:
         return                       # a late event already outside every window that reads it
-    table: dict[str, list[int]] | None = tables.get(name)
+    table: dict[str, tuple[int, ...]] | None = tables.get(name)
     if table is None:
         table = tables[name] = {}
-    times: list[int] | None = table.pop(key, None)
+    times: tuple[int, ...] | None = table.pop(key, None)
     if times is None:
-        times = [t]
+        times = (t,)
     else:
         last: cython.longlong = times[-1]
         if t >= last:
-            times.append(t)
-        else:
-            insort(times, t)
+            times += (t,)
+        else:                        # a late event: its time goes in order
+            ordered = list(times)
+            insort(ordered, t)
+            times = tuple(ordered)
         if len(times) > keep:
-            del times[0]
+            times = times[1:]
     table[key] = times
     if len(table) > _ITEMS_KEEP:
         for stalest in table:
@@ -61,10 +63,10 @@ def record_time(tables: dict[str, dict[str, list[int]]], name: str, key: str, t:
 
 
 @cython.cfunc
-def _recent(table: dict[str, list[int]], horizon: cython.longlong,
-            now: cython.longlong) -> dict[str, list[int]]:
+def _recent(table: dict[str, tuple[int, ...]], horizon: cython.longlong,
+            now: cython.longlong) -> dict[str, tuple[int, ...]]:
     """The keys whose newest time is within `horizon` of now, in their order."""
-    kept: dict[str, list[int]] = {}
+    kept: dict[str, tuple[int, ...]] = {}
     last: cython.longlong
     for key, times in table.items():
         last = times[-1]
