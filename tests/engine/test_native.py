@@ -31,6 +31,10 @@ def test_module_is_compiled(name):
     assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), (
         f"{name} was imported from {module.__file__}, not its compiled extension: "
         "run `pip install -e .` (or `python setup.py build_ext --inplace`) in this checkout")
+    # An extension built before its source last changed runs the old code: rebuild.
+    source = ROOT / (name.replace(".", "/") + ".py")
+    assert Path(module.__file__).stat().st_mtime >= source.stat().st_mtime, (
+        f"{module.__file__} is older than {source.name}: rebuild (`python setup.py build_ext --inplace`)")
 
 
 def test_every_module_typed_for_cython_is_compiled():
