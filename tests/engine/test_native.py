@@ -44,3 +44,13 @@ def test_every_module_typed_for_cython_is_compiled():
                    if any(isinstance(node, ast.Import) and any(a.name == "cython" for a in node.names)
                           for node in ast.walk(ast.parse(path.read_text()))))
     assert set(typed) <= set(native_modules()), sorted(set(typed) - set(native_modules()))
+
+
+def test_no_module_outside_the_list_is_compiled():
+    """A leftover build of a module setup.py no longer lists would shadow its source unseen."""
+    suffixes = sorted(importlib.machinery.EXTENSION_SUFFIXES, key=len, reverse=True)   # .cpython-311-...so first
+    built = set()
+    for path in (ROOT / "stream").rglob("*.so"):
+        suffix = next(s for s in suffixes if path.name.endswith(s))
+        built.add(".".join(path.relative_to(ROOT).parent.parts + (path.name.removesuffix(suffix),)))
+    assert built <= set(native_modules()), sorted(built - set(native_modules()))
