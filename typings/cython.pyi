@@ -7,19 +7,15 @@ from typing import Any, TypeAlias, TypeVar
 _F = TypeVar("_F", bound=Callable[..., Any])
 _T = TypeVar("_T")
 
-compiled: bool
 
 bint: TypeAlias = bool
 longlong: TypeAlias = int
 Py_ssize_t: TypeAlias = int
-double: TypeAlias = float
 
 
 def cclass(cls: _T) -> _T: ...
 def final(obj: _T) -> _T: ...
 def cfunc(func: _F) -> _F: ...
-def ccall(func: _F) -> _F: ...
-def inline(func: _F) -> _F: ...
 def locals(**types: object) -> Callable[[_F], _F]: ...
 # A C variable (module level, with its value) or a cclass attribute; what it holds is said by the
 # annotation beside it: `store: StateStore = declare(object)`, `_DAY: int = declare(longlong, DAY)`.
