@@ -8,8 +8,13 @@ ARG PYTHON_IMAGE=python:3.11.10-slim-bookworm
 # ---- build: wheels of the package and of every dependency ----------------------------------------
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# A C compiler for the engine's Cython modules (setup.py); the image ships the Python headers. Only
+# this stage has it: the runtime image gets the compiled wheel.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY stream ./stream
 RUN pip wheel --wheel-dir /wheels .
 

@@ -15,3 +15,6 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# The engine's compiled modules (setup.py): the editable install built them; rebuild those whose
+# source changed since (a second when none did), so the tests never run a stale build.
+.venv/bin/python setup.py -q build_ext --inplace > .venv/build.log 2>&1 || { tail -n 40 .venv/build.log >&2; exit 1; }

@@ -64,7 +64,7 @@ DYNAMIC_IMPORTS = frozenset({"import_module", "__import__"})
 # Layers that may use the standard library and these libraries only.
 ONLY_STDLIB_AND: dict[str, frozenset[str]] = {
     "errors": frozenset(),
-    "model": frozenset({"msgspec"}),
+    "model": frozenset({"msgspec", "cython"}),   # cython: pure-mode types of the compiled modules (setup.py)
 }
 
 

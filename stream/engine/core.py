@@ -12,9 +12,10 @@ Kafka partition). Same calls, same changes, byte for byte.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-from stream.engine.fold import Folder
+import cython
+
+from stream.engine.fold import Fold, Folder
 from stream.engine.redefinition import Redefinition
 from stream.engine.store import MemoryStore, StateStore
 from stream.engine.timers import TimerIndex
@@ -26,20 +27,65 @@ from stream.model.time import BEFORE_TIME, from_datetime
 from stream.rules.catalog import Catalog
 from stream.rules.nodes import Segment
 
-_DEDUP_SLACK = DEDUP_WINDOW >> 3     # prune applied ids once the oldest is this far past expiry
+# C constants of the hot path (the model's values): comparing a C integer with a Python one would
+# convert it on every event.
+_WINDOW: int = cython.declare(cython.longlong, DEDUP_WINDOW)
+_DEDUP_SLACK: int = cython.declare(cython.longlong, DEDUP_WINDOW >> 3)   # prune applied ids this far past expiry
+_SEEN_KEEP: int = cython.declare(cython.Py_ssize_t, SEEN_KEEP)
+_ERASED = ev.CustomerErased
 
 
-@dataclass
+@cython.cfunc
+def _unexpired(seen: dict[str, int], now: cython.longlong) -> dict[str, int]:
+    """The applied ids still inside the de-duplication window, in their order."""
+    kept: dict[str, int] = {}
+    for event_id, at in seen.items():
+        if now - cython.cast(cython.longlong, at) < _WINDOW:
+            kept[event_id] = at
+    return kept
+
+
+@cython.cfunc
+def _earliest(timers: dict[str, int]) -> int | None:
+    """The customer's next flip (the timer index's deadline for it), None without timers."""
+    earliest: int | None = None
+    for at in timers.values():
+        if earliest is None or at < earliest:
+            earliest = at
+    return earliest
+
+
+@cython.final
+@cython.cclass
 class Stats:
-    applied: int = 0
-    duplicates: int = 0
-    late: int = 0
-    erased: int = 0
-    timers_fired: int = 0
-    changes: int = 0
+    """What an engine did so far (C counters: the engine bumps them on every event)."""
+    applied: int = cython.declare(cython.longlong, visibility="public")
+    duplicates: int = cython.declare(cython.longlong, visibility="public")
+    late: int = cython.declare(cython.longlong, visibility="public")
+    erased: int = cython.declare(cython.longlong, visibility="public")
+    timers_fired: int = cython.declare(cython.longlong, visibility="public")
+    changes: int = cython.declare(cython.longlong, visibility="public")
+
+    def __init__(self) -> None:
+        self.applied = self.duplicates = self.late = self.erased = self.timers_fired = self.changes = 0
+
+    def __repr__(self) -> str:
+        return (f"Stats(applied={self.applied}, duplicates={self.duplicates}, late={self.late}, "
+                f"erased={self.erased}, timers_fired={self.timers_fired}, changes={self.changes})")
 
 
+@cython.final
+@cython.cclass
 class Engine:
+    store: StateStore = cython.declare(object, visibility="public")
+    timers: TimerIndex = cython.declare(object, visibility="public")
+    now: int = cython.declare(cython.longlong, visibility="public")
+    stats: Stats = cython.declare(Stats, visibility="public")
+    catalog: Catalog = cython.declare(object, visibility="public")
+    _folds: dict[type[ev.Event], Fold]
+    _affected: dict[type[ev.Event], tuple[Segment, ...]]
+    _on_create: dict[type[ev.Event], tuple[Segment, ...]]
+
     def __init__(self, catalog: Catalog, store: StateStore | None = None):
         self.store: StateStore = store if store is not None else MemoryStore()
         self.timers = TimerIndex()
@@ -113,64 +159,77 @@ class Engine:
         return out
 
     def apply(self, event: ev.Event, out: list[SegmentChange] | None = None) -> list[SegmentChange]:
-        out = [] if out is None else out
-        t = from_datetime(event.occurred_at)
+        if out is None:
+            out = []
+        t: cython.longlong = from_datetime(event.occurred_at)
         if t > self.now:
             self._fire_until(t, out)     # timers due at or before the event fire first
             self.now = t
         elif t < self.now:
             self.stats.late += 1
-        now = self.now
-        customer_id = event.customer_id
+        now: cython.longlong = self.now
+        customer_id: str = event.customer_id
+        event_id: str = event.event_id
+        kind = type(event)
         store = self.store
         st = store.get(customer_id)
 
-        if type(event) is ev.CustomerErased:
+        if kind is _ERASED:
             if st is not None:
-                self._erase(customer_id, st, now, event.event_id, out)
+                self._erase(customer_id, st, now, event_id, out)
             self.stats.applied += 1
             return out
 
+        segments: tuple[Segment, ...]
+        seen: dict[str, int]
         if st is None:
             st = CustomerState(first_seen=t, last_seen=t, id_hash=customer_hash(customer_id))
-            segments = self._on_create[type(event)]
+            segments = self._on_create[kind]
+            seen = st.seen
         else:
             seen = st.seen
-            before = seen.get(event.event_id)
+            before = seen.get(event_id)
             if before is not None:
-                if now - before < DEDUP_WINDOW:
+                if now - cython.cast(cython.longlong, before) < _WINDOW:
                     self.stats.duplicates += 1
                     return out
-                del seen[event.event_id]     # re-applied: re-insert below, keeping time order
+                del seen[event_id]       # re-applied: re-insert below, keeping time order
             # Ids are inserted in stream-time order, so the first is the oldest.
-            if now - next(iter(seen.values()), now) >= DEDUP_WINDOW + _DEDUP_SLACK:
-                st.seen = {k: v for k, v in seen.items() if now - v < DEDUP_WINDOW}
-            if t > st.last_seen:
+            for oldest in seen.values():
+                if now - cython.cast(cython.longlong, oldest) >= _WINDOW + _DEDUP_SLACK:
+                    st.seen = seen = _unexpired(seen, now)
+                break
+            if t > cython.cast(cython.longlong, st.last_seen):
                 st.last_seen = t
-            elif t < st.first_seen:
+            elif t < cython.cast(cython.longlong, st.first_seen):
                 st.first_seen = t
-            segments = self._affected[type(event)]
-        seen = st.seen
-        seen[event.event_id] = now
-        while len(seen) > SEEN_KEEP:         # (more than one only in a state stored before the bound)
-            del seen[next(iter(seen))]       # the oldest (see stream.model.state)
-        self._folds[type(event)](st, event, t, now)
+            segments = self._affected[kind]
+        seen[event_id] = now
+        while len(seen) > _SEEN_KEEP:         # (more than one only in a state stored before the bound)
+            for oldest_id in seen:           # the oldest (see stream.model.state)
+                del seen[oldest_id]
+                break
+        self._folds[kind](st, event, t, now)
         self.stats.applied += 1
         if segments:
-            self._evaluate(customer_id, st, segments, now, event.event_id, out)
+            self._evaluate(customer_id, st, segments, now, event_id, out)
         store.put(customer_id, st)
         return out
 
-    def _evaluate(self, customer_id: str, st: CustomerState, segments: Iterable[Segment], now: int,
+    @cython.cfunc
+    def _evaluate(self, customer_id: str, st: CustomerState, segments: Iterable[Segment], now: cython.longlong,
                   event_id: str | None, out: list[SegmentChange]) -> None:
-        member, timers = st.member, st.timers
-        changes = 0
+        member: dict[str, int] = st.member
+        timers: dict[str, int] = st.timers
+        at = now                             # as the Python int the tests and the state take
+        changes: cython.Py_ssize_t = 0
+        holds: cython.bint
         for seg in segments:
-            holds, flip = seg.test(st, now)
-            name = seg.name
+            holds, flip = seg.test(st, at)
+            name: str = seg.name
             if holds != (name in member):
                 if holds:
-                    member[name] = now
+                    member[name] = at
                 else:
                     del member[name]
                 out.append(make_change(customer_id, name, holds, now, event_id, seg.version))
@@ -179,30 +238,36 @@ class Engine:
                 timers.pop(name, None)
             else:
                 timers[name] = flip
-        self.timers.set(customer_id, min(timers.values()) if timers else None)
+        self.timers.set(customer_id, _earliest(timers))
         if changes:
             self.stats.changes += changes
 
-    def _fire_until(self, limit: int, out: list[SegmentChange]) -> None:
-        by_name = self.catalog.by_name
-        while (due := self.timers.pop_due(limit)) is not None:
-            deadline, customer_id = due
+    @cython.cfunc
+    def _fire_until(self, limit: cython.longlong, out: list[SegmentChange]) -> None:
+        # Called before every event that moves time, mostly to find nothing due: the method is
+        # called on the index (no bound method made), the catalog read only once something is.
+        timer_index = self.timers
+        while (due := timer_index.pop_due(limit)) is not None:
+            deadline: cython.longlong = due[0]
+            customer_id: str = due[1]
             st = self.store.get(customer_id)
             if st is None:
                 continue
+            by_name = self.catalog.by_name
             segments = []
-            for name, at in sorted(st.timers.items()):
+            timers: dict[str, int] = st.timers
+            for name, at in sorted(timers.items()):
                 if at <= deadline:
                     if name in by_name:
                         segments.append(by_name[name])
                     else:
-                        del st.timers[name]      # its segment is no longer defined
+                        del timers[name]         # its segment is no longer defined
             self.stats.timers_fired += 1
             self._evaluate(customer_id, st, segments, deadline, None, out)
-            if st.timers and min(st.timers.values()) <= deadline:
+            if timers and min(timers.values()) <= deadline:
                 # Every rule must report a flip strictly after now; anything else would refire
                 # forever. Fail loudly instead of hanging the partition.
-                raise AssertionError(f"segment timer for {customer_id!r} did not move past {deadline}: {st.timers}")
+                raise AssertionError(f"segment timer for {customer_id!r} did not move past {deadline}: {timers}")
             self.store.put(customer_id, st)
 
     def _erase(self, customer_id: str, st: CustomerState, now: int, event_id: str,

@@ -5,6 +5,7 @@ from bisect import insort
 from collections.abc import Callable
 from typing import TypeVar, cast
 
+import cython
 import msgspec
 
 from stream.model import events as ev
@@ -12,6 +13,7 @@ from stream.model.state import (CANCELLED_KEEP, CATEGORIES_KEEP, CUSTOM_KEEP, IT
                                 fold_oldest_paid, note_truncated, recount)
 from stream.rules.nodes import Stream
 
+_ITEMS_KEEP: int = cython.declare(cython.Py_ssize_t, ITEMS_KEEP)     # a C copy for record_time
 Fold = Callable[[CustomerState, ev.Event, int, int], None]
 E = TypeVar("E", bound=ev.Event)
 
@@ -22,42 +24,83 @@ def _fold_of(cls: type[E], fold: Callable[[CustomerState, E, int, int], None]) -
     return cls, cast(Fold, fold)
 
 
-def record_time(tables: dict[str, dict[str, list[int]]], name: str, key: str, t: int,
-                keep: int, horizon: int, now: int) -> None:
+@cython.cfunc
+def record_time(tables: dict[str, dict[str, tuple[int, ...]]], name: str, key: str, t: cython.longlong,
+                keep: cython.Py_ssize_t, horizon: cython.longlong, now: cython.longlong) -> None:
     """Remember that `key` had an event at `t`: at most `keep` newest times per key, and keys in the
     order they were last touched, so the stalest key is always first (cheap to prune)."""
     if now - t >= horizon:
         return                       # a late event already outside every window that reads it
-    table = tables.get(name)
+    table: dict[str, tuple[int, ...]] | None = tables.get(name)
     if table is None:
         table = tables[name] = {}
-    times = table.pop(key, None)
+    times: tuple[int, ...] | None = table.pop(key, None)
     if times is None:
-        times = [t]
-    elif t >= times[-1]:
-        times.append(t)
+        times = (t,)
     else:
-        insort(times, t)
-    if len(times) > keep:
-        del times[0]
+        last: cython.longlong = times[-1]
+        if t >= last:
+            times += (t,)
+        else:                        # a late event: its time goes in order
+            ordered = list(times)
+            insort(ordered, t)
+            times = tuple(ordered)
+        if len(times) > keep:
+            times = times[1:]
     table[key] = times
-    if len(table) > ITEMS_KEEP:
-        del table[next(iter(table))]
-    elif now - next(iter(table.values()))[-1] >= horizon + (horizon >> 3):
+    if len(table) > _ITEMS_KEEP:
+        for stalest in table:
+            del table[stalest]
+            break
+        return
+    for times in table.values():     # the stalest key's times (first in the table)
+        last = times[-1]
         # Rebuild only once the stalest key is an eighth of a window past expiry, so a steady
         # stream of events prunes now and then, not on every event.
-        tables[name] = {k: v for k, v in table.items() if now - v[-1] < horizon}
+        if now - last >= horizon + (horizon >> 3):
+            tables[name] = _recent(table, horizon, now)
+        break
 
 
+@cython.cfunc
+def _recent(table: dict[str, tuple[int, ...]], horizon: cython.longlong,
+            now: cython.longlong) -> dict[str, tuple[int, ...]]:
+    """The keys whose newest time is within `horizon` of now, in their order."""
+    kept: dict[str, tuple[int, ...]] = {}
+    last: cython.longlong
+    for key, times in table.items():
+        last = times[-1]
+        if now - last < horizon:
+            kept[key] = times
+    return kept
+
+
+@cython.final
+@cython.cclass
+class _Window:
+    """A windowed stream a fold records into (see rules.Stream), in the types the fold reads."""
+    name: str
+    per_product: cython.bint
+    keep: cython.Py_ssize_t
+    horizon: cython.longlong
+
+    def __init__(self, stream: Stream) -> None:
+        self.name, self.per_product = stream.name, stream.per == "product"
+        self.keep, self.horizon = stream.keep, stream.horizon
+
+
+@cython.final
+@cython.cclass
 class Folder:
     """The fold for each event type, specialised to the windowed streams the catalog needs."""
+    _view_streams: list[_Window]
+    _order_streams: list[_Window]
+    folds: dict[type[ev.Event], Fold] = cython.declare(dict, visibility="public")
 
     def __init__(self, streams: list[Stream]):
-        self._view_streams = [(s.name, s.per == "product", s.keep, s.horizon)
-                              for s in streams if s.event == "product_viewed"]
-        self._order_streams = [(s.name, s.per == "product", s.keep, s.horizon)
-                               for s in streams if s.event == "order_placed"]
-        self.folds: dict[type[ev.Event], Fold] = dict((
+        self._view_streams = [_Window(s) for s in streams if s.event == "product_viewed"]
+        self._order_streams = [_Window(s) for s in streams if s.event == "order_placed"]
+        self.folds = dict((
             _fold_of(ev.OrderPlaced, self.order_placed),
             _fold_of(ev.OrderPaid, self.order_paid),
             _fold_of(ev.OrderCancelled, self.order_cancelled),
@@ -67,15 +110,19 @@ class Folder:
             _fold_of(ev.CustomerUpdated, self.customer_updated),
         ))
 
-    def product_viewed(self, st: CustomerState, e: ev.ProductViewed, t: int, now: int) -> None:
-        if st.last_viewed is None or t > st.last_viewed:
+    def product_viewed(self, st: CustomerState, e: ev.ProductViewed, t: cython.longlong,
+                       now: cython.longlong) -> None:
+        last_viewed = st.last_viewed
+        if last_viewed is None or t > last_viewed:
             st.last_viewed = t
-        for name, per_product, keep, horizon in self._view_streams:
-            record_time(st.streams, name, e.product_id if per_product else e.category, t, keep, horizon, now)
+        w: _Window
+        for w in self._view_streams:
+            record_time(st.streams, w.name, e.product_id if w.per_product else e.category, t, w.keep, w.horizon, now)
 
-    def order_placed(self, st: CustomerState, e: ev.OrderPlaced, t: int, now: int) -> None:
+    def order_placed(self, st: CustomerState, e: ev.OrderPlaced, t: cython.longlong, now: cython.longlong) -> None:
         st.orders_placed += 1
-        if st.last_placed is None or t > st.last_placed:
+        last_placed = st.last_placed
+        if last_placed is None or t > last_placed:
             st.last_placed = t
         bought = st.categories_bought
         for item in e.items:
@@ -86,12 +133,13 @@ class Folder:
             st.city = e.city
         if e.country is not None and st.country is None:
             st.country = e.country
-        for name, per_product, keep, horizon in self._order_streams:
+        w: _Window
+        for w in self._order_streams:
             # dict.fromkeys, not set(): item order must not depend on the hash seed.
-            keys = dict.fromkeys(i.product_id if per_product else i.category for i in e.items)
+            keys = dict.fromkeys(i.product_id if w.per_product else i.category for i in e.items)
             for key in keys:
                 if key is not None:
-                    record_time(st.streams, name, key, t, keep, horizon, now)
+                    record_time(st.streams, w.name, key, t, w.keep, w.horizon, now)
 
     def order_paid(self, st: CustomerState, e: ev.OrderPaid, t: int, now: int) -> None:
         order_id = e.order_id

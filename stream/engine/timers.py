@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from heapq import heapify, heappop, heappush
 
+import cython
 
+
+@cython.final
+@cython.cclass
 class TimerIndex:
     """One pending deadline per customer (the earliest of its segments' next flips).
 
@@ -11,10 +15,12 @@ class TimerIndex:
     recognised as stale because it no longer matches `_due`. The heap is rebuilt when stale entries
     outnumber live ones, so memory stays proportional to customers with a timer.
     """
+    _heap: list[tuple[int, str]]
+    _due: dict[str, int]
 
     def __init__(self) -> None:
-        self._heap: list[tuple[int, str]] = []
-        self._due: dict[str, int] = {}
+        self._heap = []
+        self._due = {}
 
     def __len__(self) -> int:
         return len(self._due)
@@ -23,25 +29,33 @@ class TimerIndex:
         return customer_id in self._due
 
     def set(self, customer_id: str, deadline: int | None) -> None:
+        due = self._due
         if deadline is None:
-            self._due.pop(customer_id, None)
+            due.pop(customer_id, None)
             return
-        if self._due.get(customer_id) == deadline:
+        if due.get(customer_id) == deadline:
             return
-        self._due[customer_id] = deadline
-        heappush(self._heap, (deadline, customer_id))
-        if len(self._heap) > 2 * len(self._due) + 4096:
-            self._heap = [(d, c) for c, d in self._due.items()]
-            heapify(self._heap)
+        due[customer_id] = deadline
+        heap = self._heap
+        heappush(heap, (deadline, customer_id))
+        if len(heap) > 2 * len(due) + 4096:
+            self._heap = heap = [(d, c) for c, d in due.items()]
+            heapify(heap)
 
-    def pop_due(self, limit: int) -> tuple[int, str] | None:
+    def pop_due(self, limit: cython.longlong) -> tuple[int, str] | None:
         """The earliest deadline at or before `limit` (ties by customer id), removed; or None."""
         heap, due = self._heap, self._due
-        while heap and heap[0][0] <= limit:
-            deadline, customer_id = heappop(heap)
-            if due.get(customer_id) == deadline:
+        entry: tuple[int, str]
+        while heap:
+            entry = heap[0]
+            deadline: cython.longlong = entry[0]
+            if deadline > limit:
+                break
+            heappop(heap)
+            customer_id: str = entry[1]
+            if due.get(customer_id) == entry[0]:
                 del due[customer_id]
-                return deadline, customer_id
+                return entry
         return None
 
     def earliest(self) -> int | None:

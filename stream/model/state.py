@@ -49,8 +49,11 @@ class CustomerState(msgspec.Struct, array_like=True, gc=False):
     abandoned_at: int | None = None
     abandoned_value: float | None = None
     last_viewed: int | None = None
-    # windowed event times: stream name -> item key -> ascending times (see rules.Stream)
-    streams: dict[str, dict[str, list[int]]] = msgspec.field(default_factory=dict)
+    # windowed event times: stream name -> item key -> ascending times (see rules.Stream). Tuples,
+    # not lists: msgpack writes both as the same array, and CPython's cyclic GC stops tracking a
+    # tuple of ints (and then the tables holding only such tuples), so the many small windows of a
+    # large store cost the collector nothing; lists it scanned on every full collection.
+    streams: dict[str, dict[str, tuple[int, ...]]] = msgspec.field(default_factory=dict)
     city: str | None = None
     country: str | None = None
     gender: str | None = None

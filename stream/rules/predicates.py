@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable
+
+import cython
+
 from stream.model.state import CustomerState
 from stream.model.time import DAY
 
@@ -121,34 +124,40 @@ def repeated(stream: str, at_least: int, window: int, orders: str, without: int 
     """Some item has >= at_least events within `window`, and (with `without`) no order of that item
     within `without`. Per item, the condition holds from the order block's end until the
     at_least-th newest event leaves the window; the next flip is the nearest of those instants."""
-    block = 0 if without is None else without      # read only with `without`
+    # C copies: the test loops over a customer's items on every evaluation.
+    count: cython.Py_ssize_t = at_least
+    span: cython.longlong = window
+    block: cython.longlong = 0 if without is None else without      # read only with `without`
+    blocked: cython.bint = without is not None
 
+    @cython.locals(now=cython.longlong, end=cython.longlong, flip=cython.longlong, nxt=cython.longlong,
+                   holds=cython.bint, found=cython.bint)
     def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
         items = st.streams.get(stream)
         if not items:
             return False, None
-        ordered = st.streams.get(orders) if without is not None else None
-        holds, nxt = False, None
+        ordered = st.streams.get(orders) if blocked else None
+        holds, found, nxt = False, False, 0
         for key, times in items.items():
-            if len(times) < at_least:
+            if len(times) < count:
                 continue
-            end = times[-at_least] + window
+            end = cython.cast(cython.longlong, times[-count]) + span
             if end <= now:
                 continue
             flip = end
             if ordered:
                 last = ordered.get(key)
-                if last is not None and now < last[-1] + block:
-                    flip = last[-1] + block
+                if last is not None and now < cython.cast(cython.longlong, last[-1]) + block:
+                    flip = cython.cast(cython.longlong, last[-1]) + block
                     if flip >= end:
                         continue         # the order block outlasts the views: never holds
                 else:
                     holds = True
             else:
                 holds = True
-            if nxt is None or flip < nxt:
-                nxt = flip
-        return holds, nxt
+            if not found or flip < nxt:
+                nxt, found = flip, True
+        return holds, (nxt if found else None)
     return test
 
 

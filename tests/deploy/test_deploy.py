@@ -668,6 +668,11 @@ def test_dockerfile():
     assert user not in ("root", "0"), "the image must not run as root"
     stages = "\n".join(f"{k} {a}" for k, a in instructions)
     assert re.search(r"pip (install|wheel)\b", stages)
+    # The wheel carries the engine's compiled modules: the stage that builds it has a C compiler and
+    # setup.py (which lists them) before it runs pip.
+    build = stages.split("\nFROM ")[1]
+    assert re.search(r"apt-get install\b[^\n]*\bgcc\b[^\n]*\n(.*\n)*RUN pip wheel\b", build), build
+    assert re.search(r"^COPY\b[^\n]*\bsetup\.py\b", build, re.M), build
 
 
 def test_dockerignore_keeps_the_package_and_drops_the_rest():
