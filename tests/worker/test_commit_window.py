@@ -144,3 +144,26 @@ def test_partitions_lost_in_the_middle_of_a_commit_drop_it_and_the_kept_ones_go_
     assert list(worker.tasks) == [1] and worker.tasks[1] is kept
     assert kept.store.get("b") is None and not kept.changes     # back to its committed state ...
     assert consumer.seeks == [(TOPIC, 1, 7)]                   # ... and its input read again from there
+
+
+def test_a_commit_cut_short_by_an_exception_is_not_committed_by_the_close_that_follows(worker, monkeypatch):
+    """An exception out of the loop in the middle of a commit (a batch half applied) ends run(),
+    whose _close() closes the consumer: librdkafka's close runs the revoke callback, which commits
+    what the commit under way applied, with the consumer's position past every message consumed
+    (the ones never applied too: they would be skipped). Nothing of it may be committed."""
+    take = Batch.take
+
+    def failing_take(self, topic, partition, offset, *rest):
+        if offset == 2:
+            raise RuntimeError("a bug while applying offset 2")
+        take(self, topic, partition, offset, *rest)
+    monkeypatch.setattr(Batch, "take", failing_take)
+
+    class Closing(_Consumer):
+        def close(self) -> None:                # as librdkafka's close: the assignment revoked first
+            worker._on_revoke(self, self.assignment())
+    worker.consumer = Closing(worker.clock, [[paid("a", 0)], [paid("b", 1), paid("c", 2), paid("d", 3)]], step=0.01)
+    with pytest.raises(RuntimeError):            # as run(): the loop, then _close() in its finally
+        worker._commit_turns(worker._turns())
+    worker._close(None)
+    assert worker.transactions == []
