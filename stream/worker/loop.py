@@ -176,6 +176,10 @@ class Worker:
         self.health.beat = time.monotonic() + pause     # waiting on purpose is not a stall
 
     def _close(self, http) -> None:
+        # A commit still open was cut short by an exception (a batch maybe half applied): the
+        # revoke callback that the consumer's close runs must not commit it (nor the consumer's
+        # position, past messages never applied). It is read again from the committed offsets.
+        self._open = None
         if self.probe is not None:
             self.probe.close()
         for client in (getattr(self, "consumer", None), getattr(self, "producer", None)):
