@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import KafkaError, Message, TopicPartition
 
 from stream.rules.catalog import load_catalog
 from stream.runtime.batch import Batch
@@ -167,3 +167,55 @@ def test_a_commit_cut_short_by_an_exception_is_not_committed_by_the_close_that_f
         worker._commit_turns(worker._turns())
     worker._close(None)
     assert worker.transactions == []
+
+
+def test_the_idle_clock_waits_for_routed_input_re_published_in_the_same_commit(tmp_path, monkeypatch):
+    """A routed topic's events reach the engines only once read back from the repartition topic,
+    after the commit that re-publishes them. The routed topic caught up (its EOF) in a commit that
+    lasts longer than idle_advance_ms must not make the partitions idle at that commit's end: the
+    clock would pass events still on their way (here, an order paid months ago, then late)."""
+    clock = _Clock()
+    monkeypatch.setattr(loop, "time", clock)
+    config = WorkerConfig(bootstrap_servers="localhost:1", instance_id="i", partitions=1, idle_advance_ms=1000,
+                          metrics_port=None, input_topics=(TOPIC,), routed_topics=("orders",),
+                          commit_interval_ms=2000)
+    w = Worker(config, load_catalog())
+    task = w.tasks[0] = PartitionTask(0, PartitionStore(tmp_path / "p0"), w.catalog)
+    w.live.attach(task)
+    keyed = [(TOPIC, 0), (config.repartition_topic, 0)]
+    for source in keyed:
+        task.catch_up.assigned(source)
+    w._routed.assigned(("orders", 0))
+    published: list[list[str]] = []
+
+    def publish(batch: Batch) -> Any:
+        published.append([topic for topic, *_ in batch.output])
+        task.store.set_stream_time(task.engine.now)
+        task.store.pending()
+        task.store.commit(len(published))
+        task.changes.clear()
+        return None
+    w._publish = publish
+
+    class Waiting(_Consumer):
+        def poll(self, timeout: float) -> Message | None:     # nothing arrives: the wait is spent
+            self.clock.now += timeout
+            return None
+
+    def eof(topic: str) -> Message:
+        return Message(topic=topic, partition=0, error=KafkaError(KafkaError._PARTITION_EOF))
+    order = paid("a", 0)
+    routed = Message(topic="orders", partition=0, offset=0, key=b"o-a-0", value=order.value())
+    w.consumer = Waiting(clock, [[routed, eof("orders"), *(eof(t) for t, _ in keyed)]], step=0.01)
+    before = task.engine.now
+    try:
+        w._commit_turns(w._turns())
+        assert published == [[config.repartition_topic]]        # the order re-published, not applied yet
+        assert task.engine.now == before                        # ... so the partition is not idle
+        # Read back (and the partition idle for the threshold after that), the clock moves.
+        repartitioned = Message(topic=config.repartition_topic, partition=0, offset=0, key=b"a", value=order.value())
+        w.consumer.batches = [[repartitioned, eof(config.repartition_topic)]]
+        w._commit_turns(w._turns())
+        assert task.engine.now > before
+    finally:
+        task.store.close()
