@@ -310,9 +310,13 @@ class Worker:
         """The idle clock, a chunk of any re-evaluation pass, then the commit's one transaction.
         A failed transaction is recovered from (read again) unless `recover` is False: then the
         failure is returned, for the caller to recover once the rebalance under way is done."""
-        self._advance_idle(time.monotonic())
-        redefining = self.live.work(self.tasks.values())
         batch = open_.batch
+        # Routed events that this commit re-publishes reach the engines only once read back after
+        # it: no partition is idle yet, whatever the routed topics' EOFs said (a commit may last
+        # longer than the idle threshold).
+        if not any(outcome == "routed" for _, _, outcome in batch.outcomes):
+            self._advance_idle(time.monotonic())
+        redefining = self.live.work(self.tasks.values())
         # EOFs alone moved no offset: a transaction only if the idle clock fired something.
         if not (open_.messages > open_.ends or redefining or any(t.changes for t in self.tasks.values())):
             return None
