@@ -219,3 +219,18 @@ def test_the_idle_clock_waits_for_routed_input_re_published_in_the_same_commit(t
         assert task.engine.now > before
     finally:
         task.store.close()
+
+
+def test_a_routed_record_of_a_partition_revoked_within_the_batch_leaves_the_idle_clock_free(tmp_path):
+    """consume() can return records fetched before the revoke it ran: a routed partition's record
+    then marked the routed topics behind for good (its EOF never comes here any more), and no
+    partition of the worker was idle again."""
+    config = WorkerConfig(bootstrap_servers="localhost:1", instance_id="i", partitions=1, idle_advance_ms=1000,
+                          metrics_port=None, input_topics=(TOPIC,), routed_topics=("orders",))
+    w = Worker(config, load_catalog())
+    w._routed.assigned(("orders", 0))
+    w._routed.reached_end(("orders", 0), 1.0)
+    w._on_revoke(None, [TopicPartition("orders", 0)])
+    order = paid("a", 0)
+    w._take(w._begin(), [Message(topic="orders", partition=0, offset=0, key=b"o-a-0", value=order.value())])
+    assert w._routed.since is not None and not w._routed.behind
