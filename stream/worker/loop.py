@@ -363,8 +363,8 @@ class Worker:
         """What the batch showed of each topic-partition: input read, or its end reached after it."""
         for source, more in reading.items():
             catch_up = self._catch_up_of(source)
-            if catch_up is None:
-                continue                  # revoked within this batch
+            if catch_up is None or source not in catch_up.sources:
+                continue                  # revoked within this batch (a routed one would stay behind)
             if more:
                 catch_up.read(source)
             else:
