@@ -176,6 +176,10 @@ class Worker:
         self.health.beat = time.monotonic() + pause     # waiting on purpose is not a stall
 
     def _close(self, http) -> None:
+        # A commit still open was cut short by an exception (a batch maybe half applied): the
+        # revoke callback that the consumer's close runs must not commit it (nor the consumer's
+        # position, past messages never applied). It is read again from the committed offsets.
+        self._open = None
         if self.probe is not None:
             self.probe.close()
         for client in (getattr(self, "consumer", None), getattr(self, "producer", None)):
@@ -306,9 +310,13 @@ class Worker:
         """The idle clock, a chunk of any re-evaluation pass, then the commit's one transaction.
         A failed transaction is recovered from (read again) unless `recover` is False: then the
         failure is returned, for the caller to recover once the rebalance under way is done."""
-        self._advance_idle(time.monotonic())
-        redefining = self.live.work(self.tasks.values())
         batch = open_.batch
+        # Routed events that this commit re-publishes reach the engines only once read back after
+        # it: no partition is idle yet, whatever the routed topics' EOFs said (a commit may last
+        # longer than the idle threshold).
+        if not any(outcome == "routed" for _, _, outcome in batch.outcomes):
+            self._advance_idle(time.monotonic())
+        redefining = self.live.work(self.tasks.values())
         # EOFs alone moved no offset: a transaction only if the idle clock fired something.
         if not (open_.messages > open_.ends or redefining or any(t.changes for t in self.tasks.values())):
             return None
@@ -355,8 +363,8 @@ class Worker:
         """What the batch showed of each topic-partition: input read, or its end reached after it."""
         for source, more in reading.items():
             catch_up = self._catch_up_of(source)
-            if catch_up is None:
-                continue                  # revoked within this batch
+            if catch_up is None or source not in catch_up.sources:
+                continue                  # revoked within this batch (a routed one would stay behind)
             if more:
                 catch_up.read(source)
             else:

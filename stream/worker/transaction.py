@@ -59,8 +59,8 @@ def commit(producer: Producer, consumer: Consumer, exactly_once: bool, batch: Ba
     if exactly_once:
         producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata())
         producer.commit_transaction()
-    else:
-        consumer.commit(offsets=offsets, asynchronous=False)
+    elif offsets:           # none: nothing consumed since the assignment, its committed offsets stand
+        consumer.commit(offsets=offsets, asynchronous=False)       # (librdkafka fails it: _NO_OFFSET)
 
 
 def _delivered(producer: Producer, deliveries: Deliveries) -> None:

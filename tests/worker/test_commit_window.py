@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import KafkaError, Message, TopicPartition
 
 from stream.rules.catalog import load_catalog
 from stream.runtime.batch import Batch
@@ -144,3 +144,93 @@ def test_partitions_lost_in_the_middle_of_a_commit_drop_it_and_the_kept_ones_go_
     assert list(worker.tasks) == [1] and worker.tasks[1] is kept
     assert kept.store.get("b") is None and not kept.changes     # back to its committed state ...
     assert consumer.seeks == [(TOPIC, 1, 7)]                   # ... and its input read again from there
+
+
+def test_a_commit_cut_short_by_an_exception_is_not_committed_by_the_close_that_follows(worker, monkeypatch):
+    """An exception out of the loop in the middle of a commit (a batch half applied) ends run(),
+    whose _close() closes the consumer: librdkafka's close runs the revoke callback, which commits
+    what the commit under way applied, with the consumer's position past every message consumed
+    (the ones never applied too: they would be skipped). Nothing of it may be committed."""
+    take = Batch.take
+
+    def failing_take(self, topic, partition, offset, *rest):
+        if offset == 2:
+            raise RuntimeError("a bug while applying offset 2")
+        take(self, topic, partition, offset, *rest)
+    monkeypatch.setattr(Batch, "take", failing_take)
+
+    class Closing(_Consumer):
+        def close(self) -> None:                # as librdkafka's close: the assignment revoked first
+            worker._on_revoke(self, self.assignment())
+    worker.consumer = Closing(worker.clock, [[paid("a", 0)], [paid("b", 1), paid("c", 2), paid("d", 3)]], step=0.01)
+    with pytest.raises(RuntimeError):            # as run(): the loop, then _close() in its finally
+        worker._commit_turns(worker._turns())
+    worker._close(None)
+    assert worker.transactions == []
+
+
+def test_the_idle_clock_waits_for_routed_input_re_published_in_the_same_commit(tmp_path, monkeypatch):
+    """A routed topic's events reach the engines only once read back from the repartition topic,
+    after the commit that re-publishes them. The routed topic caught up (its EOF) in a commit that
+    lasts longer than idle_advance_ms must not make the partitions idle at that commit's end: the
+    clock would pass events still on their way (here, an order paid months ago, then late)."""
+    clock = _Clock()
+    monkeypatch.setattr(loop, "time", clock)
+    config = WorkerConfig(bootstrap_servers="localhost:1", instance_id="i", partitions=1, idle_advance_ms=1000,
+                          metrics_port=None, input_topics=(TOPIC,), routed_topics=("orders",),
+                          commit_interval_ms=2000)
+    w = Worker(config, load_catalog())
+    task = w.tasks[0] = PartitionTask(0, PartitionStore(tmp_path / "p0"), w.catalog)
+    w.live.attach(task)
+    keyed = [(TOPIC, 0), (config.repartition_topic, 0)]
+    for source in keyed:
+        task.catch_up.assigned(source)
+    w._routed.assigned(("orders", 0))
+    published: list[list[str]] = []
+
+    def publish(batch: Batch) -> Any:
+        published.append([topic for topic, *_ in batch.output])
+        task.store.set_stream_time(task.engine.now)
+        task.store.pending()
+        task.store.commit(len(published))
+        task.changes.clear()
+        return None
+    w._publish = publish
+
+    class Waiting(_Consumer):
+        def poll(self, timeout: float) -> Message | None:     # nothing arrives: the wait is spent
+            self.clock.now += timeout
+            return None
+
+    def eof(topic: str) -> Message:
+        return Message(topic=topic, partition=0, error=KafkaError(KafkaError._PARTITION_EOF))
+    order = paid("a", 0)
+    routed = Message(topic="orders", partition=0, offset=0, key=b"o-a-0", value=order.value())
+    w.consumer = Waiting(clock, [[routed, eof("orders"), *(eof(t) for t, _ in keyed)]], step=0.01)
+    before = task.engine.now
+    try:
+        w._commit_turns(w._turns())
+        assert published == [[config.repartition_topic]]        # the order re-published, not applied yet
+        assert task.engine.now == before                        # ... so the partition is not idle
+        # Read back (and the partition idle for the threshold after that), the clock moves.
+        repartitioned = Message(topic=config.repartition_topic, partition=0, offset=0, key=b"a", value=order.value())
+        w.consumer.batches = [[repartitioned, eof(config.repartition_topic)]]
+        w._commit_turns(w._turns())
+        assert task.engine.now > before
+    finally:
+        task.store.close()
+
+
+def test_a_routed_record_of_a_partition_revoked_within_the_batch_leaves_the_idle_clock_free(tmp_path):
+    """consume() can return records fetched before the revoke it ran: a routed partition's record
+    then marked the routed topics behind for good (its EOF never comes here any more), and no
+    partition of the worker was idle again."""
+    config = WorkerConfig(bootstrap_servers="localhost:1", instance_id="i", partitions=1, idle_advance_ms=1000,
+                          metrics_port=None, input_topics=(TOPIC,), routed_topics=("orders",))
+    w = Worker(config, load_catalog())
+    w._routed.assigned(("orders", 0))
+    w._routed.reached_end(("orders", 0), 1.0)
+    w._on_revoke(None, [TopicPartition("orders", 0)])
+    order = paid("a", 0)
+    w._take(w._begin(), [Message(topic="orders", partition=0, offset=0, key=b"o-a-0", value=order.value())])
+    assert w._routed.since is not None and not w._routed.behind

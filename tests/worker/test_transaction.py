@@ -4,10 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from stream.rules.catalog import load_catalog
 from stream.runtime.batch import BatchStep
 from stream.runtime.settings import WorkerConfig
+from stream.storage.keys import DEFINITIONS_KEY
 from stream.storage.rocksdb_store import PartitionStore
 from stream.worker.partition import PartitionTask
 from stream.worker.transaction import Deliveries, commit
@@ -43,17 +45,24 @@ class _Producer:
 
 
 class _Consumer:
+    """Assigned events-0, at `position` (librdkafka's OFFSET_INVALID, -1001, while nothing was
+    consumed since the assignment). Its commit fails as librdkafka's does without a valid offset."""
     committed = 0
 
-    def commit(self, offsets: Any, asynchronous: bool) -> None:
+    def __init__(self, position: int = 10):
+        self.at = position
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
         assert not asynchronous
+        if not any(tp.offset >= 0 for tp in offsets):
+            raise KafkaException(KafkaError(KafkaError._NO_OFFSET))
         self.committed += 1
 
-    def assignment(self) -> list[Any]:
-        return []
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("events", 0)]
 
-    def position(self, partitions: list[Any]) -> list[Any]:
-        return []
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self.at) for tp in partitions]
 
     def consumer_group_metadata(self) -> object:
         return object()
@@ -92,3 +101,21 @@ def test_the_changelog_is_sent_only_once_the_output_is_on_the_broker(tmp_path, e
     assert consumer.committed == (0 if exactly_once else 1)       # at_least_once: offsets after both
     for task in tasks:
         task.store.close()
+
+
+@pytest.mark.parametrize("exactly_once", [True, False])
+def test_a_commit_with_nothing_consumed_since_the_assignment_succeeds(tmp_path, exactly_once):
+    """A partition assigned at its end (a restart with nothing new) has no position until a record
+    comes, yet a commit may carry output: the idle clock's changes, a re-evaluation chunk. Its
+    committed offset is already where the input stands; librdkafka's consumer commit fails without
+    any valid offset (_NO_OFFSET, as the embedded broker shows), which made every such commit fail
+    and be redone, its output repeated, under at_least_once."""
+    batch = BatchStep(CONFIG).batch()
+    task = PartitionTask(0, PartitionStore(tmp_path / "p0"), load_catalog())
+    task.store.set_meta(DEFINITIONS_KEY, b"{}")             # something to commit (a pass's progress, say)
+    consumer = _Consumer(position=-1001)
+    try:
+        commit(_Producer(), consumer, exactly_once, batch, [task], Deliveries(CHANGELOG))
+    finally:
+        task.store.close()
+    assert consumer.committed == 0
