@@ -9,6 +9,7 @@ NATIVE = [
     "stream/engine/core.py",
     "stream/engine/fold.py",
     "stream/engine/timers.py",
+    "stream/model/json_scan.py",
     "stream/model/time.py",
     "stream/rules/predicates.py",
 ]

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import msgspec
 
 from stream.model.json_guards import Pairs, keys_in, last, parse_pairs, repeat_in, too_deep
+from stream.model.json_scan import scan
 from stream.model.time import EARLIEST, LATEST, to_datetime
 
 # Instants the engine can add a rule's longest duration to and still write in RFC 3339.
@@ -188,7 +189,8 @@ class Decoder:
                 raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 return DeadLetter(f"not UTF-8: {exc.reason} at byte {exc.start}", raw)
-        if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and too_deep(raw, MAX_DEPTH):   # the count settles most
+        opens, keys, escaped = scan(raw)
+        if opens > MAX_DEPTH and too_deep(raw, MAX_DEPTH):   # the count of brackets settles most
             return DeadLetter(f"invalid event: containers nested deeper than {MAX_DEPTH} levels", raw)
         try:
             event = self._decode(raw)
@@ -204,7 +206,7 @@ class Decoder:
         if not _EARLIEST <= event.occurred_at < _LATEST:
             return DeadLetter(f"invalid event: occurred_at {event.occurred_at.isoformat()} is outside "
                               f"1900-01-01 .. 9000-01-01 UTC - at `$.occurred_at`", raw)
-        if b"\\" in raw or raw.translate(None, _WHITESPACE).count(b'":') != _values_held(event):
+        if escaped or keys != _values_held(event):
             repeated = _repeated_key(raw, event)     # a key may repeat (see _values_held)
             if repeated is not None:
                 return DeadLetter(repeated, raw)
@@ -218,15 +220,13 @@ class Decoder:
 # with exactly as many keys as the decoded event holds values has no key twice. Only the others
 # (unknown fields, escapes, nulls, or a repeated key) are parsed again, by Python's json.
 
-_WHITESPACE = b" \t\r\n"
-
-
 def _values_held(event: Event) -> int:
     """How many keys the event's values were read from: one per field it holds (not null).
-    Decoder.decode compares it with the keys in the bytes: without escapes every `":` ends a key,
-    and with whitespace taken out a `" :` counts too (inside a string as well, which can only make
-    the count higher: it sends a message to the exact check, never past it). Each value held came
-    from at least one key, so equal counts leave no key over for a repeat."""
+    Decoder.decode compares it with the keys in the bytes (stream.model.json_scan): without
+    escapes every `":` ends a key, and with whitespace taken out a `" :` counts too (inside a
+    string as well, which can only make the count higher: it sends a message to the exact check,
+    never past it). Each value held came from at least one key, so equal counts leave no key over
+    for a repeat."""
     cls = type(event)
     held = _REQUIRED[cls]
     for name in _OPTIONAL[cls]:
