@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from stream.replay.driver import replay
     from stream.rules.catalog import load_catalog
     from stream.rules.problems import DefinitionError
+    from stream.runtime import garbage
 
     err = Console(stderr=True, highlight=False)
     try:
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     engine = Engine(catalog)
     try:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(garbage.rare_full_collections())
             source = stack.enter_context(_open(args.input, "rb", sys.stdin.buffer))
             output = stack.enter_context(_open(args.output, "wb", sys.stdout.buffer))
             dead = (stack.enter_context(open(args.dead_letter, "wb")) if args.dead_letter

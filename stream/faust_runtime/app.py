@@ -34,7 +34,7 @@ from stream.inspect.routes import definitions_route
 from stream.kafka.clients import BrokerProbe, BrokerWatch, LibraryLogBound, until_reachable, worker_client_config
 from stream.kafka.definitions_feed import caught_up_feed
 from stream.rules.catalog import Catalog
-from stream.runtime import metrics
+from stream.runtime import garbage, metrics
 from stream.runtime.batch import Batch, BatchStep, set_members
 from stream.runtime.idle_clock import CatchUp, advance_idle, idle
 from stream.runtime.records import Record
@@ -423,7 +423,8 @@ class FaustWorker:
                              s.http_token_file) \
             if s.metrics_port else None
         try:
-            return self._started()
+            with garbage.rare_full_collections():
+                return self._started()
         finally:
             if self.live.feed is not None:
                 self.live.feed.close()

@@ -35,7 +35,7 @@ from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, par
 from stream.kafka.definitions_feed import DefinitionsFeed, caught_up_feed
 from stream.kafka.partition_ends import partition_ends
 from stream.rules.catalog import Catalog
-from stream.runtime import metrics
+from stream.runtime import garbage, metrics
 from stream.runtime.batch import Batch, BatchStep, set_members
 from stream.runtime.idle_clock import CatchUp, Source, advance_idle
 from stream.runtime.settings import WorkerConfig
@@ -114,19 +114,25 @@ class Worker:
         http = metrics.serve(s.metrics_port, self.health, routes, s.http_host, s.http_token_file) \
             if s.metrics_port else None
         try:
-            if not self._start_up():
-                return                      # stopped while waiting for the brokers
-            self.consumer.subscribe([*s.keyed_topics, *s.routed_topics], on_assign=self._on_assign,
-                                    on_revoke=self._on_revoke, on_lost=self._on_lost)
-            while not self._stop.is_set():
-                self._commit_turns(self._turns())
-                if time.monotonic() >= self._next_observe:
-                    self._observe()
-                    self._check_faults()
+            with garbage.rare_full_collections():
+                self._serve()
         except _Stopping:
             pass                            # stopped while a restore waited for the brokers
         finally:
             self._close(http)
+
+    def _serve(self) -> None:
+        """Start up, then commit after commit until stop()."""
+        s = self.s
+        if not self._start_up():
+            return                          # stopped while waiting for the brokers
+        self.consumer.subscribe([*s.keyed_topics, *s.routed_topics], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+        while not self._stop.is_set():
+            self._commit_turns(self._turns())
+            if time.monotonic() >= self._next_observe:
+                self._observe()
+                self._check_faults()
 
     def _start_up(self) -> bool:
         """Topics, definitions feed, producer and consumer; each step waited out (with backoff, said
@@ -432,6 +438,7 @@ class Worker:
             if catch_up is not None:      # (every one has: its task was just opened, or it is routed)
                 catch_up.assigned((tp.topic, tp.partition))
         self._set_members()
+        garbage.settle()                  # the restored states: no full collection walks them again
         self.health.ready = True          # in the group, every assigned partition restored
         self._show_ready()
 
