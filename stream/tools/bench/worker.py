@@ -61,7 +61,8 @@ def run_worker_bench(events: int, customers: int, seed: int, rate: int, seconds:
         with _fresh("tp") as (config, bootstrap):
             config = dataclasses.replace(config, guarantee=guarantee)
             _produce(bootstrap, config.input_topics[0], lines)
-            ceiling = _consume_decode_rate(bootstrap, config.input_topics[0], len(lines))
+            # The best of three reads: one read alone swung 3x with the machine's other load.
+            ceiling = max(_consume_decode_rate(bootstrap, config.input_topics[0], len(lines)) for _ in range(3))
             rate_seen, cpu = _worker_rate(config, len(lines))
         table.add_row(f"{guarantee}: events/s end to end", f"{rate_seen:,.0f}", f"{ceiling:,.0f}",
                       f"{rate_seen / ceiling:.2f}")
