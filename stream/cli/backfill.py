@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from stream.runtime.settings import WorkerConfig
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from stream.backfill.reader import MergedHistory
+    from stream.backfill.reader import Reading
     from stream.backfill.request import Request
     from stream.kafka.partition_ends import Key
 
@@ -69,11 +70,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "one transaction; needs --until now and a GROUP never used. Without it: only report")
     parser.add_argument("--isolation", choices=("read_committed", "read_uncommitted"), default="read_committed",
                         help="which input records are read (default read_committed)")
+    parser.add_argument("--jobs", type=_jobs, default=default_jobs(), metavar="N",
+                        help="processes running the engine, each over its own input partitions (every topic's "
+                             "partition p in the same one); the output is the same bytes whatever N. Without "
+                             "routed topics only: with them, one. Default: the cores this process may use "
+                             f"(here {default_jobs()})")
     parser.add_argument("--no-progress", action="store_true", help="no progress display, even on a terminal")
     parser.add_argument("--ignore-definitions-topic", action="store_true",
                         help="evaluate the segments file (--segments) alone. Default: the file and the definitions "
                              "topic, resolved as a worker with these settings resolves them (the topic's latest "
                              "record wins per segment), so live-defined segments are backfilled too")
+
+
+def default_jobs() -> int:
+    """The cores this process may run on (its affinity, where the system says)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, 1 or more")
+    return value
 
 
 class ArgumentProblems(Problems):
@@ -185,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
 
     from stream.backfill.command import run as run_backfill
     from stream.backfill.definitions import evaluated, summary
+    from stream.backfill.jobs import JobFailed
     from stream.backfill.plan import Span, plan
     from stream.cli.settings_args import load_config
     from stream.kafka.clients import kafka_problems
@@ -232,21 +255,25 @@ def run(args: argparse.Namespace) -> int:
             dead = stack.enter_context(open(request.dead_letter, "wb")) if request.dead_letter else sys.stderr.buffer
             show = request.progress and err.is_terminal
             lines = run_backfill(request, resolution.catalog, spans, output, dead,
-                        progress=(lambda history: _progress(err, history)) if show else None)
+                                 progress=(lambda history: _progress(err, history)) if show else None, jobs=args.jobs)
     except OSError as exc:
         err.print(f"segments backfill: {exc.filename or request.output}: {exc.strerror or exc}", markup=False)
         return 1
     except KafkaException as exc:
         err.print(f"segments backfill: Kafka: {exc.args[0]}", markup=False)
         return 1
+    except JobFailed as exc:
+        err.print(f"segments backfill: {exc}", markup=False)
+        return 1
     err.print("\n".join(lines), markup=False)
     return 0
 
 
 @contextlib.contextmanager
-def _progress(console: Console, history: MergedHistory) -> Iterator[None]:
+def _progress(console: Console, history: Reading) -> Iterator[None]:
     """A bar per partition (records of its span taken into the merge, with ETA), refreshed from the
-    fetch loop (which runs whenever a partition's buffer runs dry)."""
+    fetch loop (which runs whenever a partition's buffer runs dry), or as a parallel backfill's
+    jobs report their positions."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
