@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import multiprocessing
+import os
 import time
 import traceback
 from collections import deque
@@ -109,6 +110,12 @@ class Outcome:
     stats: Stats
     now: int
     states: Iterable[tuple[str, bytes]] = ()       # for a hand-off: (customer id, dumped state) by customer id
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity, where the system says): --jobs by default."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def split(request: Request, spans: list[Span], jobs: int) -> list[list[Span]]:

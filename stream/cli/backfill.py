@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -70,22 +69,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "one transaction; needs --until now and a GROUP never used. Without it: only report")
     parser.add_argument("--isolation", choices=("read_committed", "read_uncommitted"), default="read_committed",
                         help="which input records are read (default read_committed)")
-    parser.add_argument("--jobs", type=_jobs, default=default_jobs(), metavar="N",
+    parser.add_argument("--jobs", type=_jobs, metavar="N",
                         help="processes running the engine, each over its own input partitions (every topic's "
-                             "partition p in the same one); the output is the same bytes whatever N. Without "
-                             "routed topics only: with them, one. Default: the cores this process may use "
-                             f"(here {default_jobs()})")
+                             "partition p in the same one), merged into the same bytes one engine writes, "
+                             "whatever N. Only without routed topics (their partitions hold any customer's "
+                             "events): with them, one. Default: the cores this process may use")
     parser.add_argument("--no-progress", action="store_true", help="no progress display, even on a terminal")
     parser.add_argument("--ignore-definitions-topic", action="store_true",
                         help="evaluate the segments file (--segments) alone. Default: the file and the definitions "
                              "topic, resolved as a worker with these settings resolves them (the topic's latest "
                              "record wins per segment), so live-defined segments are backfilled too")
-
-
-def default_jobs() -> int:
-    """The cores this process may run on (its affinity, where the system says)."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def _jobs(text: str) -> int:
@@ -207,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
 
     from stream.backfill.command import run as run_backfill
     from stream.backfill.definitions import evaluated, summary
-    from stream.backfill.jobs import JobFailed
+    from stream.backfill.jobs import JobFailed, cores
     from stream.backfill.plan import Span, plan
     from stream.cli.settings_args import load_config
     from stream.kafka.clients import kafka_problems
@@ -255,7 +248,8 @@ def run(args: argparse.Namespace) -> int:
             dead = stack.enter_context(open(request.dead_letter, "wb")) if request.dead_letter else sys.stderr.buffer
             show = request.progress and err.is_terminal
             lines = run_backfill(request, resolution.catalog, spans, output, dead,
-                                 progress=(lambda history: _progress(err, history)) if show else None, jobs=args.jobs)
+                                 progress=(lambda history: _progress(err, history)) if show else None,
+                                 jobs=args.jobs if args.jobs is not None else cores())
     except OSError as exc:
         err.print(f"segments backfill: {exc.filename or request.output}: {exc.strerror or exc}", markup=False)
         return 1

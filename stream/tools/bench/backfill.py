@@ -3,7 +3,7 @@ beside what bounds it, all measured in the same run over the same records:
 - the raw ceiling: confluent-kafka consume by assign + msgspec decode, nothing else;
 - the merged read: the backfill's reading, decoding and heap merge, without the engine;
 - the engine alone over the same events, pre-decoded, in merged order (one core);
-- the backfill end to end (changes written to /dev/null).
+- the backfill end to end (changes written to /dev/null), with one job, then with one per core.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from stream.backfill.command import run
-from stream.backfill.plan import plan
+from stream.backfill.jobs import cores
+from stream.backfill.plan import Span, plan
 from stream.backfill.reader import MergedHistory
 from stream.backfill.request import Request
 from stream.engine.core import Engine
@@ -26,6 +27,7 @@ from stream.tools.synth import shopper_events
 
 def run_backfill_bench(events: int, customers: int, seed: int) -> int:
     console = Console(highlight=False)
+    jobs = cores()
     table = Table(title=f"backfill, embedded broker, {PARTITIONS} partitions, {events:,} events over "
                         f"{customers:,} customers")
     for column in ("measure", "events/s", "x ceiling"):
@@ -54,13 +56,19 @@ def run_backfill_bench(events: int, customers: int, seed: int) -> int:
             engine.apply(event, out)
         engine_rate = len(merged) / (time.perf_counter() - started)
         del merged, engine, out
-        with open(os.devnull, "wb") as sink, open(os.devnull, "wb") as dead:
-            started = time.perf_counter()
-            run(request, load_catalog(), spans, sink, dead)
-            total_rate = len(lines) / (time.perf_counter() - started)
+        rates = [_backfill_rate(request, spans, len(lines), n) for n in (1, jobs)]
     for name, rate in (("consume + decode (ceiling)", ceiling), ("merged read: consume, decode, heap merge", read_rate),
                        ("engine alone, pre-decoded, merged order", engine_rate),
-                       ("backfill end to end", total_rate)):
+                       ("backfill end to end, --jobs 1", rates[0]),
+                       (f"backfill end to end, --jobs {jobs} (one per core)", rates[1])):
         table.add_row(name, f"{rate:,.0f}", f"{rate / ceiling:.2f}")
     console.print(table)
     return 0
+
+
+def _backfill_rate(request: Request, spans: list[Span], events: int, jobs: int) -> float:
+    """Events per second of the whole backfill (its jobs started, the merge, the sink) with `jobs`."""
+    with open(os.devnull, "wb") as sink, open(os.devnull, "wb") as dead:
+        started = time.perf_counter()
+        run(request, load_catalog(), spans, sink, dead, jobs=jobs)
+        return events / (time.perf_counter() - started)
