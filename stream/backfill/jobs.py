@@ -54,6 +54,7 @@ from stream.engine.store import MemoryStore
 from stream.errors import SegmentsError
 from stream.kafka.partition_ends import Key
 from stream.model.changes import SegmentChange, encode_change
+from stream.model.events import Event
 from stream.model.time import parse_rfc3339
 from stream.rules.catalog import Catalog, compile_catalog
 from stream.runtime import metrics
@@ -178,7 +179,7 @@ class Jobs:
     def merge(self, sink: TopicSink | FileSink, dead: BinaryIO) -> None:
         """The jobs' records in the order one engine writes them: changes to `sink`, dead letters to `dead`."""
         batch: list[Encoded] = []
-        for _, kind, key, value in heapq.merge(*(r.records() for r in self._running), key=itemgetter(0)):
+        for _, kind, key, value in in_order([r.records() for r in self._running]):
             if kind == CHANGE:
                 batch.append((key, value))
                 if len(batch) >= _FLUSH_EVERY:
@@ -299,19 +300,24 @@ def _by_customer(parts: list[Iterable[tuple[str, bytes]]]) -> Iterator[tuple[str
 # ---- in the job's process ---------------------------------------------------------------------------
 
 def work(job: Job, conn: Connection) -> None:
-    """A job's process: its engine over its partitions, every record sent; a failure is sent as its
-    reason (and the traceback printed) before the process ends."""
-    try:
+    """A job's process: its engine over its partitions, every record sent to `conn`."""
+    with reporting(conn):
         _work(job, conn)
+
+
+@contextlib.contextmanager
+def reporting(conn: Connection) -> Iterator[None]:
+    """In a job's process: a failure is sent as its reason (a Kafka error with its code), and the
+    traceback printed, before the process ends with status 1."""
+    try:
+        yield
     except BaseException as exc:
         traceback.print_exc()
         error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
         code = error.code() if isinstance(error, KafkaError) else None
         reason = error.str() if isinstance(error, KafkaError) else f"{type(exc).__name__}: {exc}"
-        try:
+        with contextlib.suppress(OSError):     # the backfill is gone already
             conn.send((FAILED, (code, reason)))
-        except OSError:
-            pass                 # the backfill is gone already
         raise SystemExit(1) from None
     finally:
         conn.close()
@@ -346,36 +352,57 @@ def _work(job: Job, conn: Connection) -> None:
             send()
 
     history.on_fetch = on_fetch
-    changes: list[SegmentChange] = []
-    apply, advance, encode = engine.apply, engine.advance, encode_change
     try:
-        for t, index, offset, event in history.entries():
-            if t > engine.now:
-                # The timers due by the event's time fire first (as in apply), sent with their places.
-                advance(t, changes)
-                if changes:
-                    _timed(changes, records)
-            apply(event, changes)
-            if changes:
-                place = (engine.now, 1, index_place[index], offset)
-                key = event.customer_id.encode()
-                records.extend([(place, CHANGE, key, encode(c)) for c in changes])
-                changes.clear()
-                if len(records) >= _CHUNK:
-                    send()
+        placed(engine, history.entries(), index_place, records, send)
     finally:
         history.close()
     send()
     conn.send((READ, engine.now))
     kind, now = conn.recv()
     assert kind == ADVANCE, kind
-    advance(now, changes)
-    if request.until is not None:
-        advance(request.until, changes)
-    _timed(changes, records)
+    finish(engine, now, request.until, records)
     send()
     states = list(dumped(store)) if request.handoff is not None else []
     conn.send((DONE, Outcome(history.counts, engine.stats, engine.now, states)))
+
+
+def placed(engine: Engine, entries: Iterable[tuple[int, int, int, Event]], places: list[int],
+           records: list[Record], full: Callable[[], None]) -> None:
+    """A job's engine over its events in merged order (`entries`, as MergedHistory.entries gives
+    them; `places`: each source index's in the whole merge), each change into `records` with its
+    place in one engine's output; `full` is called when they are many."""
+    changes: list[SegmentChange] = []
+    apply, advance, encode = engine.apply, engine.advance, encode_change
+    for t, index, offset, event in entries:
+        if t > engine.now:
+            # The timers due by the event's time fire first (as in apply), placed by deadline.
+            advance(t, changes)
+            if changes:
+                _timed(changes, records)
+        apply(event, changes)
+        if changes:
+            # engine.now is P: the event's time, or for a late event its partition's newest.
+            place = (engine.now, 1, places[index], offset)
+            key = event.customer_id.encode()
+            records.extend([(place, CHANGE, key, encode(c)) for c in changes])
+            changes.clear()
+            if len(records) >= _CHUNK:
+                full()
+
+
+def finish(engine: Engine, now: int, until: int | None, records: list[Record]) -> None:
+    """After a job's last event: to `now`, the newest event time of all jobs (the timers one engine
+    fired after the job's last event), then to --until; their changes into `records`, placed."""
+    changes: list[SegmentChange] = []
+    engine.advance(now, changes)
+    if until is not None:
+        engine.advance(until, changes)
+    _timed(changes, records)
+
+
+def in_order(streams: list[Iterator[Record]]) -> Iterator[Record]:
+    """The jobs' records (each job's in order) in one engine's order."""
+    return heapq.merge(*streams, key=itemgetter(0))
 
 
 def _timed(changes: list[SegmentChange], records: list[Record]) -> None:
