@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 
+from stream.backfill.garbage import rare_full_collections
 from stream.backfill.handoff import dumped, hand_off
 from stream.backfill.jobs import Outcome, run_jobs, split
 from stream.backfill.plan import Span
@@ -41,10 +42,11 @@ def run(request: Request, catalog: Catalog, spans: list[Span], output: BinaryIO 
     else:
         sink = FileSink(output)
     groups = split(request, spans, jobs)
-    if len(groups) > 1:
-        outcome = run_jobs(request, catalog, groups, sink, dead, progress)
-    else:
-        outcome = _one_engine(request, catalog, spans, sink, dead, progress)
+    with rare_full_collections():
+        if len(groups) > 1:
+            outcome = run_jobs(request, catalog, groups, sink, dead, progress)
+        else:
+            outcome = _one_engine(request, catalog, spans, sink, dead, progress)
     sink.close()
     dead.flush()
     counts, stats = outcome.counts, outcome.stats

@@ -43,6 +43,7 @@ from typing import Any, BinaryIO
 
 from confluent_kafka import KafkaError, KafkaException
 
+from stream.backfill.garbage import rare_full_collections
 from stream.backfill.handoff import dumped
 from stream.backfill.plan import Span
 from stream.backfill.reader import Counts, MergedHistory, Source, sources, started_clock
@@ -301,7 +302,7 @@ def _by_customer(parts: list[Iterable[tuple[str, bytes]]]) -> Iterator[tuple[str
 
 def work(job: Job, conn: Connection) -> None:
     """A job's process: its engine over its partitions, every record sent to `conn`."""
-    with reporting(conn):
+    with reporting(conn), rare_full_collections():
         _work(job, conn)
 
 
