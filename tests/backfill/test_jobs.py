@@ -190,3 +190,12 @@ def test_a_job_that_fails_or_dies_fails_the_backfill_with_its_reason(monkeypatch
     assert written.getvalue() == b""
     # every job ended: the one that failed, and those stopped after it
     assert not [r for r in running._running if r.process.is_alive()]
+
+
+def test_the_jobs_states_merge_by_customer_and_a_customer_in_two_jobs_fails_the_hand_off():
+    """Keyed topics partitioned otherwise than alike would put a customer in two jobs: no job holds
+    the state one engine would, so the hand-off fails instead of writing either."""
+    from stream.backfill.jobs import _by_customer
+    assert list(_by_customer([[("a", b"1"), ("c", b"3")], [("b", b"2")]])) == [("a", b"1"), ("b", b"2"), ("c", b"3")]
+    with pytest.raises(JobFailed, match="customer 'b' has events in partitions of two jobs"):
+        list(_by_customer([[("a", b"1"), ("b", b"2")], [("b", b"9")]]))
