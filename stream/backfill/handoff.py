@@ -65,8 +65,9 @@ def hand_off(config: WorkerConfig, group: str, states: Iterable[tuple[str, bytes
         producer.send_offsets_to_transaction([TopicPartition(s.topic, s.partition, s.end) for s in spans],
                                              member.consumer_group_metadata(), 60)
         producer.commit_transaction(120)
-    except KafkaException:
-        # An open transaction would hold back every read_committed reader of the changelog.
+    except BaseException:
+        # Whatever failed (Kafka, or the states given: a backfill job's), an open transaction would
+        # hold back every read_committed reader of the changelog until it timed out.
         with contextlib.suppress(KafkaException):
             producer.abort_transaction(30)
         raise
