@@ -42,29 +42,31 @@ def run(request: Request, catalog: Catalog, spans: list[Span], output: BinaryIO 
     else:
         sink = FileSink(output)
     groups = split(request, spans, jobs)
-    with rare_full_collections():
+    with contextlib.ExitStack() as running:
+        running.enter_context(rare_full_collections())
         if len(groups) > 1:
-            outcome = run_jobs(request, catalog, groups, sink, dead, progress)
+            # the jobs stay up until the hand-off has taken their states
+            outcome = running.enter_context(run_jobs(request, catalog, groups, sink, dead, progress))
         else:
             outcome = _one_engine(request, catalog, spans, sink, dead, progress)
-    sink.close()
-    dead.flush()
-    counts, stats = outcome.counts, outcome.stats
-    lines = ReplaySummary(counts.events, counts.dead_letters, time.perf_counter() - started, stats).lines()
-    lines.insert(2, f"outside       {counts.outside} (before --from or from --until on)")
-    lines.append(f"partitions    {len(spans)} ({sum(s.end - s.start for s in spans):,} records)")
-    if len(groups) < jobs:
-        why = "routed topics hold any customer's events" if config.routed_topics else "one per partition number"
-        lines.append(f"jobs          {len(groups)} of --jobs {jobs} ({why})")
-    else:
-        lines.append(f"jobs          {len(groups)}")
-    if outcome.now > BEFORE_TIME:         # the clock has moved: an event, or --until
-        lines.append(f"stream time   {format_rfc3339(outcome.now)}")
-    if request.handoff is not None:
-        customers, records = hand_off(config, request.handoff, outcome.states, outcome.now if stats.applied else None,
-                                      spans, partitions, catalog)
-        lines.append(f"handed off    {customers:,} customers ({records:,} records) to group "
-                     f"{request.handoff}: start the workers with --group-id {request.handoff}")
+        sink.close()
+        dead.flush()
+        counts, stats = outcome.counts, outcome.stats
+        lines = ReplaySummary(counts.events, counts.dead_letters, time.perf_counter() - started, stats).lines()
+        lines.insert(2, f"outside       {counts.outside} (before --from or from --until on)")
+        lines.append(f"partitions    {len(spans)} ({sum(s.end - s.start for s in spans):,} records)")
+        if len(groups) < jobs:
+            why = "routed topics hold any customer's events" if config.routed_topics else "one per partition number"
+            lines.append(f"jobs          {len(groups)} of --jobs {jobs} ({why})")
+        else:
+            lines.append(f"jobs          {len(groups)}")
+        if outcome.now > BEFORE_TIME:         # the clock has moved: an event, or --until
+            lines.append(f"stream time   {format_rfc3339(outcome.now)}")
+        if request.handoff is not None:
+            customers, records = hand_off(config, request.handoff, outcome.states,
+                                          outcome.now if stats.applied else None, spans, partitions, catalog)
+            lines.append(f"handed off    {customers:,} customers ({records:,} records) to group "
+                         f"{request.handoff}: start the workers with --group-id {request.handoff}")
     return lines
 
 

@@ -61,14 +61,15 @@ from stream.rules.catalog import Catalog, compile_catalog
 from stream.runtime import metrics
 
 # What a job sends: records (with its partitions' progress), then READ (its clock, once its history
-# is read), then, told to ADVANCE to the clock of all, the last records and DONE (its outcome).
-# FAILED (the reason) instead, whenever it fails.
-RECORDS, READ, ADVANCE, DONE, FAILED = range(5)
+# is read), then, told to ADVANCE to the clock of all, the last records and DONE (its outcome), and
+# for a hand-off its STATES (chunks, then None). FAILED (the reason) instead, whenever it fails.
+RECORDS, READ, ADVANCE, DONE, STATES, FAILED = range(6)
 # A record: (place, kind, key, value); a change's key is its customer id, a dead letter's empty.
 CHANGE, DEAD = 0, 1
 Record = tuple[tuple, int, bytes, bytes]
 
 _CHUNK = 2048              # records per message
+_STATES_CHUNK = 1000       # states per message (a state is some KB: a chunk is a few MB)
 _SEND_EVERY = 0.25         # seconds: a job with few records still reports its progress this often
 _AHEAD = 64                # messages taken ahead from a job while the merge waits for another one
 _FLUSH_EVERY = 4096        # changes per write to the sink
@@ -139,9 +140,12 @@ def split(request: Request, spans: list[Span], jobs: int) -> list[list[Span]]:
     return [group for group in sets if group] or [spans]
 
 
+@contextlib.contextmanager
 def run_jobs(request: Request, catalog: Catalog, groups: list[list[Span]], sink: TopicSink | FileSink,
-             dead: BinaryIO, progress: Callable[[Jobs], contextlib.AbstractContextManager] | None) -> Outcome:
-    """The backfill over one job per group of spans, merged into `sink` and `dead`."""
+             dead: BinaryIO, progress: Callable[[Jobs], contextlib.AbstractContextManager] | None
+             ) -> Iterator[Outcome]:
+    """The backfill over one job per group of spans, merged into `sink` and `dead`; its outcome,
+    whose states (for a hand-off) the jobs send as they are taken. The jobs end on leaving."""
     spans = [span for group in groups for span in group]
     places = {source.span.key: source.index for source in sources(spans)}
     definitions, clock = file_definitions(catalog), started_clock()
@@ -150,7 +154,7 @@ def run_jobs(request: Request, catalog: Catalog, groups: list[list[Span]], sink:
     try:
         with progress(jobs) if progress else contextlib.nullcontext():
             jobs.merge(sink, dead)
-        return jobs.outcome()
+        yield jobs.outcome(request.handoff is not None)
     finally:
         jobs.close()
 
@@ -190,7 +194,8 @@ class Jobs:
                 dead.write(value)
         sink.write_encoded(batch)
 
-    def outcome(self) -> Outcome:
+    def outcome(self, handoff: bool) -> Outcome:
+        """The jobs' outcomes summed; with a hand-off, their states as they send them."""
         outcomes = [r.outcome for r in self._running]
         assert all(o is not None for o in outcomes), "the merge ran to every job's end"
         done = [o for o in outcomes if o is not None]
@@ -199,7 +204,8 @@ class Jobs:
             for total, part in ((counts, o.counts), (stats, o.stats)):
                 for f in fields(total):
                     setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
-        return Outcome(counts, stats, max(o.now for o in done), _by_customer([o.states for o in done]))
+        states = _by_customer([r.states() for r in self._running]) if handoff else iter(())
+        return Outcome(counts, stats, max(o.now for o in done), states)
 
     def close(self) -> None:
         """Every job ended: those still running (after a failure elsewhere) are stopped."""
@@ -270,6 +276,15 @@ class _Running:
         elif kind == DONE:
             self.finished = True
         self.pending.append(message)
+
+    def states(self) -> Iterator[tuple[str, bytes]]:
+        """The job's states, dumped, by customer id, as it sends them after DONE."""
+        while True:
+            self.take()
+            _, chunk = self.pending.popleft()
+            if chunk is None:
+                return
+            yield from chunk
 
     def records(self) -> Iterator[Record]:
         while True:
@@ -363,8 +378,17 @@ def _work(job: Job, conn: Connection) -> None:
     assert kind == ADVANCE, kind
     finish(engine, now, request.until, records)
     send()
-    states = list(dumped(store)) if request.handoff is not None else []
-    conn.send((DONE, Outcome(history.counts, engine.stats, engine.now, states)))
+    conn.send((DONE, Outcome(history.counts, engine.stats, engine.now)))
+    if request.handoff is not None:
+        # A chunk at a time, as the hand-off takes them: neither process holds all the states dumped.
+        chunk: list[tuple[str, bytes]] = []
+        for state in dumped(store):
+            chunk.append(state)
+            if len(chunk) >= _STATES_CHUNK:
+                conn.send((STATES, chunk))
+                chunk = []
+        conn.send((STATES, chunk))
+        conn.send((STATES, None))
 
 
 def placed(engine: Engine, entries: Iterable[tuple[int, int, int, Event]], places: list[int],

@@ -355,8 +355,8 @@ def _partitions_of(bootstrap: str, topic: str) -> dict[int, list[tuple[bytes, by
 def test_jobs_hand_off_and_publish_what_one_job_does(kafka_bootstrap, unique_topic, tmp_path, capsys):
     """With a hand-off and a Kafka output: the changelog (every state, the stream time, the
     definitions record), the group's offsets and the changes topic, partition by partition,
-    whatever --jobs."""
-    lines = list(shopper_events(300, 3000, seed=3))
+    whatever --jobs (each job sends its states in several chunks)."""
+    lines = list(shopper_events(5000, 8000, seed=3))
     for i in range(30, len(lines) - 30, 30):
         lines.insert(i + 20, lines.pop(i))
     topic = f"{unique_topic}-in"
@@ -377,7 +377,7 @@ def test_jobs_hand_off_and_publish_what_one_job_does(kafka_bootstrap, unique_top
         written[jobs] = (_partitions_of(kafka_bootstrap, f"{group}-state-changelog"),
                          _partitions_of(kafka_bootstrap, output), offsets)
     changelog, changes, offsets = written[1]
-    assert sum(len(r) for r in changelog.values()) > 300 and sum(len(r) for r in changes.values()) > 300
+    assert sum(len(r) for r in changelog.values()) > 3000 and sum(len(r) for r in changes.values()) > 300
     assert offsets == [(p, n) for p, n in offsets if n > 0] and len(offsets) == PARTITIONS
     assert written[2] == written[1]
 
