@@ -29,9 +29,9 @@ _FLUSH_EVERY = 4096
 
 
 def run(request: Request, catalog: Catalog, spans: list[Span], output: BinaryIO | None, dead: BinaryIO,
-        progress: Callable[[Reading], contextlib.AbstractContextManager] | None = None, jobs: int = 1) -> list[str]:
-    """The backfill proper, over up to `jobs` processes (the same bytes whatever their number:
-    stream.backfill.jobs); returns the summary lines."""
+        progress: Callable[[Reading], contextlib.AbstractContextManager] | None = None) -> list[str]:
+    """The backfill proper, over up to `request.jobs` processes (the same bytes whatever their
+    number: stream.backfill.jobs); returns the summary lines."""
     started = time.perf_counter()
     config = request.config
     partitions = max((s.partition for s in spans if s.topic in config.input_topics), default=0) + 1
@@ -41,6 +41,7 @@ def run(request: Request, catalog: Catalog, spans: list[Span], output: BinaryIO 
         sink = TopicSink(config, request.output_topic, partitions)
     else:
         sink = FileSink(output)
+    jobs = request.jobs
     groups = split(request, spans, jobs)
     with contextlib.ExitStack() as running:
         running.enter_context(rare_full_collections())

@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "one transaction; needs --until now and a GROUP never used. Without it: only report")
     parser.add_argument("--isolation", choices=("read_committed", "read_uncommitted"), default="read_committed",
                         help="which input records are read (default read_committed)")
-    parser.add_argument("--jobs", type=_jobs, metavar="N",
+    parser.add_argument("--jobs", metavar="N",
                         help="processes running the engine, each over its own input partitions (every topic's "
                              "partition p in the same one), merged into the same bytes one engine writes, "
                              "whatever N. Only without routed topics (their partitions hold any customer's "
@@ -79,16 +79,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="evaluate the segments file (--segments) alone. Default: the file and the definitions "
                              "topic, resolved as a worker with these settings resolves them (the topic's latest "
                              "record wins per segment), so live-defined segments are backfilled too")
-
-
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, 1 or more")
-    return value
 
 
 class ArgumentProblems(Problems):
@@ -154,6 +144,13 @@ def parse_request(args: argparse.Namespace, config: WorkerConfig | None, problem
         fields["seek_margin"] = parse_duration(args.seek_margin)
     except ValueError as exc:
         problems.append(f"--seek-margin: {exc}")
+    if args.jobs is None:
+        from stream.backfill.jobs import cores
+        fields["jobs"] = cores()
+    elif args.jobs.strip().isdigit() and int(args.jobs) >= 1:
+        fields["jobs"] = int(args.jobs)
+    else:
+        problems.append(f"--jobs: {args.jobs!r} is not a whole number, 1 or more")
     if fields.get("from_time") is not None and fields.get("until") is not None \
             and fields["until"] <= fields["from_time"]:
         problems.append(f"--until {args.until} is not after --from {args.start}: the window is empty")
@@ -200,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
 
     from stream.backfill.command import run as run_backfill
     from stream.backfill.definitions import evaluated, summary
-    from stream.backfill.jobs import JobFailed, cores
+    from stream.backfill.jobs import JobFailed
     from stream.backfill.plan import Span, plan
     from stream.cli.settings_args import load_config
     from stream.kafka.clients import kafka_problems
@@ -248,8 +245,7 @@ def run(args: argparse.Namespace) -> int:
             dead = stack.enter_context(open(request.dead_letter, "wb")) if request.dead_letter else sys.stderr.buffer
             show = request.progress and err.is_terminal
             lines = run_backfill(request, resolution.catalog, spans, output, dead,
-                                 progress=(lambda history: _progress(err, history)) if show else None,
-                                 jobs=args.jobs if args.jobs is not None else cores())
+                                 progress=(lambda history: _progress(err, history)) if show else None)
     except OSError as exc:
         err.print(f"segments backfill: {exc.filename or request.output}: {exc.strerror or exc}", markup=False)
         return 1

@@ -10,6 +10,7 @@ beside what bounds it, all measured in the same run over the same records:
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import time
@@ -84,7 +85,7 @@ def _backfill_rate(request: Request, spans: list[Span], events: int, jobs: int) 
     """Events per second of the whole backfill (its jobs started, the merge, the sink) with `jobs`."""
     with open(os.devnull, "wb") as sink, open(os.devnull, "wb") as dead:
         started = time.perf_counter()
-        run(request, load_catalog(), spans, sink, dead, jobs=jobs)
+        run(dataclasses.replace(request, jobs=jobs), load_catalog(), spans, sink, dead)
         return events / (time.perf_counter() - started)
 
 
