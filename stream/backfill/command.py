@@ -9,9 +9,11 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 
-from stream.backfill.handoff import hand_off
+from stream.backfill.garbage import rare_full_collections
+from stream.backfill.handoff import dumped, hand_off
+from stream.backfill.jobs import Outcome, run_jobs, split
 from stream.backfill.plan import Span
-from stream.backfill.reader import MergedHistory
+from stream.backfill.reader import MergedHistory, Reading
 from stream.backfill.request import Request
 from stream.backfill.sinks import FileSink, TopicSink
 from stream.engine.core import Engine
@@ -27,8 +29,9 @@ _FLUSH_EVERY = 4096
 
 
 def run(request: Request, catalog: Catalog, spans: list[Span], output: BinaryIO | None, dead: BinaryIO,
-        progress: Callable[[MergedHistory], contextlib.AbstractContextManager] | None = None) -> list[str]:
-    """The backfill proper; returns the summary lines."""
+        progress: Callable[[Reading], contextlib.AbstractContextManager] | None = None) -> list[str]:
+    """The backfill proper, over up to `request.jobs` processes (the same bytes whatever their
+    number: stream.backfill.jobs); returns the summary lines."""
     started = time.perf_counter()
     config = request.config
     partitions = max((s.partition for s in spans if s.topic in config.input_topics), default=0) + 1
@@ -38,6 +41,39 @@ def run(request: Request, catalog: Catalog, spans: list[Span], output: BinaryIO 
         sink = TopicSink(config, request.output_topic, partitions)
     else:
         sink = FileSink(output)
+    jobs = request.jobs
+    groups = split(request, spans, jobs)
+    with contextlib.ExitStack() as running:
+        running.enter_context(rare_full_collections())
+        if len(groups) > 1:
+            # the jobs stay up until the hand-off has taken their states
+            outcome = running.enter_context(run_jobs(request, catalog, groups, sink, dead, progress))
+        else:
+            outcome = _one_engine(request, catalog, spans, sink, dead, progress)
+        sink.close()
+        dead.flush()
+        counts, stats = outcome.counts, outcome.stats
+        lines = ReplaySummary(counts.events, counts.dead_letters, time.perf_counter() - started, stats).lines()
+        lines.insert(2, f"outside       {counts.outside} (before --from or from --until on)")
+        lines.append(f"partitions    {len(spans)} ({sum(s.end - s.start for s in spans):,} records)")
+        if len(groups) < jobs:
+            why = "routed topics hold any customer's events" if config.routed_topics else "one per partition number"
+            lines.append(f"jobs          {len(groups)} of --jobs {jobs} ({why})")
+        else:
+            lines.append(f"jobs          {len(groups)}")
+        if outcome.now > BEFORE_TIME:         # the clock has moved: an event, or --until
+            lines.append(f"stream time   {format_rfc3339(outcome.now)}")
+        if request.handoff is not None:
+            customers, records = hand_off(config, request.handoff, outcome.states,
+                                          outcome.now if stats.applied else None, spans, partitions, catalog)
+            lines.append(f"handed off    {customers:,} customers ({records:,} records) to group "
+                         f"{request.handoff}: start the workers with --group-id {request.handoff}")
+    return lines
+
+
+def _one_engine(request: Request, catalog: Catalog, spans: list[Span], sink: TopicSink | FileSink, dead: BinaryIO,
+                progress: Callable[[Reading], contextlib.AbstractContextManager] | None) -> Outcome:
+    """One engine over the merged history, in this process."""
     store = MemoryStore()
     metrics.count_sheds()           # state shed to stay in bounds is counted and logged, as in a worker
     engine = Engine(catalog, store)
@@ -57,19 +93,6 @@ def run(request: Request, catalog: Catalog, spans: list[Span], output: BinaryIO 
         if request.until is not None:
             engine.advance(request.until, changes)
         sink.write(changes)
-        sink.close()
-        dead.flush()
     finally:
         history.close()
-    counts = history.counts
-    lines = ReplaySummary(counts.events, counts.dead_letters, time.perf_counter() - started, engine.stats).lines()
-    lines.insert(2, f"outside       {counts.outside} (before --from or from --until on)")
-    lines.append(f"partitions    {len(spans)} ({sum(s.end - s.start for s in spans):,} records)")
-    if engine.now > BEFORE_TIME:         # the clock has moved: an event, or --until
-        lines.append(f"stream time   {format_rfc3339(engine.now)}")
-    if request.handoff is not None:
-        records = hand_off(config, request.handoff, store, engine.now if engine.stats.applied else None,
-                           spans, partitions, catalog)
-        lines.append(f"handed off    {len(store):,} customers ({records:,} records) to group "
-                     f"{request.handoff}: start the workers with --group-id {request.handoff}")
-    return lines
+    return Outcome(history.counts, engine.stats, engine.now, dumped(store) if request.handoff is not None else ())

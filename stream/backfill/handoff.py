@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Iterable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -20,11 +21,16 @@ from stream.runtime.settings import WorkerConfig
 from stream.storage.keys import stream_time_record
 
 
-def hand_off(config: WorkerConfig, group: str, states: MemoryStore, now: int | None, spans: list[Span],
-             partitions: int, catalog: Catalog) -> int:
-    """The rebuilt state as the workers of `group` restore it (with the definitions of `catalog` it
-    was evaluated under), and their input offsets at each span's end, in one transaction. Returns
-    the number of changelog records."""
+def dumped(store: MemoryStore) -> Iterator[tuple[str, bytes]]:
+    """A store's states as hand_off takes them: (customer id, dump_state) by customer id."""
+    return ((customer_id, dump_state(store[customer_id])) for customer_id in sorted(store))
+
+
+def hand_off(config: WorkerConfig, group: str, states: Iterable[tuple[str, bytes]], now: int | None,
+             spans: list[Span], partitions: int, catalog: Catalog) -> tuple[int, int]:
+    """The rebuilt state (dumped, by customer id: `dumped`) as the workers of `group` restore it
+    (with the definitions of `catalog` it was evaluated under), and their input offsets at each
+    span's end, in one transaction. Returns the number of customers and of changelog records."""
     target = dataclasses.replace(config, group_id=group)
     topic = target.changelog_topic
     ensure_topics(worker_client_config(config), [topic_spec(target, topic, partitions)])
@@ -45,8 +51,10 @@ def hand_off(config: WorkerConfig, group: str, states: MemoryStore, now: int | N
         producer.begin_transaction()
         # Keyed by customer id with the workers' partitioner: each state lands in the partition of
         # the changelog that the worker owning the customer's input partition restores.
-        for customer_id in sorted(states):
-            produce(producer, topic, customer_id.encode(), dump_state(states[customer_id]))
+        customers = 0
+        for customer_id, state in states:
+            produce(producer, topic, customer_id.encode(), state)
+            customers += 1
         meta = [handoff_record(catalog), *([stream_time_record(now)] if now is not None else [])]
         for partition in range(partitions):
             for key, value in meta:
@@ -57,12 +65,13 @@ def hand_off(config: WorkerConfig, group: str, states: MemoryStore, now: int | N
         producer.send_offsets_to_transaction([TopicPartition(s.topic, s.partition, s.end) for s in spans],
                                              member.consumer_group_metadata(), 60)
         producer.commit_transaction(120)
-    except KafkaException:
-        # An open transaction would hold back every read_committed reader of the changelog.
+    except BaseException:
+        # Whatever failed (Kafka, or the states given: a backfill job's), an open transaction would
+        # hold back every read_committed reader of the changelog until it timed out.
         with contextlib.suppress(KafkaException):
             producer.abort_transaction(30)
         raise
     finally:
         member.close()
         producer.flush(0)
-    return len(states) + partitions * len(meta)
+    return customers, customers + partitions * len(meta)

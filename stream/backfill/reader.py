@@ -8,6 +8,7 @@ import heapq
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 from collections.abc import Callable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -15,7 +16,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from stream.backfill.plan import Span, consumer_config
 from stream.backfill.request import Request
 from stream.kafka.partition_ends import consume_ready
-from stream.model.events import DeadLetter
+from stream.model.events import DeadLetter, Event
 from stream.model.time import AFTER_TIME, BEFORE_TIME, SECOND, from_datetime
 from stream.runtime.intake import Intake
 
@@ -23,7 +24,9 @@ _PAUSE_ABOVE = 20_000        # messages buffered for one partition before its fe
 
 
 @dataclass
-class _Source:
+class Source:
+    """One partition's reading: what is buffered, how far it got (the progress display reads
+    `position`), and its place in the merge (`index`, the tie-break after occurred_at)."""
     index: int
     span: Span
     buffer: deque = dataclasses.field(default_factory=deque)
@@ -45,22 +48,40 @@ class Counts:
     outside: int = 0            # valid events left out by --from / --until
 
 
+class Reading(Protocol):
+    """What the progress display reads: each partition's position, refreshed through on_fetch (a
+    MergedHistory's own, or a parallel backfill's as its jobs report them)."""
+    sources: list[Source]
+    on_fetch: Callable[[], None] | None
+
+
+def sources(spans: list[Span]) -> list[Source]:
+    """The spans' sources, indexed in (topic, partition) order: the merge's tie-break."""
+    return [Source(i, span) for i, span in enumerate(sorted(spans, key=lambda s: s.key))]
+
+
+def started_clock() -> int:
+    """The wall clock (microseconds) events too far ahead are judged against, taken once per run."""
+    return int(time.time() * SECOND)
+
+
 class MergedHistory:
     """The spans' events in merged order, each partition filtered by the window before the merge
     (so the order of the events kept does not depend on how far back reading started)."""
 
-    def __init__(self, request: Request, spans: list[Span], on_dead: Callable[[Span, int, DeadLetter], None]):
+    def __init__(self, request: Request, spans: list[Span], on_dead: Callable[[Span, int, DeadLetter], None],
+                 clock: int | None = None):
         self.request = request
-        self.sources = [_Source(i, span) for i, span in enumerate(sorted(spans, key=lambda s: s.key))]
+        self.sources = sources(spans)
         self.by_key = {s.span.key: s for s in self.sources}
         self.on_dead = on_dead
         self.counts = Counts()
         # What a worker would make of each message (Intake: the decoder, the key of a keyed topic,
         # the clock), so a hand-off holds no event the workers refuse. Events too far ahead are
         # judged against the wall clock when the backfill started (fixed for the run, so its
-        # order stays reproducible).
+        # order stays reproducible; `clock` gives it, when the run's jobs must share one).
         self._admit = Intake(request.config).admit
-        self._clock = int(time.time() * SECOND)
+        self._clock = started_clock() if clock is None else clock
         self._consumer = Consumer(consumer_config(request.config, "read_committed" if request.read_committed
                                           else "read_uncommitted"))
         self.on_fetch: Callable[[], None] | None = None   # progress display
@@ -68,7 +89,11 @@ class MergedHistory:
     def close(self) -> None:
         self._consumer.close()
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Iterator[Event]:
+        return (entry[3] for entry in self.entries())
+
+    def entries(self) -> Iterator[tuple[int, int, int, Event]]:
+        """The events in merged order with their place in it: (occurred_at, source index, offset, event)."""
         reading = [s for s in self.sources if not s.done]
         if reading:
             self._consumer.assign([TopicPartition(s.span.topic, s.span.partition, s.span.start) for s in reading])
@@ -77,11 +102,11 @@ class MergedHistory:
             self._push_next(source, heap)
         pop, push_next, sources = heapq.heappop, self._push_next, self.sources
         while heap:
-            _, index, _, event = pop(heap)
-            yield event
-            push_next(sources[index], heap)
+            entry = pop(heap)
+            yield entry
+            push_next(sources[entry[1]], heap)
 
-    def _push_next(self, source: _Source, heap: list) -> None:
+    def _push_next(self, source: Source, heap: list) -> None:
         """Put the source's next event inside the window on the heap (none when it has no more)."""
         request, counts = self.request, self.counts
         since = request.from_time if request.from_time is not None else BEFORE_TIME
@@ -117,7 +142,7 @@ class MergedHistory:
             heapq.heappush(heap, (t, source.index, offset, event))
             return
 
-    def _fetch(self, wanted: _Source) -> None:
+    def _fetch(self, wanted: Source) -> None:
         """Consume until `wanted` has a message or is done, buffering what arrives for the others;
         a partition that has buffered plenty pauses until it runs dry."""
         consumer = self._consumer
@@ -149,7 +174,7 @@ class MergedHistory:
             if self.on_fetch is not None:
                 self.on_fetch()
 
-    def _finish(self, source: _Source) -> None:
+    def _finish(self, source: Source) -> None:
         if not source.done:
             source.done = True
             source.received = source.span.end

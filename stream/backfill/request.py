@@ -23,6 +23,8 @@ class Request:
     handoff: str | None = None
     read_committed: bool = True
     progress: bool = True
+    jobs: int = 1                                    # engine processes (stream.backfill.jobs); the command's
+                                                     # default is one per core
 
     @property
     def topics(self) -> tuple[str, ...]:

@@ -13,6 +13,9 @@ from stream.replay.driver import write_changes
 from stream.runtime.topics import worker_topics
 from stream.runtime.settings import WorkerConfig
 
+# A change as it goes out: its key (the customer id) and its JSON (encode_change).
+Encoded = tuple[bytes, bytes]
+
 
 class TopicSink:
     """Changes to a Kafka topic, keyed by customer id (murmur2, like the workers' changes)."""
@@ -34,6 +37,11 @@ class TopicSink:
             produce(self._producer, self.topic, change.customer_id.encode(), encode_change(change))
         changes.clear()
 
+    def write_encoded(self, changes: list[Encoded]) -> None:
+        """Changes already encoded (by a backfill's jobs), in the order they go out."""
+        for key, value in changes:
+            produce(self._producer, self.topic, key, value)
+
     def close(self) -> None:
         left = self._producer.flush(60)
         if left or self.failed:
@@ -49,6 +57,11 @@ class FileSink:
 
     def write(self, changes: list[SegmentChange]) -> None:
         write_changes(self.handle, changes)
+
+    def write_encoded(self, changes: list[Encoded]) -> None:
+        """Changes already encoded (by a backfill's jobs), in the order they go out: the same lines
+        as `write` gives the changes."""
+        self.handle.write(b"".join([value + b"\n" for _, value in changes]))
 
     def close(self) -> None:
         self.handle.flush()

@@ -17,7 +17,7 @@ from stream.runtime.settings import WorkerConfig
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from stream.backfill.reader import MergedHistory
+    from stream.backfill.reader import Reading
     from stream.backfill.request import Request
     from stream.kafka.partition_ends import Key
 
@@ -69,6 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "one transaction; needs --until now and a GROUP never used. Without it: only report")
     parser.add_argument("--isolation", choices=("read_committed", "read_uncommitted"), default="read_committed",
                         help="which input records are read (default read_committed)")
+    parser.add_argument("--jobs", metavar="N",
+                        help="processes running the engine, each over its own input partitions (every topic's "
+                             "partition p in the same one), merged into the same bytes one engine writes, "
+                             "whatever N. Only without routed topics (their partitions hold any customer's "
+                             "events): with them, one. Default: the cores this process may use")
     parser.add_argument("--no-progress", action="store_true", help="no progress display, even on a terminal")
     parser.add_argument("--ignore-definitions-topic", action="store_true",
                         help="evaluate the segments file (--segments) alone. Default: the file and the definitions "
@@ -139,6 +144,13 @@ def parse_request(args: argparse.Namespace, config: WorkerConfig | None, problem
         fields["seek_margin"] = parse_duration(args.seek_margin)
     except ValueError as exc:
         problems.append(f"--seek-margin: {exc}")
+    if args.jobs is None:
+        from stream.backfill.jobs import cores
+        fields["jobs"] = cores()
+    elif args.jobs.strip().isdigit() and int(args.jobs) >= 1:
+        fields["jobs"] = int(args.jobs)
+    else:
+        problems.append(f"--jobs: {args.jobs!r} is not a whole number, 1 or more")
     if fields.get("from_time") is not None and fields.get("until") is not None \
             and fields["until"] <= fields["from_time"]:
         problems.append(f"--until {args.until} is not after --from {args.start}: the window is empty")
@@ -185,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
 
     from stream.backfill.command import run as run_backfill
     from stream.backfill.definitions import evaluated, summary
+    from stream.backfill.jobs import JobFailed
     from stream.backfill.plan import Span, plan
     from stream.cli.settings_args import load_config
     from stream.kafka.clients import kafka_problems
@@ -232,21 +245,25 @@ def run(args: argparse.Namespace) -> int:
             dead = stack.enter_context(open(request.dead_letter, "wb")) if request.dead_letter else sys.stderr.buffer
             show = request.progress and err.is_terminal
             lines = run_backfill(request, resolution.catalog, spans, output, dead,
-                        progress=(lambda history: _progress(err, history)) if show else None)
+                                 progress=(lambda history: _progress(err, history)) if show else None)
     except OSError as exc:
         err.print(f"segments backfill: {exc.filename or request.output}: {exc.strerror or exc}", markup=False)
         return 1
     except KafkaException as exc:
         err.print(f"segments backfill: Kafka: {exc.args[0]}", markup=False)
         return 1
+    except JobFailed as exc:
+        err.print(f"segments backfill: {exc}", markup=False)
+        return 1
     err.print("\n".join(lines), markup=False)
     return 0
 
 
 @contextlib.contextmanager
-def _progress(console: Console, history: MergedHistory) -> Iterator[None]:
+def _progress(console: Console, history: Reading) -> Iterator[None]:
     """A bar per partition (records of its span taken into the merge, with ETA), refreshed from the
-    fetch loop (which runs whenever a partition's buffer runs dry)."""
+    fetch loop (which runs whenever a partition's buffer runs dry), or as a parallel backfill's
+    jobs report their positions."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

@@ -113,3 +113,41 @@ def test_a_rejected_topic_record_is_named_and_the_file_definition_evaluated():
     assert resolution.definitions["loyal"] == file_definitions(load_catalog())["loyal"]
     (line,) = summary(resolution, "w")[1:]
     assert line.startswith("rejected      loyal from topic offset 7: ") and "not newer" in line
+
+
+class _Producer:
+    """Stands for the transactional producer: records what the hand-off asks of it."""
+
+    def __init__(self, _config: dict):
+        self.calls: list[str] = []
+        made.append(self)
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: self.calls.append(name) or 0
+
+
+made: list[_Producer] = []
+
+
+def test_a_hand_off_whose_states_fail_midway_aborts_its_transaction(monkeypatch):
+    """The states come from the backfill's jobs as they are merged: a failure there (a customer in
+    two jobs) must abort the transaction, not leave it open to hold back the changelog's readers."""
+    from stream.backfill import handoff
+    from stream.backfill.jobs import JobFailed
+    from stream.backfill.plan import Span
+    from stream.runtime.settings import WorkerConfig
+    monkeypatch.setattr(handoff, "Producer", _Producer)
+    monkeypatch.setattr(handoff, "Consumer", lambda _config: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(handoff, "ensure_topics", lambda *_: None)
+
+    def states():
+        yield "a", b"state"
+        raise JobFailed("customer 'b' has events in partitions of two jobs")
+
+    made.clear()
+    with pytest.raises(JobFailed):
+        handoff.hand_off(WorkerConfig(bootstrap_servers="127.0.0.1:1", input_topics=("t",)), "g", states(), 1,
+                         [Span("t", 0, 0, 1)], 1, load_catalog())
+    (producer,) = made
+    assert producer.calls[:3] == ["init_transactions", "begin_transaction", "produce"]
+    assert "abort_transaction" in producer.calls and "commit_transaction" not in producer.calls

@@ -27,11 +27,12 @@ def test_every_bad_offset_item_is_named():
 
 def test_unusable_arguments_exit_2_with_every_problem_listed(capsys):
     code = main(["backfill", "--output", "out.jsonl", "--from", "yesterday", "--until", "2025-13-01",
-                 "--seek-margin", "0", "--max-message-bytes", "0"])
+                 "--seek-margin", "0", "--max-message-bytes", "0", "--jobs", "0"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("segments backfill: unusable arguments:\n  - "), err
     for expected in ("--max-message-bytes: must be positive", "--from: not an RFC 3339 timestamp: 'yesterday'",
-                     "--until: not an RFC 3339 timestamp: '2025-13-01'", "--seek-margin: a duration is"):
+                     "--until: not an RFC 3339 timestamp: '2025-13-01'", "--seek-margin: a duration is",
+                     "--jobs: '0' is not a whole number, 1 or more"):
         assert expected in err, err
 
 
@@ -60,6 +61,7 @@ def test_the_backfill_subcommand_runs_the_backfill(capsys):
     parser = argparse.ArgumentParser(prog="segments")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["backfill", "--output", "out.jsonl", "--from", "yesterday"])
-    assert (args.until, args.seek_margin, args.isolation, args.handoff) == ("now", "1h", "read_committed", None)
+    assert (args.until, args.seek_margin, args.isolation, args.handoff, args.jobs) == \
+        ("now", "1h", "read_committed", None, None)
     assert args.run(args) == 2
     assert "--from: not an RFC 3339 timestamp: 'yesterday'" in capsys.readouterr().err

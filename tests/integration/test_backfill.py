@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 import yaml
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from stream.kafka.topic_admin import ensure_topics
 from stream.cli.main import main
@@ -319,3 +319,109 @@ def test_an_event_keyed_otherwise_than_its_customer_is_a_dead_letter_as_on_a_wor
     assert count(summary, "dead letters") == 2 and count(summary, "events") == 1
     assert "key 'someone-else'" in dead[stray.decode()] and _decode(stray).customer_id in dead[stray.decode()]
     assert dead[keyless.decode()].startswith("no key on a topic keyed by customer id")
+
+
+# ---- --jobs: engines in several processes, the bytes of one ---------------------------------------
+
+
+def test_jobs_write_the_bytes_of_one_job_for_every_window(kafka_bootstrap, history, tmp_path, capsys):
+    """Changes and dead letters byte for byte whatever --jobs, over late events and bad messages,
+    for the whole history, a --from time, --from offsets and an --until past the last event."""
+    a, b = history["topics"]
+    times = sorted(t for line in history["lines"] if (t := _time(line)) is not None)
+    windows = {"all": (), "from": ("--from", format_rfc3339(times[len(times) // 2]), "--seek-margin", "1s"),
+               "offsets": ("--from", f"{a}:0=100,{b}:2=7"),
+               "until": ("--until", format_rfc3339(times[-1] + 30 * 86_400_000_000))}
+    for window, args in windows.items():
+        written = {}
+        for jobs in (1, 2, 3):
+            name = f"{window}-{jobs}"
+            out, summary = backfill(kafka_bootstrap, history["topics"], tmp_path, capsys, *args, "--jobs", str(jobs),
+                                    name=name)
+            assert re.search(rf"^jobs\s+{jobs}$", summary, re.M), summary
+            written[jobs] = (out, (tmp_path / f"{name}-dead.jsonl").read_bytes(), count(summary, "late"))
+        assert written[1][0].count(b"\n") > 100
+        assert written[2] == written[1] and written[3] == written[1], window
+    assert written[1][1].count(b"\n") == 2 and written[1][2] > 50       # dead letters and late events, too
+
+
+def _partitions_of(bootstrap: str, topic: str) -> dict[int, list[tuple[bytes, bytes]]]:
+    records: dict[int, list[tuple[bytes, bytes]]] = {}
+    for msg in conformance.read_messages(bootstrap, topic, PARTITIONS):
+        records.setdefault(msg.partition(), []).append((msg.key(), msg.value()))
+    return records
+
+
+def test_jobs_hand_off_and_publish_what_one_job_does(kafka_bootstrap, unique_topic, tmp_path, capsys):
+    """With a hand-off and a Kafka output: the changelog (every state, the stream time, the
+    definitions record), the group's offsets and the changes topic, partition by partition,
+    whatever --jobs (each job sends its states in several chunks)."""
+    lines = list(shopper_events(5000, 8000, seed=3))
+    for i in range(30, len(lines) - 30, 30):
+        lines.insert(i + 20, lines.pop(i))
+    topic = f"{unique_topic}-in"
+    ensure_topics(kafka_bootstrap, [(topic, PARTITIONS, {})])
+    _produce(kafka_bootstrap, topic, lines)
+    written = {}
+    for jobs in (1, 2):
+        group, output = f"{unique_topic}-group-{jobs}", f"{unique_topic}-out-{jobs}"
+        assert main(["backfill", "--bootstrap-servers", kafka_bootstrap, "--input-topics", topic, "--no-progress",
+                     "--output", f"kafka:{output}", "--handoff", group, "--jobs", str(jobs)]) == 0
+        assert f"to group {group}" in capsys.readouterr().err
+        member = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+        try:
+            offsets = [(tp.partition, tp.offset) for tp in member.committed(
+                [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=30)]
+        finally:
+            member.close()
+        written[jobs] = (_partitions_of(kafka_bootstrap, f"{group}-state-changelog"),
+                         _partitions_of(kafka_bootstrap, output), offsets)
+    changelog, changes, offsets = written[1]
+    assert sum(len(r) for r in changelog.values()) > 3000 and sum(len(r) for r in changes.values()) > 300
+    assert offsets == [(p, n) for p, n in offsets if n > 0] and len(offsets) == PARTITIONS
+    assert written[2] == written[1]
+
+
+def _second_fails(job, conn) -> None:
+    """As a backfill's job (in its own process): job 1 fails; the others do their work."""
+    from stream.backfill.jobs import reporting, work
+    if job.number != 1:
+        work(job, conn)
+        return
+    with reporting(conn):
+        raise RuntimeError("the disk of job 1 caught fire")
+
+
+def test_a_failing_job_fails_the_backfill_and_hands_nothing_off(kafka_bootstrap, history, unique_topic, tmp_path,
+                                                                capsys, monkeypatch):
+    from stream.backfill import jobs
+    monkeypatch.setattr(jobs, "work", _second_fails)
+    group = f"{unique_topic}-rebuilt"
+    code = main(["backfill", "--bootstrap-servers", kafka_bootstrap, "--input-topics", ",".join(history["topics"]),
+                 "--output", str(tmp_path / "out.jsonl"), "--no-progress", "--jobs", "3", "--handoff", group])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert re.search(r"^segments backfill: backfill job 1 \([^)]*\): RuntimeError: the disk of job 1 caught fire$",
+                     err, re.M), err
+    assert "handed off" not in err and "events " not in err
+    probe = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+    try:
+        assert f"{group}-state-changelog" not in probe.list_topics(timeout=10).topics
+        assert all(tp.offset < 0 for tp in probe.committed(
+            [TopicPartition(t, p) for t in history["topics"] for p in range(PARTITIONS)], timeout=30))
+    finally:
+        probe.close()
+
+
+def test_the_bench_measures_the_backfill_with_one_job_and_one_per_core(capsys):
+    """Each backfill beside its read ceiling: one process for --jobs 1, one per job for --jobs N."""
+    from stream.backfill.jobs import cores
+    from stream.tools.bench.backfill import run_backfill_bench
+    assert run_backfill_bench(events=4000, customers=400, seed=2) == 0
+    table = capsys.readouterr().out
+    jobs = min(cores(), 4)          # the bench's 4 partitions: at most 4 jobs
+    for row, ceiling in (("consume + decode (ceiling)", "1 proc"),
+                         (f"consume + decode, {jobs} processes (ceiling)", f"{jobs} procs"),
+                         ("backfill, --jobs 1", "1 proc"),
+                         (f"backfill, --jobs {cores()} (one per core)", f"{jobs} procs")):
+        assert re.search(rf"│ {re.escape(row)} +│ +[\d,]+ │ +{ceiling} │ +\d+\.\d\d │", table), table

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import msgspec
@@ -118,11 +118,15 @@ def _produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
     producer.flush()
 
 
-def _consume_decode_rate(bootstrap: str, topic: str, total: int) -> float:
-    """The raw ceiling: read every record by assign and decode it, nothing else."""
+def _consume_decode_rate(bootstrap: str, topic: str, total: int, partitions: Sequence[int] = range(PARTITIONS),
+                         ready: Callable[[], object] | None = None) -> float:
+    """The raw ceiling: read every record (`total`) of `partitions` by assign and decode it, nothing
+    else; timed from `ready()` returning (when processes measure together) or at once."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "ceiling", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
     decode, seen = Decoder().decode, 0
+    if ready is not None:
+        ready()
     started = time.perf_counter()
     while seen < total:
         # A short timeout: consume(n, timeout) waits it out whole once the data runs short of n,
