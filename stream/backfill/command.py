@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 
-from stream.backfill.garbage import rare_full_collections
+from stream.runtime.garbage import rare_full_collections
 from stream.backfill.handoff import dumped, hand_off
 from stream.backfill.jobs import Outcome, run_jobs, split
 from stream.backfill.plan import Span

@@ -43,14 +43,14 @@ from typing import Any, BinaryIO
 
 from confluent_kafka import KafkaError, KafkaException
 
-from stream.backfill.garbage import rare_full_collections
+from stream.runtime.garbage import rare_full_collections
 from stream.backfill.handoff import dumped
 from stream.backfill.plan import Span
 from stream.backfill.reader import Counts, MergedHistory, Source, sources, started_clock
 from stream.backfill.request import Request
 from stream.backfill.sinks import Encoded, FileSink, TopicSink
 from stream.definitions.resolution import file_definitions
-from stream.engine.core import Engine, Stats
+from stream.engine.core import STATS_FIELDS, Engine, Stats
 from stream.engine.store import MemoryStore
 from stream.errors import SegmentsError
 from stream.kafka.partition_ends import Key
@@ -201,9 +201,10 @@ class Jobs:
         done = [o for o in outcomes if o is not None]
         counts, stats = Counts(), Stats()
         for o in done:
-            for total, part in ((counts, o.counts), (stats, o.stats)):
-                for f in fields(total):
-                    setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
+            for total, part, names in ((counts, o.counts, [f.name for f in fields(counts)]),
+                                       (stats, o.stats, STATS_FIELDS)):
+                for name in names:
+                    setattr(total, name, getattr(total, name) + getattr(part, name))
         states = _by_customer([r.states() for r in self._running]) if handoff else iter(())
         return Outcome(counts, stats, max(o.now for o in done), states)
 

@@ -70,8 +70,12 @@ class Stats:
         self.applied = self.duplicates = self.late = self.erased = self.timers_fired = self.changes = 0
 
     def __repr__(self) -> str:
-        return (f"Stats(applied={self.applied}, duplicates={self.duplicates}, late={self.late}, "
-                f"erased={self.erased}, timers_fired={self.timers_fired}, changes={self.changes})")
+        return "Stats(" + ", ".join(f"{name}={getattr(self, name)}" for name in STATS_FIELDS) + ")"
+
+
+# Stats' counters by name (a compiled class has no dataclass fields to list them), for the drivers
+# that sum the stats of several engines (stream.backfill.jobs).
+STATS_FIELDS = ("applied", "duplicates", "late", "erased", "timers_fired", "changes")
 
 
 @cython.final

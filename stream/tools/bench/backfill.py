@@ -5,7 +5,7 @@ beside what bounds it, all measured in the same run over the same records:
   the backfill with one job per core);
 - the merged read: the backfill's reading, decoding and heap merge, without the engine;
 - the engine alone over the same events, pre-decoded, in merged order (one core; the garbage
-  collector set as the backfill sets it, stream.backfill.garbage);
+  collector set as the backfill sets it, stream.runtime.garbage);
 - the backfill end to end (changes written to /dev/null), with one job, then with one per core.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stream.backfill.command import run
-from stream.backfill.garbage import rare_full_collections
+from stream.runtime.garbage import rare_full_collections
 from stream.backfill.jobs import cores, split
 from stream.backfill.plan import Span, plan
 from stream.backfill.reader import MergedHistory
