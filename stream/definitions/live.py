@@ -94,6 +94,7 @@ class LiveDefinitions:
         self.running: dict[int, Running] = {}
         self.rejected: dict[str, Rejection] = {}
         self._counted: set[tuple[str, str]] = set()      # rejections already counted in the metric
+        self._reevaluated = 0          # customers the chunks re-evaluated since take_reevaluated()
 
     @property
     def topic(self) -> dict[str, TopicRecord]:
@@ -175,6 +176,13 @@ class LiveDefinitions:
                 ran = True
         return ran
 
+    def take_reevaluated(self) -> int:
+        """The customers re-evaluated since the last call. The runtime counts them in
+        segments_reevaluated_customers once their commit is in, so a commit that fails, whose
+        chunks run again, does not count them twice."""
+        taken, self._reevaluated = self._reevaluated, 0
+        return taken
+
     def reevaluating(self, partition: int) -> bool:
         """Whether the partition has a pass over its stored customers under way."""
         running = self.running.get(partition)
@@ -191,7 +199,7 @@ class LiveDefinitions:
             if not seen % 1000 and time.perf_counter() > deadline:
                 out_of_time = True
                 break
-        metrics.REEVALUATED.inc(seen)
+        self._reevaluated += seen
         if seen < self.chunk and not out_of_time:          # the walk reached the end of the store
             done = Running(running.definitions, {}, None, still_incomplete(running, engine.now))
             log.info("partition %d: re-evaluation of %s done", task.partition, ", ".join(running.redefine))

@@ -204,6 +204,7 @@ class FaustWorker:
                 part.count_members()
                 part.changes.clear()
                 fired += part.engine.stats.timers_fired - before
+        reevaluated = self.live.take_reevaluated()      # counted once the batch is in (below)
         await _deliver(producer, batch.output)
         batch.published(time.time())
         changelog: list[Record] = []
@@ -221,6 +222,7 @@ class FaustWorker:
                 with _current(last):                         # restores it from the changelog
                     part.store.write_local()
         self._persisted(delivered)
+        metrics.REEVALUATED.inc(reevaluated)
         batch.count(fired)
         if batch.changes or switched:
             self._set_members()

@@ -323,11 +323,13 @@ class Worker:
         if not any(outcome == "routed" for _, _, outcome in batch.outcomes):
             self._advance_idle(time.monotonic())
         redefining = self.live.work(self.tasks.values())
+        reevaluated = self.live.take_reevaluated()
         # EOFs alone moved no offset: a transaction only if the idle clock fired something.
         if not (open_.messages > open_.ends or redefining or any(t.changes for t in self.tasks.values())):
             return None
         failed = self._publish(batch)
         if failed is None:
+            metrics.REEVALUATED.inc(reevaluated)
             batch.published(time.time())
             batch.count(self._timers_fired() - open_.timers_fired)
             batch.measure(open_.messages)
