@@ -30,6 +30,8 @@ from stream.storage.keys import DEFINITIONS_KEY
 
 log = logging.getLogger("segments.definitions")
 
+_CHECK_EVERY = 1000       # customers re-evaluated between looks at the clock
+
 
 class Feed(Protocol):
     """The definitions topic as read so far: the latest record per name."""
@@ -156,16 +158,19 @@ class LiveDefinitions:
         return self.work(tasks)
 
     def work(self, tasks: Iterable[LivePartition]) -> bool:
-        """A chunk of each partition's pass (bounded in customers and time, so the partition keeps
-        polling within max.poll.interval.ms and the commit stays small). True when a chunk ran
+        """A chunk of each partition's pass, bounded in customers and, for all the partitions
+        together, in time: the commit under way stays short (its input waits for it) and the
+        partitions keep polling within max.poll.interval.ms. Past the time, each partition still
+        takes a small chunk (_CHECK_EVERY customers), so every pass moves. True when a chunk ran
         (its progress must be committed)."""
         ran = False
+        deadline = time.perf_counter() + self.chunk_seconds
         for task in tasks:
             running = self.running.get(task.partition)
             if running is None:
                 continue
             if running.redefine:
-                self._chunk(task, running)
+                self._chunk(task, running, deadline)
                 ran = True
             elif running.incomplete and still_incomplete(running, task.engine.now) != running.incomplete:
                 # a window has passed since the change: that segment's answer is complete now
@@ -188,15 +193,14 @@ class LiveDefinitions:
         running = self.running.get(partition)
         return running is not None and bool(running.redefine)
 
-    def _chunk(self, task: LivePartition, running: Running) -> None:
+    def _chunk(self, task: LivePartition, running: Running, deadline: float) -> None:
         engine, store = task.engine, task.store
         redefinition = Redefinition(running.redefine)
-        deadline = time.perf_counter() + self.chunk_seconds
         after, seen, out_of_time = running.after, 0, False
         for customer_id, state in store.scan(after, self.chunk):
             engine.reevaluate(customer_id, state, redefinition, task.changes)
             after, seen = customer_id, seen + 1
-            if not seen % 1000 and time.perf_counter() > deadline:
+            if not seen % _CHECK_EVERY and time.perf_counter() > deadline:
                 out_of_time = True
                 break
         self._reevaluated += seen

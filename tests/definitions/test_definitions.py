@@ -288,3 +288,41 @@ def test_a_customer_created_by_the_batch_of_a_switch_runs_the_new_definitions(tm
         worker._commit_turns([[]])
     assert "repeat-buyer" not in store.get("new").member
     assert [c.change for c in committed if c.segment == "repeat-buyer"] in ([], ["entered", "exited"])
+
+
+def test_the_time_for_re_evaluation_is_shared_by_the_partitions_of_one_commit(tmp_path, monkeypatch):
+    """One commit's chunks have chunk_seconds between them, not each: with many partitions mid-pass
+    a commit (and the input waiting behind it) stays short. Past the time, each partition still
+    takes its first thousand customers, so every pass moves."""
+    tasks = []
+    for p in (0, 1):
+        store = PartitionStore(tmp_path / f"p{p}")
+        engine = Engine(load_catalog(), store)
+        for n in range(2500):
+            engine.apply(order_paid(f"c{p}-{n:04d}", DAY, f"o{p}-{n}", 100.0))
+        store.set_stream_time(engine.now)
+        store.pending()
+        store.commit(1)
+        tasks.append(PartitionTask(p, store, load_catalog()))
+    live = LiveDefinitions(FILE, None, chunk_seconds=0.5)
+    for task in tasks:
+        live.attach(task)
+        task.store.pending()
+        task.store.commit(2)
+    live.file = {**FILE, "loyal": LOYAL3}
+    live.refresh(tasks)
+
+    class Clock:                 # each look at the clock finds 0.3 s more gone
+        now = 0.0
+
+        @classmethod
+        def perf_counter(cls) -> float:
+            cls.now += 0.3
+            return cls.now
+    monkeypatch.setattr("stream.definitions.live.time", Clock)
+    assert live.work(tasks)
+    # the deadline is 0.8: partition 0 looks at 0.6 (goes on) and 0.9 (stops after 2000);
+    # partition 1 looks at 1.2, past the same deadline, after its first 1000
+    assert [live.running[p].after for p in (0, 1)] == ["c0-1999", "c1-0999"]
+    for task in tasks:
+        task.store.close()
