@@ -38,7 +38,7 @@ from stream.runtime import garbage, metrics
 from stream.runtime.batch import Batch, BatchStep, set_members
 from stream.runtime.idle_clock import CatchUp, advance_idle, idle
 from stream.runtime.records import Record
-from stream.runtime.settings import WorkerConfig
+from stream.runtime.settings import FAUST_AT_LEAST_ONCE, WorkerConfig
 from stream.runtime.topics import PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES
 
 log = logging.getLogger("segments.faust")
@@ -457,8 +457,7 @@ def run(config: WorkerConfig, catalog: Catalog) -> int:
     """Run until SIGINT or SIGTERM; the exit status. Exit 2 for exactly_once, which this runtime
     cannot give (docs/faust-runtime.md), exit 1 when the input topics' partition counts are wrong."""
     if config.exactly_once:
-        print("segments worker: --runtime faust is at-least-once only (Faust's exactly_once cannot publish "
-              "this worker's output): add --guarantee at_least_once", file=sys.stderr)
+        print(f"segments worker: {FAUST_AT_LEAST_ONCE}", file=sys.stderr)
         return 2
     try:
         return FaustWorker(config, catalog).run()

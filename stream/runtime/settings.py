@@ -308,6 +308,12 @@ def _kafka_from_file(kafka: dict[str, str], problems: list[str], raw: Any, path:
             problems.append(f"{where}: expected a string, number or boolean, got {yaml_type(value)}")
 
 
+# Why the Faust runtime refuses exactly_once (docs/faust-runtime.md), said by the settings and by
+# the runtime itself (stream.faust_runtime.app.run) to a caller that built its settings in code.
+FAUST_AT_LEAST_ONCE = ("the Faust runtime is at-least-once only (Faust's exactly_once cannot publish this "
+                       "worker's output): add --guarantee at_least_once")
+
+
 def _cross_checks(values: Layer, kafka: dict[str, str]) -> list[str]:
     problems = []
     users: dict[str, list[str]] = {}
@@ -330,6 +336,11 @@ def _cross_checks(values: Layer, kafka: dict[str, str]) -> list[str]:
                         f"session_timeout_ms {session} ({session_from})")
 
     runtime, runtime_from = values["runtime"]
+    guarantee, guarantee_from = values["guarantee"]
+    if runtime == "faust" and guarantee == "exactly_once":
+        # Refused here, before anything starts (an embedded broker, say), not by the runtime.
+        problems.append(f"runtime faust ({runtime_from}) with guarantee exactly_once ({guarantee_from}): "
+                        f"{FAUST_AT_LEAST_ONCE}")
     if runtime == "faust" and kafka:
         # Faust talks to Kafka through aiokafka: librdkafka properties (security ones included)
         # would be silently ignored.

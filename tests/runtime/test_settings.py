@@ -51,14 +51,22 @@ def test_the_tables_here_cover_every_field():
         assert value != getattr(WorkerConfig(), name), f"sample for {name} is its default"
 
 
+# A sample that needs another field set with it, the same way (the Faust runtime is at-least-once only).
+ALONG = {"runtime": ("guarantee", "at_least_once")}
+
+
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_every_field_by_flag_env_and_file(name, config_file):
     text, yaml_text, value = SAMPLES[name]
+    other, other_text = ALONG.get(name, (None, None))
+    flags = [FLAGS[other], other_text] if other else []
+    env = {env_of(other): other_text} if other else {}
+    lines = f"{other}: {other_text}\n" if other else ""
     assert flag_of(name) == FLAGS[name]
     assert env_of(name) == "SEGMENTS_" + name.upper()
-    assert getattr(load([FLAGS[name], text]), name) == value
-    assert getattr(load(env={env_of(name): text}), name) == value
-    assert getattr(load(["--config", config_file(f"{name}: {yaml_text}\n")]), name) == value
+    assert getattr(load([FLAGS[name], text, *flags]), name) == value
+    assert getattr(load(env={env_of(name): text, **env}), name) == value
+    assert getattr(load(["--config", config_file(f"{name}: {yaml_text}\n{lines}")]), name) == value
 
 
 def test_kafka_passthrough_by_flag_env_and_file(config_file):
