@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from confluent_kafka import Message
 
+from tests.definition_records import OneRecordFeed, record
 from tests.helpers import DAY, order_paid, product_viewed
-from stream.definitions.resolution import (Running, TopicRecord, decode_running, encode_running, file_definitions,
+from stream.definitions.resolution import (Running, decode_running, encode_running, file_definitions,
                                 parse_record, redefine, resolve)
 from stream.engine.core import Engine
 from stream.engine.redefinition import Redefinition
@@ -26,13 +26,6 @@ from stream.worker.partition import PartitionTask
 
 FILE = file_definitions(load_catalog())
 LOYAL3 = {"version": 2, "when": {"all": [{"paid_orders": {"gte": 3}}, {"last_paid_at": {"within": "90d"}}]}}
-
-
-def record(name: str, definition: dict | None, offset: int = 0) -> TopicRecord:
-    value = None if definition is None else yaml.safe_dump(definition).encode()
-    parsed = parse_record(name.encode(), value, offset)
-    assert parsed is not None
-    return parsed
 
 
 # ---- records ---------------------------------------------------------------------------------------
@@ -241,23 +234,6 @@ def test_a_backfill_flag_clears_once_its_window_has_passed(tmp_path):
 STRICTER = {"version": 2, "when": {"all": [{"paid_orders": {"gte": 5}}, {"last_paid_at": {"within": "60d"}}]}}
 
 
-class Feed:
-    """A definitions topic that gets one record at the first poll."""
-
-    topic = "defs"
-
-    def __init__(self, arriving: TopicRecord):
-        self.records: dict[str, TopicRecord] = {}
-        self._arriving: TopicRecord | None = arriving
-
-    def poll(self) -> bool:
-        if self._arriving is None:
-            return False
-        self.records[self._arriving.name] = self._arriving
-        self._arriving = None
-        return True
-
-
 def paid(customer: str, order: str, day: int) -> Message:
     value = json.dumps({"type": "order_paid", "event_id": f"e-{order}", "customer_id": customer,
                         "occurred_at": f"2026-01-{day:02d}T00:00:00Z", "order_id": order, "amount": 10}).encode()
@@ -281,7 +257,7 @@ def test_a_customer_created_by_the_batch_of_a_switch_runs_the_new_definitions(tm
         task.changes.clear()
         return None                           # (no failure)
     worker._publish = publish
-    worker.live.feed = Feed(record("repeat-buyer", STRICTER))
+    worker.live.feed = OneRecordFeed(record("repeat-buyer", STRICTER))
     # one commit of 3 paid orders: v1 member, not v2
     worker._commit_turns([[paid("new", f"o{day}", day) for day in range(1, 4)]])
     for _ in range(3):

@@ -6,11 +6,9 @@ import json
 from typing import Any
 
 import pytest
-import yaml
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import REGISTRY
 
-from stream.definitions.resolution import TopicRecord, parse_record
 from stream.rules.catalog import load_catalog
 from stream.runtime.batch import Batch
 from stream.runtime.settings import WorkerConfig
@@ -18,6 +16,7 @@ from stream.storage.rocksdb_store import PartitionStore
 from stream.worker import loop
 from stream.worker.loop import Worker
 from stream.worker.partition import PartitionTask
+from tests.definition_records import OneRecordFeed, record
 
 TOPIC = "shop-events"
 
@@ -239,36 +238,13 @@ def test_a_routed_record_of_a_partition_revoked_within_the_batch_leaves_the_idle
     assert w._routed.since is not None and not w._routed.behind
 
 
-class _Feed:
-    """A definitions topic whose one record arrives at the first poll."""
-
-    topic = "defs"
-
-    def __init__(self, arriving: TopicRecord):
-        self.records: dict[str, TopicRecord] = {}
-        self._arriving: TopicRecord | None = arriving
-
-    def poll(self) -> bool:
-        if self._arriving is None:
-            return False
-        self.records[self._arriving.name] = self._arriving
-        self._arriving = None
-        return True
-
-    def close(self) -> None:
-        pass
-
-
 def _reevaluated() -> float:
     return REGISTRY.get_sample_value("segments_reevaluated_customers_total") or 0.0
 
 
 def test_a_pass_counts_its_customers_once_when_its_commit_is_in(worker):
     worker._commit_turns([[paid(f"c{i}", i) for i in range(6)]])          # six stored customers
-    changed = yaml.safe_dump({"version": 2, "when": {"paid_orders": {"gte": 2}}}).encode()
-    parsed = parse_record(b"repeat-buyer", changed, 0)
-    assert parsed is not None
-    worker.live.feed = _Feed(parsed)
+    worker.live.feed = OneRecordFeed(record("repeat-buyer", {"version": 2, "when": {"paid_orders": {"gte": 2}}}))
     published = worker._publish
     worker._publish = lambda batch: KafkaException(KafkaError(KafkaError._TRANSPORT))     # the broker gone
     worker.consumer = _Consumer(worker.clock, [], step=0.001)
