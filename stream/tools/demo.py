@@ -92,6 +92,7 @@ def _finish(out: _Output, parts: _Parts, feed: Feed, work: Path, failed: str | N
         if interrupted:
             say("stopped (interrupted) before the broker was up")
     else:
+        feed.tick()                      # the sizes as they end, the sparklines' last sample
         say(f"stopped after {elapsed:.1f} s{' (interrupted)' if interrupted else ''}: "
             f"{feed.events:,} events applied, {feed.changes:,} segment changes, stream time {feed.simulated()}")
         for line in summary_lines(feed):

@@ -31,9 +31,10 @@ def make_token_file(work: Path) -> Path:
 def served_routes(url: str, timeout: float = 15.0) -> list[str]:
     """The worker's own list of its routes (GET /), once its server answers; [] if it does not in time."""
     deadline = time.monotonic() + timeout
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # this machine: never via a proxy
     while True:
         try:
-            with urllib.request.urlopen(url + "/", timeout=2) as answer:
+            with direct.open(url + "/", timeout=2) as answer:
                 return [line.strip() for line in answer.read().decode().splitlines()[1:] if line.strip()]
         except (OSError, urllib.error.URLError):
             if time.monotonic() >= deadline:

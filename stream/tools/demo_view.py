@@ -154,12 +154,13 @@ def cause_counts(feed: Feed) -> str:
 
 def time_moves(feed: Feed) -> str:
     """The moves time alone made over the run, per segment: "at-risk +12 -3, churned +5"."""
-    parts = []
-    for name in feed.segments:
-        entered, exited = feed.by_time[name, "entered"], feed.by_time[name, "exited"]
-        if entered or exited:
-            parts.append(f"{name}" + (f" +{entered:,}" if entered else "") + (f" -{exited:,}" if exited else ""))
-    return ", ".join(parts) or "none yet"
+    return ", ".join(f"{name} {moved}" for name in feed.segments if (moved := _by_time(feed, name))) or "none yet"
+
+
+def _by_time(feed: Feed, segment: str) -> str:
+    """"+12 -3": how many entered and exited `segment` by time over the run ("" for none)."""
+    entered, exited = feed.by_time[segment, "entered"], feed.by_time[segment, "exited"]
+    return " ".join(([f"+{entered:,}"] if entered else []) + ([f"-{exited:,}"] if exited else []))
 
 
 def plain_lines(feed: Feed, elapsed: float, rates: tuple[float, float]) -> list[str]:
@@ -203,10 +204,9 @@ def live_view(feed: Feed, info: dict[str, Any], elapsed: float, rates: tuple[flo
     table.add_column("exited", justify="right", style="red")
     table.add_column("by time (run)", justify="right", style="magenta")
     for name, count in feed.sizes().items():
-        entered, exited = feed.by_time[name, "entered"], feed.by_time[name, "exited"]
         table.add_row(name, f"{count:,}", Text(feed.spark(name), style="cyan"),
                       f"+{feed.last_moves[name, 'entered']:,}", f"-{feed.last_moves[name, 'exited']:,}",
-                      f"+{entered:,} -{exited:,}" if entered or exited else "")
+                      _by_time(feed, name))
 
     latest = Table(title="latest changes, of each cause", title_justify="left", box=None, pad_edge=False)
     for column in ("at (stream time)", "customer", "segment", "change", "cause"):
