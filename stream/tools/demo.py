@@ -254,6 +254,9 @@ def _run(out: _Output, parts: _Parts, work: Path, catalog: Any, feed: Feed, *, r
         say(line)
     say("segment sizes below are counted from the segment changes the worker publishes; the first "
         "ones appear once the worker has joined its consumer group (a few seconds)")
+    if not out.is_terminal:
+        say(f"every {INTERVAL:g} s: stream time, events and changes (by cause), then per segment its members "
+            f"and +entered/-exited in those {INTERVAL:g} s, then the latest moves made by time")
 
     started = time.monotonic()
     deadline = None if duration is None else started + duration

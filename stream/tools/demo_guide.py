@@ -29,12 +29,15 @@ def make_token_file(work: Path) -> Path:
 
 
 def served_routes(url: str, timeout: float = 15.0) -> list[str]:
-    """The worker's own list of its routes (GET /), once its server answers; [] if it does not in time."""
+    """The worker's own list of its routes (GET / in plain text), once its server answers; [] if it
+    does not in time, or answers otherwise."""
     deadline = time.monotonic() + timeout
     direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # this machine: never via a proxy
     while True:
         try:
             with direct.open(url + "/", timeout=2) as answer:
+                if answer.headers.get_content_type() != "text/plain":
+                    return []
                 return [line.strip() for line in answer.read().decode().splitlines()[1:] if line.strip()]
         except (OSError, urllib.error.URLError):
             if time.monotonic() >= deadline:
@@ -47,7 +50,7 @@ def where_lines(settings: WorkerConfig, url: str, token_file: Path, routes: list
              f"group id:   {settings.group_id}",
              f"bootstrap:  {settings.bootstrap_servers}",
              f"HTTP:       {url}, personal-data routes ([token]) with the bearer token in {token_file}"]
-    return lines + [f"  {route}" for route in routes or ["(the worker's HTTP server did not answer)"]]
+    return lines + [f"  {route}" for route in routes or [f"(not listed here: see {url}/)"]]
 
 
 def command_lines(settings: WorkerConfig, url: str, token_file: Path, customer: str, segment: str) -> list[str]:

@@ -112,16 +112,24 @@ def test_demo_in_simulated_time_moves_customers_by_time_and_its_commands_work(tm
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TMPDIR": str(tmp_path), "FORCE_COLOR": "1", "TTY_COMPATIBLE": "1"})
     try:
-        lines = iter(proc.stdout.readline, "")
+        lines, intro = iter(proc.stdout.readline, ""), []
         for line in lines:
             if line.startswith("while the demo runs"):
                 customer = line.rstrip().rstrip(":").rsplit(" ", 1)[1]
                 break
+            intro.append(line.rstrip())
         else:
             raise AssertionError(f"no commands printed: {proc.communicate()}")
+        state_dir = next(line.split()[-1] for line in intro if line.startswith("state dir: "))
+        assert "group id:   segments-demo" in intro and any(line.startswith("bootstrap:  127.0.0.1:") for line in intro)
+        routes = [line.strip() for line in intro if line.startswith("  GET /")]
+        assert {"GET /metrics: Prometheus metrics", "GET /healthz: 200 while the processing loop runs"} <= set(routes)
+        assert any(r.startswith("GET /customers/<id>:") and r.endswith("[token]") for r in routes), routes
         commands = [next(lines).strip() for _ in range(5)]
         explain, members, curl_customer, curl_members, curl_metrics = commands
-        assert re.fullmatch(rf".* explain {customer} --state-dir \S+/state --group-id segments-demo", explain), explain
+        assert explain.endswith(f" explain {customer} --state-dir {state_dir} --group-id segments-demo"), explain
+        token_file = Path(re.search(r"\$\(cat (\S+)\)", curl_customer).group(1))
+        assert token_file.stat().st_mode & 0o777 == 0o600, "the bearer token: this user's alone"
         assert " members repeat-buyer --state-dir " in members, members
         for _ in range(20):          # the store may trail the change topic by a commit
             explained = subprocess.run(shlex.split(explain), capture_output=True, text=True, timeout=30)

@@ -1,6 +1,6 @@
-"""What `segments demo` shows (stream.tools.demo_view): sizes and moves counted from changes, the
-sparkline's scale, a bounded history that still spans the whole run, and plain lines without a
-terminal control code."""
+"""What `segments demo` shows (stream.tools.demo_view) and takes: sizes and moves counted from
+changes, the sparkline's scale, a bounded history that still spans the whole run, plain lines
+without a terminal control code, --speed as a duration, and unusable arguments refused."""
 from __future__ import annotations
 
 import argparse
@@ -83,3 +83,21 @@ def test_speed_is_a_duration_per_second():
         with pytest.raises(argparse.ArgumentTypeError):
             _speed(wrong)
     assert [_speed_text(s) for s in (172800, 43200, 90, 1, 129600)] == ["2d", "12h", "1.5m", "1s", "1.5d"]
+
+
+def test_unusable_arguments_are_refused_before_anything_starts(tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from stream.tools.demo import run_demo
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    printed = io.StringIO()
+    code = run_demo(Console(file=printed, width=200), rate=0, customers=0, duration=-1, speed=0.5)
+    assert code == 2
+    assert printed.getvalue().splitlines() == [
+        "segments demo: rate must be above 0 events/s, not 0",
+        "segments demo: customers must be at least 1, not 0",
+        "segments demo: duration must be above 0 seconds, not -1",
+        "segments demo: speed must be at least 1 simulated second per second, not 0.5"]
+    assert list(tmp_path.iterdir()) == [], "no broker, no temporary directory"
