@@ -242,11 +242,11 @@ def _run(out: _Output, parts: _Parts, work: Path, catalog: Any, feed: Feed, *, r
         bootstrap, INPUT_TOPIC, rate=rate, events=None, customers=customers, seed=seed, bad_ratio=0.001,
         realtime=False, speed=speed, start=feed.start, console=quiet, partitions=PARTITIONS,
         stop=parts.stop_producing, flush_timeout=5))
-    pace = _speed_text(speed)
+    pace = f"{_speed_text(speed)} of simulated time per second" + (
+        "" if rate is None else f" at most (events capped at {rate:g}/s)")
     say(f"worker: group {settings.group_id}, {PARTITIONS} partitions, reading {INPUT_TOPIC}, writing "
-        f"{settings.changes_topic}; generator: {customers:,} customers"
-        + (f", at most {rate:g} events/s" if rate is not None else ""))
-    say(f"simulated time from {format_rfc3339(feed.start)}, {pace} of it per second: stream time is the "
+        f"{settings.changes_topic}; generator: {customers:,} customers")
+    say(f"simulated time from {format_rfc3339(feed.start)}, {pace}: stream time is the "
         f"events' time alone (this worker runs with idle_advance_ms and max_future_skew_ms off; a "
         f"production worker keeps both)")
     url = f"http://127.0.0.1:{metrics_port}"
@@ -260,7 +260,7 @@ def _run(out: _Output, parts: _Parts, work: Path, catalog: Any, feed: Feed, *, r
 
     started = time.monotonic()
     deadline = None if duration is None else started + duration
-    info = {"bootstrap": bootstrap, "customers": customers, "duration": duration, "speed": pace,
+    info = {"bootstrap": bootstrap, "customers": customers, "duration": duration, "pace": pace,
             "changes_topic": settings.changes_topic}
     decode = msgspec.json.Decoder().decode
     failed: str | None = None

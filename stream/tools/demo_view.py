@@ -227,7 +227,7 @@ def live_view(feed: Feed, info: dict[str, Any], elapsed: float, rates: tuple[flo
     header = Text.assemble(
         ("embedded broker ", "dim"), info["bootstrap"],
         (" (in memory: its topics vanish when the demo stops)", "dim"),
-        ("\ngenerator ", "dim"), f"{info['customers']:,} customers, {info['speed']} of simulated time per second",
+        ("\ngenerator ", "dim"), f"{info['customers']:,} customers, {info['pace']}",
         ("   view ", "dim"), f"{info['changes_topic']} (read_committed)")
     return Panel(Group(header, stats, Text(""), table, Text(""), latest),
                  title="segments demo", subtitle=until, border_style="blue")

@@ -101,3 +101,31 @@ def test_unusable_arguments_are_refused_before_anything_starts(tmp_path, monkeyp
         "segments demo: duration must be above 0 seconds, not -1",
         "segments demo: speed must be at least 1 simulated second per second, not 0.5"]
     assert list(tmp_path.iterdir()) == [], "no broker, no temporary directory"
+
+
+def test_the_live_view_shows_sizes_history_moves_and_latest_causes():
+    import io
+
+    from rich.console import Console
+
+    from stream.tools.demo_view import live_view
+    feed = Feed(["at-risk", "churned"], start=START)
+    feed.on_change(_change("c1", "at-risk", "entered", "time", START + 61 * DAY))
+    feed.tick()
+    feed.on_change(_change("c2", "at-risk", "entered", "event", START + 62 * DAY))
+    feed.on_change(_change("c1", "churned", "entered", "time", START + 181 * DAY))
+    feed.tick()
+    printed = io.StringIO()
+    info = {"bootstrap": "127.0.0.1:9092", "customers": 2000, "duration": None,
+            "pace": "2d of simulated time per second", "changes_topic": "segment-changes"}
+    Console(file=printed, width=150).print(live_view(feed, info, 12.0, (100.0, 3.0)))
+    rows = {line.split()[1]: line.split()[2:] for line in printed.getvalue().splitlines()
+            if line.split()[1:2] in (["at-risk"], ["churned"])}
+    assert rows["at-risk"][:5] == ["2", "▅█", "+1", "-0", "+1"], rows
+    assert rows["churned"][:5] == ["1", "▁█", "+1", "-0", "+1"], rows
+    text = printed.getvalue()
+    assert "2d of simulated time per second" in text and "Ctrl-C stops it" in text
+    assert "(day 181)" in text and "event 1, time 2" in text
+    latest = [line.split()[3:7] for line in text.splitlines() if line.split()[3:4] in (["c1"], ["c2"])]
+    assert latest == [["c1", "churned", "entered", "time"], ["c2", "at-risk", "entered", "event"],
+                      ["c1", "at-risk", "entered", "time"]], latest
