@@ -1,13 +1,15 @@
-"""`segments demo`: the whole pipeline on one machine, watched live.
+"""`segments demo`: the whole pipeline on one machine, watched live, with time at work.
 
 An embedded broker (in memory), a worker (in a thread, state in a temporary directory), the
-synthetic shoppers of stream.tools.synth sent in real time, and a view of what comes out: segment sizes
-computed from the segment-change topic alone (read_committed, by assign), the latest changes, and
-the rates. Everything is gone when the demo stops.
+synthetic shoppers of stream.tools.synth, and a view of what comes out (stream.tools.demo_view):
+segment sizes computed from the segment-change topic alone (read_committed, by assign), their
+history, the moves and the latest changes with their cause. The shoppers live in simulated time,
+played faster than the wall clock (`speed`: two days a second by default), so that within two
+minutes carts are abandoned and recovered, buyers repeat, go at risk and churn, time alone moving
+them. Everything is gone when the demo stops.
 """
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
 import shutil
@@ -23,68 +25,31 @@ from typing import Any
 
 import msgspec
 
+from stream.model.time import DAY, HOUR, MINUTE, SECOND, format_rfc3339
+from stream.tools.demo_guide import command_lines, make_token_file, served_routes, where_lines
+from stream.tools.demo_view import INTERVAL, Feed, live_view, plain_lines, summary_lines
+
 INPUT_TOPIC = "shop-events"
 PARTITIONS = 4
-_PLAIN_EVERY = 2.0             # seconds between lines when stdout is not a terminal
 _REFRESH = 0.25                # seconds between redraws of the live view
-_WINDOW = 5.0                  # seconds the rates are averaged over
+DEFAULT_SPEED = 2 * DAY // SECOND   # simulated seconds per second: churn (180 days) within two minutes
 
 
-class _Feed:
-    """What the view shows, fed by the worker thread (counts) and the changes reader (changes)."""
-
-    def __init__(self, segments: list[str]):
-        self.lock = threading.Lock()
-        self.events = 0                  # input events the worker applied (committed batches)
-        self.changes = 0                 # segment changes read back from the changes topic
-        # Current members per segment. A set rather than a counter: on Tansu, read_committed can
-        # show a change twice (an aborted batch is re-sent), and adding a member twice is harmless.
-        self.members: dict[str, set[str]] = {name: set() for name in segments}
-        self.latest: collections.deque[dict[str, Any]] = collections.deque(maxlen=10)
-        self.samples: collections.deque[tuple[float, int, int]] = collections.deque()
-
-    def on_batch(self, events: int, changes: int) -> None:
-        with self.lock:
-            self.events += events
-
-    def on_change(self, change: dict[str, Any]) -> None:
-        members = self.members.setdefault(change["segment"], set())
-        if change["change"] == "entered":
-            members.add(change["customer_id"])
-        else:
-            members.discard(change["customer_id"])
-        self.changes += 1
-        self.latest.append(change)
-
-    def rates(self, now: float) -> tuple[float, float]:
-        """Events/s and changes/s over the last few seconds."""
-        with self.lock:
-            events = self.events
-        self.samples.append((now, events, self.changes))
-        while len(self.samples) > 2 and now - self.samples[1][0] >= _WINDOW:
-            self.samples.popleft()
-        t0, e0, c0 = self.samples[0]
-        span = now - t0
-        if span <= 0:
-            return 0.0, 0.0
-        return (events - e0) / span, (self.changes - c0) / span
-
-    def sizes(self) -> dict[str, int]:
-        return {name: len(members) for name, members in self.members.items()}
-
-
-def run_demo(console: Any, *, rate: float = 200.0, customers: int = 2000, duration: float | None = None,
-             seed: int = 7) -> int:
+def run_demo(console: Any, *, rate: float | None = None, customers: int = 2000, duration: float | None = None,
+             seed: int = 7, speed: float = DEFAULT_SPEED) -> int:
     """Run broker, worker and generator until `duration` seconds have passed (None: until Ctrl-C),
-    showing a live view on a terminal and plain periodic lines otherwise. Returns the exit code:
-    0, 1 when a part failed, 2 for unusable arguments."""
+    showing a live view on a terminal and plain periodic lines otherwise. `speed`: simulated
+    seconds per second; `rate`: at most that many events a second (None: what `speed` needs).
+    Returns the exit code: 0, 1 when a part failed, 2 for unusable arguments."""
     problems = []
-    if not rate > 0:
+    if rate is not None and not rate > 0:
         problems.append(f"rate must be above 0 events/s, not {rate}")
     if customers < 1:
         problems.append(f"customers must be at least 1, not {customers}")
     if duration is not None and not duration > 0:
         problems.append(f"duration must be above 0 seconds, not {duration}")
+    if not speed >= 1:
+        problems.append(f"speed must be at least 1 simulated second per second, not {speed:g}")
     if problems:
         for problem in problems:
             console.print(f"segments demo: {problem}", markup=False, highlight=False)
@@ -93,7 +58,8 @@ def run_demo(console: Any, *, rate: float = 200.0, customers: int = 2000, durati
     from stream.rules.catalog import load_catalog
 
     catalog = load_catalog()
-    feed = _Feed([segment.name for segment in catalog.segments])
+    # Simulated time starts now, to the second, and runs ahead of the wall clock from there.
+    feed = Feed([segment.name for segment in catalog.segments], start=time.time_ns() // 1_000_000_000 * SECOND)
     out = _Output(console)
     work = Path(tempfile.mkdtemp(prefix="segments-demo-"))
     parts = _Parts()
@@ -105,7 +71,7 @@ def run_demo(console: Any, *, rate: float = 200.0, customers: int = 2000, durati
         # its output goes to (`| head`): the summary on stderr then.
         with _stop_signals():
             failed = _run(out, parts, work, catalog, feed, rate=rate, customers=customers,
-                          duration=duration, seed=seed)
+                          duration=duration, seed=seed, speed=speed)
         interrupted = out.closed
     except KeyboardInterrupt:
         interrupted = True
@@ -118,7 +84,7 @@ def run_demo(console: Any, *, rate: float = 200.0, customers: int = 2000, durati
         return _finish(out, parts, feed, work, failed or errors, interrupted, time.monotonic() - started)
 
 
-def _finish(out: _Output, parts: _Parts, feed: _Feed, work: Path, failed: str | None, interrupted: bool,
+def _finish(out: _Output, parts: _Parts, feed: Feed, work: Path, failed: str | None, interrupted: bool,
             elapsed: float) -> int:
     """The summary, and the temporary directory removed unless a part failed; the exit code."""
     say = out.say
@@ -126,9 +92,11 @@ def _finish(out: _Output, parts: _Parts, feed: _Feed, work: Path, failed: str | 
         if interrupted:
             say("stopped (interrupted) before the broker was up")
     else:
+        feed.tick()                      # the sizes as they end, the sparklines' last sample
         say(f"stopped after {elapsed:.1f} s{' (interrupted)' if interrupted else ''}: "
-            f"{feed.events:,} events applied, {feed.changes:,} segment changes")
-        say("sizes: " + " ".join(f"{name}={count}" for name, count in feed.sizes().items()))
+            f"{feed.events:,} events applied, {feed.changes:,} segment changes, stream time {feed.simulated()}")
+        for line in summary_lines(feed):
+            say(line)
         say("the embedded broker is stopped: its topics and everything in them are gone")
     if failed:
         say(f"segments demo: {failed}", style="bold red")
@@ -224,8 +192,8 @@ class _Parts:
         return "; ".join(self.errors) or None
 
 
-def _run(out: _Output, parts: _Parts, work: Path, catalog: Any, feed: _Feed, *, rate: float,
-         customers: int, duration: float | None, seed: int) -> str | None:
+def _run(out: _Output, parts: _Parts, work: Path, catalog: Any, feed: Feed, *, rate: float | None,
+         customers: int, duration: float | None, seed: int, speed: float) -> str | None:
     """Start everything and show the view until the time is up or a part fails (the message)."""
     from confluent_kafka import Consumer, TopicPartition
     from rich.console import Console
@@ -250,11 +218,16 @@ def _run(out: _Output, parts: _Parts, work: Path, catalog: Any, feed: _Feed, *, 
 
     # The worker's usual metrics port, unless something on this machine (a real worker) has it.
     metrics_port = 9308 if _port_free(9308) else free_port()
+    token_file = make_token_file(work)
     settings = WorkerConfig(
         bootstrap_servers=bootstrap, input_topics=(INPUT_TOPIC,), group_id="segments-demo", instance_id="demo",
-        state_dir=work / "state", partitions=PARTITIONS, idle_advance_ms=1000,
-        session_timeout_ms=6000, max_poll_interval_ms=10000, metrics_port=metrics_port,
-        http_host="127.0.0.1")   # a demo on this machine: nothing for the network to see
+        state_dir=work / "state", partitions=PARTITIONS, session_timeout_ms=6000, max_poll_interval_ms=10000,
+        metrics_port=metrics_port, http_token_file=token_file,
+        http_host="127.0.0.1",     # a demo on this machine: nothing for the network to see
+        # Simulated time: stream time is what the events say, ahead of the wall clock. In production
+        # an idle partition follows the wall clock and events far ahead of it are refused; here
+        # either would mix two clocks, so this worker has both off.
+        idle_advance_ms=None, max_future_skew_ms=None)
     parts.worker = Worker(settings, catalog, on_batch=feed.on_batch)
     ensure_topics(bootstrap, parts.worker.topics(), replication_factor=settings.replication_factor)
 
@@ -267,26 +240,44 @@ def _run(out: _Output, parts: _Parts, work: Path, catalog: Any, feed: _Feed, *, 
     quiet = Console(quiet=True)
     parts.producer_thread = parts.thread("generator", lambda: produce(
         bootstrap, INPUT_TOPIC, rate=rate, events=None, customers=customers, seed=seed, bad_ratio=0.001,
-        realtime=True, console=quiet, partitions=PARTITIONS, stop=parts.stop_producing, flush_timeout=5))
+        realtime=False, speed=speed, start=feed.start, console=quiet, partitions=PARTITIONS,
+        stop=parts.stop_producing, flush_timeout=5))
+    pace = f"{_speed_text(speed)} of simulated time per second" + (
+        "" if rate is None else f" at most (events capped at {rate:g}/s)")
     say(f"worker: group {settings.group_id}, {PARTITIONS} partitions, reading {INPUT_TOPIC}, writing "
-        f"{settings.changes_topic}; generator: {rate:g} events/s from {customers:,} customers, event times "
-        f"= now")
-    say(f"metrics: http://127.0.0.1:{metrics_port}/metrics")
+        f"{settings.changes_topic}; generator: {customers:,} customers")
+    say(f"simulated time from {format_rfc3339(feed.start)}, {pace}: stream time is the "
+        f"events' time alone (this worker runs with idle_advance_ms and max_future_skew_ms off; a "
+        f"production worker keeps both)")
+    url = f"http://127.0.0.1:{metrics_port}"
+    for line in where_lines(settings, url, token_file, served_routes(url)):
+        say(line)
     say("segment sizes below are counted from the segment changes the worker publishes; the first "
         "ones appear once the worker has joined its consumer group (a few seconds)")
+    if not out.is_terminal:
+        say(f"every {INTERVAL:g} s: stream time, events and changes (by cause), then per segment its members "
+            f"and +entered/-exited in those {INTERVAL:g} s, then the latest moves made by time")
 
     started = time.monotonic()
     deadline = None if duration is None else started + duration
-    info = {"bootstrap": bootstrap, "rate": rate, "customers": customers, "duration": duration,
+    info = {"bootstrap": bootstrap, "customers": customers, "duration": duration, "pace": pace,
             "changes_topic": settings.changes_topic}
     decode = msgspec.json.Decoder().decode
     failed: str | None = None
+    pointed = False
 
     def pump(timeout: float) -> None:
+        nonlocal pointed
         for msg in parts.reader.consume(500, timeout):
             if msg.error() is None and msg.value() is not None:
-                with contextlib.suppress(msgspec.DecodeError):
+                with contextlib.suppress(msgspec.DecodeError, KeyError, TypeError):
                     feed.on_change(decode(msg.value()))
+        if not pointed and feed.customer is not None:
+            # A customer of this run exists now: commands that work against the running demo.
+            pointed = True
+            say(f"while the demo runs (its state dir goes when it stops), try, about customer {feed.customer}:")
+            for line in command_lines(settings, url, token_file, feed.customer, "repeat-buyer"):
+                say(f"  {line}")
 
     def finished() -> bool:
         nonlocal failed
@@ -301,67 +292,39 @@ def _run(out: _Output, parts: _Parts, work: Path, catalog: Any, feed: _Feed, *, 
             return True
         return out.closed or deadline is not None and time.monotonic() >= deadline
 
+    next_tick = started + INTERVAL
     if out.is_terminal:
         from rich.live import Live
-        with Live(_view(feed, info, 0.0, (0.0, 0.0)), console=out.console, auto_refresh=False,
+        with Live(live_view(feed, info, 0.0, (0.0, 0.0)), console=out.console, auto_refresh=False,
                   transient=False, redirect_stdout=False, redirect_stderr=False) as live:
             next_draw = 0.0
             while not finished():
                 pump(0.05)
                 now = time.monotonic()
+                if now >= next_tick:
+                    feed.tick()
+                    next_tick = now + INTERVAL
                 if now >= next_draw:
-                    live.update(_view(feed, info, now - started, feed.rates(now)), refresh=True)
+                    live.update(live_view(feed, info, now - started, feed.rates(now)), refresh=True)
                     next_draw = now + _REFRESH
     else:
-        next_line = started + _PLAIN_EVERY
         while not finished():
             pump(0.1)
             now = time.monotonic()
-            if now >= next_line:
-                events_rate, changes_rate = feed.rates(now)
-                say(f"[{now - started:6.1f}s] events {feed.events:,} ({events_rate:.0f}/s)  changes "
-                    f"{feed.changes:,} ({changes_rate:.0f}/s)  sizes: "
-                    + " ".join(f"{name}={count}" for name, count in feed.sizes().items()))
-                next_line = now + _PLAIN_EVERY
+            if now >= next_tick:
+                feed.tick()
+                for line in plain_lines(feed, now - started, feed.rates(now)):
+                    say(line)
+                next_tick = now + INTERVAL
     return failed
 
 
-def _view(feed: _Feed, info: dict[str, Any], elapsed: float, rates: tuple[float, float]) -> Any:
-    from rich.console import Group
-    from rich.panel import Panel
-    from rich.table import Table
-    from rich.text import Text
-
-    sizes = feed.sizes()
-    widest = max(sizes.values(), default=0) or 1
-    table = Table(title="segment sizes", title_justify="left", expand=False, box=None, pad_edge=False)
-    table.add_column("segment", style="bold")
-    table.add_column("members", justify="right")
-    table.add_column("", no_wrap=True)
-    for name, count in sizes.items():
-        table.add_row(name, f"{count:,}", Text("█" * round(40 * count / widest), style="cyan"))
-
-    latest = Table(title="latest changes", title_justify="left", box=None, pad_edge=False)
-    for column in ("at", "customer", "segment", "change", "cause"):
-        latest.add_column(column, no_wrap=True)
-    for change in sorted(feed.latest, key=lambda c: c["at"], reverse=True):
-        entered = change["change"] == "entered"
-        latest.add_row(change["at"].replace("T", " ")[:23], change["customer_id"], change["segment"],
-                       Text(change["change"], style="green" if entered else "red"), change["cause"])
-
-    events_rate, changes_rate = rates
-    stats = Text.assemble(
-        ("running ", "dim"), f"{elapsed:5.1f} s", ("   events ", "dim"), f"{feed.events:,}",
-        f" ({events_rate:,.0f}/s)", ("   changes ", "dim"), f"{feed.changes:,}", f" ({changes_rate:,.0f}/s)")
-    until = ("Ctrl-C stops it" if info["duration"] is None
-             else f"stops after {info['duration']:g} s (or Ctrl-C)")
-    header = Text.assemble(
-        ("embedded broker ", "dim"), info["bootstrap"],
-        (" (in memory: its topics vanish when the demo stops)", "dim"),
-        ("\ngenerator ", "dim"), f"{info['rate']:g} events/s, {info['customers']:,} customers, event time = now",
-        ("   view ", "dim"), f"{info['changes_topic']} (read_committed)")
-    return Panel(Group(header, stats, Text(""), table, Text(""), latest),
-                 title="segments demo", subtitle=until, border_style="blue")
+def _speed_text(speed: float) -> str:
+    """2d, 12h, 90s: the simulated time a second of the wall clock holds."""
+    for unit, size in (("d", DAY), ("h", HOUR), ("m", MINUTE)):
+        if speed * SECOND >= size:
+            return f"{speed * SECOND / size:g}{unit}"
+    return f"{speed:g}s"
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

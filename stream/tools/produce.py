@@ -2,9 +2,11 @@
 
 Records are keyed by customer id, as the worker requires. With `realtime` every event carries the
 wall-clock time at which it is sent, so a live worker's idle clock and timers behave as they would
-in production; otherwise event times come from the simulated clock starting 2025-01-01 and the same
-seed gives the same bytes. Delivery is idempotent: every record reaches the topic once (the
-redeliveries in the stream are deliberate, the same record sent twice).
+in production; otherwise event times come from the simulated clock starting 2025-01-01 (or `start`)
+and the same seed gives the same bytes. With `speed` the simulated clock is played against the wall
+clock, that many simulated seconds a second: each record is sent when its simulated time is due.
+Delivery is idempotent: every record reaches the topic once (the redeliveries in the stream are
+deliberate, the same record sent twice).
 """
 from __future__ import annotations
 
@@ -19,19 +21,24 @@ from stream.kafka.clients import client_config
 from stream.kafka.topic_admin import ensure_topics
 from stream.runtime.settings import WorkerConfig
 from stream.runtime.topics import input_configs
-from stream.tools.synth import shop_records
+from stream.model.time import SECOND
+from stream.tools.synth import START, shop_records
 
 
 def produce(bootstrap: str, topic: str, *, rate: float | None = None, events: int | None = None,
             customers: int = 1000, seed: int = 7, bad_ratio: float = 0.001, realtime: bool = True,
             console: Any = None, partitions: int = 8, stop: threading.Event | None = None,
-            kafka: dict[str, str] | None = None, flush_timeout: float = 30.0) -> int:
+            kafka: dict[str, str] | None = None, flush_timeout: float = 30.0, speed: float | None = None,
+            start: int | None = None) -> int:
     """Send `events` records (None: until Ctrl-C or `stop` is set) at `rate` records per second
     (None: as fast as possible) to `topic`, creating it with `partitions` partitions if it does not
     exist. Prints one summary line on `console` (a rich Console). Ctrl-C (or `stop`) ends the run
     cleanly: what was sent is flushed (for at most `flush_timeout` seconds) and summed up. `kafka`
-    adds librdkafka producer properties. Returns the exit code: 0 (also when interrupted), 1 when
-    Kafka could not be reached or records were not delivered, 2 for unusable arguments."""
+    adds librdkafka producer properties. `speed` (simulated seconds per second; needs `realtime`
+    off) paces the simulated clock, from `start` (microseconds; default: now), with `rate` then a
+    ceiling: a simulation busier than `rate` runs slower than `speed`. Returns the exit code: 0
+    (also when interrupted), 1 when Kafka could not be reached or records were not delivered, 2 for
+    unusable arguments."""
     if console is None:
         from rich.console import Console
         console = Console(stderr=True, highlight=False)
@@ -44,6 +51,10 @@ def produce(bootstrap: str, topic: str, *, rate: float | None = None, events: in
         problems.append(f"customers must be at least 1, not {customers}")
     if not 0 <= bad_ratio <= 1:
         problems.append(f"bad ratio must lie in 0..1, not {bad_ratio}")
+    if speed is not None and not speed > 0:
+        problems.append(f"speed must be above 0 simulated seconds per second, not {speed}")
+    if speed is not None and realtime:
+        problems.append("a speed plays the simulated clock: it needs realtime off")
     if problems:
         for problem in problems:
             console.print(f"segments produce: {problem}", markup=False, soft_wrap=True)
@@ -78,27 +89,33 @@ def produce(bootstrap: str, topic: str, *, rate: float | None = None, events: in
         def wall_clock() -> int:
             return time.time_ns() // 1_000_000 * 1000          # milliseconds, as microseconds
         clock = wall_clock
+    if realtime or speed is not None:
         # Event ids unique to this run: a second run is new traffic, not redeliveries of the first.
         run = f"{_base36(time.time_ns() // 1_000_000)}-"
-    records = shop_records(customers, seed, clock, bad_ratio=bad_ratio, run=run)
+    if start is None:
+        start = START if speed is None else time.time_ns() // 1_000_000 * 1000
+    records = shop_records(customers, seed, clock, bad_ratio=bad_ratio, run=run, start=start)
 
     sent = bad = redelivered = 0
     interrupted = False
     started = time.monotonic()
+
+    def rate_allows() -> float:
+        return 0.0 if rate is None else started + sent / rate
     try:
         while events is None or sent < events:
             if stop is not None and stop.is_set():
                 break
-            if rate is not None:
+            if speed is None:
                 # Sleep first, then take the record: its time is when it is sent.
-                ahead = started + sent / rate - time.monotonic()
-                if ahead > 0.002:
-                    if stop is not None:
-                        if stop.wait(ahead):
-                            break
-                    else:
-                        time.sleep(ahead)
-            record = next(records)
+                if _wait(rate_allows(), stop):
+                    break
+                record = next(records)
+            else:
+                # Take the record, then sleep until its simulated time is due (and the rate allows).
+                record = next(records)
+                if _wait(max(started + (record.at - start) / SECOND / speed, rate_allows()), stop):
+                    break
             while True:
                 try:
                     producer.produce(topic, key=record.key, value=record.value, on_delivery=delivered)
@@ -136,6 +153,17 @@ def produce(bootstrap: str, topic: str, *, rate: float | None = None, events: in
             line += f" ({error[0]})"
     console.print(line, markup=False, soft_wrap=True)
     return 1 if failed else 0
+
+
+def _wait(until: float, stop: threading.Event | None) -> bool:
+    """Sleep until the monotonic clock reads `until` (not at all when it has); whether `stop` was set."""
+    ahead = until - time.monotonic()
+    if ahead <= 0.002:
+        return False
+    if stop is None:
+        time.sleep(ahead)
+        return False
+    return stop.wait(ahead)
 
 
 def _reason(exc: BaseException) -> str:

@@ -113,7 +113,9 @@ def hash_small(text: str) -> int:
 #
 # Everything drawn comes from random.Random seeded by `seed`: the same arguments give the same
 # bytes. With a `clock`, each record's `occurred_at` is the clock's reading when the record is
-# taken from the generator (for a live demo); otherwise it is the simulated time, from START.
+# taken from the generator (live traffic at the wall clock's pace); otherwise it is the simulated
+# time, from `start` (START unless said otherwise: the demo starts it at the wall clock and plays it
+# faster, pacing each record by its `at`).
 
 _encode = msgspec.json.Encoder().encode
 
@@ -141,6 +143,7 @@ class ShopRecord(NamedTuple):
     key: bytes | None        # the customer id: what the record is partitioned by
     value: bytes
     kind: str                # "event", "redelivery" (an earlier record again) or "bad"
+    at: int                  # the simulated time it is sent at (microseconds), whatever `occurred_at` says
 
 
 class _Shopper:
@@ -173,7 +176,7 @@ def product_price(product: str) -> int:
 
 def shop_records(customers: int, seed: int = 7, clock: Callable[[], int] | None = None, *,
                  bad_ratio: float = 0.001, redelivery_ratio: float = 0.002,
-                 run: str = "") -> Iterator[ShopRecord]:
+                 run: str = "", start: int = START) -> Iterator[ShopRecord]:
     """An endless stream of keyed records from a base of about `customers` customers.
 
     `clock` (microseconds since the epoch, read once per record) replaces the simulated time in
@@ -181,6 +184,7 @@ def shop_records(customers: int, seed: int = 7, clock: Callable[[], int] | None 
     the shares of bad messages and of redeliveries, drawn from a second random stream, so the
     events themselves do not depend on them. `run` prefixes every event id: runs with different
     prefixes do not deduplicate each other's events (the engine drops an event id it has seen).
+    `start` is when simulated time begins (the same records, shifted in time).
     """
     if customers < 1:
         raise ValueError("customers must be at least 1")
@@ -210,6 +214,7 @@ def shop_records(customers: int, seed: int = 7, clock: Callable[[], int] | None 
     redeliveries: list[tuple[int, int, bytes, bytes]] = []    # (due record number, seq, key, value)
     emitted = 0
 
+    shift = start - START
     while True:
         t, _, action, shopper, payload = heapq.heappop(heap)
         if action == _ARRIVE:
@@ -221,21 +226,22 @@ def shop_records(customers: int, seed: int = 7, clock: Callable[[], int] | None 
         if shopper.erased and payload[0] != "customer_erased":
             continue                 # what was still due for a customer who has been erased
         kind, fields = payload
+        t += shift
         while redeliveries and redeliveries[0][0] <= emitted:
             _, _, key, value = heapq.heappop(redeliveries)
             emitted += 1
-            yield ShopRecord(key, value, "redelivery")
+            yield ShopRecord(key, value, "redelivery", t)
         at = format_rfc3339(t if clock is None else clock())
         key = shopper.cid.encode()
         if bad_ratio > 0 and noise.random() < bad_ratio:
             bad_no += 1
             emitted += 1
-            yield ShopRecord(key, _bad_message(noise, shopper.cid, at, f"{run}x{bad_no}"), "bad")
+            yield ShopRecord(key, _bad_message(noise, shopper.cid, at, f"{run}x{bad_no}"), "bad", t)
         value = _encode({"type": kind, "event_id": f"{run}e{event_no}", "customer_id": shopper.cid,
                          "occurred_at": at, **fields})
         event_no += 1
         emitted += 1
-        yield ShopRecord(key, value, "event")
+        yield ShopRecord(key, value, "event", t)
         if redelivery_ratio > 0 and noise.random() < redelivery_ratio:
             heapq.heappush(redeliveries, (emitted + noise.randint(0, 40), emitted, key, value))
 

@@ -1,17 +1,21 @@
-"""`produce()` against the session broker, and `run_demo()` and `segments demo` end to end in a
-subprocess. (The synthetic stream they send is tested in tests/tools/test_synth.py.)"""
+"""`produce()` against the session broker, and `segments demo` end to end in a subprocess. (The
+synthetic stream they send is tested in tests/tools/test_synth.py.)"""
 from __future__ import annotations
 
 import io
 import itertools
+import json
 import os
 import re
 import select
+import shlex
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -21,7 +25,6 @@ from rich.console import Console
 
 from stream.model.events import Decoder
 from stream.tools.produce import produce
-from stream.rules.catalog import load_catalog
 from stream.tools.synth import shop_records
 from stream.model.time import SECOND, from_datetime
 
@@ -78,22 +81,92 @@ def test_produce_realtime_paced_and_stopped(kafka_bootstrap, unique_topic):
     assert f"sent {len(messages):,} records" in printed.getvalue()
 
 
-def test_demo_runs_and_shows_segment_sizes():
-    script = ("import sys; from rich.console import Console; from stream.tools.demo import run_demo; "
-              "sys.exit(run_demo(Console(), rate=300, customers=1500, duration=14))")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output
-    assert "Traceback" not in output
-    assert "vanish" in output
-    size_lines = [line for line in done.stdout.splitlines() if line.startswith("sizes: ")]
-    assert size_lines, output
-    sizes = dict(pair.split("=") for pair in size_lines[-1][len("sizes: "):].split())
-    assert set(sizes) == {s.name for s in load_catalog().segments}
-    assert max(int(v) for v in sizes.values()) > 0, output
-    assert re.search(r"events [\d,]+ \(\d+/s\)\s+changes [\d,]+ \(\d+/s\)", done.stdout), output
-    assert "the embedded broker is stopped" in done.stdout
+def test_produce_at_a_speed_plays_simulated_time_from_its_start(kafka_bootstrap, unique_topic):
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    printed = io.StringIO()
+    start = 1_900_000_000 * SECOND
+    speed = 10 * 86400                                  # ten simulated days a second
+    started = time.monotonic()
+    code = produce(kafka_bootstrap, unique_topic, events=None, customers=200, seed=2, bad_ratio=0.0,
+                   realtime=False, speed=speed, start=start, console=Console(file=printed, width=200),
+                   partitions=2, stop=stop)
+    elapsed = time.monotonic() - started
+    assert code == 0, printed.getvalue()
+    decode = Decoder().decode
+    stamps = [from_datetime(decode(m.value()).occurred_at) for m in _read_topic(kafka_bootstrap, unique_topic, 2)]
+    assert stamps and start <= min(stamps), "simulated time begins at start"
+    assert start + 5 * 86400 * SECOND < max(stamps) <= start + elapsed * speed * SECOND, \
+        "days of simulated time in a second, never ahead of the speed"
+    refused = produce(kafka_bootstrap, unique_topic, events=1, realtime=True, speed=speed,
+                      console=Console(file=printed, width=200))
+    assert refused == 2 and "needs realtime off" in printed.getvalue()
 
+
+def test_demo_in_simulated_time_moves_customers_by_time_and_its_commands_work(tmp_path):
+    """Piped (with FORCE_COLOR and TTY_COMPATIBLE set: still no terminal control codes), fast
+    simulated time: the commands the demo prints, run as printed while it runs, answer about a real
+    customer; time moves customers (carts expire, buyers go at risk); it exits 0 at --duration."""
+    proc = subprocess.Popen([sys.executable, "-c", _DEMO_CLI, "demo", "--speed", "8d", "--customers", "150",
+                             "--duration", "24"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path), "FORCE_COLOR": "1", "TTY_COMPATIBLE": "1"})
+    try:
+        lines, intro = iter(proc.stdout.readline, ""), []
+        for line in lines:
+            if line.startswith("while the demo runs"):
+                customer = line.rstrip().rstrip(":").rsplit(" ", 1)[1]
+                break
+            intro.append(line.rstrip())
+        else:
+            raise AssertionError(f"no commands printed: {proc.communicate()}")
+        state_dir = next(line.split()[-1] for line in intro if line.startswith("state dir: "))
+        assert "group id:   segments-demo" in intro and any(line.startswith("bootstrap:  127.0.0.1:") for line in intro)
+        routes = [line.strip() for line in intro if line.startswith("  GET /")]
+        assert {"GET /metrics: Prometheus metrics", "GET /healthz: 200 while the processing loop runs"} <= set(routes)
+        assert any(r.startswith("GET /customers/<id>:") and r.endswith("[token]") for r in routes), routes
+        commands = [next(lines).strip() for _ in range(5)]
+        explain, members, curl_customer, curl_members, curl_metrics = commands
+        assert explain.endswith(f" explain {customer} --state-dir {state_dir} --group-id segments-demo"), explain
+        token_file = Path(re.search(r"\$\(cat (\S+)\)", curl_customer).group(1))
+        assert token_file.stat().st_mode & 0o777 == 0o600, "the bearer token: this user's alone"
+        assert " members repeat-buyer --state-dir " in members, members
+        for _ in range(20):          # the store may trail the change topic by a commit
+            explained = subprocess.run(shlex.split(explain), capture_output=True, text=True, timeout=30)
+            if explained.returncode == 0:
+                break
+            time.sleep(0.5)
+        assert explained.returncode == 0, explained.stderr
+        assert customer in explained.stdout and "repeat-buyer" in explained.stdout, explained.stdout
+        listed = subprocess.run(shlex.split(members), capture_output=True, text=True, timeout=30)
+        assert listed.returncode == 0 and listed.stdout.startswith("customer_id,"), listed
+        answer = subprocess.run(["bash", "-c", curl_customer], capture_output=True, text=True, timeout=30)
+        assert json.loads(answer.stdout)["customer_id"] == customer, answer
+        csv = subprocess.run(["bash", "-c", curl_members], capture_output=True, text=True, timeout=30)
+        assert csv.stdout.startswith("customer_id,"), csv
+        metrics = subprocess.run(["bash", "-c", curl_metrics], capture_output=True, text=True, timeout=30)
+        assert "segments_" in metrics.stdout, metrics
+        url = curl_customer.rsplit(" ", 1)[1]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=10)
+        assert refused.value.code == 401, "personal data only with the token"
+        rest, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    out = "".join(commands) + rest
+    assert "\x1b" not in out + err and "\r" not in out, "no terminal control codes in a pipe"
+    assert "Traceback" not in out + err, err
+    moved = re.search(r"^changes by cause: event [\d,]+, time [\d,]+; moved by time: (.*)$", rest, re.M)
+    assert moved, rest
+    by_time = dict(re.findall(r"([\w-]+) ([+-][\d,]+(?: -[\d,]+)?)", moved.group(1)))
+    assert by_time.get("cart-abandoner", "").startswith("-"), ("carts abandoned expire by time", moved.group(1))
+    assert by_time.get("at-risk", "").startswith("+"), ("buyers go at risk by time", moved.group(1))
+    assert re.search(r"^\[ +[\d.]+s\] stream time \S+ \S+ \(day \d+\)  events [\d,]+ \(\d+/s\)  changes", rest, re.M)
+    assert "sizes over the run:" in rest and "the embedded broker is stopped" in rest
+    assert list(tmp_path.glob("segments-demo-*")) == [], "the demo left its temporary directory"
 
 
 _DEMO_CLI = "import sys; from stream.cli.main import main; sys.exit(main())"

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from stream.engine.core import Engine
 from stream.model.events import EVENT_TYPES, DeadLetter, Decoder, Event
 from stream.rules.catalog import load_catalog
-from stream.tools.synth import shop_records
+from stream.tools.synth import START, shop_records
 from stream.model.time import SECOND, format_rfc3339, from_datetime
 
 N = 30_000
@@ -111,3 +111,24 @@ def test_same_seed_same_bytes_and_a_clock_sets_the_times():
     assert all(later > earlier for earlier, later in zip(stamps, stamps[1:], strict=False)), \
         "one clock reading per record"
     assert all(e.event_id.startswith("r1-") for r in live if isinstance(e := decode(r.value), Event))
+
+
+def test_a_start_shifts_simulated_time_and_each_record_says_when_it_is_sent():
+    """The demo plays the simulation from now on: the same records, every time moved by as much,
+    and `at` (what the demo paces by) never going back, even for a redelivery of an older record."""
+    shift = 700 * 86400 * SECOND
+    plain = list(itertools.islice(shop_records(300, seed=5), 5000))
+    moved = list(itertools.islice(shop_records(300, seed=5, start=START + shift), 5000))
+    decode = Decoder().decode
+    for before, after in zip(plain, moved, strict=True):
+        assert after.at == before.at + shift
+        if before.kind == "bad":
+            continue
+        t0, t1 = from_datetime(decode(before.value).occurred_at), from_datetime(decode(after.value).occurred_at)
+        assert t1 - t0 == shift, (before, after)
+        if before.kind == "event":
+            assert before.at == t0, "an event is sent at its own time"
+        else:
+            assert t0 <= before.at, "a redelivery is sent after its event"
+    assert all(b.at >= a.at for a, b in itertools.pairwise(moved)), "sent in simulated-time order"
+    assert {r.kind for r in plain} == {"event", "redelivery", "bad"}
