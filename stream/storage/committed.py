@@ -49,6 +49,11 @@ class Partition:
     db: Rdict
     stream_time: int | None          # as of its last committed batch; None: nothing committed yet
 
+    def meta(self, key: bytes) -> bytes | None:
+        """One of the partition's meta records (stream.storage.keys), as committed."""
+        value = self.db.get(key)
+        return None if value is None else bytes(value)
+
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """(key, stored state) of every customer, in key order."""
         for key, value in raw_items(self.db):
