@@ -63,4 +63,4 @@ fi
 command -v promtool >/dev/null 2>&1 || die "the prometheus package installed, but promtool is still not on PATH"
 [ -x /usr/bin/chromium ] || die "the chromium package installed, but /usr/bin/chromium is missing"
 [ -x /usr/bin/chromedriver ] || die "the chromium-driver package installed, but /usr/bin/chromedriver is missing"
-echo "install-test-tools: $(promtool --version 2>&1 | head -n 1); $(/usr/bin/chromium --version 2>&1 | head -n 1)" >&2
+echo "install-test-tools: $(promtool --version 2>&1 | head -n 1); $(/usr/bin/chromium --version 2>/dev/null | head -n 1)" >&2

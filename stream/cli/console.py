@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from stream.cli.settings_args import add_worker_arguments, arg_type, load_config
+from stream.cli.settings_args import add_worker_arguments, arg_type, check_kafka, load_config
 
 _SETTINGS = ("state_dir", "group_id", "segments_file", "bootstrap_servers", "definitions_topic", "http_host",
              "http_token_file")
@@ -123,13 +123,13 @@ def run(args: argparse.Namespace) -> int:
 
     from stream.console.backend import Backend
     from stream.console.routes import console_routes
-    from stream.kafka.clients import client_config, kafka_problems
+    from stream.kafka.clients import client_config
     from stream.kafka.definitions_feed import caught_up_feed
     from stream.kafka.publishing import Topic
     from stream.rules.catalog import load_catalog
     from stream.rules.problems import DefinitionError
     from stream.runtime.http import App, HttpSetupError, Server, read_token
-    from stream.runtime.settings import ConfigError, is_secret_key
+    from stream.runtime.settings import ConfigError
 
     try:
         config = load_config(args)
@@ -138,9 +138,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(["the console shows personal data: give --http-token-file (the workers' token "
                                "file, or one of its own)"])
         token = read_token(config.http_token_file)
-        problems = kafka_problems(config.kafka, is_secret_key)
-        if problems:
-            raise ConfigError(problems)
+        check_kafka(config)
     except (ConfigError, DefinitionError, HttpSetupError) as exc:
         print(f"segments console: {exc}", file=sys.stderr)
         return 2

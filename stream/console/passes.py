@@ -40,17 +40,8 @@ class Page:
     matched: int | None = None          # members matching the search, when the pass read them all
 
 
-class _Last:
-    """Sorts after every value: missing figures go last, either way round."""
-
-    def __lt__(self, other: object) -> bool:
-        return False
-
-    def __gt__(self, other: object) -> bool:
-        return True
-
-
 class _Reversed:
+    """A value that sorts the other way round."""
     __slots__ = ("value",)
 
     def __init__(self, value: Any):
@@ -58,6 +49,11 @@ class _Reversed:
 
     def __lt__(self, other: _Reversed) -> bool:
         return bool(self.value > other.value)
+
+    def __eq__(self, other: object) -> bool:       # a tie goes on to the customer id
+        return isinstance(other, _Reversed) and bool(self.value == other.value)
+
+    __hash__ = None        # type: ignore[assignment]   # compared, never hashed
 
 
 def member_page(stores: CommittedStores, segment: str, query: str, sort: str, descending: bool, page: int) -> Page:
@@ -72,10 +68,10 @@ def member_page(stores: CommittedStores, segment: str, query: str, sort: str, de
     column = SORTABLE.index(sort)
     matched = 0
 
-    def key(row: tuple[Any, ...]) -> tuple[Any, Any]:
+    def key(row: tuple[Any, ...]) -> tuple[bool, Any, str]:
         value = row[column]
-        ordered = _Last() if value is None else _Reversed(value) if descending else value
-        return ordered, row[0]          # ties in customer id order
+        ordered = 0 if value is None else _Reversed(value) if descending else value
+        return value is None, ordered, row[0]        # missing figures last either way; ties by customer id
 
     def counted() -> Iterator[tuple[Any, ...]]:
         nonlocal matched

@@ -38,6 +38,8 @@ class ConsoleWorker:
     bootstrap: str
     state_dir: Path
     group_id: str
+    definitions_topic: str
+    token_file: Path
 
 
 def start_console_worker(bootstrap: str, tmp: Path) -> tuple[ConsoleWorker, Running]:
@@ -51,8 +53,13 @@ def start_console_worker(bootstrap: str, tmp: Path) -> tuple[ConsoleWorker, Runn
     lines = shopper_lines()
     conformance.produce(bootstrap, s.input_topics[0], lines)
     running = Running(worker).__enter__()
-    running.wait_for(len(lines))
-    return ConsoleWorker(worker, running, f"http://127.0.0.1:{port}", bootstrap, s.state_dir, s.group_id), running
+    try:
+        running.wait_for(len(lines))
+    except BaseException:
+        running.__exit__(None, None, None)
+        raise
+    return ConsoleWorker(worker, running, f"http://127.0.0.1:{port}", bootstrap, s.state_dir, s.group_id,
+                         f"{prefix}-definitions", tmp / "http-token"), running
 
 
 @dataclass

@@ -3,16 +3,22 @@ same-origin checks, the security headers, escaping of attacker-controlled text, 
 from __future__ import annotations
 
 import html
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from stream.cli.define import read_definition
+from stream.kafka.embedded_broker import free_port
 from stream.runtime.http import MAX_BODY_BYTES
 from stream.rules.bounded_yaml import DEFINITION
 
 from .console_worker import HOSTILE_ID, TOKEN, Client, ConsoleWorker, start_console_worker
+from .workers import child_env
 
 PAGES = ("/console/segments", "/console/segments/loyal", "/console/segments/loyal?sort=paid_total&order=desc",
          "/console/customers", "/console/customers/c2", "/console/editor", "/console/editor?name=loyal")
@@ -161,3 +167,43 @@ def test_logout_ends_the_session(console):
                             {"Content-Type": "application/x-www-form-urlencoded"})
     assert answer.status == 303 and "Max-Age=0" in answer.headers["Set-Cookie"]
     assert client.get("/console/segments").status == 303
+
+
+def test_the_console_command_serves_the_same_console_over_the_stores(console, tmp_path):
+    """`segments console` beside the running worker: the same pages read-only over its stores, and
+    the editor publishing through the definitions topic."""
+    port = free_port()
+    log = tmp_path / "console.stderr"
+    with open(log, "wb") as err:
+        command = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "console", "--state-dir", str(console.state_dir),
+             "--group-id", console.group_id, "--http-token-file", str(console.token_file),
+             "--http-host", "127.0.0.1", "--port", str(port), "--bootstrap-servers", console.bootstrap,
+             "--definitions-topic", console.definitions_topic],
+            stdout=subprocess.DEVNULL, stderr=err, env={**child_env(), "PYTHONPATH": str(Path.cwd())})
+    try:
+        deadline = time.monotonic() + 60
+        while b"/console/" not in log.read_bytes():
+            assert command.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        client = Client(f"http://127.0.0.1:{port}")
+        assert client.get("/console/segments").status == 303
+        assert client.login().status == 303
+        segments = client.get("/console/segments")
+        assert segments.status == 200 and "counted over the stores" in segments.text and "loyal" in segments.text
+        assert client.get("/console/customers/c2").status == 200
+        escaped = client.get("/console/customers/" + quote(HOSTILE_ID, safe=""))
+        assert escaped.status == 200 and "<img" not in escaped.text
+        csrf = client.csrf()
+        published = client.post("/console/editor/publish?name=from-the-command",
+                                b"when: {paid_orders: {gte: 3}}", csrf).json()
+        assert published["ok"] and published["version"] == 1, published
+        again = client.post("/console/editor/publish?name=from-the-command", b"when: {paid_orders: {gte: 3}}",
+                            csrf).json()
+        assert again["ok"] and "unchanged" in again["message"]
+        removed = client.post("/console/editor/remove?name=from-the-command", b"", csrf).json()
+        assert removed["ok"] and "removed" in removed["message"]
+        assert TOKEN not in log.read_text()
+    finally:
+        command.terminate()
+        command.wait(30)
