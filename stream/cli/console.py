@@ -20,7 +20,7 @@ from stream.cli.settings_args import add_worker_arguments, arg_type, check_kafka
 _SETTINGS = ("state_dir", "group_id", "segments_file", "bootstrap_servers", "definitions_topic", "http_host",
              "http_token_file")
 DEFAULT_PORT = 9310
-SIZE_SECONDS = 5.0          # a count of the members stops after this long (and says so)
+SIZE_SECONDS = 10.0         # a count of the members stops after this long (and says so): ~5 s at 1M customers
 SIZES_EVERY = 60.0          # seconds a count is shown before the next is made
 
 

@@ -3,7 +3,7 @@ per hour. Only numbers go into them, besides the escaped titles."""
 from __future__ import annotations
 
 from stream.console.history import Moves
-from stream.console.markup import Markup, el
+from stream.console.markup import Markup, el, join
 from stream.model.time import SECOND, format_rfc3339
 
 
@@ -13,15 +13,19 @@ def sizes_chart(samples: list[tuple[float, int]], width: int = 240, height: int 
         return el("span", "collecting samples…", class_="muted")
     t0, t1 = samples[0][0], samples[-1][0]
     low, high = min(s for _, s in samples), max(s for _, s in samples)
-    span, rise = (t1 - t0) or 1.0, (high - low) or 1
-    points = " ".join(f"{(t - t0) / span * (width - 2) + 1:.1f},{height - 1 - (s - low) / rise * (height - 2):.1f}"
+    span, top = (t1 - t0) or 1.0, high or 1          # from 0: the height of the line is the size
+    points = " ".join(f"{(t - t0) / span * (width - 2) + 1:.1f},{height - 1 - s / top * (height - 2):.1f}"
                       for t, s in samples)
-    label = (f"size from {low:,} to {high:,} between {format_rfc3339(int(t0 * SECOND))} and "
+    label = (f"size between {low:,} and {high:,} from {format_rfc3339(int(t0 * SECOND))} to "
              f"{format_rfc3339(int(t1 * SECOND))}")
-    return el("svg", el("title", label), el("polyline", points=points, fill="none", stroke="#2563eb",
-                                            stroke_width="1.5"),
-              width=width, height=height, viewBox=f"0 0 {width} {height}", role="img", class_="chart",
-              aria_label=label)
+    chart = el("svg", el("title", label), el("polyline", points=points, fill="none", stroke="#2563eb",
+                                             stroke_width="1.5"),
+               width=width, height=height, viewBox=f"0 0 {width} {height}", role="img", class_="chart",
+               aria_label=label)
+    minutes = (t1 - t0) / 60
+    return join([chart, el("span", f"{samples[0][1]:,} → {samples[-1][1]:,} over "
+                                   + (f"{minutes / 60:.1f} h" if minutes >= 90 else f"{minutes:.0f} min"
+                                      if minutes >= 2 else f"{t1 - t0:.0f} s"), class_="muted caption")])
 
 
 def moves_chart(moves: list[Moves], width: int = 240, height: int = 48) -> Markup:

@@ -16,12 +16,13 @@ import yaml
 
 from stream.console.backend import Backend
 from stream.console.common import shown
-from stream.console.markup import SECURITY_HEADERS, el, join, path
+from stream.console.markup import el, join, path
 from stream.console.passes import would_hold
 from stream.kafka.publishing import Outcome, define_segment, remove_segment
 from stream.rules.bounded_yaml import DEFINITION
 from stream.rules.catalog import compile_catalog, parse_definition
 from stream.runtime.http import Request, Response
+from stream.runtime.sessions import SECURITY_HEADERS
 from stream.storage.committed import NoStores
 
 SOURCE = "definition"            # what the loader's messages name as the document
@@ -83,7 +84,8 @@ def check(backend: Backend, request: Request) -> Response:
     with stores:
         tally = would_hold(stores, segment, backend.preview_seconds)
     return _json(200, {"problems": [], "preview": {"holding": tally.counts["holding"], "read": tally.read,
-                                                   "cut_short": tally.cut_short, "seconds": round(tally.seconds, 2)}})
+                                                   "cut_short": tally.cut_short, "seconds": round(tally.seconds, 2),
+                                                   "stored_about": tally.about}})
 
 
 def _answer(outcome: Outcome) -> Response:
@@ -106,5 +108,3 @@ def remove(backend: Backend, request: Request) -> Response:
     if backend.topic is None:
         return _json(409, {"ok": False, "message": "publishing is off: no bootstrap servers", "problems": []})
     return _answer(remove_segment(_name(request), backend.topic))
-
-

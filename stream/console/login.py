@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from importlib import resources
 
-from stream.console.markup import SECURITY_HEADERS, el, html_page, join, page, path
+from stream.console.markup import el, html_page, join, page, path
 from stream.runtime.http import Request, Response, personal_data_off
-from stream.runtime.sessions import clear_cookie, set_cookie
+from stream.runtime.sessions import SECURITY_HEADERS, clear_cookie, set_cookie
 
 _STATIC_TYPES = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
 

@@ -13,18 +13,8 @@ from collections.abc import Iterable
 from urllib.parse import quote, urlencode
 
 from stream.runtime.http import Response
+from stream.runtime.sessions import SECURITY_HEADERS
 
-# Sent with every console answer: no script, style, frame or form target but this server's own, never
-# framed, never sniffed, never cached (pages show personal data), no Referer to another site.
-SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
-    ("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
-                                "object-src 'none'"),
-    ("X-Frame-Options", "DENY"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Cache-Control", "no-store"),
-    ("Referrer-Policy", "same-origin"),
-)
 HTML = "text/html; charset=utf-8"
 
 

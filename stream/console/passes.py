@@ -88,6 +88,7 @@ class Tally:
     """What a counting pass read, and whether it read everything."""
     read: int = 0
     cut_short: bool = False
+    about: int = 0                      # RocksDB's estimate of the customers stored (all partitions)
     seconds: float = 0.0
     counts: Counter[str] = field(default_factory=Counter)
 
@@ -96,6 +97,7 @@ def _states(stores: CommittedStores, seconds: float, tally: Tally) -> Iterator[t
     """(the partition's stream time, state) of every stored customer, until `seconds` have passed."""
     started = time.perf_counter()
     deadline = started + seconds
+    tally.about = sum(partition.approximate_customers() for partition in stores.partitions)
     try:
         for partition in stores.partitions:
             now = partition.stream_time or 0

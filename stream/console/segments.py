@@ -10,11 +10,12 @@ import yaml
 from stream.console.backend import Backend
 from stream.console.charts import moves_chart, sizes_chart
 from stream.console.common import problem, shown, table, with_stores
-from stream.console.markup import SECURITY_HEADERS, Markup, el, join, path
+from stream.console.markup import Markup, el, join, path
 from stream.console.passes import MAX_PAGES, MAX_QUERY_CHARS, PAGE_ROWS, SORTABLE, member_page
 from stream.inspect.members import FIELDS
 from stream.inspect.routes import members_export
 from stream.runtime.http import Request, Response
+from stream.runtime.sessions import SECURITY_HEADERS
 from stream.storage.committed import CommittedStores, NoStores
 
 CHART_HOURS = 24

@@ -38,7 +38,8 @@ from waitress.server import create_server
 
 from stream.errors import SegmentsError
 from stream.rules.bounded_yaml import DEFINITION
-from stream.runtime.sessions import (CSRF_HEADER, LOGIN_PATH, Session, Sessions, csrf_ok, same_origin)
+from stream.runtime.sessions import (CSRF_HEADER, LOGIN_PATH, SECURITY_HEADERS, Session, Sessions, csrf_ok,
+                                     same_origin)
 
 
 # Bounds of the server (README, "HTTP: what is served, and to whom").
@@ -112,8 +113,13 @@ class Request:
     session: Session | None = None         # a session route's session, checked
 
     def form(self) -> dict[str, str]:
-        """An application/x-www-form-urlencoded body, the last value of each field."""
-        return {k: v[-1] for k, v in parse_qs(self.body.decode("utf-8", "replace"), max_num_fields=20).items()}
+        """An application/x-www-form-urlencoded body, the last value of each field; empty when it
+        is not one (the console's forms have a field or two: more than 20 is not one of them)."""
+        try:
+            fields = parse_qs(self.body.decode("utf-8", "replace"), max_num_fields=20)
+        except ValueError:
+            return {}
+        return {k: v[-1] for k, v in fields.items()}
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,8 @@ class App:
     def _private_answer(self, route: Route, request: Request, environ: dict[str, Any]) -> Response:
         if route.session:
             refused, request = self._session_refusal(request)
+            if refused is not None:
+                return Response(refused.status, refused.body, refused.content_type, refused.headers + SECURITY_HEADERS)
         else:
             refused = self._refusal(environ.get("HTTP_AUTHORIZATION"))
         if refused is not None:

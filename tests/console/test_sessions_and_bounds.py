@@ -155,3 +155,9 @@ def test_missing_figures_sort_last_either_way(descending):
 
     order = [r[0] for r in member_page(Stores(), "s", "", "average_order_value", descending, 0).rows]  # type: ignore[arg-type]
     assert order[-1] == "b" and set(order) == {"a", "b", "c"}
+
+
+def test_a_form_of_too_many_fields_reads_as_empty():
+    from stream.runtime.http import Request
+    assert Request((), {}, "POST", b"&".join(b"f%d=x" % i for i in range(21))).form() == {}
+    assert Request((), {}, "POST", b"token=a%2Bb&csrf=c").form() == {"token": "a+b", "csrf": "c"}

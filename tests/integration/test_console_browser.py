@@ -46,13 +46,18 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 def _shot(driver: webdriver.Chrome, name: str) -> None:
+    """The whole page (up to 2,400 px tall) as docs/console/<name>.png."""
     if os.environ.get("SEGMENTS_CONSOLE_SCREENSHOTS", "1") == "0":
         return
     SHOTS.mkdir(parents=True, exist_ok=True)
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(max(height, 600), 2400))
-    driver.save_screenshot(str(SHOTS / f"{name}.png"))
-    driver.set_window_size(1280, 900)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 1280, "height": min(max(height, 600), 2400), "deviceScaleFactor": 1,
+                            "mobile": False})
+    try:
+        driver.save_screenshot(str(SHOTS / f"{name}.png"))
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def _no_script_ran(driver: webdriver.Chrome) -> None:
@@ -81,7 +86,6 @@ def test_a_marketer_session_in_chromium(kafka_bootstrap, tmp_path, browser):
         assert browser.find_element(By.TAG_NAME, "h1").text == "Segments"
         assert "loyal" in browser.find_element(By.CSS_SELECTOR, "table.segments").text
         assert browser.find_elements(By.CSS_SELECTOR, "table.segments svg.chart")
-        _shot(browser, "segments")
 
         # a segment's members: search by customer id, open a customer
         browser.find_element(By.LINK_TEXT, "loyal").click()
@@ -141,11 +145,20 @@ def test_a_marketer_session_in_chromium(kafka_bootstrap, tmp_path, browser):
                 break
             assert time.monotonic() < deadline, f"big-spenders not taken up with {holding} members: {cells}"
             time.sleep(0.5)
-        _shot(browser, "segments-after-publish")
         browser.find_element(By.LINK_TEXT, "big-spenders").click()
         wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "table.members")))
         assert len(browser.find_elements(By.CSS_SELECTOR, "table.members tbody tr")) == min(holding, 50)
         _no_script_ran(browser)
+
+        # a size sample every 10 s: the size charts draw once a segment has two
+        deadline = time.monotonic() + 30
+        while True:
+            browser.get(console.base + "/console/segments")
+            if len(browser.find_elements(By.CSS_SELECTOR, "table.segments polyline")) >= 9:
+                break
+            assert time.monotonic() < deadline, "no size chart drawn within 30 s"
+            time.sleep(1)
+        _shot(browser, "segments")
     finally:
         running.__exit__(None, None, None)
     print(f"console browser session: {time.monotonic() - started:.1f} s")

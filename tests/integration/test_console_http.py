@@ -84,6 +84,13 @@ def test_every_page_answers_with_the_security_headers(console):
     csv = client.get("/console/segments/loyal/members.csv")
     assert csv.status == 200 and csv.headers["Content-Type"] == "text/csv; charset=utf-8"
     assert csv.text.startswith("customer_id,member_since,paid_orders") and csv.headers["Cache-Control"] == "no-store"
+    assert "attachment" in csv.headers["Content-Disposition"]
+    # the export of the JSON route (and so of `segments members`), byte for byte
+    exported = Client(console.base).get("/segments/loyal/members?format=csv", Authorization=f"Bearer {TOKEN}")
+    assert exported.status == 200 and csv.body == exported.body and csv.text.count("\n") > 1
+    # refusals of console routes carry the headers too
+    refused = Client(console.base).get("/console/segments")
+    assert refused.status == 303 and refused.headers["X-Frame-Options"] == "DENY"
 
 
 def test_a_hostile_customer_id_is_shown_as_text(console):

@@ -62,9 +62,14 @@
       } else if (p.unavailable) {
         show(preview, "preview muted", ["no preview: " + p.unavailable]);
       } else {
+        let rest = " (all of them)";
+        if (p.cut_short) {
+          rest = " (cut short after " + p.seconds + " s, of about " + p.stored_about.toLocaleString() +
+            " stored: about " + Math.round(p.holding * p.stored_about / Math.max(p.read, 1)).toLocaleString() +
+            " if the rest are alike)";
+        }
         show(preview, "preview", ["would hold " + p.holding.toLocaleString() + " of the " +
-          p.read.toLocaleString() + " customers read" +
-          (p.cut_short ? " (cut short after " + p.seconds + " s: the stores hold more)" : " (all of them)")]);
+          p.read.toLocaleString() + " customers read" + rest]);
       }
     }).catch(function (error) { show(problems, "problems", ["the check failed: " + error]); });
   }
