@@ -13,9 +13,16 @@ import argparse
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stream.cli.settings_args import add_worker_arguments, arg_type, check_kafka, load_config
+
+if TYPE_CHECKING:
+    from stream.console.backend import Sizes
+    from stream.kafka.definitions_feed import DefinitionsFeed
+    from stream.rules.catalog import Catalog
+    from stream.runtime.settings import WorkerConfig
+    from stream.storage.committed import CommittedStores
 
 _SETTINGS = ("state_dir", "group_id", "segments_file", "bootstrap_servers", "definitions_topic", "http_host",
              "http_token_file")
@@ -46,7 +53,7 @@ def _port(text: str) -> int:
 class StoresView:
     """The console's Backend callables over the stores and, when given, the definitions topic."""
 
-    def __init__(self, config: Any, file_catalog: Any, feed: Any):
+    def __init__(self, config: WorkerConfig, file_catalog: Catalog, feed: DefinitionsFeed | None):
         from stream.console.history import History
         from stream.definitions.resolution import file_definitions
 
@@ -54,10 +61,10 @@ class StoresView:
         self.file = file_definitions(file_catalog)
         self.history = History(sample_seconds=SIZES_EVERY)
         self._lock = threading.Lock()           # the feed's consumer is one thread's at a time
-        self._sizes: Any = None
+        self._sizes: Sizes | None = None
         self._sized_at = float("-inf")
 
-    def stores(self) -> Any:
+    def stores(self) -> CommittedStores:
         from stream.storage.committed import CommittedStores
         return CommittedStores(self.config.state_dir, self.config.group_id)
 
@@ -88,13 +95,13 @@ class StoresView:
             live.rejected = dict(live.resolve(first).rejected)
             return live.describe()
 
-    def catalog(self) -> Any:
+    def catalog(self) -> Catalog:
         from stream.rules.catalog import compile_catalog
 
         running = self.describe()["segments"]
         return compile_catalog({name: entry["definition"] for name, entry in running.items()}, "definitions")
 
-    def sizes(self) -> Any:
+    def sizes(self) -> Sizes:
         from stream.console.backend import Sizes
         from stream.console.passes import segment_sizes
         from stream.model.time import SECOND, format_rfc3339
@@ -115,6 +122,7 @@ class StoresView:
             self._sizes, self._sized_at = Sizes(dict(tally.counts), note), now
             if not tally.cut_short:
                 self.history.sample(tally.counts, now)
+        assert self._sizes is not None          # counted on the first call
         return self._sizes
 
 

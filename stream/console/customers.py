@@ -2,6 +2,8 @@
 the current segments with member-since, and the recent changes the worker's history kept."""
 from __future__ import annotations
 
+import msgspec
+
 from stream.console.backend import Backend
 from stream.console.common import problem, shown, table, with_stores
 from stream.console.markup import Markup, el, join, path
@@ -9,8 +11,6 @@ from stream.console.passes import MAX_QUERY_CHARS
 from stream.rules.explanation import Node, explain
 from stream.runtime.http import Request, Response
 from stream.storage.committed import CommittedStores
-
-import msgspec
 
 
 def _finder(value: str = "") -> Markup:

@@ -161,7 +161,8 @@ class Worker:
         self._sizes = dict(sizes)          # one reference swap: the HTTP threads read whole snapshots
         now = time.time()
         self.history.record(changes, now)
-        self.history.sample(self._sizes, now)
+        if self.tasks:                     # owning nothing yet (joining the group) is no size of 0
+            self.history.sample(self._sizes, now)
 
     def _serve(self) -> None:
         """Start up, then commit after commit until stop()."""

@@ -40,9 +40,18 @@ class ConsoleWorker:
     group_id: str
     definitions_topic: str
     token_file: Path
+    input_topic: str
+    rest: list[bytes]                    # the shoppers' events not sent yet
+
+    def feed_the_rest(self) -> None:
+        total = self.running.consumed + len(self.rest)
+        conformance.produce(self.bootstrap, self.input_topic, self.rest)
+        self.running.wait_for(total)
 
 
-def start_console_worker(bootstrap: str, tmp: Path) -> tuple[ConsoleWorker, Running]:
+def start_console_worker(bootstrap: str, tmp: Path, held_back: float = 0.0) -> tuple[ConsoleWorker, Running]:
+    """The worker running, with all but the last `held_back` share of shopper_lines() consumed
+    (ConsoleWorker.feed_the_rest sends the others)."""
     prefix = f"it-console-{uuid.uuid4().hex[:8]}"
     port = free_port()
     (tmp / "http-token").write_text(TOKEN + "\n")
@@ -51,15 +60,16 @@ def start_console_worker(bootstrap: str, tmp: Path) -> tuple[ConsoleWorker, Runn
     worker = Worker(s, load_catalog())
     ensure_topics(bootstrap, worker.topics())
     lines = shopper_lines()
-    conformance.produce(bootstrap, s.input_topics[0], lines)
+    first = lines[:len(lines) - int(len(lines) * held_back)]
+    conformance.produce(bootstrap, s.input_topics[0], first)
     running = Running(worker).__enter__()
     try:
-        running.wait_for(len(lines))
+        running.wait_for(len(first))
     except BaseException:
         running.__exit__(None, None, None)
         raise
     return ConsoleWorker(worker, running, f"http://127.0.0.1:{port}", bootstrap, s.state_dir, s.group_id,
-                         f"{prefix}-definitions", tmp / "http-token"), running
+                         f"{prefix}-definitions", tmp / "http-token", s.input_topics[0], lines[len(first):]), running
 
 
 @dataclass

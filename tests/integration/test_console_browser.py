@@ -74,7 +74,7 @@ def _no_script_ran(driver: webdriver.Chrome) -> None:
 
 def test_a_marketer_session_in_chromium(kafka_bootstrap, tmp_path, browser):
     started = time.monotonic()
-    console, running = start_console_worker(kafka_bootstrap, tmp_path)
+    console, running = start_console_worker(kafka_bootstrap, tmp_path, held_back=0.5)
     wait = WebDriverWait(browser, 60)
     try:
         browser.get(console.base + "/console/segments")
@@ -83,6 +83,8 @@ def test_a_marketer_session_in_chromium(kafka_bootstrap, tmp_path, browser):
         browser.find_element(By.ID, "token").send_keys(TOKEN)
         browser.find_element(By.ID, "login").click()
         wait.until(seen.url_contains("/console/segments"))
+        console.feed_the_rest()           # the second half of the shoppers' history: the charts move
+        browser.refresh()
         assert browser.find_element(By.TAG_NAME, "h1").text == "Segments"
         assert "loyal" in browser.find_element(By.CSS_SELECTOR, "table.segments").text
         assert browser.find_elements(By.CSS_SELECTOR, "table.segments svg.chart")
