@@ -2,6 +2,7 @@
 definition and its members (paged, searched and sorted on the server: stream.console.passes)."""
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from stream.runtime.sessions import SECURITY_HEADERS
 from stream.storage.committed import CommittedStores, NoStores
 
 CHART_HOURS = 24
+_PAGE = re.compile(r"[0-9]{1,4}")
 
 
 def _flags(entry: dict[str, Any]) -> Markup:
@@ -65,7 +67,8 @@ def segments_page(backend: Backend, request: Request) -> Response:
 
 def _page_number(request: Request) -> int | None:
     text = request.query.get("page", ["0"])[-1]
-    return int(text) if text.isdigit() and int(text) < MAX_PAGES else None
+    # ASCII digits, a few: str.isdigit() takes "²", which int() refuses, and int() refuses thousands
+    return int(text) if _PAGE.fullmatch(text) and int(text) < MAX_PAGES else None
 
 
 def segment_page(backend: Backend, request: Request) -> Response:

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import pytest
 
 from stream.cli.define import read_definition
+from stream.kafka.definitions_feed import publish
 from stream.kafka.embedded_broker import free_port
 from stream.runtime.http import MAX_BODY_BYTES
 from stream.rules.bounded_yaml import DEFINITION
@@ -163,6 +164,9 @@ def test_bounds_of_bodies_pages_and_definitions(console):
     problems = client.post("/console/editor/check?name=big", over, csrf).json()["problems"]
     assert problems == [f"definition: over the limits of a segment definition: larger than {DEFINITION.bytes:,} bytes"]
     assert client.get("/console/segments/loyal?page=200").status == 400
+    assert client.get("/console/segments/loyal?page=" + "9" * 5000).status == 400
+    assert client.get("/console/segments/loyal?page=" + quote("²")).status == 400
+    assert client.get("/console/segments/loyal?q=" + "c" * 5000).status == 200       # searched by its first 200
     assert client.get("/console/segments/loyal?sort=city").status == 400
     assert client.get("/console/segments/no-such-segment").status == 404
 
@@ -214,3 +218,18 @@ def test_the_console_command_serves_the_same_console_over_the_stores(console, tm
     finally:
         command.terminate()
         command.wait(30)
+
+
+def test_a_rejected_definition_is_listed_with_its_problems(console):
+    """A record written to the topic by hand that does not compile: the workers keep running without
+    it, and the segments page lists it with the reason, escaped."""
+    publish(console.bootstrap, {}, console.definitions_topic, "hand-written",
+            b"version: 1\nwhen: {'<b>bold</b>': {eq: 1}}\n")
+    client = logged_in(console)
+    deadline = time.monotonic() + 60
+    while "Rejected definitions" not in (page := client.get("/console/segments").text):
+        assert time.monotonic() < deadline, "the rejection was not shown within 60 s"
+        time.sleep(0.5)
+    rejected = page[page.index("Rejected definitions"):]
+    assert "hand-written" in rejected and "topic offset" in rejected
+    assert "<b>bold" not in page and "&lt;b&gt;bold" in rejected
