@@ -21,6 +21,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
+from urllib.parse import urlsplit
 
 COOKIE = "segments_console"
 COOKIE_PATH = "/console"
@@ -131,8 +132,10 @@ def _cookie(environ: Mapping[str, object]) -> str | None:
 
 
 def secure(environ: Mapping[str, object]) -> bool:
-    """Whether the request came over TLS (so the cookie may be sent over TLS only)."""
-    return environ.get("wsgi.url_scheme") == "https"
+    """Whether the browser reached the console over TLS: the request came over it, or its Origin
+    says https (a TLS proxy in front of this plain-HTTP server), so the cookie is sent over TLS only."""
+    origin = environ.get("HTTP_ORIGIN")
+    return environ.get("wsgi.url_scheme") == "https" or (isinstance(origin, str) and origin.startswith("https://"))
 
 
 def set_cookie(session_id: str, environ: Mapping[str, object]) -> tuple[str, str]:
@@ -147,20 +150,23 @@ def clear_cookie(environ: Mapping[str, object]) -> tuple[str, str]:
 
 def same_origin(environ: Mapping[str, object]) -> bool:
     """Whether a state-changing request comes from a page of this server: its Origin (which
-    browsers send with every POST), else its Referer, names this scheme and Host; a fetch's
-    Sec-Fetch-Site, when sent, must say same-origin too."""
+    browsers send with every POST), else its Referer, names the Host it was sent to; a fetch's
+    Sec-Fetch-Site, when sent, must say same-origin too. The scheme is not compared: behind a TLS
+    proxy the page is https and this server plain HTTP (the CSRF token is the check that counts)."""
     host = environ.get("HTTP_HOST")
     if not isinstance(host, str) or not host:
         return False
-    origin = f"{'https' if secure(environ) else 'http'}://{host}"
     site = environ.get("HTTP_SEC_FETCH_SITE")
     if site is not None and site != "same-origin":
         return False
     sent = environ.get("HTTP_ORIGIN")
-    if isinstance(sent, str):
-        return hmac.compare_digest(sent.encode("latin-1"), origin.encode("latin-1"))
-    referer = environ.get("HTTP_REFERER")
-    return isinstance(referer, str) and referer.startswith(origin + "/")
+    if not isinstance(sent, str):
+        sent = environ.get("HTTP_REFERER")
+    if not isinstance(sent, str):
+        return False
+    url = urlsplit(sent)
+    return url.scheme in ("http", "https") and hmac.compare_digest(url.netloc.encode("latin-1"),
+                                                                   host.encode("latin-1"))
 
 
 def csrf_ok(session: Session, offered: str | None) -> bool:

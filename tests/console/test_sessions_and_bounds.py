@@ -161,3 +161,24 @@ def test_a_form_of_too_many_fields_reads_as_empty():
     from stream.runtime.http import Request
     assert Request((), {}, "POST", b"&".join(b"f%d=x" % i for i in range(21))).form() == {}
     assert Request((), {}, "POST", b"token=a%2Bb&csrf=c").form() == {"token": "a+b", "csrf": "c"}
+
+
+@pytest.mark.parametrize(("headers", "same"), [
+    ({"HTTP_ORIGIN": "http://h:9308"}, True),
+    ({"HTTP_ORIGIN": "https://h:9308"}, True),                    # a TLS proxy in front
+    ({"HTTP_ORIGIN": "http://evil:9308"}, False),
+    ({"HTTP_ORIGIN": "http://h:9309"}, False),
+    ({"HTTP_ORIGIN": "null"}, False),
+    ({"HTTP_REFERER": "http://h:9308/console/editor"}, True),
+    ({"HTTP_REFERER": "http://h:9308.evil/console"}, False),
+    ({}, False),
+    ({"HTTP_ORIGIN": "http://h:9308", "HTTP_SEC_FETCH_SITE": "same-site"}, False),
+])
+def test_same_origin(headers, same):
+    assert sessions_module.same_origin({"HTTP_HOST": "h:9308", **headers}) is same
+
+
+def test_the_cookie_is_secure_when_the_browser_came_over_tls():
+    assert "Secure" in sessions_module.set_cookie("x", {"HTTP_ORIGIN": "https://h"})[1]
+    assert "Secure" in sessions_module.set_cookie("x", {"wsgi.url_scheme": "https"})[1]
+    assert "Secure" not in sessions_module.set_cookie("x", {"HTTP_ORIGIN": "http://h"})[1]
