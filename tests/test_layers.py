@@ -32,6 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("definitions",),
     ("inspect",),
     ("kafka",),
+    ("console",),
     ("worker", "faust_runtime"),
     ("backfill",),
     ("tools",),

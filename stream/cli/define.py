@@ -14,18 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-from confluent_kafka import KafkaException
-
 from stream.cli.settings_args import add_kafka_arguments, kafka_properties
-from stream.kafka.definitions_feed import DefinitionsFeed, publish, read_topic
-from stream.definitions.resolution import file_definitions, parse_record, version_of
-from stream.kafka.clients import client_config
-from stream.kafka.topic_admin import ensure_topics
-from stream.runtime.topics import DEFINITIONS_CONFIG
-from stream.rules.bounded_yaml import DEFINITION, DocumentError, read_file
-from stream.rules.catalog import Catalog, compile_catalog, load_catalog
-from stream.rules.problems import DefinitionError, shown
+from stream.kafka.publishing import Outcome, Topic, define_segment, remove_segment
+from stream.rules.bounded_yaml import DEFINITION
+from stream.rules.catalog import Catalog, load_catalog, parse_definition
+from stream.rules.problems import DefinitionError
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -68,100 +61,32 @@ def read_definition(name: str, path: Path) -> tuple[dict[str, Any] | None, list[
     """One segment definition from a YAML or JSON file (within the limits of a topic record,
     bounded_yaml.DEFINITION), compiled alone: (definition, problems)."""
     try:
-        definition = read_file(path, DEFINITION)
+        with open(path, "rb") as handle:
+            document = handle.read(DEFINITION.bytes + 1)      # one more than allowed is enough to refuse
     except OSError as exc:
         return None, [f"{path}: cannot read: {exc.strerror or exc}"]
-    except DocumentError as exc:
-        return None, [f"{path}: {exc}"]
-    if not isinstance(definition, dict):
-        return None, [f"{path}: expected one segment definition: a mapping with `when:` "
-                      "(and optional description, version)"]
-    try:
-        compile_catalog({name: definition}, str(path))
-    except DefinitionError as exc:
-        return definition, shown(exc.problems)
-    return definition, []
+    return parse_definition(name, document, str(path))
 
 
-def _as_published(name: str, definition: dict[str, Any]) -> tuple[bytes, list[str]]:
-    """The record's value, and what a worker would reject in it: written out as YAML, a definition
-    within the limits as read can exceed them (block style indents; aliases come out expanded)."""
-    value = yaml.safe_dump(definition, sort_keys=False).encode()
-    record = parse_record(name.encode(), value, 0)
-    return value, list(record.problems) if record is not None else []
-
-
-def _read(command: str, bootstrap: str, kafka: dict[str, str], topic: str, err: TextIO) -> DefinitionsFeed | None:
-    """The definitions topic (created when absent, as the worker does) read to its end."""
-    try:
-        ensure_topics(client_config(bootstrap, kafka), [(topic, 1, DEFINITIONS_CONFIG)])
-        return read_topic(bootstrap, kafka, topic)
-    except KafkaException as exc:
-        print(f"segments {command}: cannot read {topic!r}: {exc}", file=err)
-        return None
-
-
-def _refused(what: str, problems: list[str], err: TextIO) -> int:
-    """Exit 2 with every problem listed: nothing was published."""
-    print(f"segments define: {what}; nothing published:", file=err)
-    for problem in problems:
-        print(f"  - {problem}", file=err)
-    return 2
+def _said(command: str, outcome: Outcome, out: TextIO, err: TextIO) -> int:
+    """The outcome printed (every problem listed, when refused for them); its exit status."""
+    if outcome.problems:
+        print(f"segments {command}: {outcome.message}:", file=err)
+        for problem in outcome.problems:
+            print(f"  - {problem}", file=err)
+    else:
+        print(f"segments {command}: {outcome.message}", file=out if outcome.ok else err)
+    return outcome.status
 
 
 def define(name: str, path: Path, bootstrap: str, kafka: dict[str, str], topic: str, file_catalog: Catalog,
            out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     definition, problems = read_definition(name, path)
     if problems or definition is None:     # (never one without the other)
-        return _refused(f"{name}: invalid definition", problems, err)
-    feed = _read("define", bootstrap, kafka, topic, err)
-    if feed is None:
-        return 1
-    in_file = file_catalog.by_name.get(name)
-    current = max(feed.highest.get(name, 0), in_file.version if in_file is not None else 0)
-    asked = definition.get("version")
-    if asked is not None and asked <= current:
-        print(f"segments define: {name}: version {asked} is not newer than the current version {current} "
-              f"(leave `version:` out and the next one is taken); nothing published", file=err)
-        return 2
-    definition = {**definition, "version": asked if asked is not None else current + 1}
-    record = feed.records.get(name)
-    running = record.definition if record is not None and not record.problems else (
-        file_definitions(file_catalog).get(name) if record is None else None)
-    if running is not None and {k: v for k, v in running.items() if k != "version"} == \
-            {k: v for k, v in definition.items() if k != "version"}:
-        print(f"segments define: {name}: unchanged (version {version_of(running)} runs it); nothing published",
-              file=out)
-        return 0
-    value, problems = _as_published(name, definition)
-    if problems:
-        return _refused(f"{name}: as published, the definition would be rejected", problems, err)
-    try:
-        publish(bootstrap, kafka, topic, name, value)
-    except KafkaException as exc:
-        print(f"segments define: publishing to {topic!r} failed: {exc}", file=err)
-        return 1
-    print(f"segments define: {name} version {definition['version']} published to {topic!r}; the workers "
-          f"re-evaluate their stored customers (see GET /definitions)", file=out)
-    return 0
+        return _said("define", Outcome(2, f"{name}: invalid definition; nothing published", problems), out, err)
+    return _said("define", define_segment(name, definition, Topic(bootstrap, kafka, topic, file_catalog)), out, err)
 
 
 def undefine(name: str, bootstrap: str, kafka: dict[str, str], topic: str, file_catalog: Catalog,
              out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    feed = _read("undefine", bootstrap, kafka, topic, err)
-    if feed is None:
-        return 1
-    record = feed.records.get(name)
-    if record is None or (record.definition is None and not record.problems):
-        where = ("the segments file defines it: remove it there" if name in file_catalog.by_name
-                 else "no such segment")
-        print(f"segments undefine: {name}: not defined in {topic!r} ({where}); nothing published", file=err)
-        return 2
-    try:
-        publish(bootstrap, kafka, topic, name, None)
-    except KafkaException as exc:
-        print(f"segments undefine: publishing to {topic!r} failed: {exc}", file=err)
-        return 1
-    fallback = " (the segments file's definition runs again)" if name in file_catalog.by_name else ""
-    print(f"segments undefine: {name} removed from {topic!r}{fallback}; its members exit", file=out)
-    return 0
+    return _said("undefine", remove_segment(name, Topic(bootstrap, kafka, topic, file_catalog)), out, err)

@@ -92,3 +92,13 @@ def kafka_properties(command: str, args: argparse.Namespace) -> dict[str, str] |
     for problem in problems:
         print(f"segments {command}: {problem}", file=sys.stderr)
     return None if problems else kafka
+
+
+def check_kafka(config: WorkerConfig) -> None:
+    """librdkafka's own verdict on the passthrough properties (unknown key, bad value, a file it
+    cannot read), now rather than from the first client built later; ConfigError when any."""
+    from stream.kafka.clients import kafka_problems
+
+    problems = kafka_problems(config.kafka, is_secret_key)
+    if problems:
+        raise ConfigError(problems)

@@ -6,7 +6,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from stream.cli.settings_args import add_worker_arguments, load_config
+from stream.cli.settings_args import add_worker_arguments, check_kafka, load_config
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,13 +24,12 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from stream.kafka.clients import kafka_problems
     from stream.kafka.embedded_broker import EmbeddedBroker
     from stream.kafka.topic_admin import TopicsNotAsExpected
     from stream.rules.catalog import load_catalog
     from stream.rules.problems import DefinitionError
     from stream.runtime.http import HttpSetupError, read_token
-    from stream.runtime.settings import ConfigError, is_secret_key
+    from stream.runtime.settings import ConfigError
     from stream.worker.loop import Worker
 
     try:
@@ -38,12 +37,9 @@ def run(args: argparse.Namespace) -> int:
         catalog = load_catalog(config.segments_file)
         if config.metrics_port and config.http_token_file is not None:
             read_token(config.http_token_file)     # an unusable token file stops the start before anything runs
-        # librdkafka judges its own properties (unknown key, bad value, a file it cannot read) now,
-        # not the first client built later. Here rather than in load_config: members and explain
-        # read the same settings without any Kafka client, maybe where those files are absent.
-        problems = kafka_problems(config.kafka, is_secret_key)
-        if problems:
-            raise ConfigError(problems)
+        # Here rather than in load_config: members and explain read the same settings without any
+        # Kafka client, maybe where the files they name are absent.
+        check_kafka(config)
     except (ConfigError, DefinitionError, HttpSetupError) as exc:
         print(f"segments worker: {exc}", file=sys.stderr)
         return 2

@@ -49,10 +49,7 @@ def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog
             opened = stores()
         except NoStores as exc:
             return json_error(503, str(exc))
-        # Streamed (chunked): memory does not grow with the segment; the stores close when the
-        # server closes the body, also when the client hangs up half-way.
-        return Response(200, _Rows(opened, encode_rows(member_rows(opened.items(), segment), fmt)),
-                        CONTENT_TYPES[fmt])
+        return members_export(opened, segment, fmt)
 
     def customer(request: Request) -> Response:
         (customer_id,) = request.args
@@ -73,6 +70,15 @@ def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog
         Route("/customers/<id>", "why a customer is where it is (as `segments explain --format json`)", customer),
         definitions_route(definitions),
     ]
+
+
+def members_export(opened: CommittedStores, segment: str, fmt: str,
+                   headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    """The members of `segment` in `opened` as `fmt`, streamed (chunked): memory does not grow with
+    the segment; the stores close when the server closes the body, also when the client hangs up
+    half-way. Also the console's CSV export (stream.console)."""
+    return Response(200, _Rows(opened, encode_rows(member_rows(opened.items(), segment), fmt)),
+                    CONTENT_TYPES[fmt], headers)
 
 
 def definitions_route(definitions: Callable[[], Any]) -> Route:

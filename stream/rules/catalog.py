@@ -9,10 +9,10 @@ from typing import Any
 
 from stream.model.state import CustomerState
 from stream.rules.attributes import CHANGED_BY, IDENTITY
-from stream.rules.bounded_yaml import SEGMENTS_FILE, DocumentError, load, read_file
+from stream.rules.bounded_yaml import DEFINITION, SEGMENTS_FILE, DocumentError, load, read_file
 from stream.rules.compiler import Compiler
 from stream.rules.nodes import Segment, Stream
-from stream.rules.problems import DefinitionError, key_names
+from stream.rules.problems import DefinitionError, key_names, shown
 
 
 @dataclass
@@ -92,3 +92,21 @@ def compile_catalog(definitions: dict[Any, Any], source: str) -> Catalog:
     if problems:
         raise DefinitionError(problems)
     return Catalog(segments, compiler.streams(), source)
+
+
+def parse_definition(name: str, document: str | bytes, source: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """One segment definition, YAML or JSON (within the limits of a topic record,
+    bounded_yaml.DEFINITION), compiled alone: (definition, problems), each problem led by `source`
+    where the loader's is. `segments define` and the console's editor say the same through it."""
+    try:
+        definition = load(document, DEFINITION)
+    except DocumentError as exc:
+        return None, [f"{source}: {exc}"]
+    if not isinstance(definition, dict):
+        return None, [f"{source}: expected one segment definition: a mapping with `when:` "
+                      "(and optional description, version)"]
+    try:
+        compile_catalog({name: definition}, source)
+    except DefinitionError as exc:
+        return definition, shown(exc.problems)
+    return definition, []

@@ -10,7 +10,11 @@ hardened http.server would need that event loop written here; a thread pool alon
 hundred half-sent requests hold every thread and starve the probes.
 
 Routes are private unless they say otherwise: a route added later is behind the token without
-anyone remembering to put it there.
+anyone remembering to put it there. A private route is reached with the bearer token in the
+Authorization header, or, for the web console's routes (`session=True`), with a browser session
+opened by pasting that token into the console's login page (stream.runtime.sessions). Every
+request that is not a GET must come from this server's own pages (Origin, else Referer), and one
+to a session route must also carry the session's CSRF token.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import re
 import socket
 import stat
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,9 @@ from waitress.channel import HTTPChannel
 from waitress.server import create_server
 
 from stream.errors import SegmentsError
+from stream.rules.bounded_yaml import DEFINITION
+from stream.runtime.sessions import (CSRF_HEADER, LOGIN_PATH, SECURITY_HEADERS, Session, Sessions, csrf_ok,
+                                     same_origin)
 
 
 # Bounds of the server (README, "HTTP: what is served, and to whom").
@@ -43,7 +50,8 @@ BACKLOG = 1024               # connections the kernel queues before the server a
 CHANNEL_TIMEOUT = 15         # seconds a connection may stay idle or half-sent before it is closed
 CLEANUP_INTERVAL = 2         # seconds between checks of that
 MAX_HEADER_BYTES = 16384     # request line and headers
-MAX_BODY_BYTES = 1024        # every route is a GET: a body is never read
+# A body is read only for a route that takes POST: the console's editor posts one definition as it.
+MAX_BODY_BYTES = DEFINITION.bytes + 1024
 OUTBUF_BYTES = 256 * 1024    # a streamed answer waits for a slow reader beyond this much unsent
 STOP_SECONDS = 5.0           # stop() waits at most this long for answers in progress
 
@@ -98,6 +106,20 @@ class Response:
 class Request:
     args: tuple[str, ...]                  # the <...> parts of the route's path, percent-decoded
     query: dict[str, list[str]]
+    method: str = "GET"
+    body: bytes = b""                      # read for POST routes only, at most MAX_BODY_BYTES
+    environ: Mapping[str, Any] = field(default_factory=dict)
+    sessions: Sessions | None = None       # the server's session table: None when no token is configured
+    session: Session | None = None         # a session route's session, checked
+
+    def form(self) -> dict[str, str]:
+        """An application/x-www-form-urlencoded body, the last value of each field; empty when it
+        is not one (the console's forms have a field or two: more than 20 is not one of them)."""
+        try:
+            fields = parse_qs(self.body.decode("utf-8", "replace"), max_num_fields=20)
+        except ValueError:
+            return {}
+        return {k: v[-1] for k, v in fields.items()}
 
 
 @dataclass(frozen=True)
@@ -106,6 +128,8 @@ class Route:
     summary: str
     handler: Callable[[Request], Response]
     public: bool = False                   # False: personal data, behind the bearer token
+    methods: tuple[str, ...] = ("GET",)
+    session: bool = False                  # private, reached with a console session instead of the header
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -118,11 +142,16 @@ def json_error(status: int, message: str, headers: tuple[tuple[str, str], ...] =
     return Response(status, msgspec.json.encode({"error": message}), headers=headers)
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-            405: "Method Not Allowed", 503: "Service Unavailable"}
+_REASONS = {200: "OK", 303: "See Other", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+            404: "Not Found", 405: "Method Not Allowed", 429: "Too Many Requests", 503: "Service Unavailable"}
 _OFF = ("personal-data routes are off on this worker: start it with http_token_file (--http-token-file, "
         "SEGMENTS_HTTP_TOKEN_FILE) naming a file that holds a bearer token, then send "
         "'Authorization: Bearer <token>'")
+
+
+def personal_data_off() -> Response:
+    """The answer of every private route, and of the console's login, on a server without a token."""
+    return json_error(403, _OFF)
 
 
 class App:
@@ -131,6 +160,7 @@ class App:
     def __init__(self, routes: Iterable[Route], token: bytes | None):
         self.routes = list(routes)
         self.token = token
+        self.sessions = Sessions(token) if token is not None else None
         self._private = threading.BoundedSemaphore(PRIVATE_AT_ONCE)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -143,19 +173,30 @@ class App:
 
     def _answer(self, environ: dict[str, Any]) -> Response:
         path, query = _split(environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
-        if environ["REQUEST_METHOD"] != "GET":
-            return json_error(405, "only GET is served", (("Allow", "GET"),))
-        if path == "/":
+        method = environ["REQUEST_METHOD"]
+        if path == "/" and method == "GET":
             return Response(200, self.index().encode(), "text/plain; charset=utf-8")
         for route in self.routes:
             match = route.pattern.fullmatch(path)
             if match:
-                request = Request(tuple(unquote(arg) for arg in match.groups()), parse_qs(query))
+                if method not in route.methods:
+                    return json_error(405, f"{path} answers {', '.join(route.methods)} only",
+                                      (("Allow", ", ".join(route.methods)),))
+                if method != "GET" and not same_origin(environ):
+                    return json_error(403, f"a {method} must come from this server's own pages "
+                                           "(its Origin or Referer header did not say so)")
+                request = Request(tuple(unquote(arg) for arg in match.groups()), parse_qs(query), method,
+                                  _body(environ) if method != "GET" else b"", environ, self.sessions)
                 return route.handler(request) if route.public else self._private_answer(route, request, environ)
         return json_error(404, f"no route {path!r}: GET / lists them")
 
     def _private_answer(self, route: Route, request: Request, environ: dict[str, Any]) -> Response:
-        refused = self._refusal(environ.get("HTTP_AUTHORIZATION"))
+        if route.session:
+            refused, request = self._session_refusal(request)
+            if refused is not None:
+                return Response(refused.status, refused.body, refused.content_type, refused.headers + SECURITY_HEADERS)
+        else:
+            refused = self._refusal(environ.get("HTTP_AUTHORIZATION"))
         if refused is not None:
             return refused
         if not self._private.acquire(blocking=False):
@@ -175,7 +216,7 @@ class App:
     def _refusal(self, authorization: str | None) -> Response | None:
         """None when the request carries this worker's token, else the answer that says why not."""
         if self.token is None:
-            return json_error(403, _OFF)
+            return personal_data_off()
         scheme, _, credentials = (authorization or "").partition(" ")
         credentials = credentials.strip(" \t")          # HTTP's optional white space, nothing else
         if scheme.lower() != "bearer" or not credentials:
@@ -188,15 +229,47 @@ class App:
                               (("WWW-Authenticate", REALM + ', error="invalid_token"'),))
         return None
 
+    def _session_refusal(self, request: Request) -> tuple[Response | None, Request]:
+        """(None, the request with its session) when it carries a live console session (and, unless
+        a GET, that session's CSRF token), else the answer that says why not: with no token
+        configured, the refusal of every personal-data route."""
+        if self.sessions is None:
+            return personal_data_off(), request
+        session = self.sessions.find(request.environ)
+        if session is None:
+            if request.method == "GET":     # a page: off to the login page, and back after it
+                return Response(303, b"", "text/plain; charset=utf-8", (("Location", LOGIN_PATH),)), request
+            return json_error(403, "no console session (logged out, or expired): log in again"), request
+        if request.method != "GET":
+            offered = request.environ.get(CSRF_HEADER)
+            if offered is None and request.environ.get("CONTENT_TYPE", "").startswith(
+                    "application/x-www-form-urlencoded"):
+                offered = request.form().get("csrf")
+            if not csrf_ok(session, offered):
+                return json_error(403, "missing or wrong CSRF token: reload the page"), request
+        return None, Request(request.args, request.query, request.method, request.body, request.environ,
+                             request.sessions, session)
+
     def index(self) -> str:
         if all(r.public for r in self.routes):
             state = "none on this runtime"
         else:
             state = "on: send 'Authorization: Bearer <token>'" if self.token else "off. " + _OFF
-        lines = ["GET /: this list"] + [f"GET {r.path}: {r.summary}" + ("" if r.public else "  [token]")
+        lines = ["GET /: this list"] + [f"{' '.join(r.methods)} {r.path}: {r.summary}"
+                                        + ("" if r.public else "  [session]" if r.session else "  [token]")
                                         for r in self.routes]
-        return ("segments worker HTTP routes ([token]: personal data, behind the bearer token)\n"
+        return ("segments worker HTTP routes ([token]: personal data, behind the bearer token; [session]: the "
+                "web console, behind a session opened with that token at /console/login)\n"
                 + "".join(f"  {line}\n" for line in lines) + f"personal-data routes: {state}\n")
+
+
+def _body(environ: dict[str, Any]) -> bytes:
+    """The request's body: waitress refuses one over MAX_BODY_BYTES before the application runs."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return b""
+    return environ["wsgi.input"].read(min(length, MAX_BODY_BYTES)) if length > 0 else b""
 
 
 def _split(uri: str) -> tuple[str, str]:

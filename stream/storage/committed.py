@@ -49,6 +49,15 @@ class Partition:
     db: Rdict
     stream_time: int | None          # as of its last committed batch; None: nothing committed yet
 
+    def approximate_customers(self) -> int:
+        """RocksDB's own estimate of the stored keys (cheap; counting would read the store)."""
+        return self.db.property_int_value("rocksdb.estimate-num-keys") or 0
+
+    def meta(self, key: bytes) -> bytes | None:
+        """One of the partition's meta records (stream.storage.keys), as committed."""
+        value = self.db.get(key)
+        return None if value is None else bytes(value)
+
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """(key, stored state) of every customer, in key order."""
         for key, value in raw_items(self.db):

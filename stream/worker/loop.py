@@ -21,11 +21,15 @@ import contextlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from stream.console.backend import Backend, Sizes
+from stream.console.history import History
+from stream.console.routes import console_routes
 from stream.definitions.live import LiveDefinitions
 from stream.definitions.resolution import file_definitions
 from stream.inspect.routes import segment_routes
@@ -33,13 +37,16 @@ from stream.kafka.topic_admin import TopicsNotAsExpected, admin_client, ensure_t
 from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, until_reachable,
                                   worker_client_config)
 from stream.kafka.definitions_feed import DefinitionsFeed, caught_up_feed
+from stream.kafka.publishing import Topic
 from stream.kafka.partition_ends import partition_ends
+from stream.model.changes import SegmentChange
 from stream.rules.catalog import Catalog
 from stream.runtime import garbage, metrics
 from stream.runtime.batch import Batch, BatchStep, set_members
 from stream.runtime.idle_clock import CatchUp, Source, advance_idle
 from stream.runtime.settings import WorkerConfig
 from stream.runtime.topics import PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, Spec, worker_topics
+from stream.storage.committed import CommittedStores, NoStores
 from stream.storage.rocksdb_store import PartitionStore
 from stream.worker.partition import PartitionTask
 from stream.worker.restore import restore
@@ -85,6 +92,8 @@ class Worker:
         self.watch = BrokerWatch(config.bootstrap_servers)
         self.probe: BrokerProbe | None = None      # from the end of start-up on
         self._open: _Open | None = None            # the commit under way, between consume calls
+        self.history = History()                   # what the web console shows of the past
+        self._sizes: dict[str, int] = {}           # members per segment as of the last commit (for the console)
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -108,8 +117,8 @@ class Worker:
         s = self.s
         self.health.blocked = self._blocked
         # list(dict) copies the keys in one step under the GIL: safe from the HTTP threads.
-        routes = segment_routes(s.state_dir, s.group_id, lambda: self.catalog, lambda: list(self.tasks),
-                                self.live.describe)
+        routes = segment_routes(s.state_dir, s.group_id, self.running_catalog, lambda: list(self.tasks),
+                                self.live.describe) + console_routes(self._console())
         # Served from the start, so that /readyz tells why while the brokers cannot be reached yet.
         http = metrics.serve(s.metrics_port, self.health, routes, s.http_host, s.http_token_file) \
             if s.metrics_port else None
@@ -120,6 +129,40 @@ class Worker:
             pass                            # stopped while a restore waited for the brokers
         finally:
             self._close(http)
+
+    def running_catalog(self) -> Catalog:
+        """The definitions the partitions run now (from the topic too), for the HTTP threads."""
+        tasks = list(self.tasks.values())
+        return tasks[0].catalog if tasks else self.live.resolve(None).catalog
+
+    def _console(self) -> Backend:
+        s = self.s
+
+        def stores() -> CommittedStores:
+            owned = list(self.tasks)
+            if not owned:
+                raise NoStores("this worker owns no partitions yet (not in a group, or restoring)")
+            return CommittedStores(s.state_dir, s.group_id, only=owned)
+
+        def sizes() -> Sizes:
+            partitions = ", ".join(f"p{n}" for n in sorted(self.tasks)) or "none yet"
+            return Sizes(self._sizes, f"live: this worker's partitions ({partitions}), as of its last commit")
+
+        assert s.bootstrap_servers is not None          # checked in __init__
+        topic = None if s.definitions_topic is None else Topic(s.bootstrap_servers, dict(s.kafka),
+                                                               s.definitions_topic, self.catalog)
+        return Backend("worker", self.running_catalog, stores, self.live.describe, sizes, self.history, True, topic)
+
+    def _note_for_console(self, changes: list[SegmentChange]) -> None:
+        """After a commit: the sizes, and the changes, into the console's bounded history."""
+        sizes: Counter[str] = Counter()
+        for task in self.tasks.values():
+            sizes.update({name: task.members[name] for name in task.catalog.by_name})
+        self._sizes = dict(sizes)          # one reference swap: the HTTP threads read whole snapshots
+        now = time.time()
+        self.history.record(changes, now)
+        if self.tasks:                     # owning nothing yet (joining the group) is no size of 0
+            self.history.sample(self._sizes, now)
 
     def _serve(self) -> None:
         """Start up, then commit after commit until stop()."""
@@ -357,6 +400,7 @@ class Worker:
             metrics.CACHE_MISSES.inc(store.misses - task.misses_reported)
             task.hits_reported, task.misses_reported = store.hits, store.misses
         metrics.observe_timers(task.engine.timers for task in self.tasks.values())
+        self._note_for_console([])       # sizes after assignments and restores, and samples while nothing changes
 
     def _set_members(self) -> None:
         set_members(self.catalog, ((task.catalog, task.members) for task in self.tasks.values()))
@@ -398,6 +442,7 @@ class Worker:
             task.count_members()
             task.changes.clear()
         self._set_members()
+        self._note_for_console(batch.changes)
         changelog_next.clear()
         if self.on_batch is not None:
             self.on_batch(batch.events, len(batch.changes))

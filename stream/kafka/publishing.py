@@ -1,0 +1,112 @@
+"""Publishing segment definitions to the definitions topic: what `segments define` / `undefine`
+and the web console's editor (stream.console) both do, with the same checks and the same words.
+
+define_segment gives a valid definition the next version (one more than the highest this name has
+in the topic or in the segments file the workers run, or the definition's own `version:` when it
+is newer still) and publishes it, unless it is unchanged; remove_segment publishes a tombstone.
+Each returns an Outcome instead of printing, for its caller to show.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from confluent_kafka import KafkaException
+
+from stream.definitions.resolution import file_definitions, parse_record, version_of
+from stream.kafka.clients import client_config
+from stream.kafka.definitions_feed import DefinitionsFeed, publish, read_topic
+from stream.kafka.topic_admin import ensure_topics
+from stream.rules.catalog import Catalog
+from stream.runtime.topics import DEFINITIONS_CONFIG
+
+PUBLISHED, REFUSED, FAILED = 0, 2, 1       # also the commands' exit statuses
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int                 # PUBLISHED (or unchanged: nothing to publish), REFUSED, FAILED
+    message: str                # one sentence, without the command's name
+    problems: list[str] = field(default_factory=list)   # why it was refused, each one line
+    version: int | None = None  # the version published
+
+    @property
+    def ok(self) -> bool:
+        return self.status == PUBLISHED
+
+
+@dataclass(frozen=True)
+class Topic:
+    """Where definitions are published: the cluster, its client properties (security settings
+    among them, stream.kafka.clients), the topic, and the segments file the workers run."""
+    bootstrap: str
+    kafka: dict[str, str]
+    name: str
+    file_catalog: Catalog
+
+
+def _as_published(name: str, definition: dict[str, Any]) -> tuple[bytes, list[str]]:
+    """The record's value, and what a worker would reject in it: written out as YAML, a definition
+    within the limits as read can exceed them (block style indents; aliases come out expanded)."""
+    value = yaml.safe_dump(definition, sort_keys=False).encode()
+    record = parse_record(name.encode(), value, 0)
+    return value, list(record.problems) if record is not None else []
+
+
+def _read(topic: Topic) -> DefinitionsFeed | Outcome:
+    """The definitions topic (created when absent, as the worker does) read to its end."""
+    try:
+        ensure_topics(client_config(topic.bootstrap, topic.kafka), [(topic.name, 1, DEFINITIONS_CONFIG)])
+        return read_topic(topic.bootstrap, topic.kafka, topic.name)
+    except KafkaException as exc:
+        return Outcome(FAILED, f"cannot read {topic.name!r}: {exc}")
+
+
+def define_segment(name: str, definition: dict[str, Any], topic: Topic) -> Outcome:
+    """Publish `definition` (already valid: stream.rules.catalog.parse_definition) as `name`'s next version."""
+    feed = _read(topic)
+    if isinstance(feed, Outcome):
+        return feed
+    in_file = topic.file_catalog.by_name.get(name)
+    current = max(feed.highest.get(name, 0), in_file.version if in_file is not None else 0)
+    asked = definition.get("version")
+    if asked is not None and asked <= current:
+        return Outcome(REFUSED, f"{name}: version {asked} is not newer than the current version {current} "
+                                f"(leave `version:` out and the next one is taken); nothing published")
+    definition = {**definition, "version": asked if asked is not None else current + 1}
+    record = feed.records.get(name)
+    running = record.definition if record is not None and not record.problems else (
+        file_definitions(topic.file_catalog).get(name) if record is None else None)
+    if running is not None and {k: v for k, v in running.items() if k != "version"} == \
+            {k: v for k, v in definition.items() if k != "version"}:
+        return Outcome(PUBLISHED, f"{name}: unchanged (version {version_of(running)} runs it); nothing published")
+    value, problems = _as_published(name, definition)
+    if problems:
+        return Outcome(REFUSED, f"{name}: as published, the definition would be rejected; nothing published",
+                       problems)
+    try:
+        publish(topic.bootstrap, topic.kafka, topic.name, name, value)
+    except KafkaException as exc:
+        return Outcome(FAILED, f"publishing to {topic.name!r} failed: {exc}")
+    return Outcome(PUBLISHED, f"{name} version {definition['version']} published to {topic.name!r}; the workers "
+                              f"re-evaluate their stored customers (see GET /definitions)",
+                   version=definition["version"])
+
+
+def remove_segment(name: str, topic: Topic) -> Outcome:
+    """A tombstone for `name`, when the topic defines it."""
+    feed = _read(topic)
+    if isinstance(feed, Outcome):
+        return feed
+    record = feed.records.get(name)
+    if record is None or (record.definition is None and not record.problems):
+        where = ("the segments file defines it: remove it there" if name in topic.file_catalog.by_name
+                 else "no such segment")
+        return Outcome(REFUSED, f"{name}: not defined in {topic.name!r} ({where}); nothing published")
+    try:
+        publish(topic.bootstrap, topic.kafka, topic.name, name, None)
+    except KafkaException as exc:
+        return Outcome(FAILED, f"publishing to {topic.name!r} failed: {exc}")
+    fallback = " (the segments file's definition runs again)" if name in topic.file_catalog.by_name else ""
+    return Outcome(PUBLISHED, f"{name} removed from {topic.name!r}{fallback}; its members exit")
