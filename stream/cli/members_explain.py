@@ -3,6 +3,8 @@
 Both read the partition stores a worker keeps (stream.storage.committed), while it runs or not, and take
 the worker's own settings to find them: --state-dir, --group-id, --segments, the same SEGMENTS_*
 variables and --config file (stream.runtime.settings). Answers are as of each partition's last committed batch.
+The segments are the file's and those the stores recorded running (stream.inspect.running): one added
+with `segments define` is known here once a worker has taken it up.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ def _add_command(sub: Any, name: str, summary: str, description: str, operand: s
     parser.add_argument(operand, metavar=operand.upper())
     parser.add_argument("--format", choices=formats, default=formats[0], help=format_help)
     more(parser)
-    add_worker_arguments(parser, names=_SETTINGS)
+    add_worker_arguments(parser, names=_SETTINGS, kafka=False)
     parser.set_defaults(run=run)
 
 
@@ -62,20 +64,22 @@ def _settings(args: argparse.Namespace, command: str):
 def _members(args: argparse.Namespace) -> int:
     from stream.storage.committed import CommittedStores, NoStores
     from stream.inspect.members import encode_rows, member_rows
+    from stream.inspect.running import known_segments
 
     settings = _settings(args, "members")
     if settings is None:
         return 2
     config, catalog = settings
     problems = []
-    if args.segment not in catalog.by_name:
-        problems.append(f"unknown segment {args.segment!r} in {catalog.source}; segments: "
-                        f"{', '.join(catalog.by_name)}")
     stores = None
     try:
         stores = CommittedStores(config.state_dir, config.group_id)
     except NoStores as exc:
         problems.append(str(exc))
+    known = known_segments(stores.partitions if stores is not None else [], catalog)
+    if args.segment not in known:
+        problems.insert(0, f"unknown segment {args.segment!r} in {catalog.source} or the definitions the "
+                           f"stores run; segments: {', '.join(known)}")
     if problems or stores is None:          # no stores: why is among the problems
         for problem in problems:
             print(f"segments members: {problem}", file=sys.stderr)
@@ -121,6 +125,7 @@ def _explain(args: argparse.Namespace) -> int:
     import msgspec
 
     from stream.storage.committed import CommittedStores, NoStores
+    from stream.inspect.running import stored_catalog
     from stream.rules.explanation import explain, render
 
     settings = _settings(args, "explain")
@@ -138,7 +143,8 @@ def _explain(args: argparse.Namespace) -> int:
             print(f"segments explain: no customer {args.customer!r} in any store; " + _as_of(stores),
                   file=sys.stderr)
             return 2
-    partition, state = found
-    answer = explain(args.customer, state, catalog, partition.stream_time or 0, partition.number)
+        partition, state = found
+        running = stored_catalog(partition) or catalog     # what placed the customer, topic definitions included
+    answer = explain(args.customer, state, running, partition.stream_time or 0, partition.number)
     sys.stdout.write(render(answer) if args.format == "text" else msgspec.json.encode(answer).decode() + "\n")
     return 0
