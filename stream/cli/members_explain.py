@@ -117,7 +117,7 @@ def _members(args: argparse.Namespace) -> int:
 def _as_of(stores) -> str:
     from stream.model.time import format_rfc3339
     return "as of " + ", ".join(
-        f"p{p.number} {'nothing committed' if p.stream_time is None else format_rfc3339(p.stream_time)}"
+        f"p{p.number} {'no event yet' if p.stream_time is None else format_rfc3339(p.stream_time)}"
         for p in stores.partitions)
 
 

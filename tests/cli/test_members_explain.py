@@ -170,3 +170,18 @@ def test_members_and_explain_take_no_kafka_properties(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main([*command, "--help"])
         assert "-X" not in capsys.readouterr().out
+
+
+def test_a_partition_without_events_is_said_so(tmp_path, capsys):
+    """A worker commits the clock of a partition that has had no event yet as BEFORE_TIME, an
+    instant no format can write: the answer says the partition has no event yet."""
+    from stream.model.time import BEFORE_TIME
+
+    build_stores(tmp_path / "state")
+    empty = PartitionStore(tmp_path / "state" / "grp" / "p2")
+    empty.set_stream_time(BEFORE_TIME)
+    empty.commit(1)
+    assert main(["members", "repeat-buyer", *settings_flags(tmp_path)]) == 0
+    assert "3 members of repeat-buyer; as of p0 2025-01-02T00:00:00Z, p1 2025-01-02T00:00:00Z, p2 no event yet" in \
+        capsys.readouterr().err
+    empty.close()
