@@ -144,7 +144,7 @@ def _explain(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         partition, state = found
-        running = stored_catalog(partition) or catalog     # what placed the customer, topic definitions included
+        running = stored_catalog(partition, catalog) or catalog   # what placed the customer, topic definitions too
     answer = explain(args.customer, state, running, partition.stream_time or 0, partition.number)
     sys.stdout.write(render(answer) if args.format == "text" else msgspec.json.encode(answer).decode() + "\n")
     return 0
