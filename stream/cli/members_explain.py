@@ -27,22 +27,23 @@ def add_inspect_commands(sub: Any) -> None:
     _add_command(sub, "members", "current members of a segment, as CSV or JSON lines",
                  "Current members of SEGMENT with customer_id, member_since, paid_orders, paid_total, "
                  "average_order_value, last_order_at, city and country, sorted by customer id, streamed.",
-                 "segment", ("csv", "jsonl"), "default: csv (with a header)", _members,
+                 ("segment", "segment name: of the segments file, or defined through the definitions topic"),
+                 ("csv", "jsonl"), "default: csv (with a header)", _members,
                  lambda parser: parser.add_argument("--output", metavar="PATH|-", default="-",
                                                     help="where to write (default: stdout)"))
     _add_command(sub, "explain", "a customer's state, segments, and why each condition holds or not",
                  "The customer's state, current segments with member-since, and for every segment each "
                  "condition with its value and verdict, and when the next time-driven move is due.",
-                 "customer", ("text", "json"), "default: text", _explain)
+                 ("customer", "customer id, as in the events"), ("text", "json"), "default: text", _explain)
 
 
-def _add_command(sub: Any, name: str, summary: str, description: str, operand: str, formats: tuple[str, str],
-                 format_help: str, run: Callable[[argparse.Namespace], int],
+def _add_command(sub: Any, name: str, summary: str, description: str, operand: tuple[str, str],
+                 formats: tuple[str, str], format_help: str, run: Callable[[argparse.Namespace], int],
                  more: Callable[[argparse.ArgumentParser], object] = lambda parser: None) -> None:
-    """One command over the stores: its operand, --format (the first of `formats` by default), what
-    `more` adds, then the worker settings that find the stores."""
+    """One command over the stores: its operand (name, help), --format (the first of `formats` by
+    default), what `more` adds, then the worker settings that find the stores."""
     parser = sub.add_parser(name, help=summary, description=f"{description} {_AS_OF}")
-    parser.add_argument(operand, metavar=operand.upper())
+    parser.add_argument(operand[0], metavar=operand[0].upper(), help=operand[1])
     parser.add_argument("--format", choices=formats, default=formats[0], help=format_help)
     more(parser)
     add_worker_arguments(parser, names=_SETTINGS, kafka=False)

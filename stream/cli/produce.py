@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     pp.add_argument("--customers", type=int, default=1000, metavar="N",
                     help="distinct shoppers the events are spread over (default 1000)")
     pp.add_argument("--seed", type=int, default=7, metavar="N",
-                    help="random seed: the same seed and settings give the same events (default 7)")
+                    help="random seed: the same seed and settings give the same shoppers, and with "
+                         "--simulated-time the same bytes (default 7)")
     pp.add_argument("--bad-ratio", type=float, default=0.001, metavar="SHARE",
                     help="share of bad messages, which the workers turn into dead letters (default 0.001)")
     pp.add_argument("--simulated-time", action="store_true",
