@@ -90,15 +90,20 @@ def start(block: str, tmp: Path, env: dict[str, str], ports: dict[str, int]) -> 
     proc = subprocess.Popen(["bash", "-c", block], cwd=tmp, env=env, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
-    while not ready[0](proc, ports):
-        if proc.poll() is not None:
-            raise AssertionError(f"{block} exited with {proc.returncode}:\n{proc.communicate()[0][-3000:]}")
-        assert time.monotonic() < deadline, f"{block} not ready within 60 s"
+    try:
+        while not ready[0](proc, ports):
+            if proc.poll() is not None:
+                raise AssertionError(f"{block} exited with {proc.returncode}:\n{proc.communicate()[0][-3000:]}")
+            assert time.monotonic() < deadline, f"{block} not ready within 60 s"
+    except BaseException:
+        stop(proc)          # not left running after the test
+        raise
     return proc
 
 
 def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
-    os.killpg(proc.pid, signal.SIGINT)        # Ctrl-C in its terminal
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)    # Ctrl-C in its terminal
     try:
         out, _ = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
