@@ -55,7 +55,7 @@ class _Flag(NamedTuple):
 
     name: str
     default: float
-    help: str | None = None             # None: the name says it
+    help: str | None = None             # None: the name says it, and the help gives the default only
     kind: Callable[[str], float] = int
 
 
@@ -74,7 +74,8 @@ _BENCHES = (
     _Bench("worker", "the native worker on the embedded broker, beside consume + decode", _worker,
            (_Flag("--events", 300_000), _Flag("--customers", 100_000),
             _Flag("--rate", 10_000, "events/s offered in the latency run"),
-            _Flag("--seconds", 20, "length of the latency run", float), _Flag("--restore-customers", 1_000_000))),
+            _Flag("--seconds", 20, "length of the latency run", float),
+            _Flag("--restore-customers", 1_000_000, "customers restored in the restore run"))),
     _Bench("faust", "the Faust runtime beside the native worker (at_least_once), beside consume + decode", _faust,
            (_Flag("--events", 100_000), _Flag("--customers", 20_000),
             _Flag("--runs", 3, "runs per runtime; the median is the figure"))),
@@ -94,5 +95,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     for b in _BENCHES:
         parser = bench.add_parser(b.name, help=b.help)
         for flag in (*b.flags, _SEED):
-            parser.add_argument(flag.name, type=flag.kind, default=flag.default, help=flag.help)
+            parser.add_argument(flag.name, type=flag.kind, default=flag.default,
+                                help=f"{flag.help or flag.name[2:]} (default %(default)s)")
         parser.set_defaults(run=b.run)

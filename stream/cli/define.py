@@ -35,8 +35,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         if command == "define":
             fp.add_argument("--file", required=True, metavar="FILE",
                             help="one definition, YAML or JSON: the grammar of one entry under `segments:`")
-        fp.add_argument("--bootstrap-servers", required=True, metavar="HOSTS")
-        fp.add_argument("--definitions-topic", default="segment-definitions", metavar="TOPIC")
+        fp.add_argument("--bootstrap-servers", required=True, metavar="HOSTS",
+                        help="the workers' Kafka brokers, host:port[,host:port...]")
+        fp.add_argument("--definitions-topic", default="segment-definitions", metavar="TOPIC",
+                        help="the workers' --definitions-topic (default segment-definitions)")
         fp.add_argument("--segments", metavar="FILE",
                         help="the segments file the workers run (its versions count); default: the built-in catalog")
         add_kafka_arguments(fp)

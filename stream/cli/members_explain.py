@@ -3,6 +3,8 @@
 Both read the partition stores a worker keeps (stream.storage.committed), while it runs or not, and take
 the worker's own settings to find them: --state-dir, --group-id, --segments, the same SEGMENTS_*
 variables and --config file (stream.runtime.settings). Answers are as of each partition's last committed batch.
+The segments are the file's and those the stores recorded running (stream.inspect.running): one added
+with `segments define` is known here once a worker has taken it up.
 """
 from __future__ import annotations
 
@@ -25,25 +27,26 @@ def add_inspect_commands(sub: Any) -> None:
     _add_command(sub, "members", "current members of a segment, as CSV or JSON lines",
                  "Current members of SEGMENT with customer_id, member_since, paid_orders, paid_total, "
                  "average_order_value, last_order_at, city and country, sorted by customer id, streamed.",
-                 "segment", ("csv", "jsonl"), "default: csv (with a header)", _members,
+                 ("segment", "segment name: of the segments file, or defined through the definitions topic"),
+                 ("csv", "jsonl"), "default: csv (with a header)", _members,
                  lambda parser: parser.add_argument("--output", metavar="PATH|-", default="-",
                                                     help="where to write (default: stdout)"))
     _add_command(sub, "explain", "a customer's state, segments, and why each condition holds or not",
                  "The customer's state, current segments with member-since, and for every segment each "
                  "condition with its value and verdict, and when the next time-driven move is due.",
-                 "customer", ("text", "json"), "default: text", _explain)
+                 ("customer", "customer id, as in the events"), ("text", "json"), "default: text", _explain)
 
 
-def _add_command(sub: Any, name: str, summary: str, description: str, operand: str, formats: tuple[str, str],
-                 format_help: str, run: Callable[[argparse.Namespace], int],
+def _add_command(sub: Any, name: str, summary: str, description: str, operand: tuple[str, str],
+                 formats: tuple[str, str], format_help: str, run: Callable[[argparse.Namespace], int],
                  more: Callable[[argparse.ArgumentParser], object] = lambda parser: None) -> None:
-    """One command over the stores: its operand, --format (the first of `formats` by default), what
-    `more` adds, then the worker settings that find the stores."""
+    """One command over the stores: its operand (name, help), --format (the first of `formats` by
+    default), what `more` adds, then the worker settings that find the stores."""
     parser = sub.add_parser(name, help=summary, description=f"{description} {_AS_OF}")
-    parser.add_argument(operand, metavar=operand.upper())
+    parser.add_argument(operand[0], metavar=operand[0].upper(), help=operand[1])
     parser.add_argument("--format", choices=formats, default=formats[0], help=format_help)
     more(parser)
-    add_worker_arguments(parser, names=_SETTINGS)
+    add_worker_arguments(parser, names=_SETTINGS, kafka=False)
     parser.set_defaults(run=run)
 
 
@@ -62,20 +65,22 @@ def _settings(args: argparse.Namespace, command: str):
 def _members(args: argparse.Namespace) -> int:
     from stream.storage.committed import CommittedStores, NoStores
     from stream.inspect.members import encode_rows, member_rows
+    from stream.inspect.running import known_segments
 
     settings = _settings(args, "members")
     if settings is None:
         return 2
     config, catalog = settings
     problems = []
-    if args.segment not in catalog.by_name:
-        problems.append(f"unknown segment {args.segment!r} in {catalog.source}; segments: "
-                        f"{', '.join(catalog.by_name)}")
     stores = None
     try:
         stores = CommittedStores(config.state_dir, config.group_id)
     except NoStores as exc:
         problems.append(str(exc))
+    known = known_segments(stores.partitions if stores is not None else [], catalog)
+    if args.segment not in known:
+        problems.insert(0, f"unknown segment {args.segment!r} in {catalog.source} or the definitions the "
+                           f"stores run; segments: {', '.join(known)}")
     if problems or stores is None:          # no stores: why is among the problems
         for problem in problems:
             print(f"segments members: {problem}", file=sys.stderr)
@@ -113,7 +118,7 @@ def _members(args: argparse.Namespace) -> int:
 def _as_of(stores) -> str:
     from stream.model.time import format_rfc3339
     return "as of " + ", ".join(
-        f"p{p.number} {'nothing committed' if p.stream_time is None else format_rfc3339(p.stream_time)}"
+        f"p{p.number} {'no event yet' if p.stream_time is None else format_rfc3339(p.stream_time)}"
         for p in stores.partitions)
 
 
@@ -121,6 +126,7 @@ def _explain(args: argparse.Namespace) -> int:
     import msgspec
 
     from stream.storage.committed import CommittedStores, NoStores
+    from stream.inspect.running import stored_catalog
     from stream.rules.explanation import explain, render
 
     settings = _settings(args, "explain")
@@ -138,7 +144,8 @@ def _explain(args: argparse.Namespace) -> int:
             print(f"segments explain: no customer {args.customer!r} in any store; " + _as_of(stores),
                   file=sys.stderr)
             return 2
-    partition, state = found
-    answer = explain(args.customer, state, catalog, partition.stream_time or 0, partition.number)
+        partition, state = found
+        running = stored_catalog(partition, catalog) or catalog   # what placed the customer, topic definitions too
+    answer = explain(args.customer, state, running, partition.stream_time or 0, partition.number)
     sys.stdout.write(render(answer) if args.format == "text" else msgspec.json.encode(answer).decode() + "\n")
     return 0

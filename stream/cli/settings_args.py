@@ -34,18 +34,21 @@ def kafka_property(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-def add_worker_arguments(parser: argparse.ArgumentParser, names: Collection[str] | None = None) -> None:
+def add_worker_arguments(parser: argparse.ArgumentParser, names: Collection[str] | None = None,
+                         kafka: bool = True) -> None:
     """Add a flag for every WorkerConfig field (or only those in `names`: another command that
-    reads the worker's settings, such as backfill), plus --config and -X. Each defaults to None, so that
-    load_config can tell a flag that was not given from one that was."""
+    reads the worker's settings, such as backfill), plus --config and -X (unless `kafka` is false: a
+    command that makes no Kafka client, such as members, has no use for librdkafka properties). Each
+    defaults to None, so that load_config can tell a flag that was not given from one that was."""
     parser.add_argument("--config", metavar="FILE",
                         help=f"YAML file of settings: keys are the long flags below without -- and with _ for - "
                              f"(segments_file for --segments), librdkafka properties go under kafka: "
                              f"(env {CONFIG_ENV}; default: none)")
-    parser.add_argument("-X", dest="kafka", action="append", type=arg_type(kafka_property), metavar="KEY=VALUE",
-                        help=f"librdkafka property passed through, such as security.protocol=SASL_SSL; repeatable "
-                             f"(env {KAFKA_ENV_PREFIX}<KEY>, the key upper-cased with . as _, e.g. "
-                             f"{KAFKA_ENV_PREFIX}SECURITY_PROTOCOL; default: none)")
+    if kafka:
+        parser.add_argument("-X", dest="kafka", action="append", type=arg_type(kafka_property), metavar="KEY=VALUE",
+                            help=f"librdkafka property passed through, such as security.protocol=SASL_SSL; "
+                                 f"repeatable (env {KAFKA_ENV_PREFIX}<KEY>, the key upper-cased with . as _, e.g. "
+                                 f"{KAFKA_ENV_PREFIX}SECURITY_PROTOCOL; default: none)")
     for name, opt in OPTIONS.items():
         if names is not None and name not in names:
             continue
@@ -76,7 +79,7 @@ def load_config(args: argparse.Namespace, environ: Mapping[str, str] = os.enviro
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
-    return load_worker_config(Flags(values, args.config, tuple(args.kafka or ())), environ)
+    return load_worker_config(Flags(values, args.config, tuple(getattr(args, "kafka", None) or ())), environ)
 
 
 def kafka_properties(command: str, args: argparse.Namespace) -> dict[str, str] | None:

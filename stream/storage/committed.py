@@ -17,6 +17,7 @@ from rocksdict import AccessType, Options, Rdict
 
 from stream.errors import SegmentsError
 from stream.model.state import CustomerState, load_state
+from stream.model.time import BEFORE_TIME
 from stream.storage.keys import META, STREAM_TIME_KEY, unpack_time
 from stream.storage.rocksdb_store import raw_items
 
@@ -47,7 +48,9 @@ def partition_paths(state_dir: Path, group_id: str) -> dict[int, Path]:
 class Partition:
     number: int
     db: Rdict
-    stream_time: int | None          # as of its last committed batch; None: nothing committed yet
+    # As of its last committed batch; None: no event time yet (nothing committed, or only batches
+    # without an event: a partition's clock starts at BEFORE_TIME, which no instant format can write).
+    stream_time: int | None
 
     def approximate_customers(self) -> int:
         """RocksDB's own estimate of the stored keys (cheap; counting would read the store)."""
@@ -84,7 +87,8 @@ class CommittedStores:
                 db = Rdict(str(path), Options(raw_mode=True),
                            access_type=AccessType.secondary(str(self._scratch / f"p{number}")))
                 time = db.get(STREAM_TIME_KEY)
-                self.partitions.append(Partition(number, db, None if time is None else unpack_time(time)))
+                now = None if time is None else unpack_time(time)
+                self.partitions.append(Partition(number, db, None if now == BEFORE_TIME else now))
         except BaseException:
             self.close()
             raise

@@ -7,6 +7,8 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import (DAY, instant, iso, order_paid, order_placed, product_viewed)
 from stream.cli.main import main
 from stream.engine.core import Engine
@@ -127,3 +129,59 @@ def test_explain_of_an_unknown_or_uncommitted_customer_exits_2(tmp_path, capsys)
     stores[0].commit(2)
     assert main(["explain", "c-0-uncommitted", "--format", "json", *settings_flags(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out)["segments"] == {"repeat-buyer": iso(T0 + 2 * DAY)}
+
+
+def test_a_segment_the_stores_run_but_the_file_lacks_is_listed_and_explained(tmp_path, capsys):
+    """A segment added through the definitions topic (`segments define`) is only in the Running record
+    the worker keeps in each store: members and explain read it there, without --segments."""
+    from stream.definitions.resolution import Running, encode_running, file_definitions
+    from stream.rules.catalog import compile_catalog
+    from stream.storage.keys import DEFINITIONS_KEY
+
+    extra = {"big-spender": {"version": 3, "when": {"paid_total": {"gte": 150}}}}
+    running = compile_catalog({**file_definitions(load_catalog()), **extra}, "running")
+    store = PartitionStore(tmp_path / "state" / "grp" / "p0")
+    engine = Engine(running, store)
+    engine.apply(order_paid("c-rich", T0, "o1", 200.0))
+    engine.apply(order_paid("c-poor", T0, "o2", 20.0))
+    store.set_stream_time(engine.now)
+    store.set_meta(DEFINITIONS_KEY, encode_running(Running(file_definitions(running))))
+    store.commit(1)
+
+    assert main(["members", "big-spender", "--format", "jsonl", *settings_flags(tmp_path)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["customer_id"] for row in rows] == ["c-rich"]
+    assert main(["explain", "c-rich", "--format", "json", *settings_flags(tmp_path)]) == 0
+    by_name = {c["segment"]: c for c in json.loads(capsys.readouterr().out)["conditions"]}
+    assert by_name["big-spender"]["member"] and by_name["big-spender"]["version"] == 3
+    assert main(["members", "small-spender", *settings_flags(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown segment 'small-spender'" in err and err.rstrip().endswith("window-shopper, big-spender")
+    store.close()
+
+
+def test_members_and_explain_take_no_kafka_properties(tmp_path, capsys):
+    """They read local stores only: -X would be accepted and ignored, so it is not offered."""
+    for command in (["members", "loyal"], ["explain", "c-a"]):
+        with pytest.raises(SystemExit) as info:
+            main([*command, *settings_flags(tmp_path), "-X", "client.id=x"])
+        assert info.value.code == 2
+        assert "unrecognized arguments: -X" in capsys.readouterr().err
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        assert "-X" not in capsys.readouterr().out
+
+
+def test_a_partition_without_events_is_said_so(tmp_path, capsys):
+    """A worker commits the clock of a partition that has had no event yet as BEFORE_TIME, an
+    instant no format can write: the answer says the partition has no event yet."""
+    from stream.model.time import BEFORE_TIME
+
+    build_stores(tmp_path / "state")
+    empty = PartitionStore(tmp_path / "state" / "grp" / "p2")
+    empty.set_stream_time(BEFORE_TIME)
+    empty.commit(1)
+    assert main(["members", "repeat-buyer", *settings_flags(tmp_path)]) == 0
+    assert "3 members of repeat-buyer; as of p0 2025-01-02T00:00:00Z, p1 2025-01-02T00:00:00Z, p2 no event yet" in \
+        capsys.readouterr().err
+    empty.close()
