@@ -13,6 +13,7 @@ from stream.rules.bounded_yaml import SEGMENTS_FILE, DocumentError, load, read_f
 from stream.rules.compiler import Compiler
 from stream.rules.nodes import Segment, Stream
 from stream.rules.problems import DefinitionError, key_names
+from stream.rules.traits import Trait, compile_traits
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Catalog:
     segments: list[Segment]
     streams: list[Stream]
     source: str
+    traits: dict[str, Trait] = field(default_factory=dict)      # by name (stream.rules.traits)
     by_name: dict[str, Segment] = field(init=False)
     affected: dict[type, tuple[Segment, ...]] = field(init=False)
     on_create: dict[type, tuple[Segment, ...]] = field(init=False)
@@ -68,10 +70,17 @@ def _catalog(doc: object, source: str) -> Catalog:
     if not isinstance(doc, dict) or not isinstance(doc.get("segments"), dict) or not doc["segments"]:
         raise DefinitionError([f"{source}: expected a mapping with a non-empty `segments:` mapping of "
                                f"name -> definition"])
-    extra = set(doc) - {"segments"}
+    extra = set(doc) - {"segments", "traits"}
     problems = [f"{source}: unknown top-level key(s): {key_names(extra)}"] if extra else []
+    traits: dict[str, Trait] = {}
+    broken: frozenset[str] = frozenset()
+    if "traits" in doc:                  # (the segments are checked against the traits that compile)
+        traits, trait_problems = compile_traits(doc["traits"], source)
+        problems.extend(trait_problems)
+        if isinstance(doc["traits"], dict):
+            broken = frozenset(map(str, doc["traits"])) - traits.keys()
     try:
-        catalog = compile_catalog(doc["segments"], source)
+        catalog = compile_catalog(doc["segments"], source, traits, broken)
     except DefinitionError as exc:
         problems.extend(exc.problems)
     if problems:
@@ -79,10 +88,12 @@ def _catalog(doc: object, source: str) -> Catalog:
     return catalog
 
 
-def compile_catalog(definitions: dict[Any, Any], source: str) -> Catalog:
-    """A catalog from name -> definition mappings (one entry under `segments:` each); every problem
-    of every segment is reported together. May be empty (every segment removed at run time)."""
-    compiler = Compiler()
+def compile_catalog(definitions: dict[Any, Any], source: str, traits: dict[str, Trait] | None = None,
+                    broken: frozenset[str] = frozenset()) -> Catalog:
+    """A catalog from name -> definition mappings (one entry under `segments:` each), whose
+    conditions may read `traits` (`broken`: traits defined but invalid); every problem of every
+    segment is reported together. May be empty (every segment removed at run time)."""
+    compiler = Compiler(traits, broken)
     segments, problems = [], []
     for name, definition in definitions.items():
         try:
@@ -91,4 +102,4 @@ def compile_catalog(definitions: dict[Any, Any], source: str) -> Catalog:
             problems.extend(exc.problems)
     if problems:
         raise DefinitionError(problems)
-    return Catalog(segments, compiler.streams(), source)
+    return Catalog(segments, compiler.streams(), source, dict(traits or {}))

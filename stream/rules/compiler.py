@@ -24,6 +24,7 @@ from stream.rules.bounded_yaml import brief, clip
 from stream.rules.nodes import Condition, Segment, Stream, combined
 from stream.rules.predicates import Compare, Scalar, Test, Value
 from stream.rules.problems import DefinitionError, key_names
+from stream.rules.traits import TRAIT_OPERATORS, Trait, condition as trait_condition
 
 # Bounds on one segment's compiled condition tree: every event re-evaluates the tree of each segment
 # it affects, and compiling, evaluating and explaining it recurse once per level.
@@ -59,8 +60,10 @@ _SEGMENT_KEYS = {"when", "description", "version"}
 
 
 class Compiler:
-    def __init__(self) -> None:
+    def __init__(self, traits: dict[str, Trait] | None = None, broken: frozenset[str] = frozenset()) -> None:
         self._streams: dict[tuple[str, str], tuple[int, int]] = {}
+        self._traits = traits or {}
+        self._broken = broken            # traits defined but invalid (their problems are reported)
 
     def streams(self) -> list[Stream]:
         return [Stream(e, p, keep, horizon) for (e, p), (keep, horizon) in sorted(self._streams.items())]
@@ -172,6 +175,8 @@ class Compiler:
 
     def attribute(self, name: str, ops: object, where: str) -> Condition:
         label = name
+        if name.startswith("trait."):
+            return self.trait(name, ops, where)
         if name.startswith("custom."):
             key = name[len("custom."):]
             if not key:
@@ -185,7 +190,7 @@ class Compiler:
             hint = difflib.get_close_matches(name, list(ATTRS) + ["all", "any", "not", "repeated", "bucket"], n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise DefinitionError([f"{where}: unknown attribute or keyword {brief(name)}{suggestion}; "
-                                   f"attributes: {', '.join(ATTRS)}, custom.<field>, bucket"])
+                                   f"attributes: {', '.join(ATTRS)}, custom.<field>, trait.<name>, bucket"])
         where = f"{where}.{clip(name, 80)}"
         if not isinstance(ops, dict) or not ops:
             raise DefinitionError([f"{where}: expected a mapping of operator -> value, like {{gte: 2}}"])
@@ -200,6 +205,53 @@ class Compiler:
         if problems:
             raise DefinitionError(problems)
         return leaves[0] if len(leaves) == 1 else combined("all", label, tuple(leaves))
+
+    def trait(self, name: str, ops: object, where: str) -> Condition:
+        """`trait.<name>: {op: literal, ...}`: the trait's value at now (stream.rules.traits), each
+        operator a leaf as for an attribute; a missing value (an empty window's avg) satisfies none."""
+        key = name[len("trait."):]
+        trait = self._traits.get(key)
+        if trait is None and key in self._broken:
+            raise DefinitionError([f"{where}: trait {brief(key)} is invalid (its problems are listed)"])
+        if trait is None:
+            hint = difflib.get_close_matches(key, list(self._traits), n=1)
+            suggestion = f" (did you mean {'trait.' + hint[0]!r}?)" if hint else ""
+            defined = ", ".join(sorted(self._traits)) or "none"
+            raise DefinitionError([f"{where}: unknown trait {brief(key)}{suggestion}; traits defined: {clip(defined, 200)}"])
+        where = f"{where}.{clip(name, 80)}"
+        if not isinstance(ops, dict) or not ops:
+            raise DefinitionError([f"{where}: expected a mapping of operator -> value, like {{gte: 2}}"])
+        attr = Attr(name, trait.kind, trait.group, lambda st: None)     # for the literals' checks
+        allowed = TRAIT_OPERATORS[trait.kind]
+        leaves: list[Condition] = []
+        problems: list[str] = []
+        for op, operand in ops.items():
+            with _gathered(problems):
+                self._count(where)
+                at = f"{where}.{clip(str(op), 40)}"
+                if op not in allowed:
+                    raise DefinitionError([f"{at}: operator {brief(op)} does not apply to {trait.kind} trait "
+                                           f"{key!r}; use one of {', '.join(sorted(allowed))}"])
+                test = trait_condition(trait, self._value_test(attr, str(op), operand, at))
+                leaves.append(Condition(test, frozenset({trait.group}),
+                                        f"{name} {_OP_TEXT.get(op, op)} {_operand_text(operand)}"))
+        if problems:
+            raise DefinitionError(problems)
+        return leaves[0] if len(leaves) == 1 else combined("all", name, tuple(leaves))
+
+    def _value_test(self, attr: Attr, op: str, operand: object, where: str) -> Callable[[Value], bool]:
+        """What one operator asks of a value (a trait's), its literal checked for `attr`'s kind."""
+        if op == "exists":
+            if not isinstance(operand, bool):
+                raise DefinitionError([f"{where}: exists takes true or false"])
+            return lambda v: (v is not None) is operand
+        if op == "in":
+            if not isinstance(operand, list) or not operand:
+                raise DefinitionError([f"{where}: expected a non-empty list"])
+            values = [self.literal(attr, v, where) for v in operand]
+            return lambda v: pr.member(v, values)
+        compare, value = _COMPARE[op], self.literal(attr, operand, where)
+        return lambda v: v is not None and compare(v, value)
 
     def operator(self, attr: Attr, op: str, operand: object, where: str) -> tuple[Test, set[str]]:
         ops = _OPERATORS_BY_KIND[attr.kind]
