@@ -232,9 +232,9 @@ class Compiler:
                 if op not in allowed:
                     raise DefinitionError([f"{at}: operator {brief(op)} does not apply to {trait.kind} trait "
                                            f"{key!r}; use one of {', '.join(sorted(allowed))}"])
-                test = trait_condition(trait, self._value_test(attr, str(op), operand, at))
+                test = trait_condition(trait, str(op), self._value_test(attr, str(op), operand, at))
                 leaves.append(Condition(test, frozenset({trait.group}),
-                                        f"{name} {_OP_TEXT.get(op, op)} {_operand_text(operand)}"))
+                                        f"{name} {_OP_TEXT.get(op, op)} {_operand_text(operand)}", trait=trait))
         if problems:
             raise DefinitionError(problems)
         return leaves[0] if len(leaves) == 1 else combined("all", name, tuple(leaves))

@@ -101,8 +101,16 @@ class Trait:
             values = [read(event, None) if read is not None else None]
         else:
             return []
-        # a missing value (an item without a category) is no entry of a field's aggregation
-        return values if read is None else [v for v in values if v is not None]
+        if read is None:
+            return values
+        # a missing value (an item without a category) is no entry; a count keeps no values
+        return [None if self.aggregation == "count" else v for v in values if v is not None]
+
+    @property
+    def declines(self) -> bool:
+        """Whether time alone can only lower its value: events only leave its window (none enter
+        later, as with between), and each adds a non-negative amount (the contract's amounts)."""
+        return self.within is not None and self.after == 0 and self.aggregation in ("count", "sum", "distinct_count")
 
     def value(self, st: CustomerState, now: int) -> tuple[TraitValue, int | None]:
         """The trait at `now`, and the next instant after it at which time alone changes it."""
@@ -346,13 +354,19 @@ TRAIT_OPERATORS: dict[str, set[str]] = {"number": {"eq", "ne", "gt", "gte", "lt"
                                         "string": {"eq", "ne", "in", "exists"}}
 
 
-def condition(trait: Trait, holds: Callable[[TraitValue], bool]) -> Callable[[CustomerState, int],
-                                                                              tuple[bool, int | None]]:
+def condition(trait: Trait, op: str, holds: Callable[[TraitValue], bool]) -> Callable[[CustomerState, int],
+                                                                                       tuple[bool, int | None]]:
     """The compiled test: whether `holds` of the value at now, flipping no later than the value's
-    next change (the engine re-evaluates then, and moves the customer if the verdict changed)."""
+    next change (the engine re-evaluates then, and moves the customer if the verdict changed).
+    A value that time can only lower settles some verdicts for good (a false `gte`, a true `lt`):
+    those wait for no timer."""
     value = trait.value
+    settled: bool | None = None
+    if trait.declines and op in ("gt", "gte", "lt", "lte"):
+        settled = op in ("lt", "lte")
 
     def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
         v, nxt = value(st, now)
-        return holds(v), nxt
+        verdict = holds(v)
+        return verdict, (None if verdict is settled else nxt)
     return test

@@ -30,10 +30,13 @@ from stream.model.state import dump_state
 from stream.replay.driver import replay
 from stream.rules.catalog import Catalog, load_catalog
 from stream.runtime import garbage
+from stream.tools.bench.traits_catalog import traits_catalog
 from stream.tools.synth import shopper_events
 
 
-def run_engine_bench(customers: int, events: int, seed: int) -> int:
+def run_engine_bench(customers: int, events: int, seed: int, catalog_name: str = "default") -> int:
+    """With catalog_name "traits", the engine also runs the traits catalog (traits_catalog.py) on
+    the same events, and the table gives its per-event cost over the default catalog's."""
     console = Console(highlight=False)
     console.print(f"generating {events:,} events over {customers:,} customers (seed {seed}) ...")
     lines = list(shopper_events(customers, events, seed))
@@ -60,6 +63,17 @@ def run_engine_bench(customers: int, events: int, seed: int) -> int:
     seconds, _ = _timed(apply_all)
     rows.append(("engine apply (pre-decoded)", len(lines), seconds))
     changes, fired = engine.stats.changes, engine.stats.timers_fired
+    if catalog_name == "traits":
+        traits_engine = Engine(traits_catalog())
+        traits_apply = traits_engine.apply
+
+        def apply_traits() -> None:
+            for event in pre_decoded:
+                traits_apply(event, out)
+        traits_seconds, _ = _timed(apply_traits)
+        rows.append(("engine apply, traits catalog (10 traits, 10 segments)", len(lines), traits_seconds))
+        console.print(f"traits catalog per-event cost: {traits_seconds / seconds:.2f}x the default catalog's "
+                      f"({traits_engine.stats.changes:,} changes, {traits_engine.stats.timers_fired:,} timers fired)")
     pre_decoded.clear()
 
     store = MemoryStore()
