@@ -260,7 +260,10 @@ traits:
   active_1_7d:     {count: order_paid, between: [7d, 1d]}
   top_category:    {most_frequent: order_placed.items.category, within: 30d}
   categories_7d:   {distinct_count: product_viewed.category, within: 7d}
-  listed_items:    {count: order_placed.items.product_id, where: {items.category: {in: [phones, books]}, city: {exists: true}}, within: 7d}
+  listed_items:
+    count: order_placed.items.product_id
+    where: {items.category: {in: [phones, books]}, city: {exists: true}}
+    within: 7d
   abandoned_value: {sum: cart_abandoned.value, within: 1d}
   lifetime_views:  {distinct_count: product_viewed.product_id}
 segments:

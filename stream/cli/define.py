@@ -19,12 +19,12 @@ from confluent_kafka import KafkaException
 
 from stream.cli.settings_args import add_kafka_arguments, kafka_properties
 from stream.kafka.definitions_feed import DefinitionsFeed, publish, read_topic
-from stream.definitions.resolution import file_definitions, parse_record, version_of
+from stream.definitions.resolution import file_definitions, parse_record, traits_of, traits_read, version_of
 from stream.kafka.clients import client_config
 from stream.kafka.topic_admin import ensure_topics
 from stream.runtime.topics import DEFINITIONS_CONFIG
 from stream.rules.bounded_yaml import DEFINITION, DocumentError, read_file
-from stream.rules.catalog import Catalog, compile_catalog, load_catalog
+from stream.rules.catalog import TRAIT_PREFIX, Catalog, compile_catalog, load_catalog
 from stream.rules.problems import DefinitionError, shown
 
 
@@ -64,9 +64,11 @@ def run(args: argparse.Namespace) -> int:
     return undefine(args.name, args.bootstrap_servers, kafka, args.definitions_topic, catalog)
 
 
-def read_definition(name: str, path: Path) -> tuple[dict[str, Any] | None, list[str]]:
-    """One segment definition from a YAML or JSON file (within the limits of a topic record,
-    bounded_yaml.DEFINITION), compiled alone: (definition, problems)."""
+def read_definition(name: str, path: Path, traits: dict[str, dict[str, Any]] | None = None
+                    ) -> tuple[dict[str, Any] | None, list[str]]:
+    """One segment definition (or, named trait.<name>, one trait's) from a YAML or JSON file
+    (within the limits of a topic record, bounded_yaml.DEFINITION), compiled alone beside
+    `traits` (trait.<name> -> definition): (definition, problems)."""
     try:
         definition = read_file(path, DEFINITION)
     except OSError as exc:
@@ -77,10 +79,15 @@ def read_definition(name: str, path: Path) -> tuple[dict[str, Any] | None, list[
         return None, [f"{path}: expected one segment definition: a mapping with `when:` "
                       "(and optional description, version)"]
     try:
-        compile_catalog({name: definition}, str(path))
+        compile_catalog({**(traits or {}), name: definition}, str(path))
     except DefinitionError as exc:
         return definition, shown(exc.problems)
     return definition, []
+
+
+def _topic_traits(feed: DefinitionsFeed) -> dict[str, dict[str, Any]]:
+    return {name: record.definition for name, record in feed.records.items()
+            if name.startswith(TRAIT_PREFIX) and record.definition is not None and not record.problems}
 
 
 def _as_published(name: str, definition: dict[str, Any]) -> tuple[bytes, list[str]]:
@@ -111,14 +118,21 @@ def _refused(what: str, problems: list[str], err: TextIO) -> int:
 
 def define(name: str, path: Path, bootstrap: str, kafka: dict[str, str], topic: str, file_catalog: Catalog,
            out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    definition, problems = read_definition(name, path)
-    if problems or definition is None:     # (never one without the other)
+    in_file = file_definitions(file_catalog)
+    file_traits = traits_of(in_file)
+    definition, problems = read_definition(name, path, file_traits)
+    # a trait only the definitions topic defines is known once it is read
+    later = definition is not None and bool(traits_read(definition) - file_traits.keys())
+    if (problems and not later) or definition is None:     # (never one without the other)
         return _refused(f"{name}: invalid definition", problems, err)
     feed = _read("define", bootstrap, kafka, topic, err)
     if feed is None:
         return 1
-    in_file = file_catalog.by_name.get(name)
-    current = max(feed.highest.get(name, 0), in_file.version if in_file is not None else 0)
+    if later:
+        definition, problems = read_definition(name, path, {**file_traits, **_topic_traits(feed)})
+        if problems or definition is None:
+            return _refused(f"{name}: invalid definition", problems, err)
+    current = max(feed.highest.get(name, 0), version_of(in_file[name]) if name in in_file else 0)
     asked = definition.get("version")
     if asked is not None and asked <= current:
         print(f"segments define: {name}: version {asked} is not newer than the current version {current} "
@@ -153,7 +167,7 @@ def undefine(name: str, bootstrap: str, kafka: dict[str, str], topic: str, file_
         return 1
     record = feed.records.get(name)
     if record is None or (record.definition is None and not record.problems):
-        where = ("the segments file defines it: remove it there" if name in file_catalog.by_name
+        where = ("the segments file defines it: remove it there" if name in file_definitions(file_catalog)
                  else "no such segment")
         print(f"segments undefine: {name}: not defined in {topic!r} ({where}); nothing published", file=err)
         return 2
@@ -162,6 +176,6 @@ def undefine(name: str, bootstrap: str, kafka: dict[str, str], topic: str, file_
     except KafkaException as exc:
         print(f"segments undefine: publishing to {topic!r} failed: {exc}", file=err)
         return 1
-    fallback = " (the segments file's definition runs again)" if name in file_catalog.by_name else ""
+    fallback = " (the segments file's definition runs again)" if name in file_definitions(file_catalog) else ""
     print(f"segments undefine: {name} removed from {topic!r}{fallback}; its members exit", file=out)
     return 0

@@ -41,10 +41,15 @@ def _recording(base: Fold, traits: tuple[Trait, ...]) -> Fold:
 
 
 def _paying(base: Fold, traits: tuple[Trait, ...]) -> Fold:
-    """As paid_orders counts: the first payment of an order, none after its cancellation."""
+    """As paid_orders counts: the first payment of an order, none after its cancellation. A trait
+    without a history of its own yet starts from the payments kept (Trait.history), taken before
+    this one joins them."""
     def fold(st: CustomerState, e: Any, t: int, now: int) -> None:
         order_id = e.order_id
         counted = order_id not in st.paid and order_id not in st.cancelled
+        if counted:
+            for trait in traits:
+                _begin(st, trait)
         base(st, e, t, now)
         if counted:
             for trait in traits:
@@ -61,9 +66,11 @@ def _cancelling(base: Fold, names: tuple[str, ...]) -> Fold:
         order_id = e.order_id
         for name in names:
             ts = st.traits.get(name)
+            # (a history recorded under another definition is replaced before it is read again).
+            # An emptied one stays: without it the trait would be read from the kept payments
+            # again (Trait.history), to the same value but at a cost on every evaluation.
             if ts is not None and any(entry[2] == order_id for entry in ts.events):
                 ts.events = [entry for entry in ts.events if entry[2] != order_id]
-                _drop_if_empty(st, name, ts)
     return fold
 
 
@@ -77,9 +84,7 @@ def record(st: CustomerState, trait: Trait, values: list[TraitValue], t: int, no
     horizon = trait.within
     if horizon is not None and now - t >= horizon:
         return                          # a late event already outside the window
-    ts = st.traits.get(trait.name)
-    if ts is None:
-        ts = st.traits[trait.name] = TraitState(trait.fold)
+    ts = _own(st, trait)
     events = ts.events
     if not events or events[-1][0] <= t:
         events.extend((t, v, order_id) for v in values)
@@ -91,12 +96,34 @@ def record(st: CustomerState, trait: Trait, values: list[TraitValue], t: int, no
         while gone < len(events) and now - events[gone][0] >= horizon:
             gone += 1
         del events[:gone]
-        _drop_if_empty(st, trait.name, ts)
+        if trait.event != "order_paid":       # (kept as in _cancelling)
+            _drop_if_empty(st, trait.name, ts)
     if len(events) > TRAIT_EVENTS_KEEP:
         excess = len(events) - TRAIT_EVENTS_KEEP
         fold_oldest_trait_events(ts, excess)
         note_truncated("trait_events", f"{excess} oldest trait events left the one-by-one history at the bound of "
                                        f"{TRAIT_EVENTS_KEEP} ({'folded' if ts.fold else 'dropped'})")
+
+
+def _begin(st: CustomerState, trait: Trait) -> None:
+    """Without a history of its own under this definition, the trait's begins from what the state
+    kept for it (Trait.history), if anything."""
+    ts = st.traits.get(trait.name)
+    if ts is None or ts.key != trait.key:
+        kept = trait.history(st)
+        if kept is not None:
+            st.traits[trait.name] = kept
+        elif ts is not None:
+            del st.traits[trait.name]          # recorded under another definition: no longer read
+
+
+def _own(st: CustomerState, trait: Trait) -> TraitState:
+    """The trait's own history in the state, new when it has none under this definition (an
+    order_paid trait's began before the payment joined the kept ones: _paying)."""
+    ts = st.traits.get(trait.name)
+    if ts is None or ts.key != trait.key:
+        ts = st.traits[trait.name] = TraitState(trait.key, trait.fold)
+    return ts
 
 
 def _drop_if_empty(st: CustomerState, name: str, ts: TraitState) -> None:

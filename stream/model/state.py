@@ -41,9 +41,11 @@ FOLD_NONE, FOLD_NUMBERS, FOLD_VALUES = "", "numbers", "values"
 class TraitState(msgspec.Struct, array_like=True, gc=False):
     """One computed trait's kept history: (occurred_at, value, order_id) in time order, arrivals
     of equal times in arrival order; order_id only for order_paid (a cancellation takes its entry
-    out), else "". Values are the aggregated field's (None for a count of events). Beyond
-    TRAIT_EVENTS_KEEP the oldest leave: a lifetime trait folds them into `folded` (count, sum,
-    min, max) or `tally` (value -> count) by `fold`, a windowed one drops them."""
+    out), else "". Values are the aggregated field's (None for a count). Beyond TRAIT_EVENTS_KEEP
+    the oldest leave: a lifetime trait folds them into `folded` (count, sum, min, max) or `tally`
+    (value -> count) by `fold`, a windowed one drops them. `key` names the definition recorded
+    (stream.rules.traits.Trait.key): a trait redefined differently ignores, then replaces, it."""
+    key: int = 0
     fold: str = FOLD_NONE
     events: list[tuple[int, TraitValue, str]] = msgspec.field(default_factory=list)
     folded: tuple[int, float, int | float | None, int | float | None] | None = None

@@ -42,6 +42,14 @@ class Catalog:
                           for etype, groups in CHANGED_BY.items()}
 
 
+def definitions_of(catalog: Catalog) -> dict[str, dict[str, Any]]:
+    """The catalog as name -> definition, as compiled (so equal to what its file said): its
+    segments, and its traits as `trait.<name>` (compile_catalog reads both)."""
+    out = {s.name: s.definition for s in catalog.segments}
+    out.update({TRAIT_PREFIX + name: trait.definition for name, trait in sorted(catalog.traits.items())})
+    return out
+
+
 def default_catalog_path() -> Path:
     return Path(str(resources.files("stream.rules").joinpath("catalog.yaml")))
 
@@ -72,6 +80,10 @@ def _catalog(doc: object, source: str) -> Catalog:
                                f"name -> definition"])
     extra = set(doc) - {"segments", "traits"}
     problems = [f"{source}: unknown top-level key(s): {key_names(extra)}"] if extra else []
+    prefixed = [name for name in doc["segments"] if str(name).startswith(TRAIT_PREFIX)]
+    if prefixed:                         # (no segment name has a '.'; traits go under `traits:`)
+        problems.append(f"{source}: segment(s) {key_names(prefixed)}: a trait is defined under `traits:`")
+        doc = {**doc, "segments": {k: v for k, v in doc["segments"].items() if k not in prefixed}}
     traits: dict[str, Trait] = {}
     broken: frozenset[str] = frozenset()
     if "traits" in doc:                  # (the segments are checked against the traits that compile)
@@ -88,18 +100,32 @@ def _catalog(doc: object, source: str) -> Catalog:
     return catalog
 
 
+TRAIT_PREFIX = "trait."
+
+
 def compile_catalog(definitions: dict[Any, Any], source: str, traits: dict[str, Trait] | None = None,
                     broken: frozenset[str] = frozenset()) -> Catalog:
-    """A catalog from name -> definition mappings (one entry under `segments:` each), whose
-    conditions may read `traits` (`broken`: traits defined but invalid); every problem of every
-    segment is reported together. May be empty (every segment removed at run time)."""
+    """A catalog from name -> definition mappings: one entry under `segments:` each, and one under
+    `traits:` each as `trait.<name>` (how the definitions topic and a partition's record carry
+    them, beside the segments); conditions may also read `traits` (`broken`: traits defined but
+    invalid). Every problem of every trait and segment is reported together. May be empty (every
+    segment removed at run time)."""
+    traits = dict(traits or {})
+    named = {str(k)[len(TRAIT_PREFIX):]: v for k, v in definitions.items() if str(k).startswith(TRAIT_PREFIX)}
+    problems: list[str] = []
+    if named:
+        compiled, problems = compile_traits(named, source)
+        traits.update(compiled)
+        broken |= named.keys() - compiled.keys()
     compiler = Compiler(traits, broken)
-    segments, problems = [], []
+    segments = []
     for name, definition in definitions.items():
+        if str(name).startswith(TRAIT_PREFIX):
+            continue
         try:
             segments.append(compiler.segment(str(name), definition))
         except DefinitionError as exc:
             problems.extend(exc.problems)
     if problems:
         raise DefinitionError(problems)
-    return Catalog(segments, compiler.streams(), source, dict(traits or {}))
+    return Catalog(segments, compiler.streams(), source, traits)

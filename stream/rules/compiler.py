@@ -75,6 +75,7 @@ class Compiler:
     def segment(self, name: str, definition: object) -> Segment:
         where = f"segment {brief(name)}"
         self._conditions = 0
+        self._read: set[str] = set()
         if not valid_name(name):
             raise DefinitionError([f"{where}: a name is lower-case letters, digits and '-', starting with a letter "
                                    f"or digit, at most 64 characters"])
@@ -100,7 +101,7 @@ class Compiler:
             problems.extend(exc.problems)
         if problems:
             raise DefinitionError(problems)
-        return Segment(name, version, description, when, definition)
+        return Segment(name, version, description, when, definition, frozenset(self._read))
 
     def _count(self, where: str) -> None:
         self._conditions += 1
@@ -217,7 +218,9 @@ class Compiler:
             hint = difflib.get_close_matches(key, list(self._traits), n=1)
             suggestion = f" (did you mean {'trait.' + hint[0]!r}?)" if hint else ""
             defined = ", ".join(sorted(self._traits)) or "none"
-            raise DefinitionError([f"{where}: unknown trait {brief(key)}{suggestion}; traits defined: {clip(defined, 200)}"])
+            raise DefinitionError([f"{where}: unknown trait {brief(key)}{suggestion}; "
+                                   f"traits defined: {clip(defined, 200)}"])
+        self._read.add(key)
         where = f"{where}.{clip(name, 80)}"
         if not isinstance(ops, dict) or not ops:
             raise DefinitionError([f"{where}: expected a mapping of operator -> value, like {{gte: 2}}"])

@@ -50,15 +50,14 @@ class TraitAnswer(TypedDict):
 
 
 class Answer(TypedDict):
-    """explain(): JSON-able, its keys in this order (`segments explain --format json`, GET /customers/<id>);
-    `traits` only for a catalog that defines some."""
+    """explain(): JSON-able, its keys in this order (`segments explain --format json`, GET /customers/<id>)."""
     customer_id: str
     partition: int | None
     as_of: str | None
     segments: dict[str, str]
     next_move: NextMove | None
     attributes: dict[str, object]
-    traits: NotRequired[dict[str, TraitAnswer]]
+    traits: dict[str, TraitAnswer]      # the catalog's computed traits (none: empty)
     state: object
     conditions: list[SegmentAnswer]
 
@@ -114,18 +113,16 @@ def explain(customer_id: str, st: CustomerState, catalog: Catalog, now: int,
             "member_since": _instant(st.member.get(seg.name)), "holds": tree["holds"],
             "next_move_due": _instant(st.timers.get(seg.name)), "when": tree})
     due = min(st.timers.items(), key=lambda item: (item[1], item[0]), default=None)
-    answer: Answer = {
+    return {
         "customer_id": customer_id, "partition": partition, "as_of": _instant(now),
         "segments": {name: format_rfc3339(since) for name, since in sorted(st.member.items())},
         "next_move": None if due is None else {"segment": due[0], "due": format_rfc3339(due[1])},
         "attributes": attributes(st),
+        "traits": traits(st, catalog, now),
+        # the stored record itself; its instants are microseconds since the epoch (stream.model.time)
+        "state": msgspec.to_builtins(msgspec.structs.asdict(st)),
+        "conditions": segments,
     }
-    if catalog.traits:
-        answer["traits"] = traits(st, catalog, now)
-    # the stored record itself; its instants are microseconds since the epoch (stream.model.time)
-    answer["state"] = msgspec.to_builtins(msgspec.structs.asdict(st))
-    answer["conditions"] = segments
-    return answer
 
 
 def traits(st: CustomerState, catalog: Catalog, now: int) -> dict[str, TraitAnswer]:
@@ -144,7 +141,7 @@ def render(answer: Answer) -> str:
     move = answer["next_move"]
     lines.append("next time-driven move: " + (f"{move['segment']} due {move['due']}" if move else "none"))
     lines.append("attributes: " + msgspec.json.encode(answer["attributes"]).decode())
-    for name, trait in answer.get("traits", {}).items():
+    for name, trait in answer["traits"].items():
         changes = f", changes at {trait['changes_at']}" if trait["changes_at"] else ""
         lines.append(f"trait.{name}: {msgspec.json.encode(trait['value']).decode()}{changes}")
     lines.append("state: " + msgspec.json.encode(answer["state"]).decode())

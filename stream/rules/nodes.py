@@ -57,6 +57,7 @@ class Segment:
     description: str
     when: Condition
     definition: dict[str, Any]
+    traits: frozenset[str] = frozenset()        # the traits its conditions read (stream.rules.traits)
     # The engine's hot path reads these once per evaluation: one attribute away, not two.
     test: Test = field(init=False)
     reads: frozenset[str] = field(init=False)

@@ -10,12 +10,15 @@ Grammar and bounds: docs/traits.md, docs/state-bounds.md.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
+
+import msgspec
 
 from stream.model import events as ev
 from stream.model.state import FOLD_NONE, FOLD_NUMBERS, FOLD_VALUES, CustomerState, TraitState, TraitValue
@@ -51,7 +54,8 @@ _WHERE_OPS: dict[FieldKind, set[str]] = {"number": {"eq", "ne", "gt", "gte", "lt
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gte": operator.ge, "lt": operator.lt,
     "lte": operator.le}
-_TRAIT_KEYS = {*AGGREGATIONS, "where", "within", "between", "description"}
+_TRAIT_KEYS = {*AGGREGATIONS, "where", "within", "between", "description", "version"}
+_canonical = msgspec.json.Encoder(order="sorted").encode
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 # What one event (and, for items.*, one of its items) reads: a field's value, or a filter's verdict.
@@ -79,6 +83,7 @@ class Trait:
     per_item: bool                  # order_placed.items.*: each item is an entry
     read: Read | None
     accepts: Filter
+    key: int                        # what it aggregates, whatever its version or description
 
     @property
     def group(self) -> str:
@@ -112,9 +117,30 @@ class Trait:
         later, as with between), and each adds a non-negative amount (the contract's amounts)."""
         return self.within is not None and self.after == 0 and self.aggregation in ("count", "sum", "distinct_count")
 
+    def history(self, st: CustomerState) -> TraitState | None:
+        """What the state kept for this trait: its own history, once recorded under this definition;
+        before that, for order_paid, the payments the state keeps one by one (and their folded
+        count and sum), so a trait defined while running starts from them (docs/traits.md)."""
+        ts = st.traits.get(self.name)
+        if ts is not None and ts.key == self.key:
+            return ts
+        if self.event != "order_paid" or not (st.paid or st.folded):
+            return None
+        seeded = TraitState(self.key, self.fold)
+        for order_id, (t, amount) in sorted(st.paid.items(), key=lambda item: item[1][0]):
+            seeded.events.extend((t, v, order_id) for v in self.entries(_Payment(order_id, amount)))
+        if st.folded is not None and self.within is None and self.where is None \
+                and self.aggregation in ("count", "sum", "avg"):
+            seeded.folded = (st.folded[0], st.folded[1], None, None)
+        return seeded
+
+    @property
+    def where(self) -> object:
+        return self.definition.get("where")
+
     def value(self, st: CustomerState, now: int) -> tuple[TraitValue, int | None]:
         """The trait at `now`, and the next instant after it at which time alone changes it."""
-        ts = st.traits.get(self.name)
+        ts = self.history(st)
         if ts is None:
             return _empty(self.aggregation), None
         within, after = self.within, self.after
@@ -134,6 +160,12 @@ class Trait:
             if nxt is None or change < nxt:
                 nxt = change
         return aggregate(self.aggregation, values, ts), nxt
+
+
+class _Payment(NamedTuple):
+    """A kept payment (CustomerState.paid) as the fields an order_paid trait reads."""
+    order_id: str
+    amount: float
 
 
 def _empty(aggregation: str) -> TraitValue:
@@ -156,8 +188,10 @@ def aggregate(aggregation: str, values: list[TraitValue], ts: TraitState) -> Tra
         pick = min if aggregation == "min" else max
         kept = [x for x in (*numbers, low if aggregation == "min" else high) if x is not None]
         return pick(kept) if kept else None
-    tally: dict[Any, int] = dict(ts.tally)
+    tally: dict[int | float | str, int] = dict(ts.tally)
     for v in values:
+        if v is None:
+            continue                    # (never: a field's entries have values)
         tally[v] = tally.get(v, 0) + 1
     if aggregation == "distinct_count":
         return len(tally)
@@ -206,6 +240,9 @@ def compile_trait(name: str, definition: object) -> Trait:
                         f"got {', '.join(given) or 'none'}")
     if not isinstance(definition.get("description", ""), str):
         problems.append(f"{where}: description must be text")
+    version = definition.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        problems.append(f"{where}: version must be a whole number >= 1, got {brief(version)}")
     window = _window(definition, where, problems)
     if len(given) != 1:
         raise DefinitionError(problems)
@@ -223,7 +260,14 @@ def compile_trait(name: str, definition: object) -> Trait:
         kind = FIELDS[event][field]
     per_item = field is not None and field.startswith("items.")
     return Trait(name, aggregation, event, field, kind, within, after, definition, per_item,
-                 _reader(field) if field is not None else None, accepts)
+                 _reader(field) if field is not None else None, accepts, definition_key(definition))
+
+
+def definition_key(definition: dict[str, Any]) -> int:
+    """What a trait aggregates, as a number stable across processes and builds: its definition
+    without version and description (which change nothing it records)."""
+    what = {k: v for k, v in definition.items() if k not in ("version", "description")}
+    return int.from_bytes(hashlib.blake2b(_canonical(what), digest_size=8).digest(), "big") >> 1
 
 
 def _always(event: Any, item: Any) -> bool:
@@ -330,8 +374,8 @@ def _field_test(read: Read, kind: FieldKind, op: str, operand: object, where: st
         problems.append(f"{where}: expected {wanted}, got {brief(operand)}")
         return None
     if op == "in":
-        wanted = frozenset(literals)
-        return lambda event, item: read(event, item) in wanted
+        members = frozenset(literals)
+        return lambda event, item: read(event, item) in members
     compare, value = _COMPARE[op], operand
 
     def test(event: Any, item: Any) -> bool:

@@ -132,7 +132,8 @@ def test_a_windowed_trait_keeps_its_newest_events_beyond_the_bound(sheds_counted
 
 
 def test_a_lifetime_distinct_count_counts_at_most_the_values_bound(sheds_counted):
-    catalog = "traits:\n  products: {distinct_count: product_viewed.product_id}\nsegments:\n  x: {when: {trait.products: {gte: 1}}}\n"
+    catalog = ("traits:\n  products: {distinct_count: product_viewed.product_id}\n"
+               "segments:\n  x: {when: {trait.products: {gte: 1}}}\n")
     before = truncated("trait_values")
     n = TRAIT_EVENTS_KEEP + TRAIT_VALUES_KEEP + 3
     eng, _ = run_engine([product_viewed(C, P + i, f"p{i}") for i in range(n)], catalog=catalog)

@@ -74,7 +74,8 @@ def test_every_problem_of_traits_and_segments_is_reported_together():
 
 
 def test_traits_must_be_a_mapping():
-    assert any("`traits:` is a mapping" in p for p in problems_of("traits: [a]\nsegments:\n  s: {when: {paid_orders: {gte: 1}}}\n"))
+    problems = problems_of("traits: [a]\nsegments:\n  s: {when: {paid_orders: {gte: 1}}}\n")
+    assert any("`traits:` is a mapping" in p for p in problems)
 
 
 def test_the_issues_examples_compile_with_their_kinds_windows_and_groups():
