@@ -173,3 +173,36 @@ def test_trait_timers_survive_a_restart(restart):
         eng.restore(store.items(), now)
     tail = eng.advance(P + 7 * DAY)
     assert ("exited", "any-order", "2025-03-08T10:00:00Z") in [(c.change, c.segment, c.at) for c in tail]
+
+
+def test_a_state_over_the_whole_record_bound_sheds_the_oldest_half_of_each_traits_entries(sheds_counted):
+    from stream.model.state import MAX_STATE_BYTES, TraitState
+    from tests.state_sizes import wide
+    st = CustomerState(first_seen=1, last_seen=2, id_hash=7)
+    for n in range(3):
+        entries = [(P + i, wide(i, 128), "") for i in range(TRAIT_EVENTS_KEEP)]
+        st.traits[f"t{n}"] = TraitState(n, "values" if n == 0 else "", entries)
+    before = truncated("trait_events")
+    data = dump_state(st)
+    assert len(data) <= MAX_STATE_BYTES and truncated("trait_events") == before + 1
+    kept = load_state(data)
+    assert all(ts.events[-1] == (P + TRAIT_EVENTS_KEEP - 1, wide(TRAIT_EVENTS_KEEP - 1, 128), "")
+               for ts in kept.traits.values())                           # the newest stay
+    assert len(kept.traits["t1"].events) < TRAIT_EVENTS_KEEP and kept.traits["t1"].tally == []
+    folded = TRAIT_EVENTS_KEEP - len(kept.traits["t0"].events)       # (the lifetime one's, each value once)
+    assert len(kept.traits["t0"].tally) == min(folded, TRAIT_VALUES_KEEP)
+
+
+def test_explain_shows_each_traits_value_and_when_it_next_changes():
+    from stream.rules.explanation import explain, render
+    eng, _ = run_engine([order_paid(C, P, "o1", 50.0)], catalog=CATALOG)
+    st = eng.store.get(C)
+    assert st is not None
+    answer = explain(C, st, eng.catalog, eng.now)
+    assert answer["traits"]["orders_7d"] == {"value": 1, "changes_at": "2025-03-08T10:00:00Z"}
+    assert answer["traits"]["active_1_7d"] == {"value": 0, "changes_at": "2025-03-02T10:00:00Z"}
+    assert answer["traits"]["high"] == {"value": 50.0, "changes_at": None}
+    leaf = next(c for c in answer["conditions"] if c["segment"] == "two-orders")["when"]
+    assert (leaf["condition"], leaf["value"], leaf["holds"]) == ("trait.orders_7d >= 2", 1, False)
+    assert "changes_at" not in leaf           # a false gte over a count that can only go down: settled
+    assert "trait.orders_7d: 1, changes at 2025-03-08T10:00:00Z" in render(answer)
