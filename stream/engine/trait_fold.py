@@ -84,10 +84,15 @@ def record(st: CustomerState, trait: Trait, values: list[TraitValue], t: int, no
     horizon = trait.within
     if horizon is not None and now - t >= horizon:
         return                          # a late event already outside the window
-    ts = _own(st, trait)
+    ts = st.traits.get(trait.name)
+    if ts is None or ts.key != trait.key:
+        ts = _own(st, trait)
     events = ts.events
     if not events or events[-1][0] <= t:
-        events.extend((t, v, order_id) for v in values)
+        if len(values) == 1:
+            events.append((t, values[0], order_id))
+        else:
+            events.extend([(t, v, order_id) for v in values])
     else:                               # a late event: after the entries of its time and before
         at = bisect_right(events, t, key=_time)
         events[at:at] = [(t, v, order_id) for v in values]

@@ -81,8 +81,9 @@ class Trait:
     after: int                      # ... and now - t >= after (between's nearer end; else 0)
     definition: dict[str, Any]
     per_item: bool                  # order_placed.items.*: each item is an entry
-    read: Read | None
-    accepts: Filter
+    entries: Callable[[Any], list[TraitValue]]      # the values one event adds (_entries_of)
+    aggregate: Aggregate
+    empty: TraitValue               # its value over no entries
     key: int                        # what it aggregates, whatever its version or description
 
     @property
@@ -95,21 +96,6 @@ class Trait:
         if self.within is not None:
             return FOLD_NONE
         return FOLD_VALUES if self.aggregation in ("most_frequent", "distinct_count") else FOLD_NUMBERS
-
-    def entries(self, event: Any) -> list[TraitValue]:
-        """The values one event adds (one per item that passes `where`, for items.*)."""
-        read, accepts = self.read, self.accepts
-        if self.per_item:
-            values = [read(event, item) if read is not None else None
-                      for item in event.items if accepts(event, item)]
-        elif accepts(event, None):
-            values = [read(event, None) if read is not None else None]
-        else:
-            return []
-        if read is None:
-            return values
-        # a missing value (an item without a category) is no entry; a count keeps no values
-        return [None if self.aggregation == "count" else v for v in values if v is not None]
 
     @property
     def declines(self) -> bool:
@@ -139,27 +125,35 @@ class Trait:
         return self.definition.get("where")
 
     def value(self, st: CustomerState, now: int) -> tuple[TraitValue, int | None]:
-        """The trait at `now`, and the next instant after it at which time alone changes it."""
-        ts = self.history(st)
-        if ts is None:
-            return _empty(self.aggregation), None
-        within, after = self.within, self.after
-        values: list[TraitValue] = []
+        """The trait at `now`, and the next instant after it at which time alone changes it (an
+        entry leaving the window, or with `between` one entering it). The entries are in time
+        order, so the window is a slice: [lo, hi)."""
+        ts = st.traits.get(self.name)
+        if ts is None or ts.key != self.key:
+            ts = self.history(st)
+            if ts is None:
+                return self.empty, None
+        events = ts.events
+        within = self.within
+        if within is None:
+            return self.aggregate(events, 0, len(events), ts), None
+        n, lo, hi = len(events), 0, len(events)
+        start = now - within                         # in the window: t > start
+        while lo < n and events[lo][0] <= start:
+            lo += 1
         nxt: int | None = None
-        for t, v, _ in ts.events:
-            age = now - t
-            if within is not None and age >= within:
-                continue
-            if age < after:
-                change = t + after                  # enters the window then
-            else:
-                values.append(v)
-                if within is None:
-                    continue
-                change = t + within                 # leaves it then
-            if nxt is None or change < nxt:
-                nxt = change
-        return aggregate(self.aggregation, values, ts), nxt
+        after = self.after
+        if after:
+            end = now - after                        # ... and t <= end
+            while hi > lo and events[hi - 1][0] > end:
+                hi -= 1
+            if hi < n:
+                nxt = events[hi][0] + after          # the next to enter
+        if lo < hi:
+            leaves = events[lo][0] + within          # the first to leave
+            if nxt is None or leaves < nxt:
+                nxt = leaves
+        return self.aggregate(events, lo, hi, ts), nxt
 
 
 class _Payment(NamedTuple):
@@ -172,32 +166,90 @@ def _empty(aggregation: str) -> TraitValue:
     return 0 if aggregation in ("count", "distinct_count") else 0.0 if aggregation == "sum" else None
 
 
-def aggregate(aggregation: str, values: list[TraitValue], ts: TraitState) -> TraitValue:
-    """An aggregation over `values` and what `ts` folded of older events (a lifetime trait's)."""
-    count, total, low, high = ts.folded if ts.folded is not None else (0, 0.0, None, None)
-    if aggregation == "count":
-        return count + len(values)
-    numbers: list[Any] = values                     # numeric fields' values (checked at load)
-    if aggregation in ("sum", "avg"):
-        whole = math.fsum((total, *numbers))
-        if aggregation == "sum":
-            return whole
-        n = count + len(values)
-        return whole / n if n else None
-    if aggregation in ("min", "max"):
-        pick = min if aggregation == "min" else max
-        kept = [x for x in (*numbers, low if aggregation == "min" else high) if x is not None]
+# An aggregation over the entries [lo, hi) of a history and what it folded of older ones (a
+# lifetime trait's): one function each, chosen at load, as they run on every evaluation.
+Entries = list[tuple[int, TraitValue, str]]
+Aggregate = Callable[[Entries, int, int, TraitState], TraitValue]
+_NO_FOLD = (0, 0.0, None, None)
+
+
+def _count(events: Entries, lo: int, hi: int, ts: TraitState) -> int:
+    return hi - lo + (ts.folded[0] if ts.folded is not None else 0)
+
+
+def _sum(events: Entries, lo: int, hi: int, ts: TraitState) -> float:
+    numbers: list[Any] = [e[1] for e in events[lo:hi]]            # a numeric field's (checked at load)
+    if ts.folded is not None:
+        numbers.append(ts.folded[1])
+    return math.fsum(numbers)
+
+
+def _avg(events: Entries, lo: int, hi: int, ts: TraitState) -> float | None:
+    n = _count(events, lo, hi, ts)
+    return _sum(events, lo, hi, ts) / n if n else None
+
+
+def _extreme(pick: Callable[..., Any], folded_at: int) -> Aggregate:
+    def extreme(events: Entries, lo: int, hi: int, ts: TraitState) -> TraitValue:
+        kept = [e[1] for e in events[lo:hi]]
+        folded = (ts.folded or _NO_FOLD)[folded_at]
+        if folded is not None:
+            kept.append(folded)
         return pick(kept) if kept else None
-    tally: dict[int | float | str, int] = dict(ts.tally)
-    for v in values:
-        if v is None:
-            continue                    # (never: a field's entries have values)
-        tally[v] = tally.get(v, 0) + 1
-    if aggregation == "distinct_count":
-        return len(tally)
+    return extreme
+
+
+def _tally(events: Entries, lo: int, hi: int, ts: TraitState) -> dict[Any, int]:
+    tally: dict[Any, int] = dict(ts.tally)
+    for e in events[lo:hi]:
+        tally[e[1]] = tally.get(e[1], 0) + 1
+    return tally
+
+
+def _distinct_count(events: Entries, lo: int, hi: int, ts: TraitState) -> TraitValue:
+    return len(_tally(events, lo, hi, ts))
+
+
+def _most_frequent(events: Entries, lo: int, hi: int, ts: TraitState) -> TraitValue:
+    tally = _tally(events, lo, hi, ts)
     if not tally:
         return None
-    return min(tally.items(), key=lambda item: (-item[1], item[0]))[0]   # ties: the smallest value
+    top: TraitValue = min(tally.items(), key=lambda item: (-item[1], item[0]))[0]   # ties: the smallest value
+    return top
+
+
+_AGGREGATES: dict[str, Aggregate] = {
+    "count": _count, "sum": _sum, "avg": _avg, "min": _extreme(min, 2), "max": _extreme(max, 3),
+    "most_frequent": _most_frequent, "distinct_count": _distinct_count}
+
+
+def _entries_of(aggregation: str, field: str | None, per_item: bool, accepts: Filter | None
+                ) -> Callable[[Any], list[TraitValue]]:
+    """What one event adds to a trait: one value per item that passes `where` (items.*), else at
+    most one. A missing value (an item without a category) is no entry; a count keeps no values.
+    The plain cases (no items, no filter) get their own function: it runs for every event of the
+    type."""
+    counts = aggregation == "count"
+    if field is None:
+        one: list[TraitValue] = [None]
+        if accepts is None:
+            return lambda event: one             # (never changed by its callers)
+        return lambda event: one if accepts(event, None) else []
+    if not per_item and accepts is None:
+        get = operator.attrgetter(field)
+
+        def plain(event: Any) -> list[TraitValue]:
+            v = get(event)
+            return [] if v is None else [None] if counts else [v]
+        return plain
+    read = _reader(field)
+    passes = accepts or _always
+
+    def entries(event: Any) -> list[TraitValue]:
+        rows = event.items if per_item else (None,)
+        values = [read(event, item) for item in rows if passes(event, item)]
+        return [None if counts else v for v in values if v is not None]
+    return entries
 
 
 # ------------------------------------------------------------------------------------------------
@@ -248,7 +300,7 @@ def compile_trait(name: str, definition: object) -> Trait:
         raise DefinitionError(problems)
     aggregation = given[0]
     target = _target(aggregation, definition[aggregation], f"{where}.{aggregation}", problems)
-    accepts: Filter = _always
+    accepts: Filter | None = None
     if target is not None and "where" in definition:
         accepts = _where(definition["where"], target[0], target[1], f"{where}.where", problems)
     if problems or target is None:
@@ -260,7 +312,8 @@ def compile_trait(name: str, definition: object) -> Trait:
         kind = FIELDS[event][field]
     per_item = field is not None and field.startswith("items.")
     return Trait(name, aggregation, event, field, kind, within, after, definition, per_item,
-                 _reader(field) if field is not None else None, accepts, definition_key(definition))
+                 _entries_of(aggregation, field, per_item, accepts), _AGGREGATES[aggregation],
+                 _empty(aggregation), definition_key(definition))
 
 
 def definition_key(definition: dict[str, Any]) -> int:
