@@ -4,13 +4,19 @@ without traits runs the folds of stream.engine.fold as they are, at no cost."""
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable
 from typing import Any
+
+import cython
 
 from stream.engine.fold import Fold
 from stream.model import events as ev
 from stream.model.state import (TRAIT_EVENTS_KEEP, CustomerState, TraitState, TraitValue,
                                 fold_oldest_trait_events, note_truncated)
 from stream.rules.traits import EVENT_CLASSES, Trait
+
+# One trait's recording of one event: (state, event, t, now, order_id).
+Recorder = Callable[[CustomerState, Any, int, int, str], None]
 
 
 def with_traits(folds: dict[type[ev.Event], Fold], traits: dict[str, Trait]) -> dict[type[ev.Event], Fold]:
@@ -23,24 +29,24 @@ def with_traits(folds: dict[type[ev.Event], Fold], traits: dict[str, Trait]) -> 
         by_event.setdefault(trait.event, []).append(trait)
     for event, group in by_event.items():
         cls = EVENT_CLASSES[event]
-        folds[cls] = (_paying if event == "order_paid" else _recording)(folds[cls], tuple(group))
+        recorders = tuple(recorder(trait) for trait in group)
+        folds[cls] = (_paying(folds[cls], tuple(group), recorders) if event == "order_paid"
+                      else _recording(folds[cls], recorders))
     if "order_paid" in by_event:
         folds[ev.OrderCancelled] = _cancelling(folds[ev.OrderCancelled],
                                                tuple(t.name for t in by_event["order_paid"]))
     return folds
 
 
-def _recording(base: Fold, traits: tuple[Trait, ...]) -> Fold:
+def _recording(base: Fold, recorders: tuple[Recorder, ...]) -> Fold:
     def fold(st: CustomerState, e: ev.Event, t: int, now: int) -> None:
         base(st, e, t, now)
-        for trait in traits:
-            values = trait.entries(e)
-            if values:
-                record(st, trait, values, t, now, "")
+        for record in recorders:
+            record(st, e, t, now, "")
     return fold
 
 
-def _paying(base: Fold, traits: tuple[Trait, ...]) -> Fold:
+def _paying(base: Fold, traits: tuple[Trait, ...], recorders: tuple[Recorder, ...]) -> Fold:
     """As paid_orders counts: the first payment of an order, none after its cancellation. A trait
     without a history of its own yet starts from the payments kept (Trait.history), taken before
     this one joins them."""
@@ -52,10 +58,8 @@ def _paying(base: Fold, traits: tuple[Trait, ...]) -> Fold:
                 _begin(st, trait)
         base(st, e, t, now)
         if counted:
-            for trait in traits:
-                values = trait.entries(e)
-                if values:
-                    record(st, trait, values, t, now, order_id)
+            for record in recorders:
+                record(st, e, t, now, order_id)
     return fold
 
 
@@ -78,36 +82,51 @@ def _time(entry: tuple[int, TraitValue, str]) -> int:
     return entry[0]
 
 
-def record(st: CustomerState, trait: Trait, values: list[TraitValue], t: int, now: int, order_id: str) -> None:
-    """One event's entries into the trait's history, which stays in time order, free of events
-    that left the window for good, and within TRAIT_EVENTS_KEEP."""
-    horizon = trait.within
-    if horizon is not None and now - t >= horizon:
-        return                          # a late event already outside the window
-    ts = st.traits.get(trait.name)
-    if ts is None or ts.key != trait.key:
-        ts = _own(st, trait)
-    events = ts.events
-    if not events or events[-1][0] <= t:
-        if len(values) == 1:
-            events.append((t, values[0], order_id))
-        else:
-            events.extend([(t, v, order_id) for v in values])
-    else:                               # a late event: after the entries of its time and before
-        at = bisect_right(events, t, key=_time)
-        events[at:at] = [(t, v, order_id) for v in values]
-    if horizon is not None and now - events[0][0] >= horizon:
-        gone = 0
-        while gone < len(events) and now - events[gone][0] >= horizon:
-            gone += 1
-        del events[:gone]
-        if trait.event != "order_paid":       # (kept as in _cancelling)
-            _drop_if_empty(st, trait.name, ts)
-    if len(events) > TRAIT_EVENTS_KEEP:
-        excess = len(events) - TRAIT_EVENTS_KEEP
-        fold_oldest_trait_events(ts, excess)
-        note_truncated("trait_events", f"{excess} oldest trait events left the one-by-one history at the bound of "
-                                       f"{TRAIT_EVENTS_KEEP} ({'folded' if ts.fold else 'dropped'})")
+def recorder(trait: Trait) -> Recorder:
+    """How one event's entries go into the trait's history, which stays in time order, free of
+    events that left the window for good, and within TRAIT_EVENTS_KEEP. A closure over the
+    trait's parts: it runs for every event of the type."""
+    name, key, fold, entries = trait.name, trait.key, trait.fold, trait.entries
+    windowed: cython.bint = trait.within is not None
+    horizon: cython.longlong = trait.within or 0
+    # An order_paid trait's emptied history stays (see _cancelling).
+    droppable: cython.bint = trait.event != "order_paid"
+
+    @cython.locals(at=cython.longlong, clock=cython.longlong, gone=cython.Py_ssize_t, n=cython.Py_ssize_t)
+    def record(st: CustomerState, e: Any, t: int, now: int, order_id: str) -> None:
+        at, clock = t, now
+        if windowed and clock - at >= horizon:
+            return                          # a late event already outside the window
+        values = entries(e)
+        if not values:
+            return
+        ts = st.traits.get(name)
+        if ts is None or ts.key != key:
+            ts = st.traits[name] = TraitState(key, fold)
+        events = ts.events
+        if not events or cython.cast(cython.longlong, events[-1][0]) <= at:
+            if len(values) == 1:
+                events.append((t, values[0], order_id))
+            else:
+                events.extend([(t, v, order_id) for v in values])
+        else:                               # a late event: after the entries of its time and before
+            i = bisect_right(events, t, key=_time)
+            events[i:i] = [(t, v, order_id) for v in values]
+        n = len(events)
+        if windowed and clock - cython.cast(cython.longlong, events[0][0]) >= horizon:
+            gone = 0
+            while gone < n and clock - cython.cast(cython.longlong, events[gone][0]) >= horizon:
+                gone += 1
+            del events[:gone]
+            n -= gone
+            if droppable and n == 0 and ts.folded is None and not ts.tally:
+                del st.traits[name]
+        if n > TRAIT_EVENTS_KEEP:
+            excess = n - TRAIT_EVENTS_KEEP
+            fold_oldest_trait_events(ts, excess)
+            note_truncated("trait_events", f"{excess} oldest trait events left the one-by-one history at the "
+                                           f"bound of {TRAIT_EVENTS_KEEP} ({'folded' if ts.fold else 'dropped'})")
+    return record
 
 
 def _begin(st: CustomerState, trait: Trait) -> None:
@@ -120,17 +139,3 @@ def _begin(st: CustomerState, trait: Trait) -> None:
             st.traits[trait.name] = kept
         elif ts is not None:
             del st.traits[trait.name]          # recorded under another definition: no longer read
-
-
-def _own(st: CustomerState, trait: Trait) -> TraitState:
-    """The trait's own history in the state, new when it has none under this definition (an
-    order_paid trait's began before the payment joined the kept ones: _paying)."""
-    ts = st.traits.get(trait.name)
-    if ts is None or ts.key != trait.key:
-        ts = st.traits[trait.name] = TraitState(trait.key, trait.fold)
-    return ts
-
-
-def _drop_if_empty(st: CustomerState, name: str, ts: TraitState) -> None:
-    if not ts.events and ts.folded is None and not ts.tally:
-        del st.traits[name]

@@ -15,9 +15,10 @@ import math
 import operator
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from typing import Any, Literal, NamedTuple
 
+import cython
 import msgspec
 
 from stream.model import events as ev
@@ -70,6 +71,9 @@ def _reader(field: str) -> Read:
     return lambda event, item: getattr(event, field)
 
 
+Valuer = Callable[[CustomerState, int], tuple[TraitValue, int | None]]
+
+
 @dataclass(frozen=True)
 class Trait:
     name: str
@@ -85,6 +89,8 @@ class Trait:
     aggregate: Aggregate
     empty: TraitValue               # its value over no entries
     key: int                        # what it aggregates, whatever its version or description
+    # (state, now) -> (its value at now, when time alone next changes it): _valuer
+    value: Valuer = dataclass_field(init=False, repr=False, compare=False)
 
     @property
     def group(self) -> str:
@@ -124,36 +130,55 @@ class Trait:
     def where(self) -> object:
         return self.definition.get("where")
 
-    def value(self, st: CustomerState, now: int) -> tuple[TraitValue, int | None]:
-        """The trait at `now`, and the next instant after it at which time alone changes it (an
-        entry leaving the window, or with `between` one entering it). The entries are in time
-        order, so the window is a slice: [lo, hi)."""
-        ts = st.traits.get(self.name)
-        if ts is None or ts.key != self.key:
-            ts = self.history(st)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", _valuer(self))
+
+
+def _valuer(trait: Trait) -> Valuer:
+    """Trait.value: the trait at `now`, and the next instant after it at which time alone changes
+    it (an entry leaving the window, or with `between` one entering it). The entries are in time
+    order, so the window is a slice [lo, hi). A closure over the trait's parts: it runs for every
+    evaluation of every segment reading the trait."""
+    name, key, aggregate, empty, history = trait.name, trait.key, trait.aggregate, trait.empty, trait.history
+    if trait.within is None:
+        def lifetime(st: CustomerState, now: int) -> tuple[TraitValue, int | None]:
+            ts = st.traits.get(name)
+            if ts is None or ts.key != key:
+                ts = history(st)
+                if ts is None:
+                    return empty, None
+            return aggregate(ts.events, 0, len(ts.events), ts), None
+        return lifetime
+    span: cython.longlong = trait.within
+    near: cython.longlong = trait.after
+
+    @cython.locals(n=cython.Py_ssize_t, lo=cython.Py_ssize_t, hi=cython.Py_ssize_t, start=cython.longlong,
+                   end=cython.longlong, leaves=cython.longlong)
+    def windowed(st: CustomerState, now: int) -> tuple[TraitValue, int | None]:
+        ts = st.traits.get(name)
+        if ts is None or ts.key != key:
+            ts = history(st)
             if ts is None:
-                return self.empty, None
+                return empty, None
         events = ts.events
-        within = self.within
-        if within is None:
-            return self.aggregate(events, 0, len(events), ts), None
-        n, lo, hi = len(events), 0, len(events)
-        start = now - within                         # in the window: t > start
-        while lo < n and events[lo][0] <= start:
+        n = len(events)
+        lo, hi = 0, n
+        start = now - span                           # in the window: t > start
+        while lo < n and cython.cast(cython.longlong, events[lo][0]) <= start:
             lo += 1
         nxt: int | None = None
-        after = self.after
-        if after:
-            end = now - after                        # ... and t <= end
-            while hi > lo and events[hi - 1][0] > end:
+        if near:
+            end = now - near                         # ... and t <= end
+            while hi > lo and cython.cast(cython.longlong, events[hi - 1][0]) > end:
                 hi -= 1
             if hi < n:
-                nxt = events[hi][0] + after          # the next to enter
+                nxt = events[hi][0] + near           # the next to enter
         if lo < hi:
-            leaves = events[lo][0] + within          # the first to leave
+            leaves = cython.cast(cython.longlong, events[lo][0]) + span     # the first to leave
             if nxt is None or leaves < nxt:
                 nxt = leaves
-        return self.aggregate(events, lo, hi, ts), nxt
+        return aggregate(events, lo, hi, ts), nxt
+    return windowed
 
 
 class _Payment(NamedTuple):
@@ -407,6 +432,8 @@ def _where(spec: object, event: str, field: str | None, where: str, problems: li
             test = _field_test(_reader(name), kind, str(op), operand, f"{at}.{clip(str(op), 40)}", problems)
             if test is not None:
                 tests.append(test)
+    if len(tests) == 1:
+        return tests[0]
     return lambda event, item: all(test(event, item) for test in tests)
 
 

@@ -64,16 +64,15 @@ def run_engine_bench(customers: int, events: int, seed: int, catalog_name: str =
     rows.append(("engine apply (pre-decoded)", len(lines), seconds))
     changes, fired = engine.stats.changes, engine.stats.timers_fired
     if catalog_name == "traits":
-        traits_engine = Engine(traits_catalog())
-        traits_apply = traits_engine.apply
-
-        def apply_traits() -> None:
-            for event in pre_decoded:
-                traits_apply(event, out)
-        traits_seconds, _ = _timed(apply_traits)
-        rows.append(("engine apply, traits catalog (10 traits, 10 segments)", len(lines), traits_seconds))
-        console.print(f"traits catalog per-event cost: {traits_seconds / seconds:.2f}x the default catalog's "
-                      f"({traits_engine.stats.changes:,} changes, {traits_engine.stats.timers_fired:,} timers fired)")
+        # On a shared machine one run of each can differ by 2x either way: fresh engines of both
+        # catalogs take turns, and each one's best run is its figure.
+        best = {"default": seconds, "traits": float("inf")}
+        for _ in range(_ROUNDS):
+            for name, each in (("traits", traits_catalog()), ("default", catalog)):
+                best[name] = min(best[name], _applied(Engine(each), pre_decoded, out))
+        rows.append(("engine apply, traits catalog (10 traits, 10 segments)", len(lines), best["traits"]))
+        console.print(f"traits catalog per-event cost: {best['traits'] / best['default']:.2f}x the default "
+                      f"catalog's (best of {_ROUNDS + 1} and {_ROUNDS} runs, taking turns)")
     pre_decoded.clear()
 
     store = MemoryStore()
@@ -114,6 +113,20 @@ def run_engine_bench(customers: int, events: int, seed: int, catalog_name: str =
                   f"{max(sizes)} B", f"{statistics.fmean(memory):.0f} B", f"{changes:,}", f"{fired:,}")
     console.print(state)
     return 0
+
+
+_ROUNDS = 3
+
+
+def _applied(engine: Engine, events: list[Event], out: list[SegmentChange]) -> float:
+    """Seconds for `engine` to apply `events`."""
+    apply = engine.apply
+
+    def apply_all() -> None:
+        for event in events:
+            apply(event, out)
+        out.clear()
+    return _timed(apply_all)[0]
 
 
 def _replay_beside_json(lines: list[bytes], catalog: Catalog) -> tuple[float, float]:
