@@ -24,7 +24,7 @@ from stream.rules.bounded_yaml import brief, clip
 from stream.rules.nodes import Condition, Segment, Stream, combined
 from stream.rules.predicates import Compare, Scalar, Test, Value
 from stream.rules.problems import DefinitionError, key_names
-from stream.rules.traits import TRAIT_OPERATORS, Trait, condition as trait_condition
+from stream.rules.traits import TRAIT_OPERATORS, Trait, comparison as trait_comparison, condition as trait_condition
 
 # Bounds on one segment's compiled condition tree: every event re-evaluates the tree of each segment
 # it affects, and compiling, evaluating and explaining it recurse once per level.
@@ -235,26 +235,28 @@ class Compiler:
                 if op not in allowed:
                     raise DefinitionError([f"{at}: operator {brief(op)} does not apply to {trait.kind} trait "
                                            f"{key!r}; use one of {', '.join(sorted(allowed))}"])
-                test = trait_condition(trait, str(op), self._value_test(attr, str(op), operand, at))
+                test = self._trait_test(trait, attr, str(op), operand, at)
                 leaves.append(Condition(test, frozenset({trait.group}),
                                         f"{name} {_OP_TEXT.get(op, op)} {_operand_text(operand)}", trait=trait))
         if problems:
             raise DefinitionError(problems)
         return leaves[0] if len(leaves) == 1 else combined("all", name, tuple(leaves))
 
-    def _value_test(self, attr: Attr, op: str, operand: object, where: str) -> Callable[[Value], bool]:
-        """What one operator asks of a value (a trait's), its literal checked for `attr`'s kind."""
+    def _trait_test(self, trait: Trait, attr: Attr, op: str, operand: object, where: str) -> Test:
+        """One operator on a trait's value, its literal checked for `attr`'s kind."""
         if op == "exists":
             if not isinstance(operand, bool):
                 raise DefinitionError([f"{where}: exists takes true or false"])
-            return lambda v: (v is not None) is operand
+            return trait_condition(trait, lambda v: (v is not None) is operand)
         if op == "in":
             if not isinstance(operand, list) or not operand:
                 raise DefinitionError([f"{where}: expected a non-empty list"])
             values = [self.literal(attr, v, where) for v in operand]
-            return lambda v: pr.member(v, values)
-        compare, value = _COMPARE[op], self.literal(attr, operand, where)
-        return lambda v: v is not None and compare(v, value)
+            return trait_condition(trait, lambda v: pr.member(v, values))
+        literal = self.literal(attr, operand, where)
+        if isinstance(literal, bool):            # (the trait kinds, number and string, take none)
+            raise DefinitionError([f"{where}: expected a {attr.kind} value, got {brief(operand)}"])
+        return trait_comparison(trait, op, literal)
 
     def operator(self, attr: Attr, op: str, operand: object, where: str) -> tuple[Test, set[str]]:
         ops = _OPERATORS_BY_KIND[attr.kind]

@@ -478,19 +478,51 @@ TRAIT_OPERATORS: dict[str, set[str]] = {"number": {"eq", "ne", "gt", "gte", "lt"
                                         "string": {"eq", "ne", "in", "exists"}}
 
 
-def condition(trait: Trait, op: str, holds: Callable[[TraitValue], bool]) -> Callable[[CustomerState, int],
-                                                                                       tuple[bool, int | None]]:
-    """The compiled test: whether `holds` of the value at now, flipping no later than the value's
-    next change (the engine re-evaluates then, and moves the customer if the verdict changed).
-    A value that time can only lower settles some verdicts for good (a false `gte`, a true `lt`):
-    those wait for no timer."""
+TraitTest = Callable[[CustomerState, int], tuple[bool, int | None]]
+
+
+def condition(trait: Trait, holds: Callable[[TraitValue], bool]) -> TraitTest:
+    """The compiled test of `exists` or `in`: whether `holds` of the value at now, flipping no
+    later than the value's next change (the engine re-evaluates then, and moves the customer if
+    the verdict changed)."""
     value = trait.value
-    settled: bool | None = None
-    if trait.declines and op in ("gt", "gte", "lt", "lte"):
-        settled = op in ("lt", "lte")
 
     def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
         v, nxt = value(st, now)
-        verdict = holds(v)
-        return verdict, (None if verdict is settled else nxt)
+        return holds(v), nxt
+    return test
+
+
+_COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte")
+
+
+def comparison(trait: Trait, op: str, literal: int | float | str) -> TraitTest:
+    """The compiled test of a comparison with a literal (of the trait's kind, checked at load); a
+    missing value satisfies none. A value that time can only lower settles some verdicts for good
+    (a false `gte`, a true `lt`): those wait for no timer."""
+    value = trait.value
+    code: cython.Py_ssize_t = _COMPARISONS.index(op)
+    settles: cython.bint = trait.declines and code >= 2
+    settled: cython.bint = code >= 4              # lt, lte: true for good; gt, gte: false for good
+
+    @cython.locals(verdict=cython.bint)
+    def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
+        v, nxt = value(st, now)
+        if v is None:
+            verdict = False
+        elif code == 0:
+            verdict = v == literal
+        elif code == 1:
+            verdict = v != literal
+        elif code == 2:
+            verdict = v > literal           # type: ignore[operator]  # (of one kind: checked at load)
+        elif code == 3:
+            verdict = v >= literal          # type: ignore[operator]
+        elif code == 4:
+            verdict = v < literal           # type: ignore[operator]
+        else:
+            verdict = v <= literal          # type: ignore[operator]
+        if settles and verdict == settled:
+            return verdict, None
+        return verdict, nxt
     return test
