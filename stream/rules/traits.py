@@ -232,6 +232,8 @@ def _tally(events: Entries, lo: int, hi: int, ts: TraitState) -> dict[Any, int]:
 
 
 def _distinct_count(events: Entries, lo: int, hi: int, ts: TraitState) -> TraitValue:
+    if not ts.tally:                # (a windowed trait's: only a lifetime one folds a tally)
+        return len({e[1] for e in events[lo:hi]})
     return len(_tally(events, lo, hi, ts))
 
 
