@@ -140,21 +140,13 @@ def _valuer(trait: Trait) -> Valuer:
     order, so the window is a slice [lo, hi). A closure over the trait's parts: it runs for every
     evaluation of every segment reading the trait."""
     name, key, aggregate, empty, history = trait.name, trait.key, trait.aggregate, trait.empty, trait.history
-    if trait.within is None:
-        def lifetime(st: CustomerState, now: int) -> tuple[TraitValue, int | None]:
-            ts = st.traits.get(name)
-            if ts is None or ts.key != key:
-                ts = history(st)
-                if ts is None:
-                    return empty, None
-            return aggregate(ts.events, 0, len(ts.events), ts), None
-        return lifetime
-    span: cython.longlong = trait.within
+    windowed: cython.bint = trait.within is not None
+    span: cython.longlong = trait.within or 0
     near: cython.longlong = trait.after
 
     @cython.locals(n=cython.Py_ssize_t, lo=cython.Py_ssize_t, hi=cython.Py_ssize_t, start=cython.longlong,
                    end=cython.longlong, leaves=cython.longlong)
-    def windowed(st: CustomerState, now: int) -> tuple[TraitValue, int | None]:
+    def value(st: CustomerState, now: int) -> tuple[TraitValue, int | None]:
         ts = st.traits.get(name)
         if ts is None or ts.key != key:
             ts = history(st)
@@ -162,6 +154,8 @@ def _valuer(trait: Trait) -> Valuer:
                 return empty, None
         events = ts.events
         n = len(events)
+        if not windowed:
+            return aggregate(events, 0, n, ts), None
         lo, hi = 0, n
         start = now - span                           # in the window: t > start
         while lo < n and cython.cast(cython.longlong, events[lo][0]) <= start:
@@ -178,7 +172,7 @@ def _valuer(trait: Trait) -> Valuer:
             if nxt is None or leaves < nxt:
                 nxt = leaves
         return aggregate(events, lo, hi, ts), nxt
-    return windowed
+    return value
 
 
 class _Payment(NamedTuple):
