@@ -115,3 +115,17 @@ def test_an_order_paid_trait_defined_while_running_starts_from_the_kept_payments
     engine.apply(order_paid("c", P + 2 * DAY, "o3", 1.0))              # joins the two kept ones
     assert new.traits["orders_7d"].value(st, engine.now)[0] == 3
     assert [(c.segment, c.change) for c in engine.advance(P + 8 * DAY)] == [("frequent", "exited")]
+
+
+def test_segments_define_checks_a_definition_against_the_traits(tmp_path):
+    from stream.cli.define import read_definition
+    path = tmp_path / "d.yaml"
+    path.write_text("when: {trait.orders_7d: {gte: 3}}\n")
+    traits = {k: v for k, v in FILE.items() if k.startswith("trait.")}
+    assert read_definition("frequent", path, traits) == ({"when": {"trait.orders_7d": {"gte": 3}}}, [])
+    definition, problems = read_definition("frequent", path)
+    assert definition is not None and "unknown trait 'orders_7d'" in problems[0]
+    path.write_text("count: order_paid\nwithin: 30d\n")
+    assert read_definition("trait.orders_30d", path)[1] == []
+    path.write_text("count: order_paid\nwithin: 30 days\n")
+    assert "trait 'orders_30d'.within" in read_definition("trait.orders_30d", path)[1][0]
