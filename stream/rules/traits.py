@@ -295,9 +295,13 @@ def compile_traits(doc: object, source: str) -> tuple[dict[str, Trait], list[str
     return traits, problems
 
 
+def valid_trait_name(name: str) -> bool:
+    return _NAME.match(name) is not None
+
+
 def compile_trait(name: str, definition: object) -> Trait:
     where = f"trait {brief(name)}"
-    if not _NAME.match(name):
+    if not valid_trait_name(name):
         raise DefinitionError([f"{where}: a trait name is lower-case letters, digits and '_', starting with a "
                                f"letter, at most 64 characters"])
     if not isinstance(definition, dict):
