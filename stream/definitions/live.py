@@ -25,7 +25,7 @@ from stream.model.changes import SegmentChange
 from stream.model.state import CustomerState
 from stream.rules.catalog import TRAIT_PREFIX, Catalog
 from stream.rules.compiler import valid_name
-from stream.rules.traits import valid_trait_name
+from stream.rules.trait_grammar import valid_trait_name
 from stream.runtime import metrics
 from stream.storage.keys import DEFINITIONS_KEY
 

@@ -13,7 +13,8 @@ from stream.rules.bounded_yaml import SEGMENTS_FILE, DocumentError, load, read_f
 from stream.rules.compiler import Compiler
 from stream.rules.nodes import Segment, Stream
 from stream.rules.problems import DefinitionError, key_names
-from stream.rules.traits import Trait, compile_traits
+from stream.rules.trait_grammar import compile_traits
+from stream.rules.traits import Trait
 
 
 @dataclass
