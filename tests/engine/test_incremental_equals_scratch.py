@@ -440,9 +440,9 @@ def test_traits_catalog_incremental_equals_scratch(scenario: Scenario) -> None:
 # Determinism across processes, and a known engine bug
 
 
-def test_changes_do_not_depend_on_the_hash_seed() -> None:
-    """Byte-identical changes in processes with different string hashing (set/dict orders)."""
-    lines = [raw.decode() for case in DEFAULT_EXAMPLES + CUSTOM_EXAMPLES for raw in case.raws]
+def _changes_under_seeds(text: str, lines: list[str]) -> list[bytes]:
+    """The changes of the default catalog and of the catalog `text` for `lines`, in a process per
+    string-hashing seed."""
     program = (
         "import sys\n"
         "from stream.model.changes import encode_change\n"
@@ -460,11 +460,24 @@ def test_changes_do_not_depend_on_the_hash_seed() -> None:
     )
     outputs = []
     for seed in ("1", "2"):
-        done = subprocess.run([sys.executable, "-c", program], input=(CUSTOM_YAML + "\0" + "\n".join(lines)).encode(),
+        done = subprocess.run([sys.executable, "-c", program], input=(text + "\0" + "\n".join(lines)).encode(),
                               capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed},
                               cwd=Path(__file__).resolve().parents[2], timeout=120, check=True)
         outputs.append(done.stdout)
+    return outputs
+
+
+def test_changes_do_not_depend_on_the_hash_seed() -> None:
+    """Byte-identical changes in processes with different string hashing (set/dict orders)."""
+    lines = [raw.decode() for case in DEFAULT_EXAMPLES + CUSTOM_EXAMPLES for raw in case.raws]
+    outputs = _changes_under_seeds(CUSTOM_YAML, lines)
     assert outputs[0] == outputs[1] and outputs[0].count(b"\n") > 20
+
+
+def test_trait_changes_do_not_depend_on_the_hash_seed() -> None:
+    lines = [raw.decode() for case in DEFAULT_EXAMPLES + TRAITS_EXAMPLES for raw in case.raws]
+    outputs = _changes_under_seeds(TRAITS_YAML, lines)
+    assert outputs[0] == outputs[1] and outputs[0].count(b"\n") > 40
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
