@@ -9,9 +9,11 @@ NATIVE = [
     "stream/engine/core.py",
     "stream/engine/fold.py",
     "stream/engine/timers.py",
+    "stream/engine/trait_fold.py",
     "stream/model/json_scan.py",
     "stream/model/time.py",
     "stream/rules/predicates.py",
+    "stream/rules/traits.py",
 ]
 
 setup(ext_modules=cythonize(NATIVE, language_level=3, compiler_directives={"binding": False}))

@@ -244,3 +244,41 @@ segments:
     when:
       not: {bucket: {salt: exp-8, in: [6, 41]}}
 """
+
+
+# A catalog of computed traits, every aggregation and window kind (with ORDER_HEAVY histories):
+# spans among the histories' steps, so events leave and enter windows at exact instants.
+TRAITS_YAML = """
+traits:
+  orders_7d:       {count: order_paid, within: 7d}
+  recent_1d:       {count: order_paid, within: 1d}
+  spend_30d:       {sum: order_paid.amount, within: 30d}
+  avg_check_30d:   {avg: order_paid.amount, within: 30d}
+  biggest_order:   {max: order_paid.amount}
+  smallest_7d:     {min: order_paid.amount, within: 7d}
+  phone_views_1d:  {count: product_viewed, where: {category: {eq: phones}}, within: 1d}
+  active_1_7d:     {count: order_paid, between: [7d, 1d]}
+  top_category:    {most_frequent: order_placed.items.category, within: 30d}
+  categories_7d:   {distinct_count: product_viewed.category, within: 7d}
+  listed_items:
+    count: order_placed.items.product_id
+    where: {items.category: {in: [phones, books]}, city: {exists: true}}
+    within: 7d
+  abandoned_value: {sum: cart_abandoned.value, within: 1d}
+  lifetime_views:  {distinct_count: product_viewed.product_id}
+segments:
+  frequent-recent: {when: {trait.orders_7d: {gte: 2}}}
+  big-spender:     {when: {trait.spend_30d: {gte: 50000}}}
+  avg-check:       {when: {trait.avg_check_30d: {gte: 20000, lt: 100000}}}
+  no-recent-check: {when: {not: {trait.avg_check_30d: {exists: true}}}}
+  big-once:        {when: {trait.biggest_order: {gte: 50000}}}
+  small-7d:        {when: {trait.smallest_7d: {lte: 0.2}}}
+  phone-browser:   {when: {trait.phone_views_1d: {gte: 2}}}
+  lapsing:         {when: {all: [{trait.active_1_7d: {gte: 1}}, {trait.recent_1d: {eq: 0}}]}}
+  phones-fan:      {when: {trait.top_category: {eq: phones}}}
+  not-phones-fan:  {when: {trait.top_category: {in: [books]}}}
+  explorer:        {when: {trait.categories_7d: {gte: 2}}}
+  item-buyer:      {when: {trait.listed_items: {gte: 2}}}
+  abandoner:       {when: {any: [{trait.abandoned_value: {gt: 100}}, {trait.lifetime_views: {gte: 3}}]}}
+  paid-not-recent: {when: {all: [{paid_orders: {gte: 1}}, {trait.orders_7d: {lt: 1}}]}}
+"""

@@ -28,7 +28,13 @@ Semantics implemented (README "Semantics"):
 - a comparison with a missing value (or, for custom fields, with a value of another kind: text vs
   number vs true/false) is false; "within N" is now - t < N; "ago: N" is now - t >= N;
 - `bucket: {salt: S, ...}` compares the customer's bucket under salt S (README "Segment
-  definitions" gives the formula, written out again here from the README, not imported).
+  definitions" gives the formula, written out again here from the README, not imported);
+- `trait.<name>` (docs/traits.md) aggregates, at `now`, the counted events of one type (for
+  order_paid the counted payments, as paid_orders counts them) inside the window: `within: D`
+  while now - t < D, `between: [D1, D2]` while D2 <= now - t < D1, lifetime without either; one
+  entry per event, or per item for order_placed.items.*; items without the field are no entries.
+  count and sum of nothing are 0, avg/min/max/most_frequent of nothing absent; most_frequent's
+  ties go to the smallest value.
 """
 from __future__ import annotations
 
@@ -57,6 +63,11 @@ TIME_ATTRIBUTES = {
 DATE_ATTRIBUTES = {"birth_date"}
 
 
+def load_traits(text: str) -> dict[str, dict[str, Any]]:
+    """Trait name -> its raw definition dict (the `traits:` section; none: empty)."""
+    return dict(yaml.safe_load(text).get("traits") or {})
+
+
 def load_definitions(text: str | None = None) -> dict[str, dict[str, Any]]:
     """Segment name -> its raw definition dict, straight from the YAML (the default catalog if no
     text is given)."""
@@ -77,7 +88,8 @@ class History:
     """The events that count for each customer after de-duplication and erasure, in arrival order,
     each with its occurred_at in microseconds."""
 
-    def __init__(self, events: list[ev.Event]):
+    def __init__(self, events: list[ev.Event], traits: dict[str, dict[str, Any]] | None = None):
+        self.traits = traits or {}
         self.stream_time: int | None = None
         self.times: list[int] = []                       # occurred_at of every event, in order
         self.applied: dict[str, list[tuple[int, ev.Event]]] = {}
@@ -103,7 +115,7 @@ class History:
         """Every customer with at least one segment at `now`, and those segments."""
         result = {}
         for customer, evs in self.applied.items():
-            person = Customer(customer, self._attributes[customer], evs)
+            person = Customer(customer, self._attributes[customer], evs, self.traits)
             names = frozenset(name for name, d in definitions.items() if holds(d["when"], person, now))
             if names:
                 result[customer] = names
@@ -180,10 +192,12 @@ def attributes(evs: list[tuple[int, ev.Event]]) -> dict[str, Any]:
 
 
 class Customer:
-    def __init__(self, customer_id: str, attrs: dict[str, Any], evs: list[tuple[int, ev.Event]]):
+    def __init__(self, customer_id: str, attrs: dict[str, Any], evs: list[tuple[int, ev.Event]],
+                 traits: dict[str, dict[str, Any]] | None = None):
         self.customer_id = customer_id
         self.attrs = attrs
         self.events = evs
+        self.traits = traits or {}
 
     def get(self, name: str) -> Any:
         if name.startswith("custom."):
@@ -209,7 +223,7 @@ def holds(condition: dict[str, Any], person: Customer, now: int) -> bool:
         value = bucket(person.customer_id, arg.get("salt", ""))
         return all(operator_holds(key, op, operand, value, person, now)
                    for op, operand in arg.items() if op != "salt")
-    value = person.get(key)
+    value = trait(person.traits[key[len("trait."):]], person, now) if key.startswith("trait.") else person.get(key)
     return all(operator_holds(key, op, operand, value, person, now) for op, operand in arg.items())
 
 
@@ -309,3 +323,91 @@ def items_of(event: ev.Event, per: str) -> set[str]:
     if per == "product":
         return {i.product_id for i in event.items}
     return {i.category for i in event.items if i.category is not None}
+
+
+# ------------------------------------------------------------------------------------------------
+# Computed traits
+
+AGGREGATIONS = ("count", "sum", "avg", "min", "max", "most_frequent", "distinct_count")
+
+
+def counted_payments(person: Customer) -> list[tuple[int, ev.OrderPaid]]:
+    """The payments paid_orders counts: the first per order, unless the order is cancelled (before
+    or after it, in arrival order)."""
+    paid: dict[str, tuple[int, ev.OrderPaid]] = {}
+    cancelled: set[str] = set()
+    for t, e in person.events:
+        if isinstance(e, ev.OrderPaid) and e.order_id not in paid and e.order_id not in cancelled:
+            paid[e.order_id] = (t, e)
+        elif isinstance(e, ev.OrderCancelled):
+            cancelled.add(e.order_id)
+            paid.pop(e.order_id, None)
+    return list(paid.values())
+
+
+def in_window(spec: dict[str, Any], age: int) -> bool:
+    if "within" in spec:
+        return age < parse_duration(spec["within"])
+    if "between" in spec:
+        far, near = (parse_duration(d) for d in spec["between"])
+        return near <= age < far
+    return True
+
+
+def field_of(event: Any, item: Any, field: str) -> Any:
+    if field.startswith("items."):
+        return getattr(item, field[len("items."):])
+    return getattr(event, field)
+
+
+def where_holds(where: dict[str, Any], event: Any, item: Any) -> bool:
+    for field, ops in where.items():
+        value = field_of(event, item, field)
+        for op, operand in ops.items():
+            if op == "exists":
+                ok = (value is not None) == operand
+            elif op == "in":
+                ok = value is not None and value in operand
+            else:
+                ok = value is not None and COMPARISONS[op](value, operand)
+            if not ok:
+                return False
+    return True
+
+
+def trait(spec: dict[str, Any], person: Customer, now: int) -> Any:
+    """The trait's value at `now`, from the customer's whole counted history."""
+    (aggregation, target), = ((k, spec[k]) for k in AGGREGATIONS if k in spec)
+    event_type, _, field = target.partition(".")
+    if event_type == "order_paid":
+        occurrences: list[tuple[int, Any]] = counted_payments(person)
+    else:
+        cls = ev.EVENT_TYPES[event_type]
+        occurrences = [(t, e) for t, e in person.events if isinstance(e, cls)]
+    values = []
+    for t, e in occurrences:
+        if not in_window(spec, now - t):
+            continue
+        for item in (e.items if field.startswith("items.") else [None]):
+            if not where_holds(spec.get("where", {}), e, item):
+                continue
+            value = field_of(e, item, field) if field else "one event"
+            if value is not None:
+                values.append(value)
+    if aggregation == "count":
+        return len(values)
+    if aggregation == "distinct_count":
+        return len(set(values))
+    if aggregation == "sum":
+        return math.fsum(values)
+    if not values:
+        return None
+    if aggregation == "avg":
+        return math.fsum(values) / len(values)
+    if aggregation == "min":
+        return min(values)
+    if aggregation == "max":
+        return max(values)
+    counts = Counter(values)
+    top = max(counts.values())
+    return min(v for v, n in counts.items() if n == top)

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 def _engine(args: argparse.Namespace) -> int:
     from stream.tools.bench.engine import run_engine_bench
-    return run_engine_bench(customers=args.customers, events=args.events, seed=args.seed)
+    return run_engine_bench(customers=args.customers, events=args.events, seed=args.seed, catalog_name=args.catalog)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -51,12 +51,13 @@ def _redefine(args: argparse.Namespace) -> int:
 
 
 class _Flag(NamedTuple):
-    """A benchmark's flag: an integer unless `kind` says otherwise."""
+    """A benchmark's flag: an integer unless `kind` says otherwise (or `choices` names its values)."""
 
     name: str
-    default: float
+    default: float | str
     help: str | None = None             # None: the name says it, and the help gives the default only
-    kind: Callable[[str], float] = int
+    kind: Callable[[str], float | str] = int
+    choices: tuple[str, ...] | None = None
 
 
 class _Bench(NamedTuple):
@@ -70,7 +71,9 @@ _SEED = _Flag("--seed", 7)
 # In the order `segments bench --help` lists them.
 _BENCHES = (
     _Bench("engine", "the engine alone on one core, beside msgspec decode", _engine,
-           (_Flag("--customers", 1_000_000), _Flag("--events", 3_000_000))),
+           (_Flag("--customers", 1_000_000), _Flag("--events", 3_000_000),
+            _Flag("--catalog", "default", "traits: also the catalog of 10 computed traits and 10 segments reading "
+                  "them, its per-event cost beside the default's", str, ("default", "traits")))),
     _Bench("worker", "the native worker on the embedded broker, beside consume + decode", _worker,
            (_Flag("--events", 300_000), _Flag("--customers", 100_000),
             _Flag("--rate", 10_000, "events/s offered in the latency run"),
@@ -95,6 +98,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     for b in _BENCHES:
         parser = bench.add_parser(b.name, help=b.help)
         for flag in (*b.flags, _SEED):
-            parser.add_argument(flag.name, type=flag.kind, default=flag.default,
+            parser.add_argument(flag.name, type=flag.kind, default=flag.default, choices=flag.choices,
                                 help=f"{flag.help or flag.name[2:]} (default %(default)s)")
         parser.set_defaults(run=b.run)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from stream.cli.settings_args import add_kafka_arguments, kafka_properties
-from stream.kafka.publishing import Outcome, Topic, define_segment, remove_segment
+from stream.definitions.resolution import file_definitions, traits_of
+from stream.kafka.publishing import Outcome, Topic, define_segment, remove_segment, unknown_traits
 from stream.rules.bounded_yaml import DEFINITION
 from stream.rules.catalog import Catalog, load_catalog, parse_definition
 from stream.rules.problems import DefinitionError
@@ -59,15 +60,17 @@ def run(args: argparse.Namespace) -> int:
     return undefine(args.name, args.bootstrap_servers, kafka, args.definitions_topic, catalog)
 
 
-def read_definition(name: str, path: Path) -> tuple[dict[str, Any] | None, list[str]]:
-    """One segment definition from a YAML or JSON file (within the limits of a topic record,
-    bounded_yaml.DEFINITION), compiled alone: (definition, problems)."""
+def read_definition(name: str, path: Path, traits: dict[str, dict[str, Any]] | None = None
+                    ) -> tuple[dict[str, Any] | None, list[str]]:
+    """One segment definition (or, named trait.<name>, one trait's) from a YAML or JSON file
+    (within the limits of a topic record, bounded_yaml.DEFINITION), compiled alone beside
+    `traits` (trait.<name> -> definition): (definition, problems)."""
     try:
         with open(path, "rb") as handle:
             document = handle.read(DEFINITION.bytes + 1)      # one more than allowed is enough to refuse
     except OSError as exc:
         return None, [f"{path}: cannot read: {exc.strerror or exc}"]
-    return parse_definition(name, document, str(path))
+    return parse_definition(name, document, str(path), traits)
 
 
 def _said(command: str, outcome: Outcome, out: TextIO, err: TextIO) -> int:
@@ -83,8 +86,10 @@ def _said(command: str, outcome: Outcome, out: TextIO, err: TextIO) -> int:
 
 def define(name: str, path: Path, bootstrap: str, kafka: dict[str, str], topic: str, file_catalog: Catalog,
            out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    definition, problems = read_definition(name, path)
-    if problems or definition is None:     # (never one without the other)
+    definition, problems = read_definition(name, path, traits_of(file_definitions(file_catalog)))
+    # A trait that only the definitions topic defines is known once the topic is read:
+    # define_segment checks the definition again beside the topic's traits.
+    if definition is None or (problems and not unknown_traits(definition, file_catalog)):
         return _said("define", Outcome(2, f"{name}: invalid definition; nothing published", problems), out, err)
     return _said("define", define_segment(name, definition, Topic(bootstrap, kafka, topic, file_catalog)), out, err)
 

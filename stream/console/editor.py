@@ -20,7 +20,7 @@ from stream.console.markup import el, join, path
 from stream.console.passes import would_hold
 from stream.kafka.publishing import Outcome, define_segment, remove_segment
 from stream.rules.bounded_yaml import DEFINITION
-from stream.rules.catalog import compile_catalog, parse_definition
+from stream.rules.catalog import TRAIT_PREFIX, compile_catalog, parse_definition
 from stream.runtime.http import Request, Response
 from stream.runtime.sessions import SECURITY_HEADERS
 from stream.storage.committed import NoStores
@@ -70,13 +70,22 @@ def _name(request: Request) -> str:
     return request.query.get("name", [""])[-1]
 
 
+def _running_traits(backend: Backend) -> dict[str, dict[str, Any]]:
+    """The traits the workers run (trait.<name> -> definition): a segment written here may read them."""
+    return {name: entry["definition"] for name, entry in backend.definitions()["segments"].items()
+            if name.startswith(TRAIT_PREFIX)}
+
+
 def check(backend: Backend, request: Request) -> Response:
     """{problems, preview}: preview only for a valid definition, and null when no store could be read."""
     name = _name(request)
-    definition, problems = parse_definition(name, request.body, SOURCE)
+    traits = _running_traits(backend)
+    definition, problems = parse_definition(name, request.body, SOURCE, traits)
     if problems or definition is None:
         return _json(200, {"problems": problems, "preview": None})
-    segment = compile_catalog({name: definition}, SOURCE).by_name[name]
+    segment = compile_catalog({**traits, name: definition}, SOURCE).by_name.get(name)
+    if segment is None:                     # a trait.<name>: it holds no customers to count
+        return _json(200, {"problems": [], "preview": None})
     try:
         stores = backend.stores()
     except NoStores as exc:
@@ -98,7 +107,7 @@ def publish(backend: Backend, request: Request) -> Response:
     if backend.topic is None:
         return _json(409, {"ok": False, "message": "publishing is off: no bootstrap servers", "problems": []})
     name = _name(request)
-    definition, problems = parse_definition(name, request.body, SOURCE)
+    definition, problems = parse_definition(name, request.body, SOURCE, _running_traits(backend))
     if problems or definition is None:
         return _answer(Outcome(2, f"{name}: invalid definition; nothing published", problems))
     return _answer(define_segment(name, definition, backend.topic))

@@ -23,8 +23,9 @@ from stream.engine.core import Engine
 from stream.engine.redefinition import Redefinition
 from stream.model.changes import SegmentChange
 from stream.model.state import CustomerState
-from stream.rules.catalog import Catalog
+from stream.rules.catalog import TRAIT_PREFIX, Catalog
 from stream.rules.compiler import valid_name
+from stream.rules.trait_grammar import valid_trait_name
 from stream.runtime import metrics
 from stream.storage.keys import DEFINITIONS_KEY
 
@@ -83,6 +84,12 @@ class LivePartition(Protocol):
     def switch(self, catalog: Catalog) -> None:
         """Run `catalog` from now on (its engine redefined)."""
         ...
+
+
+def _labelled(name: str) -> bool:
+    """Whether a record's key is a segment's or a trait's (trait.<name>) name, fit for a label."""
+    trait = name.removeprefix(TRAIT_PREFIX)
+    return valid_trait_name(trait) if trait != name else valid_name(name)
 
 
 class LiveDefinitions:
@@ -223,7 +230,7 @@ class LiveDefinitions:
             if key not in self._counted:
                 self._counted.add(key)
                 # A record's key is anyone's text: a label (and a log line) only as long as a name is
-                metrics.DEFINITIONS_REJECTED.labels(name if valid_name(name) else "(invalid name)").inc()
+                metrics.DEFINITIONS_REJECTED.labels(name if _labelled(name) else "(invalid name)").inc()
                 log.error("segment %.80s: definition from %s rejected, the previous one keeps running: %s",
                           name, rejection.source, "; ".join(rejection.problems))
         self.rejected = dict(resolution.rejected)

@@ -11,10 +11,10 @@ from typing import Any
 import msgspec
 
 from stream.rules.bounded_yaml import DEFINITION, DocumentError, brief, load
-from stream.engine.redefinition import Redefinition
-from stream.rules.catalog import Catalog, compile_catalog
+from stream.engine.redefinition import Redefinition, changed_trait
+from stream.rules.catalog import TRAIT_PREFIX, Catalog, compile_catalog, definitions_of
 from stream.rules.problems import DefinitionError, shown
-from stream.model.time import format_rfc3339
+from stream.model.time import LATEST, format_rfc3339
 
 _canonical = msgspec.json.Encoder(order="sorted").encode
 
@@ -90,7 +90,9 @@ def resolve(file: dict[str, dict[str, Any]], topic: dict[str, TopicRecord],
     definitions: dict[str, dict[str, Any]] = {}
     sources: dict[str, str] = {}
     rejected: dict[str, Rejection] = {}
-    for name in sorted(file.keys() | topic.keys() | (running or {}).keys()):
+    # traits first: a segment is checked against the traits that will run
+    for name in sorted(file.keys() | topic.keys() | (running or {}).keys(),
+                       key=lambda n: (not n.startswith(TRAIT_PREFIX), n)):
         record = topic.get(name)
         if record is not None and (record.definition is not None or record.problems):
             candidate, source, problems = record.definition, f"topic offset {record.offset}", list(record.problems)
@@ -100,7 +102,7 @@ def resolve(file: dict[str, dict[str, Any]], topic: dict[str, TopicRecord],
             continue                                  # removed (a tombstone, or gone from the file)
         if not problems:
             try:
-                compile_catalog({name: candidate}, source)
+                compile_catalog({**traits_of(definitions), name: candidate}, source)
             except DefinitionError as exc:
                 problems = exc.problems
         before = (running or {}).get(name)
@@ -125,7 +127,60 @@ def resolve(file: dict[str, dict[str, Any]], topic: dict[str, TopicRecord],
                 definitions[name], sources[name] = before, "running (kept)"
             continue
         definitions[name], sources[name] = candidate, source
-    return Resolution(definitions, sources, rejected, compile_catalog(definitions, "definitions"))
+    return Resolution(definitions, sources, rejected, _runnable(definitions, sources, rejected, running or {}))
+
+
+def traits_of(definitions: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The `trait.<name>` entries of a name -> definition mapping."""
+    return {name: d for name, d in definitions.items() if name.startswith(TRAIT_PREFIX)}
+
+
+def traits_read(node: object) -> set[str]:
+    """The `trait.<name>` keys a segment definition's conditions read (without compiling it)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(key, str) and key.startswith(TRAIT_PREFIX):
+                found.add(key)
+            found |= traits_read(value)
+    elif isinstance(node, list):
+        for child in node:
+            found |= traits_read(child)
+    return found
+
+
+def _runnable(definitions: dict[str, dict[str, Any]], sources: dict[str, str], rejected: dict[str, Rejection],
+              running: dict[str, dict[str, Any]]) -> Catalog:
+    """The catalog of the resolved definitions. A segment kept at its running definition (or one
+    checked against a trait put back since) may read a trait removed or redefined in a way it
+    cannot read: then the traits it reads keep their running definitions too, and failing that
+    the segment is left out, rejected with why."""
+    while True:
+        try:
+            return compile_catalog(definitions, "definitions")
+        except DefinitionError:
+            pass
+        for name, definition in sorted(definitions.items()):
+            if name.startswith(TRAIT_PREFIX):
+                continue
+            try:
+                compile_catalog({**traits_of(definitions), name: definition}, "definitions")
+                continue
+            except DefinitionError as exc:
+                problems = exc.problems
+            restored = [t for t in sorted(traits_read(definition))
+                        if t in running and definitions.get(t) != running[t]]
+            for trait in restored:
+                why = (f"trait {trait[len(TRAIT_PREFIX):]!r}: kept at its running definition, which segment "
+                       f"{name!r} reads")
+                rejected[trait] = Rejection(trait, sources.get(trait, "file"), version_of(definitions[trait])
+                                            if trait in definitions else None, (why,))
+                definitions[trait], sources[trait] = running[trait], "running (kept)"
+            if not restored:
+                rejected[name] = Rejection(name, sources.pop(name, "running"), version_of(definition),
+                                           tuple(shown(problems)))
+                del definitions[name]
+            break
 
 
 # ------------------------------------------------------------------------------------------------
@@ -176,21 +231,42 @@ def redefine(running: Running, resolution: Resolution, now: int) -> Running:
                 kept[flag.stream] = (min(k, flag.kept[0]), min(h, flag.kept[1]))
     incomplete = {name: flags for name, flags in running.incomplete.items()
                   if name in resolution.definitions and name not in change.segments}
+    pending = {flag.stream: flag for flags in running.incomplete.values() for flag in flags
+               if flag.stream.startswith(TRAIT_PREFIX) and flag.complete_at > now}
     for name, version in change.segments.items():
         if version is None:                            # added or changed
-            flags = missing_history(name, resolution.definitions[name], kept, now)
+            flags = missing_history(name, resolution.definitions, kept, now)
+            flags += missing_traits(resolution.catalog.by_name[name].traits, old, resolution.catalog, pending, now)
             if flags:
                 incomplete[name] = flags
     return Running(resolution.definitions, merged, None, incomplete)
 
 
-def missing_history(name: str, definition: dict[str, Any], kept: dict[str, tuple[int, int]],
+def missing_history(name: str, definitions: dict[str, dict[str, Any]], kept: dict[str, tuple[int, int]],
                     now: int) -> list[Incomplete]:
     flags = []
-    for stream in compile_catalog({name: definition}, name).streams:
+    for stream in compile_catalog({**traits_of(definitions), name: definitions[name]}, name).streams:
         have = kept.get(stream.name, (0, 0))
         if stream.keep > have[0] or stream.horizon > have[1]:
             flags.append(Incomplete(stream.name, (stream.keep, stream.horizon), have, now + stream.horizon))
+    return flags
+
+
+def missing_traits(names: frozenset[str], old: Catalog, new: Catalog, pending: dict[str, Incomplete],
+                   now: int) -> list[Incomplete]:
+    """The traits a redefined segment reads that the state has no history of: added or redefined
+    now (but for order_paid's, which start from the payments the state keeps: Trait.history), or
+    still short of it since an earlier change. Complete once the window has passed; a lifetime
+    trait only by a backfill."""
+    flags = []
+    for name in sorted(names):
+        stream = TRAIT_PREFIX + name
+        trait = new.traits[name]
+        if stream in pending:
+            flags.append(pending[stream])
+        elif changed_trait(old, new, name) and trait.event != "order_paid":
+            window = trait.within or 0
+            flags.append(Incomplete(stream, (0, window), (0, 0), now + window if trait.within else LATEST))
     return flags
 
 
@@ -200,5 +276,6 @@ def still_incomplete(running: Running, now: int) -> dict[str, list[Incomplete]]:
 
 
 def file_definitions(catalog: Catalog) -> dict[str, dict[str, Any]]:
-    """The file's definitions as name -> definition, as compiled (so equal to what the file said)."""
-    return {s.name: s.definition for s in catalog.segments}
+    """The file's definitions as name -> definition, as compiled (so equal to what the file said):
+    its segments, and its traits as `trait.<name>`."""
+    return definitions_of(catalog)

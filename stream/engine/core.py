@@ -19,6 +19,7 @@ from stream.engine.fold import Fold, Folder
 from stream.engine.redefinition import Redefinition
 from stream.engine.store import MemoryStore, StateStore
 from stream.engine.timers import TimerIndex
+from stream.engine.trait_fold import with_traits
 from stream.model import events as ev
 from stream.model.buckets import customer_hash
 from stream.model.changes import SegmentChange, make_change
@@ -102,7 +103,7 @@ class Engine:
         keeps its memberships of changed segments until reevaluate() reaches it (the driver walks
         its store, see Redefinition.between), so nothing is replayed."""
         self.catalog = catalog
-        self._folds = Folder(catalog.streams).folds
+        self._folds = with_traits(Folder(catalog.streams).folds, catalog.traits)
         self._affected = catalog.affected
         self._on_create = catalog.on_create
 

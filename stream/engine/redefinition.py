@@ -18,13 +18,15 @@ class Redefinition:
 
     @staticmethod
     def between(old: Catalog, new: Catalog) -> Redefinition:
-        """The segments whose definition or version differ, added and removed ones included."""
+        """The segments whose definition or version differ, added and removed ones included, and
+        those reading a trait that aggregates something else now (stream.rules.traits.Trait.key)."""
         changed: dict[str, int | None] = {}
         for name in sorted(old.by_name.keys() | new.by_name.keys()):
             before, after = old.by_name.get(name), new.by_name.get(name)
             if after is None:
                 changed[name] = old.by_name[name].version
-            elif before is None or (before.version, before.definition) != (after.version, after.definition):
+            elif before is None or (before.version, before.definition) != (after.version, after.definition) \
+                    or any(changed_trait(old, new, trait) for trait in after.traits):
                 changed[name] = None
         return Redefinition(changed)
 
@@ -32,3 +34,9 @@ class Redefinition:
         """Both passes in one (a change that arrives while an earlier one is under way): a segment
         re-added after its removal is evaluated, one removed after its change exits."""
         return Redefinition(dict(sorted({**self.segments, **later.segments}.items())))
+
+
+def changed_trait(old: Catalog, new: Catalog, name: str) -> bool:
+    """Whether trait `name` of `new` aggregates something `old` did not (added, or redefined)."""
+    before, after = old.traits.get(name), new.traits.get(name)
+    return after is not None and (before is None or before.key != after.key)

@@ -14,11 +14,12 @@ from typing import Any
 import yaml
 from confluent_kafka import KafkaException
 
-from stream.definitions.resolution import file_definitions, parse_record, version_of
+from stream.definitions.resolution import file_definitions, parse_record, traits_of, traits_read, version_of
 from stream.kafka.clients import client_config
 from stream.kafka.definitions_feed import DefinitionsFeed, publish, read_topic
 from stream.kafka.topic_admin import ensure_topics
-from stream.rules.catalog import Catalog
+from stream.rules.catalog import TRAIT_PREFIX, Catalog, compile_catalog
+from stream.rules.problems import DefinitionError, shown
 from stream.runtime.topics import DEFINITIONS_CONFIG
 
 PUBLISHED, REFUSED, FAILED = 0, 2, 1       # also the commands' exit statuses
@@ -63,13 +64,31 @@ def _read(topic: Topic) -> DefinitionsFeed | Outcome:
         return Outcome(FAILED, f"cannot read {topic.name!r}: {exc}")
 
 
+def unknown_traits(definition: dict[str, Any], file_catalog: Catalog) -> set[str]:
+    """The trait.<name> keys `definition` reads that the segments file does not define (the
+    definitions topic may)."""
+    return traits_read(definition) - traits_of(file_definitions(file_catalog)).keys()
+
+
+def _topic_traits(feed: DefinitionsFeed) -> dict[str, dict[str, Any]]:
+    return {name: record.definition for name, record in feed.records.items()
+            if name.startswith(TRAIT_PREFIX) and record.definition is not None and not record.problems}
+
+
 def define_segment(name: str, definition: dict[str, Any], topic: Topic) -> Outcome:
-    """Publish `definition` (already valid: stream.rules.catalog.parse_definition) as `name`'s next version."""
+    """Publish `definition` (valid beside the segments file's traits:
+    stream.rules.catalog.parse_definition) as `name`'s next version. One that reads traits the
+    file does not define is checked again beside the topic's."""
     feed = _read(topic)
     if isinstance(feed, Outcome):
         return feed
-    in_file = topic.file_catalog.by_name.get(name)
-    current = max(feed.highest.get(name, 0), in_file.version if in_file is not None else 0)
+    in_file = file_definitions(topic.file_catalog)
+    if unknown_traits(definition, topic.file_catalog):
+        try:
+            compile_catalog({**traits_of(in_file), **_topic_traits(feed), name: definition}, f"{name}")
+        except DefinitionError as exc:
+            return Outcome(REFUSED, f"{name}: invalid definition; nothing published", shown(exc.problems))
+    current = max(feed.highest.get(name, 0), version_of(in_file[name]) if name in in_file else 0)
     asked = definition.get("version")
     if asked is not None and asked <= current:
         return Outcome(REFUSED, f"{name}: version {asked} is not newer than the current version {current} "
@@ -101,12 +120,12 @@ def remove_segment(name: str, topic: Topic) -> Outcome:
         return feed
     record = feed.records.get(name)
     if record is None or (record.definition is None and not record.problems):
-        where = ("the segments file defines it: remove it there" if name in topic.file_catalog.by_name
+        where = ("the segments file defines it: remove it there" if name in file_definitions(topic.file_catalog)
                  else "no such segment")
         return Outcome(REFUSED, f"{name}: not defined in {topic.name!r} ({where}); nothing published")
     try:
         publish(topic.bootstrap, topic.kafka, topic.name, name, None)
     except KafkaException as exc:
         return Outcome(FAILED, f"publishing to {topic.name!r} failed: {exc}")
-    fallback = " (the segments file's definition runs again)" if name in topic.file_catalog.by_name else ""
+    fallback = " (the segments file's definition runs again)" if name in file_definitions(topic.file_catalog) else ""
     return Outcome(PUBLISHED, f"{name} removed from {topic.name!r}{fallback}; its members exit")

@@ -23,8 +23,33 @@ DEDUP_WINDOW = 7 * DAY
 # soon after their original, so the newest ids are the ones worth remembering.
 SEEN_KEEP = 1024
 CUSTOM_KEEP = 64
+# Computed traits (stream.rules.traits): per trait, its newest events one by one, and for a lifetime
+# most_frequent / distinct_count trait the counts of at most TRAIT_VALUES_KEEP values folded out of
+# them (docs/state-bounds.md).
+TRAIT_EVENTS_KEEP = 128
+TRAIT_VALUES_KEEP = 64
 # The synthetic marketplace's states average under 1 KB; the bound is for the extreme customer.
 MAX_STATE_BYTES = 64 * 1024
+
+
+TraitValue = int | float | str | None
+# How a trait folds the events its bound pushes out (TraitState.fold): a windowed trait drops them
+# (they would leave its window anyway, but never at their own instant once folded).
+FOLD_NONE, FOLD_NUMBERS, FOLD_VALUES = "", "numbers", "values"
+
+
+class TraitState(msgspec.Struct, array_like=True, gc=False):
+    """One computed trait's kept history: (occurred_at, value, order_id) in time order, arrivals
+    of equal times in arrival order; order_id only for order_paid (a cancellation takes its entry
+    out), else "". Values are the aggregated field's (None for a count). Beyond TRAIT_EVENTS_KEEP
+    the oldest leave: a lifetime trait folds them into `folded` (count, sum, min, max) or `tally`
+    (value -> count) by `fold`, a windowed one drops them. `key` names the definition recorded
+    (stream.rules.traits.Trait.key): a trait redefined differently ignores, then replaces, it."""
+    key: int = 0
+    fold: str = FOLD_NONE
+    events: list[tuple[int, TraitValue, str]] = msgspec.field(default_factory=list)
+    folded: tuple[int, float, int | float | None, int | float | None] | None = None
+    tally: list[tuple[int | float | str, int]] = msgspec.field(default_factory=list)
 
 
 class CustomerState(msgspec.Struct, array_like=True, gc=False):
@@ -68,6 +93,9 @@ class CustomerState(msgspec.Struct, array_like=True, gc=False):
     # only. Last and optional: a record written before it existed decodes with None, and
     # load_state fills it in from the key.
     id_hash: int | None = None
+    # computed traits' histories: trait name -> its TraitState. Last, and left out of the record
+    # while empty (dump_state), so a state without traits is written as before traits existed.
+    traits: dict[str, TraitState] = msgspec.field(default_factory=dict)
 
     def deadline(self) -> int | None:
         return min(self.timers.values()) if self.timers else None
@@ -76,12 +104,27 @@ class CustomerState(msgspec.Struct, array_like=True, gc=False):
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(CustomerState).decode
 _PREFIX = bytes([STATE_FORMAT])
+_FIELDS = len(CustomerState.__struct_fields__)
+_ARRAY16 = b"\xdc"                   # msgpack's array header for 16 to 65535 elements
+_FULL_HEADER = _ARRAY16 + _FIELDS.to_bytes(2, "big")
+_SHORT_HEADER = _ARRAY16 + (_FIELDS - 1).to_bytes(2, "big")
+_EMPTY_MAP = b"\x80"
+
+
+def _encode_state(state: CustomerState) -> bytes:
+    """The record without its `traits` while they are empty (msgspec writes every field of an
+    array-like struct): a state without traits keeps the bytes the build before them wrote, and
+    any build reads both (a missing last field decodes as its default)."""
+    data = _encode(state)
+    if state.traits or not (data.startswith(_FULL_HEADER) and data.endswith(_EMPTY_MAP)):
+        return data
+    return _SHORT_HEADER + data[len(_FULL_HEADER):-1]
 
 
 def dump_state(state: CustomerState) -> bytes:
     """The stored bytes of `state`, at most MAX_STATE_BYTES: a state over the bound is first shed
     in place (see the module docstring), so what the engine holds is what is stored."""
-    data = _PREFIX + _encode(state)
+    data = _PREFIX + _encode_state(state)
     if len(data) <= MAX_STATE_BYTES:
         return data
     size, shed_from = len(data), []
@@ -93,7 +136,7 @@ def dump_state(state: CustomerState) -> bytes:
             while (len(data) > MAX_STATE_BYTES and len(_encode(getattr(state, field))) > share
                    and shed(state)):
                 shed_any = True
-                data = _PREFIX + _encode(state)
+                data = _PREFIX + _encode_state(state)
             if shed_any:
                 shed_from.append(reason)
             if len(data) <= MAX_STATE_BYTES:
@@ -178,6 +221,41 @@ def _shed_streams(st: CustomerState) -> bool:
     return True
 
 
+def fold_oldest_trait_events(ts: TraitState, n: int) -> None:
+    """The oldest `n` events leave a trait's one-by-one history: into its aggregates (a lifetime
+    trait, by its `fold`) or gone (a windowed one)."""
+    leaving, ts.events = ts.events[:n], ts.events[n:]
+    if ts.fold == FOLD_NUMBERS:
+        numbers = [v for _, v, _ in leaving if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        count, total, low, high = ts.folded if ts.folded is not None else (0, 0.0, None, None)
+        if numbers:
+            low = min(numbers) if low is None else min(low, *numbers)
+            high = max(numbers) if high is None else max(high, *numbers)
+        ts.folded = (count + len(leaving), math.fsum((total, *numbers)), low, high)
+    elif ts.fold == FOLD_VALUES:
+        tally = dict(ts.tally)
+        dropped = 0
+        for _, v, _ in leaving:
+            if v is None:
+                continue
+            if v in tally or len(tally) < TRAIT_VALUES_KEEP:
+                tally[v] = tally.get(v, 0) + 1
+            else:
+                dropped += 1
+        ts.tally = list(tally.items())
+        if dropped:
+            note_truncated("trait_values", f"{dropped} trait events of values beyond the {TRAIT_VALUES_KEEP} "
+                                           f"a lifetime trait counts were dropped")
+
+
+def _shed_traits(st: CustomerState) -> bool:
+    if not any(ts.events for ts in st.traits.values()):
+        return False
+    for ts in st.traits.values():
+        fold_oldest_trait_events(ts, (len(ts.events) + 1) // 2)
+    return True
+
+
 def _shed_custom(st: CustomerState) -> bool:
     if not st.custom:
         return False
@@ -212,6 +290,7 @@ def _shed_paid(st: CustomerState) -> bool:
 # extras, then the order history (whose counts and sums survive in the aggregates).
 _SHEDS: tuple[tuple[str, str, Callable[[CustomerState], bool]], ...] = (
     ("dedup_ids", "seen", _shed_seen), ("windowed_items", "streams", _shed_streams),
+    ("trait_events", "traits", _shed_traits),
     ("custom", "custom", _shed_custom), ("categories", "categories_bought", _shed_categories),
     ("cancelled_orders", "cancelled", _shed_cancelled), ("paid_orders", "paid", _shed_paid))
 

@@ -13,6 +13,8 @@ from stream.rules.bounded_yaml import DEFINITION, SEGMENTS_FILE, DocumentError, 
 from stream.rules.compiler import Compiler
 from stream.rules.nodes import Segment, Stream
 from stream.rules.problems import DefinitionError, key_names, shown
+from stream.rules.trait_grammar import compile_traits
+from stream.rules.traits import Trait
 
 
 @dataclass
@@ -20,6 +22,7 @@ class Catalog:
     segments: list[Segment]
     streams: list[Stream]
     source: str
+    traits: dict[str, Trait] = field(default_factory=dict)      # by name (stream.rules.traits)
     by_name: dict[str, Segment] = field(init=False)
     affected: dict[type, tuple[Segment, ...]] = field(init=False)
     on_create: dict[type, tuple[Segment, ...]] = field(init=False)
@@ -38,6 +41,14 @@ class Catalog:
         self.on_create = {etype: tuple(s for s in self.segments
                                        if s.reads & groups or s.name in on_empty or IDENTITY in s.reads)
                           for etype, groups in CHANGED_BY.items()}
+
+
+def definitions_of(catalog: Catalog) -> dict[str, dict[str, Any]]:
+    """The catalog as name -> definition, as compiled (so equal to what its file said): its
+    segments, and its traits as `trait.<name>` (compile_catalog reads both)."""
+    out = {s.name: s.definition for s in catalog.segments}
+    out.update({TRAIT_PREFIX + name: trait.definition for name, trait in sorted(catalog.traits.items())})
+    return out
 
 
 def default_catalog_path() -> Path:
@@ -68,10 +79,21 @@ def _catalog(doc: object, source: str) -> Catalog:
     if not isinstance(doc, dict) or not isinstance(doc.get("segments"), dict) or not doc["segments"]:
         raise DefinitionError([f"{source}: expected a mapping with a non-empty `segments:` mapping of "
                                f"name -> definition"])
-    extra = set(doc) - {"segments"}
+    extra = set(doc) - {"segments", "traits"}
     problems = [f"{source}: unknown top-level key(s): {key_names(extra)}"] if extra else []
+    prefixed = [name for name in doc["segments"] if str(name).startswith(TRAIT_PREFIX)]
+    if prefixed:                         # (no segment name has a '.'; traits go under `traits:`)
+        problems.append(f"{source}: segment(s) {key_names(prefixed)}: a trait is defined under `traits:`")
+        doc = {**doc, "segments": {k: v for k, v in doc["segments"].items() if k not in prefixed}}
+    traits: dict[str, Trait] = {}
+    broken: frozenset[str] = frozenset()
+    if "traits" in doc:                  # (the segments are checked against the traits that compile)
+        traits, trait_problems = compile_traits(doc["traits"], source)
+        problems.extend(trait_problems)
+        if isinstance(doc["traits"], dict):
+            broken = frozenset(map(str, doc["traits"])) - traits.keys()
     try:
-        catalog = compile_catalog(doc["segments"], source)
+        catalog = compile_catalog(doc["segments"], source, traits, broken)
     except DefinitionError as exc:
         problems.extend(exc.problems)
     if problems:
@@ -79,25 +101,44 @@ def _catalog(doc: object, source: str) -> Catalog:
     return catalog
 
 
-def compile_catalog(definitions: dict[Any, Any], source: str) -> Catalog:
-    """A catalog from name -> definition mappings (one entry under `segments:` each); every problem
-    of every segment is reported together. May be empty (every segment removed at run time)."""
-    compiler = Compiler()
-    segments, problems = [], []
+TRAIT_PREFIX = "trait."
+
+
+def compile_catalog(definitions: dict[Any, Any], source: str, traits: dict[str, Trait] | None = None,
+                    broken: frozenset[str] = frozenset()) -> Catalog:
+    """A catalog from name -> definition mappings: one entry under `segments:` each, and one under
+    `traits:` each as `trait.<name>` (how the definitions topic and a partition's record carry
+    them, beside the segments); conditions may also read `traits` (`broken`: traits defined but
+    invalid). Every problem of every trait and segment is reported together. May be empty (every
+    segment removed at run time)."""
+    traits = dict(traits or {})
+    named = {str(k)[len(TRAIT_PREFIX):]: v for k, v in definitions.items() if str(k).startswith(TRAIT_PREFIX)}
+    problems: list[str] = []
+    if named:
+        compiled, problems = compile_traits(named, source)
+        traits.update(compiled)
+        broken |= named.keys() - compiled.keys()
+    compiler = Compiler(traits, broken)
+    segments = []
     for name, definition in definitions.items():
+        if str(name).startswith(TRAIT_PREFIX):
+            continue
         try:
             segments.append(compiler.segment(str(name), definition))
         except DefinitionError as exc:
             problems.extend(exc.problems)
     if problems:
         raise DefinitionError(problems)
-    return Catalog(segments, compiler.streams(), source)
+    return Catalog(segments, compiler.streams(), source, traits)
 
 
-def parse_definition(name: str, document: str | bytes, source: str) -> tuple[dict[str, Any] | None, list[str]]:
-    """One segment definition, YAML or JSON (within the limits of a topic record,
-    bounded_yaml.DEFINITION), compiled alone: (definition, problems), each problem led by `source`
-    where the loader's is. `segments define` and the console's editor say the same through it."""
+def parse_definition(name: str, document: str | bytes, source: str, traits: dict[str, dict[str, Any]] | None = None
+                     ) -> tuple[dict[str, Any] | None, list[str]]:
+    """One segment definition (or, named trait.<name>, one trait's), YAML or JSON (within the
+    limits of a topic record, bounded_yaml.DEFINITION), compiled alone beside `traits`
+    (trait.<name> -> definition, the traits it may read): (definition, problems), each problem led
+    by `source` where the loader's is. `segments define` and the console's editor say the same
+    through it."""
     try:
         definition = load(document, DEFINITION)
     except DocumentError as exc:
@@ -106,7 +147,7 @@ def parse_definition(name: str, document: str | bytes, source: str) -> tuple[dic
         return None, [f"{source}: expected one segment definition: a mapping with `when:` "
                       "(and optional description, version)"]
     try:
-        compile_catalog({name: definition}, source)
+        compile_catalog({**(traits or {}), name: definition}, source)
     except DefinitionError as exc:
         return definition, shown(exc.problems)
     return definition, []

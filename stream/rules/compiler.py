@@ -24,6 +24,7 @@ from stream.rules.bounded_yaml import brief, clip
 from stream.rules.nodes import Condition, Segment, Stream, combined
 from stream.rules.predicates import Compare, Scalar, Test, Value
 from stream.rules.problems import DefinitionError, key_names
+from stream.rules.traits import TRAIT_OPERATORS, Trait, comparison as trait_comparison, condition as trait_condition
 
 # Bounds on one segment's compiled condition tree: every event re-evaluates the tree of each segment
 # it affects, and compiling, evaluating and explaining it recurse once per level.
@@ -59,8 +60,10 @@ _SEGMENT_KEYS = {"when", "description", "version"}
 
 
 class Compiler:
-    def __init__(self) -> None:
+    def __init__(self, traits: dict[str, Trait] | None = None, broken: frozenset[str] = frozenset()) -> None:
         self._streams: dict[tuple[str, str], tuple[int, int]] = {}
+        self._traits = traits or {}
+        self._broken = broken            # traits defined but invalid (their problems are reported)
 
     def streams(self) -> list[Stream]:
         return [Stream(e, p, keep, horizon) for (e, p), (keep, horizon) in sorted(self._streams.items())]
@@ -72,6 +75,7 @@ class Compiler:
     def segment(self, name: str, definition: object) -> Segment:
         where = f"segment {brief(name)}"
         self._conditions = 0
+        self._read: set[str] = set()
         if not valid_name(name):
             raise DefinitionError([f"{where}: a name is lower-case letters, digits and '-', starting with a letter "
                                    f"or digit, at most 64 characters"])
@@ -97,7 +101,7 @@ class Compiler:
             problems.extend(exc.problems)
         if problems:
             raise DefinitionError(problems)
-        return Segment(name, version, description, when, definition)
+        return Segment(name, version, description, when, definition, frozenset(self._read))
 
     def _count(self, where: str) -> None:
         self._conditions += 1
@@ -172,6 +176,8 @@ class Compiler:
 
     def attribute(self, name: str, ops: object, where: str) -> Condition:
         label = name
+        if name.startswith("trait."):
+            return self.trait(name, ops, where)
         if name.startswith("custom."):
             key = name[len("custom."):]
             if not key:
@@ -185,7 +191,7 @@ class Compiler:
             hint = difflib.get_close_matches(name, list(ATTRS) + ["all", "any", "not", "repeated", "bucket"], n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise DefinitionError([f"{where}: unknown attribute or keyword {brief(name)}{suggestion}; "
-                                   f"attributes: {', '.join(ATTRS)}, custom.<field>, bucket"])
+                                   f"attributes: {', '.join(ATTRS)}, custom.<field>, trait.<name>, bucket"])
         where = f"{where}.{clip(name, 80)}"
         if not isinstance(ops, dict) or not ops:
             raise DefinitionError([f"{where}: expected a mapping of operator -> value, like {{gte: 2}}"])
@@ -200,6 +206,57 @@ class Compiler:
         if problems:
             raise DefinitionError(problems)
         return leaves[0] if len(leaves) == 1 else combined("all", label, tuple(leaves))
+
+    def trait(self, name: str, ops: object, where: str) -> Condition:
+        """`trait.<name>: {op: literal, ...}`: the trait's value at now (stream.rules.traits), each
+        operator a leaf as for an attribute; a missing value (an empty window's avg) satisfies none."""
+        key = name[len("trait."):]
+        trait = self._traits.get(key)
+        if trait is None and key in self._broken:
+            raise DefinitionError([f"{where}: trait {brief(key)} is invalid (its problems are listed)"])
+        if trait is None:
+            hint = difflib.get_close_matches(key, list(self._traits), n=1)
+            suggestion = f" (did you mean {'trait.' + hint[0]!r}?)" if hint else ""
+            defined = ", ".join(sorted(self._traits)) or "none"
+            raise DefinitionError([f"{where}: unknown trait {brief(key)}{suggestion}; "
+                                   f"traits defined: {clip(defined, 200)}"])
+        self._read.add(key)
+        where = f"{where}.{clip(name, 80)}"
+        if not isinstance(ops, dict) or not ops:
+            raise DefinitionError([f"{where}: expected a mapping of operator -> value, like {{gte: 2}}"])
+        attr = Attr(name, trait.kind, trait.group, lambda st: None)     # for the literals' checks
+        allowed = TRAIT_OPERATORS[trait.kind]
+        leaves: list[Condition] = []
+        problems: list[str] = []
+        for op, operand in ops.items():
+            with _gathered(problems):
+                self._count(where)
+                at = f"{where}.{clip(str(op), 40)}"
+                if op not in allowed:
+                    raise DefinitionError([f"{at}: operator {brief(op)} does not apply to {trait.kind} trait "
+                                           f"{key!r}; use one of {', '.join(sorted(allowed))}"])
+                test = self._trait_test(trait, attr, str(op), operand, at)
+                leaves.append(Condition(test, frozenset({trait.group}),
+                                        f"{name} {_OP_TEXT.get(op, op)} {_operand_text(operand)}", trait=trait))
+        if problems:
+            raise DefinitionError(problems)
+        return leaves[0] if len(leaves) == 1 else combined("all", name, tuple(leaves))
+
+    def _trait_test(self, trait: Trait, attr: Attr, op: str, operand: object, where: str) -> Test:
+        """One operator on a trait's value, its literal checked for `attr`'s kind."""
+        if op == "exists":
+            if not isinstance(operand, bool):
+                raise DefinitionError([f"{where}: exists takes true or false"])
+            return trait_condition(trait, lambda v: (v is not None) is operand)
+        if op == "in":
+            if not isinstance(operand, list) or not operand:
+                raise DefinitionError([f"{where}: expected a non-empty list"])
+            values = [self.literal(attr, v, where) for v in operand]
+            return trait_condition(trait, lambda v: pr.member(v, values))
+        literal = self.literal(attr, operand, where)
+        if isinstance(literal, bool):            # (the trait kinds, number and string, take none)
+            raise DefinitionError([f"{where}: expected a {attr.kind} value, got {brief(operand)}"])
+        return trait_comparison(trait, op, literal)
 
     def operator(self, attr: Attr, op: str, operand: object, where: str) -> tuple[Test, set[str]]:
         ops = _OPERATORS_BY_KIND[attr.kind]

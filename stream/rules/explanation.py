@@ -44,6 +44,11 @@ class NextMove(TypedDict):
     due: str
 
 
+class TraitAnswer(TypedDict):
+    value: object
+    changes_at: str | None          # when time alone next changes it (an event entering or leaving)
+
+
 class Answer(TypedDict):
     """explain(): JSON-able, its keys in this order (`segments explain --format json`, GET /customers/<id>)."""
     customer_id: str
@@ -52,6 +57,7 @@ class Answer(TypedDict):
     segments: dict[str, str]
     next_move: NextMove | None
     attributes: dict[str, object]
+    traits: dict[str, TraitAnswer]      # the catalog's computed traits (none: empty)
     state: object
     conditions: list[SegmentAnswer]
 
@@ -76,6 +82,8 @@ def condition(node: Condition, st: CustomerState, now: int) -> Node:
         out: Node = {"condition": node.label, "holds": holds}
         if node.attr is not None:
             out["value"] = _shown(node.attr, node.attr.get(st))
+        elif node.trait is not None:
+            out["value"] = node.trait.value(st, now)[0]
         if flip is not None:
             out["changes_at"] = format_rfc3339(flip)
         return out
@@ -110,10 +118,20 @@ def explain(customer_id: str, st: CustomerState, catalog: Catalog, now: int,
         "segments": {name: format_rfc3339(since) for name, since in sorted(st.member.items())},
         "next_move": None if due is None else {"segment": due[0], "due": format_rfc3339(due[1])},
         "attributes": attributes(st),
+        "traits": traits(st, catalog, now),
         # the stored record itself; its instants are microseconds since the epoch (stream.model.time)
         "state": msgspec.to_builtins(msgspec.structs.asdict(st)),
         "conditions": segments,
     }
+
+
+def traits(st: CustomerState, catalog: Catalog, now: int) -> dict[str, TraitAnswer]:
+    """Each trait's value at now, and when time alone next changes it."""
+    out: dict[str, TraitAnswer] = {}
+    for name, trait in sorted(catalog.traits.items()):
+        value, nxt = trait.value(st, now)
+        out[name] = {"value": value, "changes_at": _instant(nxt)}
+    return out
 
 
 def render(answer: Answer) -> str:
@@ -123,6 +141,9 @@ def render(answer: Answer) -> str:
     move = answer["next_move"]
     lines.append("next time-driven move: " + (f"{move['segment']} due {move['due']}" if move else "none"))
     lines.append("attributes: " + msgspec.json.encode(answer["attributes"]).decode())
+    for name, trait in answer["traits"].items():
+        changes = f", changes at {trait['changes_at']}" if trait["changes_at"] else ""
+        lines.append(f"trait.{name}: {msgspec.json.encode(trait['value']).decode()}{changes}")
     lines.append("state: " + msgspec.json.encode(answer["state"]).decode())
     lines.append("conditions:")
     for seg in answer["conditions"]:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from stream.rules import predicates as pr
 from stream.rules.attributes import Attr
 from stream.rules.predicates import Test
+from stream.rules.traits import Trait
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Condition:
     combine: Combine | None = None  # all | any | not for a composite; None for a leaf (its own test)
     parts: tuple[Condition, ...] = ()
     attr: Attr | None = None       # a leaf's attribute, whose value the explanation shows
+    trait: Trait | None = None     # ... or its trait, whose value at now it shows
 
 
 def combined(combine: Combine, label: str, parts: tuple[Condition, ...]) -> Condition:
@@ -55,6 +57,7 @@ class Segment:
     description: str
     when: Condition
     definition: dict[str, Any]
+    traits: frozenset[str] = frozenset()        # the traits its conditions read (stream.rules.traits)
     # The engine's hot path reads these once per evaluation: one attribute away, not two.
     test: Test = field(init=False)
     reads: frozenset[str] = field(init=False)

@@ -44,7 +44,7 @@ from stream.model.time import DAY, format_rfc3339, from_datetime, parse_duration
 
 from tests import oracle
 from tests.helpers import apply_change
-from tests.histories import CUSTOM_YAML, H12, ORDER_HEAVY, PROFILE_HEAVY, SPANS, Scenario, scenarios
+from tests.histories import CUSTOM_YAML, H12, ORDER_HEAVY, PROFILE_HEAVY, SPANS, TRAITS_YAML, Scenario, scenarios
 
 MEMBERSHIP = dict[str, frozenset[str]]
 
@@ -134,6 +134,8 @@ def _durations(node: Any, spans: set[int], birthdays: set[int]) -> None:
         for key, value in node.items():
             if key in ("within", "ago", "without_order_within"):
                 spans.add(parse_duration(value))
+            elif key == "between":                       # a trait's window: enters, then leaves
+                spans.update(parse_duration(v) for v in value)
             elif key == "birthday_within":
                 birthdays.add(parse_duration(value) // DAY)
             else:
@@ -221,11 +223,12 @@ def check_time_moves(definitions: dict[str, Any], history: oracle.History, flips
     assert position == len(changes)
 
 
-def check(definitions: dict[str, Any], catalog: Catalog, scenario: Scenario) -> Run:
+def check(definitions: dict[str, Any], catalog: Catalog, scenario: Scenario,
+          traits: dict[str, Any] | None = None) -> Run:
     result = run(catalog, scenario)
     events = [s.event for s in result.steps]
-    histories = [oracle.History(events[:i]) for i in range(len(events) + 1)]
-    flips = Flips(definitions)
+    histories = [oracle.History(events[:i], traits) for i in range(len(events) + 1)]
+    flips = Flips({"segments": definitions, "traits": traits or {}})
     timeline: dict[str, set[str]] = {}
     for i, step in enumerate(result.steps):
         where = f"before event #{i} ({step.event.event_id})"
@@ -403,12 +406,43 @@ def test_custom_catalog_incremental_equals_scratch(scenario: Scenario) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+# A catalog of computed traits
+
+TRAITS_DEFINITIONS = oracle.load_definitions(TRAITS_YAML)
+TRAITS = oracle.load_traits(TRAITS_YAML)
+TRAITS_CATALOG = parse_catalog(TRAITS_YAML)
+TRAITS_EXAMPLES = [
+    # a payment leaves orders_7d exactly 7 days after it; a cancellation after payment takes it out,
+    # a payment after cancellation counts for nothing; a late payment inside the window
+    history(paid("t1", 0, "o1", 50000.0), paid("t2", DAY, "o2", 0.1), paid("t3", DAY + H12, "o3", 0.2),
+            ("order_cancelled", "t4", "c0", at(T0, 2 * DAY), {"order_id": "o2"}),
+            paid("t5", 2 * DAY, "o2", 100.0), paid("t6", H12, "o4", 16666.67), until=31 * DAY),
+    # between [7d, 1d]: counted from 1 day after the payment until 7 days after it
+    history(paid("b1", 0, "o1", 10.0), paid("b2", 3 * DAY, "o2", 10.0), until=11 * DAY, ticks=(None, 2)),
+    # most_frequent ties go to the smallest value; views in and out of the 1-day window
+    history(placed("m1", 0, ["p0"]), ("order_placed", "m2", "c0", at(T0, H12), {
+                "order_id": "o-m2", "total": 10.0, "currency": "KZT", "city": "Almaty", "items": [
+                    {"product_id": "p1", "quantity": 1, "price": 10.0, "category": "books"},
+                    {"product_id": "p2", "quantity": 1, "price": 10.0, "category": "books"}]}),
+            placed("m3", DAY, ["p0"]), viewed("m4", DAY, "p0"), viewed("m5", DAY + H12, "p1"),
+            viewed("m6", 2 * DAY - US, "p2", category="books"), until=32 * DAY),
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(ORDER_HEAVY))
+@_examples(TRAITS_EXAMPLES)
+def test_traits_catalog_incremental_equals_scratch(scenario: Scenario) -> None:
+    check(TRAITS_DEFINITIONS, TRAITS_CATALOG, scenario, TRAITS)
+
+
+# ------------------------------------------------------------------------------------------------
 # Determinism across processes, and a known engine bug
 
 
-def test_changes_do_not_depend_on_the_hash_seed() -> None:
-    """Byte-identical changes in processes with different string hashing (set/dict orders)."""
-    lines = [raw.decode() for case in DEFAULT_EXAMPLES + CUSTOM_EXAMPLES for raw in case.raws]
+def _changes_under_seeds(text: str, lines: list[str]) -> list[bytes]:
+    """The changes of the default catalog and of the catalog `text` for `lines`, in a process per
+    string-hashing seed."""
     program = (
         "import sys\n"
         "from stream.model.changes import encode_change\n"
@@ -426,11 +460,24 @@ def test_changes_do_not_depend_on_the_hash_seed() -> None:
     )
     outputs = []
     for seed in ("1", "2"):
-        done = subprocess.run([sys.executable, "-c", program], input=(CUSTOM_YAML + "\0" + "\n".join(lines)).encode(),
+        done = subprocess.run([sys.executable, "-c", program], input=(text + "\0" + "\n".join(lines)).encode(),
                               capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed},
                               cwd=Path(__file__).resolve().parents[2], timeout=120, check=True)
         outputs.append(done.stdout)
+    return outputs
+
+
+def test_changes_do_not_depend_on_the_hash_seed() -> None:
+    """Byte-identical changes in processes with different string hashing (set/dict orders)."""
+    lines = [raw.decode() for case in DEFAULT_EXAMPLES + CUSTOM_EXAMPLES for raw in case.raws]
+    outputs = _changes_under_seeds(CUSTOM_YAML, lines)
     assert outputs[0] == outputs[1] and outputs[0].count(b"\n") > 20
+
+
+def test_trait_changes_do_not_depend_on_the_hash_seed() -> None:
+    lines = [raw.decode() for case in DEFAULT_EXAMPLES + TRAITS_EXAMPLES for raw in case.raws]
+    outputs = _changes_under_seeds(TRAITS_YAML, lines)
+    assert outputs[0] == outputs[1] and outputs[0].count(b"\n") > 40
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
