@@ -164,7 +164,10 @@ def same_origin(environ: Mapping[str, object]) -> bool:
         sent = environ.get("HTTP_REFERER")
     if not isinstance(sent, str):
         return False
-    url = urlsplit(sent)
+    try:
+        url = urlsplit(sent)
+    except ValueError:          # e.g. "http://[h": anyone's header, refused rather than a 500
+        return False
     return url.scheme in ("http", "https") and hmac.compare_digest(url.netloc.encode("latin-1"),
                                                                    host.encode("latin-1"))
 

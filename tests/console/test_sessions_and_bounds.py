@@ -173,6 +173,8 @@ def test_a_form_of_too_many_fields_reads_as_empty():
     ({"HTTP_REFERER": "http://h:9308.evil/console"}, False),
     ({}, False),
     ({"HTTP_ORIGIN": "http://h:9308", "HTTP_SEC_FETCH_SITE": "same-site"}, False),
+    ({"HTTP_ORIGIN": "http://[h:9308"}, False),                   # unparsable: refused, not a 500
+    ({"HTTP_REFERER": "http://[::1/console"}, False),
 ])
 def test_same_origin(headers, same):
     assert sessions_module.same_origin({"HTTP_HOST": "h:9308", **headers}) is same
