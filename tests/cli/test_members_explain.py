@@ -185,3 +185,24 @@ def test_a_partition_without_events_is_said_so(tmp_path, capsys):
     assert "3 members of repeat-buyer; as of p0 2025-01-02T00:00:00Z, p1 2025-01-02T00:00:00Z, p2 no event yet" in \
         capsys.readouterr().err
     empty.close()
+
+
+def test_a_file_segment_the_stores_no_longer_run_is_unknown(tmp_path, capsys):
+    """A segment of the file removed through the definitions topic (`segments undefine`) is absent
+    from the Running records: `members` says it is unknown, as the worker's HTTP route and the console
+    do, instead of listing no one as if it ran."""
+    from stream.definitions.resolution import Running, encode_running, file_definitions
+    from stream.storage.keys import DEFINITIONS_KEY
+
+    stores = build_stores(tmp_path / "state")
+    running = {k: v for k, v in file_definitions(load_catalog()).items() if k != "champion"}
+    for store in stores:
+        store.set_meta(DEFINITIONS_KEY, encode_running(Running(running)))
+        store.commit(2)
+    assert main(["members", "champion", *settings_flags(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown segment 'champion'" in err and "repeat-buyer" in err and "champion," not in err
+    assert main(["members", "repeat-buyer", "--format", "jsonl", *settings_flags(tmp_path)]) == 0
+    assert '"customer_id":"c-a"' in capsys.readouterr().out
+    for store in stores:
+        store.close()
