@@ -22,6 +22,7 @@ from stream.storage.committed import CommittedStores, NoStores
 from stream.rules.explanation import explain
 from stream.runtime.http import Request, Response, Route, json_error
 from stream.inspect.members import CONTENT_TYPES, FORMATS, encode_rows, member_rows
+from stream.inspect.running import explaining
 from stream.rules.catalog import Catalog
 
 
@@ -59,10 +60,11 @@ def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog
             return json_error(503, str(exc))
         with opened:
             found = opened.find(customer_id)
-        if found is None:
-            return json_error(404, f"no customer {customer_id!r} on this worker's partitions")
-        partition, state = found
-        answer = explain(customer_id, state, catalog(), partition.stream_time or 0, partition.number)
+            if found is None:
+                return json_error(404, f"no customer {customer_id!r} on this worker's partitions")
+            partition, state = found
+            running = explaining(partition, catalog())
+        answer = explain(customer_id, state, running, partition.stream_time or 0, partition.number)
         return Response(200, msgspec.json.encode(answer))
 
     return [

@@ -46,6 +46,14 @@ def stored_catalog(partition: Partition, file_catalog: Catalog) -> Catalog | Non
         return None
 
 
+def explaining(partition: Partition, current: Catalog) -> Catalog:
+    """The definitions to explain a customer of `partition` by: those of its last committed batch,
+    which its stored state is as of (a change taken up since, or on another partition first, is not
+    in it yet), else `current`. The one choice of `segments explain`, GET /customers/<id> and the
+    console's customer page."""
+    return stored_catalog(partition, current) or current
+
+
 def _unchanged(file: dict[str, Any], stored: dict[str, Any]) -> bool:
     return same(file, stored) and version_of(file) == version_of(stored)
 
