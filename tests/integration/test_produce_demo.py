@@ -103,6 +103,25 @@ def test_produce_at_a_speed_plays_simulated_time_from_its_start(kafka_bootstrap,
     assert refused == 2 and "needs realtime off" in printed.getvalue()
 
 
+def test_a_rate_with_a_speed_is_a_ceiling_that_slows_simulated_time(kafka_bootstrap, unique_topic):
+    """`--rate` beside a speed (the demo's): never more records a second than it, the simulated
+    clock falling behind the speed instead."""
+    stop = threading.Event()
+    threading.Timer(1.5, stop.set).start()
+    printed = io.StringIO()
+    start, speed, rate = 1_900_000_000 * SECOND, 10 * 86400, 40.0
+    started = time.monotonic()
+    code = produce(kafka_bootstrap, unique_topic, events=None, rate=rate, customers=200, seed=2, bad_ratio=0.0,
+                   realtime=False, speed=speed, start=start, console=Console(file=printed, width=200),
+                   partitions=2, stop=stop)
+    elapsed = time.monotonic() - started
+    assert code == 0, printed.getvalue()
+    decode = Decoder().decode
+    stamps = [from_datetime(decode(m.value()).occurred_at) for m in _read_topic(kafka_bootstrap, unique_topic, 2)]
+    assert 0 < len(stamps) <= rate * elapsed + 1, "at most `rate` records a second"
+    assert max(stamps) - start < elapsed * speed * SECOND / 2, "the simulated clock slowed below the speed"
+
+
 def test_demo_in_simulated_time_moves_customers_by_time_and_its_commands_work(tmp_path):
     """Piped (with FORCE_COLOR and TTY_COMPATIBLE set: still no terminal control codes), fast
     simulated time: the commands the demo prints, run as printed while it runs, answer about a real
