@@ -22,7 +22,6 @@ from stream.kafka.publishing import Outcome, define_segment, remove_segment
 from stream.rules.bounded_yaml import DEFINITION
 from stream.rules.catalog import compile_catalog, parse_definition
 from stream.runtime.http import Request, Response
-from stream.runtime.sessions import SECURITY_HEADERS
 from stream.storage.committed import NoStores
 
 SOURCE = "definition"            # what the loader's messages name as the document
@@ -33,7 +32,7 @@ when:
 
 
 def _json(status: int, value: dict[str, Any]) -> Response:
-    return Response(status, msgspec.json.encode(value), "application/json", SECURITY_HEADERS)
+    return Response(status, msgspec.json.encode(value), "application/json")
 
 
 def editor_page(backend: Backend, request: Request) -> Response:

@@ -165,7 +165,11 @@ class App:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         response = self._answer(environ)
-        headers = [("Content-Type", response.content_type), *response.headers]
+        # Every answer, a refusal or an error too, is never framed, sniffed or cached (what an answer
+        # sets itself stands: the console's static files are cached a while).
+        own = {name.lower() for name, _ in response.headers}
+        headers = [("Content-Type", response.content_type), *response.headers,
+                   *(h for h in SECURITY_HEADERS if h[0].lower() not in own)]
         if isinstance(response.body, bytes):
             headers.append(("Content-Length", str(len(response.body))))
         start_response(f"{response.status} {_REASONS.get(response.status, '')}".rstrip(), headers)
@@ -193,8 +197,6 @@ class App:
     def _private_answer(self, route: Route, request: Request, environ: dict[str, Any]) -> Response:
         if route.session:
             refused, request = self._session_refusal(request)
-            if refused is not None:
-                return Response(refused.status, refused.body, refused.content_type, refused.headers + SECURITY_HEADERS)
         else:
             refused = self._refusal(environ.get("HTTP_AUTHORIZATION"))
         if refused is not None:

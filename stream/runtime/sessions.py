@@ -31,8 +31,9 @@ MAX_SESSIONS = 64
 IDLE_SECONDS = 3600.0
 LIFETIME_SECONDS = 12 * 3600.0
 FAILED_LOGINS_PER_MINUTE = 20
-# Sent with every console answer: no script, style, frame or form target but this server's own, never
-# framed, never sniffed, never cached (pages show personal data), no Referer to another site.
+# Sent with every answer of the server (stream.runtime.http.App), the console's pages and every
+# refusal or error: no script, style, frame or form target but this server's own, never framed,
+# never sniffed, never cached (pages show personal data), no Referer to another site.
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                 "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
