@@ -204,6 +204,7 @@ def test_readme_commands_run_and_their_claims_hold(tmp_path):
                 assert shown_record_was_printed(shown, printed), f"not printed by the README's commands: {line}"
     changes = [r for r in printed if "change_id" in r]
     assert {r["cause"] for r in changes} >= {"event", "definition"}, "the quick start shows both causes live"
+    assert not [r for r in printed if r.get("customer_id") == "c-7"], "the erased c-7 was in no segment: nothing out"
     assert re.search(r"^c-42,", output, re.M), "segments members lists the quick start's customer"
     assert "customer c-42" in output, "segments explain explains it"
     assert time.monotonic() - started < 180

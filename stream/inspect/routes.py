@@ -33,10 +33,7 @@ def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog
     request: all change while the worker runs."""
 
     def stores() -> CommittedStores:
-        owned = list(partitions())
-        if not owned:
-            raise NoStores("this worker owns no partitions yet (not in a group, or restoring)")
-        return CommittedStores(state_dir, group_id, only=owned)
+        return owned_stores(state_dir, group_id, partitions())
 
     def members(request: Request) -> Response:
         (segment,) = request.args
@@ -72,6 +69,15 @@ def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog
         Route("/customers/<id>", "why a customer is where it is (as `segments explain --format json`)", customer),
         definitions_route(definitions),
     ]
+
+
+def owned_stores(state_dir: Path, group_id: str, partitions: Iterable[int]) -> CommittedStores:
+    """The committed stores of the partitions a worker owns now (its routes' and its console's);
+    NoStores while it owns none."""
+    owned = list(partitions)
+    if not owned:
+        raise NoStores("this worker owns no partitions yet (not in a group, or restoring)")
+    return CommittedStores(state_dir, group_id, only=owned)
 
 
 def members_export(opened: CommittedStores, segment: str, fmt: str,
