@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from stream.cli.settings_args import add_kafka_arguments, kafka_properties
-from stream.kafka.publishing import Outcome, Topic, define_segment, remove_segment
+from stream.kafka.publishing import Outcome, Topic, define_segment, invalid, remove_segment
 from stream.rules.bounded_yaml import DEFINITION
 from stream.rules.catalog import Catalog, load_catalog, parse_definition
 from stream.rules.problems import DefinitionError
@@ -85,7 +85,7 @@ def define(name: str, path: Path, bootstrap: str, kafka: dict[str, str], topic: 
            out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     definition, problems = read_definition(name, path)
     if problems or definition is None:     # (never one without the other)
-        return _said("define", Outcome(2, f"{name}: invalid definition; nothing published", problems), out, err)
+        return _said("define", invalid(name, problems), out, err)
     return _said("define", define_segment(name, definition, Topic(bootstrap, kafka, topic, file_catalog)), out, err)
 
 

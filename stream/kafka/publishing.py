@@ -46,6 +46,11 @@ class Topic:
     file_catalog: Catalog
 
 
+def invalid(name: str, problems: list[str]) -> Outcome:
+    """The refusal of a definition that does not compile (stream.rules.catalog.parse_definition's problems)."""
+    return Outcome(REFUSED, f"{name}: invalid definition; nothing published", problems)
+
+
 def _as_published(name: str, definition: dict[str, Any]) -> tuple[bytes, list[str]]:
     """The record's value, and what a worker would reject in it: written out as YAML, a definition
     within the limits as read can exceed them (block style indents; aliases come out expanded)."""
