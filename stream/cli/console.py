@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException
 
-from stream.cli.settings_args import add_worker_arguments, arg_type, check_kafka, load_config
+from stream.cli.settings_args import add_worker_arguments, arg_type, check_kafka, load_config, port_number
 from stream.definitions.resolution import file_definitions
 from stream.kafka.clients import client_config
 from stream.kafka.definitions_feed import DefinitionsFeed, caught_up_feed
@@ -50,16 +50,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                     "of --http-token-file; with --bootstrap-servers (and the workers' Kafka "
                                     "settings: -X, SEGMENTS_KAFKA_*, --config) its editor publishes to the "
                                     "definitions topic.")
-    cp.add_argument("--port", type=arg_type(_port), default=DEFAULT_PORT, metavar="PORT",
+    cp.add_argument("--port", type=arg_type(port_number), default=DEFAULT_PORT, metavar="PORT",
                     help=f"port to serve on (default: {DEFAULT_PORT}; 0: any free one, printed)")
     add_worker_arguments(cp, names=_SETTINGS)
     cp.set_defaults(run=run)
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise ValueError(f"a port is 0 to 65535, got {text!r}")
-    return int(text)
 
 
 class StoresView:
