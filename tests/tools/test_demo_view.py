@@ -139,3 +139,12 @@ def test_the_demo_says_where_its_web_console_is_and_how_to_log_in(tmp_path):
     token = tmp_path / "http-token"
     lines = where_lines(settings, "http://127.0.0.1:9308", token, ["GET /console: the web console  [session]"])
     assert f"console:    http://127.0.0.1:9308/console/ (a browser; log in with the token in {token})" in lines
+
+
+def test_demo_help_names_what_each_option_takes(capsys):
+    """--speed takes a duration (2d), --duration seconds: the metavars say which, not DURATION twice."""
+    from stream.cli.main import main
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--speed DURATION" in shown and "--duration SECONDS" in shown and "--rate N" in shown
