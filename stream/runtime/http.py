@@ -239,7 +239,7 @@ class App:
             return personal_data_off(), request
         session = self.sessions.find(request.environ)
         if session is None:
-            if request.method == "GET":     # a page: off to the login page, and back after it
+            if request.method == "GET":     # a page: off to the login page (which leads to the segments)
                 return Response(303, b"", "text/plain; charset=utf-8", (("Location", LOGIN_PATH),)), request
             return json_error(403, "no console session (logged out, or expired): log in again"), request
         if request.method != "GET":
