@@ -9,7 +9,8 @@ The conventions, visible in the README itself:
   end stopped with Ctrl-C (SIGINT), when it must exit 0;
 - a ```text output block right after a bash block is that block's exact standard output;
 - a ```json TOPIC block is a record the quick start says comes out on TOPIC: the run must have
-  printed a record with the same fields and the same values but for the instants and ids of the run;
+  printed a record with the same fields and the same values but for the instants and ids of the run
+  (a membership record's segments are compared by name, their member-since being the run's);
 - ```text blocks (usage synopses, illustrations) and ```yaml ones are not run;
 - the set-up commands (SETUP) are not run here: CI runs them (scripts/test.sh runs this test).
 So that the test does not collide with anything else on the machine, the broker's port 9092 is
@@ -41,7 +42,9 @@ SETUP = ("bash scripts/demo.sh", "bash scripts/test.sh")
 BACKGROUND = re.compile(r"#.*\bruns until Ctrl-C")
 FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```$", re.M | re.S)
 # Fields whose values belong to the run (when it ran, ids derived from that), not to the README.
-RUN_VALUES = {"change_id", "at", "segments"}
+RUN_VALUES = {"change_id", "at"}
+# Fields holding segment -> instant: the segments are the README's claim, the instants the run's.
+RUN_INSTANTS = {"segments"}
 
 
 @dataclass
@@ -123,9 +126,27 @@ def records(output: str) -> list[dict[str, object]]:
     return found
 
 
+def _same_claim(key: str, shown: object, printed: object) -> bool:
+    if key in RUN_VALUES:
+        return True
+    if key in RUN_INSTANTS and isinstance(shown, dict) and isinstance(printed, dict):
+        return set(shown) == set(printed)
+    return shown == printed
+
+
 def shown_record_was_printed(shown: dict[str, object], printed: list[dict[str, object]]) -> bool:
-    return any(set(shown) == set(record) and all(record[k] == v for k, v in shown.items() if k not in RUN_VALUES)
+    return any(set(shown) == set(record) and all(_same_claim(k, v, record[k]) for k, v in shown.items())
                for record in printed)
+
+
+def test_a_shown_record_matches_a_printed_one_but_for_the_run_s_instants_and_ids():
+    shown = {"customer_id": "c-42", "at": "2026-12-02T06:23:42Z", "segments": {"high-value": "2026-12-02T06:23:42Z"}}
+    later = {"customer_id": "c-42", "at": "2027-01-05T10:00:00Z", "segments": {"high-value": "2027-01-05T10:00:00Z"}}
+    assert shown_record_was_printed(shown, [later])
+    # the segments a membership record names are what the README claims: another set is not it
+    assert not shown_record_was_printed(shown, [{**later, "segments": {}}])
+    assert not shown_record_was_printed(shown, [{**later, "segments": {"high-value": "x", "churned": "x"}}])
+    assert not shown_record_was_printed(shown, [{**later, "customer_id": "c-7"}])
 
 
 def run_readme(markdown: str, tmp: Path) -> tuple[str, list[Block]]:
@@ -183,6 +204,7 @@ def test_readme_commands_run_and_their_claims_hold(tmp_path):
                 assert shown_record_was_printed(shown, printed), f"not printed by the README's commands: {line}"
     changes = [r for r in printed if "change_id" in r]
     assert {r["cause"] for r in changes} >= {"event", "definition"}, "the quick start shows both causes live"
+    assert not [r for r in printed if r.get("customer_id") == "c-7"], "the erased c-7 was in no segment: nothing out"
     assert re.search(r"^c-42,", output, re.M), "segments members lists the quick start's customer"
     assert "customer c-42" in output, "segments explain explains it"
     assert time.monotonic() - started < 180

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from stream.cli.settings_args import arg_type, port_number
+
 DEFAULT_PORT = 9092             # Kafka's own, which clients and tutorials assume
 
 
@@ -18,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         description="Start the embedded Kafka-compatible broker (Tansu) on 127.0.0.1, print its "
                                     "address, and run until Ctrl-C or SIGTERM. It keeps everything in memory: its "
                                     "topics vanish when it stops.")
-    bp.add_argument("--port", type=int, default=DEFAULT_PORT, metavar="PORT",
+    bp.add_argument("--port", type=arg_type(port_number), default=DEFAULT_PORT, metavar="PORT",
                     help=f"loopback port to listen on; 0: any free one (default {DEFAULT_PORT})")
     bp.set_defaults(run=run)
 
@@ -29,9 +31,6 @@ def run(args: argparse.Namespace) -> int:
 
     from stream.kafka.embedded_broker import BrokerStartError, EmbeddedBroker
 
-    if not 0 <= args.port <= 65535:
-        print(f"segments broker: --port must lie in 0..65535, not {args.port}", file=sys.stderr)
-        return 2
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -10,18 +10,30 @@ and a customer's recent changes are kept by each worker only (its own console sh
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from stream.cli.settings_args import add_worker_arguments, arg_type, check_kafka, load_config
+from confluent_kafka import KafkaException
 
+from stream.cli.settings_args import add_worker_arguments, arg_type, check_kafka, load_config, port_number
+from stream.definitions.resolution import file_definitions
+from stream.kafka.clients import client_config
+from stream.kafka.definitions_feed import DefinitionsFeed, caught_up_feed
+from stream.kafka.publishing import Topic
+from stream.model.time import SECOND, format_rfc3339
+from stream.rules.catalog import Catalog, compile_catalog, load_catalog
+from stream.rules.problems import DefinitionError
+from stream.runtime.http import App, HttpSetupError, Server, read_token
+from stream.runtime.settings import ConfigError, WorkerConfig
+
+# The console's pages, the store reader (rocksdict) and the definitions engine are imported in the
+# functions that use them, when the console runs: stream.cli.main imports every command's module at
+# each `segments` start, and these would add some 70 ms to every command (measured, -X importtime).
 if TYPE_CHECKING:
     from stream.console.backend import Sizes
-    from stream.kafka.definitions_feed import DefinitionsFeed
-    from stream.rules.catalog import Catalog
-    from stream.runtime.settings import WorkerConfig
     from stream.storage.committed import CommittedStores
 
 _SETTINGS = ("state_dir", "group_id", "segments_file", "bootstrap_servers", "definitions_topic", "http_host",
@@ -38,16 +50,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                     "of --http-token-file; with --bootstrap-servers (and the workers' Kafka "
                                     "settings: -X, SEGMENTS_KAFKA_*, --config) its editor publishes to the "
                                     "definitions topic.")
-    cp.add_argument("--port", type=arg_type(_port), default=DEFAULT_PORT, metavar="PORT",
+    cp.add_argument("--port", type=arg_type(port_number), default=DEFAULT_PORT, metavar="PORT",
                     help=f"port to serve on (default: {DEFAULT_PORT}; 0: any free one, printed)")
     add_worker_arguments(cp, names=_SETTINGS)
     cp.set_defaults(run=run)
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise ValueError(f"a port is 0 to 65535, got {text!r}")
-    return int(text)
 
 
 class StoresView:
@@ -55,7 +61,6 @@ class StoresView:
 
     def __init__(self, config: WorkerConfig, file_catalog: Catalog, feed: DefinitionsFeed | None):
         from stream.console.history import History
-        from stream.definitions.resolution import file_definitions
 
         self.config, self.file_catalog, self.feed = config, file_catalog, feed
         self.file = file_definitions(file_catalog)
@@ -70,12 +75,9 @@ class StoresView:
 
     def describe(self) -> dict[str, Any]:
         """As GET /definitions of a worker owning every partition in the state dir."""
-        from confluent_kafka import KafkaException
-
         from stream.definitions.live import LiveDefinitions
-        from stream.definitions.resolution import decode_running
+        from stream.inspect.running import stored_running
         from stream.storage.committed import NoStores
-        from stream.storage.keys import DEFINITIONS_KEY
 
         with self._lock:
             if self.feed is not None:
@@ -87,8 +89,8 @@ class StoresView:
             try:
                 with self.stores() as stores:
                     for partition in stores.partitions:
-                        raw = partition.meta(DEFINITIONS_KEY)
-                        live.running[partition.number] = live.assumed() if raw is None else decode_running(raw)
+                        live.running[partition.number] = (stored_running(partition, self.file_catalog)
+                                                          or live.assumed())
             except NoStores:
                 pass
             first = next(iter(live.running.values()), None)
@@ -96,15 +98,12 @@ class StoresView:
             return live.describe()
 
     def catalog(self) -> Catalog:
-        from stream.rules.catalog import compile_catalog
-
         running = self.describe()["segments"]
         return compile_catalog({name: entry["definition"] for name, entry in running.items()}, "definitions")
 
     def sizes(self) -> Sizes:
         from stream.console.backend import Sizes
         from stream.console.passes import segment_sizes
-        from stream.model.time import SECOND, format_rfc3339
         from stream.storage.committed import NoStores
 
         now = time.time()
@@ -127,17 +126,8 @@ class StoresView:
 
 
 def run(args: argparse.Namespace) -> int:
-    from confluent_kafka import KafkaException
-
     from stream.console.backend import Backend
     from stream.console.routes import console_routes
-    from stream.kafka.clients import client_config
-    from stream.kafka.definitions_feed import caught_up_feed
-    from stream.kafka.publishing import Topic
-    from stream.rules.catalog import load_catalog
-    from stream.rules.problems import DefinitionError
-    from stream.runtime.http import App, HttpSetupError, Server, read_token
-    from stream.runtime.settings import ConfigError
 
     try:
         config = load_config(args)
@@ -170,7 +160,6 @@ def run(args: argparse.Namespace) -> int:
           f"publishing {'to ' + repr(config.definitions_topic) if topic else 'off (no --bootstrap-servers)'}; "
           f"Ctrl-C stops", file=sys.stderr, flush=True)
     stopped = threading.Event()
-    import signal
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
     stopped.wait()

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from stream.cli.settings_args import add_kafka_arguments, kafka_properties
 from stream.definitions.resolution import file_definitions, traits_of
-from stream.kafka.publishing import Outcome, Topic, define_segment, remove_segment, unknown_traits
+from stream.kafka.publishing import Outcome, Topic, define_segment, invalid, remove_segment, unknown_traits
 from stream.rules.bounded_yaml import DEFINITION
 from stream.rules.catalog import Catalog, load_catalog, parse_definition
 from stream.rules.problems import DefinitionError
@@ -90,7 +90,7 @@ def define(name: str, path: Path, bootstrap: str, kafka: dict[str, str], topic: 
     # A trait that only the definitions topic defines is known once the topic is read:
     # define_segment checks the definition again beside the topic's traits.
     if definition is None or (problems and not unknown_traits(definition, file_catalog)):
-        return _said("define", Outcome(2, f"{name}: invalid definition; nothing published", problems), out, err)
+        return _said("define", invalid(name, problems), out, err)
     return _said("define", define_segment(name, definition, Topic(bootstrap, kafka, topic, file_catalog)), out, err)
 
 

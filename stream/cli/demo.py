@@ -14,10 +14,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     dp.add_argument("--speed", type=_speed, default=None, metavar="DURATION",
                     help="simulated time per second of the wall clock: 2d (the default: churn, 180 days "
                          "without an order, shows within two minutes), 12h, 1s (real time)")
-    dp.add_argument("--rate", type=float, help="at most this many events per second (default: what --speed needs)")
-    dp.add_argument("--customers", type=int, default=2000, help="customers in the simulated shop (default 2000)")
-    dp.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
-    dp.add_argument("--seed", type=int, default=7, help="the simulation's seed (default 7)")
+    dp.add_argument("--rate", type=float, metavar="N",
+                    help="at most this many events per second (default: what --speed needs)")
+    dp.add_argument("--customers", type=int, default=2000, metavar="N",
+                    help="customers in the simulated shop (default 2000)")
+    dp.add_argument("--duration", type=float, metavar="SECONDS", help="seconds to run (default: until Ctrl-C)")
+    dp.add_argument("--seed", type=int, default=7, metavar="N", help="the simulation's seed (default 7)")
     dp.set_defaults(run=run)
 
 

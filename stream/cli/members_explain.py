@@ -126,7 +126,7 @@ def _explain(args: argparse.Namespace) -> int:
     import msgspec
 
     from stream.storage.committed import CommittedStores, NoStores
-    from stream.inspect.running import stored_catalog
+    from stream.inspect.running import explaining
     from stream.rules.explanation import explain, render
 
     settings = _settings(args, "explain")
@@ -145,7 +145,7 @@ def _explain(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         partition, state = found
-        running = stored_catalog(partition, catalog) or catalog   # what placed the customer, topic definitions too
+        running = explaining(partition, catalog)        # what placed the customer, topic definitions too
     answer = explain(args.customer, state, running, partition.stream_time or 0, partition.number)
     sys.stdout.write(render(answer) if args.format == "text" else msgspec.json.encode(answer).decode() + "\n")
     return 0

@@ -26,6 +26,13 @@ def arg_type(parse: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
+def port_number(text: str) -> int:
+    """A --port (0: any free one), for arg_type."""
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        raise ValueError(f"a port is 0 to 65535, got {text!r}")
+    return int(text)
+
+
 def kafka_property(text: str) -> tuple[str, str]:
     """One -X KEY=VALUE: the key without surrounding blanks, the value as given (it may be a password)."""
     key, sep, value = text.partition("=")

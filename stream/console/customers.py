@@ -8,6 +8,7 @@ from stream.console.backend import Backend
 from stream.console.common import problem, shown, table, with_stores
 from stream.console.markup import Markup, el, join, path
 from stream.console.passes import MAX_QUERY_CHARS
+from stream.inspect.running import explaining
 from stream.rules.explanation import Node, explain
 from stream.runtime.http import Request, Response
 from stream.storage.committed import CommittedStores
@@ -52,7 +53,8 @@ def customer_page(backend: Backend, request: Request) -> Response:
             return problem(request, backend, 404, "Unknown customer",
                            f"no customer {customer_id!r} in the stores read")
         partition, state = found
-        data = explain(customer_id, state, backend.catalog(), partition.stream_time or 0, partition.number)
+        data = explain(customer_id, state, explaining(partition, backend.catalog()), partition.stream_time or 0,
+                       partition.number)
         move = data["next_move"]
         changes = backend.history.changes(customer_id)
         recent = (table(["At", "Segment", "Change", "Cause"],

@@ -18,11 +18,10 @@ from stream.console.backend import Backend
 from stream.console.common import shown
 from stream.console.markup import el, join, path
 from stream.console.passes import would_hold
-from stream.kafka.publishing import Outcome, define_segment, remove_segment
+from stream.kafka.publishing import REFUSED, Outcome, define_segment, invalid, remove_segment
 from stream.rules.bounded_yaml import DEFINITION
 from stream.rules.catalog import TRAIT_PREFIX, compile_catalog, parse_definition
 from stream.runtime.http import Request, Response
-from stream.runtime.sessions import SECURITY_HEADERS
 from stream.storage.committed import NoStores
 
 SOURCE = "definition"            # what the loader's messages name as the document
@@ -33,7 +32,7 @@ when:
 
 
 def _json(status: int, value: dict[str, Any]) -> Response:
-    return Response(status, msgspec.json.encode(value), "application/json", SECURITY_HEADERS)
+    return Response(status, msgspec.json.encode(value), "application/json")
 
 
 def editor_page(backend: Backend, request: Request) -> Response:
@@ -98,22 +97,25 @@ def check(backend: Backend, request: Request) -> Response:
 
 
 def _answer(outcome: Outcome) -> Response:
-    return _json(200 if outcome.ok else 409 if outcome.status == 2 else 502,
+    return _json(200 if outcome.ok else 409 if outcome.status == REFUSED else 502,
                  {"ok": outcome.ok, "message": outcome.message, "problems": outcome.problems,
                   "version": outcome.version})
 
 
+_OFF = {"ok": False, "message": "publishing is off: no bootstrap servers", "problems": []}
+
+
 def publish(backend: Backend, request: Request) -> Response:
     if backend.topic is None:
-        return _json(409, {"ok": False, "message": "publishing is off: no bootstrap servers", "problems": []})
+        return _json(409, _OFF)
     name = _name(request)
     definition, problems = parse_definition(name, request.body, SOURCE, _running_traits(backend))
     if problems or definition is None:
-        return _answer(Outcome(2, f"{name}: invalid definition; nothing published", problems))
+        return _answer(invalid(name, problems))
     return _answer(define_segment(name, definition, backend.topic))
 
 
 def remove(backend: Backend, request: Request) -> Response:
     if backend.topic is None:
-        return _json(409, {"ok": False, "message": "publishing is off: no bootstrap servers", "problems": []})
+        return _json(409, _OFF)
     return _answer(remove_segment(_name(request), backend.topic))

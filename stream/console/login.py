@@ -6,7 +6,7 @@ from importlib import resources
 
 from stream.console.markup import el, html_page, join, page, path
 from stream.runtime.http import Request, Response, personal_data_off
-from stream.runtime.sessions import SECURITY_HEADERS, clear_cookie, set_cookie
+from stream.runtime.sessions import clear_cookie, set_cookie
 
 _STATIC_TYPES = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
 
@@ -35,18 +35,18 @@ def login(request: Request) -> Response:
         return _login_form("Wrong token.", 401)
     session_id, _ = opened
     return Response(303, b"", "text/plain; charset=utf-8",
-                    SECURITY_HEADERS + (("Location", path("segments")), set_cookie(session_id, request.environ)))
+                    (("Location", path("segments")), set_cookie(session_id, request.environ)))
 
 
 def logout(request: Request) -> Response:
     assert request.sessions is not None           # a session route: the server has sessions
     request.sessions.logout(request.environ)
     return Response(303, b"", "text/plain; charset=utf-8",
-                    SECURITY_HEADERS + (("Location", path("login")), clear_cookie(request.environ)))
+                    (("Location", path("login")), clear_cookie(request.environ)))
 
 
 def home(request: Request) -> Response:
-    return Response(303, b"", "text/plain; charset=utf-8", SECURITY_HEADERS + (("Location", path("segments")),))
+    return Response(303, b"", "text/plain; charset=utf-8", (("Location", path("segments")),))
 
 
 def _load_static() -> dict[str, bytes]:
@@ -60,6 +60,6 @@ _STATIC = _load_static()
 def static(request: Request) -> Response:
     (name,) = request.args
     if name not in _STATIC:
-        return Response(404, b"no such file\n", "text/plain; charset=utf-8", SECURITY_HEADERS)
+        return Response(404, b"no such file\n", "text/plain; charset=utf-8")
     return Response(200, _STATIC[name], _STATIC_TYPES[name],
-                    tuple(h for h in SECURITY_HEADERS if h[0] != "Cache-Control") + (("Cache-Control", "max-age=300"),))
+                    (("Cache-Control", "max-age=300"),))

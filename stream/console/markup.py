@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from urllib.parse import quote, urlencode
 
 from stream.runtime.http import Response
-from stream.runtime.sessions import SECURITY_HEADERS
 
 HTML = "text/html; charset=utf-8"
 
@@ -92,4 +91,4 @@ def page(title: str, body: object, csrf: str | None, active: str | None = None, 
 
 
 def html_page(markup: Markup, status: int = 200, headers: tuple[tuple[str, str], ...] = ()) -> Response:
-    return Response(status, markup.encode(), HTML, SECURITY_HEADERS + headers)
+    return Response(status, markup.encode(), HTML, headers)

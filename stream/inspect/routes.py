@@ -22,6 +22,7 @@ from stream.storage.committed import CommittedStores, NoStores
 from stream.rules.explanation import explain
 from stream.runtime.http import Request, Response, Route, json_error
 from stream.inspect.members import CONTENT_TYPES, FORMATS, encode_rows, member_rows
+from stream.inspect.running import explaining
 from stream.rules.catalog import Catalog
 
 
@@ -32,10 +33,7 @@ def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog
     request: all change while the worker runs."""
 
     def stores() -> CommittedStores:
-        owned = list(partitions())
-        if not owned:
-            raise NoStores("this worker owns no partitions yet (not in a group, or restoring)")
-        return CommittedStores(state_dir, group_id, only=owned)
+        return owned_stores(state_dir, group_id, partitions())
 
     def members(request: Request) -> Response:
         (segment,) = request.args
@@ -59,10 +57,11 @@ def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog
             return json_error(503, str(exc))
         with opened:
             found = opened.find(customer_id)
-        if found is None:
-            return json_error(404, f"no customer {customer_id!r} on this worker's partitions")
-        partition, state = found
-        answer = explain(customer_id, state, catalog(), partition.stream_time or 0, partition.number)
+            if found is None:
+                return json_error(404, f"no customer {customer_id!r} on this worker's partitions")
+            partition, state = found
+            running = explaining(partition, catalog())
+        answer = explain(customer_id, state, running, partition.stream_time or 0, partition.number)
         return Response(200, msgspec.json.encode(answer))
 
     return [
@@ -70,6 +69,15 @@ def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog
         Route("/customers/<id>", "why a customer is where it is (as `segments explain --format json`)", customer),
         definitions_route(definitions),
     ]
+
+
+def owned_stores(state_dir: Path, group_id: str, partitions: Iterable[int]) -> CommittedStores:
+    """The committed stores of the partitions a worker owns now (its routes' and its console's);
+    NoStores while it owns none."""
+    owned = list(partitions)
+    if not owned:
+        raise NoStores("this worker owns no partitions yet (not in a group, or restoring)")
+    return CommittedStores(state_dir, group_id, only=owned)
 
 
 def members_export(opened: CommittedStores, segment: str, fmt: str,

@@ -47,6 +47,11 @@ class Topic:
     file_catalog: Catalog
 
 
+def invalid(name: str, problems: list[str]) -> Outcome:
+    """The refusal of a definition that does not compile (stream.rules.catalog.parse_definition's problems)."""
+    return Outcome(REFUSED, f"{name}: invalid definition; nothing published", problems)
+
+
 def _as_published(name: str, definition: dict[str, Any]) -> tuple[bytes, list[str]]:
     """The record's value, and what a worker would reject in it: written out as YAML, a definition
     within the limits as read can exceed them (block style indents; aliases come out expanded)."""
@@ -87,7 +92,7 @@ def define_segment(name: str, definition: dict[str, Any], topic: Topic) -> Outco
         try:
             compile_catalog({**traits_of(in_file), **_topic_traits(feed), name: definition}, f"{name}")
         except DefinitionError as exc:
-            return Outcome(REFUSED, f"{name}: invalid definition; nothing published", shown(exc.problems))
+            return invalid(name, shown(exc.problems))
     current = max(feed.highest.get(name, 0), version_of(in_file[name]) if name in in_file else 0)
     asked = definition.get("version")
     if asked is not None and asked <= current:

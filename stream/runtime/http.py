@@ -165,7 +165,11 @@ class App:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         response = self._answer(environ)
-        headers = [("Content-Type", response.content_type), *response.headers]
+        # Every answer, a refusal or an error too, is never framed, sniffed or cached (what an answer
+        # sets itself stands: the console's static files are cached a while).
+        own = {name.lower() for name, _ in response.headers}
+        headers = [("Content-Type", response.content_type), *response.headers,
+                   *(h for h in SECURITY_HEADERS if h[0].lower() not in own)]
         if isinstance(response.body, bytes):
             headers.append(("Content-Length", str(len(response.body))))
         start_response(f"{response.status} {_REASONS.get(response.status, '')}".rstrip(), headers)
@@ -193,8 +197,6 @@ class App:
     def _private_answer(self, route: Route, request: Request, environ: dict[str, Any]) -> Response:
         if route.session:
             refused, request = self._session_refusal(request)
-            if refused is not None:
-                return Response(refused.status, refused.body, refused.content_type, refused.headers + SECURITY_HEADERS)
         else:
             refused = self._refusal(environ.get("HTTP_AUTHORIZATION"))
         if refused is not None:
@@ -237,7 +239,7 @@ class App:
             return personal_data_off(), request
         session = self.sessions.find(request.environ)
         if session is None:
-            if request.method == "GET":     # a page: off to the login page, and back after it
+            if request.method == "GET":     # a page: off to the login page (which leads to the segments)
                 return Response(303, b"", "text/plain; charset=utf-8", (("Location", LOGIN_PATH),)), request
             return json_error(403, "no console session (logged out, or expired): log in again"), request
         if request.method != "GET":

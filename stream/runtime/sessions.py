@@ -31,8 +31,9 @@ MAX_SESSIONS = 64
 IDLE_SECONDS = 3600.0
 LIFETIME_SECONDS = 12 * 3600.0
 FAILED_LOGINS_PER_MINUTE = 20
-# Sent with every console answer: no script, style, frame or form target but this server's own, never
-# framed, never sniffed, never cached (pages show personal data), no Referer to another site.
+# Sent with every answer of the server (stream.runtime.http.App), the console's pages and every
+# refusal or error: no script, style, frame or form target but this server's own, never framed,
+# never sniffed, never cached (pages show personal data), no Referer to another site.
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                 "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
@@ -164,7 +165,10 @@ def same_origin(environ: Mapping[str, object]) -> bool:
         sent = environ.get("HTTP_REFERER")
     if not isinstance(sent, str):
         return False
-    url = urlsplit(sent)
+    try:
+        url = urlsplit(sent)
+    except ValueError:          # e.g. "http://[h": anyone's header, refused rather than a 500
+        return False
     return url.scheme in ("http", "https") and hmac.compare_digest(url.netloc.encode("latin-1"),
                                                                    host.encode("latin-1"))
 

@@ -49,7 +49,8 @@ def where_lines(settings: WorkerConfig, url: str, token_file: Path, routes: list
     lines = [f"state dir:  {settings.state_dir}",
              f"group id:   {settings.group_id}",
              f"bootstrap:  {settings.bootstrap_servers}",
-             f"HTTP:       {url}, personal-data routes ([token]) with the bearer token in {token_file}"]
+             f"HTTP:       {url}, personal-data routes ([token]) with the bearer token in {token_file}",
+             f"console:    {url}/console/ (a browser; log in with the token in {token_file})"]
     return lines + [f"  {route}" for route in routes or [f"(not listed here: see {url}/)"]]
 
 

@@ -32,7 +32,7 @@ from stream.console.history import History
 from stream.console.routes import console_routes
 from stream.definitions.live import LiveDefinitions
 from stream.definitions.resolution import file_definitions
-from stream.inspect.routes import segment_routes
+from stream.inspect.routes import owned_stores, segment_routes
 from stream.kafka.topic_admin import TopicsNotAsExpected, admin_client, ensure_topics, topic_problems
 from stream.kafka.clients import (ATTEMPT_SECONDS, BrokerProbe, BrokerWatch, partition_counts, until_reachable,
                                   worker_client_config)
@@ -46,7 +46,7 @@ from stream.runtime.batch import Batch, BatchStep, set_members
 from stream.runtime.idle_clock import CatchUp, Source, advance_idle
 from stream.runtime.settings import WorkerConfig
 from stream.runtime.topics import PRODUCER_BATCH_BYTES, PRODUCER_MESSAGE_BYTES, Spec, worker_topics
-from stream.storage.committed import CommittedStores, NoStores
+from stream.storage.committed import CommittedStores
 from stream.storage.rocksdb_store import PartitionStore
 from stream.worker.partition import PartitionTask
 from stream.worker.restore import restore
@@ -139,10 +139,7 @@ class Worker:
         s = self.s
 
         def stores() -> CommittedStores:
-            owned = list(self.tasks)
-            if not owned:
-                raise NoStores("this worker owns no partitions yet (not in a group, or restoring)")
-            return CommittedStores(s.state_dir, s.group_id, only=owned)
+            return owned_stores(s.state_dir, s.group_id, list(self.tasks))
 
         def sizes() -> Sizes:
             partitions = ", ".join(f"p{n}" for n in sorted(self.tasks)) or "none yet"

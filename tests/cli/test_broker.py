@@ -52,8 +52,12 @@ def test_a_port_in_use_is_exit_1_with_the_reason():
     assert "Address in use" in err, err          # the broker's own log, quoted
 
 
-def test_a_port_out_of_range_is_exit_2(capsys):
+@pytest.mark.parametrize("port", ["70000", "-1", "９０"])
+def test_a_port_out_of_range_is_exit_2_as_the_console_s(port, capsys):
+    """Refused by the argument parser (exit 2, before anything starts), in the console's words."""
     from stream.cli.main import main
-
-    assert main(["broker", "--port", "70000"]) == 2
-    assert "--port must lie in 0..65535" in capsys.readouterr().err
+    for command in ("broker", "console"):
+        with pytest.raises(SystemExit) as exited:
+            main([command, "--port", port])
+        assert exited.value.code == 2
+        assert f"a port is 0 to 65535, got {port!r}" in capsys.readouterr().err

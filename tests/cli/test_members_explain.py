@@ -185,3 +185,49 @@ def test_a_partition_without_events_is_said_so(tmp_path, capsys):
     assert "3 members of repeat-buyer; as of p0 2025-01-02T00:00:00Z, p1 2025-01-02T00:00:00Z, p2 no event yet" in \
         capsys.readouterr().err
     empty.close()
+
+
+def test_a_file_segment_the_stores_no_longer_run_is_unknown(tmp_path, capsys):
+    """A segment of the file removed through the definitions topic (`segments undefine`) is absent
+    from the Running records: `members` says it is unknown, as the worker's HTTP route and the console
+    do, instead of listing no one as if it ran."""
+    from stream.definitions.resolution import Running, encode_running, file_definitions
+    from stream.storage.keys import DEFINITIONS_KEY
+
+    stores = build_stores(tmp_path / "state")
+    running = {k: v for k, v in file_definitions(load_catalog()).items() if k != "champion"}
+    for store in stores:
+        store.set_meta(DEFINITIONS_KEY, encode_running(Running(running)))
+        store.commit(2)
+    assert main(["members", "champion", *settings_flags(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown segment 'champion'" in err and "repeat-buyer" in err and "champion," not in err
+    assert main(["members", "repeat-buyer", "--format", "jsonl", *settings_flags(tmp_path)]) == 0
+    assert '"customer_id":"c-a"' in capsys.readouterr().out
+    for store in stores:
+        store.close()
+
+
+def test_the_http_route_explains_by_the_definitions_the_customer_s_partition_committed(tmp_path):
+    """GET /customers/<id> (and the console's customer page, through the same choice) explains a
+    customer by the definitions their partition's last committed batch ran, as `segments explain`:
+    here a segment of the topic that the catalog asked for does not hold yet."""
+    from stream.definitions.resolution import Running, encode_running, file_definitions
+    from stream.inspect.routes import segment_routes
+    from stream.rules.catalog import compile_catalog
+    from stream.runtime.http import Request
+    from stream.storage.keys import DEFINITIONS_KEY
+
+    extra = {"big-spender": {"version": 3, "when": {"paid_total": {"gte": 150}}}}
+    running = compile_catalog({**file_definitions(load_catalog()), **extra}, "running")
+    store = PartitionStore(tmp_path / "state" / "grp" / "p0")
+    engine = Engine(running, store)
+    engine.apply(order_paid("c-rich", T0, "o1", 200.0))
+    store.set_stream_time(engine.now)
+    store.set_meta(DEFINITIONS_KEY, encode_running(Running(file_definitions(running))))
+    store.commit(1)
+    routes = {r.path: r for r in segment_routes(tmp_path / "state", "grp", load_catalog, lambda: [0], dict)}
+    answer = json.loads(routes["/customers/<id>"].handler(Request(("c-rich",), {})).body)  # type: ignore[arg-type]
+    by_name = {c["segment"]: c for c in answer["conditions"]}
+    assert by_name["big-spender"]["member"] and by_name["big-spender"]["version"] == 3
+    store.close()

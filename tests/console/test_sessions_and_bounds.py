@@ -94,6 +94,32 @@ def test_without_a_token_the_console_is_refused_as_the_personal_data_routes_are(
         assert "http_token_file" in msgspec.json.decode(body)["error"]
 
 
+def test_every_answer_carries_the_security_headers_refusals_and_redirects_too():
+    """A console page's refusals (wrong method, another site's POST, no session, an unknown path
+    under /console) and its redirects are never framed, sniffed or cached, as its pages are."""
+    app = App(console_routes(_unused_backend()), TOKEN)
+    seen: list[tuple[str, list[tuple[str, str]]]] = []
+    for method, path, origin, expected in (
+            ("GET", "/console/editor/check", "http://h", "405"), ("PUT", "/console/login", "http://h", "405"),
+            ("POST", "/console/editor/publish", "http://evil", "403"),
+            ("POST", "/console/login", "http://evil", "403"),
+            ("POST", "/console/editor/publish", "http://h", "403"),       # no session
+            ("GET", "/console/segments", "http://h", "303"), ("GET", "/console/nothing", "http://h", "404"),
+            ("GET", "/console/static/none.js", "http://h", "404")):
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.input": io.BytesIO(b""), "HTTP_HOST": "h",
+                   "HTTP_ORIGIN": origin, "CONTENT_LENGTH": "0"}
+        b"".join(app(environ, lambda status, headers: seen.append((status, headers))))
+        status, headers = seen[-1]
+        names = [name for name, _ in headers]
+        assert status.startswith(expected), (method, path, status)
+        assert {"Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options", "Cache-Control"} <= set(names)
+        assert len(names) == len(set(names)), (method, path, "a header twice")
+    static = []
+    b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/console/static/console.js", "HTTP_HOST": "h"},
+                 lambda status, headers: static.append(dict(headers))))
+    assert static[0]["Cache-Control"] == "max-age=300" and static[0]["X-Content-Type-Options"] == "nosniff"
+
+
 def test_the_history_stays_within_its_bounds(monkeypatch):
     recent = History(sample_seconds=1, samples=3, hours=2, customers=2, per_customer=2)
     for t in range(10):
@@ -173,6 +199,8 @@ def test_a_form_of_too_many_fields_reads_as_empty():
     ({"HTTP_REFERER": "http://h:9308.evil/console"}, False),
     ({}, False),
     ({"HTTP_ORIGIN": "http://h:9308", "HTTP_SEC_FETCH_SITE": "same-site"}, False),
+    ({"HTTP_ORIGIN": "http://[h:9308"}, False),                   # unparsable: refused, not a 500
+    ({"HTTP_REFERER": "http://[::1/console"}, False),
 ])
 def test_same_origin(headers, same):
     assert sessions_module.same_origin({"HTTP_HOST": "h:9308", **headers}) is same

@@ -81,26 +81,43 @@ def test_produce_realtime_paced_and_stopped(kafka_bootstrap, unique_topic):
     assert f"sent {len(messages):,} records" in printed.getvalue()
 
 
-def test_produce_at_a_speed_plays_simulated_time_from_its_start(kafka_bootstrap, unique_topic):
+START = 1_900_000_000 * SECOND
+SPEED = 10 * 86400                                      # ten simulated days a second
+
+
+def _played(bootstrap: str, topic: str, seconds: float, rate: float | None = None) -> tuple[list[int], float]:
+    """produce at SPEED from START for `seconds`: the event times sent, and how long it ran."""
     stop = threading.Event()
-    threading.Timer(1.0, stop.set).start()
+    threading.Timer(seconds, stop.set).start()
     printed = io.StringIO()
-    start = 1_900_000_000 * SECOND
-    speed = 10 * 86400                                  # ten simulated days a second
     started = time.monotonic()
-    code = produce(kafka_bootstrap, unique_topic, events=None, customers=200, seed=2, bad_ratio=0.0,
-                   realtime=False, speed=speed, start=start, console=Console(file=printed, width=200),
+    code = produce(bootstrap, topic, events=None, rate=rate, customers=200, seed=2, bad_ratio=0.0,
+                   realtime=False, speed=SPEED, start=START, console=Console(file=printed, width=200),
                    partitions=2, stop=stop)
     elapsed = time.monotonic() - started
     assert code == 0, printed.getvalue()
     decode = Decoder().decode
-    stamps = [from_datetime(decode(m.value()).occurred_at) for m in _read_topic(kafka_bootstrap, unique_topic, 2)]
-    assert stamps and start <= min(stamps), "simulated time begins at start"
-    assert start + 5 * 86400 * SECOND < max(stamps) <= start + elapsed * speed * SECOND, \
+    return [from_datetime(decode(m.value()).occurred_at) for m in _read_topic(bootstrap, topic, 2)], elapsed
+
+
+def test_produce_at_a_speed_plays_simulated_time_from_its_start(kafka_bootstrap, unique_topic):
+    stamps, elapsed = _played(kafka_bootstrap, unique_topic, 1.0)
+    assert stamps and START <= min(stamps), "simulated time begins at start"
+    assert START + 5 * 86400 * SECOND < max(stamps) <= START + elapsed * SPEED * SECOND, \
         "days of simulated time in a second, never ahead of the speed"
-    refused = produce(kafka_bootstrap, unique_topic, events=1, realtime=True, speed=speed,
+    printed = io.StringIO()
+    refused = produce(kafka_bootstrap, unique_topic, events=1, realtime=True, speed=SPEED,
                       console=Console(file=printed, width=200))
     assert refused == 2 and "needs realtime off" in printed.getvalue()
+
+
+def test_a_rate_with_a_speed_is_a_ceiling_that_slows_simulated_time(kafka_bootstrap, unique_topic):
+    """`--rate` beside a speed (the demo's): never more records a second than it, the simulated
+    clock falling behind the speed instead."""
+    rate = 40.0
+    stamps, elapsed = _played(kafka_bootstrap, unique_topic, 1.5, rate)
+    assert 0 < len(stamps) <= rate * elapsed + 1, "at most `rate` records a second"
+    assert max(stamps) - START < elapsed * SPEED * SECOND / 2, "the simulated clock slowed below the speed"
 
 
 def test_demo_in_simulated_time_moves_customers_by_time_and_its_commands_work(tmp_path):

@@ -129,3 +129,22 @@ def test_the_live_view_shows_sizes_history_moves_and_latest_causes():
     latest = [line.split()[3:7] for line in text.splitlines() if line.split()[3:4] in (["c1"], ["c2"])]
     assert latest == [["c1", "churned", "entered", "time"], ["c2", "at-risk", "entered", "event"],
                       ["c1", "at-risk", "entered", "time"]], latest
+
+
+def test_the_demo_says_where_its_web_console_is_and_how_to_log_in(tmp_path):
+    from stream.runtime.settings import WorkerConfig
+    from stream.tools.demo_guide import where_lines
+
+    settings = WorkerConfig(bootstrap_servers="127.0.0.1:1", state_dir=tmp_path / "state", group_id="segments-demo")
+    token = tmp_path / "http-token"
+    lines = where_lines(settings, "http://127.0.0.1:9308", token, ["GET /console: the web console  [session]"])
+    assert f"console:    http://127.0.0.1:9308/console/ (a browser; log in with the token in {token})" in lines
+
+
+def test_demo_help_names_what_each_option_takes(capsys):
+    """--speed takes a duration (2d), --duration seconds: the metavars say which, not DURATION twice."""
+    from stream.cli.main import main
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--speed DURATION" in shown and "--duration SECONDS" in shown and "--rate N" in shown
