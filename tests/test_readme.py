@@ -163,8 +163,7 @@ def run_readme(markdown: str, tmp: Path) -> tuple[str, list[Block]]:
             commands = [line.split("#")[0].strip() for line in block.text.splitlines()]
             if block.info != "bash" or all(c in SETUP for c in commands if c):
                 continue
-            text = block.text
-            text = text.replace("9092", str(ports["9092"]))
+            text = block.text.replace("9092", str(ports["9092"]))
             ran.append(block)
             if BACKGROUND.search(text):
                 background.append((block.text, start(text, tmp, env, ports)))

@@ -35,19 +35,16 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        broker = EmbeddedBroker(args.port or None).start()
-    except BrokerStartError as exc:
+        with EmbeddedBroker(args.port or None) as broker:
+            print(f"embedded broker at {broker.bootstrap} (give other commands --bootstrap-servers "
+                  f"{broker.bootstrap}); memory only: its topics vanish when it stops. Ctrl-C stops it.", flush=True)
+            while not stop.wait(0.5):
+                if not broker.running:
+                    print(f"segments broker: the broker exited; log {broker.log_path}:\n{broker.log_tail()}",
+                          file=sys.stderr)
+                    return 1
+    except BrokerStartError as exc:         # from the start: the body raises none
         print(f"segments broker: {exc}", file=sys.stderr)
         return 1
-    try:
-        print(f"embedded broker at {broker.bootstrap} (give other commands --bootstrap-servers "
-              f"{broker.bootstrap}); memory only: its topics vanish when it stops. Ctrl-C stops it.", flush=True)
-        while not stop.wait(0.5):
-            if not broker.running:
-                print(f"segments broker: the broker exited; log {broker.log_path}:\n{broker.log_tail()}",
-                      file=sys.stderr)
-                return 1
-    finally:
-        broker.stop()
     print("embedded broker stopped", file=sys.stderr)
     return 0

@@ -91,9 +91,10 @@ class Feed:
 
     def on_change(self, change: dict[str, Any]) -> None:
         segment, move, cause = change["segment"], change["change"], change["cause"]
-        members = self.members.setdefault(segment, set())
-        if segment not in self.segments:
-            self.segments.append(segment)           # defined while the demo runs
+        members = self.members.get(segment)
+        if members is None:                          # defined while the demo runs
+            members = self.members[segment] = set()
+            self.segments.append(segment)
         if move == "entered":
             members.add(change["customer_id"])
         else:

@@ -208,13 +208,12 @@ def shop_records(customers: int, seed: int = 7, clock: Callable[[], int] | None 
 
     # The base arrives over the first two weeks.
     for i in range(customers):
-        push(START + rng.randrange(14 * DAY), _ARRIVE, f"c{i}")
+        push(start + rng.randrange(14 * DAY), _ARRIVE, f"c{i}")
 
     event_no = bad_no = 0
     redeliveries: list[tuple[int, int, bytes, bytes]] = []    # (due record number, seq, key, value)
     emitted = 0
 
-    shift = start - START
     while True:
         t, _, action, shopper, payload = heapq.heappop(heap)
         if action == _ARRIVE:
@@ -226,7 +225,6 @@ def shop_records(customers: int, seed: int = 7, clock: Callable[[], int] | None 
         if shopper.erased and payload[0] != "customer_erased":
             continue                 # what was still due for a customer who has been erased
         kind, fields = payload
-        t += shift
         while redeliveries and redeliveries[0][0] <= emitted:
             _, _, key, value = heapq.heappop(redeliveries)
             emitted += 1
