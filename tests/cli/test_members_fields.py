@@ -24,6 +24,7 @@ from stream.inspect.routes import segment_routes
 from stream.rules.attributes import ATTRS
 from stream.rules.catalog import Catalog, compile_catalog, load_catalog
 from stream.runtime.http import Request, Response
+from stream.runtime.sessions import Session
 from stream.storage.committed import CommittedStores
 from stream.storage.keys import DEFINITIONS_KEY
 from stream.storage.rocksdb_store import PartitionStore
@@ -198,3 +199,9 @@ def test_the_route_refuses_an_unknown_field_with_400(tmp_path):
     error = json.loads(answer.body)["error"]
     assert error.startswith("fields: unknown field 'trait.spend_7' (did you mean 'trait.spend_7d'?); "
                             "field 'city' is always a column; fields: paid_orders, ")
+    many = routes["/segments/<name>/members"].handler(Request(("buyers",), {"fields": [",".join(["city"] * 101)]}))
+    assert many.status == 400 and json.loads(many.body)["error"] == "fields: at most 100 fields, got 101"  # type: ignore[arg-type]
+    page = members_csv(_console(tmp_path, file_catalog), Request(("buyers",), {"fields": ["trait.spend_7"]},
+                                                                 session=Session("csrf", 0.0, 0.0)))
+    assert page.status == 400 and isinstance(page.body, bytes)
+    assert b"fields: unknown field &#x27;trait.spend_7&#x27; (did you mean &#x27;trait.spend_7d&#x27;?)" in page.body
