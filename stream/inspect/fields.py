@@ -104,23 +104,24 @@ def check(names: tuple[str, ...], fixed: Iterable[str], traits: Mapping[str, Tra
         elif name in seen:
             problems.append(f"field {brief(name)} is given twice")
         elif getter(name, traits) is None:
-            problems.append(f"unknown field {brief(name)}{_hint(name, traits)}")
+            problems.append(f"unknown field {brief(name)}{_hint(name, fixed, traits)}")
         seen.add(name)
     if problems:
+        extra = ", ".join(n for n in GETTERS if n not in fixed)
         traits_known = ", ".join(sorted(traits)) or "none"
-        problems.append(f"fields: {', '.join(GETTERS)}, {CUSTOM_PREFIX}<field>, {TRAIT_PREFIX}<name> "
+        problems.append(f"known fields: {extra}, {CUSTOM_PREFIX}<field>, {TRAIT_PREFIX}<name> "
                         f"(traits: {clip(traits_known, 2000)})")
         raise FieldError(problems)
 
 
-def _hint(name: str, traits: Mapping[str, Trait]) -> str:
-    """` (did you mean ...?)` with the nearest column to `name`, or nothing when none is near."""
+def _hint(name: str, fixed: tuple[str, ...], traits: Mapping[str, Trait]) -> str:
+    """` (did you mean ...?)` with the nearest extra column to `name`, or nothing when none is near."""
     prefix, _, rest = name[:200].partition(".")
     if prefix + "." == TRAIT_PREFIX:           # near another trait (the prefix alone would look near)
         candidates = {t: TRAIT_PREFIX + t for t in traits}
         name = rest
     else:                                      # near an attribute, a trait without its prefix, custom.x
-        candidates = {**{a: a for a in GETTERS}, **{t: TRAIT_PREFIX + t for t in traits}}
+        candidates = {**{a: a for a in GETTERS if a not in fixed}, **{t: TRAIT_PREFIX + t for t in traits}}
         if rest:
             candidates[CUSTOM_PREFIX + rest] = CUSTOM_PREFIX + rest
         name = name[:200]

@@ -134,13 +134,13 @@ def test_every_attribute_of_the_definitions_is_a_field(tmp_path, capsys):
 def test_unknown_fields_exit_2_naming_each_before_any_row(tmp_path, capsys):
     segments, _ = build(tmp_path)
     out = tmp_path / "out.csv"
-    asked = "paid_totl,orders_30d,trait.orders_3d,custm.tier,city,email_opt_in,email_opt_in,,trait.unheard_of,custom."
+    asked = "first_paid,orders_30d,trait.orders_3d,custm.tier,city,email_opt_in,email_opt_in,,trait.unheard_of,custom."
     assert main(["members", "buyers", "--fields", asked, "--output", str(out), *flags(tmp_path, segments)]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and not out.exists()
     err = captured.err.splitlines()
     assert err[:9] == [
-        "segments members: --fields: unknown field 'paid_totl' (did you mean 'paid_total'?)",
+        "segments members: --fields: unknown field 'first_paid' (did you mean 'first_paid_at'?)",
         "segments members: --fields: unknown field 'orders_30d' (did you mean 'trait.orders_30d'?)",
         "segments members: --fields: unknown field 'trait.orders_3d' (did you mean 'trait.orders_30d'?)",
         "segments members: --fields: unknown field 'custm.tier' (did you mean 'custom.tier'?)",
@@ -152,9 +152,9 @@ def test_unknown_fields_exit_2_naming_each_before_any_row(tmp_path, capsys):
     ]
     assert "custom.<field>, trait.<name> (traits: orders_30d, spend_7d, top_view)" in err[9]
     # an unknown segment too: both said
-    assert main(["members", "buyer", "--fields", "paid_totl", *flags(tmp_path, segments)]) == 2
+    assert main(["members", "buyer", "--fields", "first_paid", *flags(tmp_path, segments)]) == 2
     err2 = capsys.readouterr().err
-    assert "unknown segment 'buyer'" in err2 and "unknown field 'paid_totl'" in err2
+    assert "unknown segment 'buyer'" in err2 and "unknown field 'first_paid'" in err2
 
 
 def _body(answer: Response) -> bytes:
@@ -198,7 +198,7 @@ def test_the_route_refuses_an_unknown_field_with_400(tmp_path):
     assert answer.status == 400 and isinstance(answer.body, bytes)
     error = json.loads(answer.body)["error"]
     assert error.startswith("fields: unknown field 'trait.spend_7' (did you mean 'trait.spend_7d'?); "
-                            "field 'city' is always a column; fields: paid_orders, ")
+                            "field 'city' is always a column; known fields: first_paid_at, last_paid_at, ")
     many = routes["/segments/<name>/members"].handler(Request(("buyers",), {"fields": [",".join(["city"] * 101)]}))
     assert many.status == 400 and json.loads(many.body)["error"] == "fields: at most 100 fields, got 101"  # type: ignore[arg-type]
     page = members_csv(_console(tmp_path, file_catalog), Request(("buyers",), {"fields": ["trait.spend_7"]},
