@@ -123,7 +123,7 @@ def test_without_fields_the_export_is_what_it_was(tmp_path, capsysbinary):
 
 def test_every_attribute_of_the_definitions_is_a_field(tmp_path, capsys):
     segments, _ = build(tmp_path)
-    assert set(GETTERS) == set(ATTRS)
+    assert set(ATTRS) <= set(GETTERS)              # (and what is added beside them: rfm.* ...)
     assert main(["members", "buyers", "--format", "jsonl", "--fields", ",".join(a for a in ATTRS if a not in FIELDS),
                  *flags(tmp_path, segments)]) == 0
     first = json.loads(capsys.readouterr().out.splitlines()[0])
