@@ -26,15 +26,23 @@ _AS_OF = ("Reads the worker's RocksDB partition stores (also while the worker ru
 def add_inspect_commands(sub: Any) -> None:
     _add_command(sub, "members", "current members of a segment, as CSV or JSON lines",
                  "Current members of SEGMENT with customer_id, member_since, paid_orders, paid_total, "
-                 "average_order_value, last_order_at, city and country, sorted by customer id, streamed.",
+                 "average_order_value, last_order_at, city and country (and the --fields columns), "
+                 "sorted by customer id, streamed.",
                  ("segment", "segment name: of the segments file, or defined through the definitions topic"),
-                 ("csv", "jsonl"), "default: csv (with a header)", _members,
-                 lambda parser: parser.add_argument("--output", metavar="PATH|-", default="-",
-                                                    help="where to write (default: stdout)"))
+                 ("csv", "jsonl"), "default: csv (with a header)", _members, _members_options)
     _add_command(sub, "explain", "a customer's state, segments, and why each condition holds or not",
                  "The customer's state, current segments with member-since, and for every segment each "
                  "condition with its value and verdict, and when the next time-driven move is due.",
                  ("customer", "customer id, as in the events"), ("text", "json"), "default: text", _explain)
+
+
+def _members_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", metavar="PATH|-", default="-", help="where to write (default: stdout)")
+    parser.add_argument("--fields", metavar="A,B,...", default="",
+                        help="extra columns after the fixed ones, comma-separated: any attribute of the "
+                             "definitions (instants RFC 3339), custom.<field>, trait.<name> (its value at "
+                             "the partition's stream time; traits of the definitions the stores run and "
+                             "of the segments file); an unknown one exits 2 before any row")
 
 
 def _add_command(sub: Any, name: str, summary: str, description: str, operand: tuple[str, str],
@@ -64,7 +72,8 @@ def _settings(args: argparse.Namespace, command: str):
 
 def _members(args: argparse.Namespace) -> int:
     from stream.storage.committed import CommittedStores, NoStores
-    from stream.inspect.members import encode_rows, member_rows
+    from stream.inspect.fields import Columns, FieldError, columns
+    from stream.inspect.members import FIELDS, encode_rows, export_rows
     from stream.inspect.running import known_segments
 
     settings = _settings(args, "members")
@@ -81,6 +90,11 @@ def _members(args: argparse.Namespace) -> int:
     if args.segment not in known:
         problems.insert(0, f"unknown segment {args.segment!r} in {catalog.source} or the definitions the "
                            f"stores run; segments: {', '.join(known)}")
+    extra = Columns((), {})
+    try:
+        extra = columns(args.fields, FIELDS, stores.partitions if stores is not None else [], catalog)
+    except FieldError as exc:
+        problems.extend(f"--fields: {problem}" for problem in exc.problems)
     if problems or stores is None:          # no stores: why is among the problems
         for problem in problems:
             print(f"segments members: {problem}", file=sys.stderr)
@@ -89,7 +103,7 @@ def _members(args: argparse.Namespace) -> int:
         return 2
     count = 0
     with stores:
-        rows = member_rows(stores.items(), args.segment)
+        rows = export_rows(stores, args.segment, extra)
 
         def counted():
             nonlocal count
@@ -102,7 +116,7 @@ def _members(args: argparse.Namespace) -> int:
             print(f"segments members: {args.output}: {exc.strerror or exc}", file=sys.stderr)
             return 1
         try:
-            for chunk in encode_rows(counted(), args.format):
+            for chunk in encode_rows(counted(), args.format, extra.names):
                 output.write(chunk)
             output.flush()
         except OSError as exc:

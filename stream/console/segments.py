@@ -14,7 +14,8 @@ from stream.console.common import problem, shown, table, with_stores
 from stream.console.markup import Markup, el, join, path
 from stream.console.passes import MAX_PAGES, MAX_QUERY_CHARS, PAGE_ROWS, SORTABLE, member_page
 from stream.inspect.members import FIELDS
-from stream.inspect.routes import members_export
+from stream.inspect.fields import FieldError
+from stream.inspect.routes import export_columns, members_export
 from stream.runtime.http import Request, Response
 from stream.storage.committed import CommittedStores, NoStores
 
@@ -136,14 +137,21 @@ def segment_page(backend: Backend, request: Request) -> Response:
 
 
 def members_csv(backend: Backend, request: Request) -> Response:
-    """The CSV of `segments members` (stream.inspect.members), streamed."""
+    """The CSV of `segments members` (stream.inspect.members), streamed: the bytes of the members
+    route's ?format=csv, ?fields= included."""
     (name,) = request.args
-    if name not in backend.catalog().by_name:
+    catalog = backend.catalog()
+    if name not in catalog.by_name:
         return problem(request, backend, 404, "Unknown segment", f"no segment {name!r} runs now")
     try:
         stores = backend.stores()
     except NoStores as exc:
         return problem(request, backend, 503, "No stores to read", str(exc))
+    try:
+        extra = export_columns(request, stores, catalog)
+    except FieldError as exc:
+        stores.close()
+        return problem(request, backend, 400, "Unknown fields", f"fields: {exc}")
     # a segment name is [a-z0-9-]: safe in a header as it is
-    return members_export(stores, name, "csv",
+    return members_export(stores, name, "csv", extra,
                           (("Content-Disposition", f'attachment; filename="{name}-members.csv"'),))

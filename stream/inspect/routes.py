@@ -1,14 +1,17 @@
 """The worker's HTTP answers about segments, beside /metrics on --metrics-port, behind its bearer token
 (stream.runtime.http):
 
-    GET /segments/<name>/members[?format=jsonl|csv]   members, streamed (JSON lines by default)
+    GET /segments/<name>/members[?format=jsonl|csv][&fields=a,b]
+                                                      members, streamed (JSON lines by default), with
+                                                      extra columns (stream.inspect.fields)
     GET /customers/<id>                               the explanation (stream.rules.explanation) as JSON
     GET /definitions                                  the definitions running, rejected, being taken up
 
 Only the partitions the worker owns now (restored and assigned) are read, through the same
 secondary RocksDB instances as `segments members` and `explain` (stream.storage.committed): never the
 write-back cache the worker thread mutates, so the answer is as of each partition's last committed
-batch and reading cannot race the engine. Unknown segment or customer: 404 with {"error": ...}.
+batch and reading cannot race the engine. Unknown segment or customer: 404 with {"error": ...}; an
+unknown field: 400, before any row.
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ import msgspec
 from stream.storage.committed import CommittedStores, NoStores
 from stream.rules.explanation import explain
 from stream.runtime.http import Request, Response, Route, json_error
-from stream.inspect.members import CONTENT_TYPES, FORMATS, encode_rows, member_rows
+from stream.inspect.fields import Columns, FieldError, columns
+from stream.inspect.members import CONTENT_TYPES, FIELDS, FORMATS, encode_rows, export_rows
 from stream.inspect.running import explaining
 from stream.rules.catalog import Catalog
 
@@ -47,7 +51,12 @@ def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog
             opened = stores()
         except NoStores as exc:
             return json_error(503, str(exc))
-        return members_export(opened, segment, fmt)
+        try:
+            extra = export_columns(request, opened, current)
+        except FieldError as exc:
+            opened.close()
+            return json_error(400, f"fields: {exc}")
+        return members_export(opened, segment, fmt, extra)
 
     def customer(request: Request) -> Response:
         (customer_id,) = request.args
@@ -65,7 +74,8 @@ def segment_routes(state_dir: Path, group_id: str, catalog: Callable[[], Catalog
         return Response(200, msgspec.json.encode(answer))
 
     return [
-        Route("/segments/<name>/members", "members, streamed; ?format=jsonl (default) or csv", members),
+        Route("/segments/<name>/members", "members, streamed; ?format=jsonl (default) or csv, "
+              "?fields=a,b extra columns", members),
         Route("/customers/<id>", "why a customer is where it is (as `segments explain --format json`)", customer),
         definitions_route(definitions),
     ]
@@ -80,12 +90,18 @@ def owned_stores(state_dir: Path, group_id: str, partitions: Iterable[int]) -> C
     return CommittedStores(state_dir, group_id, only=owned)
 
 
-def members_export(opened: CommittedStores, segment: str, fmt: str,
+def export_columns(request: Request, opened: CommittedStores, catalog: Catalog) -> Columns:
+    """The extra columns a request's ?fields= names (several: one list), checked against the traits
+    the partitions of `opened` run and `catalog`'s; FieldError when one is no column."""
+    return columns(",".join(request.query.get("fields", [])), FIELDS, opened.partitions, catalog)
+
+
+def members_export(opened: CommittedStores, segment: str, fmt: str, extra: Columns,
                    headers: tuple[tuple[str, str], ...] = ()) -> Response:
-    """The members of `segment` in `opened` as `fmt`, streamed (chunked): memory does not grow with
-    the segment; the stores close when the server closes the body, also when the client hangs up
-    half-way. Also the console's CSV export (stream.console)."""
-    return Response(200, _Rows(opened, encode_rows(member_rows(opened.items(), segment), fmt)),
+    """The members of `segment` in `opened` as `fmt`, with the `extra` columns, streamed (chunked):
+    memory does not grow with the segment; the stores close when the server closes the body, also
+    when the client hangs up half-way. Also the console's CSV export (stream.console)."""
+    return Response(200, _Rows(opened, encode_rows(export_rows(opened, segment, extra), fmt, extra.names)),
                     CONTENT_TYPES[fmt], headers)
 
 

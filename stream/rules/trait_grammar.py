@@ -10,12 +10,11 @@ from typing import Any
 from stream.model.time import parse_duration
 from stream.rules.bounded_yaml import brief, clip
 from stream.rules.problems import DefinitionError, key_names
-from stream.rules.traits import AGGREGATIONS, FIELDS, FieldKind, Filter, Trait, all_filters, field_filter, new_trait
+from stream.rules.traits import (AGGREGATIONS, FIELDS, TRAIT_OPERATORS, FieldKind, Filter, Trait, all_filters,
+                                 field_filter, new_trait)
 
 _NUMERIC_ONLY = {"sum", "avg", "min", "max"}
 _NEEDS_FIELD = {"sum", "avg", "min", "max", "most_frequent", "distinct_count"}
-_WHERE_OPS: dict[FieldKind, set[str]] = {"number": {"eq", "ne", "gt", "gte", "lt", "lte", "in", "exists"},
-                                          "string": {"eq", "ne", "in", "exists"}}
 _TRAIT_KEYS = {*AGGREGATIONS, "where", "within", "between", "description", "version"}
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -162,9 +161,9 @@ def _where(spec: object, event: str, field: str | None, where: str, problems: li
 
 def _field_operand(kind: FieldKind, op: str, operand: object, where: str, problems: list[str]) -> bool:
     """Whether `op` applies to a field of `kind` and `operand` to it (else its problem is listed)."""
-    if op not in _WHERE_OPS[kind]:
+    if op not in TRAIT_OPERATORS[kind]:
         problems.append(f"{where}: operator {brief(op)} does not apply to a {kind} field; "
-                        f"use one of {', '.join(sorted(_WHERE_OPS[kind]))}")
+                        f"use one of {', '.join(sorted(TRAIT_OPERATORS[kind]))}")
         return False
     if op == "exists":
         if not isinstance(operand, bool):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 import logging
 import re
+import time
 from pathlib import Path
 
 import msgspec
@@ -19,6 +20,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from stream.kafka.topic_admin import ensure_topics
 from stream.cli.main import main
 from stream.definitions.resolution import decode_running, file_definitions
+from stream.engine.core import Engine
 from stream.model.events import Decoder, Event
 from stream.rules.catalog import compile_catalog, load_catalog
 from stream.storage.keys import DEFINITIONS_KEY
@@ -425,3 +427,97 @@ def test_the_bench_measures_the_backfill_with_one_job_and_one_per_core(capsys):
                          ("backfill, --jobs 1", "1 proc"),
                          (f"backfill, --jobs {cores()} (one per core)", f"{jobs} procs")):
         assert re.search(rf"│ {re.escape(row)} +│ +[\d,]+ │ +{ceiling} │ +\d+\.\d\d │", table), table
+
+
+PRODUCTS_SEEN = {"distinct_count": "product_viewed.product_id"}    # lifetime: a worker can never complete it
+BROWSER = {"when": {"trait.products_seen": {"gte": 3}}}
+
+
+def _members(changes: bytes, segment: str) -> set[str]:
+    """The members of `segment` after the changes (JSON lines) in order."""
+    members: set[str] = set()
+    for change in map(msgspec.json.decode, changes.splitlines()):
+        if change["segment"] == segment:
+            (members.add if change["change"] == "entered" else members.discard)(change["customer_id"])
+    return members
+
+
+def _stored_members(config, segment: str, capsys, *args: str) -> dict[str, int]:
+    """`segments members SEGMENT --fields trait.products_seen` over a stopped worker's stores."""
+    assert main(["members", segment, "--format", "jsonl", "--fields", "trait.products_seen",
+                 "--state-dir", str(config.state_dir), "--group-id", config.group_id, *args]) == 0
+    rows = [msgspec.json.decode(line) for line in capsys.readouterr().out.splitlines()]
+    return {row["customer_id"]: row["trait.products_seen"] for row in rows}
+
+
+def _taken_up(worker: Worker, running: Running, segment: str) -> dict:
+    """GET /definitions' entry of `segment` once every partition runs it, re-evaluated and flagged."""
+    deadline = time.monotonic() + 60
+    while True:
+        entry = worker.live.describe()["segments"].get(segment, {})
+        if entry.get("needs_backfill") and len(entry["partitions"]) == PARTITIONS \
+                and not entry["reevaluating_partitions"]:
+            return entry
+        assert time.monotonic() < deadline and running.thread.is_alive(), worker.live.describe()
+        time.sleep(0.2)
+
+
+def test_a_segment_reading_a_trait_added_while_running_is_flagged_and_rebuilt_by_a_backfill(
+        kafka_bootstrap, unique_topic, tmp_path, capsys):
+    """A lifetime trait of product views, and a segment reading it, defined while a worker runs: the
+    state never kept the views, so the worker starts the trait empty and flags the segment as needing
+    a backfill (docs/traits.md). A backfill handed off to a new group rebuilds it: the workers there
+    run it unflagged, and its members (and their trait values) are those of `segments replay` over
+    the whole history."""
+    lines = list(shopper_events(300, 4000, seed=13))
+    cut = len(lines) * 2 // 3
+    defs = f"{unique_topic}-definitions"
+    old = settings(kafka_bootstrap, unique_topic, tmp_path / "old", definitions_topic=defs)
+    worker = Worker(old, load_catalog())
+    ensure_topics(kafka_bootstrap, worker.topics())
+    topic = old.input_topics[0]
+    conformance.produce(kafka_bootstrap, topic, lines[:cut])
+    with Running(worker) as running:
+        running.wait_for(cut)
+        for name, definition in (("trait.products_seen", PRODUCTS_SEEN), ("browser", BROWSER)):
+            path = tmp_path / f"{name}.yaml"
+            path.write_text(yaml.safe_dump(definition))
+            assert main(["define", name, "--file", str(path), "--bootstrap-servers", kafka_bootstrap,
+                         "--definitions-topic", defs]) == 0
+        entry = _taken_up(worker, running, "browser")
+    (flag,) = entry["needs_backfill"]
+    assert flag["stream"] == "trait.products_seen" and flag["complete_at"] == "9000-01-01T00:00:00Z"
+    capsys.readouterr()
+
+    file = {"traits": {"products_seen": PRODUCTS_SEEN},
+            "segments": {**file_definitions(load_catalog()), "browser": BROWSER}}
+    segments_file = tmp_path / "segments.yaml"
+    segments_file.write_text(yaml.safe_dump(file, sort_keys=False))
+    cut_reference = _members(replayed(tmp_path, lines[:cut], "--segments", str(segments_file)), "browser")
+    # What the flag warns of: the trait started empty when defined, after every event so far, so the
+    # worker has no member where the history has many.
+    assert len(cut_reference) > 5
+    assert _stored_members(old, "browser", capsys) == {}            # by the definitions its stores run
+
+    group = f"{unique_topic}-rebuilt"
+    assert main(["backfill", "--bootstrap-servers", kafka_bootstrap, "--input-topics", topic,
+                 "--group-id", old.group_id, "--changes-topic", old.changes_topic, "--definitions-topic", defs,
+                 "--no-progress", "--output", str(tmp_path / "backfill.jsonl"), "--handoff", group]) == 0
+    assert f"to group {group}" in capsys.readouterr().err
+    new = settings(kafka_bootstrap, unique_topic, tmp_path / "new", group_id=group, definitions_topic=defs,
+                   changes_topic=f"{unique_topic}-changes-new")
+    worker = Worker(new, load_catalog())
+    with Running(worker) as running:
+        conformance.produce(kafka_bootstrap, topic, lines[cut:])
+        running.wait_for(len(lines) - cut)
+        described = worker.live.describe()["segments"]["browser"]
+    assert described["needs_backfill"] == [] and sorted(described["partitions"]) == list(range(PARTITIONS))
+
+    reference = _members(replayed(tmp_path, lines, "--segments", str(segments_file)), "browser")
+    engine = Engine(load_catalog(segments_file))
+    for line in lines:
+        engine.apply(_decode(line))
+    trait = engine.catalog.traits["products_seen"]
+    stored = _stored_members(new, "browser", capsys)        # the definitions the handed-off stores run
+    assert set(stored) == reference and len(reference) > len(cut_reference)
+    assert stored == {cid: trait.value(engine.store.get(cid), engine.now)[0] for cid in reference}
