@@ -132,6 +132,11 @@ def crossed(value: Any, cuts: tuple[Any, ...]) -> int:
     return n
 
 
+def score_of(index: int, value: Any, cuts: tuple[Any, ...], levels: int) -> int:
+    """A dimension's score (index 0: recency, from the age now - last; 1, 2: frequency, monetary)."""
+    return levels - crossed(value, cuts) if index == 0 else 1 + crossed(value, cuts)
+
+
 def _scorer(rfm: Rfm) -> Callable[[CustomerState, int], tuple[Scores | None, int | None, int | None]]:
     recency, frequency, monetary, levels = rfm.recency.value, rfm.frequency.value, rfm.monetary.value, rfm.levels
     r_cuts, f_cuts, m_cuts = rfm.cuts or ((), (), ())
@@ -147,7 +152,7 @@ def _scorer(rfm: Rfm) -> Callable[[CustomerState, int], tuple[Scores | None, int
         r_next = last + r_cuts[age] if age < len(r_cuts) else None
         if f is None or m is None:
             return None, r_next, fm_next
-        return (levels - age, 1 + crossed(f, f_cuts), 1 + crossed(m, m_cuts)), r_next, fm_next
+        return (levels - age, score_of(1, f, f_cuts, levels), score_of(2, m, m_cuts, levels)), r_next, fm_next
     return scores
 
 
