@@ -129,9 +129,8 @@ def compile_catalog(definitions: dict[Any, Any], source: str, traits: dict[str, 
         broken |= named.keys() - compiled.keys()
     rfm: Rfm | None = None
     if RFM_KEY in definitions:
-        where = f"{source}: rfm" if source.endswith((".yaml", ".yml", ".json")) else f"{source}: {RFM_KEY}"
         try:
-            rfm = compile_rfm(definitions[RFM_KEY], where, traits, broken)
+            rfm = compile_rfm(definitions[RFM_KEY], f"{source}: rfm", traits, broken)
         except DefinitionError as exc:
             problems.extend(exc.problems)
     compiler = Compiler(traits, broken, rfm, RFM_KEY in definitions and rfm is None)

@@ -77,7 +77,7 @@ class Measure:
     name: str                    # as written: an attribute, or trait.<name>
     group: str                   # the state field group it reads (stream.rules.attributes)
     trait: str | None            # the trait's name, for one
-    value: Measured
+    value: Measured = dataclass_field(compare=False)
 
 
 def _attribute_measure(name: str) -> Measured:
