@@ -227,3 +227,13 @@ def test_segments_define_takes_the_rfm_key(tmp_path):
     assert read_definition(RFM_KEY, path)[1] == []
     path.write_text("levels: 3\ncuts: {recency: [7d], frequency: [2, 4], monetary: [100, 1000]}\n")
     assert "rfm.yaml: rfm.cuts.recency: a list of 2 cut points" in read_definition(RFM_KEY, path)[1][0]
+
+
+def test_the_example_file_loads_and_the_default_catalog_has_no_rfm():
+    from pathlib import Path
+
+    from stream.rules.catalog import load_catalog
+    example = load_catalog(Path(__file__).resolve().parents[2] / "examples" / "rfm.yaml")
+    assert example.rfm is not None and example.rfm.cuts is not None
+    assert all(s.rfm for s in example.segments)
+    assert load_catalog().rfm is None and not any(s.rfm for s in load_catalog().segments)
