@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if args.write:
         status = _write(doc, definition, Path(args.write))
     if args.publish and status == 0:
-        status = _publish(definition, calibrated, config)
+        status = _publish(definition, base, config)
     if not args.write and not args.publish:
         print("nothing written (a dry run): --write FILE or --publish writes the cut points", file=sys.stderr)
     return status

@@ -146,4 +146,7 @@ def test_publish_hands_the_section_to_define_segment(tmp_path, capsys, monkeypat
     (name, definition, topic), = published
     assert name == RFM_KEY and "version" not in definition and definition["levels"] == 4
     assert topic.kafka["client.id"] == "calibrating" and topic.name == "segment-definitions"
+    # the file's section as it runs (its version counts, and it is what the new one changes)
+    assert topic.file_catalog.rfm is not None and topic.file_catalog.rfm.cuts is None
+    assert topic.file_catalog.rfm.definition["version"] == 2
     parse_catalog(yaml.safe_dump({"rfm": definition, "segments": {"r": {"when": {"rfm.r": {"gte": 1}}}}}))
