@@ -201,7 +201,17 @@ class Compiler:
             raise DefinitionError([f"{where}: unknown attribute or keyword {brief(name)}{suggestion}; "
                                    f"attributes: {', '.join(ATTRS)}, custom.<field>, trait.<name>, "
                                    f"rfm.r/f/m/cell, bucket"])
-        where = f"{where}.{clip(name, 80)}"
+
+        def leaf(op: str, operand: object, at: str, text: str) -> Condition:
+            test, extra = self.operator(attr, op, operand, at)
+            return Condition(test, frozenset({attr.group, *extra}), text, attr=attr)
+        return self._operators(label, ops, f"{where}.{clip(name, 80)}", leaf)
+
+    def _operators(self, label: str, ops: object, where: str, leaf: Callable[[str, object, str, str], Condition]
+                   ) -> Condition:
+        """`{op: operand, ...}` on one attribute, trait or score: each operator the leaf
+        `leaf(op, operand, where, text)` makes (text: its label), all of them holding; every
+        operator's problems reported together."""
         if not isinstance(ops, dict) or not ops:
             raise DefinitionError([f"{where}: expected a mapping of operator -> value, like {{gte: 2}}"])
         leaves: list[Condition] = []
@@ -209,9 +219,8 @@ class Compiler:
         for op, operand in ops.items():
             with _gathered(problems):
                 self._count(where)
-                test, extra = self.operator(attr, str(op), operand, f"{where}.{clip(str(op), 40)}")
-                leaves.append(Condition(test, frozenset({attr.group, *extra}),
-                                        f"{label} {_OP_TEXT.get(op, op)} {_operand_text(operand)}", attr=attr))
+                leaves.append(leaf(str(op), operand, f"{where}.{clip(str(op), 40)}",
+                                   f"{label} {_OP_TEXT.get(op, op)} {_operand_text(operand)}"))
         if problems:
             raise DefinitionError(problems)
         return leaves[0] if len(leaves) == 1 else combined("all", label, tuple(leaves))
@@ -230,51 +239,33 @@ class Compiler:
             raise DefinitionError([f"{where}: unknown trait {brief(key)}{suggestion}; "
                                    f"traits defined: {clip(defined, 200)}"])
         self._read.add(key)
-        where = f"{where}.{clip(name, 80)}"
-        if not isinstance(ops, dict) or not ops:
-            raise DefinitionError([f"{where}: expected a mapping of operator -> value, like {{gte: 2}}"])
         attr = Attr(name, trait.kind, trait.group, lambda st: None)     # for the literals' checks
         allowed = TRAIT_OPERATORS[trait.kind]
-        leaves: list[Condition] = []
-        problems: list[str] = []
-        for op, operand in ops.items():
-            with _gathered(problems):
-                self._count(where)
-                at = f"{where}.{clip(str(op), 40)}"
-                if op not in allowed:
-                    raise DefinitionError([f"{at}: operator {brief(op)} does not apply to {trait.kind} trait "
-                                           f"{key!r}; use one of {', '.join(sorted(allowed))}"])
-                test = self._trait_test(trait, attr, str(op), operand, at)
-                leaves.append(Condition(test, frozenset({trait.group}),
-                                        f"{name} {_OP_TEXT.get(op, op)} {_operand_text(operand)}", trait=trait))
-        if problems:
-            raise DefinitionError(problems)
-        return leaves[0] if len(leaves) == 1 else combined("all", name, tuple(leaves))
+
+        def leaf(op: str, operand: object, at: str, text: str) -> Condition:
+            if op not in allowed:
+                raise DefinitionError([f"{at}: operator {brief(op)} does not apply to {trait.kind} trait "
+                                       f"{key!r}; use one of {', '.join(sorted(allowed))}"])
+            return Condition(self._trait_test(trait, attr, op, operand, at), frozenset({trait.group}), text,
+                             trait=trait)
+        return self._operators(name, ops, f"{where}.{clip(name, 80)}", leaf)
 
     def rfm(self, name: str, ops: object, where: str) -> Condition:
         """`rfm.r|f|m|cell: {op: literal, ...}`: the customer's RFM scores at now (stream.rules.rfm),
         each operator a leaf; a customer without scores satisfies no comparison."""
         if self._rfm is None and self._rfm_broken:
             raise DefinitionError([f"{where}: the rfm section is invalid (its problems are listed)"])
-        where = f"{where}.{clip(name, 80)}"
-        if not isinstance(ops, dict) or not ops:
-            raise DefinitionError([f"{where}: expected a mapping of operator -> value, like {{gte: 4}}"])
-        leaves: list[Condition] = []
-        problems: list[str] = []
-        for op, operand in ops.items():
-            with _gathered(problems):
-                self._count(where)
-                test = rfm_condition(self._rfm, name, str(op), operand, f"{where}.{clip(str(op), 40)}")
-                assert self._rfm is not None            # (rfm_condition refuses a missing section)
-                leaves.append(Condition(test, self._rfm.groups,
-                                        f"{name} {_OP_TEXT.get(op, op)} {_operand_text(operand)}",
-                                        value=rfm_value_at(self._rfm, name)))
-        if problems:
-            raise DefinitionError(problems)
-        assert self._rfm is not None
+        rfm = self._rfm
+
+        def leaf(op: str, operand: object, at: str, text: str) -> Condition:
+            test = rfm_condition(rfm, name, op, operand, at)
+            assert rfm is not None                     # (rfm_condition refuses a missing section)
+            return Condition(test, rfm.groups, text, value=rfm_value_at(rfm, name))
+        condition = self._operators(name, ops, f"{where}.{clip(name, 80)}", leaf)
+        assert rfm is not None
         self._reads_rfm = True
-        self._read |= self._rfm.traits          # a trait measure: its changes re-evaluate the segment
-        return leaves[0] if len(leaves) == 1 else combined("all", name, tuple(leaves))
+        self._read |= rfm.traits                 # a trait measure: its changes re-evaluate the segment
+        return condition
 
     def _trait_test(self, trait: Trait, attr: Attr, op: str, operand: object, where: str) -> Test:
         """One operator on a trait's value, its literal checked for `attr`'s kind."""
