@@ -282,3 +282,50 @@ segments:
   abandoner:       {when: {any: [{trait.abandoned_value: {gt: 100}}, {trait.lifetime_views: {gte: 3}}]}}
   paid-not-recent: {when: {all: [{paid_orders: {gte: 1}}, {trait.orders_7d: {lt: 1}}]}}
 """
+
+
+# RFM on the default measures (with ORDER_HEAVY histories): recency cuts among the histories'
+# steps, so R drops at exact instants; frequency and monetary cuts on the counts and amounts (and
+# fsum thresholds) the histories reach.
+RFM_YAML = """
+rfm:
+  cuts:
+    recency: [1d, 7d, 30d, 60d]
+    frequency: [2, 3, 4, 6]
+    monetary: [100, 10000, 20000, 50000]
+segments:
+  rfm-champions: {when: {rfm.cell: {eq: champions}}}
+  rfm-recent:    {when: {rfm.r: {gte: 4}}}
+  rfm-lapsing:   {when: {all: [{rfm.r: {lte: 2}}, {rfm.f: {gte: 2}}]}}
+  rfm-big:       {when: {rfm.m: {in: [4, 5]}}}
+  rfm-asleep:    {when: {rfm.cell: {in: [at-risk, cannot-lose, hibernating, lost]}}}
+  rfm-unscored:  {when: {not: {rfm.cell: {exists: true}}}}
+  rfm-mid:       {when: {rfm.f: {gt: 1, lt: 5, ne: 3}}}
+  rfm-waking:    {when: {rfm.cell: {in: [new, promising, potential-loyalist, need-attention, about-to-sleep]}}}
+  rfm-not-lost:  {when: {any: [{rfm.cell: {ne: lost}}, {paid_orders: {gte: 7}}]}}
+"""
+
+# RFM on other measures, 3 levels (the cells scaled): recency of placed orders, frequency and
+# monetary from windowed traits, so scores (and their absence: the avg of an empty window) change
+# by time on either side.
+RFM_TRAITS_YAML = """
+traits:
+  orders_7d: {count: order_paid, within: 7d}
+  avg_30d:   {avg: order_paid.amount, within: 30d}
+rfm:
+  recency: last_order_placed_at
+  frequency: trait.orders_7d
+  monetary: trait.avg_30d
+  levels: 3
+  cuts:
+    recency: [7d, 30d]
+    frequency: [1, 2]
+    monetary: [100, 20000]
+segments:
+  rfm3-top:     {when: {rfm.cell: {in: [champions, loyal]}}}
+  rfm3-recent:  {when: {rfm.r: {eq: 3}}}
+  rfm3-f:       {when: {rfm.f: {gte: 2}}}
+  rfm3-m:       {when: {all: [{rfm.m: {lt: 3}}, {rfm.r: {gte: 2}}]}}
+  rfm3-scored:  {when: {rfm.m: {exists: true}}}
+  rfm3-gone:    {when: {rfm.cell: {in: [lost, hibernating, cannot-lose, at-risk]}}}
+"""

@@ -34,7 +34,11 @@ Semantics implemented (README "Semantics"):
   while now - t < D, `between: [D1, D2]` while D2 <= now - t < D1, lifetime without either; one
   entry per event, or per item for order_placed.items.*; items without the field are no entries.
   count and sum of nothing are 0, avg/min/max/most_frequent of nothing absent; most_frequent's
-  ties go to the smallest value.
+  ties go to the smallest value;
+- `rfm.r|f|m|cell` (docs/rfm.md) scores the measures at `now` against the `rfm:` section's cut
+  points: R is levels minus the number of cuts D with now - last >= D, F and M one plus the number
+  of cuts at or below the value; a customer missing any measure has no scores (every comparison
+  false); the cell is looked up on R and F put on the 1..5 scale (rounded half up).
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ import hashlib
 import math
 import operator
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +73,11 @@ def load_traits(text: str) -> dict[str, dict[str, Any]]:
     return dict(yaml.safe_load(text).get("traits") or {})
 
 
+def load_rfm(text: str) -> dict[str, Any] | None:
+    """The raw `rfm:` section (none: None)."""
+    return yaml.safe_load(text).get("rfm")
+
+
 def load_definitions(text: str | None = None) -> dict[str, dict[str, Any]]:
     """Segment name -> its raw definition dict, straight from the YAML (the default catalog if no
     text is given)."""
@@ -88,8 +98,10 @@ class History:
     """The events that count for each customer after de-duplication and erasure, in arrival order,
     each with its occurred_at in microseconds."""
 
-    def __init__(self, events: list[ev.Event], traits: dict[str, dict[str, Any]] | None = None):
+    def __init__(self, events: list[ev.Event], traits: dict[str, dict[str, Any]] | None = None,
+                 rfm: dict[str, Any] | None = None):
         self.traits = traits or {}
+        self.rfm = rfm
         self.stream_time: int | None = None
         self.times: list[int] = []                       # occurred_at of every event, in order
         self.applied: dict[str, list[tuple[int, ev.Event]]] = {}
@@ -115,7 +127,7 @@ class History:
         """Every customer with at least one segment at `now`, and those segments."""
         result = {}
         for customer, evs in self.applied.items():
-            person = Customer(customer, self._attributes[customer], evs, self.traits)
+            person = Customer(customer, self._attributes[customer], evs, self.traits, self.rfm)
             names = frozenset(name for name, d in definitions.items() if holds(d["when"], person, now))
             if names:
                 result[customer] = names
@@ -193,11 +205,12 @@ def attributes(evs: list[tuple[int, ev.Event]]) -> dict[str, Any]:
 
 class Customer:
     def __init__(self, customer_id: str, attrs: dict[str, Any], evs: list[tuple[int, ev.Event]],
-                 traits: dict[str, dict[str, Any]] | None = None):
+                 traits: dict[str, dict[str, Any]] | None = None, rfm: dict[str, Any] | None = None):
         self.customer_id = customer_id
         self.attrs = attrs
         self.events = evs
         self.traits = traits or {}
+        self.rfm = rfm
 
     def get(self, name: str) -> Any:
         if name.startswith("custom."):
@@ -223,7 +236,12 @@ def holds(condition: dict[str, Any], person: Customer, now: int) -> bool:
         value = bucket(person.customer_id, arg.get("salt", ""))
         return all(operator_holds(key, op, operand, value, person, now)
                    for op, operand in arg.items() if op != "salt")
-    value = trait(person.traits[key[len("trait."):]], person, now) if key.startswith("trait.") else person.get(key)
+    if key.startswith("trait."):
+        value = trait(person.traits[key[len("trait."):]], person, now)
+    elif key.startswith("rfm."):
+        value = rfm_value(person, key[len("rfm."):], now)
+    else:
+        value = person.get(key)
     return all(operator_holds(key, op, operand, value, person, now) for op, operand in arg.items())
 
 
@@ -411,3 +429,54 @@ def trait(spec: dict[str, Any], person: Customer, now: int) -> Any:
     counts = Counter(values)
     top = max(counts.values())
     return min(v for v, n in counts.items() if n == top)
+
+
+# ------------------------------------------------------------------------------------------------
+# RFM scores (docs/rfm.md)
+
+
+def measure(person: Customer, name: str, now: int) -> Any:
+    if name.startswith("trait."):
+        return trait(person.traits[name[len("trait."):]], person, now)
+    return person.get(name)
+
+
+def rfm_value(person: Customer, which: str, now: int) -> Any:
+    """rfm.r, .f, .m (1..levels) or .cell at now; None for a customer missing a measure."""
+    spec = person.rfm or {}
+    levels = spec.get("levels", 5)
+    last = measure(person, spec.get("recency", "last_paid_at"), now)
+    frequency = measure(person, spec.get("frequency", "paid_orders"), now)
+    monetary = measure(person, spec.get("monetary", "paid_total"), now)
+    if last is None or frequency is None or monetary is None:
+        return None
+    cuts = spec["cuts"]
+    age = now - last
+    r = levels - sum(1 for d in cuts["recency"] if age >= parse_duration(d))
+    f = 1 + sum(1 for c in cuts["frequency"] if frequency >= c)
+    m = 1 + sum(1 for c in cuts["monetary"] if monetary >= c)
+    if which == "r":
+        return r
+    if which == "f":
+        return f
+    if which == "m":
+        return m
+    return cell(on_five(r, levels), on_five(f, levels))
+
+
+def on_five(score: int, levels: int) -> int:
+    """1 + 4 (score - 1) / (levels - 1), rounded half up."""
+    return 1 + math.floor(Fraction(4 * (score - 1), levels - 1) + Fraction(1, 2))
+
+
+def cell(r: int, f: int) -> str:
+    """docs/rfm.md's table, row by row (R from 5 down)."""
+    if r == 5:
+        return "new" if f == 1 else "potential-loyalist" if f <= 3 else "champions"
+    if r == 4:
+        return "promising" if f == 1 else "potential-loyalist" if f <= 3 else "loyal"
+    if r == 3:
+        return "about-to-sleep" if f <= 2 else "need-attention" if f == 3 else "loyal"
+    if r == 1 and f == 1:
+        return "lost"
+    return "hibernating" if f <= 2 else "at-risk" if f <= 4 else "cannot-lose"

@@ -73,7 +73,7 @@ def read_definition(name: str, path: Path, traits: dict[str, dict[str, Any]] | N
     return parse_definition(name, document, str(path), traits)
 
 
-def _said(command: str, outcome: Outcome, out: TextIO, err: TextIO) -> int:
+def said(command: str, outcome: Outcome, out: TextIO, err: TextIO) -> int:
     """The outcome printed (every problem listed, when refused for them); its exit status."""
     if outcome.problems:
         print(f"segments {command}: {outcome.message}:", file=err)
@@ -90,10 +90,10 @@ def define(name: str, path: Path, bootstrap: str, kafka: dict[str, str], topic: 
     # A trait that only the definitions topic defines is known once the topic is read:
     # define_segment checks the definition again beside the topic's traits.
     if definition is None or (problems and not unknown_traits(definition, file_catalog)):
-        return _said("define", invalid(name, problems), out, err)
-    return _said("define", define_segment(name, definition, Topic(bootstrap, kafka, topic, file_catalog)), out, err)
+        return said("define", invalid(name, problems), out, err)
+    return said("define", define_segment(name, definition, Topic(bootstrap, kafka, topic, file_catalog)), out, err)
 
 
 def undefine(name: str, bootstrap: str, kafka: dict[str, str], topic: str, file_catalog: Catalog,
              out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    return _said("undefine", remove_segment(name, Topic(bootstrap, kafka, topic, file_catalog)), out, err)
+    return said("undefine", remove_segment(name, Topic(bootstrap, kafka, topic, file_catalog)), out, err)

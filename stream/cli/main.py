@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from stream.cli import backfill, bench, broker, console, define, demo, produce, replay, worker
+from stream.cli import backfill, bench, broker, console, define, demo, produce, replay, rfm, worker
 from stream.cli.members_explain import add_inspect_commands
 
 # In the order `segments --help` lists them.
 _COMMANDS = (replay.add_parser, worker.add_parser, broker.add_parser, produce.add_parser, demo.add_parser,
-             add_inspect_commands, backfill.add_parser, define.add_parser, console.add_parser, bench.add_parser)
+             add_inspect_commands, backfill.add_parser, define.add_parser, rfm.add_parser, console.add_parser,
+             bench.add_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

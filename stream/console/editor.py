@@ -21,6 +21,7 @@ from stream.console.passes import would_hold
 from stream.kafka.publishing import REFUSED, Outcome, define_segment, invalid, remove_segment
 from stream.rules.bounded_yaml import DEFINITION
 from stream.rules.catalog import TRAIT_PREFIX, compile_catalog, parse_definition
+from stream.rules.rfm import RFM_KEY
 from stream.runtime.http import Request, Response
 from stream.storage.committed import NoStores
 
@@ -70,9 +71,10 @@ def _name(request: Request) -> str:
 
 
 def _running_traits(backend: Backend) -> dict[str, dict[str, Any]]:
-    """The traits the workers run (trait.<name> -> definition): a segment written here may read them."""
+    """The traits the workers run (trait.<name> -> definition), and their rfm section (rfm.scores):
+    a segment written here may read them."""
     return {name: entry["definition"] for name, entry in backend.definitions()["segments"].items()
-            if name.startswith(TRAIT_PREFIX)}
+            if name.startswith(TRAIT_PREFIX) or name == RFM_KEY}
 
 
 def check(backend: Backend, request: Request) -> Response:

@@ -24,6 +24,7 @@ from stream.engine.redefinition import Redefinition
 from stream.model.changes import SegmentChange
 from stream.model.state import CustomerState
 from stream.rules.catalog import TRAIT_PREFIX, Catalog
+from stream.rules.rfm import RFM_KEY
 from stream.rules.compiler import valid_name
 from stream.rules.trait_grammar import valid_trait_name
 from stream.runtime import metrics
@@ -87,7 +88,10 @@ class LivePartition(Protocol):
 
 
 def _labelled(name: str) -> bool:
-    """Whether a record's key is a segment's or a trait's (trait.<name>) name, fit for a label."""
+    """Whether a record's key is a segment's, a trait's (trait.<name>) or the rfm section's name,
+    fit for a label."""
+    if name == RFM_KEY:
+        return True
     trait = name.removeprefix(TRAIT_PREFIX)
     return valid_trait_name(trait) if trait != name else valid_name(name)
 

@@ -13,6 +13,7 @@ import msgspec
 from stream.rules.bounded_yaml import DEFINITION, DocumentError, brief, load
 from stream.engine.redefinition import Redefinition, changed_trait
 from stream.rules.catalog import TRAIT_PREFIX, Catalog, compile_catalog, definitions_of
+from stream.rules.rfm import RFM_KEY
 from stream.rules.problems import DefinitionError, shown
 from stream.model.time import LATEST, format_rfc3339
 
@@ -90,9 +91,10 @@ def resolve(file: dict[str, dict[str, Any]], topic: dict[str, TopicRecord],
     definitions: dict[str, dict[str, Any]] = {}
     sources: dict[str, str] = {}
     rejected: dict[str, Rejection] = {}
-    # traits first: a segment is checked against the traits that will run
+    # traits first, then the rfm section (which may measure a trait): a segment is checked against
+    # the traits and the rfm section that will run
     for name in sorted(file.keys() | topic.keys() | (running or {}).keys(),
-                       key=lambda n: (not n.startswith(TRAIT_PREFIX), n)):
+                       key=lambda n: (0 if n.startswith(TRAIT_PREFIX) else 1 if n == RFM_KEY else 2, n)):
         record = topic.get(name)
         if record is not None and (record.definition is not None or record.problems):
             candidate, source, problems = record.definition, f"topic offset {record.offset}", list(record.problems)
@@ -131,17 +133,21 @@ def resolve(file: dict[str, dict[str, Any]], topic: dict[str, TopicRecord],
 
 
 def traits_of(definitions: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The `trait.<name>` entries of a name -> definition mapping."""
-    return {name: d for name, d in definitions.items() if name.startswith(TRAIT_PREFIX)}
+    """What a segment may read besides attributes, of a name -> definition mapping: the
+    `trait.<name>` entries, and the rfm section (RFM_KEY)."""
+    return {name: d for name, d in definitions.items() if name.startswith(TRAIT_PREFIX) or name == RFM_KEY}
 
 
 def traits_read(node: object) -> set[str]:
-    """The `trait.<name>` keys a segment definition's conditions read (without compiling it)."""
+    """The `trait.<name>` keys a segment definition's conditions read (without compiling it), and
+    RFM_KEY when they read rfm.*."""
     found: set[str] = set()
     if isinstance(node, dict):
         for key, value in node.items():
             if isinstance(key, str) and key.startswith(TRAIT_PREFIX):
                 found.add(key)
+            elif isinstance(key, str) and key.startswith("rfm."):
+                found.add(RFM_KEY)
             found |= traits_read(value)
     elif isinstance(node, list):
         for child in node:
@@ -161,7 +167,7 @@ def _runnable(definitions: dict[str, dict[str, Any]], sources: dict[str, str], r
         except DefinitionError:
             pass
         for name, definition in sorted(definitions.items()):
-            if name.startswith(TRAIT_PREFIX):
+            if name.startswith(TRAIT_PREFIX) or name == RFM_KEY:
                 continue
             try:
                 compile_catalog({**traits_of(definitions), name: definition}, "definitions")
@@ -171,8 +177,8 @@ def _runnable(definitions: dict[str, dict[str, Any]], sources: dict[str, str], r
             restored = [t for t in sorted(traits_read(definition))
                         if t in running and definitions.get(t) != running[t]]
             for trait in restored:
-                why = (f"trait {trait[len(TRAIT_PREFIX):]!r}: kept at its running definition, which segment "
-                       f"{name!r} reads")
+                what = "the rfm section" if trait == RFM_KEY else f"trait {trait[len(TRAIT_PREFIX):]!r}"
+                why = f"{what}: kept at its running definition, which segment {name!r} reads"
                 rejected[trait] = Rejection(trait, sources.get(trait, "file"), version_of(definitions[trait])
                                             if trait in definitions else None, (why,))
                 definitions[trait], sources[trait] = running[trait], "running (kept)"

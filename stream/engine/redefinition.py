@@ -19,14 +19,16 @@ class Redefinition:
     @staticmethod
     def between(old: Catalog, new: Catalog) -> Redefinition:
         """The segments whose definition or version differ, added and removed ones included, and
-        those reading a trait that aggregates something else now (stream.rules.traits.Trait.key)."""
+        those reading a trait that aggregates something else now (stream.rules.traits.Trait.key),
+        and those reading rfm.* when the rfm section scores differently now (new cut points)."""
         changed: dict[str, int | None] = {}
         for name in sorted(old.by_name.keys() | new.by_name.keys()):
             before, after = old.by_name.get(name), new.by_name.get(name)
             if after is None:
                 changed[name] = old.by_name[name].version
             elif before is None or (before.version, before.definition) != (after.version, after.definition) \
-                    or any(changed_trait(old, new, trait) for trait in after.traits):
+                    or any(changed_trait(old, new, trait) for trait in after.traits) \
+                    or (after.rfm and changed_rfm(old, new)):
                 changed[name] = None
         return Redefinition(changed)
 
@@ -40,3 +42,9 @@ def changed_trait(old: Catalog, new: Catalog, name: str) -> bool:
     """Whether trait `name` of `new` aggregates something `old` did not (added, or redefined)."""
     before, after = old.traits.get(name), new.traits.get(name)
     return after is not None and (before is None or before.key != after.key)
+
+
+def changed_rfm(old: Catalog, new: Catalog) -> bool:
+    """Whether the rfm section of `new` scores differently from `old`'s (stream.rules.rfm.Rfm.key)."""
+    before, after = old.rfm, new.rfm
+    return (before.key if before is not None else None) != (after.key if after is not None else None)

@@ -20,6 +20,7 @@ from stream.kafka.definitions_feed import DefinitionsFeed, publish, read_topic
 from stream.kafka.topic_admin import ensure_topics
 from stream.rules.catalog import TRAIT_PREFIX, Catalog, compile_catalog
 from stream.rules.problems import DefinitionError, shown
+from stream.rules.rfm import RFM_KEY
 from stream.runtime.topics import DEFINITIONS_CONFIG
 
 PUBLISHED, REFUSED, FAILED = 0, 2, 1       # also the commands' exit statuses
@@ -71,13 +72,16 @@ def _read(topic: Topic) -> DefinitionsFeed | Outcome:
 
 def unknown_traits(definition: dict[str, Any], file_catalog: Catalog) -> set[str]:
     """The trait.<name> keys `definition` reads that the segments file does not define (the
-    definitions topic may)."""
-    return traits_read(definition) - traits_of(file_definitions(file_catalog)).keys()
+    definitions topic may), and RFM_KEY when it reads rfm.* (the topic may carry newer cut points,
+    `segments rfm calibrate --publish`)."""
+    read = traits_read(definition)
+    return (read - traits_of(file_definitions(file_catalog)).keys()) | (read & {RFM_KEY})
 
 
 def _topic_traits(feed: DefinitionsFeed) -> dict[str, dict[str, Any]]:
     return {name: record.definition for name, record in feed.records.items()
-            if name.startswith(TRAIT_PREFIX) and record.definition is not None and not record.problems}
+            if (name.startswith(TRAIT_PREFIX) or name == RFM_KEY) and record.definition is not None
+            and not record.problems}
 
 
 def define_segment(name: str, definition: dict[str, Any], topic: Topic) -> Outcome:

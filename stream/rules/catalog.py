@@ -13,6 +13,7 @@ from stream.rules.bounded_yaml import DEFINITION, SEGMENTS_FILE, DocumentError, 
 from stream.rules.compiler import Compiler
 from stream.rules.nodes import Segment, Stream
 from stream.rules.problems import DefinitionError, key_names, shown
+from stream.rules.rfm import RFM_KEY, Rfm, compile_rfm
 from stream.rules.trait_grammar import compile_traits
 from stream.rules.traits import Trait
 
@@ -23,6 +24,7 @@ class Catalog:
     streams: list[Stream]
     source: str
     traits: dict[str, Trait] = field(default_factory=dict)      # by name (stream.rules.traits)
+    rfm: Rfm | None = None                                       # the rfm section (stream.rules.rfm)
     by_name: dict[str, Segment] = field(init=False)
     affected: dict[type, tuple[Segment, ...]] = field(init=False)
     on_create: dict[type, tuple[Segment, ...]] = field(init=False)
@@ -45,9 +47,11 @@ class Catalog:
 
 def definitions_of(catalog: Catalog) -> dict[str, dict[str, Any]]:
     """The catalog as name -> definition, as compiled (so equal to what its file said): its
-    segments, and its traits as `trait.<name>` (compile_catalog reads both)."""
+    segments, its traits as `trait.<name>` and its rfm section as RFM_KEY (compile_catalog reads all)."""
     out = {s.name: s.definition for s in catalog.segments}
     out.update({TRAIT_PREFIX + name: trait.definition for name, trait in sorted(catalog.traits.items())})
+    if catalog.rfm is not None:
+        out[RFM_KEY] = catalog.rfm.definition
     return out
 
 
@@ -79,11 +83,12 @@ def _catalog(doc: object, source: str) -> Catalog:
     if not isinstance(doc, dict) or not isinstance(doc.get("segments"), dict) or not doc["segments"]:
         raise DefinitionError([f"{source}: expected a mapping with a non-empty `segments:` mapping of "
                                f"name -> definition"])
-    extra = set(doc) - {"segments", "traits"}
+    extra = set(doc) - {"segments", "traits", "rfm"}
     problems = [f"{source}: unknown top-level key(s): {key_names(extra)}"] if extra else []
-    prefixed = [name for name in doc["segments"] if str(name).startswith(TRAIT_PREFIX)]
+    prefixed = [name for name in doc["segments"] if str(name).startswith(TRAIT_PREFIX) or name == RFM_KEY]
     if prefixed:                         # (no segment name has a '.'; traits go under `traits:`)
-        problems.append(f"{source}: segment(s) {key_names(prefixed)}: a trait is defined under `traits:`")
+        problems.append(f"{source}: segment(s) {key_names(prefixed)}: a trait is defined under `traits:`, "
+                        f"RFM under `rfm:`")
         doc = {**doc, "segments": {k: v for k, v in doc["segments"].items() if k not in prefixed}}
     traits: dict[str, Trait] = {}
     broken: frozenset[str] = frozenset()
@@ -92,8 +97,11 @@ def _catalog(doc: object, source: str) -> Catalog:
         problems.extend(trait_problems)
         if isinstance(doc["traits"], dict):
             broken = frozenset(map(str, doc["traits"])) - traits.keys()
+    segments = doc["segments"]
+    if "rfm" in doc:                     # (it travels as the RFM_KEY entry, as on the topic)
+        segments = {**segments, RFM_KEY: doc["rfm"]}
     try:
-        catalog = compile_catalog(doc["segments"], source, traits, broken)
+        catalog = compile_catalog(segments, source, traits, broken)
     except DefinitionError as exc:
         problems.extend(exc.problems)
     if problems:
@@ -108,9 +116,10 @@ def compile_catalog(definitions: dict[Any, Any], source: str, traits: dict[str, 
                     broken: frozenset[str] = frozenset()) -> Catalog:
     """A catalog from name -> definition mappings: one entry under `segments:` each, and one under
     `traits:` each as `trait.<name>` (how the definitions topic and a partition's record carry
-    them, beside the segments); conditions may also read `traits` (`broken`: traits defined but
-    invalid). Every problem of every trait and segment is reported together. May be empty (every
-    segment removed at run time)."""
+    them, beside the segments), and the rfm section as RFM_KEY (read after the traits, which it may
+    measure); conditions may also read `traits` (`broken`: traits defined but invalid). Every
+    problem of every trait and segment is reported together. May be empty (every segment removed
+    at run time)."""
     traits = dict(traits or {})
     named = {str(k)[len(TRAIT_PREFIX):]: v for k, v in definitions.items() if str(k).startswith(TRAIT_PREFIX)}
     problems: list[str] = []
@@ -118,10 +127,16 @@ def compile_catalog(definitions: dict[Any, Any], source: str, traits: dict[str, 
         compiled, problems = compile_traits(named, source)
         traits.update(compiled)
         broken |= named.keys() - compiled.keys()
-    compiler = Compiler(traits, broken)
+    rfm: Rfm | None = None
+    if RFM_KEY in definitions:
+        try:
+            rfm = compile_rfm(definitions[RFM_KEY], f"{source}: rfm", traits, broken)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+    compiler = Compiler(traits, broken, rfm, RFM_KEY in definitions and rfm is None)
     segments = []
     for name, definition in definitions.items():
-        if str(name).startswith(TRAIT_PREFIX):
+        if str(name).startswith(TRAIT_PREFIX) or name == RFM_KEY:
             continue
         try:
             segments.append(compiler.segment(str(name), definition))
@@ -129,7 +144,7 @@ def compile_catalog(definitions: dict[Any, Any], source: str, traits: dict[str, 
             problems.extend(exc.problems)
     if problems:
         raise DefinitionError(problems)
-    return Catalog(segments, compiler.streams(), source, traits)
+    return Catalog(segments, compiler.streams(), source, traits, rfm)
 
 
 def parse_definition(name: str, document: str | bytes, source: str, traits: dict[str, dict[str, Any]] | None = None

@@ -24,6 +24,7 @@ from stream.rules.bounded_yaml import brief, clip
 from stream.rules.nodes import Condition, Segment, Stream, combined
 from stream.rules.predicates import Compare, Scalar, Test, Value
 from stream.rules.problems import DefinitionError, key_names
+from stream.rules.rfm import Rfm, condition as rfm_condition, value_at as rfm_value_at
 from stream.rules.traits import TRAIT_OPERATORS, Trait, comparison as trait_comparison, condition as trait_condition
 
 # Bounds on one segment's compiled condition tree: every event re-evaluates the tree of each segment
@@ -60,10 +61,14 @@ _SEGMENT_KEYS = {"when", "description", "version"}
 
 
 class Compiler:
-    def __init__(self, traits: dict[str, Trait] | None = None, broken: frozenset[str] = frozenset()) -> None:
+    def __init__(self, traits: dict[str, Trait] | None = None, broken: frozenset[str] = frozenset(),
+                 rfm: Rfm | None = None, rfm_broken: bool = False) -> None:
         self._streams: dict[tuple[str, str], tuple[int, int]] = {}
         self._traits = traits or {}
         self._broken = broken            # traits defined but invalid (their problems are reported)
+        self._rfm = rfm                  # the rfm section (stream.rules.rfm), None without one
+        self._rfm_broken = rfm_broken    # ... defined but invalid (its problems are reported)
+        self._reads_rfm = False
 
     def streams(self) -> list[Stream]:
         return [Stream(e, p, keep, horizon) for (e, p), (keep, horizon) in sorted(self._streams.items())]
@@ -76,6 +81,7 @@ class Compiler:
         where = f"segment {brief(name)}"
         self._conditions = 0
         self._read: set[str] = set()
+        self._reads_rfm = False
         if not valid_name(name):
             raise DefinitionError([f"{where}: a name is lower-case letters, digits and '-', starting with a letter "
                                    f"or digit, at most 64 characters"])
@@ -101,7 +107,7 @@ class Compiler:
             problems.extend(exc.problems)
         if problems:
             raise DefinitionError(problems)
-        return Segment(name, version, description, when, definition, frozenset(self._read))
+        return Segment(name, version, description, when, definition, frozenset(self._read), self._reads_rfm)
 
     def _count(self, where: str) -> None:
         self._conditions += 1
@@ -178,6 +184,8 @@ class Compiler:
         label = name
         if name.startswith("trait."):
             return self.trait(name, ops, where)
+        if name.startswith("rfm."):
+            return self.rfm(name, ops, where)
         if name.startswith("custom."):
             key = name[len("custom."):]
             if not key:
@@ -191,8 +199,19 @@ class Compiler:
             hint = difflib.get_close_matches(name, list(ATTRS) + ["all", "any", "not", "repeated", "bucket"], n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise DefinitionError([f"{where}: unknown attribute or keyword {brief(name)}{suggestion}; "
-                                   f"attributes: {', '.join(ATTRS)}, custom.<field>, trait.<name>, bucket"])
-        where = f"{where}.{clip(name, 80)}"
+                                   f"attributes: {', '.join(ATTRS)}, custom.<field>, trait.<name>, "
+                                   f"rfm.r/f/m/cell, bucket"])
+
+        def leaf(op: str, operand: object, at: str, text: str) -> Condition:
+            test, extra = self.operator(attr, op, operand, at)
+            return Condition(test, frozenset({attr.group, *extra}), text, attr=attr)
+        return self._operators(label, ops, f"{where}.{clip(name, 80)}", leaf)
+
+    def _operators(self, label: str, ops: object, where: str, leaf: Callable[[str, object, str, str], Condition]
+                   ) -> Condition:
+        """`{op: operand, ...}` on one attribute, trait or score: each operator the leaf
+        `leaf(op, operand, where, text)` makes (text: its label), all of them holding; every
+        operator's problems reported together."""
         if not isinstance(ops, dict) or not ops:
             raise DefinitionError([f"{where}: expected a mapping of operator -> value, like {{gte: 2}}"])
         leaves: list[Condition] = []
@@ -200,9 +219,8 @@ class Compiler:
         for op, operand in ops.items():
             with _gathered(problems):
                 self._count(where)
-                test, extra = self.operator(attr, str(op), operand, f"{where}.{clip(str(op), 40)}")
-                leaves.append(Condition(test, frozenset({attr.group, *extra}),
-                                        f"{label} {_OP_TEXT.get(op, op)} {_operand_text(operand)}", attr=attr))
+                leaves.append(leaf(str(op), operand, f"{where}.{clip(str(op), 40)}",
+                                   f"{label} {_OP_TEXT.get(op, op)} {_operand_text(operand)}"))
         if problems:
             raise DefinitionError(problems)
         return leaves[0] if len(leaves) == 1 else combined("all", label, tuple(leaves))
@@ -221,26 +239,33 @@ class Compiler:
             raise DefinitionError([f"{where}: unknown trait {brief(key)}{suggestion}; "
                                    f"traits defined: {clip(defined, 200)}"])
         self._read.add(key)
-        where = f"{where}.{clip(name, 80)}"
-        if not isinstance(ops, dict) or not ops:
-            raise DefinitionError([f"{where}: expected a mapping of operator -> value, like {{gte: 2}}"])
         attr = Attr(name, trait.kind, trait.group, lambda st: None)     # for the literals' checks
         allowed = TRAIT_OPERATORS[trait.kind]
-        leaves: list[Condition] = []
-        problems: list[str] = []
-        for op, operand in ops.items():
-            with _gathered(problems):
-                self._count(where)
-                at = f"{where}.{clip(str(op), 40)}"
-                if op not in allowed:
-                    raise DefinitionError([f"{at}: operator {brief(op)} does not apply to {trait.kind} trait "
-                                           f"{key!r}; use one of {', '.join(sorted(allowed))}"])
-                test = self._trait_test(trait, attr, str(op), operand, at)
-                leaves.append(Condition(test, frozenset({trait.group}),
-                                        f"{name} {_OP_TEXT.get(op, op)} {_operand_text(operand)}", trait=trait))
-        if problems:
-            raise DefinitionError(problems)
-        return leaves[0] if len(leaves) == 1 else combined("all", name, tuple(leaves))
+
+        def leaf(op: str, operand: object, at: str, text: str) -> Condition:
+            if op not in allowed:
+                raise DefinitionError([f"{at}: operator {brief(op)} does not apply to {trait.kind} trait "
+                                       f"{key!r}; use one of {', '.join(sorted(allowed))}"])
+            return Condition(self._trait_test(trait, attr, op, operand, at), frozenset({trait.group}), text,
+                             trait=trait)
+        return self._operators(name, ops, f"{where}.{clip(name, 80)}", leaf)
+
+    def rfm(self, name: str, ops: object, where: str) -> Condition:
+        """`rfm.r|f|m|cell: {op: literal, ...}`: the customer's RFM scores at now (stream.rules.rfm),
+        each operator a leaf; a customer without scores satisfies no comparison."""
+        if self._rfm is None and self._rfm_broken:
+            raise DefinitionError([f"{where}: the rfm section is invalid (its problems are listed)"])
+        rfm = self._rfm
+
+        def leaf(op: str, operand: object, at: str, text: str) -> Condition:
+            test = rfm_condition(rfm, name, op, operand, at)
+            assert rfm is not None                     # (rfm_condition refuses a missing section)
+            return Condition(test, rfm.groups, text, value=rfm_value_at(rfm, name))
+        condition = self._operators(name, ops, f"{where}.{clip(name, 80)}", leaf)
+        assert rfm is not None
+        self._reads_rfm = True
+        self._read |= rfm.traits                 # a trait measure: its changes re-evaluate the segment
+        return condition
 
     def _trait_test(self, trait: Trait, attr: Attr, op: str, operand: object, where: str) -> Test:
         """One operator on a trait's value, its literal checked for `attr`'s kind."""

@@ -15,6 +15,7 @@ from stream.model.buckets import bucket_of
 from stream.rules.attributes import ATTRS, Attr
 from stream.rules.catalog import Catalog
 from stream.rules.nodes import Condition
+from stream.rules.rfm import rfm_scores
 from stream.model.state import CustomerState
 from stream.model.time import format_rfc3339
 
@@ -49,6 +50,14 @@ class TraitAnswer(TypedDict):
     changes_at: str | None          # when time alone next changes it (an event entering or leaving)
 
 
+class RfmAnswer(TypedDict):
+    """The customer's RFM scores at now (stream.rules.rfm); None each without them (never paid)."""
+    r: int | None
+    f: int | None
+    m: int | None
+    cell: str | None
+
+
 class Answer(TypedDict):
     """explain(): JSON-able, its keys in this order (`segments explain --format json`, GET /customers/<id>)."""
     customer_id: str
@@ -58,6 +67,7 @@ class Answer(TypedDict):
     next_move: NextMove | None
     attributes: dict[str, object]
     traits: dict[str, TraitAnswer]      # the catalog's computed traits (none: empty)
+    rfm: RfmAnswer | None               # the scores, with an rfm section with cut points (else None)
     state: object
     conditions: list[SegmentAnswer]
 
@@ -84,6 +94,8 @@ def condition(node: Condition, st: CustomerState, now: int) -> Node:
             out["value"] = _shown(node.attr, node.attr.get(st))
         elif node.trait is not None:
             out["value"] = node.trait.value(st, now)[0]
+        elif node.value is not None:
+            out["value"] = node.value(st, now)
         if flip is not None:
             out["changes_at"] = format_rfc3339(flip)
         return out
@@ -119,6 +131,7 @@ def explain(customer_id: str, st: CustomerState, catalog: Catalog, now: int,
         "next_move": None if due is None else {"segment": due[0], "due": format_rfc3339(due[1])},
         "attributes": attributes(st),
         "traits": traits(st, catalog, now),
+        "rfm": rfm(st, catalog, now),
         # the stored record itself; its instants are microseconds since the epoch (stream.model.time)
         "state": msgspec.to_builtins(msgspec.structs.asdict(st)),
         "conditions": segments,
@@ -134,6 +147,16 @@ def traits(st: CustomerState, catalog: Catalog, now: int) -> dict[str, TraitAnsw
     return out
 
 
+def rfm(st: CustomerState, catalog: Catalog, now: int) -> RfmAnswer | None:
+    if catalog.rfm is None or catalog.rfm.cuts is None:
+        return None
+    found = rfm_scores(catalog.rfm, st, now)
+    if found is None:
+        return {"r": None, "f": None, "m": None, "cell": None}
+    r, f, m, cell = found
+    return {"r": r, "f": f, "m": m, "cell": cell}
+
+
 def render(answer: Answer) -> str:
     """The explanation for a terminal: `paid_orders >= 2: true (5)`, indented by nesting."""
     lines = [f"customer {answer['customer_id']} (partition {answer['partition']}, as of {answer['as_of']})"]
@@ -144,6 +167,10 @@ def render(answer: Answer) -> str:
     for name, trait in answer["traits"].items():
         changes = f", changes at {trait['changes_at']}" if trait["changes_at"] else ""
         lines.append(f"trait.{name}: {msgspec.json.encode(trait['value']).decode()}{changes}")
+    scores = answer["rfm"]
+    if scores is not None:
+        lines.append("rfm: " + (f"r {scores['r']}, f {scores['f']}, m {scores['m']}, cell {scores['cell']}"
+                                if scores["cell"] is not None else "no scores (not every measure has a value)"))
     lines.append("state: " + msgspec.json.encode(answer["state"]).decode())
     lines.append("conditions:")
     for seg in answer["conditions"]:

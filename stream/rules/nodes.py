@@ -3,6 +3,7 @@ event Streams the state must keep for it. The compiler (stream.rules.compiler) b
 engine calls their tests, the explanation (stream.rules.explanation) walks the nodes."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,6 +42,7 @@ class Condition:
     parts: tuple[Condition, ...] = ()
     attr: Attr | None = None       # a leaf's attribute, whose value the explanation shows
     trait: Trait | None = None     # ... or its trait, whose value at now it shows
+    value: Callable[[Any, int], object] | None = None    # ... or this, its value at (state, now) (rfm.*)
 
 
 def combined(combine: Combine, label: str, parts: tuple[Condition, ...]) -> Condition:
@@ -58,6 +60,7 @@ class Segment:
     when: Condition
     definition: dict[str, Any]
     traits: frozenset[str] = frozenset()        # the traits its conditions read (stream.rules.traits)
+    rfm: bool = False                           # whether its conditions read rfm.* (stream.rules.rfm)
     # The engine's hot path reads these once per evaluation: one attribute away, not two.
     test: Test = field(init=False)
     reads: frozenset[str] = field(init=False)

@@ -44,7 +44,8 @@ from stream.model.time import DAY, format_rfc3339, from_datetime, parse_duration
 
 from tests import oracle
 from tests.helpers import apply_change
-from tests.histories import CUSTOM_YAML, H12, ORDER_HEAVY, PROFILE_HEAVY, SPANS, TRAITS_YAML, Scenario, scenarios
+from tests.histories import (CUSTOM_YAML, H12, ORDER_HEAVY, PROFILE_HEAVY, RFM_TRAITS_YAML, RFM_YAML, SPANS,
+                             TRAITS_YAML, Scenario, scenarios)
 
 MEMBERSHIP = dict[str, frozenset[str]]
 
@@ -138,6 +139,8 @@ def _durations(node: Any, spans: set[int], birthdays: set[int]) -> None:
                 spans.update(parse_duration(v) for v in value)
             elif key == "birthday_within":
                 birthdays.add(parse_duration(value) // DAY)
+            elif key == "recency" and isinstance(value, list):     # rfm cuts: R drops at last + cut
+                spans.update(parse_duration(v) for v in value)
             else:
                 _durations(value, spans, birthdays)
 
@@ -224,11 +227,11 @@ def check_time_moves(definitions: dict[str, Any], history: oracle.History, flips
 
 
 def check(definitions: dict[str, Any], catalog: Catalog, scenario: Scenario,
-          traits: dict[str, Any] | None = None) -> Run:
+          traits: dict[str, Any] | None = None, rfm: dict[str, Any] | None = None) -> Run:
     result = run(catalog, scenario)
     events = [s.event for s in result.steps]
-    histories = [oracle.History(events[:i], traits) for i in range(len(events) + 1)]
-    flips = Flips({"segments": definitions, "traits": traits or {}})
+    histories = [oracle.History(events[:i], traits, rfm) for i in range(len(events) + 1)]
+    flips = Flips({"segments": definitions, "traits": traits or {}, "rfm": rfm or {}})
     timeline: dict[str, set[str]] = {}
     for i, step in enumerate(result.steps):
         where = f"before event #{i} ({step.event.event_id})"
@@ -434,6 +437,49 @@ TRAITS_EXAMPLES = [
 @_examples(TRAITS_EXAMPLES)
 def test_traits_catalog_incremental_equals_scratch(scenario: Scenario) -> None:
     check(TRAITS_DEFINITIONS, TRAITS_CATALOG, scenario, TRAITS)
+
+
+# ------------------------------------------------------------------------------------------------
+# RFM scores (docs/rfm.md)
+
+RFM_DEFINITIONS = oracle.load_definitions(RFM_YAML)
+RFM = oracle.load_rfm(RFM_YAML)
+RFM_CATALOG = parse_catalog(RFM_YAML)
+RFM_EXAMPLES = [
+    # R drops exactly at each recency cut after the last payment (1us short of it, not yet); a
+    # second payment takes R back up and F to 2; monetary on the fsum threshold 50000.0
+    history(paid("f1", 0, "o1", 49999.7), paid("f2", DAY - US, "o2", 0.1), paid("f3", DAY, "o3", 0.2),
+            until=61 * DAY, ticks=(None, None, 4)),
+    # a cancellation after payment takes the last payment back (R follows the one before); a late
+    # payment; a customer who never paid has no scores
+    history(paid("g1", 0, "o1", 100.0), paid("g2", 7 * DAY, "o2", 20000.0),
+            ("order_cancelled", "g3", "c0", at(T0, 8 * DAY), {"order_id": "o2"}),
+            paid("g4", 2 * DAY, "o4", 10000.0), viewed("g5", 9 * DAY, "p0", customer="c1"), until=70 * DAY),
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(ORDER_HEAVY))
+@_examples(RFM_EXAMPLES)
+def test_rfm_catalog_incremental_equals_scratch(scenario: Scenario) -> None:
+    check(RFM_DEFINITIONS, RFM_CATALOG, scenario, rfm=RFM)
+
+
+RFM_TRAITS_DEFINITIONS = oracle.load_definitions(RFM_TRAITS_YAML)
+RFM_TRAITS = oracle.load_rfm(RFM_TRAITS_YAML)
+RFM_TRAITS_CATALOG = parse_catalog(RFM_TRAITS_YAML)
+RFM_TRAITS_EXAMPLES = [
+    # F falls and M goes absent as payments leave their windows; R on placed orders
+    history(placed("h1", 0, ["p0"]), paid("h2", 0, "o1", 50000.0), paid("h3", DAY, "o2", 50.0),
+            placed("h4", 3 * DAY, ["p1"]), until=40 * DAY),
+]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(ORDER_HEAVY))
+@_examples(RFM_TRAITS_EXAMPLES)
+def test_rfm_traits_catalog_incremental_equals_scratch(scenario: Scenario) -> None:
+    check(RFM_TRAITS_DEFINITIONS, RFM_TRAITS_CATALOG, scenario, oracle.load_traits(RFM_TRAITS_YAML), RFM_TRAITS)
 
 
 # ------------------------------------------------------------------------------------------------

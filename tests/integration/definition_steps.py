@@ -14,7 +14,7 @@ from stream.engine.core import Engine
 from stream.engine.redefinition import Redefinition
 from stream.model.changes import SegmentChange
 from stream.model.events import Decoder, Event
-from stream.rules.catalog import compile_catalog, load_catalog
+from stream.rules.catalog import Catalog, compile_catalog, load_catalog
 
 from . import conformance
 from .workers import PARTITIONS
@@ -27,9 +27,10 @@ BUYER = {"when": {"orders_placed": {"gte": 1}}}
 class Reference:
     """One engine per partition over that partition's events, redefined like the worker."""
 
-    def __init__(self, lines: list[bytes], partition_of: dict[str, int]):
-        self.definitions = dict(FILE)
-        self.engines = {p: Engine(load_catalog()) for p in range(PARTITIONS)}
+    def __init__(self, lines: list[bytes], partition_of: dict[str, int], catalog: Catalog | None = None):
+        """`catalog`: the worker's segments file (default: the built-in catalog)."""
+        self.definitions = file_definitions(catalog) if catalog is not None else dict(FILE)
+        self.engines = {p: Engine(catalog or load_catalog()) for p in range(PARTITIONS)}
         decode = Decoder().decode
         for line in lines:
             event = decode(line)
