@@ -42,7 +42,8 @@ def _members_options(parser: argparse.ArgumentParser) -> None:
                         help="extra columns after the fixed ones, comma-separated: any attribute of the "
                              "definitions (instants RFC 3339), custom.<field>, trait.<name> (its value at "
                              "the partition's stream time; traits of the definitions the stores run and "
-                             "of the segments file); an unknown one exits 2 before any row")
+                             "of the segments file), rfm.r, rfm.f, rfm.m, rfm.cell (RFM scores, with an rfm "
+                             "section with cut points); an unknown one exits 2 before any row")
 
 
 def _add_command(sub: Any, name: str, summary: str, description: str, operand: tuple[str, str],

@@ -9,15 +9,18 @@ A name is one of
 - `custom.<field>`: the customer's custom field, as the events set it;
 - `trait.<name>`: a computed trait's value at the partition's stream time, as the engine computes
   it (Trait.value), for a trait of the definitions the partition runs (stream.inspect.running) or
-  of the segments file.
+  of the segments file;
+- `rfm.r`, `rfm.f`, `rfm.m`, `rfm.cell`: the customer's RFM scores at the partition's stream time
+  (stream.rules.rfm.rfm_scores), under the rfm section with cut points the partition runs, else
+  the segments file's.
 
 Every unknown name is reported, with a did-you-mean, before a row is written.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from stream.inspect.running import stored_catalog
@@ -26,6 +29,7 @@ from stream.model.time import format_rfc3339
 from stream.rules.attributes import ATTRS, Attr
 from stream.rules.bounded_yaml import brief, clip
 from stream.rules.catalog import TRAIT_PREFIX, Catalog
+from stream.rules.rfm import CONDITIONS as RFM_FIELDS, Rfm, rfm_scores
 from stream.rules.traits import Trait
 from stream.storage.committed import Partition
 
@@ -62,10 +66,20 @@ def _trait(trait: Trait) -> Getter:
     return lambda st, now: value(st, now)[0]
 
 
-def getter(name: str, traits: Mapping[str, Trait]) -> Getter | None:
-    """The getter of column `name`, with `traits` the traits known by name; None: no such column."""
+def _rfm(rfm: Rfm, index: int) -> Getter:
+    def score(st: CustomerState, now: int) -> int | str | None:
+        scores = rfm_scores(rfm, st, now)
+        return None if scores is None else scores[index]
+    return score
+
+
+def getter(name: str, traits: Mapping[str, Trait], rfm: Rfm | None = None) -> Getter | None:
+    """The getter of column `name`, with `traits` the traits known by name and `rfm` the rfm section
+    with cut points, if any; None: no such column."""
     if name in GETTERS:
         return GETTERS[name]
+    if name in RFM_FIELDS and rfm is not None:
+        return _rfm(rfm, RFM_FIELDS[name])
     if name.startswith(CUSTOM_PREFIX) and len(name) > len(CUSTOM_PREFIX):
         return _custom(name[len(CUSTOM_PREFIX):])
     if name.startswith(TRAIT_PREFIX) and name[len(TRAIT_PREFIX):] in traits:
@@ -86,9 +100,10 @@ def requested(text: str) -> tuple[str, ...]:
     return () if not text.strip() else tuple(name.strip() for name in text.split(","))
 
 
-def check(names: tuple[str, ...], fixed: Iterable[str], traits: Mapping[str, Trait]) -> None:
+def check(names: tuple[str, ...], fixed: Iterable[str], traits: Mapping[str, Trait], rfm: Rfm | None = None) -> None:
     """Raise FieldError naming every name of `names` that is no column (or one of `fixed`, or given
-    twice), with the nearest known name when one is close."""
+    twice, or an RFM score without an rfm section with cut points), with the nearest known name
+    when one is close."""
     if len(names) > MAX_FIELDS:
         raise FieldError([f"at most {MAX_FIELDS} fields, got {len(names):,}"])
     fixed = tuple(fixed)
@@ -103,13 +118,16 @@ def check(names: tuple[str, ...], fixed: Iterable[str], traits: Mapping[str, Tra
             problems.append(f"field {name!r} needs a name after the prefix, like {name}{_EXAMPLE[name]}")
         elif name in seen:
             problems.append(f"field {brief(name)} is given twice")
-        elif getter(name, traits) is None:
+        elif name in RFM_FIELDS and rfm is None:
+            problems.append(f"field {name!r} needs an rfm section with cut points (docs/rfm.md: "
+                            f"`segments rfm calibrate` computes them)")
+        elif getter(name, traits, rfm) is None:
             problems.append(f"unknown field {brief(name)}{_hint(name, fixed, traits)}")
         seen.add(name)
     if problems:
         extra = ", ".join(n for n in GETTERS if n not in fixed)
         traits_known = ", ".join(sorted(traits)) or "none"
-        problems.append(f"known fields: {extra}, {CUSTOM_PREFIX}<field>, {TRAIT_PREFIX}<name> "
+        problems.append(f"known fields: {extra}, {', '.join(RFM_FIELDS)}, {CUSTOM_PREFIX}<field>, {TRAIT_PREFIX}<name> "
                         f"(traits: {clip(traits_known, 2000)})")
         raise FieldError(problems)
 
@@ -121,7 +139,8 @@ def _hint(name: str, fixed: tuple[str, ...], traits: Mapping[str, Trait]) -> str
         candidates = {t: TRAIT_PREFIX + t for t in traits}
         name = rest
     else:                                      # near an attribute, a trait without its prefix, custom.x
-        candidates = {**{a: a for a in GETTERS if a not in fixed}, **{t: TRAIT_PREFIX + t for t in traits}}
+        candidates = {**{a: a for a in GETTERS if a not in fixed}, **{r: r for r in RFM_FIELDS},
+                      **{t: TRAIT_PREFIX + t for t in traits}}
         if rest:
             candidates[CUSTOM_PREFIX + rest] = CUSTOM_PREFIX + rest
         name = name[:200]
@@ -132,18 +151,20 @@ def _hint(name: str, fixed: tuple[str, ...], traits: Mapping[str, Trait]) -> str
 Extra = Callable[[CustomerState], tuple[Any, ...]]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Columns:
     """Extra columns checked against the traits of some stores: their names, and per partition the
     traits it computes them by (those its definitions run, else the file's, else another
-    partition's, for one it has not taken up yet)."""
+    partition's, for one it has not taken up yet) and the rfm section it scores by (its own with
+    cut points, else the file's)."""
     names: tuple[str, ...]
     traits: Mapping[int, Mapping[str, Trait]]
+    rfm: Mapping[int, Rfm | None] = dataclasses.field(default_factory=dict)
 
     def of(self, partition: Partition) -> Extra:
         """state -> the extra values of a member of `partition`, at its stream time."""
         traits = self.traits[partition.number]
-        found = [getter(name, traits) for name in self.names]
+        found = [getter(name, traits, self.rfm.get(partition.number)) for name in self.names]
         getters = tuple(get for get in found if get is not None)
         assert len(getters) == len(found), "the names were checked against these traits"
         now = partition.stream_time or 0
@@ -158,11 +179,20 @@ def columns(text: str, fixed: Iterable[str], partitions: list[Partition], catalo
     if not names:
         return Columns((), {})
     own: dict[int, Mapping[str, Trait]] = {}
+    scored: dict[int, Rfm | None] = {}
     for partition in partitions:
         stored = stored_catalog(partition, catalog)
         own[partition.number] = stored.traits if stored is not None else {}
+        scored[partition.number] = _with_cuts(stored.rfm if stored is not None else None) or _with_cuts(catalog.rfm)
     known: dict[str, Trait] = dict(catalog.traits)
     for traits in own.values():
         known.update(traits)
-    check(names, fixed, known)
-    return Columns(names, {number: {**known, **catalog.traits, **traits} for number, traits in own.items()})
+    rfm = next((r for r in scored.values() if r is not None), _with_cuts(catalog.rfm))
+    check(names, fixed, known, rfm)
+    return Columns(names, {number: {**known, **catalog.traits, **traits} for number, traits in own.items()},
+                   {number: scored[number] or rfm for number in own})
+
+
+def _with_cuts(rfm: Rfm | None) -> Rfm | None:
+    """The section if it scores (has cut points)."""
+    return rfm if rfm is not None and rfm.cuts is not None else None

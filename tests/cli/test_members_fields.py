@@ -46,11 +46,11 @@ FIELDS_ASKED = ("last_paid_at,email_opt_in,categories_bought,custom.tier,custom.
                 "trait.orders_30d,trait.top_view,trait.spend_7d")
 
 
-def build(tmp_path: Path) -> tuple[Path, Catalog]:
-    """Stores of two partitions with different stream times, run with the file's definitions and a
-    trait of the topic; the segments file (without that trait)."""
+def build(tmp_path: Path, text: str = SEGMENTS) -> tuple[Path, Catalog]:
+    """Stores of two partitions with different stream times, run with the file's definitions (`text`)
+    and a trait of the topic; the segments file (without that trait)."""
     segments = tmp_path / "segments.yaml"
-    segments.write_text(SEGMENTS, encoding="utf-8")
+    segments.write_text(text, encoding="utf-8")
     file_catalog = load_catalog(segments)
     running = compile_catalog({**file_definitions(file_catalog), **TOPIC_TRAIT}, "running")
     stores = [PartitionStore(tmp_path / "state" / "grp" / f"p{n}") for n in (0, 1)]
@@ -155,6 +155,35 @@ def test_unknown_fields_exit_2_naming_each_before_any_row(tmp_path, capsys):
     assert main(["members", "buyer", "--fields", "first_paid", *flags(tmp_path, segments)]) == 2
     err2 = capsys.readouterr().err
     assert "unknown segment 'buyer'" in err2 and "unknown field 'first_paid'" in err2
+
+
+# c-a at p0's clock T0 + 40d: last paid 20d ago, 2 orders, 15.5 -> R 3 (past 7d and 14d), F 2, M 4;
+# c-b at p1's clock T0 + 10d: last paid 5d ago, 2 orders, 3.0 -> R 5, F 2, M 2 (3 is a cut: >= counts)
+RFM_SEGMENTS = SEGMENTS + """\
+rfm:
+  cuts:
+    recency: [7d, 14d, 21d, 28d]
+    frequency: [2, 3, 4, 5]
+    monetary: [3, 10, 15, 20]
+"""
+
+
+def test_rfm_scores_as_fields_at_each_partition_s_time(tmp_path, capsys):
+    segments, _ = build(tmp_path, RFM_SEGMENTS)
+    assert main(["members", "buyers", "--format", "jsonl", "--fields", "rfm.r,rfm.f,rfm.m,rfm.cell",
+                 *flags(tmp_path, segments)]) == 0
+    rows = {o["customer_id"]: [o["rfm.r"], o["rfm.f"], o["rfm.m"], o["rfm.cell"]]
+            for o in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert rows == {"c-a": [3, 2, 4, "about-to-sleep"], "c-b": [5, 2, 2, "potential-loyalist"]}
+
+
+def test_rfm_fields_without_cut_points_are_refused(tmp_path, capsys):
+    segments, _ = build(tmp_path)                  # no rfm section
+    assert main(["members", "buyers", "--fields", "rfm.r,rfm.cel", *flags(tmp_path, segments)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == ("segments members: --fields: field 'rfm.r' needs an rfm section with cut points "
+                      "(docs/rfm.md: `segments rfm calibrate` computes them)")
+    assert err[1] == "segments members: --fields: unknown field 'rfm.cel' (did you mean 'rfm.cell'?)"
 
 
 def _body(answer: Response) -> bytes:
