@@ -23,6 +23,7 @@ import difflib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from stream.errors import Problems
 from stream.inspect.running import stored_catalog
 from stream.model.state import CustomerState
 from stream.model.time import format_rfc3339
@@ -87,12 +88,12 @@ def getter(name: str, traits: Mapping[str, Trait], rfm: Rfm | None = None) -> Ge
     return None
 
 
-class FieldError(ValueError):
-    """Names of --fields (or ?fields=) that are no column: every problem, each a sentence."""
+class FieldError(Problems):
+    """Names of --fields (or ?fields=) that are no column: every problem, each a sentence; its text
+    is them on one line, as the HTTP routes answer it."""
 
     def __init__(self, problems: list[str]):
-        super().__init__("; ".join(problems))
-        self.problems = problems
+        super().__init__(problems, "; ".join(problems))
 
 
 def requested(text: str) -> tuple[str, ...]:
