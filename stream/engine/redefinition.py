@@ -19,7 +19,8 @@ class Redefinition:
     @staticmethod
     def between(old: Catalog, new: Catalog) -> Redefinition:
         """The segments whose definition or version differ, added and removed ones included, and
-        those reading a trait that aggregates something else now (stream.rules.traits.Trait.key)."""
+        those reading a trait that aggregates something else now (stream.rules.traits.Trait.key);
+        and the segments referencing any of them (`segment:`), which may move with them."""
         changed: dict[str, int | None] = {}
         for name in sorted(old.by_name.keys() | new.by_name.keys()):
             before, after = old.by_name.get(name), new.by_name.get(name)
@@ -28,7 +29,10 @@ class Redefinition:
             elif before is None or (before.version, before.definition) != (after.version, after.definition) \
                     or any(changed_trait(old, new, trait) for trait in after.traits):
                 changed[name] = None
-        return Redefinition(changed)
+        for name in list(changed):
+            for dependant in new.dependants.get(name, ()):
+                changed.setdefault(dependant.name, None)
+        return Redefinition(dict(sorted(changed.items())))
 
     def then(self, later: Redefinition) -> Redefinition:
         """Both passes in one (a change that arrives while an earlier one is under way): a segment

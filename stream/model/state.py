@@ -96,6 +96,10 @@ class CustomerState(msgspec.Struct, array_like=True, gc=False):
     # computed traits' histories: trait name -> its TraitState. Last, and left out of the record
     # while empty (dump_state), so a state without traits is written as before traits existed.
     traits: dict[str, TraitState] = msgspec.field(default_factory=dict)
+    # segment -> the instant the customer last left it, kept only for the segments a definition
+    # reads with `segment: {name: ..., left_within: ...}` (so bounded by the catalog). After
+    # traits, and left out of the record while empty like them (_encode_state).
+    left: dict[str, int] = msgspec.field(default_factory=dict)
 
     def deadline(self) -> int | None:
         return min(self.timers.values()) if self.timers else None
@@ -106,19 +110,30 @@ _decode = msgspec.msgpack.Decoder(CustomerState).decode
 _PREFIX = bytes([STATE_FORMAT])
 _FIELDS = len(CustomerState.__struct_fields__)
 _ARRAY16 = b"\xdc"                   # msgpack's array header for 16 to 65535 elements
-_FULL_HEADER = _ARRAY16 + _FIELDS.to_bytes(2, "big")
-_SHORT_HEADER = _ARRAY16 + (_FIELDS - 1).to_bytes(2, "big")
 _EMPTY_MAP = b"\x80"
 
 
+def _header(fields: int) -> bytes:
+    return _ARRAY16 + fields.to_bytes(2, "big")
+
+
+_FULL_HEADER = _header(_FIELDS)
+
+
 def _encode_state(state: CustomerState) -> bytes:
-    """The record without its `traits` while they are empty (msgspec writes every field of an
-    array-like struct): a state without traits keeps the bytes the build before them wrote, and
-    any build reads both (a missing last field decodes as its default)."""
+    """The record without its trailing empty `left`, then `traits` (msgspec writes every field of
+    an array-like struct): a state without them keeps the bytes the build before them wrote, and
+    any build reads both (missing last fields decode as their defaults). `left` is only dropped
+    with `traits` empty too: a field is left out only from the end."""
     data = _encode(state)
-    if state.traits or not (data.startswith(_FULL_HEADER) and data.endswith(_EMPTY_MAP)):
+    if not data.startswith(_FULL_HEADER):
         return data
-    return _SHORT_HEADER + data[len(_FULL_HEADER):-1]
+    fields, body = _FIELDS, data[len(_FULL_HEADER):]
+    for value in (state.left, state.traits):
+        if value or not body.endswith(_EMPTY_MAP):
+            break
+        fields, body = fields - 1, body[:-1]
+    return data if fields == _FIELDS else _header(fields) + body
 
 
 def dump_state(state: CustomerState) -> bytes:
