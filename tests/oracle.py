@@ -244,7 +244,7 @@ class Timeline:
         """The instants in (lo, hi] where some customer's memberships change."""
         self.states(hi)
         found = set()
-        for (_, a), (x, b) in zip(self.points, self.points[1:]):
+        for (_, a), (x, b) in zip(self.points, self.points[1:], strict=False):
             if lo < x <= hi and {c: m.since.keys() for c, m in a.items() if m.since} != \
                     {c: m.since.keys() for c, m in b.items() if m.since}:
                 found.add(x)
@@ -252,8 +252,8 @@ class Timeline:
 
     def next_instant(self, after: int, states: dict[str, Membership]) -> int | None:
         """The first instant after `after` where some condition could flip."""
-        found = [t for t in self.starts[bisect_right(self.starts, after):][:1]]
-        for name, d in self.definitions.items():
+        found = self.starts[bisect_right(self.starts, after):][:1]
+        for d in self.definitions.values():
             for ref in references(d["when"]):
                 for m in states.values():
                     if "for" in ref and ref["name"] in m.since:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from stream.model.state import CustomerState
 from stream.rules.attributes import CHANGED_BY, IDENTITY
@@ -42,7 +42,7 @@ class Catalog:
         self.by_name = {s.name: s for s in self.segments}
         self.dependants = _dependants(self.segments)
         self.recorded = frozenset(name for s in self.segments for name in s.exits)
-        self.affected = {etype: _with_references(self.segments, lambda s, groups=groups: bool(s.reads & groups))
+        self.affected = {etype: _with_references(self.segments, {s.name for s in self.segments if s.reads & groups})
                          for etype, groups in CHANGED_BY.items()}
         # A customer's first event: a segment that reads nothing the event changed sees the fields
         # it reads at their empty defaults, where no time condition is pending (no timestamps are
@@ -51,8 +51,9 @@ class Catalog:
         # those referencing a segment evaluated, which may have moved).
         empty = CustomerState(first_seen=0, last_seen=0)
         on_empty = {s.name for s in self.segments if s.test(empty, 0)[0]}
-        self.on_create = {etype: _with_references(self.segments, lambda s, groups=groups: bool(
-                              s.reads & groups or s.name in on_empty or IDENTITY in s.reads))
+        self.on_create = {etype: _with_references(self.segments, {
+                              s.name for s in self.segments
+                              if s.reads & groups or s.name in on_empty or IDENTITY in s.reads})
                           for etype, groups in CHANGED_BY.items()}
 
     def with_dependants(self, segments: Iterable[Segment]) -> list[Segment]:
@@ -108,13 +109,30 @@ def _dependants(ordered: list[Segment]) -> dict[str, tuple[Segment, ...]]:
     return {name: tuple(s for s in ordered if s.name in names) for name, names in sorted(found.items())}
 
 
-def _with_references(ordered: list[Segment], chosen: Callable[[Segment], bool]) -> tuple[Segment, ...]:
+def _with_references(ordered: list[Segment], chosen: set[str]) -> tuple[Segment, ...]:
     """The `chosen` segments and the segments referencing one of them (transitively), in order."""
     picked: set[str] = set()
     for seg in ordered:
-        if chosen(seg) or not seg.references.isdisjoint(picked):
+        if seg.name in chosen or not seg.references.isdisjoint(picked):
             picked.add(seg.name)
     return tuple(s for s in ordered if s.name in picked)
+
+
+def cycles(segments: list[Segment]) -> list[list[str]]:
+    """The cycles of references, each as the names along it back to the first (a -> b -> a)."""
+    _, cyclic = _topological(segments)
+    left = {s.name: s for s in cyclic}
+    found: list[list[str]] = []
+    for start in left:
+        # Each of them references another of them (else it would have been placed): following
+        # the smallest such reference from one comes back round to a cycle.
+        path = [start]
+        while path.count(path[-1]) < 2:
+            path.append(min(r for r in left[path[-1]].references if r in left))
+        cycle = path[path.index(path[-1]):]
+        if not any(set(cycle) & set(other) for other in found):
+            found.append(cycle)
+    return found
 
 
 def reference_problems(segments: list[Segment], unknown: bool = True) -> list[str]:
@@ -127,19 +145,7 @@ def reference_problems(segments: list[Segment], unknown: bool = True) -> list[st
             hint = difflib.get_close_matches(ref, sorted(names), n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             problems.append(f"segment {brief(seg.name)}: when: references unknown segment {ref!r}{suggestion}")
-    _, cyclic = _topological(segments)
-    left = {s.name: s for s in cyclic}
-    reported: set[str] = set()
-    for start in left:
-        # Each of them references another of them (else it would have been placed): following
-        # the smallest such reference from one comes back round to a cycle.
-        path = [start]
-        while path.count(path[-1]) < 2:
-            path.append(min(r for r in left[path[-1]].references if r in left))
-        cycle = path[path.index(path[-1]):]
-        if reported.intersection(cycle):
-            continue
-        reported.update(cycle)
+    for cycle in cycles(segments):
         if len(cycle) == 2:
             problems.append(f"segment {cycle[0]!r}: when: references itself")
         else:

@@ -168,8 +168,8 @@ class Compiler:
         self._references.add(name)
         if "left_within" in arg and span is not None:
             self._exits.add(name)
-            return Condition(pr.left_within(name, span), frozenset(), f"segment {name} left_within {arg['left_within']}",
-                             reference=(name, "left"))
+            return Condition(pr.left_within(name, span), frozenset(),
+                             f"segment {name} left_within {arg['left_within']}", reference=(name, "left"))
         if span is not None:
             return Condition(pr.member_for(name, span), frozenset(), f"segment {name} for {arg['for']}",
                              reference=(name, "member"))
