@@ -56,6 +56,15 @@ def _earliest(timers: dict[str, int]) -> int | None:
     return earliest
 
 
+@cython.cfunc
+def _record_exit(st: CustomerState, name: str, at: int) -> None:
+    """The customer left segment `name` at `at` (a left_within reads it)."""
+    if st.left is None:
+        st.left = {name: at}
+    else:
+        st.left[name] = at
+
+
 @cython.final
 @cython.cclass
 class Stats:
@@ -121,8 +130,8 @@ class Engine:
         by_name, now = self.catalog.by_name, self.now
         member, timers = st.member, st.timers
         changed = False
-        if st.left and not self._recorded.issuperset(st.left):     # exits no definition reads now
-            st.left = {name: at for name, at in st.left.items() if name in self._recorded}
+        if st.left is not None and not self._recorded.issuperset(st.left):   # exits no definition reads now
+            st.left = {name: at for name, at in st.left.items() if name in self._recorded} or None
             changed = True
         names: Iterable[str] = redefinition.segments
         if self._cascades:                       # the referenced before their dependants
@@ -134,7 +143,7 @@ class Engine:
                 if name in member:
                     del member[name]
                     if name in self._recorded:
-                        st.left[name] = now
+                        _record_exit(st, name, now)
                     version = removed_version if removed_version is not None else 1
                     out.append(make_change(customer_id, name, False, now, None, version, redefined=True))
                     self.stats.changes += 1
@@ -149,7 +158,7 @@ class Engine:
                 else:
                     del member[name]
                     if name in self._recorded:
-                        st.left[name] = now
+                        _record_exit(st, name, now)
                 out.append(make_change(customer_id, name, holds, now, None, seg.version, redefined=True))
                 self.stats.changes += 1
                 changed = True
@@ -255,7 +264,7 @@ class Engine:
                 else:
                     del member[name]
                     if self._cascades and name in self._recorded:    # read by a left_within
-                        st.left[name] = at
+                        _record_exit(st, name, at)
                 out.append(make_change(customer_id, name, holds, now, event_id, seg.version))
                 changes += 1
             if flip is None:

@@ -113,9 +113,10 @@ def member_for(name: str, span: int) -> Test:
 def left_within(name: str, span: int) -> Test:
     """Not a member of `name`, and its last exit less than span ago: until exit + span (as within)."""
     def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
-        if name in st.member:
+        exits = st.left
+        if exits is None or name in st.member:
             return False, None
-        exit_at = st.left.get(name)
+        exit_at = exits.get(name)
         if exit_at is None:
             return False, None
         end = exit_at + span

@@ -10,7 +10,7 @@ import pytest
 from stream.definitions.resolution import file_definitions, resolve
 from stream.engine.core import Engine
 from stream.engine.redefinition import Redefinition
-from stream.model.state import CustomerState, dump_state, load_state
+from stream.model.state import CustomerState, TraitState, dump_state, load_state
 from stream.rules.catalog import load_catalog, parse_catalog
 from stream.rules.explanation import explain
 from stream.rules.problems import DefinitionError
@@ -91,6 +91,9 @@ def test_a_state_without_exits_keeps_its_bytes_and_one_with_them_round_trips():
     data = dump_state(st)
     assert data[1:4] == b"\xdc" + (len(CustomerState.__struct_fields__) - 2).to_bytes(2, "big")
     assert load_state(data) == st
+    with_traits = CustomerState(first_seen=P, last_seen=P, traits={"t": TraitState(events=[(P, None, "")])})
+    assert dump_state(with_traits)[1:4] == b"\xdc" + (len(CustomerState.__struct_fields__) - 1).to_bytes(2, "big")
+    assert load_state(dump_state(with_traits)) == with_traits
     st.left = {"lapsed": P}
     assert load_state(dump_state(st)) == st and len(dump_state(st)) > len(data)
 
@@ -161,3 +164,24 @@ def test_the_example_file_wins_back_a_churned_buyer():
     assert [(c.segment, c.change) for c in back] == [("churned", "exited"), ("win-back", "entered")]
     assert [(c.segment, c.change, c.at) for c in engine.advance(P + 300 * DAY)][0] == (
         "win-back", "exited", "2025-10-07T10:00:00Z")     # 30 days after leaving churned
+
+
+def test_a_redefinition_moves_dependants_in_order_and_drops_exits_no_definition_reads():
+    engine = Engine(parse_catalog(YAML))
+    engine.apply(order_paid("c1", P, "o1", 10.0, "e1"))
+    engine.advance(P + 30 * DAY)
+    engine.apply(order_paid("c1", P + 40 * DAY, "o2", 10.0, "e2"))       # left lapsed: win-back
+    old, new = engine.catalog, parse_catalog(YAML.replace("buyer:    {when: {paid_orders: {gte: 1}}}",
+                                                           "buyer:    {when: {paid_orders: {gte: 3}}}"))
+    engine.redefine(new)
+    st = engine.store.get("c1")
+    assert st is not None
+    out: list = []
+    assert engine.reevaluate("c1", st, Redefinition.between(old, new), out)
+    assert [(c.segment, c.change, c.cause) for c in out] == [
+        ("buyer", "exited", "definition"), ("settled", "exited", "definition"), ("win-back", "exited", "definition")]
+    # no definition reads lapsed's exits any more: the state forgets them on the next pass
+    unread = parse_catalog(YAML.replace("{segment: {name: lapsed, left_within: 30d}}", "{paid_orders: {gte: 9}}"))
+    engine.redefine(unread)
+    engine.reevaluate("c1", st, Redefinition.between(new, unread), out)
+    assert st.left is None
