@@ -142,8 +142,6 @@ class Engine:
             if seg is None:                      # removed (or not defined any more): exit, no timer
                 if name in member:
                     del member[name]
-                    if name in self._recorded:
-                        _record_exit(st, name, now)
                     version = removed_version if removed_version is not None else 1
                     out.append(make_change(customer_id, name, False, now, None, version, redefined=True))
                     self.stats.changes += 1
