@@ -329,3 +329,25 @@ segments:
   rfm3-scored:  {when: {rfm.m: {exists: true}}}
   rfm3-gone:    {when: {rfm.cell: {in: [lost, hibernating, cannot-lose, at-risk]}}}
 """
+
+# A catalog of segment references (with ORDER_HEAVY histories): chains (settled-in -> long-settled,
+# win-back -> won-back), `for:` and `left_within:`, references to segments time alone moves (lapsed,
+# at-risk), a negated reference holding on a new customer, and a reference to a trait's segment.
+REFERENCES_YAML = """
+traits:
+  orders_7d: {count: order_paid, within: 7d}
+segments:
+  buyer:          {when: {paid_orders: {gte: 1}}}
+  lapsed:         {when: {all: [{paid_orders: {gte: 1}}, {last_paid_at: {ago: 30d}}]}}
+  at-risk:        {when: {all: [{paid_orders: {gte: 2}}, {last_paid_at: {ago: 7d, within: 60d}}]}}
+  viewer:         {when: {last_viewed_at: {within: 1d}}}
+  frequent:       {when: {trait.orders_7d: {gte: 2}}}
+  settled-in:     {when: {segment: {name: buyer, for: 7d}}}
+  long-settled:   {when: {segment: {name: settled-in, for: 30d}}}
+  win-back:       {when: {all: [{segment: {name: lapsed, left_within: 30d}}, {segment: {name: buyer}}]}}
+  won-back:       {when: {segment: {name: win-back, for: 1d}}}
+  slipping:       {when: {any: [{segment: {name: at-risk, left_within: 7d}}, {segment: {name: lapsed, for: 1d}}]}}
+  not-viewing:    {when: {not: {segment: {name: viewer}}}}
+  lost-viewer:    {when: {segment: {name: viewer, left_within: 1d}}}
+  was-frequent:   {when: {all: [{segment: {name: frequent, left_within: 7d}}, {not: {segment: {name: at-risk}}}]}}
+"""

@@ -38,7 +38,16 @@ Semantics implemented (README "Semantics"):
 - `rfm.r|f|m|cell` (docs/rfm.md) scores the measures at `now` against the `rfm:` section's cut
   points: R is levels minus the number of cuts D with now - last >= D, F and M one plus the number
   of cuts at or below the value; a customer missing any measure has no scores (every comparison
-  false); the cell is looked up on R and F put on the 1..5 scale (rounded half up).
+  false); the cell is looked up on R and F put on the 1..5 scale (rounded half up);
+- `segment: {name: N}` (README "Segment definitions") holds while the customer is a member of N at
+  the same instant; `for: D` once a member for D or longer (now - entered >= D, `entered` the start
+  of the current membership); `left_within: D` while not a member and now - (the last exit) < D.
+  Segments are evaluated referenced first (ties by name), so one instant moves a segment and the
+  segments referencing it. Membership then depends on the past, not only on the history at `now`:
+  the oracle walks the customer's timeline, evaluating every segment at each event's stream time
+  (with that prefix of the history) and, between arrivals, at every instant anything could flip
+  (event times plus each duration in the definitions, UTC midnights around birthdays, entries plus
+  `for:`, exits plus `left_within:`); an erasure starts the customer's timeline afresh.
 """
 from __future__ import annotations
 
@@ -46,7 +55,9 @@ import calendar
 import datetime as dt
 import hashlib
 import math
+import json
 import operator
+from bisect import bisect_right
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
@@ -99,7 +110,12 @@ class History:
     each with its occurred_at in microseconds."""
 
     def __init__(self, events: list[ev.Event], traits: dict[str, dict[str, Any]] | None = None,
-                 rfm: dict[str, Any] | None = None):
+                 rfm: dict[str, Any] | None = None, previous: History | None = None):
+        """`previous`: the History of all of `events` but the last, if at hand (it is made when
+        needed: segment references read the timeline up to the last event)."""
+        self.events = list(events)
+        self.previous = previous
+        self._timelines: dict[str, Timeline] = {}
         self.traits = traits or {}
         self.rfm = rfm
         self.stream_time: int | None = None
@@ -125,6 +141,8 @@ class History:
 
     def memberships(self, now: int, definitions: dict[str, dict[str, Any]]) -> dict[str, frozenset[str]]:
         """Every customer with at least one segment at `now`, and those segments."""
+        if any(references(d["when"]) for d in definitions.values()):
+            return self.timeline(definitions).memberships(now)
         result = {}
         for customer, evs in self.applied.items():
             person = Customer(customer, self._attributes[customer], evs, self.traits, self.rfm)
@@ -132,6 +150,161 @@ class History:
             if names:
                 result[customer] = names
         return result
+
+
+    def timeline(self, definitions: dict[str, dict[str, Any]]) -> Timeline:
+        key = json.dumps(definitions, sort_keys=True, default=str)
+        if key not in self._timelines:
+            self._timelines[key] = Timeline(self, definitions)
+        return self._timelines[key]
+
+
+# ------------------------------------------------------------------------------------------------
+# Segment references: the membership timeline
+
+
+def references(node: Any) -> list[dict[str, Any]]:
+    """Every `segment:` condition's mapping in a condition tree."""
+    found = []
+    if isinstance(node, list):
+        for child in node:
+            found += references(child)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            found += [value] if key == "segment" else references(value)
+    return found
+
+
+def evaluation_order(definitions: dict[str, dict[str, Any]]) -> list[str]:
+    """Again and again the smallest name whose references all come before it."""
+    order: list[str] = []
+    while len(order) < len(definitions):
+        order.append(min(name for name, d in definitions.items() if name not in order
+                         and all(r["name"] in order for r in references(d["when"]))))
+    return order
+
+
+def all_durations(node: Any) -> tuple[set[int], set[int]]:
+    """(every duration in a definition but the references' and birthdays', the days of each
+    birthday_within): from an event at t, such a condition can only flip at t + one of them."""
+    spans: set[int] = set()
+    days: set[int] = set()
+    if isinstance(node, list):
+        for child in node:
+            more, more_days = all_durations(child)
+            spans |= more
+            days |= more_days
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "segment":
+                continue
+            if key in ("within", "ago", "without_order_within"):
+                spans.add(parse_duration(value))
+            elif key == "between":
+                spans.update(parse_duration(v) for v in value)
+            elif key == "birthday_within":
+                days.add(parse_duration(value) // DAY)
+            else:
+                more, more_days = all_durations(value)
+                spans |= more
+                days |= more_days
+    return spans, days
+
+
+class Membership:
+    """One customer's memberships at one instant: segment -> since when a member, and segment ->
+    when it last left."""
+
+    def __init__(self, since: dict[str, int] | None = None, left: dict[str, int] | None = None):
+        self.since = dict(since or {})
+        self.left = dict(left or {})
+
+
+class Timeline:
+    """The memberships of every customer of `history` from its stream time on, the history fixed:
+    evaluated at the history's last event, then at every instant after it where anything can flip."""
+
+    def __init__(self, history: History, definitions: dict[str, dict[str, Any]]):
+        self.history = history
+        self.definitions = definitions
+        self.order = evaluation_order(definitions)
+        spans, days = all_durations(list(definitions.values()) + list(history.traits.values()))
+        self.starts = sorted({t + span for t in history.times for span in spans})
+        self.birthday_days = days
+        self.points: list[tuple[int, dict[str, Membership]]] = []
+        if history.stream_time is None:
+            return
+        previous = history.previous or History(history.events[:-1], history.traits, history.rfm)
+        before = previous.timeline(definitions).states(history.stream_time) if previous.stream_time is not None else {}
+        self.points.append((history.stream_time, self.evaluate(history.stream_time, before)))
+
+    def memberships(self, now: int) -> dict[str, frozenset[str]]:
+        return {c: frozenset(m.since) for c, m in sorted(self.states(now).items()) if m.since}
+
+    def states(self, now: int) -> dict[str, Membership]:
+        """Every customer's memberships at `now` (at or after the history's stream time)."""
+        assert self.points and now >= self.points[0][0], "asked before the history's stream time"
+        while self.points[-1][0] < now:
+            x = self.next_instant(self.points[-1][0], self.points[-1][1])
+            if x is None or x > now:
+                break
+            self.points.append((x, self.evaluate(x, self.points[-1][1])))
+        return self.points[bisect_right([x for x, _ in self.points], now) - 1][1]
+
+    def changes(self, lo: int, hi: int) -> set[int]:
+        """The instants in (lo, hi] where some customer's memberships change."""
+        self.states(hi)
+        found = set()
+        for (_, a), (x, b) in zip(self.points, self.points[1:], strict=False):
+            if lo < x <= hi and {c: m.since.keys() for c, m in a.items() if m.since} != \
+                    {c: m.since.keys() for c, m in b.items() if m.since}:
+                found.add(x)
+        return found
+
+    def next_instant(self, after: int, states: dict[str, Membership]) -> int | None:
+        """The first instant after `after` where some condition could flip."""
+        found = self.starts[bisect_right(self.starts, after):][:1]
+        for d in self.definitions.values():
+            for ref in references(d["when"]):
+                for m in states.values():
+                    if "for" in ref and ref["name"] in m.since:
+                        found.append(m.since[ref["name"]] + parse_duration(ref["for"]))
+                    if "left_within" in ref and ref["name"] in m.left:
+                        found.append(m.left[ref["name"]] + parse_duration(ref["left_within"]))
+        if self.birthday_days:
+            for born in self.birth_dates():
+                for year in range(to_datetime(after).year - 1, to_datetime(after).year + 2):
+                    leap_day = (born.month, born.day) == (2, 29) and not calendar.isleap(year)
+                    birthday = dt.date(year, born.month, 28 if leap_day else born.day)
+                    found.append(midnight(birthday + dt.timedelta(days=1)))
+                    found += [midnight(birthday - dt.timedelta(days=n - 1)) for n in self.birthday_days]
+        later = [x for x in found if x > after]
+        return min(later) if later else None
+
+    def birth_dates(self) -> set[dt.date]:
+        return {e.attributes.birth_date for evs in self.history.applied.values() for _, e in evs
+                if isinstance(e, ev.CustomerUpdated) and e.attributes.birth_date not in (None, msgspec.UNSET)}
+
+    def evaluate(self, now: int, before: dict[str, Membership]) -> dict[str, Membership]:
+        """Every segment of every customer at `now`, referenced ones first, from the memberships
+        just before; a customer the history does not hold (erased) has none."""
+        after = {}
+        for customer, evs in sorted(self.history.applied.items()):
+            old = before.get(customer, Membership())
+            m = Membership(old.since, old.left)
+            person = Customer(customer, self.history._attributes[customer], evs, self.history.traits, self.history.rfm, m)
+            for name in self.order:
+                if holds(self.definitions[name]["when"], person, now):
+                    m.since.setdefault(name, now)
+                elif name in m.since:
+                    del m.since[name]
+                    m.left[name] = now
+            after[customer] = m
+        return after
+
+
+def midnight(day: dt.date) -> int:
+    return (day - dt.date(1970, 1, 1)).days * DAY
 
 
 # ------------------------------------------------------------------------------------------------
@@ -205,7 +378,9 @@ def attributes(evs: list[tuple[int, ev.Event]]) -> dict[str, Any]:
 
 class Customer:
     def __init__(self, customer_id: str, attrs: dict[str, Any], evs: list[tuple[int, ev.Event]],
-                 traits: dict[str, dict[str, Any]] | None = None, rfm: dict[str, Any] | None = None):
+                 traits: dict[str, dict[str, Any]] | None = None, rfm: dict[str, Any] | None = None,
+                 membership: Membership | None = None):
+        self.membership = membership or Membership()
         self.customer_id = customer_id
         self.attrs = attrs
         self.events = evs
@@ -232,6 +407,8 @@ def holds(condition: dict[str, Any], person: Customer, now: int) -> bool:
         return not holds(arg, person, now)
     if key == "repeated":
         return repeated(arg, person, now)
+    if key == "segment":
+        return segment_holds(arg, person.membership, now)
     if key == "bucket":
         value = bucket(person.customer_id, arg.get("salt", ""))
         return all(operator_holds(key, op, operand, value, person, now)
@@ -243,6 +420,17 @@ def holds(condition: dict[str, Any], person: Customer, now: int) -> bool:
     else:
         value = person.get(key)
     return all(operator_holds(key, op, operand, value, person, now) for op, operand in arg.items())
+
+
+def segment_holds(ref: dict[str, Any], m: Membership, now: int) -> bool:
+    """A member of ref's segment (for: since D or longer), or with left_within: D not a member, and
+    the last exit less than D ago."""
+    name = ref["name"]
+    if "left_within" in ref:
+        return name not in m.since and name in m.left and now - m.left[name] < parse_duration(ref["left_within"])
+    if "for" in ref:
+        return name in m.since and now - m.since[name] >= parse_duration(ref["for"])
+    return name in m.since
 
 
 COMPARISONS = {"eq": operator.eq, "ne": operator.ne, "gt": operator.gt,

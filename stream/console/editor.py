@@ -84,7 +84,7 @@ def check(backend: Backend, request: Request) -> Response:
     definition, problems = parse_definition(name, request.body, SOURCE, traits)
     if problems or definition is None:
         return _json(200, {"problems": problems, "preview": None})
-    segment = compile_catalog({**traits, name: definition}, SOURCE).by_name.get(name)
+    segment = compile_catalog({**traits, name: definition}, SOURCE, alone=True).by_name.get(name)
     if segment is None:                     # a trait.<name>: it holds no customers to count
         return _json(200, {"problems": [], "preview": None})
     try:

@@ -6,13 +6,14 @@ rules: docs/definitions.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 
 from stream.rules.bounded_yaml import DEFINITION, DocumentError, brief, load
 from stream.engine.redefinition import Redefinition, changed_trait
-from stream.rules.catalog import TRAIT_PREFIX, Catalog, compile_catalog, definitions_of
+from stream.rules.catalog import TRAIT_PREFIX, Catalog, compile_catalog, cycles, definitions_of
 from stream.rules.rfm import RFM_KEY
 from stream.rules.problems import DefinitionError, shown
 from stream.model.time import LATEST, format_rfc3339
@@ -104,7 +105,7 @@ def resolve(file: dict[str, dict[str, Any]], topic: dict[str, TopicRecord],
             continue                                  # removed (a tombstone, or gone from the file)
         if not problems:
             try:
-                compile_catalog({**traits_of(definitions), name: candidate}, source)
+                compile_catalog({**traits_of(definitions), name: candidate}, source, alone=True)
             except DefinitionError as exc:
                 problems = exc.problems
         before = (running or {}).get(name)
@@ -138,21 +139,29 @@ def traits_of(definitions: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any
     return {name: d for name, d in definitions.items() if name.startswith(TRAIT_PREFIX) or name == RFM_KEY}
 
 
+def _conditions(node: object) -> Iterator[tuple[object, object]]:
+    """Every (key, value) of a definition's mappings, nested ones included (without compiling it)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key, value
+            yield from _conditions(value)
+    elif isinstance(node, list):
+        for child in node:
+            yield from _conditions(child)
+
+
 def traits_read(node: object) -> set[str]:
     """The `trait.<name>` keys a segment definition's conditions read (without compiling it), and
     RFM_KEY when they read rfm.*."""
-    found: set[str] = set()
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(key, str) and key.startswith(TRAIT_PREFIX):
-                found.add(key)
-            elif isinstance(key, str) and key.startswith("rfm."):
-                found.add(RFM_KEY)
-            found |= traits_read(value)
-    elif isinstance(node, list):
-        for child in node:
-            found |= traits_read(child)
-    return found
+    keys = {key for key, _ in _conditions(node) if isinstance(key, str)}
+    found = {key for key in keys if key.startswith(TRAIT_PREFIX)}
+    return found | {RFM_KEY} if any(key.startswith("rfm.") for key in keys) else found
+
+
+def segments_read(node: object) -> set[str]:
+    """The segments a definition's `segment:` conditions reference (without compiling it)."""
+    return {value["name"] for key, value in _conditions(node)
+            if key == "segment" and isinstance(value, dict) and isinstance(value.get("name"), str)}
 
 
 def _runnable(definitions: dict[str, dict[str, Any]], sources: dict[str, str], rejected: dict[str, Rejection],
@@ -170,7 +179,7 @@ def _runnable(definitions: dict[str, dict[str, Any]], sources: dict[str, str], r
             if name.startswith(TRAIT_PREFIX) or name == RFM_KEY:
                 continue
             try:
-                compile_catalog({**traits_of(definitions), name: definition}, "definitions")
+                compile_catalog({**traits_of(definitions), name: definition}, "definitions", alone=True)
                 continue
             except DefinitionError as exc:
                 problems = exc.problems
@@ -187,6 +196,48 @@ def _runnable(definitions: dict[str, dict[str, Any]], sources: dict[str, str], r
                                            tuple(shown(problems)))
                 del definitions[name]
             break
+        else:                                     # each compiles alone: their references do not
+            _unreferenced(definitions, sources, rejected, running)
+
+
+def _unreferenced(definitions: dict[str, dict[str, Any]], sources: dict[str, str], rejected: dict[str, Rejection],
+                  running: dict[str, dict[str, Any]]) -> None:
+    """One step towards references that hold together: a segment removed while another references
+    it is kept at its running definition (the removal rejected); failing that, a segment that
+    references one not defined, or closes a cycle, is (kept at its running definition, or left out)."""
+    segments = {name: d for name, d in definitions.items() if not name.startswith(TRAIT_PREFIX)}
+    for name, definition in sorted(segments.items()):
+        for ref in sorted(segments_read(definition) - segments.keys()):
+            if ref in running:
+                rejected[ref] = Rejection(ref, sources.get(ref, "topic"), version_of(running[ref]), (
+                    f"segment {ref!r}: cannot be removed while segment {name!r} references it; change or remove "
+                    f"{name!r} first",))
+                definitions[ref], sources[ref] = running[ref], "running (kept)"
+            else:
+                _keep_running(name, f"segment {name!r}: references unknown segment {ref!r}",
+                              definitions, sources, rejected, running)
+            return
+    compiled = [compile_catalog({**traits_of(definitions), name: d}, "definitions", alone=True).by_name[name]
+                for name, d in sorted(segments.items())]
+    for cycle in cycles(compiled):
+        changed = [name for name in cycle[:-1] if definitions[name] != running.get(name)]
+        name = min(changed or cycle[:-1])
+        _keep_running(name, f"segments {' -> '.join(cycle)} reference each other in a cycle",
+                      definitions, sources, rejected, running)
+        return
+    raise AssertionError("the definitions fail together but each compiles alone and references holds")
+
+
+def _keep_running(name: str, why: str, definitions: dict[str, dict[str, Any]], sources: dict[str, str],
+                  rejected: dict[str, Rejection], running: dict[str, dict[str, Any]]) -> None:
+    """Segment `name` rejected (why): back to its running definition, or left out without one (or
+    when it is the running one)."""
+    rejected[name] = Rejection(name, sources.get(name, "running"), version_of(definitions[name]), (why,))
+    if name in running and definitions[name] != running[name]:
+        definitions[name], sources[name] = running[name], "running (kept)"
+    else:
+        del definitions[name]
+        sources.pop(name, None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -251,7 +302,7 @@ def redefine(running: Running, resolution: Resolution, now: int) -> Running:
 def missing_history(name: str, definitions: dict[str, dict[str, Any]], kept: dict[str, tuple[int, int]],
                     now: int) -> list[Incomplete]:
     flags = []
-    for stream in compile_catalog({**traits_of(definitions), name: definitions[name]}, name).streams:
+    for stream in compile_catalog({**traits_of(definitions), name: definitions[name]}, name, alone=True).streams:
         have = kept.get(stream.name, (0, 0))
         if stream.keep > have[0] or stream.horizon > have[1]:
             flags.append(Incomplete(stream.name, (stream.keep, stream.horizon), have, now + stream.horizon))

@@ -56,6 +56,15 @@ def _earliest(timers: dict[str, int]) -> int | None:
     return earliest
 
 
+@cython.cfunc
+def _record_exit(st: CustomerState, name: str, at: int) -> None:
+    """The customer left segment `name` at `at` (a left_within reads it)."""
+    if st.left is None:
+        st.left = {name: at}
+    else:
+        st.left[name] = at
+
+
 @cython.final
 @cython.cclass
 class Stats:
@@ -90,6 +99,10 @@ class Engine:
     _folds: dict[type[ev.Event], Fold]
     _affected: dict[type[ev.Event], tuple[Segment, ...]]
     _on_create: dict[type[ev.Event], tuple[Segment, ...]]
+    # Segment references (stream.rules.catalog): whether any segment is referenced (a timer's
+    # segments then take their dependants along), and the segments whose exits are recorded.
+    _cascades: bool = cython.declare(cython.bint)
+    _recorded: frozenset[str]
 
     def __init__(self, catalog: Catalog, store: StateStore | None = None):
         self.store: StateStore = store if store is not None else MemoryStore()
@@ -106,6 +119,8 @@ class Engine:
         self._folds = with_traits(Folder(catalog.streams).folds, catalog.traits)
         self._affected = catalog.affected
         self._on_create = catalog.on_create
+        self._cascades = bool(catalog.dependants)
+        self._recorded = catalog.recorded
 
     def reevaluate(self, customer_id: str, st: CustomerState, redefinition: Redefinition,
                    out: list[SegmentChange]) -> bool:
@@ -115,7 +130,14 @@ class Engine:
         by_name, now = self.catalog.by_name, self.now
         member, timers = st.member, st.timers
         changed = False
-        for name, removed_version in redefinition.segments.items():
+        if st.left is not None and not self._recorded.issuperset(st.left):   # exits no definition reads now
+            st.left = {name: at for name, at in st.left.items() if name in self._recorded} or None
+            changed = True
+        names: Iterable[str] = redefinition.segments
+        if self._cascades:                       # the referenced before their dependants
+            names = self.catalog.evaluation_order_of(redefinition.segments)
+        for name in names:
+            removed_version = redefinition.segments[name]
             seg = by_name.get(name)
             if seg is None:                      # removed (or not defined any more): exit, no timer
                 if name in member:
@@ -133,6 +155,8 @@ class Engine:
                     member[name] = now
                 else:
                     del member[name]
+                    if name in self._recorded:
+                        _record_exit(st, name, now)
                 out.append(make_change(customer_id, name, holds, now, None, seg.version, redefined=True))
                 self.stats.changes += 1
                 changed = True
@@ -237,6 +261,8 @@ class Engine:
                     member[name] = at
                 else:
                     del member[name]
+                    if self._cascades and name in self._recorded:    # read by a left_within
+                        _record_exit(st, name, at)
                 out.append(make_change(customer_id, name, holds, now, event_id, seg.version))
                 changes += 1
             if flip is None:
@@ -267,6 +293,8 @@ class Engine:
                         segments.append(by_name[name])
                     else:
                         del timers[name]         # its segment is no longer defined
+            if self._cascades:                   # the segments referencing them move in the same step
+                segments = self.catalog.with_dependants(segments)
             self.stats.timers_fired += 1
             self._evaluate(customer_id, st, segments, deadline, None, out)
             if timers and min(timers.values()) <= deadline:

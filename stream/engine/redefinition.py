@@ -20,7 +20,8 @@ class Redefinition:
     def between(old: Catalog, new: Catalog) -> Redefinition:
         """The segments whose definition or version differ, added and removed ones included, and
         those reading a trait that aggregates something else now (stream.rules.traits.Trait.key),
-        and those reading rfm.* when the rfm section scores differently now (new cut points)."""
+        and those reading rfm.* when the rfm section scores differently now (new cut points); and
+        the segments referencing any of them (`segment:`), which may move with them."""
         changed: dict[str, int | None] = {}
         for name in sorted(old.by_name.keys() | new.by_name.keys()):
             before, after = old.by_name.get(name), new.by_name.get(name)
@@ -30,7 +31,10 @@ class Redefinition:
                     or any(changed_trait(old, new, trait) for trait in after.traits) \
                     or (after.rfm and changed_rfm(old, new)):
                 changed[name] = None
-        return Redefinition(changed)
+        for name in list(changed):
+            for dependant in new.dependants.get(name, ()):
+                changed.setdefault(dependant.name, None)
+        return Redefinition(dict(sorted(changed.items())))
 
     def then(self, later: Redefinition) -> Redefinition:
         """Both passes in one (a change that arrives while an earlier one is under way): a segment

@@ -94,7 +94,7 @@ def define_segment(name: str, definition: dict[str, Any], topic: Topic) -> Outco
     in_file = file_definitions(topic.file_catalog)
     if unknown_traits(definition, topic.file_catalog):
         try:
-            compile_catalog({**traits_of(in_file), **_topic_traits(feed), name: definition}, f"{name}")
+            compile_catalog({**traits_of(in_file), **_topic_traits(feed), name: definition}, f"{name}", alone=True)
         except DefinitionError as exc:
             return invalid(name, shown(exc.problems))
     current = max(feed.highest.get(name, 0), version_of(in_file[name]) if name in in_file else 0)

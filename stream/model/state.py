@@ -96,6 +96,11 @@ class CustomerState(msgspec.Struct, array_like=True, gc=False):
     # computed traits' histories: trait name -> its TraitState. Last, and left out of the record
     # while empty (dump_state), so a state without traits is written as before traits existed.
     traits: dict[str, TraitState] = msgspec.field(default_factory=dict)
+    # segment -> the instant the customer last left it, kept only for the segments a definition
+    # reads with `segment: {name: ..., left_within: ...}` (so bounded by the catalog); None while
+    # there is none (no empty table in every state of a catalog without them). After traits, and
+    # left out of the record while None, like them while empty (_encode_state).
+    left: dict[str, int] | None = None
 
     def deadline(self) -> int | None:
         return min(self.timers.values()) if self.timers else None
@@ -106,19 +111,28 @@ _decode = msgspec.msgpack.Decoder(CustomerState).decode
 _PREFIX = bytes([STATE_FORMAT])
 _FIELDS = len(CustomerState.__struct_fields__)
 _ARRAY16 = b"\xdc"                   # msgpack's array header for 16 to 65535 elements
-_FULL_HEADER = _ARRAY16 + _FIELDS.to_bytes(2, "big")
-_SHORT_HEADER = _ARRAY16 + (_FIELDS - 1).to_bytes(2, "big")
 _EMPTY_MAP = b"\x80"
+_NIL = b"\xc0"
+
+
+def _header(fields: int) -> bytes:
+    return _ARRAY16 + fields.to_bytes(2, "big")
+
+
+_FULL_HEADER = _header(_FIELDS)
 
 
 def _encode_state(state: CustomerState) -> bytes:
-    """The record without its `traits` while they are empty (msgspec writes every field of an
-    array-like struct): a state without traits keeps the bytes the build before them wrote, and
-    any build reads both (a missing last field decodes as its default)."""
+    """The record without its trailing `left` while None, then `traits` while empty (msgspec
+    writes every field of an array-like struct): a state without them keeps the bytes the build
+    before them wrote, and any build reads both (missing last fields decode as their defaults).
+    Fields are left out from the end only: `traits` only with `left` left out too."""
     data = _encode(state)
-    if state.traits or not (data.startswith(_FULL_HEADER) and data.endswith(_EMPTY_MAP)):
+    if state.left is not None or not (data.startswith(_FULL_HEADER) and data.endswith(_NIL)):
         return data
-    return _SHORT_HEADER + data[len(_FULL_HEADER):-1]
+    if state.traits or not data.endswith(_EMPTY_MAP + _NIL):
+        return _header(_FIELDS - 1) + data[len(_FULL_HEADER):-1]
+    return _header(_FIELDS - 2) + data[len(_FULL_HEADER):-2]
 
 
 def dump_state(state: CustomerState) -> bytes:

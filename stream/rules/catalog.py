@@ -2,6 +2,9 @@
 and validated with every problem reported together, and which segments each event type affects."""
 from __future__ import annotations
 
+import difflib
+import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -9,7 +12,7 @@ from typing import Any
 
 from stream.model.state import CustomerState
 from stream.rules.attributes import CHANGED_BY, IDENTITY
-from stream.rules.bounded_yaml import DEFINITION, SEGMENTS_FILE, DocumentError, load, read_file
+from stream.rules.bounded_yaml import DEFINITION, SEGMENTS_FILE, DocumentError, brief, load, read_file
 from stream.rules.compiler import Compiler
 from stream.rules.nodes import Segment, Stream
 from stream.rules.problems import DefinitionError, key_names, shown
@@ -28,21 +31,128 @@ class Catalog:
     by_name: dict[str, Segment] = field(init=False)
     affected: dict[type, tuple[Segment, ...]] = field(init=False)
     on_create: dict[type, tuple[Segment, ...]] = field(init=False)
+    # Segment references (`segment:`): each segment's dependants, transitively, in evaluation
+    # order (none: empty), and the segments whose exits the state records (read by left_within).
+    dependants: dict[str, tuple[Segment, ...]] = field(init=False)
+    recorded: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.segments.sort(key=lambda s: s.name)   # evaluation (and so output) order is by name
+        # Evaluation (and so output) order: by name, but a referenced segment before the segments
+        # referencing it, so that one evaluation moves both (a name the catalog lacks, in a
+        # definition compiled alone, is no constraint).
+        self.segments[:] = evaluation_order(self.segments)
         self.by_name = {s.name: s for s in self.segments}
-        self.affected = {etype: tuple(s for s in self.segments if s.reads & groups)
+        self.dependants = _dependants(self.segments)
+        self.recorded = frozenset(name for s in self.segments for name in s.exits)
+        self.affected = {etype: _with_references(self.segments, {s.name for s in self.segments if s.reads & groups})
                          for etype, groups in CHANGED_BY.items()}
         # A customer's first event: a segment that reads nothing the event changed sees the fields
         # it reads at their empty defaults, where no time condition is pending (no timestamps are
         # set but first/last seen, which every event changes). So it holds as on an empty state,
-        # for good: only those that hold there need evaluating, beside the affected ones.
+        # for good: only those that hold there need evaluating, beside the affected ones (and
+        # those referencing a segment evaluated, which may have moved).
         empty = CustomerState(first_seen=0, last_seen=0)
         on_empty = {s.name for s in self.segments if s.test(empty, 0)[0]}
-        self.on_create = {etype: tuple(s for s in self.segments
-                                       if s.reads & groups or s.name in on_empty or IDENTITY in s.reads)
+        self.on_create = {etype: _with_references(self.segments, {
+                              s.name for s in self.segments
+                              if s.reads & groups or s.name in on_empty or IDENTITY in s.reads})
                           for etype, groups in CHANGED_BY.items()}
+
+    def with_dependants(self, segments: Iterable[Segment]) -> list[Segment]:
+        """`segments` and their dependants, each once, in evaluation order."""
+        names = set()
+        for seg in segments:
+            names.add(seg.name)
+            names.update(d.name for d in self.dependants.get(seg.name, ()))
+        return [s for s in self.segments if s.name in names]
+
+    def evaluation_order_of(self, names: Iterable[str]) -> list[str]:
+        """`names` (of a Redefinition): those not defined first, by name, then the defined ones in
+        evaluation order."""
+        wanted = set(names)
+        return sorted(wanted - self.by_name.keys()) + [s.name for s in self.segments if s.name in wanted]
+
+
+def evaluation_order(segments: list[Segment]) -> list[Segment]:
+    """Topological by reference (a referenced segment first), ties by name; the segments of a
+    cycle, and those referencing one (which compile_catalog rejects), last, by name."""
+    order, cyclic = _topological(segments)
+    return order + cyclic
+
+
+def _topological(segments: list[Segment]) -> tuple[list[Segment], list[Segment]]:
+    """(the segments placed in reference order, ties by name; those a cycle keeps out, by name)."""
+    by_name = {s.name: s for s in segments}
+    waiting = {s.name: {r for r in s.references if r in by_name} for s in segments}
+    users: dict[str, list[str]] = {}
+    for name, refs in waiting.items():
+        for ref in refs:
+            users.setdefault(ref, []).append(name)
+    ready = [name for name, refs in waiting.items() if not refs]
+    heapq.heapify(ready)
+    order: list[Segment] = []
+    while ready:
+        name = heapq.heappop(ready)
+        order.append(by_name[name])
+        for user in users.get(name, ()):
+            waiting[user].discard(name)
+            if not waiting[user]:
+                heapq.heappush(ready, user)
+    placed = {s.name for s in order}
+    return order, sorted((s for s in segments if s.name not in placed), key=lambda s: s.name)
+
+
+def _dependants(ordered: list[Segment]) -> dict[str, tuple[Segment, ...]]:
+    """Name -> every segment referencing it directly or through others, in `ordered`'s order."""
+    found: dict[str, set[str]] = {}
+    for seg in reversed(ordered):            # a dependant comes after what it references
+        for ref in seg.references:
+            found.setdefault(ref, set()).update({seg.name, *found.get(seg.name, ())})
+    return {name: tuple(s for s in ordered if s.name in names) for name, names in sorted(found.items())}
+
+
+def _with_references(ordered: list[Segment], chosen: set[str]) -> tuple[Segment, ...]:
+    """The `chosen` segments and the segments referencing one of them (transitively), in order."""
+    picked: set[str] = set()
+    for seg in ordered:
+        if seg.name in chosen or not seg.references.isdisjoint(picked):
+            picked.add(seg.name)
+    return tuple(s for s in ordered if s.name in picked)
+
+
+def cycles(segments: list[Segment]) -> list[list[str]]:
+    """The cycles of references, each as the names along it back to the first (a -> b -> a)."""
+    _, cyclic = _topological(segments)
+    left = {s.name: s for s in cyclic}
+    found: list[list[str]] = []
+    for start in left:
+        # Each of them references another of them (else it would have been placed): following
+        # the smallest such reference from one comes back round to a cycle.
+        path = [start]
+        while path.count(path[-1]) < 2:
+            path.append(min(r for r in left[path[-1]].references if r in left))
+        cycle = path[path.index(path[-1]):]
+        if not any(set(cycle) & set(other) for other in found):
+            found.append(cycle)
+    return found
+
+
+def reference_problems(segments: list[Segment], unknown: bool = True) -> list[str]:
+    """References to segments not defined (with a did-you-mean; unknown=False: not checked), and
+    cycles of references."""
+    names = {s.name for s in segments}
+    problems = []
+    for seg in sorted(segments, key=lambda s: s.name) if unknown else ():
+        for ref in sorted(seg.references - names):
+            hint = difflib.get_close_matches(ref, sorted(names), n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            problems.append(f"segment {brief(seg.name)}: when: references unknown segment {ref!r}{suggestion}")
+    for cycle in cycles(segments):
+        if len(cycle) == 2:
+            problems.append(f"segment {cycle[0]!r}: when: references itself")
+        else:
+            problems.append(f"segments {' -> '.join(cycle)} reference each other in a cycle")
+    return problems
 
 
 def definitions_of(catalog: Catalog) -> dict[str, dict[str, Any]]:
@@ -113,13 +223,15 @@ TRAIT_PREFIX = "trait."
 
 
 def compile_catalog(definitions: dict[Any, Any], source: str, traits: dict[str, Trait] | None = None,
-                    broken: frozenset[str] = frozenset()) -> Catalog:
+                    broken: frozenset[str] = frozenset(), alone: bool = False) -> Catalog:
     """A catalog from name -> definition mappings: one entry under `segments:` each, and one under
     `traits:` each as `trait.<name>` (how the definitions topic and a partition's record carry
     them, beside the segments), and the rfm section as RFM_KEY (read after the traits, which it may
     measure); conditions may also read `traits` (`broken`: traits defined but invalid). Every
     problem of every trait and segment is reported together. May be empty (every segment removed
-    at run time)."""
+    at run time). `alone`: a definition checked beside the traits only, its references to
+    segments not among `definitions` left for the whole catalog's check; such a catalog is for
+    checking and previews, not to run."""
     traits = dict(traits or {})
     named = {str(k)[len(TRAIT_PREFIX):]: v for k, v in definitions.items() if str(k).startswith(TRAIT_PREFIX)}
     problems: list[str] = []
@@ -142,6 +254,8 @@ def compile_catalog(definitions: dict[Any, Any], source: str, traits: dict[str, 
             segments.append(compiler.segment(str(name), definition))
         except DefinitionError as exc:
             problems.extend(exc.problems)
+    if any(s.references for s in segments):
+        problems.extend(reference_problems(segments, unknown=not alone))
     if problems:
         raise DefinitionError(problems)
     return Catalog(segments, compiler.streams(), source, traits, rfm)
@@ -162,7 +276,7 @@ def parse_definition(name: str, document: str | bytes, source: str, traits: dict
         return None, [f"{source}: expected one segment definition: a mapping with `when:` "
                       "(and optional description, version)"]
     try:
-        compile_catalog({**(traits or {}), name: definition}, source)
+        compile_catalog({**(traits or {}), name: definition}, source, alone=True)
     except DefinitionError as exc:
         return definition, shown(exc.problems)
     return definition, []

@@ -82,6 +82,8 @@ class Compiler:
         self._conditions = 0
         self._read: set[str] = set()
         self._reads_rfm = False
+        self._references: set[str] = set()
+        self._exits: set[str] = set()
         if not valid_name(name):
             raise DefinitionError([f"{where}: a name is lower-case letters, digits and '-', starting with a letter "
                                    f"or digit, at most 64 characters"])
@@ -107,7 +109,8 @@ class Compiler:
             problems.extend(exc.problems)
         if problems:
             raise DefinitionError(problems)
-        return Segment(name, version, description, when, definition, frozenset(self._read), self._reads_rfm)
+        return Segment(name, version, description, when, definition, frozenset(self._read), rfm=self._reads_rfm,
+                       references=frozenset(self._references), exits=frozenset(self._exits))
 
     def _count(self, where: str) -> None:
         self._conditions += 1
@@ -121,7 +124,7 @@ class Compiler:
         self._count(where)
         if not isinstance(node, dict) or len(node) != 1:
             raise DefinitionError([f"{where}: a condition is a mapping with exactly one key (all, any, not, repeated, "
-                                   f"or an attribute); got {brief(node)}"])
+                                   f"segment, or an attribute); got {brief(node)}"])
         (key, arg), = node.items()
         key = str(key)
         if key in ("all", "any"):
@@ -140,7 +143,43 @@ class Compiler:
         if key == "repeated":
             test, reads = self.repeated(arg, f"{where}.repeated")
             return Condition(test, reads, "repeated " + _operand_text(arg))
+        if key == "segment":
+            return self.reference(arg, f"{where}.segment")
         return self.attribute(key, arg, where)
+
+    def reference(self, arg: object, where: str) -> Condition:
+        """`segment: {name: N}` (a member of N), with `for: D` (a member for D or longer) or
+        `left_within: D` (not a member, and left N less than D ago). Whether N exists, and that
+        references make no cycle, the catalog checks (stream.rules.catalog), as it sees them all."""
+        allowed = {"name", "for", "left_within"}
+        if not isinstance(arg, dict):
+            raise DefinitionError([f"{where}: expected a mapping like {{name: loyal}}, {{name: loyal, for: 30d}} "
+                                   f"or {{name: churned, left_within: 30d}}"])
+        problems = []
+        if set(arg) - allowed:
+            problems.append(f"{where}: unknown key(s) {key_names(set(arg) - allowed)}; "
+                            f"allowed: {', '.join(sorted(allowed))}")
+        name: Any = arg.get("name")
+        if not isinstance(name, str) or not valid_name(name):
+            problems.append(f"{where}.name: a segment name; got {brief(name)}")
+        if "for" in arg and "left_within" in arg:
+            problems.append(f"{where}: `for:` and `left_within:` exclude each other; use one")
+        span: int | None = None
+        for key in ("for", "left_within"):
+            if key in arg:
+                with _gathered(problems):
+                    span = _duration(arg[key], f"{where}.{key}")
+        if problems:
+            raise DefinitionError(problems)
+        self._references.add(name)
+        if "left_within" in arg and span is not None:
+            self._exits.add(name)
+            return Condition(pr.left_within(name, span), frozenset(),
+                             f"segment {name} left_within {arg['left_within']}", reference=(name, "left"))
+        if span is not None:
+            return Condition(pr.member_for(name, span), frozenset(), f"segment {name} for {arg['for']}",
+                             reference=(name, "member"))
+        return Condition(pr.member_of(name), frozenset(), f"segment {name}", reference=(name, "member"))
 
     def repeated(self, arg: object, where: str) -> tuple[Test, frozenset[str]]:
         allowed = {"event", "per", "at_least", "within", "without_order_within"}
@@ -196,7 +235,8 @@ class Compiler:
         elif name in ATTRS:
             attr = ATTRS[name]
         else:
-            hint = difflib.get_close_matches(name, list(ATTRS) + ["all", "any", "not", "repeated", "bucket"], n=1)
+            hint = difflib.get_close_matches(name, list(ATTRS) + ["all", "any", "not", "repeated", "segment", "bucket"],
+                                             n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise DefinitionError([f"{where}: unknown attribute or keyword {brief(name)}{suggestion}; "
                                    f"attributes: {', '.join(ATTRS)}, custom.<field>, trait.<name>, "

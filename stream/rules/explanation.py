@@ -96,6 +96,9 @@ def condition(node: Condition, st: CustomerState, now: int) -> Node:
             out["value"] = node.trait.value(st, now)[0]
         elif node.value is not None:
             out["value"] = node.value(st, now)
+        elif node.reference is not None:         # since when a member, or when it last left
+            name, read = node.reference
+            out["value"] = _instant((st.member if read == "member" else st.left or {}).get(name))
         if flip is not None:
             out["changes_at"] = format_rfc3339(flip)
         return out

@@ -43,6 +43,9 @@ class Condition:
     attr: Attr | None = None       # a leaf's attribute, whose value the explanation shows
     trait: Trait | None = None     # ... or its trait, whose value at now it shows
     value: Callable[[Any, int], object] | None = None    # ... or this, its value at (state, now) (rfm.*)
+    # ... or the segment it references and what it reads of it: "member" (since when) or "left"
+    # (the last exit), which the explanation shows
+    reference: tuple[str, Literal["member", "left"]] | None = None
 
 
 def combined(combine: Combine, label: str, parts: tuple[Condition, ...]) -> Condition:
@@ -61,6 +64,8 @@ class Segment:
     definition: dict[str, Any]
     traits: frozenset[str] = frozenset()        # the traits its conditions read (stream.rules.traits)
     rfm: bool = False                           # whether its conditions read rfm.* (stream.rules.rfm)
+    references: frozenset[str] = frozenset()    # the segments its conditions reference (`segment:`)
+    exits: frozenset[str] = frozenset()         # ... of those, the ones whose last exit it reads (left_within)
     # The engine's hot path reads these once per evaluation: one attribute away, not two.
     test: Test = field(init=False)
     reads: frozenset[str] = field(init=False)

@@ -89,6 +89,41 @@ def ago(get: Callable[[CustomerState], int | None], span: int) -> Test:
     return test
 
 
+# Segment references (`segment: {name: ...}`): the referenced segment's membership as the engine
+# holds it, which it updates before evaluating the dependants (stream.rules.catalog orders them).
+
+def member_of(name: str) -> Test:
+    """A member of segment `name`; time alone never changes it (its own moves re-evaluate this)."""
+    def test(st: CustomerState, now: int) -> tuple[bool, None]:
+        return name in st.member, None
+    return test
+
+
+def member_for(name: str, span: int) -> Test:
+    """A member of `name` since span or longer: holds from since + span on (as ago)."""
+    def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
+        since = st.member.get(name)
+        if since is None:
+            return False, None
+        start = since + span
+        return (True, None) if now >= start else (False, start)
+    return test
+
+
+def left_within(name: str, span: int) -> Test:
+    """Not a member of `name`, and its last exit less than span ago: until exit + span (as within)."""
+    def test(st: CustomerState, now: int) -> tuple[bool, int | None]:
+        exits = st.left
+        if exits is None or name in st.member:
+            return False, None
+        exit_at = exits.get(name)
+        if exit_at is None:
+            return False, None
+        end = exit_at + span
+        return (True, end) if now < end else (False, None)
+    return test
+
+
 def birthday_within(get: Callable[[CustomerState], str | None], days: int) -> Test:
     """The next birthday (today counts) is fewer than `days` days away, in UTC calendar days.
     People born on 29 February celebrate on 28 February in other years."""
