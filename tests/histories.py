@@ -351,3 +351,19 @@ segments:
   lost-viewer:    {when: {segment: {name: viewer, left_within: 1d}}}
   was-frequent:   {when: {all: [{segment: {name: frequent, left_within: 7d}}, {not: {segment: {name: at-risk}}}]}}
 """
+
+# References to RFM segments (with ORDER_HEAVY histories): R drops by time at a cut, which moves
+# the RFM segment and, in the same step, the segments referencing it.
+REFERENCES_RFM_YAML = """
+rfm:
+  cuts:
+    recency: [1d, 7d, 30d, 60d]
+    frequency: [2, 3, 4, 6]
+    monetary: [100, 10000, 20000, 50000]
+segments:
+  rfm-recent:     {when: {rfm.r: {gte: 4}}}
+  rfm-asleep:     {when: {rfm.cell: {in: [at-risk, cannot-lose, hibernating, lost]}}}
+  recent-settled: {when: {segment: {name: rfm-recent, for: 2d}}}
+  woke-up:        {when: {all: [{segment: {name: rfm-asleep, left_within: 7d}}, {rfm.r: {gte: 3}}]}}
+  still-recent:   {when: {all: [{segment: {name: recent-settled}}, {not: {segment: {name: rfm-asleep}}}]}}
+"""

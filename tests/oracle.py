@@ -229,6 +229,8 @@ class Timeline:
         self.definitions = definitions
         self.order = evaluation_order(definitions)
         spans, days = all_durations(list(definitions.values()) + list(history.traits.values()))
+        # R drops at the last order plus each recency cut point
+        spans |= {parse_duration(cut) for cut in ((history.rfm or {}).get("cuts") or {}).get("recency", [])}
         self.starts = sorted({t + span for t in history.times for span in spans})
         self.birthday_days = days
         self.points: list[tuple[int, dict[str, Membership]]] = []
@@ -292,7 +294,8 @@ class Timeline:
         for customer, evs in sorted(self.history.applied.items()):
             old = before.get(customer, Membership())
             m = Membership(old.since, old.left)
-            person = Customer(customer, self.history._attributes[customer], evs, self.history.traits, self.history.rfm, m)
+            person = Customer(customer, self.history._attributes[customer], evs, self.history.traits,
+                              self.history.rfm, m)
             for name in self.order:
                 if holds(self.definitions[name]["when"], person, now):
                     m.since.setdefault(name, now)

@@ -44,7 +44,8 @@ from stream.model.time import DAY, format_rfc3339, from_datetime, parse_duration
 
 from tests import oracle
 from tests.helpers import apply_change
-from tests.histories import (CUSTOM_YAML, H12, ORDER_HEAVY, PROFILE_HEAVY, REFERENCES_YAML, RFM_TRAITS_YAML,
+from tests.histories import (CUSTOM_YAML, H12, ORDER_HEAVY, PROFILE_HEAVY, REFERENCES_RFM_YAML, REFERENCES_YAML,
+                             RFM_TRAITS_YAML,
                              RFM_YAML, SPANS, TRAITS_YAML, Scenario, scenarios)
 
 MEMBERSHIP = dict[str, frozenset[str]]
@@ -514,6 +515,22 @@ REFERENCES_EXAMPLES = [
 @_examples(REFERENCES_EXAMPLES)
 def test_references_catalog_incremental_equals_scratch(scenario: Scenario) -> None:
     check(REFERENCES_DEFINITIONS, REFERENCES_CATALOG, scenario, REFERENCES_TRAITS)
+
+
+REFERENCES_RFM_DEFINITIONS = oracle.load_definitions(REFERENCES_RFM_YAML)
+REFERENCES_RFM_CATALOG = parse_catalog(REFERENCES_RFM_YAML)
+REFERENCES_RFM_EXAMPLES = [
+    # R 5 at once, 4 a day later, 3 a week later (rfm-recent exits by time, and recent-settled with
+    # it in the same step); asleep at 30 days (R 2, F 1: hibernating); a payment wakes the customer
+    history(paid("r1", 0, "o1", 10.0), paid("r2", 40 * DAY, "o2", 10.0), until=80 * DAY),
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(ORDER_HEAVY))
+@_examples(REFERENCES_RFM_EXAMPLES)
+def test_references_to_rfm_segments_incremental_equals_scratch(scenario: Scenario) -> None:
+    check(REFERENCES_RFM_DEFINITIONS, REFERENCES_RFM_CATALOG, scenario, rfm=oracle.load_rfm(REFERENCES_RFM_YAML))
 
 
 # ------------------------------------------------------------------------------------------------
