@@ -166,4 +166,5 @@ def test_a_last_order_in_the_future_of_stream_time_is_age_zero():
     assert found.ages == [0, 0, 0, 5 * HOUR, 9 * HOUR]
     cal = calibrate(found, 5)
     assert cal.cuts["recency"] == ["5h", "9h", "10h", "11h"]
-    parse_catalog(yaml.safe_dump({"rfm": {"cuts": cal.cuts}, "segments": {"r": {"when": {"rfm.r": {"gte": 2}}}}}), "s.yaml")
+    written = {"rfm": {"cuts": cal.cuts}, "segments": {"r": {"when": {"rfm.r": {"gte": 2}}}}}
+    parse_catalog(yaml.safe_dump(written), "s.yaml")
