@@ -26,7 +26,7 @@ from stream.rules.rfm import DIMENSIONS, Rfm, cell_of, duration_text, score_of
 @dataclass
 class Population:
     """The measures of the customers that have all three, and how many have not."""
-    ages: list[int] = field(default_factory=list)          # now - last, microseconds
+    ages: list[int] = field(default_factory=list)          # now - last (0 at least), microseconds
     frequency: list[Any] = field(default_factory=list)
     monetary: list[Any] = field(default_factory=list)
     unscored: int = 0
@@ -37,7 +37,9 @@ class Population:
             self.unscored += 1
             return
         age, f, m = measured
-        self.ages.append(age)
+        # A last order after the partition's stream time (the stream lags it) scores as age 0 (R =
+        # levels); a negative age would calibrate to cuts the grammar refuses (durations are positive).
+        self.ages.append(max(0, age))
         self.frequency.append(f)
         self.monetary.append(m)
 

@@ -150,3 +150,21 @@ def test_publish_hands_the_section_to_define_segment(tmp_path, capsys, monkeypat
     assert topic.file_catalog.rfm is not None and topic.file_catalog.rfm.cuts is None
     assert topic.file_catalog.rfm.definition["version"] == 2
     parse_catalog(yaml.safe_dump({"rfm": definition, "segments": {"r": {"when": {"rfm.r": {"gte": 1}}}}}))
+
+
+def test_a_last_order_in_the_future_of_stream_time_is_age_zero():
+    # A partition's stream time can lag a customer's last order (late partitions, clock skew): the
+    # age now - last is negative. It scores like age 0 (R = levels), so it calibrates as 0, and every
+    # cut is a positive duration that the grammar reads back.
+    catalog = parse_catalog(SEGMENTS.replace("rfm.r: {gte: 3}", "paid_orders: {gte: 1}"), "s.yaml")
+    assert catalog.rfm is not None
+    found = Population()
+    for i, last in enumerate((T0 + 3 * HOUR, T0 + HOUR // 2, T0, T0 - 5 * HOUR, T0 - 9 * HOUR)):
+        engine = Engine(catalog)
+        engine.apply(order_paid(f"c{i}", last, "o", 10.0), [])
+        found.add(catalog.rfm, engine.store.get(f"c{i}"), T0)
+    assert found.ages == [0, 0, 0, 5 * HOUR, 9 * HOUR]
+    cal = calibrate(found, 5)
+    assert cal.cuts["recency"] == ["5h", "9h", "10h", "11h"]
+    written = {"rfm": {"cuts": cal.cuts}, "segments": {"r": {"when": {"rfm.r": {"gte": 2}}}}}
+    parse_catalog(yaml.safe_dump(written), "s.yaml")
