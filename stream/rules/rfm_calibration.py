@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream.model.state import CustomerState
-from stream.model.time import HOUR
-from stream.rules.rfm import DIMENSIONS, Rfm, cell_of, duration_text, score_of
+from stream.model.time import HOUR, LONGEST
+from stream.rules.rfm import DIMENSIONS, MAX_LEVELS, Rfm, cell_of, duration_text, score_of
+
+# The oldest age counted: ties raise cuts an hour at a time, at most MAX_LEVELS times, within LONGEST.
+_OLDEST = LONGEST - MAX_LEVELS * HOUR
 
 
 @dataclass
@@ -38,8 +41,10 @@ class Population:
             return
         age, f, m = measured
         # A last order after the partition's stream time (the stream lags it) scores as age 0 (R =
-        # levels); a negative age would calibrate to cuts the grammar refuses (durations are positive).
-        self.ages.append(max(0, age))
+        # levels); an age past the longest duration as that (R = 1 under any cut the grammar takes,
+        # which room is left below for the cuts raised past it): either would calibrate to cuts the
+        # grammar refuses (durations are positive, at most LONGEST).
+        self.ages.append(min(max(0, age), _OLDEST))
         self.frequency.append(f)
         self.monetary.append(m)
 

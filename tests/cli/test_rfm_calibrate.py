@@ -168,3 +168,19 @@ def test_a_last_order_in_the_future_of_stream_time_is_age_zero():
     assert cal.cuts["recency"] == ["5h", "9h", "10h", "11h"]
     written = {"rfm": {"cuts": cal.cuts}, "segments": {"r": {"when": {"rfm.r": {"gte": 2}}}}}
     parse_catalog(yaml.safe_dump(written), "s.yaml")
+
+
+def test_ages_past_the_longest_duration_calibrate_to_cuts_the_grammar_reads():
+    # A last payment stamped near the epoch, seen from today: an age over 100 years, the longest
+    # duration a cut may be. Counted as the oldest age (R 1 under any cut), the cuts, raised past
+    # it for ties, stay within the grammar.
+    catalog = parse_catalog(SEGMENTS.replace("rfm.r: {gte: 3}", "paid_orders: {gte: 1}"), "s.yaml")
+    assert catalog.rfm is not None
+    found = Population()
+    for i in range(5):
+        engine = Engine(catalog)
+        engine.apply(order_paid(f"c{i}", 0, "o", 10.0), [])
+        found.add(catalog.rfm, engine.store.get(f"c{i}"), 200 * 365 * DAY)
+    cal = calibrate(found, 5)
+    written = {"rfm": {"cuts": cal.cuts}, "segments": {"r": {"when": {"rfm.r": {"gte": 2}}}}}
+    parse_catalog(yaml.safe_dump(written), "s.yaml")
