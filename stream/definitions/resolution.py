@@ -289,11 +289,12 @@ def redefine(running: Running, resolution: Resolution, now: int) -> Running:
     incomplete = {name: flags for name, flags in running.incomplete.items()
                   if name in resolution.definitions and name not in change.segments}
     pending = {flag.stream: flag for flags in running.incomplete.values() for flag in flags
-               if flag.stream.startswith(TRAIT_PREFIX) and flag.complete_at > now}
+               if flag.stream.startswith((TRAIT_PREFIX, EXITS_PREFIX)) and flag.complete_at > now}
     for name, version in change.segments.items():
         if version is None:                            # added or changed
             flags = missing_history(name, resolution.definitions, kept, now)
             flags += missing_traits(resolution.catalog.by_name[name].traits, old, resolution.catalog, pending, now)
+            flags += missing_exits(resolution.catalog.by_name[name].exits, old, pending, now)
             if flags:
                 incomplete[name] = flags
     return Running(resolution.definitions, merged, None, incomplete)
@@ -324,6 +325,26 @@ def missing_traits(names: frozenset[str], old: Catalog, new: Catalog, pending: d
         elif changed_trait(old, new, name) and trait.event != "order_paid":
             window = trait.within or 0
             flags.append(Incomplete(stream, (0, window), (0, 0), now + window if trait.within else LATEST))
+    return flags
+
+
+EXITS_PREFIX = "exits."           # the stream name of a flag for a segment's exits (left_within)
+
+
+def missing_exits(exits: dict[str, int], old: Catalog, pending: dict[str, Incomplete], now: int) -> list[Incomplete]:
+    """The segments whose exits a redefined segment reads (left_within, each within its longest
+    window) that the running definitions did not record (Catalog.recorded): recorded from now, so
+    complete once that window has passed; or recorded since an earlier change still short of it
+    (its pending flag: recorded since its complete_at less its window). needs: one exit per
+    customer within the window; kept: none, or the exits of the time since recording began."""
+    flags = []
+    for ref, window in sorted(exits.items()):
+        stream = EXITS_PREFIX + ref
+        earlier = pending.get(stream)
+        if ref not in old.recorded:
+            flags.append(Incomplete(stream, (1, window), (0, 0), now + window))
+        elif earlier is not None and (since := earlier.complete_at - earlier.needs[1]) + window > now:
+            flags.append(Incomplete(stream, (1, window), (1, now - since), since + window))
     return flags
 
 

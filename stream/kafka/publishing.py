@@ -8,13 +8,15 @@ Each returns an Outcome instead of printing, for its caller to show.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 from confluent_kafka import KafkaException
 
-from stream.definitions.resolution import file_definitions, parse_record, traits_of, traits_read, version_of
+from stream.definitions.resolution import (file_definitions, parse_record, segments_read, traits_of, traits_read,
+                                           version_of)
 from stream.kafka.clients import client_config
 from stream.kafka.definitions_feed import DefinitionsFeed, publish, read_topic
 from stream.kafka.topic_admin import ensure_topics
@@ -84,6 +86,40 @@ def _topic_traits(feed: DefinitionsFeed) -> dict[str, dict[str, Any]]:
             and not record.problems}
 
 
+def _beside(feed: DefinitionsFeed, file_catalog: Catalog) -> dict[str, dict[str, Any]]:
+    """What the workers run, as far as the topic and the file say (name -> definition): the topic's
+    usable records over the file's, a tombstone falling back to the file's."""
+    running = file_definitions(file_catalog)
+    for name, record in feed.records.items():
+        if record.definition is not None and not record.problems:
+            running[name] = record.definition
+    return running
+
+
+def reference_problems(name: str, definition: dict[str, Any], beside: dict[str, dict[str, Any]]) -> list[str]:
+    """What the workers would reject in `definition`'s references among the definitions it runs
+    beside: a segment not defined (with a did-you-mean, as stream.rules.catalog says it), and a
+    cycle it closes (the catalog's words, from compiling it with the segments it reaches)."""
+    segments = {n for n in beside if not n.startswith(TRAIT_PREFIX) and n != RFM_KEY} | {name}
+    problems = []
+    for ref in sorted(segments_read(definition) - segments):
+        hint = difflib.get_close_matches(ref, sorted(segments), n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        problems.append(f"segment {name!r}: when: references unknown segment {ref!r}{suggestion}")
+    reached, todo = {name: definition}, sorted(segments_read(definition) & segments - {name})
+    while todo:
+        ref = todo.pop()
+        if ref not in reached:
+            reached[ref] = beside[ref]
+            todo.extend(sorted(segments_read(beside[ref]) & segments - reached.keys()))
+    if len(reached) > 1 or name in segments_read(definition):
+        try:
+            compile_catalog({**traits_of(beside), **reached}, name, alone=True)
+        except DefinitionError as exc:
+            problems.extend(p for p in shown(exc.problems) if "reference" in p)
+    return problems
+
+
 def define_segment(name: str, definition: dict[str, Any], topic: Topic) -> Outcome:
     """Publish `definition` (valid beside the segments file's traits:
     stream.rules.catalog.parse_definition) as `name`'s next version. One that reads traits the
@@ -97,6 +133,10 @@ def define_segment(name: str, definition: dict[str, Any], topic: Topic) -> Outco
             compile_catalog({**traits_of(in_file), **_topic_traits(feed), name: definition}, f"{name}", alone=True)
         except DefinitionError as exc:
             return invalid(name, shown(exc.problems))
+    if not name.startswith(TRAIT_PREFIX) and name != RFM_KEY:
+        problems = reference_problems(name, definition, _beside(feed, topic.file_catalog))
+        if problems:
+            return invalid(name, problems)
     current = max(feed.highest.get(name, 0), version_of(in_file[name]) if name in in_file else 0)
     asked = definition.get("version")
     if asked is not None and asked <= current:
@@ -132,6 +172,13 @@ def remove_segment(name: str, topic: Topic) -> Outcome:
         where = ("the segments file defines it: remove it there" if name in file_definitions(topic.file_catalog)
                  else "no such segment")
         return Outcome(REFUSED, f"{name}: not defined in {topic.name!r} ({where}); nothing published")
+    if name not in file_definitions(topic.file_catalog):
+        readers = sorted(n for n, d in _beside(feed, topic.file_catalog).items() if n != name and name in
+                         segments_read(d))
+        if readers:           # (the workers' words: stream.definitions.resolution)
+            return Outcome(REFUSED, f"{name}: cannot be removed; nothing published", [
+                f"segment {name!r}: cannot be removed while segment {reader!r} references it; change or remove "
+                f"{reader!r} first" for reader in readers])
     try:
         publish(topic.bootstrap, topic.kafka, topic.name, name, None)
     except KafkaException as exc:

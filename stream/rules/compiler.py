@@ -83,7 +83,7 @@ class Compiler:
         self._read: set[str] = set()
         self._reads_rfm = False
         self._references: set[str] = set()
-        self._exits: set[str] = set()
+        self._exits: dict[str, int] = {}          # name -> the longest left_within reading it
         if not valid_name(name):
             raise DefinitionError([f"{where}: a name is lower-case letters, digits and '-', starting with a letter "
                                    f"or digit, at most 64 characters"])
@@ -110,7 +110,7 @@ class Compiler:
         if problems:
             raise DefinitionError(problems)
         return Segment(name, version, description, when, definition, frozenset(self._read), rfm=self._reads_rfm,
-                       references=frozenset(self._references), exits=frozenset(self._exits))
+                       references=frozenset(self._references), exits=dict(self._exits))
 
     def _count(self, where: str) -> None:
         self._conditions += 1
@@ -173,7 +173,7 @@ class Compiler:
             raise DefinitionError(problems)
         self._references.add(name)
         if "left_within" in arg and span is not None:
-            self._exits.add(name)
+            self._exits[name] = max(span, self._exits.get(name, 0))
             return Condition(pr.left_within(name, span), frozenset(),
                              f"segment {name} left_within {arg['left_within']}", reference=(name, "left"))
         if span is not None:

@@ -65,7 +65,9 @@ class Segment:
     traits: frozenset[str] = frozenset()        # the traits its conditions read (stream.rules.traits)
     rfm: bool = False                           # whether its conditions read rfm.* (stream.rules.rfm)
     references: frozenset[str] = frozenset()    # the segments its conditions reference (`segment:`)
-    exits: frozenset[str] = frozenset()         # ... of those, the ones whose last exit it reads (left_within)
+    # ... of those, the ones whose last exit it reads (left_within), each with the longest window it
+    # reads it within (how long after exits start being recorded its answer is complete)
+    exits: dict[str, int] = field(default_factory=dict)
     # The engine's hot path reads these once per evaluation: one attribute away, not two.
     test: Test = field(init=False)
     reads: frozenset[str] = field(init=False)
