@@ -81,7 +81,9 @@ class Feed:
         self.latest: dict[str, collections.deque[dict[str, Any]]] = {
             cause: collections.deque(maxlen=_LATEST_PER_CAUSE) for cause in CAUSES}
         self.stream_time: int | None = None     # the newest change's time: how far the worker got
-        self.customer: str | None = None         # the first customer a change was about
+        # the customer who entered a segment last: one the stores hold now (the one a change was
+        # about first may since have been erased, and the demo's commands name this one)
+        self.customer: str | None = None
         self.history = History()
         self._samples: collections.deque[tuple[float, int, int]] = collections.deque()
 
@@ -108,7 +110,7 @@ class Feed:
         at = parse_rfc3339(change["at"])
         if self.stream_time is None or at > self.stream_time:
             self.stream_time = at
-        if self.customer is None:
+        if change["change"] == "entered":
             self.customer = change["customer_id"]
 
     def tick(self) -> None:
