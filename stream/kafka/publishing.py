@@ -8,7 +8,6 @@ Each returns an Outcome instead of printing, for its caller to show.
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +19,7 @@ from stream.definitions.resolution import (file_definitions, parse_record, segme
 from stream.kafka.clients import client_config
 from stream.kafka.definitions_feed import DefinitionsFeed, publish, read_topic
 from stream.kafka.topic_admin import ensure_topics
-from stream.rules.catalog import TRAIT_PREFIX, Catalog, compile_catalog
+from stream.rules.catalog import TRAIT_PREFIX, Catalog, compile_catalog, unknown_reference
 from stream.rules.problems import DefinitionError, shown
 from stream.rules.rfm import RFM_KEY
 from stream.runtime.topics import DEFINITIONS_CONFIG
@@ -101,11 +100,7 @@ def reference_problems(name: str, definition: dict[str, Any], beside: dict[str, 
     beside: a segment not defined (with a did-you-mean, as stream.rules.catalog says it), and a
     cycle it closes (the catalog's words, from compiling it with the segments it reaches)."""
     segments = {n for n in beside if not n.startswith(TRAIT_PREFIX) and n != RFM_KEY} | {name}
-    problems = []
-    for ref in sorted(segments_read(definition) - segments):
-        hint = difflib.get_close_matches(ref, sorted(segments), n=1)
-        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-        problems.append(f"segment {name!r}: when: references unknown segment {ref!r}{suggestion}")
+    problems = [unknown_reference(name, ref, segments) for ref in sorted(segments_read(definition) - segments)]
     reached, todo = {name: definition}, sorted(segments_read(definition) & segments - {name})
     while todo:
         ref = todo.pop()

@@ -137,16 +137,20 @@ def cycles(segments: list[Segment]) -> list[list[str]]:
     return found
 
 
+def unknown_reference(name: str, ref: str, names: Iterable[str]) -> str:
+    """The problem of segment `name` referencing `ref`, which is none of `names`, with the nearest."""
+    hint = difflib.get_close_matches(ref, sorted(names), n=1)
+    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return f"segment {brief(name)}: when: references unknown segment {ref!r}{suggestion}"
+
+
 def reference_problems(segments: list[Segment], unknown: bool = True) -> list[str]:
     """References to segments not defined (with a did-you-mean; unknown=False: not checked), and
     cycles of references."""
     names = {s.name for s in segments}
-    problems = []
+    problems: list[str] = []
     for seg in sorted(segments, key=lambda s: s.name) if unknown else ():
-        for ref in sorted(seg.references - names):
-            hint = difflib.get_close_matches(ref, sorted(names), n=1)
-            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-            problems.append(f"segment {brief(seg.name)}: when: references unknown segment {ref!r}{suggestion}")
+        problems.extend(unknown_reference(seg.name, ref, names) for ref in sorted(seg.references - names))
     for cycle in cycles(segments):
         if len(cycle) == 2:
             problems.append(f"segment {cycle[0]!r}: when: references itself")
