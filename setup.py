@@ -10,6 +10,7 @@ NATIVE = [
     "stream/engine/fold.py",
     "stream/engine/timers.py",
     "stream/engine/trait_fold.py",
+    "stream/model/decoding.py",
     "stream/model/json_scan.py",
     "stream/model/time.py",
     "stream/rules/predicates.py",

@@ -18,7 +18,8 @@ from collections.abc import Iterable
 
 from stream.model.changes import SegmentChange
 from stream.engine.core import Engine
-from stream.model.events import DeadLetter, Decoder, Event
+from stream.model.decoding import Decoder
+from stream.model.events import DeadLetter, Event
 from stream.rules.catalog import Catalog, load_catalog, parse_catalog
 
 US = 1

@@ -9,7 +9,8 @@ from typing import BinaryIO
 
 from stream.engine.core import Engine, Stats
 from stream.model.changes import SegmentChange, encode_change
-from stream.model.events import DeadLetter, Decoder, oversized
+from stream.model.decoding import Decoder
+from stream.model.events import DeadLetter, oversized
 from stream.runtime import metrics
 from stream.runtime.intake import too_far_ahead
 

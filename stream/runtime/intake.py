@@ -3,7 +3,8 @@ from a routed topic), or a dead letter with its reason, and the dead-letter reco
 back out."""
 from __future__ import annotations
 
-from stream.model.events import DeadLetter, Decoder, Event
+from stream.model.decoding import Decoder
+from stream.model.events import DeadLetter, Event
 from stream.model.time import LATEST, format_rfc3339, from_datetime, to_datetime
 from stream.runtime.records import Headers
 from stream.runtime.settings import WorkerConfig

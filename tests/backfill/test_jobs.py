@@ -25,7 +25,8 @@ from stream.backfill.sinks import FileSink
 from stream.engine.core import STATS_FIELDS, Engine
 from stream.engine.store import MemoryStore
 from stream.model.changes import encode_change
-from stream.model.events import Decoder, Event
+from stream.model.decoding import Decoder
+from stream.model.events import Event
 from stream.model.time import DAY, from_datetime
 from stream.rules.catalog import load_catalog, parse_catalog
 from stream.runtime.settings import WorkerConfig

@@ -35,6 +35,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 
 from stream.model import events as ev
+from stream.model.decoding import Decoder
 from stream.model.changes import SegmentChange, encode_change
 from stream.engine.core import Engine
 from stream.engine.store import MemoryStore
@@ -98,7 +99,7 @@ def run(catalog: Catalog, scenario: Scenario, restart_every: int = 0) -> Run:
     new engine from the stored states (Engine.restore) before every restart_every-th event."""
     store = SerializingStore() if restart_every else MemoryStore()
     engine = Engine(catalog, store)
-    decoder = ev.Decoder()
+    decoder = Decoder()
     steps, changes = [], []
     for i, (raw, tick) in enumerate(zip(scenario.raws, scenario.ticks, strict=True)):
         if restart_every and i % restart_every == restart_every - 1:

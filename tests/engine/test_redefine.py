@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from tests import oracle
 from tests.helpers import apply_change
 from stream.model import events as ev
+from stream.model.decoding import Decoder
 from stream.model.changes import SegmentChange
 from stream.engine.core import Engine
 from stream.engine.redefinition import Redefinition
@@ -116,7 +117,7 @@ def restricted(members: dict[str, frozenset[str]], names: set[str]) -> dict[str,
 
 
 def apply_all(engine: Engine, raws: tuple[bytes, ...]) -> list[ev.Event]:
-    decoder, events = ev.Decoder(), []
+    decoder, events = Decoder(), []
     for raw in raws:
         event = decoder.decode(raw)
         engine.apply(event)
@@ -133,7 +134,7 @@ def check_redefinition(scenario: Scenario, split: int, pause: int, new: dict[str
     before = apply_all(engine, scenario.raws[:split])
     if split < len(scenario.raws):
         # Stream time may not pass the next event's time: the oracle's clock is the events' own.
-        following = from_datetime(ev.Decoder().decode(scenario.raws[split]).occurred_at)
+        following = from_datetime(Decoder().decode(scenario.raws[split]).occurred_at)
         pause = max(0, min(pause, following - engine.now))
     engine.advance(engine.now + pause)
     at = engine.now

@@ -21,7 +21,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from stream.model.changes import encode_change
 from stream.engine.core import Engine
-from stream.model.events import Decoder, Event
+from stream.model.decoding import Decoder
+from stream.model.events import Event
 from stream.rules.catalog import Catalog, load_catalog
 from stream.model.time import SECOND, format_rfc3339, from_datetime
 from stream.tools.synth import START

@@ -13,7 +13,8 @@ from stream.definitions.resolution import file_definitions
 from stream.engine.core import Engine
 from stream.engine.redefinition import Redefinition
 from stream.model.changes import SegmentChange
-from stream.model.events import Decoder, Event
+from stream.model.decoding import Decoder
+from stream.model.events import Event
 from stream.rules.catalog import Catalog, compile_catalog, load_catalog
 
 from . import conformance

@@ -21,7 +21,8 @@ from stream.kafka.topic_admin import ensure_topics
 from stream.cli.main import main
 from stream.definitions.resolution import decode_running, file_definitions
 from stream.engine.core import Engine
-from stream.model.events import Decoder, Event
+from stream.model.decoding import Decoder
+from stream.model.events import Event
 from stream.rules.catalog import compile_catalog, load_catalog
 from stream.storage.keys import DEFINITIONS_KEY
 from stream.tools.synth import shopper_events

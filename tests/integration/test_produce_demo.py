@@ -23,7 +23,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from rich.console import Console
 
-from stream.model.events import Decoder
+from stream.model.decoding import Decoder
+
 from stream.tools.produce import produce
 from stream.tools.synth import shop_records
 from stream.model.time import SECOND, from_datetime

@@ -24,9 +24,10 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 
 from stream.model.changes import SegmentChange, encode_change, make_change
+from stream.model.decoding import Decoder
 from stream.model.events import (
     EVENT_TYPES, Attributes, CartAbandoned, CartUpdated, CustomerErased, CustomerUpdated, DeadLetter,
-    MAX_AMOUNT, Decoder, OrderCancelled, OrderItem, OrderPaid, OrderPlaced, ProductViewed,
+    MAX_AMOUNT, OrderCancelled, OrderItem, OrderPaid, OrderPlaced, ProductViewed,
 )
 from stream.model.time import SECOND, from_datetime
 

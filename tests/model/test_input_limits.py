@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.model.events import (MAX_AMOUNT, MAX_DEPTH, CustomerErased, CustomerUpdated, DeadLetter, Decoder, OrderPaid,
-                           OrderPlaced)
+from stream.model.decoding import Decoder
+from stream.model.events import (MAX_AMOUNT, MAX_DEPTH, CustomerErased, CustomerUpdated, DeadLetter, OrderPaid,
+                                 OrderPlaced)
 
 DECODER = Decoder()
 COMMON = '"event_id":"e-1","customer_id":"c-1","occurred_at":"2025-03-01T12:00:00Z"'

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream.model import events as ev
+from stream.model.decoding import Decoder
 from stream.engine.core import Engine
 from stream.model.state import CUSTOM_KEEP, MAX_STATE_BYTES, SEEN_KEEP, CustomerState, dump_state, load_state
 from stream.tools.synth import shopper_events
@@ -109,7 +110,7 @@ def test_ten_megabyte_sized_custom_updates_stay_bounded():
     big = {f"k{i}": "v" * 12_000 for i in range(60)}
     raw = event_bytes("customer_updated", "c", iso(T0), "e-big", attributes={"custom": big})
     assert 700_000 < len(raw) < 1 << 20
-    assert isinstance(ev.Decoder().decode(raw), ev.DeadLetter)
+    assert isinstance(Decoder().decode(raw), ev.DeadLetter)
     engine, custom = Engine(default_catalog()), truncated("custom")
     for n in range(10):
         attrs = ev.Attributes(custom={f"n{n}-k{i}": "v" * 12_000 for i in range(60)})
@@ -153,7 +154,7 @@ def test_realistic_states_stay_small_and_untouched():
     """The synthetic marketplace never reaches a bound: states average well under 1 KB."""
     engine = Engine(default_catalog())
     counted = {r: truncated(r) for r in ("dedup_ids", "windowed_items", "custom", "custom_names")}
-    decoder = ev.Decoder()
+    decoder = Decoder()
     for raw in shopper_events(500, 20_000):
         event = decoder.decode(raw)
         if not isinstance(event, ev.DeadLetter):

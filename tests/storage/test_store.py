@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from stream.model.changes import SegmentChange, encode_change
 from stream.engine.core import Engine
-from stream.model.events import DeadLetter, Decoder, Event
+from stream.model.decoding import Decoder
+from stream.model.events import DeadLetter, Event
 from stream.rules.catalog import load_catalog
 from stream.model.buckets import customer_hash
 from stream.model.state import CustomerState, dump_state

@@ -7,7 +7,8 @@ import itertools
 from collections import Counter, defaultdict
 
 from stream.engine.core import Engine
-from stream.model.events import EVENT_TYPES, DeadLetter, Decoder, Event
+from stream.model.decoding import Decoder
+from stream.model.events import EVENT_TYPES, DeadLetter, Event
 from stream.rules.catalog import load_catalog
 from stream.tools.synth import START, shop_records
 from stream.model.time import SECOND, format_rfc3339, from_datetime

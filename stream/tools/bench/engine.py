@@ -25,7 +25,8 @@ from stream.engine.core import Engine
 
 from stream.engine.store import MemoryStore
 from stream.model.changes import SegmentChange
-from stream.model.events import AnyEvent, Decoder, Event
+from stream.model.decoding import Decoder
+from stream.model.events import AnyEvent, Event
 from stream.model.state import dump_state
 from stream.replay.driver import replay
 from stream.rules.catalog import Catalog, load_catalog

@@ -5,7 +5,8 @@ from __future__ import annotations
 from stream.engine.core import Engine
 
 from stream.engine.store import MemoryStore
-from stream.model.events import Decoder, Event
+from stream.model.decoding import Decoder
+from stream.model.events import Event
 from stream.model.state import dump_state
 from stream.rules.catalog import Catalog
 from stream.tools.synth import shopper_events

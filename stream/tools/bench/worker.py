@@ -31,7 +31,8 @@ from rich.table import Table
 from stream.errors import SegmentsError
 from stream.kafka.embedded_broker import EmbeddedBroker
 from stream.kafka.topic_admin import ensure_topics
-from stream.model.events import Decoder
+from stream.model.decoding import Decoder
+
 from stream.model.time import format_rfc3339
 from stream.rules.catalog import load_catalog
 from stream.runtime.settings import WorkerConfig
