@@ -7,6 +7,7 @@ from typing import TypeVar, cast
 
 import cython
 import msgspec
+from cython.cimports.stream.engine.untrack import PyObject_GC_UnTrack  # type: ignore[import-untyped]
 
 from stream.model import events as ev
 from stream.model.state import (CANCELLED_KEEP, CATEGORIES_KEEP, CUSTOM_KEEP, ITEMS_KEEP, PAID_KEEP, CustomerState,
@@ -47,6 +48,7 @@ def record_time(tables: dict[str, dict[str, tuple[int, ...]]], name: str, key: s
             times = tuple(ordered)
         if len(times) > keep:
             times = times[1:]
+    PyObject_GC_UnTrack(times)       # only numbers in it (stream.engine.untrack)
     table[key] = times
     if len(table) > _ITEMS_KEEP:
         for stalest in table:
@@ -146,7 +148,9 @@ class Folder:
         if order_id in st.paid or order_id in st.cancelled:
             return                   # only the first payment counts; none after a cancellation
         paid = st.paid
-        paid[order_id] = (t, e.amount)
+        payment = (t, e.amount)
+        PyObject_GC_UnTrack(payment)     # only numbers in it (stream.engine.untrack)
+        paid[order_id] = payment
         if len(paid) > PAID_KEEP:
             fold_oldest_paid(st)
         recount(st)

@@ -4,6 +4,15 @@ from __future__ import annotations
 from heapq import heapify, heappop, heappush
 
 import cython
+from cython.cimports.stream.engine.untrack import PyObject_GC_UnTrack  # type: ignore[import-untyped]
+
+
+@cython.cfunc
+def _entry(deadline: int, customer_id: str) -> tuple[int, str]:
+    """A heap entry, untracked by the garbage collector (a number and a string: stream.engine.untrack)."""
+    entry = (deadline, customer_id)
+    PyObject_GC_UnTrack(entry)
+    return entry
 
 
 @cython.final
@@ -37,9 +46,9 @@ class TimerIndex:
             return
         due[customer_id] = deadline
         heap = self._heap
-        heappush(heap, (deadline, customer_id))
+        heappush(heap, _entry(deadline, customer_id))
         if len(heap) > 2 * len(due) + 4096:
-            self._heap = heap = [(d, c) for c, d in due.items()]
+            self._heap = heap = [_entry(d, c) for c, d in due.items()]
             heapify(heap)
 
     def pop_due(self, limit: cython.longlong) -> tuple[int, str] | None:

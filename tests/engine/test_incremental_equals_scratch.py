@@ -545,7 +545,7 @@ def _changes_under_seeds(text: str, lines: list[str]) -> list[bytes]:
         "import sys\n"
         "from stream.model.changes import encode_change\n"
         "from stream.engine.core import Engine\n"
-        "from stream.model.events import Decoder\n"
+        "from stream.model.decoding import Decoder\n"
         "from stream.rules.catalog import load_catalog, parse_catalog\n"
         "text, lines = sys.stdin.read().split('\\0')\n"
         "for catalog in (load_catalog(), parse_catalog(text)):\n"
