@@ -1,6 +1,6 @@
 """Small builders shared by the tests.
 
-Events are written as JSON bytes and decoded through `stream.model.events.Decoder`, so every test goes
+Events are written as JSON bytes and decoded through `stream.model.decoding.Decoder`, so every test goes
 through the real input contract. Instants are integer microseconds since the Unix epoch (UTC), the
 engine's own unit; `instant()` and `iso()` convert with the standard library only, so the tests do
 not check the engine's time handling against itself.

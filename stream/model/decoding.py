@@ -11,19 +11,8 @@ from typing import Any
 import cython
 import msgspec
 
-from stream.model.events import (
-    EVENT_TYPES,
-    MAX_DEPTH,
-    AnyEvent,
-    Attributes,
-    CartUpdated,
-    CustomerUpdated,
-    DeadLetter,
-    Event,
-    OrderItem,
-    OrderPlaced,
-    oversized,
-)
+from stream.model.events import (EVENT_TYPES, MAX_DEPTH, AnyEvent, Attributes, CartUpdated, CustomerUpdated, DeadLetter,
+                                 Event, OrderItem, OrderPlaced, oversized)
 from stream.model.json_guards import Pairs, keys_in, last, parse_pairs, repeat_in, too_deep
 from stream.model.json_scan import scan
 from stream.model.time import EARLIEST, LATEST, to_datetime
@@ -98,7 +87,7 @@ def _values_held(event: Event) -> cython.Py_ssize_t:
     for name in _OPTIONAL[cls]:
         if getattr(event, name) is not None:
             held += 1
-    if type(event) is OrderPlaced:
+    if type(event) is OrderPlaced:          # (type(event), not cls: the checker narrows on it)
         for item in event.items:
             held += 3 if item.category is None else 4
     elif type(event) is CartUpdated:

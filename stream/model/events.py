@@ -1,4 +1,5 @@
-"""The input event contract: one msgspec Struct per event type, decoded and validated in one pass.
+"""The input event contract: one msgspec Struct per event type, decoded and validated in one pass
+(stream.model.decoding).
 
 schemas/*.schema.json publish the same contract as JSON Schema; tests/model/test_contract.py keeps the two
 in step. Unknown extra fields are ignored so producers can evolve without breaking consumers.

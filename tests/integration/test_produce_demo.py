@@ -24,7 +24,6 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from rich.console import Console
 
 from stream.model.decoding import Decoder
-
 from stream.tools.produce import produce
 from stream.tools.synth import shop_records
 from stream.model.time import SECOND, from_datetime

@@ -26,7 +26,6 @@ from stream.runtime import metrics
 from stream.kafka.topic_admin import ensure_topics
 from stream.engine.core import Engine
 from stream.model.decoding import Decoder
-
 from stream.rules.catalog import load_catalog
 from stream.tools.synth import shopper_events
 from stream.model.time import SECOND, format_rfc3339, parse_rfc3339

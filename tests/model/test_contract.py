@@ -1,7 +1,7 @@
 """Keep the published contract (schemas/*.schema.json) and the implementation in step.
 
 Input: every example, listed or generated, gets the same verdict from the JSON Schema and from
-`stream.model.events.Decoder`, and the schemas describe exactly the msgspec Structs' fields and constraints.
+`stream.model.decoding.Decoder`, and the schemas describe exactly the msgspec Structs' fields and constraints.
 Output: `stream.model.changes.make_change` + `encode_change` produce what segment_change.schema.json allows.
 
 A case marked xfail(strict=True) is a known mismatch between the contract and the code: fix the code,

@@ -1,5 +1,6 @@
 """Hostile input messages: every one becomes an event or a DeadLetter with a reason, never an
-exception (stream.model.events.Decoder, and the per-message path both runtimes share, stream.runtime.intake.Intake)."""
+exception (stream.model.decoding.Decoder, and the per-message path both runtimes share,
+stream.runtime.intake.Intake)."""
 from __future__ import annotations
 
 import json
