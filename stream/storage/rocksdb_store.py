@@ -44,8 +44,9 @@ class PartitionStore:
     The cache holds at most `cache_size` customers after each commit, evicting the least recently
     used; between commits it also holds every customer read or written since (dirty ones must stay
     until committed), so its size is bounded by cache_size plus the customers of one transaction.
-    Misses are not cached. A decoded state takes about 3.4 KB of memory on the synthetic
-    marketplace workload (342 B serialized), so the default 50k is about 170 MB per partition.
+    Misses are not cached. A decoded state takes about 2.5 KB of memory on the synthetic
+    marketplace workload (about 200 B serialized; `segments bench engine` measures both), so the
+    default 50k is about 125 MB per partition.
     """
 
     def __init__(self, path: str | Path, cache_size: int = 50_000, erasure_after_ms: int = DEFAULT_ERASURE_AFTER_MS):
