@@ -87,6 +87,7 @@ def run_demo(console: Any, *, rate: float | None = None, customers: int = 2000, 
 def _finish(out: _Output, parts: _Parts, feed: Feed, work: Path, failed: str | None, interrupted: bool,
             elapsed: float) -> int:
     """The summary, and the temporary directory removed unless a part failed; the exit code."""
+    out.settle()
     say = out.say
     if not parts.broker_started:
         if interrupted:
@@ -113,6 +114,7 @@ class _Output:
     def __init__(self, console: Any):
         self.console = console
         self.closed = False
+        self._silenced = False           # stdout's descriptor is /dev/null now
         # rich's own answer to a closed pipe is SystemExit(1), from inside whatever printed: no
         # summary, and the temporary directory left behind.
         console.on_broken_pipe = self._stdout_gone
@@ -134,15 +136,24 @@ class _Output:
         self.console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
 
     def _stdout_gone(self) -> None:
-        if self.closed:
-            return
+        # Each step can be repeated, and they run in this order, because a Ctrl-C (a
+        # KeyboardInterrupt, anywhere in the main thread) may cut this short: settle() then
+        # finishes it. Cut short after the pipe was silenced but before the console moved, the
+        # summary went to /dev/null without a word.
         self.closed = True
-        # What is still buffered for stdout would fail again when Python flushes it at exit.
-        with contextlib.suppress(OSError, ValueError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
         self.console.file = sys.stderr
+        if not self._silenced:
+            # What is still buffered for stdout would fail again when Python flushes it at exit.
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            self._silenced = True
+
+    def settle(self) -> None:
+        """Finish a move to stderr that a signal cut short (called with signals ignored)."""
+        if self.closed:
+            self._stdout_gone()
 
 
 class _Parts:

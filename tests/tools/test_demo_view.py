@@ -4,12 +4,16 @@ without a terminal control code, --speed as a duration, and unusable arguments r
 from __future__ import annotations
 
 import argparse
+import io
+import os
+import sys
 
 import pytest
+from rich.console import Console
 
 from stream.cli.demo import _speed
 from stream.model.time import DAY, SECOND, format_rfc3339
-from stream.tools.demo import _speed_text
+from stream.tools.demo import _Output, _speed_text
 from stream.tools.demo_view import SPARK_WIDTH, Feed, History, plain_lines, sparkline, summary_lines
 
 START = 1_800_000_000 * SECOND
@@ -148,3 +152,43 @@ def test_demo_help_names_what_each_option_takes(capsys):
         main(["demo", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
     assert "--speed DURATION" in shown and "--duration SECONDS" in shown and "--rate N" in shown
+
+
+class _Descriptor:
+    """A stand-in stdout with a descriptor number (the test never touches the real fd 1)."""
+
+    def fileno(self) -> int:
+        return 99
+
+
+def test_a_ctrl_c_inside_the_move_to_stderr_still_leaves_the_summary_on_stderr(monkeypatch):
+    """SIGINT raises KeyboardInterrupt anywhere in the main thread, also inside the move from a
+    closed stdout to stderr (seen once in CI: rc 0 and not a word on either stream). The summary,
+    said after settle() with signals ignored, still reaches stderr, and stdout's descriptor is
+    silenced, so Python's flush at exit cannot fail on it."""
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setattr(sys, "stdout", _Descriptor())
+    redirected: list[int] = []
+    left_open: list[int] = []
+
+    def dup2(fd: int, fd2: int) -> None:
+        if not redirected:
+            redirected.append(-1)
+            left_open.append(fd)             # the move never reached its os.close
+            raise KeyboardInterrupt          # the signal lands in the middle of the move
+        redirected.append(fd2)
+
+    monkeypatch.setattr(os, "dup2", dup2)
+    stdout = io.StringIO()
+    out = _Output(Console(file=stdout, force_terminal=False))
+    with pytest.raises(KeyboardInterrupt):
+        out._stdout_gone()
+    out.settle()
+    out.say("stopped after 1.0 s (interrupted)")
+    assert "stopped after 1.0 s (interrupted)" in stderr.getvalue()
+    assert stdout.getvalue() == ""
+    assert redirected == [-1, 99], "stdout's descriptor is /dev/null once the move is finished"
+    out.settle()
+    assert redirected == [-1, 99], "silenced once"
+    os.close(left_open[0])
