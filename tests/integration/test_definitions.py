@@ -32,7 +32,7 @@ from tests.hostile_definitions import POISONS, oversized, run_bounded
 
 from . import conformance
 from .definition_steps import FILE, LOYAL3, Reference, add_and_remove_buyer, change_loyal, ids, wait_for_moves
-from .workers import PARTITIONS, Running, create_topics, settings, topic_config
+from .workers import PARTITIONS, Running, create_topics, get, series, settings, topic_config
 
 
 HTTP_TOKEN = "definitions-test-token-0123456789"
@@ -153,16 +153,14 @@ def test_sigkill_during_reevaluation_loses_and_invents_nothing(kafka_bootstrap, 
 def taken_up(port: int, segment: str, version: int) -> bool:
     """The worker owns every partition, all restored, each running `version` of `segment` with no
     re-evaluation pass under way (its own /metrics)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as scrape:
-            samples = dict(line.rsplit(" ", 1) for line in scrape.read().decode().splitlines()
-                           if line and not line.startswith("#"))
-    except OSError:                  # not listening yet
-        return False
-    return (float(samples.get("segments_assigned_partitions", 0)) == PARTITIONS
-            and float(samples.get("segments_ready", 0)) == 1
-            and float(samples.get("segments_reevaluations_running", 1)) == 0
-            and float(samples.get(f'segments_definition_version{{segment="{segment}"}}', 0)) == version)
+    status, text = get(f"http://127.0.0.1:{port}/metrics")
+
+    def sample(name: str, labels: str = "") -> float | None:
+        return series(text, name).get(labels)
+
+    return (status == 200 and sample("segments_assigned_partitions") == PARTITIONS
+            and sample("segments_ready") == 1 and sample("segments_reevaluations_running") == 0
+            and sample("segments_definition_version", f'{{segment="{segment}"}}') == version)
 
 
 # ---- hostile records on the topic ------------------------------------------------------------------
